@@ -1,0 +1,321 @@
+// Argo's artifact semantics on top of the transfer engine: what a key means
+// (object or directory prefix), how a local path maps to keys, what counts as
+// not found. Mirrors the built-in S3 driver (see README "Semantics"), with
+// directories moved in parallel instead of one file at a time.
+import { lstat, mkdir, rm, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  HeadBucketCommand,
+  PutBucketEncryptionCommand,
+} from "@aws-sdk/client-s3";
+import { ConfigCache } from "../config/parse.js";
+import { PluginError, describeError } from "../errors.js";
+import type { S3Target, S3TargetFactory } from "../s3/client.js";
+import { httpStatus, isNotFound, location, s3ErrorCode, storageError } from "../s3/errors.js";
+import { anyUnder, listPrefix } from "../s3/listing.js";
+import { downloadToFile, headObject, readObject } from "../transfer/download.js";
+import { TaskGroup } from "../transfer/task-group.js";
+import { uploadFile, uploadStream } from "../transfer/upload.js";
+import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
+import { type WalkStats, walkFiles } from "./walk.js";
+
+/** What the service needs of an artifact; the wire layer builds it from Argo's message. */
+export interface ArtifactRef {
+  name: string;
+  configuration: string;
+  key: string;
+}
+
+/** Outcome figures for the per-RPC log line. */
+export interface TransferSummary {
+  bucket: string;
+  key: string;
+  kind: "file" | "directory";
+  bytes: number;
+  files: number;
+  skippedSymlinks?: number;
+}
+
+export class ArtifactService {
+  private readonly ensuredBuckets = new WeakMap<S3Target, Promise<void>>();
+
+  constructor(
+    private readonly targets: S3TargetFactory,
+    private readonly configs = new ConfigCache(),
+  ) {}
+
+  /** Parse the configuration (cached) and get the S3 target for it. */
+  async target(artifact: ArtifactRef): Promise<S3Target> {
+    const cfg = this.configs.get(artifact.configuration);
+    return this.targets.get(cfg, artifact.configuration);
+  }
+
+  async load(artifact: ArtifactRef, path: string, signal: AbortSignal): Promise<TransferSummary> {
+    const t = await this.target(artifact);
+    const key = artifact.key;
+    const summary = (kind: TransferSummary["kind"], bytes: number, files: number): TransferSummary => ({
+      bucket: t.bucket,
+      key,
+      kind,
+      bytes,
+      files,
+    });
+    if (key !== "" && !key.endsWith("/")) {
+      let info;
+      try {
+        info = await headObject(t, key, signal);
+      } catch (e) {
+        if (!(e instanceof PluginError && e.kind === "not-found")) throw e;
+      }
+      if (info) {
+        await mkdir(dirname(path), { recursive: true });
+        const bytes = await downloadToFile(t, key, path, signal, info);
+        return summary("file", bytes, 1);
+      }
+    }
+    const prefix = directoryPrefix(key);
+    if (!(await anyUnder(t, prefix, signal))) throw this.notFound(t, key);
+    const { bytes, files } = await this.loadDirectory(t, prefix, path, signal);
+    return summary("directory", bytes, files);
+  }
+
+  private notFound(t: S3Target, key: string): PluginError {
+    return new PluginError(
+      "not-found",
+      `artifact not found: no object s3://${t.bucket}/${key} and no objects under s3://${t.bucket}/${directoryPrefix(key)} (endpoint ${t.endpointLabel})`,
+    );
+  }
+
+  private async loadDirectory(t: S3Target, prefix: string, root: string, signal: AbortSignal): Promise<{ bytes: number; files: number }> {
+    const existed = await lstat(root).then(
+      () => true,
+      () => false,
+    );
+    await mkdir(root, { recursive: true });
+    const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
+    let bytes = 0;
+    let files = 0;
+    try {
+      for await (const obj of listPrefix(t, prefix, group.signal)) {
+        // Console-made "folder" markers are not files (Argo skips them too).
+        if (obj.key.endsWith("/")) continue;
+        const local = localPathFor(root, prefix, obj.key);
+        await group.add(async (s) => {
+          await mkdir(dirname(local), { recursive: true });
+          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag });
+          files++;
+        });
+      }
+      await group.wait();
+      return { bytes, files };
+    } catch (e) {
+      await group.settle();
+      // Leave nothing half-loaded behind: Argo would otherwise see a partial directory.
+      if (!existed) await rm(root, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async save(artifact: ArtifactRef, path: string, signal: AbortSignal): Promise<TransferSummary> {
+    const t = await this.target(artifact);
+    const key = artifact.key;
+    let st;
+    try {
+      st = await stat(path);
+    } catch (e) {
+      throw new PluginError("local", `cannot save ${path} to ${location({ bucket: t.bucket, key, endpointLabel: t.endpointLabel })}: ${describeError(e)}`);
+    }
+    await this.ensureBucket(t, signal);
+    if (st.isFile()) {
+      if (key === "" || key.endsWith("/")) {
+        throw new PluginError("invalid-argument", `cannot save file ${path}: key "${key}" is empty or ends with "/"; a file needs an object key`);
+      }
+      const { bytes } = await uploadFile(t, key, path, st.size, signal);
+      return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
+    }
+    if (!st.isDirectory()) throw new PluginError("local", `cannot save ${path}: not a regular file or directory`);
+    const stats: WalkStats = { skippedSymlinks: 0, skippedOther: 0 };
+    const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
+    let bytes = 0;
+    let files = 0;
+    try {
+      for await (const f of walkFiles(path, stats)) {
+        await group.add(async (s) => {
+          // Size at upload time, not at walk time: the file is read as it is now.
+          const { size } = await stat(f.path);
+          await uploadFile(t, keyForFile(key, f.rel), f.path, size, s);
+          bytes += size;
+          files++;
+        });
+      }
+      await group.wait();
+    } catch (e) {
+      await group.settle();
+      throw e;
+    }
+    return { bucket: t.bucket, key, kind: "directory", bytes, files, skippedSymlinks: stats.skippedSymlinks };
+  }
+
+  async saveStream(artifact: ArtifactRef, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<TransferSummary> {
+    const t = await this.target(artifact);
+    const key = artifact.key;
+    if (key === "" || key.endsWith("/")) {
+      throw new PluginError("invalid-argument", `cannot stream to key "${key}": empty or ends with "/"; a stream needs an object key`);
+    }
+    await this.ensureBucket(t, signal);
+    const { bytes } = await uploadStream(t, key, chunks, signal);
+    return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
+  }
+
+  async delete(artifact: ArtifactRef, signal: AbortSignal): Promise<{ bucket: string; key: string; files: number }> {
+    const t = await this.target(artifact);
+    const key = artifact.key;
+    if (!key.endsWith("/")) {
+      try {
+        await t.client.send(new DeleteObjectCommand({ Bucket: t.bucket, Key: key }), { abortSignal: signal });
+      } catch (e) {
+        throw storageError("DeleteObject", { bucket: t.bucket, key, endpointLabel: t.endpointLabel }, e, signal);
+      }
+      return { bucket: t.bucket, key, files: 1 };
+    }
+    // Batches of up to 1,000 keys (DeleteObjects' limit) as the listing streams in.
+    let batch: { Key: string }[] = [];
+    let files = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const objects = batch;
+      batch = [];
+      let out;
+      try {
+        out = await t.client.send(new DeleteObjectsCommand({ Bucket: t.bucket, Delete: { Objects: objects, Quiet: true } }), {
+          abortSignal: signal,
+        });
+      } catch (e) {
+        throw storageError("DeleteObjects", { bucket: t.bucket, key, endpointLabel: t.endpointLabel }, e, signal);
+      }
+      const failed = out.Errors ?? [];
+      if (failed.length > 0) {
+        const first = failed[0]!;
+        throw new PluginError(
+          "storage",
+          `DeleteObjects ${location({ bucket: t.bucket, key, endpointLabel: t.endpointLabel })}: ${failed.length} of ${objects.length} keys not deleted, first ${first.Key}: ${first.Code}: ${first.Message}`,
+        );
+      }
+      files += objects.length;
+    };
+    for await (const obj of listPrefix(t, directoryPrefix(key), signal)) {
+      batch.push({ Key: obj.key });
+      if (batch.length === 1000) await flush();
+    }
+    await flush();
+    return { bucket: t.bucket, key, files };
+  }
+
+  async listObjects(artifact: ArtifactRef, signal: AbortSignal): Promise<string[]> {
+    const t = await this.target(artifact);
+    const key = artifact.key;
+    const out: string[] = [];
+    for await (const obj of listPrefix(t, directoryPrefix(key), signal)) {
+      if (!obj.key.endsWith("/")) out.push(obj.key);
+    }
+    if (out.length === 0 && !(await this.objectExists(t, key, signal))) throw this.notFound(t, key);
+    return out;
+  }
+
+  async isDirectory(artifact: ArtifactRef, signal: AbortSignal): Promise<boolean> {
+    const t = await this.target(artifact);
+    return anyUnder(t, directoryPrefix(artifact.key), signal);
+  }
+
+  /** The object's bytes in order; a directory or a missing key is an error. */
+  async openStream(artifact: ArtifactRef, signal: AbortSignal): Promise<{ bucket: string; key: string; chunks: AsyncIterable<Buffer> }> {
+    const t = await this.target(artifact);
+    const key = artifact.key;
+    const chunks = readObject(t, key, signal);
+    // Pull the first range now so "not found" is reported before any frame is sent.
+    const first = await chunks.next().catch(async (e: unknown) => {
+      if (e instanceof PluginError && e.kind === "not-found" && (await anyUnder(t, directoryPrefix(key), signal))) {
+        throw new PluginError(
+          "invalid-argument",
+          `s3://${t.bucket}/${key} is a directory (objects exist under ${directoryPrefix(key)}); OpenStream streams single objects only`,
+        );
+      }
+      if (e instanceof PluginError && e.kind === "not-found") throw this.notFound(t, key);
+      throw e;
+    });
+    async function* all(): AsyncGenerator<Buffer> {
+      if (first.done) return;
+      yield first.value;
+      yield* chunks;
+    }
+    return { bucket: t.bucket, key, chunks: all() };
+  }
+
+  private async objectExists(t: S3Target, key: string, signal: AbortSignal): Promise<boolean> {
+    if (key === "" || key.endsWith("/")) return false;
+    try {
+      await headObject(t, key, signal);
+      return true;
+    } catch (e) {
+      if (e instanceof PluginError && e.kind === "not-found") return false;
+      throw e;
+    }
+  }
+
+  /** createBucketIfNotPresent, once per target per process. */
+  private ensureBucket(t: S3Target, signal: AbortSignal): Promise<void> {
+    const opts = t.cfg.createBucketIfNotPresent;
+    if (!opts) return Promise.resolve();
+    let p = this.ensuredBuckets.get(t);
+    if (!p) {
+      p = this.createBucket(t, opts.objectLocking, signal);
+      this.ensuredBuckets.set(t, p);
+      p.catch(() => this.ensuredBuckets.delete(t));
+    }
+    return p;
+  }
+
+  private async createBucket(t: S3Target, objectLocking: boolean, signal: AbortSignal): Promise<void> {
+    const where = { bucket: t.bucket, endpointLabel: t.endpointLabel };
+    try {
+      await t.client.send(new HeadBucketCommand({ Bucket: t.bucket }), { abortSignal: signal });
+      return;
+    } catch (e) {
+      if (!isNotFound(e) && httpStatus(e) !== 404) throw storageError("HeadBucket", where, e, signal);
+    }
+    try {
+      await t.client.send(new CreateBucketCommand({ Bucket: t.bucket, ObjectLockEnabledForBucket: objectLocking || undefined }), {
+        abortSignal: signal,
+      });
+    } catch (e) {
+      const code = s3ErrorCode(e);
+      if (code !== "BucketAlreadyOwnedByYou" && code !== "BucketAlreadyExists") throw storageError("CreateBucket", where, e, signal);
+      return;
+    }
+    const mode = t.encryption.mode;
+    if (mode === "sse-s3" || mode === "sse-kms") {
+      const kmsKeyId = t.cfg.encryptionOptions?.kmsKeyId;
+      try {
+        await t.client.send(
+          new PutBucketEncryptionCommand({
+            Bucket: t.bucket,
+            ServerSideEncryptionConfiguration: {
+              Rules: [
+                {
+                  ApplyServerSideEncryptionByDefault:
+                    mode === "sse-kms" ? { SSEAlgorithm: "aws:kms", KMSMasterKeyID: kmsKeyId } : { SSEAlgorithm: "AES256" },
+                },
+              ],
+            },
+          }),
+          { abortSignal: signal },
+        );
+      } catch (e) {
+        throw storageError("PutBucketEncryption", where, e, signal);
+      }
+    }
+  }
+}

@@ -1,0 +1,254 @@
+// Strict parsing of plugin.configuration. Every rejection names the field path
+// (e.g. `encryptionOptions.kmsKeyId`) so a workflow author can fix the YAML
+// without reading our source. Results are cached by the configuration text,
+// which Argo sends unchanged on every RPC.
+import { parseDocument } from "yaml";
+import { PluginError } from "../errors.js";
+import { Lru } from "../util/lru.js";
+import {
+  type AddressingStyle,
+  DEFAULT_TUNING,
+  type EncryptionOptions,
+  type PluginConfig,
+  type SecretRef,
+  type Tuning,
+} from "./types.js";
+
+type Obj = Record<string, unknown>;
+
+/** Refuse configuration text above this size before handing it to the YAML parser. */
+export const MAX_CONFIG_BYTES = 256 * 1024;
+
+function fail(field: string, why: string): never {
+  throw new PluginError("invalid-config", `invalid plugin configuration: ${field}: ${why}`);
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  return typeof v === "object" ? "a mapping" : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function asObject(v: unknown, field: string): Obj {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    fail(field, `expected a mapping, got ${typeName(v)}`);
+  }
+  return v as Obj;
+}
+
+function checkKeys(o: Obj, field: string, allowed: readonly string[], hints: Record<string, string> = {}): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) {
+      const where = field ? `${field}.${k}` : k;
+      fail(where, hints[k] ?? `unknown field (allowed here: ${allowed.join(", ")})`);
+    }
+  }
+}
+
+function str(o: Obj, k: string, field: string): string {
+  const v = o[k];
+  if (v === undefined || v === null) return "";
+  if (typeof v !== "string") fail(field, `expected a string, got ${typeName(v)}`);
+  return v;
+}
+
+function bool(o: Obj, k: string, field: string): boolean {
+  const v = o[k];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "boolean") fail(field, `expected true or false, got ${typeName(v)}`);
+  return v;
+}
+
+function secretRef(o: Obj, k: string, field: string): SecretRef | undefined {
+  const v = o[k];
+  if (v === undefined || v === null) return undefined;
+  const s = asObject(v, field);
+  checkKeys(s, field, ["name", "key", "optional"]);
+  const name = str(s, "name", `${field}.name`);
+  const key = str(s, "key", `${field}.key`);
+  if (!name) fail(`${field}.name`, "required (the Kubernetes secret's name)");
+  if (!key) fail(`${field}.key`, "required (the key inside the secret)");
+  return { name, key, optional: bool(s, "optional", `${field}.optional`) };
+}
+
+function positiveInt(o: Obj, k: string, field: string, min: number, max: number): number | undefined {
+  const v = o[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v)) fail(field, `expected an integer, got ${typeName(v)}`);
+  if (v < min || v > max) fail(field, `must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+const MiB = 1024 * 1024;
+
+function parseTuning(v: unknown): Tuning {
+  if (v === undefined || v === null) return { ...DEFAULT_TUNING };
+  const o = asObject(v, "tuning");
+  checkKeys(o, "tuning", [
+    "partSizeMiB",
+    "partConcurrency",
+    "fileConcurrency",
+    "multipartThresholdMiB",
+    "maxAttempts",
+    "requestTimeoutSeconds",
+  ]);
+  const partMiB = positiveInt(o, "partSizeMiB", "tuning.partSizeMiB", 5, 5 * 1024);
+  const thresholdMiB = positiveInt(o, "multipartThresholdMiB", "tuning.multipartThresholdMiB", 1, 5 * 1024);
+  const timeout = positiveInt(o, "requestTimeoutSeconds", "tuning.requestTimeoutSeconds", 1, 24 * 3600);
+  return {
+    partSize: partMiB !== undefined ? partMiB * MiB : DEFAULT_TUNING.partSize,
+    partConcurrency: positiveInt(o, "partConcurrency", "tuning.partConcurrency", 1, 64) ?? DEFAULT_TUNING.partConcurrency,
+    fileConcurrency: positiveInt(o, "fileConcurrency", "tuning.fileConcurrency", 1, 256) ?? DEFAULT_TUNING.fileConcurrency,
+    multipartThreshold: thresholdMiB !== undefined ? thresholdMiB * MiB : DEFAULT_TUNING.multipartThreshold,
+    maxAttempts: positiveInt(o, "maxAttempts", "tuning.maxAttempts", 1, 20) ?? DEFAULT_TUNING.maxAttempts,
+    requestTimeoutMs: timeout !== undefined ? timeout * 1000 : DEFAULT_TUNING.requestTimeoutMs,
+  };
+}
+
+function parseEndpoint(raw: string): string {
+  const e = raw.trim();
+  if (!e) return "";
+  if (e.includes("://")) {
+    fail("endpoint", `expected host[:port] without a scheme, got "${e}" (use insecure: true for plain HTTP)`);
+  }
+  if (/[/?#@\s]/.test(e)) {
+    fail("endpoint", `expected host[:port] only: no path, query, user or spaces, got "${e.replace(/[^@]*@/, "…@")}"`);
+  }
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(e);
+  if (!m) fail("endpoint", `"${e}" is not a host[:port]`);
+  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) fail("endpoint", `port ${m[2]} out of range`);
+  return e;
+}
+
+function parseAddressing(v: string): AddressingStyle {
+  if (v === "") return "auto";
+  if (v === "path" || v === "virtual-hosted") return v;
+  return fail("addressingStyle", `expected "", "path" or "virtual-hosted", got "${v}"`);
+}
+
+function parseEncryption(o: Obj, insecure: boolean): EncryptionOptions | undefined {
+  const v = o["encryptionOptions"];
+  if (v === undefined || v === null) return undefined;
+  const e = asObject(v, "encryptionOptions");
+  checkKeys(e, "encryptionOptions", [
+    "enableEncryption",
+    "kmsKeyId",
+    "kmsEncryptionContext",
+    "serverSideCustomerKeySecret",
+  ]);
+  const opts: EncryptionOptions = {
+    enableEncryption: bool(e, "enableEncryption", "encryptionOptions.enableEncryption"),
+    kmsKeyId: str(e, "kmsKeyId", "encryptionOptions.kmsKeyId"),
+    kmsEncryptionContext: str(e, "kmsEncryptionContext", "encryptionOptions.kmsEncryptionContext"),
+    serverSideCustomerKeySecret: secretRef(e, "serverSideCustomerKeySecret", "encryptionOptions.serverSideCustomerKeySecret"),
+  };
+  if (opts.kmsKeyId && opts.serverSideCustomerKeySecret) {
+    fail("encryptionOptions", "kmsKeyId and serverSideCustomerKeySecret cannot be set together");
+  }
+  if (opts.serverSideCustomerKeySecret && insecure) {
+    fail("encryptionOptions.serverSideCustomerKeySecret", "SSE-C needs TLS; it cannot be used with insecure: true");
+  }
+  if (opts.kmsEncryptionContext) {
+    let ctx: unknown;
+    try {
+      ctx = JSON.parse(opts.kmsEncryptionContext);
+    } catch {
+      fail("encryptionOptions.kmsEncryptionContext", "not valid JSON");
+    }
+    if (typeof ctx !== "object" || ctx === null || Array.isArray(ctx)) {
+      fail("encryptionOptions.kmsEncryptionContext", "must be a JSON object of string values");
+    }
+  }
+  return opts;
+}
+
+const TOP_LEVEL = [
+  "endpoint",
+  "bucket",
+  "region",
+  "insecure",
+  "accessKeySecret",
+  "secretKeySecret",
+  "sessionTokenSecret",
+  "roleARN",
+  "useSDKCreds",
+  "createBucketIfNotPresent",
+  "encryptionOptions",
+  "caSecret",
+  "addressingStyle",
+  "tuning",
+] as const;
+
+const HINTS: Record<string, string> = {
+  key: "the object key belongs in the artifact's plugin.key, not in plugin.configuration",
+  accessKey: "unknown field; static keys come from a Kubernetes secret: use accessKeySecret {name, key}",
+  secretKey: "unknown field; static keys come from a Kubernetes secret: use secretKeySecret {name, key}",
+};
+
+/** Parse and validate configuration text. Throws PluginError("invalid-config"). */
+export function parseConfig(text: string): PluginConfig {
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) {
+    fail("(configuration)", `larger than ${MAX_CONFIG_BYTES / 1024} KiB; refusing to parse it`);
+  }
+  if (text.trim() === "") fail("(configuration)", "empty: at least `bucket` is required");
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0]!;
+    fail("(configuration)", `not valid YAML: ${first.message.split("\n")[0]}`);
+  }
+  const root = asObject(doc.toJS({ maxAliasCount: 100 }), "(configuration)");
+  checkKeys(root, "", TOP_LEVEL, HINTS);
+
+  const insecure = bool(root, "insecure", "insecure");
+  const bucket = str(root, "bucket", "bucket").trim();
+  if (!bucket) fail("bucket", "required");
+
+  let createBucket: PluginConfig["createBucketIfNotPresent"];
+  const cb = root["createBucketIfNotPresent"];
+  if (cb !== undefined && cb !== null) {
+    const c = asObject(cb, "createBucketIfNotPresent");
+    checkKeys(c, "createBucketIfNotPresent", ["objectLocking"]);
+    createBucket = { objectLocking: bool(c, "objectLocking", "createBucketIfNotPresent.objectLocking") };
+  }
+
+  const cfg: PluginConfig = {
+    endpoint: parseEndpoint(str(root, "endpoint", "endpoint")),
+    bucket,
+    region: str(root, "region", "region").trim(),
+    insecure,
+    accessKeySecret: secretRef(root, "accessKeySecret", "accessKeySecret"),
+    secretKeySecret: secretRef(root, "secretKeySecret", "secretKeySecret"),
+    sessionTokenSecret: secretRef(root, "sessionTokenSecret", "sessionTokenSecret"),
+    roleARN: str(root, "roleARN", "roleARN").trim(),
+    useSDKCreds: bool(root, "useSDKCreds", "useSDKCreds"),
+    createBucketIfNotPresent: createBucket,
+    encryptionOptions: parseEncryption(root, insecure),
+    caSecret: secretRef(root, "caSecret", "caSecret"),
+    addressingStyle: parseAddressing(str(root, "addressingStyle", "addressingStyle")),
+    tuning: parseTuning(root["tuning"]),
+  };
+  if (!!cfg.accessKeySecret !== !!cfg.secretKeySecret) {
+    fail(cfg.accessKeySecret ? "secretKeySecret" : "accessKeySecret", "accessKeySecret and secretKeySecret must be set together");
+  }
+  if (cfg.sessionTokenSecret && !cfg.accessKeySecret) {
+    fail("sessionTokenSecret", "needs accessKeySecret and secretKeySecret");
+  }
+  return cfg;
+}
+
+/** Parsed configurations keyed by their text: Argo resends the same text on every RPC. */
+export class ConfigCache {
+  private readonly entries: Lru<string, PluginConfig>;
+
+  constructor(capacity = 64) {
+    this.entries = new Lru(capacity);
+  }
+
+  get(text: string): PluginConfig {
+    const hit = this.entries.get(text);
+    if (hit) return hit;
+    const cfg = parseConfig(text);
+    this.entries.set(text, cfg);
+    return cfg;
+  }
+}

@@ -1,0 +1,98 @@
+// Builds the S3 clients for one configuration and caches them by configuration
+// text (plus the CA bundle's content, which can change under a secret): an RPC
+// reuses the client, its connection pool and its credential cache.
+import { createHash } from "node:crypto";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { S3Client } from "@aws-sdk/client-s3";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import type { PluginConfig } from "../config/types.js";
+import { Lru } from "../util/lru.js";
+import { type CredentialSource, chooseCredentials } from "./credentials.js";
+import { Encryption } from "./encryption.js";
+import type { SecretSource } from "./kube-secrets.js";
+
+/** Everything the layers above need to talk to one bucket. */
+export interface S3Target {
+  readonly cfg: PluginConfig;
+  readonly bucket: string;
+  /** Client with retries (Load, Save, Delete, ListObjects, IsDirectory). */
+  readonly client: S3Client;
+  /** Client without retries: OpenStream must not retry internally (Argo's caller does). */
+  readonly singleAttemptClient: S3Client;
+  readonly encryption: Encryption;
+  /** Human-readable endpoint for error messages, e.g. "http://127.0.0.1:9000". */
+  readonly endpointLabel: string;
+  readonly credentialSource: CredentialSource;
+}
+
+export function isAwsEndpoint(endpoint: string): boolean {
+  const host = endpoint.replace(/:\d+$/, "").toLowerCase();
+  return host === "" || host.endsWith(".amazonaws.com") || host.endsWith(".amazonaws.com.cn");
+}
+
+/** Path style for everything but AWS itself, unless the configuration says otherwise. */
+export function usePathStyle(cfg: PluginConfig): boolean {
+  if (cfg.addressingStyle === "path") return true;
+  if (cfg.addressingStyle === "virtual-hosted") return false;
+  return !isAwsEndpoint(cfg.endpoint);
+}
+
+export function endpointUrl(cfg: PluginConfig): string | undefined {
+  if (!cfg.endpoint) return undefined;
+  return `${cfg.insecure ? "http" : "https"}://${cfg.endpoint}`;
+}
+
+export function effectiveRegion(cfg: PluginConfig, env: NodeJS.ProcessEnv = process.env): string {
+  return cfg.region || env["AWS_REGION"] || env["AWS_DEFAULT_REGION"] || "us-east-1";
+}
+
+export class S3TargetFactory {
+  private readonly cache = new Lru<string, Promise<S3Target>>(32);
+
+  constructor(private readonly secrets: SecretSource) {}
+
+  async get(cfg: PluginConfig, configText: string): Promise<S3Target> {
+    const ca = cfg.caSecret ? await this.secrets.get(cfg.caSecret) : undefined;
+    const cacheKey = ca ? `${configText}\0${createHash("sha256").update(ca).digest("hex")}` : configText;
+    let target = this.cache.get(cacheKey);
+    if (!target) {
+      target = Promise.resolve(this.build(cfg, ca));
+      this.cache.set(cacheKey, target);
+    }
+    return target;
+  }
+
+  private build(cfg: PluginConfig, ca: Buffer | undefined): S3Target {
+    const region = effectiveRegion(cfg);
+    const endpoint = endpointUrl(cfg);
+    const creds = chooseCredentials(cfg, this.secrets, region);
+    // One pool per target, sized for part concurrency × file concurrency.
+    const maxSockets = Math.max(16, cfg.tuning.partConcurrency * 2, cfg.tuning.fileConcurrency * 2);
+    const agentOpts = { keepAlive: true, maxSockets };
+    const handler = new NodeHttpHandler({
+      httpAgent: new HttpAgent(agentOpts),
+      httpsAgent: new HttpsAgent(ca ? { ...agentOpts, ca: ca.toString("utf8") } : agentOpts),
+      connectionTimeout: 10_000,
+      requestTimeout: cfg.tuning.requestTimeoutMs,
+    });
+    const common = {
+      region,
+      endpoint,
+      forcePathStyle: usePathStyle(cfg),
+      credentials: creds.provider,
+      requestHandler: handler,
+      // Without a configured region, follow S3's redirect to the bucket's region as Argo's client does.
+      followRegionRedirects: !cfg.region,
+    };
+    return {
+      cfg,
+      bucket: cfg.bucket,
+      client: new S3Client({ ...common, maxAttempts: cfg.tuning.maxAttempts, retryMode: "standard" }),
+      singleAttemptClient: new S3Client({ ...common, maxAttempts: 1 }),
+      encryption: new Encryption(cfg, this.secrets),
+      endpointLabel: endpoint ?? `AWS S3 (${region})`,
+      credentialSource: creds.source,
+    };
+  }
+}

@@ -1,0 +1,69 @@
+// Credential selection in Argo's order of precedence:
+//   1. keys from Kubernetes secrets (accessKeySecret + secretKeySecret [+ sessionTokenSecret])
+//   2. roleARN: STS AssumeRole, source credentials from the SDK's default chain
+//   3. useSDKCreds, or nothing set: the SDK's default Node chain (env, IRSA web
+//      identity, container credentials incl. EKS Pod Identity, instance metadata)
+// The SDK's chain is used as is: unlike Argo ≤ v3.5.11's Go client it accepts
+// the EKS Pod Identity agent at 169.254.170.23 / [fd00:ec2::23].
+import { fromNodeProviderChain, fromTemporaryCredentials } from "@aws-sdk/credential-providers";
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@aws-sdk/types";
+import type { PluginConfig } from "../config/types.js";
+import { PluginError, describeError } from "../errors.js";
+import type { SecretSource } from "./kube-secrets.js";
+
+export type CredentialSource = "kubernetes-secrets" | "assume-role" | "sdk-default-chain";
+
+export interface CredentialChoice {
+  source: CredentialSource;
+  provider: AwsCredentialIdentityProvider;
+}
+
+/** How long static keys read from secrets are trusted before the secret is read again. */
+const SECRET_KEYS_TTL_MS = 60_000;
+
+export function chooseCredentials(cfg: PluginConfig, secrets: SecretSource, region: string): CredentialChoice {
+  const { accessKeySecret, secretKeySecret, sessionTokenSecret } = cfg;
+  if (accessKeySecret && secretKeySecret) {
+    const provider: AwsCredentialIdentityProvider = async (): Promise<AwsCredentialIdentity> => {
+      const [ak, sk, st] = await Promise.all([
+        secrets.get(accessKeySecret),
+        secrets.get(secretKeySecret),
+        sessionTokenSecret ? secrets.get(sessionTokenSecret) : Promise.resolve(undefined),
+      ]);
+      const accessKeyId = ak?.toString("utf8").trim() ?? "";
+      const secretAccessKey = sk?.toString("utf8").trim() ?? "";
+      if (!accessKeyId || !secretAccessKey) {
+        throw new PluginError(
+          "credentials",
+          `empty access key or secret key in Kubernetes secrets "${accessKeySecret.name}"/"${secretKeySecret.name}"`,
+        );
+      }
+      const sessionToken = st?.toString("utf8").trim() || undefined;
+      // An expiration makes the SDK ask again after the TTL, so rotated secrets are picked up.
+      return { accessKeyId, secretAccessKey, sessionToken, expiration: new Date(Date.now() + SECRET_KEYS_TTL_MS) };
+    };
+    return { source: "kubernetes-secrets", provider };
+  }
+  if (cfg.roleARN) {
+    const provider = fromTemporaryCredentials({
+      params: { RoleArn: cfg.roleARN, RoleSessionName: `argo-s3-artifact-plugin-${process.pid}` },
+      // The STS endpoint follows the SDK's own settings (AWS_ENDPOINT_URL_STS, AWS_STS_REGIONAL_ENDPOINTS).
+      clientConfig: { region },
+      masterCredentials: fromNodeProviderChain(),
+    });
+    return { source: "assume-role", provider: wrapProviderErrors(provider, `assuming role ${cfg.roleARN}`) };
+  }
+  return { source: "sdk-default-chain", provider: wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain") };
+}
+
+/** Keep the SDK's own explanation but say which path was being tried. */
+function wrapProviderErrors(p: AwsCredentialIdentityProvider, what: string): AwsCredentialIdentityProvider {
+  return async (opts) => {
+    try {
+      return await p(opts);
+    } catch (e) {
+      if (e instanceof PluginError) throw e;
+      throw new PluginError("credentials", `could not obtain credentials from ${what}: ${describeError(e)}`, { cause: e });
+    }
+  };
+}

@@ -1,0 +1,61 @@
+// Turns whatever the SDK threw into a PluginError whose message names the
+// operation, bucket, key, endpoint and S3's error code. Credentials never
+// appear: SDK error messages don't carry them, and we add none.
+import { PluginError, describeError, isPluginError } from "../errors.js";
+
+export interface S3Where {
+  bucket: string;
+  key?: string;
+  endpointLabel: string;
+}
+
+interface SdkErrorShape {
+  name?: string;
+  Code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  code?: string;
+}
+
+export function s3ErrorCode(e: unknown): string | undefined {
+  if (typeof e !== "object" || e === null) return undefined;
+  const x = e as SdkErrorShape;
+  return x.Code ?? (x.name && x.name !== "Error" ? x.name : undefined) ?? x.code;
+}
+
+export function httpStatus(e: unknown): number | undefined {
+  if (typeof e !== "object" || e === null) return undefined;
+  return (e as SdkErrorShape).$metadata?.httpStatusCode;
+}
+
+export function isNotFound(e: unknown): boolean {
+  const code = s3ErrorCode(e);
+  return code === "NoSuchKey" || code === "NotFound" || httpStatus(e) === 404;
+}
+
+export function isAbort(e: unknown, signal?: AbortSignal): boolean {
+  if (signal?.aborted) return true;
+  const name = (e as { name?: string } | null)?.name;
+  return name === "AbortError";
+}
+
+export function location(w: S3Where): string {
+  const obj = w.key !== undefined ? `s3://${w.bucket}/${w.key}` : `s3://${w.bucket}`;
+  return `${obj} (endpoint ${w.endpointLabel})`;
+}
+
+/** Wrap an SDK failure of `op` (e.g. "GetObject") at `w`. */
+export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortSignal): PluginError {
+  if (isPluginError(e)) return e;
+  if (isAbort(e, signal)) {
+    return new PluginError("cancelled", `${op} ${location(w)}: cancelled`, { cause: e });
+  }
+  const code = s3ErrorCode(e);
+  const status = httpStatus(e);
+  let detail = describeError(e);
+  // SDK messages for bodiless errors (HEAD) are just "UnknownError" or the code itself.
+  if (!detail || detail === code || detail === "UnknownError") detail = status ? `HTTP ${status}` : "no details";
+  const codePart = code && code !== "Error" ? `${code}: ` : "";
+  const kind = isNotFound(e) ? "not-found" : "storage";
+  return new PluginError(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { cause: e });
+}

@@ -1,0 +1,36 @@
+// Streams a prefix listing page by page: callers iterate, so a prefix with a
+// million keys never becomes a million-entry array in the plugin.
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import type { S3Target } from "./client.js";
+import { storageError } from "./errors.js";
+
+export interface ListedObject {
+  key: string;
+  size: number;
+  etag: string | undefined;
+}
+
+export async function* listPrefix(target: S3Target, prefix: string, signal: AbortSignal, maxKeys?: number): AsyncGenerator<ListedObject> {
+  let token: string | undefined;
+  do {
+    let page;
+    try {
+      page = await target.client.send(
+        new ListObjectsV2Command({ Bucket: target.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: maxKeys }),
+        { abortSignal: signal },
+      );
+    } catch (e) {
+      throw storageError("ListObjectsV2", { bucket: target.bucket, key: prefix, endpointLabel: target.endpointLabel }, e, signal);
+    }
+    for (const o of page.Contents ?? []) {
+      if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, etag: o.ETag };
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token && maxKeys === undefined);
+}
+
+/** True when at least one object exists under `prefix`. */
+export async function anyUnder(target: S3Target, prefix: string, signal: AbortSignal): Promise<boolean> {
+  for await (const _ of listPrefix(target, prefix, signal, 1)) return true;
+  return false;
+}

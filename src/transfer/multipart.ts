@@ -1,0 +1,145 @@
+// One multipart upload, from CreateMultipartUpload to Complete or Abort. Both
+// upload paths (parts read from a file at their offsets, parts cut from a gRPC
+// stream) feed this class, so there is one place that completes and one place
+// that cleans up.
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  type CompletedPart,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { PluginError } from "../errors.js";
+import type { S3Target } from "../s3/client.js";
+import { storageError } from "../s3/errors.js";
+import type { WriteSse } from "../s3/encryption.js";
+
+const MiB = 1024 * 1024;
+export const MIN_PART_SIZE = 5 * MiB;
+export const MAX_PARTS = 10_000;
+
+/** The configured part size, grown (in whole MiB) so `size` fits in 10,000 parts. */
+export function partSizeFor(size: number, configured: number): number {
+  const needed = Math.ceil(size / MAX_PARTS);
+  const part = Math.max(configured, MIN_PART_SIZE, needed);
+  return Math.ceil(part / MiB) * MiB;
+}
+
+/** One PUT for objects that fit in a single request. */
+export async function putSmallObject(
+  target: S3Target,
+  key: string,
+  body: Buffer,
+  sse: WriteSse,
+  signal: AbortSignal,
+): Promise<void> {
+  try {
+    await target.client.send(
+      new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: body, ContentLength: body.length, ...sse }),
+      { abortSignal: signal },
+    );
+  } catch (e) {
+    throw storageError("PutObject", { bucket: target.bucket, key, endpointLabel: target.endpointLabel }, e, signal);
+  }
+}
+
+export class MultipartUpload {
+  private readonly parts: CompletedPart[] = [];
+  private finished = false;
+
+  private constructor(
+    private readonly target: S3Target,
+    readonly key: string,
+    readonly uploadId: string,
+    private readonly sse: WriteSse,
+  ) {}
+
+  static async start(target: S3Target, key: string, sse: WriteSse, signal: AbortSignal): Promise<MultipartUpload> {
+    const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
+    try {
+      const out = await target.client.send(
+        new CreateMultipartUploadCommand({ Bucket: target.bucket, Key: key, ...sse }),
+        { abortSignal: signal },
+      );
+      if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
+      return new MultipartUpload(target, key, out.UploadId, sse);
+    } catch (e) {
+      throw storageError("CreateMultipartUpload", where, e, signal);
+    }
+  }
+
+  private get where() {
+    return { bucket: this.target.bucket, key: this.key, endpointLabel: this.target.endpointLabel };
+  }
+
+  async uploadPart(partNumber: number, body: Buffer, signal: AbortSignal): Promise<void> {
+    const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
+    try {
+      const out = await this.target.client.send(
+        new UploadPartCommand({
+          Bucket: this.target.bucket,
+          Key: this.key,
+          UploadId: this.uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: body.length,
+          SSECustomerAlgorithm,
+          SSECustomerKey,
+        }),
+        { abortSignal: signal },
+      );
+      this.parts.push({
+        PartNumber: partNumber,
+        ETag: out.ETag,
+        ChecksumCRC32: out.ChecksumCRC32,
+        ChecksumCRC32C: out.ChecksumCRC32C,
+        ChecksumCRC64NVME: out.ChecksumCRC64NVME,
+        ChecksumSHA1: out.ChecksumSHA1,
+        ChecksumSHA256: out.ChecksumSHA256,
+      });
+    } catch (e) {
+      throw storageError(`UploadPart ${partNumber}`, this.where, e, signal);
+    }
+  }
+
+  async complete(signal: AbortSignal): Promise<void> {
+    const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+    const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
+    try {
+      await this.target.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.target.bucket,
+          Key: this.key,
+          UploadId: this.uploadId,
+          MultipartUpload: { Parts: parts },
+          SSECustomerAlgorithm,
+          SSECustomerKey,
+        }),
+        { abortSignal: signal },
+      );
+      this.finished = true;
+    } catch (e) {
+      throw storageError("CompleteMultipartUpload", this.where, e, signal);
+    }
+  }
+
+  /**
+   * Abort unless completed. Runs on its own short deadline, not the caller's
+   * signal, because it usually runs *because* the caller was cancelled.
+   * Returns the abort failure (if any) for the caller to log; never throws.
+   */
+  async abort(): Promise<Error | undefined> {
+    if (this.finished) return undefined;
+    this.finished = true;
+    try {
+      await this.target.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.target.bucket, Key: this.key, UploadId: this.uploadId }),
+        { abortSignal: AbortSignal.timeout(30_000) },
+      );
+      return undefined;
+    } catch (e) {
+      return storageError("AbortMultipartUpload", this.where, e);
+    }
+  }
+}

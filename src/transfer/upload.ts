@@ -1,0 +1,160 @@
+// Uploads: from a local file (parts read at their own offsets, several in
+// flight) and from a stream of chunks (cut into parts as they arrive, with the
+// source not read while the part queue is full). Memory is bounded by
+// (parts in flight + 1) × part size, whatever the object's size.
+import { open } from "node:fs/promises";
+import { PluginError } from "../errors.js";
+import type { S3Target } from "../s3/client.js";
+import { MAX_PARTS, MultipartUpload, partSizeFor, putSmallObject } from "./multipart.js";
+import { TaskGroup } from "./task-group.js";
+
+/** Reuses part buffers so a long upload does not churn the heap. */
+class BufferPool {
+  private readonly free: Buffer[] = [];
+  constructor(private readonly size: number) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+  give(b: Buffer): void {
+    if (b.length === this.size) this.free.push(b);
+  }
+}
+
+export interface UploadResult {
+  bytes: number;
+  parts: number;
+}
+
+async function withMultipart(
+  target: S3Target,
+  key: string,
+  signal: AbortSignal,
+  run: (mpu: MultipartUpload, group: TaskGroup) => Promise<number>,
+): Promise<number> {
+  const sse = await target.encryption.forWrite(key);
+  const mpu = await MultipartUpload.start(target, key, sse, signal);
+  const group = new TaskGroup(target.cfg.tuning.partConcurrency, signal);
+  try {
+    const parts = await run(mpu, group);
+    await group.wait();
+    await mpu.complete(signal);
+    return parts;
+  } catch (e) {
+    await group.settle();
+    const abortErr = await mpu.abort();
+    if (abortErr) {
+      // The upload failed and so did its cleanup: say both, the first cause first.
+      const first = e instanceof Error ? e.message : String(e);
+      throw new PluginError("storage", `${first}; additionally ${abortErr.message} (upload id ${mpu.uploadId} may be left behind)`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+export async function uploadFile(target: S3Target, key: string, path: string, size: number, signal: AbortSignal): Promise<UploadResult> {
+  const { tuning } = target.cfg;
+  const fh = await open(path, "r");
+  try {
+    if (size <= tuning.multipartThreshold) {
+      const body = Buffer.allocUnsafe(size);
+      await readFully(fh, body, 0, path);
+      await putSmallObject(target, key, body, await target.encryption.forWrite(key), signal);
+      return { bytes: size, parts: 1 };
+    }
+    const partSize = partSizeFor(size, tuning.partSize);
+    const pool = new BufferPool(partSize);
+    const count = Math.ceil(size / partSize);
+    const parts = await withMultipart(target, key, signal, async (mpu, group) => {
+      for (let i = 0; i < count; i++) {
+        const offset = i * partSize;
+        const len = Math.min(partSize, size - offset);
+        await group.add(async (s) => {
+          const buf = pool.take();
+          try {
+            const body = buf.subarray(0, len);
+            await readFully(fh, body, offset, path);
+            await mpu.uploadPart(i + 1, body, s);
+          } finally {
+            pool.give(buf);
+          }
+        });
+      }
+      return count;
+    });
+    return { bytes: size, parts };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function readFully(fh: import("node:fs/promises").FileHandle, into: Buffer, position: number, path: string): Promise<void> {
+  let done = 0;
+  while (done < into.length) {
+    const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
+    if (bytesRead === 0) {
+      throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${into.length - done} more bytes at offset ${position + done})`);
+    }
+    done += bytesRead;
+  }
+}
+
+/**
+ * Parts of a stream of unknown length: the configured size for the first 2,500
+ * parts, then doubled every 2,500 parts, so 10,000 parts reach 15 × 2,500 × base
+ * (≈ 300 GiB at 8 MiB) while small streams keep small buffers.
+ */
+export function streamPartSize(partNumber: number, base: number): number {
+  return base * 2 ** Math.floor((partNumber - 1) / 2500);
+}
+
+export async function uploadStream(target: S3Target, key: string, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<UploadResult> {
+  const base = Math.max(target.cfg.tuning.partSize, 5 * 1024 * 1024);
+  const iterator = chunks[Symbol.asyncIterator]();
+  // Fill the first part; if the stream ends inside it, one PUT is enough.
+  let partNumber = 1;
+  let buf = Buffer.allocUnsafe(streamPartSize(partNumber, base));
+  let filled = 0;
+  let pending: Buffer | undefined; // remainder of a chunk that overflowed the current part
+  let total = 0;
+
+  const fill = async (): Promise<boolean> => {
+    // Returns true when `buf` is full, false when the stream ended.
+    for (;;) {
+      if (!pending) {
+        const next = await iterator.next();
+        if (next.done) return false;
+        pending = next.value;
+        total += pending.length;
+      }
+      const n = Math.min(pending.length, buf.length - filled);
+      pending.copy(buf, filled, 0, n);
+      filled += n;
+      pending = n < pending.length ? pending.subarray(n) : undefined;
+      if (filled === buf.length) return true;
+    }
+  };
+
+  let full = await fill();
+  if (!full) {
+    await putSmallObject(target, key, buf.subarray(0, filled), await target.encryption.forWrite(key), signal);
+    return { bytes: total, parts: 1 };
+  }
+  const parts = await withMultipart(target, key, signal, async (mpu, group) => {
+    for (;;) {
+      // A full part with more data behind it, or the last (possibly short) part.
+      const body = buf.subarray(0, filled);
+      const n = partNumber;
+      await group.add((s) => mpu.uploadPart(n, body, s));
+      if (!full) return n;
+      partNumber++;
+      if (partNumber > MAX_PARTS) {
+        throw new PluginError("local", `stream for s3://${target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
+      }
+      buf = Buffer.allocUnsafe(streamPartSize(partNumber, base));
+      filled = 0;
+      full = await fill();
+      if (!full && filled === 0) return n; // stream ended exactly on a part boundary
+    }
+  });
+  return { bytes: total, parts };
+}

@@ -1,0 +1,61 @@
+// TypeScript shapes of the proto messages as @grpc/proto-loader delivers them
+// (camelCase fields, defaults filled in, bytes as Buffer). Kept by hand beside
+// proto/artifact.proto; test/proto-contract.test.ts checks the proto itself
+// against Argo's field table.
+
+export interface PluginArtifactMsg {
+  name: string;
+  configuration: string;
+  connectionTimeoutSeconds: number;
+  key: string;
+}
+
+export interface ArtifactMsg {
+  name: string;
+  path: string;
+  mode: number;
+  from: string;
+  plugin: PluginArtifactMsg | null;
+  optional: boolean;
+  subPath: string;
+  recurseMode: boolean;
+  fromExpression: string;
+  deleted: boolean;
+}
+
+export interface LoadArtifactRequest {
+  inputArtifact: ArtifactMsg | null;
+  path: string;
+}
+export interface SaveArtifactRequest {
+  path: string;
+  outputArtifact: ArtifactMsg | null;
+}
+export interface ArtifactOnlyRequest {
+  artifact: ArtifactMsg | null;
+}
+export interface SaveStreamArtifactRequest {
+  outputArtifact: ArtifactMsg | null;
+  chunk: Buffer;
+}
+
+export interface SuccessResponse {
+  success: boolean;
+  error: string;
+}
+export interface OpenStreamResponse {
+  data?: Buffer;
+  isEnd?: boolean;
+  error?: string;
+}
+export interface ListObjectsResponse {
+  objects: string[];
+  error: string;
+}
+export interface IsDirectoryResponse {
+  isDirectory: boolean;
+  error: string;
+}
+export interface GetCapabilitiesResponse {
+  supportsSaveStream: boolean;
+}

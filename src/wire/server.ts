@@ -1,0 +1,300 @@
+// The gRPC face of the plugin: binds the unix socket, turns each RPC into a
+// call on ArtifactService with an AbortSignal tied to the call's lifetime,
+// maps failures to Argo's conventions (malformed request → INVALID_ARGUMENT,
+// everything else → success=false / error text) and logs one line per RPC.
+import { once } from "node:events";
+import { chmod, lstat, mkdir, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
+import {
+  Server,
+  ServerCredentials,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+  status,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import type { ArtifactRef, ArtifactService } from "../artifacts/service.js";
+import { PluginError, describeError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type {
+  ArtifactMsg,
+  ArtifactOnlyRequest,
+  GetCapabilitiesResponse,
+  IsDirectoryResponse,
+  ListObjectsResponse,
+  LoadArtifactRequest,
+  OpenStreamResponse,
+  SaveArtifactRequest,
+  SaveStreamArtifactRequest,
+  SuccessResponse,
+} from "./messages.js";
+import { loadArtifactService } from "./proto.js";
+
+/** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
+export const STREAM_FRAME_BYTES = 1024 * 1024;
+
+/** Bigger than Argo's 2 MiB SaveStream chunks with room to spare, small enough to refuse abuse. */
+const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
+
+export interface ServerOptions {
+  socketPath: string;
+  service: ArtifactService;
+  logger: Logger;
+  /** File mode of the socket; owner and group only by default. */
+  socketMode?: number;
+}
+
+function invalid(message: string): PluginError {
+  return new PluginError("invalid-argument", message);
+}
+
+/** The artifact fields the service needs; a missing piece is the caller's mistake. */
+export function artifactRef(a: ArtifactMsg | null | undefined, field: string): ArtifactRef {
+  if (!a) throw invalid(`request has no ${field}`);
+  const label = a.name ? `artifact "${a.name}"` : "artifact";
+  if (!a.plugin) throw invalid(`${label} has no plugin block (${field}.plugin)`);
+  if (!a.plugin.configuration || a.plugin.configuration.trim() === "") {
+    throw invalid(`${label}: plugin.configuration is empty; it must hold the S3 configuration (at least bucket)`);
+  }
+  return { name: a.name, configuration: a.plugin.configuration, key: a.plugin.key };
+}
+
+interface RpcLog {
+  bucket?: string;
+  key?: string;
+  bytes?: number;
+  files?: number;
+  [k: string]: unknown;
+}
+
+export class PluginServer {
+  private readonly server: Server;
+  private readonly inflight = new Set<AbortController>();
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(private readonly opts: ServerOptions) {
+    this.server = new Server({
+      "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
+      "grpc.max_send_message_length": 4 * 1024 * 1024,
+    });
+    this.server.addService(loadArtifactService(), this.handlers());
+  }
+
+  async listen(): Promise<void> {
+    const path = this.opts.socketPath;
+    await mkdir(dirname(path), { recursive: true });
+    await removeStaleSocket(path);
+    await new Promise<void>((resolve, reject) => {
+      this.server.bindAsync(`unix:${path}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+    });
+    await chmod(path, this.opts.socketMode ?? 0o660);
+  }
+
+  /**
+   * Stop accepting calls, let in-flight ones finish for up to `graceMs`, then
+   * cancel the rest (their uploads are aborted) and wait for their cleanup.
+   */
+  async shutdown(graceMs: number): Promise<{ cancelled: number }> {
+    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
+    const outcome = await Promise.race([drained.then(() => "drained" as const), timer]);
+    let cancelled = 0;
+    if (outcome === "timeout") {
+      cancelled = this.inflight.size;
+      for (const c of this.inflight) c.abort(new PluginError("cancelled", "plugin shutting down"));
+      this.server.forceShutdown();
+    }
+    // Cleanup (AbortMultipartUpload, temp files) runs on its own short deadlines.
+    await Promise.race([Promise.allSettled([...this.pending]), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    await unlink(this.opts.socketPath).catch(() => undefined);
+    return { cancelled };
+  }
+
+  /** Run one RPC body with a cancellation signal and one log line. */
+  private async track<T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (signal: AbortSignal, log: RpcLog) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    call.on("cancelled", () => controller.abort(new PluginError("cancelled", `${method}: cancelled by the client`)));
+    this.inflight.add(controller);
+    const started = process.hrtime.bigint();
+    const fields: RpcLog = {};
+    const p = body(controller.signal, fields);
+    this.pending.add(p);
+    try {
+      const result = await p;
+      this.logRpc(method, started, fields, "ok");
+      return result;
+    } catch (e) {
+      this.logRpc(method, started, fields, e instanceof PluginError ? e.kind : "error", describeError(e));
+      throw e;
+    } finally {
+      this.inflight.delete(controller);
+      this.pending.delete(p);
+    }
+  }
+
+  private logRpc(method: string, started: bigint, f: RpcLog, outcome: string, error?: string): void {
+    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const line: Record<string, unknown> = { method, ...f, durationMs: Math.round(durationMs * 10) / 10, outcome };
+    if (f.bytes !== undefined && durationMs > 0) line["mibPerSec"] = Math.round((f.bytes / 1048576 / (durationMs / 1000)) * 10) / 10;
+    if (error !== undefined) line["error"] = error;
+    if (outcome === "ok") this.opts.logger.info(line, "rpc");
+    else this.opts.logger.warn(line, "rpc");
+  }
+
+  private handlers(): UntypedServiceImplementation {
+    const svc = this.opts.service;
+
+    /** Unary RPC answering success/error; malformed requests become INVALID_ARGUMENT. */
+    const unary = <Req, Res>(
+      method: string,
+      run: (req: Req, signal: AbortSignal, log: RpcLog) => Promise<Res>,
+      onError: (message: string) => Res,
+    ) => {
+      return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+        this.track(method, call, (signal, log) => run(call.request, signal, log)).then(
+          (res) => callback(null, res),
+          (e: unknown) => replyWithError(e, callback, onError),
+        );
+      };
+    };
+    const failed = (error: string): SuccessResponse => ({ success: false, error });
+
+    return {
+      Load: unary<LoadArtifactRequest, SuccessResponse>(
+        "Load",
+        async (req, signal, log) => {
+          const ref = artifactRef(req.inputArtifact, "input_artifact");
+          Object.assign(log, { key: ref.key });
+          if (!req.path) throw invalid("Load request has no path");
+          Object.assign(log, await svc.load(ref, req.path, signal));
+          return { success: true, error: "" };
+        },
+        failed,
+      ),
+      Save: unary<SaveArtifactRequest, SuccessResponse>(
+        "Save",
+        async (req, signal, log) => {
+          const ref = artifactRef(req.outputArtifact, "output_artifact");
+          Object.assign(log, { key: ref.key });
+          if (!req.path) throw invalid("Save request has no path");
+          Object.assign(log, await svc.save(ref, req.path, signal));
+          return { success: true, error: "" };
+        },
+        failed,
+      ),
+      Delete: unary<ArtifactOnlyRequest, SuccessResponse>(
+        "Delete",
+        async (req, signal, log) => {
+          const ref = artifactRef(req.artifact, "artifact");
+          Object.assign(log, await svc.delete(ref, signal));
+          return { success: true, error: "" };
+        },
+        failed,
+      ),
+      ListObjects: unary<ArtifactOnlyRequest, ListObjectsResponse>(
+        "ListObjects",
+        async (req, signal, log) => {
+          const ref = artifactRef(req.artifact, "artifact");
+          Object.assign(log, { key: ref.key });
+          const objects = await svc.listObjects(ref, signal);
+          log.files = objects.length;
+          return { objects, error: "" };
+        },
+        (error) => ({ objects: [], error }),
+      ),
+      IsDirectory: unary<ArtifactOnlyRequest, IsDirectoryResponse>(
+        "IsDirectory",
+        async (req, signal, log) => {
+          const ref = artifactRef(req.artifact, "artifact");
+          Object.assign(log, { key: ref.key });
+          return { isDirectory: await svc.isDirectory(ref, signal), error: "" };
+        },
+        (error) => ({ isDirectory: false, error }),
+      ),
+      GetCapabilities: (_call: ServerUnaryCall<unknown, GetCapabilitiesResponse>, callback: sendUnaryData<GetCapabilitiesResponse>) => {
+        callback(null, { supportsSaveStream: true });
+      },
+      OpenStream: (call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>) => {
+        this.track("OpenStream", call, async (signal, log) => {
+          const ref = artifactRef(call.request.artifact, "artifact");
+          Object.assign(log, { key: ref.key });
+          const { bucket, chunks } = await svc.openStream(ref, signal);
+          log.bucket = bucket;
+          let bytes = 0;
+          for await (const range of chunks) {
+            for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
+              const data = range.subarray(off, off + STREAM_FRAME_BYTES);
+              bytes += data.length;
+              // Respect HTTP/2 flow control: a slow reader stops us reading S3.
+              if (!call.write({ data })) await waitDrain(call, signal);
+            }
+          }
+          log.bytes = bytes;
+          call.write({ isEnd: true });
+        }).then(
+          () => call.end(),
+          (e: unknown) => {
+            if (e instanceof PluginError && e.kind === "invalid-argument") {
+              call.destroy(Object.assign(new Error(e.message), { code: status.INVALID_ARGUMENT, details: e.message }));
+              return;
+            }
+            if (!call.cancelled) {
+              call.write({ error: describeError(e) });
+              call.end();
+            }
+          },
+        );
+      },
+      SaveStream: (call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>, callback: sendUnaryData<SuccessResponse>) => {
+        this.track("SaveStream", call, async (signal, log) => {
+          const it = (call as AsyncIterable<SaveStreamArtifactRequest>)[Symbol.asyncIterator]();
+          const first = await it.next();
+          if (first.done) throw invalid("SaveStream: the stream ended before its first (metadata) frame");
+          const ref = artifactRef(first.value.outputArtifact, "output_artifact (first SaveStream frame)");
+          Object.assign(log, { key: ref.key });
+          const head = first.value.chunk;
+          async function* chunks(): AsyncGenerator<Buffer> {
+            if (head && head.length > 0) yield head;
+            for (;;) {
+              const next = await it.next();
+              if (next.done) break;
+              if (next.value.chunk && next.value.chunk.length > 0) yield next.value.chunk;
+            }
+            // A cancelled client stream can look like a clean end: never complete a truncated upload.
+            if (signal.aborted || call.cancelled) throw new PluginError("cancelled", "SaveStream: cancelled by the client");
+          }
+          Object.assign(log, await svc.saveStream(ref, chunks(), signal));
+          return { success: true, error: "" };
+        }).then(
+          (res) => callback(null, res),
+          (e: unknown) => replyWithError(e, callback, failed),
+        );
+      },
+    };
+  }
+}
+
+/** Malformed request → INVALID_ARGUMENT, cancelled → CANCELLED, anything else → the RPC's own error field. */
+function replyWithError<Res>(e: unknown, callback: sendUnaryData<Res>, onError: (message: string) => Res): void {
+  if (e instanceof PluginError && e.kind === "invalid-argument") callback({ code: status.INVALID_ARGUMENT, details: e.message });
+  else if (e instanceof PluginError && e.kind === "cancelled") callback({ code: status.CANCELLED, details: e.message });
+  else callback(null, onError(describeError(e)));
+}
+
+async function waitDrain(call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>, signal: AbortSignal): Promise<void> {
+  await once(call, "drain", { signal });
+}
+
+/** Remove a leftover socket from an earlier run; refuse to delete anything that is not a socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a unix socket; refusing to replace it`);
+  await unlink(path);
+}
