@@ -1,0 +1,142 @@
+// @ts-check
+// Starts a real MinIO on a free loopback port with a temporary data directory,
+// optionally with TLS (a self-signed certificate made with openssl) and with a
+// single-key KMS so SSE-S3 / SSE-KMS / bucket encryption work. Used by the
+// tests, the demo and the benchmark alike.
+import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, mkdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { minioBinary } from "./tools.mjs";
+
+const run = promisify(execFile);
+
+/** @returns {Promise<number>} a port that was free a moment ago on 127.0.0.1 */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 / localhost (also its own CA).
+ * @param {string} dir @returns {Promise<{cert: string, key: string}>}
+ */
+export async function selfSignedCert(dir, cn = "127.0.0.1") {
+  mkdirSync(dir, { recursive: true });
+  const cert = join(dir, "public.crt");
+  const key = join(dir, "private.key");
+  await run("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", key, "-out", cert, "-days", "2", "-subj", `/CN=${cn}`,
+    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "-addext", "basicConstraints=critical,CA:TRUE",
+  ]);
+  return { cert, key };
+}
+
+/**
+ * @typedef {{
+ *   endpoint: string, url: string, port: number, accessKey: string, secretKey: string,
+ *   dataDir: string, caPem?: string, stop: () => Promise<void>, logs: () => string
+ * }} MinioServer
+ */
+
+/**
+ * @param {{ tls?: boolean, env?: Record<string,string>, host?: string }} [opts]
+ * @returns {Promise<MinioServer>}
+ */
+export async function startMinio(opts = {}) {
+  const bin = await minioBinary();
+  const host = opts.host ?? "127.0.0.1";
+  const port = await freePort();
+  const consolePort = await freePort();
+  const base = mkdtempSync(join(tmpdir(), "minio-"));
+  const dataDir = join(base, "data");
+  const certsDir = join(base, "certs");
+  mkdirSync(dataDir);
+  mkdirSync(certsDir);
+  let caPem;
+  if (opts.tls) {
+    const { cert } = await selfSignedCert(certsDir);
+    caPem = readFileSync(cert, "utf8");
+  }
+  const accessKey = "minio-root";
+  const secretKey = `minio-secret-${Math.random().toString(36).slice(2)}`;
+  const child = spawn(
+    bin,
+    ["server", dataDir, "--address", `${host}:${port}`, "--console-address", `${host}:${consolePort}`, "--certs-dir", certsDir, "--quiet"],
+    {
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        HOME: base,
+        MINIO_ROOT_USER: accessKey,
+        MINIO_ROOT_PASSWORD: secretKey,
+        MINIO_BROWSER: "off",
+        MINIO_UPDATE: "off",
+        // A single static key: enough for SSE-S3, SSE-KMS with key id "test-key" and bucket encryption.
+        MINIO_KMS_SECRET_KEY: "test-key:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ...opts.env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let output = "";
+  child.stdout.on("data", (c) => (output += c));
+  child.stderr.on("data", (c) => (output += c));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const hostInUrl = host.includes(":") ? `[${host}]` : host;
+  const url = `${opts.tls ? "https" : "http"}://${hostInUrl}:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`minio exited with ${child.exitCode}:\n${output}`);
+    if (await healthy(url, caPem)) break;
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`minio did not become healthy at ${url} in 60 s:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    endpoint: `${hostInUrl}:${port}`,
+    url,
+    port,
+    accessKey,
+    secretKey,
+    dataDir,
+    caPem,
+    logs: () => output,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+}
+
+/** @param {string} url @param {string | undefined} ca */
+function healthy(url, ca) {
+  return new Promise((resolve) => {
+    const req = (url.startsWith("https") ? httpsRequest : httpRequest)(`${url}/minio/health/live`, { ca, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
+}
