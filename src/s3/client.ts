@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { rootCertificates } from "node:tls";
 import { S3Client } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { PluginConfig } from "../config/types.js";
@@ -72,7 +73,8 @@ export class S3TargetFactory {
     const agentOpts = { keepAlive: true, maxSockets };
     const handler = new NodeHttpHandler({
       httpAgent: new HttpAgent(agentOpts),
-      httpsAgent: new HttpsAgent(ca ? { ...agentOpts, ca: ca.toString("utf8") } : agentOpts),
+      // The custom CA is added to the public roots, not put in their place.
+      httpsAgent: new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts),
       connectionTimeout: 10_000,
       requestTimeout: cfg.tuning.requestTimeoutMs,
     });
