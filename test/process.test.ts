@@ -1,0 +1,116 @@
+// The process contract Argo relies on: one argument (the socket path), a
+// stale socket replaced, a ready line, restrictive socket permissions, and
+// SIGTERM → in-flight RPCs finish within the grace period (or are cancelled
+// and cleaned up) → exit 0.
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { ROOT, artifact, startPlugin } from "./support/plugin.js";
+
+function runMain(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, "dist", "main.js"), ...args], { timeout: 10_000 }, (err, _stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr });
+    });
+  });
+}
+
+describe("command line", () => {
+  it("no argument or two arguments: usage on stderr, exit 2", async () => {
+    for (const args of [[], ["/tmp/a", "/tmp/b"]]) {
+      const { code, stderr } = await runMain(args);
+      expect(code).toBe(2);
+      expect(stderr).toContain("usage: argo-s3-artifact-plugin <socket-path>");
+    }
+  });
+
+  it("refuses to replace a path that is not a socket", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proc-"));
+    const path = join(dir, "socket");
+    writeFileSync(path, "precious");
+    const { code } = await runMain([path]);
+    expect(code).toBe(1);
+    expect(statSync(path).isFile()).toBe(true);
+    rmSync(dir, { recursive: true });
+  });
+
+  it("replaces a stale socket left by a killed process; socket is owner+group only; SIGINT exits 0", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proc-"));
+    const first = await startPlugin({}, dir);
+    first.proc.kill("SIGKILL");
+    await new Promise((r) => first.proc.once("exit", r));
+    expect(statSync(first.socket).isSocket()).toBe(true); // left behind
+    const second = await startPlugin({}, dir);
+    expect(statSync(second.socket).mode & 0o777).toBe(0o660);
+    expect(await second.client.getCapabilities()).toEqual({ supportsSaveStream: true });
+    expect(await second.stop("SIGINT")).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe("graceful shutdown", () => {
+  let minio: MinioServer;
+  let s3: S3Client;
+  beforeAll(async () => {
+    minio = await startMinio();
+    s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+    await s3.send(new CreateBucketCommand({ Bucket: "shutdown" }));
+  });
+  afterAll(async () => {
+    await minio?.stop();
+  });
+  const cfg = () => `endpoint: ${minio.endpoint}\nbucket: shutdown\ninsecure: true\ntuning: {partSizeMiB: 5}\n`;
+  const env = () => ({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" });
+
+  it("an RPC in flight at SIGTERM completes within the grace period, then exit 0", async () => {
+    const plugin = await startPlugin({ ...env(), ARGO_S3_PLUGIN_GRACE_SECONDS: "20" });
+    const data = randomBytes(12 * 1024 * 1024);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    async function* slow() {
+      yield data.subarray(0, 6 * 1024 * 1024);
+      await gate; // SIGTERM arrives while the client is still sending
+      yield data.subarray(6 * 1024 * 1024);
+    }
+    const pending = plugin.client.saveStream(artifact(cfg(), "graceful.bin"), slow());
+    await new Promise((r) => setTimeout(r, 300));
+    plugin.proc.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    release();
+    expect(await pending).toEqual({ success: true, error: "" });
+    expect(await plugin.stop()).toBe(0);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: "shutdown", Key: "graceful.bin" }));
+    expect(head.ContentLength).toBe(data.length);
+  });
+
+  it("an RPC still running when the grace period ends is cancelled, its upload aborted, exit 0", async () => {
+    const plugin = await startPlugin({ ...env(), ARGO_S3_PLUGIN_GRACE_SECONDS: "1" });
+    let stop = false;
+    async function* endless() {
+      while (!stop) {
+        yield randomBytes(2 * 1024 * 1024);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const pending = plugin.client.saveStream(artifact(cfg(), "cut-off.bin"), endless()).then(
+      (r) => r,
+      (e: Error) => e,
+    );
+    await new Promise((r) => setTimeout(r, 800));
+    const started = Date.now();
+    plugin.proc.kill("SIGTERM");
+    expect(await plugin.stop()).toBe(0);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    stop = true;
+    const outcome = await pending;
+    expect(outcome instanceof Error || (outcome as { success: boolean }).success === false).toBe(true);
+    const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "shutdown" }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+    await expect(s3.send(new HeadObjectCommand({ Bucket: "shutdown", Key: "cut-off.bin" }))).rejects.toMatchObject({ name: "NotFound" });
+  });
+});
