@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build of the Argo S3 artifact plugin.
+# Node 24 is the active LTS line; the code also runs on Node >= 20.19.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY tsconfig.json ./
+COPY proto ./proto
+COPY src ./src
+RUN npm run build
+
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY proto ./proto
+COPY package.json ./
+# /tmp must exist and be writable by the container user (Argo loads artifacts there).
+RUN chmod 1777 /tmp
+# The image's built-in unprivileged user (uid 1000).
+USER node
+# Node itself is PID 1 and handles SIGTERM (graceful drain, exit 0).
+# Argo appends the socket path as the only argument.
+ENTRYPOINT ["node", "/app/dist/main.js"]
