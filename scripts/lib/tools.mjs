@@ -3,8 +3,8 @@
 // need. Versions come from tools/versions.env; built binaries are cached per
 // machine (they take minutes to build) under ~/.cache/argo-s3-artifact-plugin.
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -38,11 +38,24 @@ export async function goInstall(module, version, binary) {
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
   process.stderr.write(`building ${module}@${version} with go install (minutes, once per machine)...\n`);
-  await run("go", ["install", `${module}@${version}`], {
-    env: { ...process.env, GOBIN: dir, GOFLAGS: "-buildvcs=false" },
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: 30 * 60_000,
-  });
+  const env = { ...process.env, GOBIN: dir, GOFLAGS: "-buildvcs=false" };
+  const opts = { env, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 };
+  try {
+    await run("go", ["install", `${module}@${version}`], opts);
+  } catch (e) {
+    // `go install m@v` also asks the proxy for the module's version list (for deprecation
+    // notices); where only exact versions are served that fails, so build the same
+    // pinned version from a throwaway module instead.
+    process.stderr.write(`go install failed (${String(e).split("\n")[0]}); building from a temporary module\n`);
+    const tmp = mkdtempSync(join(tmpdir(), "gobuild-"));
+    try {
+      await run("go", ["mod", "init", "toolbuild"], { ...opts, cwd: tmp });
+      await run("go", ["get", `${module}@${version}`], { ...opts, cwd: tmp });
+      await run("go", ["build", "-o", bin, module], { ...opts, cwd: tmp });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
   if (!existsSync(bin)) throw new Error(`go install ${module}@${version} did not produce ${bin}`);
   return bin;
 }
@@ -56,4 +69,12 @@ export async function minioBinary() {
   }
   const v = toolVersions();
   return goInstall(v["MINIO_MODULE"] ?? "github.com/minio/minio", v["MINIO_VERSION"] ?? "", "minio");
+}
+
+/** S5CMD_BIN if set, else the pinned build (built on first use). */
+export async function s5cmdBinary() {
+  const fromEnv = process.env["S5CMD_BIN"];
+  if (fromEnv) return fromEnv;
+  const v = toolVersions();
+  return goInstall(v["S5CMD_MODULE"] ?? "github.com/peak/s5cmd/v2", v["S5CMD_VERSION"] ?? "", "s5cmd");
 }
