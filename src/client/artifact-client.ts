@@ -75,17 +75,25 @@ export class ArtifactClient {
     return this.unary<{ supportsSaveStream: boolean }>("GetCapabilities", {});
   }
 
-  /** All frames of an OpenStream call. Rejects with the gRPC error, if any. */
-  openStream(a: Artifact, opts: { onFrame?: (len: number) => Promise<void> | void } = {}): Promise<{ frames: StreamFrame[]; data: Buffer }> {
+  /**
+   * All frames of an OpenStream call. Rejects with the gRPC error, if any.
+   * `onFrame` runs per frame with reading paused until it settles (a slow
+   * consumer); `discard` keeps no data, only the frames' metadata.
+   */
+  openStream(
+    a: Artifact,
+    opts: { onFrame?: (len: number) => Promise<void> | void; discard?: boolean } = {},
+  ): Promise<{ frames: StreamFrame[]; data: Buffer }> {
     return new Promise((resolve, reject) => {
       const fn = this.raw["OpenStream"] as (req: unknown) => NodeJS.ReadableStream & { cancel(): void };
       const call = fn.call(this.raw, { artifact: a });
       const frames: StreamFrame[] = [];
       call.on("data", (f: StreamFrame) => {
-        frames.push(f);
+        const len = f.data.length;
+        frames.push(opts.discard ? { ...f, data: Buffer.alloc(0) } : f);
         if (opts.onFrame) {
           call.pause();
-          Promise.resolve(opts.onFrame(f.data.length)).then(() => call.resume(), reject);
+          Promise.resolve(opts.onFrame(len)).then(() => call.resume(), reject);
         }
       });
       call.on("error", reject);

@@ -3,7 +3,7 @@
 // without reading our source. Results are cached by the configuration text,
 // which Argo sends unchanged on every RPC.
 import { parseDocument } from "yaml";
-import { PluginError } from "../errors.js";
+import { PluginError, describeError } from "../errors.js";
 import { Lru } from "../util/lru.js";
 import {
   type AddressingStyle,
@@ -105,14 +105,22 @@ function parseTuning(v: unknown): Tuning {
   };
 }
 
+/** The endpoint as it may be shown in an error: anything up to the last "@" could be a password. */
+function shownEndpoint(e: string): string {
+  const at = e.lastIndexOf("@");
+  if (at < 0) return e;
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(e)?.[0] ?? "";
+  return `${scheme}…@${e.slice(at + 1)}`;
+}
+
 function parseEndpoint(raw: string): string {
   const e = raw.trim();
   if (!e) return "";
   if (e.includes("://")) {
-    fail("endpoint", `expected host[:port] without a scheme, got "${e}" (use insecure: true for plain HTTP)`);
+    fail("endpoint", `expected host[:port] without a scheme, got "${shownEndpoint(e)}" (use insecure: true for plain HTTP)`);
   }
   if (/[/?#@\s]/.test(e)) {
-    fail("endpoint", `expected host[:port] only: no path, query, user or spaces, got "${e.replace(/[^@]*@/, "…@")}"`);
+    fail("endpoint", `expected host[:port] only: no path, query, user or spaces, got "${shownEndpoint(e)}"`);
   }
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(e);
   if (!m) fail("endpoint", `"${e}" is not a host[:port]`);
@@ -194,9 +202,21 @@ export function parseConfig(text: string): PluginConfig {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!;
-    fail("(configuration)", `not valid YAML: ${first.message.split("\n")[0]}`);
+    const line = first.linePos?.[0]?.line;
+    // Name the offending text (for a duplicate key, the key itself) and where it is.
+    const lineEnd = text.indexOf("\n", first.pos[0]);
+    const near = text.slice(first.pos[0], lineEnd < 0 ? undefined : lineEnd).slice(0, 60).trim();
+    const where = `${line !== undefined ? ` at line ${line}` : ""}${near ? ` ("${near}")` : ""}`;
+    fail("(configuration)", `not valid YAML${where}: ${first.message.split("\n")[0]}`);
   }
-  const root = asObject(doc.toJS({ maxAliasCount: 100 }), "(configuration)");
+  let js: unknown;
+  try {
+    js = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // e.g. an alias bomb: the yaml library refuses to expand it.
+    fail("(configuration)", `not usable YAML: ${describeError(e)}`);
+  }
+  const root = asObject(js, "(configuration)");
   checkKeys(root, "", TOP_LEVEL, HINTS);
 
   const insecure = bool(root, "insecure", "insecure");

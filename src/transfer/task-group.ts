@@ -1,3 +1,5 @@
+import { setMaxListeners } from "node:events";
+
 // Bounded concurrency with one failure path, used for parts of one object and
 // for files of one directory alike. `add` waits while the group is full, which
 // is what gives the callers backpressure: whoever feeds the group (a file walk,
@@ -14,6 +16,8 @@ export class TaskGroup {
     private readonly limit: number,
     private readonly parent?: AbortSignal,
   ) {
+    // Every in-flight request listens on this signal; more than 10 is expected, not a leak.
+    setMaxListeners(0, this.controller.signal);
     this.onParentAbort = () => this.controller.abort(parent?.reason);
     if (parent?.aborted) this.controller.abort(parent.reason);
     else parent?.addEventListener("abort", this.onParentAbort, { once: true });

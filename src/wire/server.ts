@@ -2,7 +2,7 @@
 // call on ArtifactService with an AbortSignal tied to the call's lifetime,
 // maps failures to Argo's conventions (malformed request → INVALID_ARGUMENT,
 // everything else → success=false / error text) and logs one line per RPC.
-import { once } from "node:events";
+import { once, setMaxListeners } from "node:events";
 import { chmod, lstat, mkdir, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import {
@@ -115,6 +115,7 @@ export class PluginServer {
   /** Run one RPC body with a cancellation signal and one log line. */
   private async track<T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (signal: AbortSignal, log: RpcLog) => Promise<T>): Promise<T> {
     const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
     call.on("cancelled", () => controller.abort(new PluginError("cancelled", `${method}: cancelled by the client`)));
     this.inflight.add(controller);
     const started = process.hrtime.bigint();
