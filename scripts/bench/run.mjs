@@ -18,6 +18,7 @@ import { ROOT, s5cmdBinary, toolVersions } from "../lib/tools.mjs";
 import { cpuSeconds, peakRssMiB, resetPeak, runMeasured } from "./measure.mjs";
 
 const args = process.argv.slice(2);
+const ONLY = process.env["BENCH_ONLY"]?.split(",") ?? []; // e.g. "dir,streams" to run a subset
 const flag = (/** @type {string} */ name) => args.includes(name);
 const opt = (/** @type {string} */ name, /** @type {number} */ dflt) => {
   const i = args.indexOf(name);
@@ -78,7 +79,8 @@ for (let i = 0; i < 100; i++) {
 const pid = /** @type {number} */ (plugin.pid);
 const client = new ArtifactClient(socket);
 const BUCKET = "bench";
-const config = `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\ncreateBucketIfNotPresent: {}\n`;
+// BENCH_TUNING (YAML, e.g. "tuning: {partSizeMiB: 16}") tries other settings than the defaults.
+const config = `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\ncreateBucketIfNotPresent: {}\n${process.env["BENCH_TUNING"] ?? ""}\n`;
 const s5env = { AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_REGION: "us-east-1" };
 const s5 = (/** @type {string[]} */ a) => runMeasured(s5cmd, ["--endpoint-url", minio.url, ...a], s5env);
 

@@ -4,11 +4,11 @@
 // OpenStream). Every range is pinned to the ETag seen by HEAD, so an object
 // replaced mid-download fails the transfer instead of mixing two versions.
 import { randomBytes } from "node:crypto";
-import { open, rename, rm } from "node:fs/promises";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { PluginError, describeError } from "../errors.js";
+import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { type S3Where, isAbort, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
@@ -33,7 +33,10 @@ function where(target: S3Target, key: string): S3Where {
   return { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
 }
 
-/** GET one range (or the whole object) into memory, checking its length. */
+/** Receives a range's bytes in order; may return a promise to pause the body. */
+type ChunkSink = (chunk: Buffer) => void | Promise<void>;
+
+/** GET one range (or the whole object), handing its bytes to `sink` and checking their count. */
 async function getRange(
   client: S3Client,
   target: S3Target,
@@ -43,7 +46,8 @@ async function getRange(
   start: number,
   length: number,
   signal: AbortSignal,
-): Promise<Buffer> {
+  sink: ChunkSink,
+): Promise<void> {
   const whole = start === 0 && length === info.size;
   const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
   const label = whole ? "GetObject" : `GetObject ${range}`;
@@ -54,33 +58,29 @@ async function getRange(
       { abortSignal: signal },
     );
     body = out.Body as Readable | undefined;
-    const buf = Buffer.allocUnsafe(length);
-    let filled = 0;
+    let received = 0;
     if (body) {
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (filled + chunk.length > length) {
+        received += chunk.length;
+        if (received > length) {
           throw new PluginError("storage", `${label} ${describeWhere(target, key)}: server sent more than the ${length} bytes asked for`);
         }
-        chunk.copy(buf, filled);
-        filled += chunk.length;
+        const pending = sink(chunk);
+        if (pending) await pending;
       }
     }
-    if (filled !== length) {
-      throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${filled} of ${length} bytes`);
+    if (received !== length) {
+      throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`);
     }
-    return buf;
   } catch (e) {
     body?.destroy();
     throw storageError(label, where(target, key), e, signal);
   }
 }
 
-function describeWhere(target: S3Target, key: string): string {
-  return `s3://${target.bucket}/${key} (endpoint ${target.endpointLabel})`;
-}
-
-/** Retry a range whose body broke mid-way; the SDK only retries before the body starts. */
-async function getRangeRetrying(
+/** A range's bytes in one buffer (for ordered streaming). */
+async function getRangeBuffer(
+  client: S3Client,
   target: S3Target,
   key: string,
   info: ObjectInfo,
@@ -89,15 +89,71 @@ async function getRangeRetrying(
   length: number,
   signal: AbortSignal,
 ): Promise<Buffer> {
-  const attempts = target.cfg.tuning.maxAttempts;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await getRange(target.client, target, key, info, sse, start, length, signal);
-    } catch (e) {
-      const retriable = e instanceof PluginError && e.kind === "storage" && !/PreconditionFailed|AccessDenied|InvalidRange/.test(e.message);
-      if (!retriable || attempt >= attempts || signal.aborted) throw e;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+  const buf = Buffer.allocUnsafe(length);
+  let filled = 0;
+  await getRange(client, target, key, info, sse, start, length, signal, (chunk) => {
+    chunk.copy(buf, filled);
+    filled += chunk.length;
+  });
+  return buf;
+}
+
+function describeWhere(target: S3Target, key: string): string {
+  return `s3://${target.bucket}/${key} (endpoint ${target.endpointLabel})`;
+}
+
+/** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 1 MiB. */
+const WRITE_BATCH = 1024 * 1024;
+const writeBuffers: Buffer[] = [];
+
+/**
+ * GET a range straight into the file at its offset, through one reusable
+ * batch buffer: no range is ever held whole in memory. A range whose body
+ * breaks mid-way is fetched again (the SDK only retries before the body
+ * starts); rewriting the same offsets is harmless.
+ */
+async function rangeToFile(
+  target: S3Target,
+  key: string,
+  info: ObjectInfo,
+  sse: ReadSse,
+  start: number,
+  length: number,
+  fh: FileHandle,
+  signal: AbortSignal,
+): Promise<void> {
+  const batch = writeBuffers.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
+  try {
+    const attempts = target.cfg.tuning.maxAttempts;
+    for (let attempt = 1; ; attempt++) {
+      let pos = start;
+      let filled = 0;
+      const flush = async () => {
+        await writeFully(fh, batch.subarray(0, filled), pos);
+        pos += filled;
+        filled = 0;
+      };
+      try {
+        await getRange(target.client, target, key, info, sse, start, length, signal, async (chunk) => {
+          let off = 0;
+          while (off < chunk.length) {
+            const n = Math.min(chunk.length - off, WRITE_BATCH - filled);
+            chunk.copy(batch, filled, off, off + n);
+            filled += n;
+            off += n;
+            if (filled === WRITE_BATCH) await flush();
+          }
+        });
+        if (filled > 0) await flush();
+        return;
+      } catch (e) {
+        const retriable = e instanceof PluginError && e.kind === "storage" && !/PreconditionFailed|AccessDenied|InvalidRange|InvalidRequest/.test(e.message);
+        if (!retriable || attempt >= attempts || signal.aborted) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
     }
+  } finally {
+    if (writeBuffers.length < 64) writeBuffers.push(batch);
   }
 }
 
@@ -116,20 +172,14 @@ export async function downloadToFile(target: S3Target, key: string, dest: string
   let closed = false;
   try {
     if (info.size <= multipartThreshold) {
-      if (info.size > 0) {
-        const buf = await getRangeRetrying(target, key, info, sse, 0, info.size, signal);
-        await writeFully(fh, buf, 0);
-      }
+      if (info.size > 0) await rangeToFile(target, key, info, sse, 0, info.size, fh, signal);
     } else {
       const group = new TaskGroup(partConcurrency, signal);
       try {
         for (let offset = 0; offset < info.size; offset += partSize) {
           const start = offset;
           const len = Math.min(partSize, info.size - start);
-          await group.add(async (s) => {
-            const buf = await getRangeRetrying(target, key, info, sse, start, len, s);
-            await writeFully(fh, buf, start);
-          });
+          await group.add((s) => rangeToFile(target, key, info, sse, start, len, fh, s));
         }
         await group.wait();
       } catch (e) {
@@ -153,7 +203,7 @@ export async function downloadToFile(target: S3Target, key: string, dest: string
   }
 }
 
-async function writeFully(fh: import("node:fs/promises").FileHandle, buf: Buffer, position: number): Promise<void> {
+async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
     const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
@@ -183,7 +233,7 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
       const start = next;
       const len = Math.min(partSize, info.size - start);
       next += len;
-      const p = getRange(client, target, key, info, sse, start, len, inner.signal);
+      const p = getRangeBuffer(client, target, key, info, sse, start, len, inner.signal);
       p.catch(() => undefined); // observed when awaited below; avoid unhandled rejections meanwhile
       window.push(p);
     }
