@@ -181,9 +181,12 @@ async function dirCase(count, label, target) {
 try {
   await client.save(artifact(config, "warmup"), join(ROOT, "package.json")); // creates the bucket
   const gib = `${BIG / 1024 / MiB} GiB`;
+  const want = (/** @type {string} */ section) => ONLY.length === 0 || ONLY.includes(section);
+  if (want("file") || want("streams")) {
   log(`\n== big file (${gib})`);
   const big = await fileCase(BIG, `file ${gib}`, 1.0);
 
+  if (want("streams")) {
   log(`\n== streams (${gib})`);
   const pStream = await best(() =>
     measurePlugin(async () => {
@@ -207,11 +210,16 @@ try {
     }),
   );
   record(`OpenStream file ${gib} (vs Load)`, "MiB/s", BIG, pOpen, big.pLoad, "plugin Load", 0.8);
+  }
   rmSync(big.src, { force: true });
+  }
 
+  if (want("dir")) {
   log(`\n== directory (${DIR_FILES} × 16 KiB)`);
   await dirCase(DIR_FILES, `dir ${DIR_FILES} files`, 0.8);
+  }
 
+  if (want("sweep")) {
   log("\n== size sweep");
   for (const size of SIZE_SWEEP) {
     if (size === BIG) continue; // measured above
@@ -222,6 +230,7 @@ try {
   for (const count of COUNT_SWEEP) {
     if (count === DIR_FILES) continue;
     await dirCase(count, `sweep ${count} files`);
+  }
   }
 } finally {
   client.close();
