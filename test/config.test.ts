@@ -55,6 +55,7 @@ tuning:
   multipartThresholdMiB: 64
   maxAttempts: 3
   requestTimeoutSeconds: 90
+  checksum: none
 `;
 
 describe("parseConfig: valid configurations", () => {
@@ -86,6 +87,7 @@ describe("parseConfig: valid configurations", () => {
         multipartThreshold: 64 * MiB,
         maxAttempts: 3,
         requestTimeoutMs: 90_000,
+        checksum: "none",
       },
     });
   });
@@ -118,6 +120,7 @@ describe("parseConfig: valid configurations", () => {
       multipartThreshold: 16 * MiB,
       maxAttempts: 5,
       requestTimeoutMs: 300_000,
+      checksum: "crc32",
     });
     expect(Object.isFrozen(DEFAULT_TUNING)).toBe(true);
   });
@@ -129,9 +132,14 @@ describe("parseConfig: valid configurations", () => {
     expect(parseConfig("bucket: b\n").tuning).not.toBe(DEFAULT_TUNING);
   });
 
+  it("tuning.checksum is crc32 or none, nothing else", () => {
+    expect(parseConfig("bucket: b\ntuning: {checksum: none}\n").tuning.checksum).toBe("none");
+    expect(() => parseConfig("bucket: b\ntuning: {checksum: md5}\n")).toThrow(/tuning\.checksum/);
+  });
+
   it("accepts the tuning bounds", () => {
     const lo = parseConfig("bucket: b\ntuning: {partSizeMiB: 5, partConcurrency: 1, fileConcurrency: 1, multipartThresholdMiB: 1, maxAttempts: 1, requestTimeoutSeconds: 1}\n");
-    expect(lo.tuning).toEqual({ partSize: 5 * MiB, partConcurrency: 1, fileConcurrency: 1, multipartThreshold: MiB, maxAttempts: 1, requestTimeoutMs: 1000 });
+    expect(lo.tuning).toEqual({ partSize: 5 * MiB, partConcurrency: 1, fileConcurrency: 1, multipartThreshold: MiB, maxAttempts: 1, requestTimeoutMs: 1000, checksum: "crc32" });
     const hi = parseConfig("bucket: b\ntuning: {partSizeMiB: 5120, partConcurrency: 64, fileConcurrency: 256, maxAttempts: 20}\n");
     expect(hi.tuning.partSize).toBe(5 * 1024 * MiB);
     expect(hi.tuning.partConcurrency).toBe(64);

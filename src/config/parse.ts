@@ -91,7 +91,10 @@ function parseTuning(v: unknown): Tuning {
     "multipartThresholdMiB",
     "maxAttempts",
     "requestTimeoutSeconds",
+    "checksum",
   ]);
+  const checksum = o["checksum"] ?? DEFAULT_TUNING.checksum;
+  if (checksum !== "crc32" && checksum !== "none") fail("tuning.checksum", `expected "crc32" or "none", got ${typeName(checksum)}`);
   const partMiB = positiveInt(o, "partSizeMiB", "tuning.partSizeMiB", 5, 5 * 1024);
   const thresholdMiB = positiveInt(o, "multipartThresholdMiB", "tuning.multipartThresholdMiB", 1, 5 * 1024);
   const timeout = positiveInt(o, "requestTimeoutSeconds", "tuning.requestTimeoutSeconds", 1, 24 * 3600);
@@ -102,6 +105,7 @@ function parseTuning(v: unknown): Tuning {
     multipartThreshold: thresholdMiB !== undefined ? thresholdMiB * MiB : DEFAULT_TUNING.multipartThreshold,
     maxAttempts: positiveInt(o, "maxAttempts", "tuning.maxAttempts", 1, 20) ?? DEFAULT_TUNING.maxAttempts,
     requestTimeoutMs: timeout !== undefined ? timeout * 1000 : DEFAULT_TUNING.requestTimeoutMs,
+    checksum,
   };
 }
 

@@ -32,6 +32,12 @@ export interface Tuning {
   maxAttempts: number;
   /** Abort a single S3 request that has not completed in this time. */
   requestTimeoutMs: number;
+  /**
+   * "crc32": every upload carries a full-object CRC32 that S3 verifies, and
+   * every download is checked against it. "none": for stores that reject
+   * checksum headers (payloads are then protected by SigV4 hashing instead).
+   */
+  checksum: "crc32" | "none";
 }
 
 export interface PluginConfig {
@@ -60,4 +66,5 @@ export const DEFAULT_TUNING: Readonly<Tuning> = Object.freeze({
   multipartThreshold: 16 * MiB,
   maxAttempts: 5,
   requestTimeoutMs: 5 * 60_000,
+  checksum: "crc32",
 });

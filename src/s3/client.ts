@@ -108,11 +108,17 @@ export class S3TargetFactory {
       requestHandler: handler,
       // Without a configured region, follow S3's redirect to the bucket's region as Argo's client does.
       followRegionRedirects: !cfg.region,
+      // Checksums are computed and verified by the transfer engine itself (src/transfer/crc32.ts),
+      // once per byte; the SDK's own pass would only repeat the work.
+      requestChecksumCalculation: "WHEN_REQUIRED" as const,
+      responseChecksumValidation: "WHEN_REQUIRED" as const,
     };
     const client = new S3Client({ ...common, maxAttempts: cfg.tuning.maxAttempts, retryMode: "standard" });
     const singleAttemptClient = new S3Client({ ...common, maxAttempts: 1 });
-    skipPayloadHashing(client);
-    skipPayloadHashing(singleAttemptClient);
+    if (cfg.tuning.checksum === "crc32") {
+      skipPayloadHashing(client);
+      skipPayloadHashing(singleAttemptClient);
+    }
     return {
       cfg,
       bucket: cfg.bucket,

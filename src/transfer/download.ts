@@ -1,8 +1,10 @@
-// Downloads: to a file (ranged GETs in parallel, each written at its offset
-// into a temporary file beside the target, renamed into place only once every
-// byte is there) and as an ordered stream (bounded read-ahead of ranges, for
-// OpenStream). Every range is pinned to the ETag seen by HEAD, so an object
-// replaced mid-download fails the transfer instead of mixing two versions.
+// Downloads: to a file (ranged GETs in parallel, each streamed to its offset
+// of a temporary file beside the target, renamed into place only once every
+// byte is there and checked) and as an ordered stream (bounded read-ahead of
+// ranges, for OpenStream). Every range is pinned to the ETag seen first, so an
+// object replaced mid-download fails instead of mixing two versions; the CRC32
+// of what arrived is checked against the object's full-object CRC32 when S3
+// has one (every upload of this plugin stores one).
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -12,18 +14,31 @@ import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { type S3Where, isAbort, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
+import { PieceCrcs, crc32, crc32Combine, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
 import { TaskGroup } from "./task-group.js";
 
 export interface ObjectInfo {
   size: number;
   etag: string | undefined;
+  /** Full-object CRC32, when S3 reports one (not for composite multipart checksums). */
+  crc32?: number | undefined;
+}
+
+/** A full-object CRC32 from response headers; composite ("…-N") values describe parts, not the object. */
+function fullObjectCrc(value: string | undefined, type: string | undefined): number | undefined {
+  if (!value || value.includes("-") || (type !== undefined && type !== "FULL_OBJECT")) return undefined;
+  return crc32FromBase64(value);
 }
 
 export async function headObject(target: S3Target, key: string, signal: AbortSignal, client: S3Client = target.client): Promise<ObjectInfo> {
   const sse = await target.encryption.forRead(key);
+  const checksums = target.cfg.tuning.checksum === "crc32";
   try {
-    const out = await client.send(new HeadObjectCommand({ Bucket: target.bucket, Key: key, ...sse }), { abortSignal: signal });
-    return { size: out.ContentLength ?? 0, etag: out.ETag };
+    const out = await client.send(
+      new HeadObjectCommand({ Bucket: target.bucket, Key: key, ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }),
+      { abortSignal: signal },
+    );
+    return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType) : undefined };
   } catch (e) {
     throw storageError("HeadObject", where(target, key), e, signal);
   }
@@ -33,10 +48,21 @@ function where(target: S3Target, key: string): S3Where {
   return { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
 }
 
+function describeWhere(target: S3Target, key: string): string {
+  return `s3://${target.bucket}/${key} (endpoint ${target.endpointLabel})`;
+}
+
 /** Receives a range's bytes in order; may return a promise to pause the body. */
 type ChunkSink = (chunk: Buffer) => void | Promise<void>;
 
-/** GET one range (or the whole object), handing its bytes to `sink` and checking their count. */
+interface RangeResult {
+  /** CRC32 of the bytes received. */
+  crc: number;
+  /** Full-object CRC32 from the response, for whole-object GETs. */
+  objectCrc: number | undefined;
+}
+
+/** GET one range (or the whole object), handing its bytes to `sink`, checking their count and CRC-ing them. */
 async function getRange(
   client: S3Client,
   target: S3Target,
@@ -47,24 +73,34 @@ async function getRange(
   length: number,
   signal: AbortSignal,
   sink: ChunkSink,
-): Promise<void> {
+): Promise<RangeResult> {
   const whole = start === 0 && length === info.size;
   const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
   const label = whole ? "GetObject" : `GetObject ${range}`;
+  const checksums = target.cfg.tuning.checksum === "crc32";
   let body: Readable | undefined;
   try {
     const out = await client.send(
-      new GetObjectCommand({ Bucket: target.bucket, Key: key, Range: range, IfMatch: info.etag, ...sse }),
+      new GetObjectCommand({
+        Bucket: target.bucket,
+        Key: key,
+        Range: range,
+        IfMatch: info.etag,
+        ...(checksums && whole ? { ChecksumMode: "ENABLED" } : {}),
+        ...sse,
+      }),
       { abortSignal: signal },
     );
     body = out.Body as Readable | undefined;
     let received = 0;
+    let crc = 0;
     if (body) {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         received += chunk.length;
         if (received > length) {
           throw new PluginError("storage", `${label} ${describeWhere(target, key)}: server sent more than the ${length} bytes asked for`);
         }
+        if (checksums) crc = crc32(chunk, crc);
         const pending = sink(chunk);
         if (pending) await pending;
       }
@@ -72,39 +108,29 @@ async function getRange(
     if (received !== length) {
       throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`);
     }
+    return { crc, objectCrc: checksums && whole ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType) : undefined };
   } catch (e) {
     body?.destroy();
     throw storageError(label, where(target, key), e, signal);
   }
 }
 
-/** A range's bytes in one buffer (for ordered streaming). */
-async function getRangeBuffer(
-  client: S3Client,
-  target: S3Target,
-  key: string,
-  info: ObjectInfo,
-  sse: ReadSse,
-  start: number,
-  length: number,
-  signal: AbortSignal,
-): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
-  let filled = 0;
-  await getRange(client, target, key, info, sse, start, length, signal, (chunk) => {
-    chunk.copy(buf, filled);
-    filled += chunk.length;
-  });
-  return buf;
-}
-
-function describeWhere(target: S3Target, key: string): string {
-  return `s3://${target.bucket}/${key} (endpoint ${target.endpointLabel})`;
+function checkCrc(target: S3Target, key: string, expected: number | undefined, actual: number): void {
+  if (expected !== undefined && expected !== actual >>> 0) {
+    throw new PluginError(
+      "storage",
+      `checksum mismatch for ${describeWhere(target, key)}: S3 says CRC32 ${crc32ToBase64(expected)}, received data has ${crc32ToBase64(actual)}; the data was corrupted in transit or at rest`,
+    );
+  }
 }
 
 /** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 1 MiB. */
 const WRITE_BATCH = 1024 * 1024;
 const writeBuffers: Buffer[] = [];
+
+function retriable(e: unknown): boolean {
+  return e instanceof PluginError && e.kind === "storage" && !/PreconditionFailed|AccessDenied|InvalidRange|InvalidRequest|checksum mismatch/.test(e.message);
+}
 
 /**
  * GET a range straight into the file at its offset, through one reusable
@@ -121,7 +147,7 @@ async function rangeToFile(
   length: number,
   fh: FileHandle,
   signal: AbortSignal,
-): Promise<void> {
+): Promise<RangeResult> {
   const batch = writeBuffers.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
   try {
     const attempts = target.cfg.tuning.maxAttempts;
@@ -134,7 +160,7 @@ async function rangeToFile(
         filled = 0;
       };
       try {
-        await getRange(target.client, target, key, info, sse, start, length, signal, async (chunk) => {
+        const result = await getRange(target.client, target, key, info, sse, start, length, signal, async (chunk) => {
           let off = 0;
           while (off < chunk.length) {
             const n = Math.min(chunk.length - off, WRITE_BATCH - filled);
@@ -145,10 +171,9 @@ async function rangeToFile(
           }
         });
         if (filled > 0) await flush();
-        return;
+        return result;
       } catch (e) {
-        const retriable = e instanceof PluginError && e.kind === "storage" && !/PreconditionFailed|AccessDenied|InvalidRange|InvalidRequest/.test(e.message);
-        if (!retriable || attempt >= attempts || signal.aborted) throw e;
+        if (!retriable(e) || attempt >= attempts || signal.aborted) throw e;
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
       }
     }
@@ -162,34 +187,44 @@ export function tempPathFor(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${randomBytes(6).toString("hex")}.part`);
 }
 
-/** Download `key` to `dest`. `info` may come from a listing to save a HEAD. */
+/**
+ * Download `key` to `dest`. `known` may come from a listing to save a HEAD;
+ * a listing has no checksum, so large objects still get a HEAD for theirs.
+ */
 export async function downloadToFile(target: S3Target, key: string, dest: string, signal: AbortSignal, known?: ObjectInfo): Promise<number> {
-  const info = known ?? (await headObject(target, key, signal));
+  const { partSize, partConcurrency, multipartThreshold, checksum } = target.cfg.tuning;
+  const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
+  const info = needHead ? await headObject(target, key, signal) : known;
   const sse = await target.encryption.forRead(key);
-  const { partSize, partConcurrency, multipartThreshold } = target.cfg.tuning;
   const tmp = tempPathFor(dest);
   const fh = await open(tmp, "wx", 0o644);
   let closed = false;
   try {
     if (info.size <= multipartThreshold) {
-      if (info.size > 0) await rangeToFile(target, key, info, sse, 0, info.size, fh, signal);
+      if (info.size > 0) {
+        const r = await rangeToFile(target, key, info, sse, 0, info.size, fh, signal);
+        checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
+      }
     } else {
       const group = new TaskGroup(partConcurrency, signal);
+      const crcs = new PieceCrcs();
+      let count = 0;
       try {
-        for (let offset = 0; offset < info.size; offset += partSize) {
+        for (let offset = 0; offset < info.size; offset += partSize, count++) {
           const start = offset;
           const len = Math.min(partSize, info.size - start);
-          await group.add((s) => rangeToFile(target, key, info, sse, start, len, fh, s));
+          const index = count;
+          await group.add(async (s) => {
+            const r = await rangeToFile(target, key, info, sse, start, len, fh, s);
+            crcs.set(index, r.crc, len);
+          });
         }
         await group.wait();
       } catch (e) {
         await group.settle();
         throw e;
       }
-    }
-    const { size } = await fh.stat();
-    if (size !== info.size) {
-      throw new PluginError("storage", `download of ${describeWhere(target, key)} to ${dest}: wrote ${size} bytes, object has ${info.size}`);
+      if (checksum === "crc32") checkCrc(target, key, info.crc32, crcs.combine(count));
     }
     await fh.close();
     closed = true;
@@ -211,11 +246,33 @@ async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promis
   }
 }
 
+/** A range's bytes in one buffer (for ordered streaming). */
+async function getRangeBuffer(
+  client: S3Client,
+  target: S3Target,
+  key: string,
+  info: ObjectInfo,
+  sse: ReadSse,
+  start: number,
+  length: number,
+  signal: AbortSignal,
+): Promise<{ buf: Buffer; result: RangeResult }> {
+  const buf = Buffer.allocUnsafe(length);
+  let filled = 0;
+  const result = await getRange(client, target, key, info, sse, start, length, signal, (chunk) => {
+    chunk.copy(buf, filled);
+    filled += chunk.length;
+  });
+  return { buf, result };
+}
+
 /**
  * The object's bytes in order, fetched as ranges with at most `partConcurrency`
  * of them in memory. Uses the single-attempt client: OpenStream must not retry.
  * The consumer pulling slowly is what bounds memory: no range beyond the
  * read-ahead window is requested until the consumer has taken earlier ones.
+ * The CRC32 is checked before the last range is handed out, so a corrupted
+ * object ends in an error instead of a clean end of stream.
  */
 export async function* readObject(target: S3Target, key: string, signal: AbortSignal): AsyncGenerator<Buffer> {
   const client = target.singleAttemptClient;
@@ -223,11 +280,13 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   if (info.size === 0) return;
   const sse = await target.encryption.forRead(key);
   const { partSize, partConcurrency } = target.cfg.tuning;
-  const window: Promise<Buffer>[] = [];
+  const window: Promise<{ buf: Buffer; result: RangeResult }>[] = [];
   const inner = new AbortController();
   const onAbort = () => inner.abort(signal.reason);
   signal.addEventListener("abort", onAbort, { once: true });
   let next = 0;
+  let crc = 0;
+  let received = 0;
   const schedule = () => {
     while (window.length < partConcurrency && next < info.size) {
       const start = next;
@@ -241,7 +300,10 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   try {
     schedule();
     while (window.length > 0) {
-      const buf = await window.shift()!;
+      const { buf, result } = await window.shift()!;
+      crc = received === 0 ? result.crc : crc32Combine(crc, result.crc, buf.length);
+      received += buf.length;
+      if (received === info.size && target.cfg.tuning.checksum === "crc32") checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
       schedule();
       yield buf;
     }

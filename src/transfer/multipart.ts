@@ -14,6 +14,7 @@ import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { storageError } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
+import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
 
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
@@ -34,9 +35,10 @@ export async function putSmallObject(
   sse: WriteSse,
   signal: AbortSignal,
 ): Promise<void> {
+  const checksum = target.cfg.tuning.checksum === "crc32" ? { ChecksumCRC32: crc32ToBase64(crc32(body)) } : {};
   try {
     await target.client.send(
-      new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: body, ContentLength: body.length, ...sse }),
+      new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: body, ContentLength: body.length, ...checksum, ...sse }),
       { abortSignal: signal },
     );
   } catch (e) {
@@ -44,8 +46,14 @@ export async function putSmallObject(
   }
 }
 
+/**
+ * With checksums on, each part carries its CRC32 (S3 verifies it on arrival)
+ * and Complete carries the full-object CRC32 folded from the parts' CRCs, so
+ * S3 also verifies the assembled object; downloads check against the same value.
+ */
 export class MultipartUpload {
   private readonly parts: CompletedPart[] = [];
+  private readonly crcs = new PieceCrcs();
   private finished = false;
 
   private constructor(
@@ -53,17 +61,24 @@ export class MultipartUpload {
     readonly key: string,
     readonly uploadId: string,
     private readonly sse: WriteSse,
+    private readonly checksums: boolean,
   ) {}
 
   static async start(target: S3Target, key: string, sse: WriteSse, signal: AbortSignal): Promise<MultipartUpload> {
     const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
+    const checksums = target.cfg.tuning.checksum === "crc32";
     try {
       const out = await target.client.send(
-        new CreateMultipartUploadCommand({ Bucket: target.bucket, Key: key, ...sse }),
+        new CreateMultipartUploadCommand({
+          Bucket: target.bucket,
+          Key: key,
+          ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}),
+          ...sse,
+        }),
         { abortSignal: signal },
       );
       if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
-      return new MultipartUpload(target, key, out.UploadId, sse);
+      return new MultipartUpload(target, key, out.UploadId, sse, checksums);
     } catch (e) {
       throw storageError("CreateMultipartUpload", where, e, signal);
     }
@@ -75,6 +90,12 @@ export class MultipartUpload {
 
   async uploadPart(partNumber: number, body: Buffer, signal: AbortSignal): Promise<void> {
     const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
+    let checksum: string | undefined;
+    if (this.checksums) {
+      const crc = crc32(body);
+      this.crcs.set(partNumber - 1, crc, body.length);
+      checksum = crc32ToBase64(crc);
+    }
     try {
       const out = await this.target.client.send(
         new UploadPartCommand({
@@ -84,20 +105,13 @@ export class MultipartUpload {
           PartNumber: partNumber,
           Body: body,
           ContentLength: body.length,
+          ChecksumCRC32: checksum,
           SSECustomerAlgorithm,
           SSECustomerKey,
         }),
         { abortSignal: signal },
       );
-      this.parts.push({
-        PartNumber: partNumber,
-        ETag: out.ETag,
-        ChecksumCRC32: out.ChecksumCRC32,
-        ChecksumCRC32C: out.ChecksumCRC32C,
-        ChecksumCRC64NVME: out.ChecksumCRC64NVME,
-        ChecksumSHA1: out.ChecksumSHA1,
-        ChecksumSHA256: out.ChecksumSHA256,
-      });
+      this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
     } catch (e) {
       throw storageError(`UploadPart ${partNumber}`, this.where, e, signal);
     }
@@ -113,6 +127,7 @@ export class MultipartUpload {
           Key: this.key,
           UploadId: this.uploadId,
           MultipartUpload: { Parts: parts },
+          ...(this.checksums ? { ChecksumCRC32: crc32ToBase64(this.crcs.combine(parts.length)), ChecksumType: "FULL_OBJECT" as const } : {}),
           SSECustomerAlgorithm,
           SSECustomerKey,
         }),

@@ -3,7 +3,8 @@
 // through byte for byte, so the plugin still talks to a real S3 server.
 import { type IncomingMessage, type Server, createServer, request } from "node:http";
 
-export type Fault = "503" | "reset";
+/** 503: S3's SlowDown answer. reset: connection dropped. corrupt: one body byte flipped. truncate: body cut short. */
+export type Fault = "503" | "reset" | "corrupt" | "truncate";
 
 export interface FaultProxy {
   endpoint: string;
@@ -19,7 +20,12 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
   const state = { injected: 0, requests: 0 };
   const server: Server = createServer((req, res) => {
     state.requests++;
-    if (pending && pending.count > 0 && pending.match(req)) {
+    let tamper: Fault | undefined;
+    if (pending && pending.count > 0 && pending.match(req) && (pending.fault === "corrupt" || pending.fault === "truncate")) {
+      pending.count--;
+      state.injected++;
+      tamper = pending.fault;
+    } else if (pending && pending.count > 0 && pending.match(req)) {
       pending.count--;
       state.injected++;
       req.resume();
@@ -33,7 +39,27 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
     }
     const up = request({ host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
+      if (!tamper) {
+        upRes.pipe(res);
+        return;
+      }
+      let sent = 0;
+      const total = Number(upRes.headers["content-length"] ?? 0);
+      upRes.on("data", (chunk: Buffer) => {
+        if (tamper === "corrupt" && sent === 0 && chunk.length > 0) {
+          chunk = Buffer.from(chunk);
+          chunk[0] = chunk[0]! ^ 0xff; // same length, different bytes
+        }
+        if (tamper === "truncate" && sent + chunk.length >= total / 2) {
+          res.write(chunk.subarray(0, Math.max(0, Math.floor(total / 2) - sent)));
+          upRes.destroy();
+          res.socket?.destroy();
+          return;
+        }
+        sent += chunk.length;
+        res.write(chunk);
+      });
+      upRes.on("end", () => res.end());
     });
     up.on("error", () => res.destroy());
     req.pipe(up);
