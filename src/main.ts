@@ -5,6 +5,7 @@ import { ArtifactService } from "./artifacts/service.js";
 import { createLogger } from "./log.js";
 import { S3TargetFactory } from "./s3/client.js";
 import { KubeSecretSource } from "./s3/kube-secrets.js";
+import { bufferBudgetFromEnv } from "./transfer/buffer-budget.js";
 import { PluginServer } from "./wire/server.js";
 
 const USAGE = `usage: argo-s3-artifact-plugin <socket-path>
@@ -16,6 +17,7 @@ environment:
   LOG_LEVEL                        pino level (default info)
   ARGO_S3_PLUGIN_GRACE_SECONDS     shutdown grace for in-flight RPCs (default 25)
   ARGO_S3_PLUGIN_SOCKET_MODE       octal socket file mode (default 660)
+  ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default 128)
 `;
 
 function parseOctal(v: string | undefined, fallback: number): number {
@@ -44,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     graceMs = parseGrace(process.env["ARGO_S3_PLUGIN_GRACE_SECONDS"]);
     socketMode = parseOctal(process.env["ARGO_S3_PLUGIN_SOCKET_MODE"], 0o660);
+    bufferBudgetFromEnv();
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n`);
     return 2;

@@ -15,6 +15,7 @@ import type { S3Target } from "../s3/client.js";
 import { type S3Where, isAbort, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
 import { PieceCrcs, crc32, crc32Combine, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
+import { transferBuffers } from "./buffer-budget.js";
 import { TaskGroup } from "./task-group.js";
 
 export interface ObjectInfo {
@@ -124,9 +125,11 @@ function checkCrc(target: S3Target, key: string, expected: number | undefined, a
   }
 }
 
+/** OpenStream read-ahead range size (at most): window memory is partConcurrency × this. */
+const STREAM_RANGE = 8 * 1024 * 1024;
+
 /** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 1 MiB. */
 const WRITE_BATCH = 1024 * 1024;
-const writeBuffers: Buffer[] = [];
 
 function retriable(e: unknown): boolean {
   return e instanceof PluginError && e.kind === "storage" && !/PreconditionFailed|AccessDenied|InvalidRange|InvalidRequest|checksum mismatch/.test(e.message);
@@ -148,7 +151,8 @@ async function rangeToFile(
   fh: FileHandle,
   signal: AbortSignal,
 ): Promise<RangeResult> {
-  const batch = writeBuffers.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
+  const budget = transferBuffers();
+  const batch = await budget.acquire(WRITE_BATCH, signal);
   try {
     const attempts = target.cfg.tuning.maxAttempts;
     for (let attempt = 1; ; attempt++) {
@@ -178,7 +182,7 @@ async function rangeToFile(
       }
     }
   } finally {
-    if (writeBuffers.length < 64) writeBuffers.push(batch);
+    budget.release(batch);
   }
 }
 
@@ -257,13 +261,19 @@ async function getRangeBuffer(
   length: number,
   signal: AbortSignal,
 ): Promise<{ buf: Buffer; result: RangeResult }> {
-  const buf = Buffer.allocUnsafe(length);
-  let filled = 0;
-  const result = await getRange(client, target, key, info, sse, start, length, signal, (chunk) => {
-    chunk.copy(buf, filled);
-    filled += chunk.length;
-  });
-  return { buf, result };
+  const budget = transferBuffers();
+  const buf = await budget.acquire(length, signal);
+  try {
+    let filled = 0;
+    const result = await getRange(client, target, key, info, sse, start, length, signal, (chunk) => {
+      chunk.copy(buf, filled);
+      filled += chunk.length;
+    });
+    return { buf, result };
+  } catch (e) {
+    budget.release(buf);
+    throw e;
+  }
 }
 
 /**
@@ -279,7 +289,9 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   const info = await headObject(target, key, signal, client);
   if (info.size === 0) return;
   const sse = await target.encryption.forRead(key);
-  const { partSize, partConcurrency } = target.cfg.tuning;
+  const { partConcurrency } = target.cfg.tuning;
+  // Read-ahead ranges stay small: the window is what a slow client makes us hold.
+  const partSize = Math.min(target.cfg.tuning.partSize, STREAM_RANGE);
   const window: Promise<{ buf: Buffer; result: RangeResult }>[] = [];
   const inner = new AbortController();
   const onAbort = () => inner.abort(signal.reason);
@@ -287,6 +299,8 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   let next = 0;
   let crc = 0;
   let received = 0;
+  let lent: Buffer | undefined; // the range the consumer holds; returned when it asks for the next
+  const budget = transferBuffers();
   const schedule = () => {
     while (window.length < partConcurrency && next < info.size) {
       const start = next;
@@ -300,7 +314,10 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   try {
     schedule();
     while (window.length > 0) {
+      if (lent) budget.release(lent);
+      lent = undefined;
       const { buf, result } = await window.shift()!;
+      lent = buf;
       crc = received === 0 ? result.crc : crc32Combine(crc, result.crc, buf.length);
       received += buf.length;
       if (received === info.size && target.cfg.tuning.checksum === "crc32") checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
@@ -310,5 +327,8 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   } finally {
     inner.abort();
     signal.removeEventListener("abort", onAbort);
+    if (lent) budget.release(lent);
+    // Ranges still in flight give their buffers back as they settle.
+    for (const p of window) p.then(({ buf }) => budget.release(buf), () => undefined);
   }
 }

@@ -5,20 +5,9 @@
 import { open } from "node:fs/promises";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
+import { transferBuffers } from "./buffer-budget.js";
 import { MAX_PARTS, MultipartUpload, partSizeFor, putSmallObject } from "./multipart.js";
 import { TaskGroup } from "./task-group.js";
-
-/** Reuses part buffers so a long upload does not churn the heap. */
-class BufferPool {
-  private readonly free: Buffer[] = [];
-  constructor(private readonly size: number) {}
-  take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
-  }
-  give(b: Buffer): void {
-    if (b.length === this.size) this.free.push(b);
-  }
-}
 
 export interface UploadResult {
   bytes: number;
@@ -55,27 +44,31 @@ export async function uploadFile(target: S3Target, key: string, path: string, si
   const { tuning } = target.cfg;
   const fh = await open(path, "r");
   try {
+    const budget = transferBuffers();
     if (size <= tuning.multipartThreshold) {
-      const body = Buffer.allocUnsafe(size);
-      await readFully(fh, body, 0, path);
-      await putSmallObject(target, key, body, await target.encryption.forWrite(key), signal);
+      const buf = await budget.acquire(size, signal);
+      try {
+        await readFully(fh, buf, 0, path);
+        await putSmallObject(target, key, buf, await target.encryption.forWrite(key), signal);
+      } finally {
+        budget.release(buf);
+      }
       return { bytes: size, parts: 1 };
     }
     const partSize = partSizeFor(size, tuning.partSize);
-    const pool = new BufferPool(partSize);
     const count = Math.ceil(size / partSize);
     const parts = await withMultipart(target, key, signal, async (mpu, group) => {
       for (let i = 0; i < count; i++) {
         const offset = i * partSize;
         const len = Math.min(partSize, size - offset);
         await group.add(async (s) => {
-          const buf = pool.take();
+          const buf = await budget.acquire(partSize, s);
           try {
             const body = buf.subarray(0, len);
             await readFully(fh, body, offset, path);
             await mpu.uploadPart(i + 1, body, s);
           } finally {
-            pool.give(buf);
+            budget.release(buf);
           }
         });
       }
@@ -109,16 +102,17 @@ export function streamPartSize(partNumber: number, base: number): number {
 
 export async function uploadStream(target: S3Target, key: string, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<UploadResult> {
   const base = Math.max(target.cfg.tuning.partSize, 5 * 1024 * 1024);
+  const budget = transferBuffers();
   const iterator = chunks[Symbol.asyncIterator]();
   // Fill the first part; if the stream ends inside it, one PUT is enough.
   let partNumber = 1;
-  let buf = Buffer.allocUnsafe(streamPartSize(partNumber, base));
+  let buf: Buffer | undefined = await budget.acquire(streamPartSize(partNumber, base), signal);
   let filled = 0;
   let pending: Buffer | undefined; // remainder of a chunk that overflowed the current part
   let total = 0;
 
-  const fill = async (): Promise<boolean> => {
-    // Returns true when `buf` is full, false when the stream ended.
+  const fill = async (into: Buffer): Promise<boolean> => {
+    // Returns true when `into` is full, false when the stream ended.
     for (;;) {
       if (!pending) {
         const next = await iterator.next();
@@ -126,35 +120,47 @@ export async function uploadStream(target: S3Target, key: string, chunks: AsyncI
         pending = next.value;
         total += pending.length;
       }
-      const n = Math.min(pending.length, buf.length - filled);
-      pending.copy(buf, filled, 0, n);
+      const n = Math.min(pending.length, into.length - filled);
+      pending.copy(into, filled, 0, n);
       filled += n;
       pending = n < pending.length ? pending.subarray(n) : undefined;
-      if (filled === buf.length) return true;
+      if (filled === into.length) return true;
     }
   };
 
-  let full = await fill();
-  if (!full) {
-    await putSmallObject(target, key, buf.subarray(0, filled), await target.encryption.forWrite(key), signal);
-    return { bytes: total, parts: 1 };
-  }
-  const parts = await withMultipart(target, key, signal, async (mpu, group) => {
-    for (;;) {
-      // A full part with more data behind it, or the last (possibly short) part.
-      const body = buf.subarray(0, filled);
-      const n = partNumber;
-      await group.add((s) => mpu.uploadPart(n, body, s));
-      if (!full) return n;
-      partNumber++;
-      if (partNumber > MAX_PARTS) {
-        throw new PluginError("local", `stream for s3://${target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
-      }
-      buf = Buffer.allocUnsafe(streamPartSize(partNumber, base));
-      filled = 0;
-      full = await fill();
-      if (!full && filled === 0) return n; // stream ended exactly on a part boundary
+  try {
+    let full = await fill(buf);
+    if (!full) {
+      await putSmallObject(target, key, buf.subarray(0, filled), await target.encryption.forWrite(key), signal);
+      return { bytes: total, parts: 1 };
     }
-  });
-  return { bytes: total, parts };
+    const parts = await withMultipart(target, key, signal, async (mpu, group) => {
+      for (;;) {
+        // A full part with more data behind it, or the last (possibly short) part.
+        const part = buf!;
+        const body = part.subarray(0, filled);
+        const n = partNumber;
+        buf = undefined; // the upload task owns it now and gives it back
+        await group.add(async (s) => {
+          try {
+            await mpu.uploadPart(n, body, s);
+          } finally {
+            budget.release(part);
+          }
+        });
+        if (!full) return n;
+        partNumber++;
+        if (partNumber > MAX_PARTS) {
+          throw new PluginError("local", `stream for s3://${target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
+        }
+        buf = await budget.acquire(streamPartSize(partNumber, base), signal);
+        filled = 0;
+        full = await fill(buf);
+        if (!full && filled === 0) return n; // stream ended exactly on a part boundary
+      }
+    });
+    return { bytes: total, parts };
+  } finally {
+    if (buf) budget.release(buf);
+  }
 }

@@ -1,0 +1,69 @@
+// The process-wide transfer buffer budget: what bounds memory whatever the
+// object size, file count or number of concurrent RPCs.
+import { describe, expect, it } from "vitest";
+import { BufferBudget, bufferBudgetFromEnv } from "../src/transfer/buffer-budget.js";
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe("BufferBudget", () => {
+  it("never hands out more than the limit; waiters run in FIFO order as buffers return", async () => {
+    const b = new BufferBudget(100);
+    const first = await b.acquire(60);
+    const order: number[] = [];
+    const second = b.acquire(60).then((buf) => (order.push(2), buf));
+    const third = b.acquire(30).then((buf) => (order.push(3), buf));
+    await tick();
+    // 30 would fit beside 60, but it queued behind a waiter: no overtaking.
+    expect(order).toEqual([]);
+    expect(b.inUse).toBe(60);
+    b.release(first);
+    const got2 = await second;
+    const got3 = await third;
+    expect(order).toEqual([2, 3]);
+    expect(b.inUse).toBe(90);
+    expect(got2.length).toBe(60);
+    b.release(got2);
+    b.release(got3);
+    expect(b.inUse).toBe(0);
+  });
+
+  it("reuses a returned buffer of the same size", async () => {
+    const b = new BufferBudget(100);
+    const a = await b.acquire(40);
+    b.release(a);
+    expect(await b.acquire(40)).toBe(a);
+  });
+
+  it("lets a request bigger than the whole budget through when nothing else is out", async () => {
+    const b = new BufferBudget(10);
+    const big = await b.acquire(50);
+    expect(big.length).toBe(50);
+    let done = false;
+    const next = b.acquire(1).then(() => (done = true));
+    await tick();
+    expect(done).toBe(false);
+    b.release(big);
+    await next;
+    expect(done).toBe(true);
+  });
+
+  it("an aborted waiter leaves the queue and the others still get served", async () => {
+    const b = new BufferBudget(10);
+    const held = await b.acquire(10);
+    const ac = new AbortController();
+    const aborted = b.acquire(5, ac.signal);
+    const later = b.acquire(5);
+    ac.abort(new Error("gone"));
+    await expect(aborted).rejects.toThrow("gone");
+    b.release(held);
+    expect((await later).length).toBe(5);
+    expect(b.inUse).toBe(5);
+  });
+
+  it("reads ARGO_S3_PLUGIN_BUFFER_MIB, refusing nonsense", () => {
+    expect(bufferBudgetFromEnv({})).toBe(128 * 1024 * 1024);
+    expect(bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "64" })).toBe(64 * 1024 * 1024);
+    expect(() => bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "lots" })).toThrow(/ARGO_S3_PLUGIN_BUFFER_MIB/);
+    expect(() => bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "2" })).toThrow(/≥ 8/);
+  });
+});
