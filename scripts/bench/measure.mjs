@@ -43,7 +43,7 @@ print(json.dumps({"code": os.waitstatus_to_exitcode(status), "wall": time.monoto
 /**
  * Run a command to completion; wall time, CPU seconds and peak RSS from rusage.
  * @param {string} cmd @param {string[]} args @param {Record<string,string>} env
- * @returns {Promise<{wall: number, cpu: number, maxRssMiB: number}>}
+ * @returns {Promise<{wall: number, cpu: number, maxRssMiB: number, stdout: string}>}
  */
 export function runMeasured(cmd, args, env) {
   return new Promise((resolve, reject) => {
@@ -56,7 +56,7 @@ export function runMeasured(cmd, args, env) {
         return reject(new Error(`${cmd} ${args.join(" ")}: ${err?.message ?? ""}\n${stderr.slice(-2000)}`));
       }
       if (r.code !== 0) return reject(new Error(`${cmd} ${args.join(" ")} exited ${r.code}:\n${stdout.slice(-1000)}\n${stderr.slice(-2000)}`));
-      resolve(r);
+      resolve({ ...r, stdout });
     });
   });
 }

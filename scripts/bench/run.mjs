@@ -8,7 +8,7 @@
 //   npm run bench -- --big-gib 4  # 4 GiB big file
 //   npm run bench -- --quick      # smaller sizes, for a smoke run
 import { spawn } from "node:child_process";
-import { createReadStream, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from "node:fs";
+import { mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { cpus, totalmem, tmpdir, release } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -187,25 +187,20 @@ try {
   const big = await fileCase(BIG, `file ${gib}`, 1.0);
 
   if (want("streams")) {
-  log(`\n== streams (${gib})`);
-  const pStream = await best(() =>
-    measurePlugin(async () => {
-      async function* chunks() {
-        for await (const c of createReadStream(big.src, { highWaterMark: 2 * MiB })) yield /** @type {Buffer} */ (c);
-      }
-      ok(await client.saveStream(artifact(config, `stream-${BIG}.bin`), chunks()));
-    }),
-  );
+  // The stream client is Argo's own Go code (test/argo-client -bench): a Node
+  // client would measure grpc-js on both ends, not what Argo runs.
+  log(`\n== streams (${gib}), client: Argo's Go driver`);
+  const goClient = join(work, "argo-client");
+  await runMeasured("go", ["-C", join(ROOT, "test", "argo-client"), "build", "-o", goClient, "."], { GOFLAGS: "-buildvcs=false" });
+  const cfgFile = join(work, "config.yaml");
+  writeFileSync(cfgFile, config);
+  const go = (/** @type {string[]} */ a) => runMeasured(goClient, ["-socket", socket, "-config-file", cfgFile, ...a], {});
+  const pStream = await best(() => measurePlugin(() => go(["-bench", "savestream", "-key", `stream-${BIG}.bin`, "-file", big.src])));
   record(`SaveStream file ${gib} (vs Save)`, "MiB/s", BIG, pStream, big.pSave, "plugin Save", 0.9);
   const pOpen = await best(() =>
     measurePlugin(async () => {
-      let n = 0;
-      await client.openStream(artifact(config, big.key), {
-        onFrame: (len) => {
-          n += len;
-        },
-        discard: true,
-      });
+      const r = await go(["-bench", "open", "-key", big.key]);
+      const n = JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "{}").bytes;
       if (n !== BIG) throw new Error(`OpenStream returned ${n} bytes`);
     }),
   );

@@ -101,6 +101,22 @@ export class ArtifactClient {
     });
   }
 
+  /**
+   * OpenStream frame by frame: the next frame is read only when the consumer
+   * asks for it, so a slow consumer (a pipe, a disk) slows the plugin down
+   * through HTTP/2 flow control instead of piling frames up in memory. Leaving
+   * the loop early cancels the call. Throws the gRPC error, if any.
+   */
+  async *openStreamFrames(a: Artifact): AsyncGenerator<StreamFrame, void, undefined> {
+    const fn = this.raw["OpenStream"] as (req: unknown) => AsyncIterable<StreamFrame> & { cancel(): void };
+    const call = fn.call(this.raw, { artifact: a });
+    try {
+      for await (const f of call) yield f;
+    } finally {
+      call.cancel(); // no-op after a clean end
+    }
+  }
+
   /** SaveStream as Argo v4.1 does it: one metadata frame, then chunks. */
   saveStream(a: Artifact, chunks: Iterable<Buffer> | AsyncIterable<Buffer>, opts: { cancelAfter?: number } = {}): Promise<SuccessReply> {
     return new Promise((resolve, reject) => {
@@ -118,7 +134,11 @@ export class ArtifactClient {
           sent += c.length;
         }
         call.end();
-      })().catch(reject);
+      })().catch((e: unknown) => {
+        // The source failed (e.g. a read error): cancel so the plugin aborts the upload.
+        call.cancel();
+        reject(e);
+      });
     });
   }
 }

@@ -52,7 +52,7 @@ export class Discovery {
   /** Shutdown has begun: tell watchers NOT_SERVING, then end their streams so draining can finish. */
   stopping(): void {
     for (const s of HEALTH_SERVICES) this.health.setStatus(s, "NOT_SERVING");
-    //X for (const call of this.watches) call.end();
+    for (const call of this.watches) call.end();
     this.watches.clear();
   }
 }

@@ -31,10 +31,11 @@ import type {
   SuccessResponse,
 } from "./messages.js";
 import { Discovery } from "./discovery.js";
+import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
-export const STREAM_FRAME_BYTES = 1024 * 1024;
+export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
 
 /** Bigger than Argo's 2 MiB SaveStream chunks with room to spare, small enough to refuse abuse. */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
@@ -81,6 +82,7 @@ export class PluginServer {
       "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
       "grpc.max_send_message_length": 4 * 1024 * 1024,
     });
+    widenStreamWindow(this.server);
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
   }
@@ -92,6 +94,7 @@ export class PluginServer {
     await new Promise<void>((resolve, reject) => {
       this.server.bindAsync(`unix:${path}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
     });
+    widenConnectionWindow(this.server);
     await chmod(path, this.opts.socketMode ?? 0o660);
     this.discovery.serving();
   }

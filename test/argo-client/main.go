@@ -101,7 +101,13 @@ func main() {
 	configFile := flag.String("config-file", "", "file holding the plugin configuration YAML string")
 	prefix := flag.String("prefix", "", "unique key prefix, e.g. run-123")
 	workdir := flag.String("workdir", "", "scratch directory")
+	bench := flag.String("bench", "", "open|savestream: time one transfer of -key through Argo's client code instead of the conformance steps")
+	benchKey := flag.String("key", "", "object key for -bench")
+	benchFile := flag.String("file", "", "input file for -bench savestream")
 	flag.Parse()
+	if *bench != "" {
+		os.Exit(runBench(*bench, *socket, *configFile, *benchKey, *benchFile))
+	}
 	if *socket == "" || *configFile == "" || *prefix == "" || *workdir == "" {
 		flag.Usage()
 		os.Exit(2)
@@ -215,7 +221,7 @@ func main() {
 		if ok, err := getCapabilities(ctx(), raw); err != nil || !ok {
 			return fmt.Errorf("GetCapabilities: supports_save_stream=%v err=%v", ok, err)
 		}
-		if frames, err := saveStream(ctx(), raw, art("streamed.bin"), streamData); err != nil || frames != 5 {
+		if frames, err := saveStream(ctx(), raw, art("streamed.bin"), bytes.NewReader(streamData)); err != nil || frames != 5 {
 			return fmt.Errorf("SaveStream: %d chunk frames (want 5), err=%v", frames, err)
 		}
 		if err := drv.Load(ctx(), art("streamed.bin"), wd("streamed.bin.tmp")); err != nil {
@@ -257,4 +263,75 @@ func main() {
 	_ = drv.Close()
 	_ = raw.Close()
 	finish()
+}
+
+// runBench moves one object the way Argo's processes do — OpenStream through
+// the v4.0.5 driver (as argo-server serves a UI download), SaveStream as the
+// v4.1 executor streams an output — and prints {"bytes":N,"seconds":S}, so the
+// benchmark measures the plugin against a Go client rather than a Node one.
+func runBench(mode, socket, configFile, key, file string) int {
+	cfg, err := os.ReadFile(configFile)
+	if err != nil || socket == "" || key == "" {
+		fmt.Fprintln(os.Stderr, "bench needs -socket, -config-file and -key", err)
+		return 2
+	}
+	ctx := logging.WithLogger(context.Background(), logging.NewSlogLogger(logging.Info, logging.Text))
+	a := &wfv1.Artifact{Name: "bench", ArtifactLocation: wfv1.ArtifactLocation{Plugin: &wfv1.PluginArtifact{
+		Name: "s3", Configuration: string(cfg), Key: key}}}
+	start := time.Now()
+	var n int64
+	switch mode {
+	case "open":
+		drv, err := plugin.NewDriver(ctx, "s3", socket, 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		r, err := drv.OpenStream(ctx, a)
+		if err == nil {
+			n, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	case "savestream":
+		raw, err := dialRaw(socket, 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if ok, err := getCapabilities(ctx, raw); err != nil || !ok {
+			fmt.Fprintln(os.Stderr, "GetCapabilities:", ok, err)
+			return 1
+		}
+		f, err := os.Open(file)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		cr := &countingReader{r: f}
+		if _, err := saveStream(ctx, raw, a, cr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		n = cr.n
+	default:
+		fmt.Fprintln(os.Stderr, "unknown -bench mode", mode)
+		return 2
+	}
+	fmt.Printf("{\"bytes\":%d,\"seconds\":%f}\n", n, time.Since(start).Seconds())
+	return 0
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -72,10 +72,11 @@ func getCapabilities(ctx context.Context, conn *grpc.ClientConn) (bool, error) {
 	return supports, nil
 }
 
-// saveStream uploads data like Argo v4.1's client: one metadata-only frame
-// (output_artifact = 1), then chunk (= 2) frames of at most 2 MiB, CloseSend,
-// then SaveArtifactResponse {success = 1, error = 2}. Returns chunk frames sent.
-func saveStream(ctx context.Context, conn *grpc.ClientConn, a *wfv1.Artifact, data []byte) (int, error) {
+// saveStream uploads r like Argo v4.1's client: one metadata-only frame
+// (output_artifact = 1), then chunk (= 2) frames of at most 2 MiB read as they
+// go, CloseSend, then SaveArtifactResponse {success = 1, error = 2}. Returns
+// the number of chunk frames sent.
+func saveStream(ctx context.Context, conn *grpc.ClientConn, a *wfv1.Artifact, r io.Reader) (int, error) {
 	// Same conversion as the driver's unexported convertToGRPC, for the fields we set.
 	g := &artifact.Artifact{Name: a.Name, Plugin: &artifact.PluginArtifact{
 		Name: string(a.Plugin.Name), Configuration: a.Plugin.Configuration, Key: a.Plugin.Key}}
@@ -89,18 +90,28 @@ func saveStream(ctx context.Context, conn *grpc.ClientConn, a *wfv1.Artifact, da
 		return 0, err
 	}
 	// Frame 0 carries only the artifact; every later frame only a chunk.
-	frames := [][]byte{protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), artBytes)}
-	for off := 0; off < len(data); off += streamChunkSize {
-		chunk := data[off:min(off+streamChunkSize, len(data))]
-		frames = append(frames, protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), chunk))
-	}
-	chunks := len(frames) - 1
-	for i, f := range frames {
-		// io.EOF means the server already answered; RecvMsg below has its status.
-		if err := stream.SendMsg(f); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return 0, fmt.Errorf("send frame %d: %w", i, err)
+	// io.EOF from SendMsg means the server already answered; RecvMsg below has its status.
+	chunks := 0
+	if err := stream.SendMsg(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), artBytes)); err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("send metadata frame: %w", err)
+	} else if err == nil {
+		buf := make([]byte, streamChunkSize)
+		for {
+			n, rerr := io.ReadFull(r, buf)
+			if n > 0 {
+				chunks++
+				err := stream.SendMsg(protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), buf[:n]))
+				if errors.Is(err, io.EOF) {
+					break
+				} else if err != nil {
+					return chunks, fmt.Errorf("send frame %d: %w", chunks, err)
+				}
+			}
+			if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+				break
+			} else if rerr != nil {
+				return chunks, fmt.Errorf("read input: %w", rerr)
+			}
 		}
 	}
 	if err := stream.CloseSend(); err != nil {
