@@ -63,18 +63,18 @@ interface RangeResult {
   objectCrc: number | undefined;
 }
 
+/** Everything that stays the same across the ranges of one object. */
+interface ObjectRead {
+  client: S3Client;
+  target: S3Target;
+  key: string;
+  info: ObjectInfo;
+  sse: ReadSse;
+}
+
 /** GET one range (or the whole object), handing its bytes to `sink`, checking their count and CRC-ing them. */
-async function getRange(
-  client: S3Client,
-  target: S3Target,
-  key: string,
-  info: ObjectInfo,
-  sse: ReadSse,
-  start: number,
-  length: number,
-  signal: AbortSignal,
-  sink: ChunkSink,
-): Promise<RangeResult> {
+async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: ChunkSink): Promise<RangeResult> {
+  const { client, target, key, info, sse } = read;
   const whole = start === 0 && length === info.size;
   const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
   const label = whole ? "GetObject" : `GetObject ${range}`;
@@ -136,26 +136,39 @@ function retriable(e: unknown): boolean {
 }
 
 /**
- * GET a range straight into the file at its offset, through one reusable
- * batch buffer: no range is ever held whole in memory. A range whose body
- * breaks mid-way is fetched again (the SDK only retries before the body
- * starts); rewriting the same offsets is harmless.
+ * Run one range attempt again when its body broke mid-way (the SDK retries
+ * only before the body starts); the attempt must be safe to repeat.
  */
-async function rangeToFile(
-  target: S3Target,
-  key: string,
-  info: ObjectInfo,
-  sse: ReadSse,
-  start: number,
-  length: number,
-  fh: FileHandle,
-  signal: AbortSignal,
-): Promise<RangeResult> {
+async function withRangeRetries<T>(read: ObjectRead, signal: AbortSignal, attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!retriable(e) || n >= read.target.cfg.tuning.maxAttempts || signal.aborted) throw e;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** n)));
+    }
+  }
+}
+
+/** A sink copying a range into `buf` from its start. */
+function intoBuffer(buf: Buffer): ChunkSink {
+  let filled = 0;
+  return (chunk) => {
+    chunk.copy(buf, filled);
+    filled += chunk.length;
+  };
+}
+
+/**
+ * GET a range straight into the file at its offset, through one reusable
+ * batch buffer: no range is ever held whole in memory. Rewriting the same
+ * offsets on a retry is harmless.
+ */
+async function rangeToFile(read: ObjectRead, start: number, length: number, fh: FileHandle, signal: AbortSignal): Promise<RangeResult> {
   const budget = transferBuffers();
   const batch = await budget.acquire(WRITE_BATCH, signal);
   try {
-    const attempts = target.cfg.tuning.maxAttempts;
-    for (let attempt = 1; ; attempt++) {
+    return await withRangeRetries(read, signal, async () => {
       let pos = start;
       let filled = 0;
       const flush = async () => {
@@ -163,32 +176,22 @@ async function rangeToFile(
         pos += filled;
         filled = 0;
       };
-      try {
-        const result = await getRange(target.client, target, key, info, sse, start, length, signal, async (chunk) => {
-          let off = 0;
-          while (off < chunk.length) {
-            const n = Math.min(chunk.length - off, WRITE_BATCH - filled);
-            chunk.copy(batch, filled, off, off + n);
-            filled += n;
-            off += n;
-            if (filled === WRITE_BATCH) await flush();
-          }
-        });
-        if (filled > 0) await flush();
-        return result;
-      } catch (e) {
-        if (!retriable(e) || attempt >= attempts || signal.aborted) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
-      }
-    }
+      const result = await getRange(read, start, length, signal, async (chunk) => {
+        let off = 0;
+        while (off < chunk.length) {
+          const n = Math.min(chunk.length - off, WRITE_BATCH - filled);
+          chunk.copy(batch, filled, off, off + n);
+          filled += n;
+          off += n;
+          if (filled === WRITE_BATCH) await flush();
+        }
+      });
+      if (filled > 0) await flush();
+      return result;
+    });
   } finally {
     budget.release(batch);
   }
-}
-
-/** Temporary sibling of `dest`, on the same file system so the final rename is atomic. */
-export function tempPathFor(dest: string): string {
-  return join(dirname(dest), `.${basename(dest)}.${randomBytes(6).toString("hex")}.part`);
 }
 
 /**
@@ -198,32 +201,15 @@ export function tempPathFor(dest: string): string {
  */
 export const SMALL_OBJECT = 256 * 1024;
 
-async function smallToFile(
-  target: S3Target,
-  key: string,
-  dest: string,
-  info: ObjectInfo,
-  sse: ReadSse,
-  signal: AbortSignal,
-  inPlace: boolean,
-): Promise<number> {
+async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, inPlace: boolean): Promise<number> {
+  const { target, key, info } = read;
   const budget = transferBuffers();
   const buf = await budget.acquire(info.size, signal);
   try {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        let filled = 0;
-        const r = await getRange(target.client, target, key, info, sse, 0, info.size, signal, (chunk) => {
-          chunk.copy(buf, filled);
-          filled += chunk.length;
-        });
-        checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
-        break;
-      } catch (e) {
-        if (!retriable(e) || attempt >= target.cfg.tuning.maxAttempts || signal.aborted) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
-      }
-    }
+    await withRangeRetries(read, signal, async () => {
+      const r = await getRange(read, 0, info.size, signal, intoBuffer(buf));
+      checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
+    });
     if (inPlace) {
       await writeFile(dest, buf, { flag: "w", mode: 0o644 });
       return info.size;
@@ -240,6 +226,11 @@ async function smallToFile(
   } finally {
     budget.release(buf);
   }
+}
+
+/** Temporary sibling of `dest`, on the same file system so the final rename is atomic. */
+export function tempPathFor(dest: string): string {
+  return join(dirname(dest), `.${basename(dest)}.${randomBytes(6).toString("hex")}.part`);
 }
 
 /**
@@ -260,15 +251,15 @@ export async function downloadToFile(
   const { partSize, partConcurrency, multipartThreshold, checksum } = target.cfg.tuning;
   const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
   const info = needHead ? await headObject(target, key, signal) : known;
-  const sse = await target.encryption.forRead(key);
-  if (info.size <= SMALL_OBJECT) return smallToFile(target, key, dest, info, sse, signal, inPlace);
+  const read: ObjectRead = { client: target.client, target, key, info, sse: await target.encryption.forRead(key) };
+  if (info.size <= SMALL_OBJECT) return smallToFile(read, dest, signal, inPlace);
   const tmp = tempPathFor(dest);
   const fh = await open(tmp, "wx", 0o644);
   let closed = false;
   try {
     if (info.size <= multipartThreshold) {
       if (info.size > 0) {
-        const r = await rangeToFile(target, key, info, sse, 0, info.size, fh, signal);
+        const r = await rangeToFile(read, 0, info.size, fh, signal);
         checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
       }
     } else {
@@ -281,7 +272,7 @@ export async function downloadToFile(
           const len = Math.min(partSize, info.size - start);
           const index = count;
           await group.add(async (s) => {
-            const r = await rangeToFile(target, key, info, sse, start, len, fh, s);
+            const r = await rangeToFile(read, start, len, fh, s);
             crcs.set(index, r.crc, len);
           });
         }
@@ -312,26 +303,12 @@ async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promis
   }
 }
 
-/** A range's bytes in one buffer (for ordered streaming). */
-async function getRangeBuffer(
-  client: S3Client,
-  target: S3Target,
-  key: string,
-  info: ObjectInfo,
-  sse: ReadSse,
-  start: number,
-  length: number,
-  signal: AbortSignal,
-): Promise<{ buf: Buffer; result: RangeResult }> {
+/** A range's bytes in one buffer from the budget (for ordered streaming); the caller releases it. */
+async function getRangeBuffer(read: ObjectRead, start: number, length: number, signal: AbortSignal): Promise<{ buf: Buffer; result: RangeResult }> {
   const budget = transferBuffers();
   const buf = await budget.acquire(length, signal);
   try {
-    let filled = 0;
-    const result = await getRange(client, target, key, info, sse, start, length, signal, (chunk) => {
-      chunk.copy(buf, filled);
-      filled += chunk.length;
-    });
-    return { buf, result };
+    return { buf, result: await getRange(read, start, length, signal, intoBuffer(buf)) };
   } catch (e) {
     budget.release(buf);
     throw e;
@@ -350,7 +327,7 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   const client = target.singleAttemptClient;
   const info = await headObject(target, key, signal, client);
   if (info.size === 0) return;
-  const sse = await target.encryption.forRead(key);
+  const read: ObjectRead = { client, target, key, info, sse: await target.encryption.forRead(key) };
   const { partConcurrency } = target.cfg.tuning;
   // Read-ahead ranges stay small: the window is what a slow client makes us hold.
   const partSize = Math.min(target.cfg.tuning.partSize, STREAM_RANGE);
@@ -368,7 +345,7 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
       const start = next;
       const len = Math.min(partSize, info.size - start);
       next += len;
-      const p = getRangeBuffer(client, target, key, info, sse, start, len, inner.signal);
+      const p = getRangeBuffer(read, start, len, inner.signal);
       p.catch(() => undefined); // observed when awaited below; avoid unhandled rejections meanwhile
       window.push(p);
     }
