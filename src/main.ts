@@ -17,7 +17,7 @@ environment:
   LOG_LEVEL                        pino level (default info)
   ARGO_S3_PLUGIN_GRACE_SECONDS     shutdown grace for in-flight RPCs (default 25)
   ARGO_S3_PLUGIN_SOCKET_MODE       octal socket file mode (default 660)
-  ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default 128)
+  ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default 96)
 `;
 
 function parseOctal(v: string | undefined, fallback: number): number {

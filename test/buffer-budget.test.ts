@@ -61,7 +61,7 @@ describe("BufferBudget", () => {
   });
 
   it("reads ARGO_S3_PLUGIN_BUFFER_MIB, refusing nonsense", () => {
-    expect(bufferBudgetFromEnv({})).toBe(128 * 1024 * 1024);
+    expect(bufferBudgetFromEnv({})).toBe(96 * 1024 * 1024);
     expect(bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "64" })).toBe(64 * 1024 * 1024);
     expect(() => bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "lots" })).toThrow(/ARGO_S3_PLUGIN_BUFFER_MIB/);
     expect(() => bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "2" })).toThrow(/≥ 8/);

@@ -125,8 +125,9 @@ function checkCrc(target: S3Target, key: string, expected: number | undefined, a
   }
 }
 
-/** OpenStream read-ahead range size (at most): window memory is partConcurrency × this. */
+/** OpenStream read-ahead: at most STREAM_WINDOW ranges of at most STREAM_RANGE bytes. */
 const STREAM_RANGE = 8 * 1024 * 1024;
+const STREAM_WINDOW = 4;
 
 /** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 1 MiB. */
 const WRITE_BATCH = 1024 * 1024;
@@ -328,8 +329,9 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   const info = await headObject(target, key, signal, client);
   if (info.size === 0) return;
   const read: ObjectRead = { client, target, key, info, sse: await target.encryption.forRead(key) };
-  const { partConcurrency } = target.cfg.tuning;
-  // Read-ahead ranges stay small: the window is what a slow client makes us hold.
+  // Read-ahead stays small: the window is what a slow client makes us hold, and
+  // gRPC's own send buffers come on top of it.
+  const partConcurrency = Math.min(target.cfg.tuning.partConcurrency, STREAM_WINDOW);
   const partSize = Math.min(target.cfg.tuning.partSize, STREAM_RANGE);
   const window: Promise<{ buf: Buffer; result: RangeResult }>[] = [];
   const inner = new AbortController();
