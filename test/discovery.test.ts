@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { type Client, type ClientDuplexStream, type ClientReadableStream, type ServiceError, credentials, loadPackageDefinition, status } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
+import type { IDescriptorProto, IFileDescriptorProto } from "protobufjs/ext/descriptor/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PluginProcess, startPlugin } from "./support/plugin.js";
 
@@ -125,6 +126,35 @@ describe("server reflection", () => {
       for (const name of ["artifact.proto", "ArtifactService", "OpenStream", "SaveStream", "input_artifact", "supports_save_stream"]) {
         expect(all).toContain(name);
       }
+    } finally {
+      c.close();
+    }
+  });
+
+  it("every served descriptor passes Go's map-entry rule (grpcurl refuses the file otherwise)", async () => {
+    const { FileDescriptorProto } = createRequire(import.meta.url)("protobufjs/ext/descriptor/index.js") as typeof import("protobufjs/ext/descriptor/index.js");
+    const c = reflectionClient(plugin.socket, "v1");
+    try {
+      const entries: string[] = [];
+      for (const symbol of ["artifact.ArtifactService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]) {
+        const res = await reflect(c, { fileContainingSymbol: symbol });
+        for (const bin of res.fileDescriptorResponse!.fileDescriptorProto) {
+          const file = FileDescriptorProto.decode(bin) as unknown as IFileDescriptorProto;
+          const visit = (m: IDescriptorProto): void => {
+            for (const f of m.field ?? []) {
+              const entry = m.nestedType?.find((n) => n.options?.mapEntry && f.typeName?.split(".").pop() === n.name);
+              if (!entry) continue;
+              const camel = f.name!.replace(/(?:^|_)(.)/g, (_m, ch: string) => ch.toUpperCase());
+              entries.push(`${m.name}.${entry.name}`);
+              expect(entry.name).toBe(`${camel}Entry`);
+            }
+            (m.nestedType ?? []).forEach(visit);
+          };
+          (file.messageType ?? []).forEach(visit);
+        }
+      }
+      // health.proto's HealthListResponse.statuses is a map: the rule was exercised.
+      expect(entries).toContain("HealthListResponse.StatusesEntry");
     } finally {
       c.close();
     }

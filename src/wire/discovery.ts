@@ -1,5 +1,5 @@
 // Standard gRPC discovery on the plugin's socket: server reflection (so
-// `grpcurl -plaintext -unix <socket> list|describe` works without the .proto
+// `grpcurl -plaintext unix://<socket> list|describe` works without the .proto
 // at hand) and grpc.health.v1.Health (so a probe or a person can ask whether
 // the plugin is serving). Both come from the grpc-node project's packages.
 import { createRequire } from "node:module";
@@ -73,7 +73,65 @@ function reflectedProtos(): ReturnType<typeof loadSync> {
     files.push(REFLECTION_PROTO);
     includeDirs.push(reflectionRoot);
   }
-  return loadSync(files, { keepCase: true, includeDirs });
+  return withGoCompatibleMapEntries(loadSync(files, { keepCase: true, includeDirs }));
+}
+
+type Descriptors = typeof import("protobufjs/ext/descriptor/index.js");
+type MessageDescriptor = import("protobufjs/ext/descriptor/index.js").IDescriptorProto;
+type FileDescriptor = import("protobufjs/ext/descriptor/index.js").IFileDescriptorProto;
+
+/**
+ * protobufjs names the synthetic message of a map field after the field
+ * ("Statuses") where protoc names it "<Field>Entry" ("StatusesEntry"); Go's
+ * descriptor validation, and so grpcurl, rejects the whole file otherwise
+ * (health.proto's HealthListResponse.statuses). Rename those entries in the
+ * serialized descriptors that reflection hands out.
+ */
+function withGoCompatibleMapEntries(def: ReturnType<typeof loadSync>): ReturnType<typeof loadSync> {
+  // CommonJS module whose exports are built at run time: load it with require.
+  const { FileDescriptorProto } = createRequire(import.meta.url)("protobufjs/ext/descriptor/index.js") as Descriptors;
+  const fixed = new Map<Buffer, Buffer>();
+  const fix = (bin: Buffer): Buffer => {
+    let out = fixed.get(bin);
+    if (!out) {
+      const file = FileDescriptorProto.decode(bin) as unknown as FileDescriptor;
+      let changed = false;
+      const visit = (m: MessageDescriptor): void => {
+        for (const nested of m.nestedType ?? []) visit(nested);
+        for (const field of m.field ?? []) {
+          const entry = m.nestedType?.find((n) => n.options?.mapEntry && field.typeName?.split(".").pop() === n.name);
+          const name = field.name ? mapEntryName(field.name) : undefined;
+          if (!entry || !name || entry.name === name) continue;
+          entry.name = name;
+          field.typeName = field.typeName!.replace(/[^.]*$/, name);
+          changed = true;
+        }
+      };
+      for (const m of file.messageType ?? []) visit(m);
+      out = changed ? Buffer.from(FileDescriptorProto.encode(file).finish()) : bin;
+      fixed.set(bin, out);
+    }
+    return out;
+  };
+  for (const value of Object.values(def) as { fileDescriptorProtos?: unknown }[]) {
+    if (Array.isArray(value.fileDescriptorProtos)) value.fileDescriptorProtos = (value.fileDescriptorProtos as Buffer[]).map(fix);
+  }
+  return def;
+}
+
+/** protoc's rule: the field name in CamelCase (underscores dropped, next letter upper-cased) + "Entry". */
+function mapEntryName(field: string): string {
+  let out = "";
+  let upper = true;
+  for (const ch of field) {
+    if (ch === "_") {
+      upper = true;
+      continue;
+    }
+    out += upper ? ch.toUpperCase() : ch;
+    upper = false;
+  }
+  return `${out}Entry`;
 }
 
 const REFLECTION_PROTO = "grpc/reflection/v1/reflection.proto";

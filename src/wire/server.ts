@@ -233,12 +233,19 @@ export class PluginServer {
           log.bucket = bucket;
           let bytes = 0;
           for await (const range of chunks) {
+            let taken: Promise<void> = Promise.resolve();
             for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
               const data = range.subarray(off, off + STREAM_FRAME_BYTES);
               bytes += data.length;
+              taken = new Promise<void>((resolve) => call.write({ data }, () => resolve()));
               // Respect HTTP/2 flow control: a slow reader stops us reading S3.
-              if (!call.write({ data })) await waitDrain(call, signal);
+              if (call.writableNeedDrain) await waitDrain(call, signal);
             }
+            // Frames wait in the call's queue as views of `range`, serialized only
+            // when their turn comes; the range's buffer is recycled once the next
+            // range is pulled, so let the last frame be taken first (the queue is
+            // in order, so all earlier ones have been too).
+            await abortable(taken, signal);
           }
           log.bytes = bytes;
           call.write({ isEnd: true });
@@ -290,6 +297,19 @@ function replyWithError<Res>(e: unknown, callback: sendUnaryData<Res>, onError: 
   if (e instanceof PluginError && e.kind === "invalid-argument") callback({ code: status.INVALID_ARGUMENT, details: e.message });
   else if (e instanceof PluginError && e.kind === "cancelled") callback({ code: status.CANCELLED, details: e.message });
   else callback(null, onError(describeError(e)));
+}
+
+/** `p`, or the signal's reason once the call is cancelled (a dead call never runs its write callbacks). */
+function abortable(p: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    });
+  });
 }
 
 async function waitDrain(call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>, signal: AbortSignal): Promise<void> {
