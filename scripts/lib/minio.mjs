@@ -91,6 +91,9 @@ export async function startMinio(opts = {}) {
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
+  // If whoever started it dies without stopping it, do not leave MinIO running.
+  const orphanGuard = () => child.kill("SIGKILL");
+  process.once("exit", orphanGuard);
   let output = "";
   child.stdout.on("data", (c) => (output += c));
   child.stderr.on("data", (c) => (output += c));
@@ -117,6 +120,7 @@ export async function startMinio(opts = {}) {
     caPem,
     logs: () => output,
     stop: async () => {
+      process.removeListener("exit", orphanGuard);
       if (child.exitCode === null) {
         child.kill("SIGTERM");
         const t = setTimeout(() => child.kill("SIGKILL"), 5000);
