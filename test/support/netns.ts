@@ -71,7 +71,18 @@ export class NetNs {
   static create(): NetNs {
     for (const line of ip("netns", "list").split("\n")) {
       const m = new RegExp(`^(${PREFIX}-(\\d+)-[0-9a-f]+)\\b`).exec(line.trim());
-      if (m && !pidAlive(Number(m[2]))) spawnSync("ip", ["netns", "del", m[1]!]);
+      if (m && !pidAlive(Number(m[2]))) {
+        // Left by a test process that was killed: stop what it started in there, then delete it.
+        const pids = spawnSync("ip", ["netns", "pids", m[1]!], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+        for (const pid of pids) {
+          try {
+            process.kill(Number(pid), "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+        spawnSync("ip", ["netns", "del", m[1]!]);
+      }
     }
     const name = `${PREFIX}-${process.pid}-${randomBytes(3).toString("hex")}`;
     ip("netns", "add", name);

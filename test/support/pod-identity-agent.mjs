@@ -52,7 +52,7 @@ export async function startAgent(opts) {
   let mode = {};
   /** @type {AgentRequest[]} */
   const requests = [];
-  /** @type {Map<string, string>} access key id → secret, of everything handed out (for the STS stand-in's signature check) */
+  /** @type {Map<string, { secretAccessKey: string, sessionToken: string }>} everything handed out, by access key id (for the STS stand-in's signature check, and leak checks) */
   const issued = new Map();
   /** @type {Set<import("node:http").ServerResponse>} */
   const hanging = new Set();
@@ -84,7 +84,7 @@ export async function startAgent(opts) {
     if (!tokenOk) return answer(401, { Code: "InvalidToken", Message: "the service account token is not valid" });
     try {
       const c = await assumeRole({ ...opts.minio, policy: bucketPolicy(opts.bucket), durationSeconds: 900 });
-      issued.set(c.accessKeyId, c.secretAccessKey);
+      issued.set(c.accessKeyId, { secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken });
       const expiration = mode.expiresInSeconds !== undefined ? new Date(Date.now() + mode.expiresInSeconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z") : c.expiration;
       return answer(
         200,

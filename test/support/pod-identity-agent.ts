@@ -27,6 +27,11 @@ export interface AgentRequest {
   expiration?: string;
 }
 
+export interface IssuedCredential {
+  secretAccessKey: string;
+  sessionToken: string;
+}
+
 export interface AgentOptions {
   listen: { host: string; port: number }[];
   tokenFile: string;
@@ -37,8 +42,8 @@ export interface AgentOptions {
 
 export interface Agent {
   requests(): Promise<AgentRequest[]>;
-  /** Access key id → secret key of every credential handed out. */
-  issued(): Promise<Record<string, string>>;
+  /** Every credential handed out, by access key id. */
+  issued(): Promise<Record<string, IssuedCredential>>;
   setMode(m: AgentMode): Promise<void>;
   /** Port of the first listener (useful when started with port 0). */
   port: number;
@@ -70,7 +75,7 @@ export async function startAgentInNetns(ns: NetNs, base: string, opts: AgentOpti
   const { addresses } = JSON.parse(line) as { addresses: { port: number }[] };
   return {
     requests: () => control(controlSocket, "GET", "/requests") as Promise<AgentRequest[]>,
-    issued: () => control(controlSocket, "GET", "/issued") as Promise<Record<string, string>>,
+    issued: () => control(controlSocket, "GET", "/issued") as Promise<Record<string, IssuedCredential>>,
     setMode: async (m) => void (await control(controlSocket, "PUT", "/mode", m)),
     port: addresses[0]?.port ?? 0,
     output: child.output,
@@ -83,7 +88,7 @@ export async function startAgentLocal(opts: AgentOptions): Promise<Agent> {
   const a = await startAgent(opts);
   return {
     requests: async () => [...a.requests] as AgentRequest[],
-    issued: async () => Object.fromEntries(a.issued) as Record<string, string>,
+    issued: async () => Object.fromEntries(a.issued) as Record<string, IssuedCredential>,
     setMode: async (m) => a.setMode(m),
     port: a.addresses[0]?.port ?? 0,
     output: () => "",
