@@ -29,5 +29,4 @@ RUN chmod 1777 /tmp
 USER node
 # Node itself is PID 1 and handles SIGTERM (graceful drain, exit 0).
 # Argo appends the socket path as the only argument.
-# Heap flags as in scripts/lib/tools.mjs PLUGIN_NODE_FLAGS (a test keeps them in step).
-ENTRYPOINT ["node", "--max-old-space-size=128", "--max-semi-space-size=8", "/app/dist/main.js"]
+ENTRYPOINT ["node", "/app/dist/main.js"]

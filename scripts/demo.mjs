@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArtifactClient, artifact } from "../dist/client/artifact-client.js";
 import { startMinio } from "./lib/minio.mjs";
-import { pluginArgs } from "./lib/tools.mjs";
+import { ROOT } from "./lib/tools.mjs";
 
 const step = (/** @type {string} */ s) => process.stdout.write(`\n▶ ${s}\n`);
 const sha = (/** @type {Buffer} */ b) => createHash("sha256").update(b).digest("hex").slice(0, 16);
@@ -22,7 +22,7 @@ console.log(`  MinIO at ${minio.url}`);
 
 step("starting the plugin: node dist/main.js <socket>");
 const socket = join(work, "artifact-plugins", "s3", "socket");
-const plugin = spawn(process.execPath, pluginArgs(socket), {
+const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
   env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "info" },
   stdio: ["ignore", "pipe", "inherit"],
 });

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-old-space-size=128 --max-semi-space-size=8
+#!/usr/bin/env node
 // Process entry: `node dist/main.js <socket-path>`. Argo appends the socket
 // path to the image's ENTRYPOINT; SIGTERM (pod stop) must end with exit 0.
 import { ArtifactService } from "./artifacts/service.js";

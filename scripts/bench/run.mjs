@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { ArtifactClient, artifact } from "../../dist/client/artifact-client.js";
 import { startMinio } from "../lib/minio.mjs";
-import { ROOT, pluginArgs, s5cmdBinary, toolVersions } from "../lib/tools.mjs";
+import { ROOT, s5cmdBinary, toolVersions } from "../lib/tools.mjs";
 import { cpuSeconds, peakRssMiB, resetPeak, runMeasured } from "./measure.mjs";
 
 const args = process.argv.slice(2);
@@ -64,7 +64,7 @@ log("starting MinIO and the plugin…");
 const minio = await startMinio();
 const s5cmd = await s5cmdBinary();
 const socket = join(work, "plugin.sock");
-const plugin = spawn(process.execPath, pluginArgs(socket), {
+const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
   env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
   stdio: ["ignore", "ignore", "inherit"],
 });

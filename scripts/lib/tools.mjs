@@ -12,19 +12,6 @@ import { promisify } from "node:util";
 const run = promisify(execFile);
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-/**
- * Node flags the plugin always runs with (Dockerfile ENTRYPOINT, `npm start`,
- * the bin shebang, and every test, demo and benchmark launch): V8 otherwise
- * lets garbage pile up to hundreds of MiB before collecting it. Transfer
- * buffers live outside this heap (ARGO_S3_PLUGIN_BUFFER_MIB bounds them).
- */
-export const PLUGIN_NODE_FLAGS = ["--max-old-space-size=128", "--max-semi-space-size=8"];
-
-/** argv to start the built plugin on `socket`. @param {string} socket */
-export function pluginArgs(socket) {
-  return [...PLUGIN_NODE_FLAGS, join(ROOT, "dist", "main.js"), socket];
-}
-
 /** @returns {Record<string, string>} */
 export function toolVersions() {
   /** @type {Record<string, string>} */

@@ -7,7 +7,6 @@
 // (they live in the file system). So the plugin is driven from the host over
 // its socket as usual, and the host reaches the namespace's MinIO through a
 // tiny unix-socket → TCP forwarder started inside the namespace.
-import { pluginArgs } from "../../scripts/lib/tools.mjs";
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -283,7 +282,7 @@ export async function startPluginInNetns(ns: NetNs, env: Record<string, string>,
   const socket = join(dir, "artifact-plugins", "s3", "socket");
   const home = join(dir, "home"); // an empty HOME: no ~/.aws files can leak into the SDK chain
   mkdirSync(home);
-  const child = ns.spawn(process.execPath, pluginArgs(socket), {
+  const child = ns.spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
     PATH: process.env["PATH"] ?? "",
     HOME: home,
     LOG_LEVEL: "debug",

@@ -6,7 +6,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pluginArgs } from "../../scripts/lib/tools.mjs";
 import { ArtifactClient } from "../../src/client/artifact-client.js";
 
 export { type Artifact, ArtifactClient, artifact } from "../../src/client/artifact-client.js";
@@ -24,7 +23,7 @@ export interface PluginProcess {
 export async function startPlugin(env: Record<string, string> = {}, dir?: string): Promise<PluginProcess> {
   const base = dir ?? mkdtempSync(join(tmpdir(), "plugin-"));
   const socket = join(base, "artifact-plugins", "s3", "socket");
-  const proc = spawn(process.execPath, pluginArgs(socket), {
+  const proc = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/root", LOG_LEVEL: "debug", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
