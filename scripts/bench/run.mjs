@@ -64,20 +64,39 @@ log("starting MinIO and the plugin…");
 const minio = await startMinio();
 const s5cmd = await s5cmdBinary();
 const socket = join(work, "plugin.sock");
-const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
-  env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
-  stdio: ["ignore", "ignore", "inherit"],
-});
-for (let i = 0; i < 100; i++) {
-  try {
-    statSync(socket);
-    break;
-  } catch {
-    await new Promise((r) => setTimeout(r, 100));
+/** @type {import("node:child_process").ChildProcess | undefined} */
+let plugin;
+let pid = 0;
+/** @type {ArtifactClient} */
+let client;
+
+/**
+ * A fresh plugin process for each case, so each case's peak RSS is its own
+ * and not what earlier cases left in the heap.
+ */
+async function freshPlugin() {
+  if (plugin) {
+    client.close();
+    const exited = new Promise((r) => plugin?.once("exit", r));
+    plugin.kill("SIGTERM");
+    await exited;
   }
+  plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
+    env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  for (let i = 0; i < 100; i++) {
+    try {
+      statSync(socket);
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  pid = /** @type {number} */ (plugin.pid);
+  client = new ArtifactClient(socket);
 }
-const pid = /** @type {number} */ (plugin.pid);
-const client = new ArtifactClient(socket);
+await freshPlugin();
 const BUCKET = "bench";
 // BENCH_TUNING (YAML, e.g. "tuning: {partSizeMiB: 16}") tries other settings than the defaults.
 const config = `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\ncreateBucketIfNotPresent: {}\n${process.env["BENCH_TUNING"] ?? ""}\n`;
@@ -144,6 +163,7 @@ const round = (/** @type {number} */ n) => Math.round(n * 100) / 100;
 
 /** Save/Load of one file by plugin and by s5cmd. @param {number} size @param {string} label @param {number} [target] */
 async function fileCase(size, label, target) {
+  await freshPlugin();
   const src = join(work, `src-${size}.bin`);
   makeFile(src, size);
   const key = `file-${size}.bin`;
@@ -162,6 +182,7 @@ async function fileCase(size, label, target) {
 
 /** @param {number} count @param {string} label @param {number} [target] */
 async function dirCase(count, label, target) {
+  await freshPlugin();
   const src = join(work, `tree-${count}`);
   makeDir(src, count);
   const key = `tree-${count}`;
@@ -190,6 +211,7 @@ try {
   // The stream client is Argo's own Go code (test/argo-client -bench): a Node
   // client would measure grpc-js on both ends, not what Argo runs.
   log(`\n== streams (${gib}), client: Argo's Go driver`);
+  await freshPlugin();
   const goClient = join(work, "argo-client");
   await runMeasured("go", ["-C", join(ROOT, "test", "argo-client"), "build", "-o", goClient, "."], { GOFLAGS: "-buildvcs=false" });
   const cfgFile = join(work, "config.yaml");
@@ -229,8 +251,9 @@ try {
   }
 } finally {
   client.close();
-  plugin.kill("SIGTERM");
-  await new Promise((r) => plugin.once("exit", r));
+  const exited = new Promise((r) => plugin?.once("exit", r));
+  plugin?.kill("SIGTERM");
+  await exited;
   await minio.stop();
   rmSync(work, { recursive: true, force: true });
 }
