@@ -1,8 +1,9 @@
-// The process logger. JSON lines by default (what log collectors want); level
-// from LOG_LEVEL. Nothing secret is ever passed to it: log calls carry bucket,
+// The process logger. JSON lines by default (what log collectors want), made
+// readable by pino-pretty when stdout is a terminal; level from LOG_LEVEL. Nothing secret is ever passed to it: log calls carry bucket,
 // key, endpoint and sizes only. The redact list is a second line of defence
 // for SDK objects that might be logged by mistake.
 import { pino, type Logger } from "pino";
+import pretty from "pino-pretty";
 
 export type { Logger };
 
@@ -24,5 +25,7 @@ export function createLogger(destination?: NodeJS.WritableStream): Logger {
       censor: "[redacted]",
     },
   };
-  return destination ? pino(opts, destination as pino.DestinationStream) : pino(opts);
+  if (destination) return pino(opts, destination as pino.DestinationStream);
+  if (process.stdout.isTTY) return pino(opts, pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,plugin" }));
+  return pino(opts);
 }

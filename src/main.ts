@@ -17,6 +17,7 @@ environment:
   LOG_LEVEL                        pino level (default info)
   ARGO_S3_PLUGIN_GRACE_SECONDS     shutdown grace for in-flight RPCs (default 25)
   ARGO_S3_PLUGIN_SOCKET_MODE       octal socket file mode (default 660)
+  ARGO_S3_PLUGIN_PROGRESS_SECONDS  progress log interval of long transfers (default 10)
   ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default 96)
 `;
 
@@ -52,7 +53,9 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const service = new ArtifactService(new S3TargetFactory(new KubeSecretSource()));
-  const server = new PluginServer({ socketPath, service, logger, socketMode });
+  const progressSeconds = Number(process.env["ARGO_S3_PLUGIN_PROGRESS_SECONDS"] || 10);
+  const progressIntervalMs = Number.isFinite(progressSeconds) && progressSeconds > 0 ? progressSeconds * 1000 : 10_000;
+  const server = new PluginServer({ socketPath, service, logger, socketMode, progressIntervalMs });
   try {
     await server.listen();
   } catch (e) {

@@ -16,6 +16,7 @@ import { type S3Where, isAbort, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
 import { PieceCrcs, crc32, crc32Combine, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
 import { transferBuffers } from "./buffer-budget.js";
+import { addProgress } from "./progress.js";
 import { TaskGroup } from "./task-group.js";
 
 export interface ObjectInfo {
@@ -102,6 +103,7 @@ async function getRange(read: ObjectRead, start: number, length: number, signal:
           throw new PluginError("storage", `${label} ${describeWhere(target, key)}: server sent more than the ${length} bytes asked for`);
         }
         if (checksums) crc = crc32(chunk, crc);
+        addProgress(chunk.length);
         const pending = sink(chunk);
         if (pending) await pending;
       }

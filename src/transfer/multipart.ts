@@ -15,6 +15,7 @@ import type { S3Target } from "../s3/client.js";
 import { storageError } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
+import { addProgress } from "./progress.js";
 
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
@@ -41,6 +42,7 @@ export async function putSmallObject(
       new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: body, ContentLength: body.length, ...checksum, ...sse }),
       { abortSignal: signal },
     );
+    addProgress(body.length);
   } catch (e) {
     throw storageError("PutObject", { bucket: target.bucket, key, endpointLabel: target.endpointLabel }, e, signal);
   }
@@ -112,6 +114,7 @@ export class MultipartUpload {
         { abortSignal: signal },
       );
       this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
+      addProgress(body.length);
     } catch (e) {
       throw storageError(`UploadPart ${partNumber}`, this.where, e, signal);
     }

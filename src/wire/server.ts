@@ -33,6 +33,7 @@ import type {
 import { Discovery } from "./discovery.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
+import { withProgress } from "../transfer/progress.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
 export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
@@ -46,6 +47,8 @@ export interface ServerOptions {
   logger: Logger;
   /** File mode of the socket; owner and group only by default. */
   socketMode?: number;
+  /** How often a long RPC logs a progress line (default 10 s). */
+  progressIntervalMs?: number;
 }
 
 function invalid(message: string): PluginError {
@@ -128,7 +131,17 @@ export class PluginServer {
     this.inflight.add(controller);
     const started = process.hrtime.bigint();
     const fields: RpcLog = {};
-    const p = body(controller.signal, fields);
+    const progress = { bytes: 0 };
+    // Long transfers say how far they are at a fixed interval.
+    const ticker = setInterval(() => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.opts.logger.info(
+        { method, bucket: fields.bucket, key: fields.key, bytes: progress.bytes, seconds: Math.round(seconds), mibPerSec: Math.round((progress.bytes / 1048576 / seconds) * 10) / 10 },
+        "progress",
+      );
+    }, this.opts.progressIntervalMs ?? 10_000);
+    ticker.unref();
+    const p = withProgress(progress, () => body(controller.signal, fields));
     this.pending.add(p);
     try {
       const result = await p;
@@ -138,6 +151,7 @@ export class PluginServer {
       this.logRpc(method, started, fields, e instanceof PluginError ? e.kind : "error", describeError(e));
       throw e;
     } finally {
+      clearInterval(ticker);
       this.inflight.delete(controller);
       this.pending.delete(p);
     }
