@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { ROOT, type PluginProcess, startPlugin } from "./support/plugin.js";
 
 const run = promisify(execFile);
@@ -27,9 +28,9 @@ beforeAll(async () => {
     maxBuffer: 32 * 1024 * 1024,
   });
   minio = await startMinio();
-  const s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+  const s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: "argo" }));
-  plugin = await startPlugin({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" });
+  plugin = await startPlugin(rootKeysEnv(minio));
   await build;
 });
 
@@ -53,7 +54,7 @@ it("passes every step of the Go program on Argo's plugin driver", async () => {
   process.stdout.write(stdout);
   expect(stdout, `${stdout}\n${result.stderr ?? ""}`).toMatch(/^10 passed, 0 failed$/m);
   expect(stdout).not.toContain("FAIL");
-  const s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+  const s3 = adminClient(minio);
   const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "argo" }));
   expect(uploads.Uploads ?? []).toEqual([]);
 }, 600_000);

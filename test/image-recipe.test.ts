@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { rootKeysEnv } from "./support/minio-access.js";
 import { ArtifactClient, ROOT, artifact } from "./support/plugin.js";
 import { spawn } from "node:child_process";
 
@@ -48,7 +49,7 @@ it("a production-only install has no dev tools and runs the plugin: Save/Load ro
   const socket = join(app, "tmp", "artifact-plugins", "s3", "socket");
   const proc = spawn(process.execPath, [join(app, "dist", "main.js"), socket], {
     cwd: app,
-    env: { PATH: process.env["PATH"] ?? "", NODE_ENV: "production", AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" },
+    env: { PATH: process.env["PATH"] ?? "", NODE_ENV: "production", ...rootKeysEnv(minio) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -10,6 +10,7 @@ import { crc32 } from "node:zlib";
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { crc32ToBase64 } from "../src/transfer/crc32.js";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
@@ -37,9 +38,9 @@ async function noUploadsLeft(): Promise<void> {
 beforeAll(async () => {
   minio = await startMinio();
   proxy = await startFaultProxy(minio.port);
-  s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+  s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: "integrity" }));
-  plugin = await startPlugin({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" });
+  plugin = await startPlugin(rootKeysEnv(minio));
   work = mkdtempSync(join(tmpdir(), "integrity-"));
   writeFileSync(join(work, "big.bin"), randomBytes(17 * MiB + 9));
   writeFileSync(join(work, "small.bin"), randomBytes(100_000));

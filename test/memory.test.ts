@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 const MiB = 1024 * 1024;
@@ -38,9 +39,9 @@ async function peakDuring(run: () => Promise<unknown>): Promise<number> {
 
 beforeAll(async () => {
   minio = await startMinio();
-  const s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+  const s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: "memory" }));
-  plugin = await startPlugin({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", ARGO_S3_PLUGIN_BUFFER_MIB: "32" });
+  plugin = await startPlugin({ ...rootKeysEnv(minio), ARGO_S3_PLUGIN_BUFFER_MIB: "32" });
   work = mkdtempSync(join(tmpdir(), "memory-"));
   const block = randomBytes(8 * MiB);
   const parts: Buffer[] = [];

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { ROOT, artifact, startPlugin } from "./support/plugin.js";
 
 function runMain(args: string[]): Promise<{ code: number | null; stderr: string }> {
@@ -58,14 +59,14 @@ describe("graceful shutdown", () => {
   let s3: S3Client;
   beforeAll(async () => {
     minio = await startMinio();
-    s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+    s3 = adminClient(minio);
     await s3.send(new CreateBucketCommand({ Bucket: "shutdown" }));
   });
   afterAll(async () => {
     await minio?.stop();
   });
   const cfg = () => `endpoint: ${minio.endpoint}\nbucket: shutdown\ninsecure: true\ntuning: {partSizeMiB: 5}\n`;
-  const env = () => ({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" });
+  const env = () => rootKeysEnv(minio);
 
   it("an RPC in flight at SIGTERM completes within the grace period, then exit 0", async () => {
     const plugin = await startPlugin({ ...env(), ARGO_S3_PLUGIN_GRACE_SECONDS: "20" });

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
@@ -20,9 +21,9 @@ const cfg = () => `endpoint: ${proxy.endpoint}\nbucket: retry\ninsecure: true\nt
 beforeAll(async () => {
   minio = await startMinio();
   proxy = await startFaultProxy(minio.port);
-  s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+  s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: "retry" }));
-  plugin = await startPlugin({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" });
+  plugin = await startPlugin(rootKeysEnv(minio));
   work = mkdtempSync(join(tmpdir(), "retry-"));
 });
 

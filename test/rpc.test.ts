@@ -7,6 +7,7 @@ import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutOb
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 let minio: MinioServer;
@@ -45,18 +46,9 @@ async function openUploads(bucket = BUCKET): Promise<number> {
 
 beforeAll(async () => {
   minio = await startMinio();
-  s3 = new S3Client({
-    endpoint: minio.url,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
-  });
+  s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  plugin = await startPlugin({
-    AWS_ACCESS_KEY_ID: minio.accessKey,
-    AWS_SECRET_ACCESS_KEY: minio.secretKey,
-    AWS_EC2_METADATA_DISABLED: "true",
-  });
+  plugin = await startPlugin(rootKeysEnv(minio));
   work = mkdtempSync(join(tmpdir(), "rpc-"));
 });
 

@@ -1,0 +1,18 @@
+// What most integration tests need of a running MinIO: an admin S3 client to
+// set up and inspect buckets directly, and the environment that gives the
+// plugin MinIO's root keys through the SDK's default chain.
+import { S3Client } from "@aws-sdk/client-s3";
+import type { MinioServer } from "../../scripts/lib/minio.mjs";
+
+export function adminClient(minio: MinioServer): S3Client {
+  return new S3Client({
+    endpoint: minio.url,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+  });
+}
+
+export function rootKeysEnv(minio: MinioServer): Record<string, string> {
+  return { AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" };
+}
