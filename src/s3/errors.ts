@@ -44,14 +44,28 @@ export function location(w: S3Where): string {
   return `${obj} (endpoint ${w.endpointLabel})`;
 }
 
+const STATUS_CODES: Record<number, string> = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  403: "AccessDenied",
+  404: "NotFound",
+  409: "Conflict",
+  412: "PreconditionFailed",
+  416: "InvalidRange",
+  500: "InternalError",
+  503: "ServiceUnavailable",
+};
+
 /** Wrap an SDK failure of `op` (e.g. "GetObject") at `w`. */
 export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortSignal): PluginError {
   if (isPluginError(e)) return e;
   if (isAbort(e, signal)) {
     return new PluginError("cancelled", `${op} ${location(w)}: cancelled`, { cause: e });
   }
-  const code = s3ErrorCode(e);
   const status = httpStatus(e);
+  let code = s3ErrorCode(e);
+  // Bodiless answers (every HEAD) come back as "Unknown"; the status still says what happened.
+  if ((code === undefined || code === "Unknown" || code === "UnknownError") && status !== undefined) code = STATUS_CODES[status] ?? code;
   let detail = describeError(e);
   // SDK messages for bodiless errors (HEAD) are just "UnknownError" or the code itself.
   if (!detail || detail === code || detail === "UnknownError") detail = status ? `HTTP ${status}` : "no details";
