@@ -267,7 +267,8 @@ export class PluginServer {
           () => call.end(),
           (e: unknown) => {
             if (e instanceof PluginError && e.kind === "invalid-argument") {
-              call.destroy(Object.assign(new Error(e.message), { code: status.INVALID_ARGUMENT, details: e.message }));
+              // emit, not destroy: grpc-js sends the status from its 'error' handler; a destroyed call never sends one.
+              call.emit("error", Object.assign(new Error(e.message), { code: status.INVALID_ARGUMENT, details: e.message }));
               return;
             }
             if (!call.cancelled) {

@@ -1,0 +1,286 @@
+// Hostile input through the real plugin process: broken and abusive
+// configuration text, directories full of symbolic links, Load targets that a
+// listing could try to escape, and the socket's file mode.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve, sep } from "node:path";
+import { CreateBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { localPathFor } from "../src/artifacts/keys.js";
+import { PluginError } from "../src/errors.js";
+import { adminClient, rootKeysEnv } from "./support/minio-access.js";
+import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
+
+let minio: MinioServer;
+let plugin: PluginProcess;
+let s3: S3Client;
+let work: string;
+const BUCKET = "hostile";
+const PASSWORD = "Pa55-never-print-me-7f3a";
+
+const config = (extra = "") => `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
+
+/** Every file (not directory) below `dir`, as sorted POSIX relative paths; symlinks listed as "<path> -> link". */
+function tree(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    const rel = join(e.parentPath, e.name).slice(dir.length + 1).split(sep).join("/");
+    if (e.isSymbolicLink()) out.push(`${rel} -> link`);
+    else if (!e.isDirectory()) out.push(rel);
+  }
+  return out.sort();
+}
+
+async function expectServing(): Promise<void> {
+  expect(plugin.proc.exitCode).toBeNull();
+  expect(await plugin.client.getCapabilities()).toEqual({ supportsSaveStream: true });
+  expect(await plugin.client.isDirectory(artifact(config(), "nothing-here"))).toEqual({ isDirectory: false, error: "" });
+}
+
+beforeAll(async () => {
+  minio = await startMinio();
+  s3 = adminClient(minio);
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  plugin = await startPlugin(rootKeysEnv(minio));
+  work = mkdtempSync(join(tmpdir(), "hostile-"));
+});
+
+afterAll(async () => {
+  const code = await plugin?.stop();
+  expect(code).toBe(0);
+  expect(plugin.output()).not.toContain(minio.secretKey);
+  expect(plugin.output()).not.toContain(PASSWORD);
+  await minio?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe("hostile configuration", () => {
+  const aliasBomb = [
+    "bucket: &a [x, x, x, x, x, x, x, x, x]",
+    "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]",
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]",
+    "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]",
+    "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]",
+    "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]",
+    "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]",
+    "h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]",
+    "i: [*h, *h, *h, *h, *h, *h, *h, *h, *h]",
+  ].join("\n");
+
+  // [label, configuration, text the error must contain (the field and why)]
+  const cases: Array<[string, () => string, string[]]> = [
+    ["malformed YAML", () => `bucket: [unclosed\nendpoint: ${minio.endpoint}\n`, ["(configuration)", "not valid YAML"]],
+    ["a tab-indented mapping", () => "bucket: b\ntuning:\n\tpartSizeMiB: 5\n", ["(configuration)", "YAML"]],
+    ["a list instead of a mapping", () => "- bucket: b\n", ["(configuration)", "expected a mapping"]],
+    ["a bare scalar", () => "just-a-string", ["(configuration)", "expected a mapping"]],
+    ["bucket of the wrong type", () => config().replace(`bucket: ${BUCKET}`, "bucket: 5"), ["bucket", "expected a string"]],
+    ["insecure as a string", () => config().replace("insecure: true", 'insecure: "yes"'), ["insecure", "expected true or false"]],
+    ["a tuning value out of range", () => config("tuning:\n  partConcurrency: 1000\n"), ["tuning.partConcurrency", "between 1 and 64"]],
+    ["a tuning value of the wrong type", () => config("tuning:\n  partSizeMiB: [5]\n"), ["tuning.partSizeMiB", "expected an integer"]],
+    ["a secret reference as a string", () => config("accessKeySecret: my-secret\n"), ["accessKeySecret", "expected a mapping"]],
+    ["an unknown top-level field", () => config("bogusField: 1\n"), ["bogusField", "unknown field"]],
+    ["an unknown nested field", () => config("encryptionOptions:\n  enableEncryption: true\n  kmsKeyID: x\n"), ["encryptionOptions.kmsKeyID", "unknown field"]],
+    ["a duplicate key", () => `${config()}bucket: other\n`, ["(configuration)", "bucket"]],
+    ["a 3 MiB configuration string", () => `${config()}# ${"x".repeat(3 * 1024 * 1024)}\n`, ["(configuration)", "larger than 256 KiB"]],
+    ["an endpoint with a path", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${minio.endpoint}/some/path`), ["endpoint", "no path"]],
+    ["an endpoint with a scheme", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: http://${minio.endpoint}`), ["endpoint", "without a scheme"]],
+    ["an endpoint with user:password@", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: admin:${PASSWORD}@${minio.endpoint}`), ["endpoint", "user"]],
+    ["a scheme and user:password@", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: https://admin:${PASSWORD}@${minio.endpoint}/p`), ["endpoint"]],
+    ["a YAML alias bomb", () => aliasBomb, ["(configuration)"]],
+  ];
+
+  it.each(cases)("%s: ListObjects answers with an error naming the field", async (_label, text, expected) => {
+    const started = Date.now();
+    const res = await plugin.client.listObjects(artifact(text(), "k"));
+    expect(res.objects).toEqual([]);
+    expect(res.error).toContain("invalid plugin configuration");
+    for (const e of expected) expect(res.error).toContain(e);
+    expect(res.error).not.toContain(PASSWORD);
+    // Short, even for a multi-megabyte input, and quick.
+    expect(res.error.length).toBeLessThan(600);
+    expect(Date.now() - started).toBeLessThan(5000);
+    await expectServing();
+  });
+
+  it("Save with a broken configuration fails with the field named and uploads nothing", async () => {
+    const src = join(work, "save-src.bin");
+    writeFileSync(src, "data");
+    const withPassword = config().replace(`endpoint: ${minio.endpoint}`, `endpoint: u:${PASSWORD}@${minio.endpoint}`);
+    const r1 = await plugin.client.save(artifact(withPassword, "bad/cfg.bin"), src);
+    expect(r1.success).toBe(false);
+    expect(r1.error).toContain("endpoint");
+    expect(r1.error).not.toContain(PASSWORD);
+    const r2 = await plugin.client.save(artifact(config("tuning:\n  checksum: md5\n"), "bad/cfg.bin"), src);
+    expect(r2).toMatchObject({ success: false, error: expect.stringContaining("tuning.checksum") });
+    expect((await plugin.client.listObjects(artifact(config(), "bad"))).error).toContain("not found");
+    await expectServing();
+  });
+
+  it("never prints the password of a user:password@ endpoint", () => {
+    expect(plugin.output()).toContain("invalid plugin configuration: endpoint");
+    expect(plugin.output()).not.toContain(PASSWORD);
+  });
+});
+
+describe("Save of a directory with symbolic links", () => {
+  it("uploads the regular files only: no link is followed, nothing outside the tree is read", async () => {
+    const base = join(work, "symlinks");
+    const src = join(base, "tree");
+    const outside = join(base, "outside");
+    mkdirSync(join(src, "sub", "deeper"), { recursive: true });
+    mkdirSync(join(outside, "dir"), { recursive: true });
+    writeFileSync(join(src, "a.txt"), "a");
+    writeFileSync(join(src, "sub", "b.txt"), "b");
+    writeFileSync(join(src, "sub", "deeper", "c.txt"), "c");
+    writeFileSync(join(outside, "secret.txt"), "outside secret");
+    writeFileSync(join(outside, "dir", "inner-secret.txt"), "outside secret 2");
+    symlinkSync("a.txt", join(src, "link-to-file")); // a file inside
+    symlinkSync("sub", join(src, "link-to-dir")); // a directory inside
+    symlinkSync(join(outside, "secret.txt"), join(src, "link-out-file")); // a file outside (absolute)
+    symlinkSync("../../outside/dir", join(src, "sub", "link-out-dir")); // a directory outside (relative)
+    symlinkSync("loop-b", join(src, "loop-a")); // a loop between two links
+    symlinkSync("loop-a", join(src, "loop-b"));
+    symlinkSync("..", join(src, "sub", "deeper", "up")); // a cycle back up the tree
+    symlinkSync("missing", join(src, "dangling"));
+
+    const a = artifact(config(), "sym/out");
+    const res = await plugin.client.save(a, src);
+    expect(res).toEqual({ success: true, error: "" });
+    const listed = await plugin.client.listObjects(a);
+    expect(listed.error).toBe("");
+    expect(listed.objects.sort()).toEqual(["sym/out/a.txt", "sym/out/sub/b.txt", "sym/out/sub/deeper/c.txt"]);
+    // Nothing at all landed elsewhere in the bucket under sym/.
+    expect((await plugin.client.listObjects(artifact(config(), "sym"))).objects.sort()).toEqual(listed.objects.sort());
+    // The plugin's log line counts the skipped links.
+    expect(plugin.output()).toMatch(/"method":"Save"[^\n]*"key":"sym\/out"[^\n]*"skippedSymlinks":8/);
+    await expectServing();
+  });
+
+  it("a symbolic link given as the Save path itself is saved as what it points to (Argo's own path, not a walked entry)", async () => {
+    // Argo hands the plugin the path it wants saved; only entries found while walking a directory are skipped.
+    const base = join(work, "top-link");
+    mkdirSync(join(base, "real"), { recursive: true });
+    writeFileSync(join(base, "real", "f.txt"), "f");
+    symlinkSync("real", join(base, "alias"));
+    const a = artifact(config(), "toplink");
+    expect(await plugin.client.save(a, join(base, "alias"))).toEqual({ success: true, error: "" });
+    expect((await plugin.client.listObjects(a)).objects).toEqual(["toplink/f.txt"]);
+  });
+});
+
+describe("Load path safety", () => {
+  describe("localPathFor, cases beyond test/keys.test.ts", () => {
+    const root = resolve("/tmp/load-target");
+    const refused = (objectKey: string, prefix = "dir/") => {
+      let caught: unknown;
+      try {
+        localPathFor(root, prefix, objectKey);
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught, `expected ${JSON.stringify(objectKey)} to be refused`).toBeInstanceOf(PluginError);
+      expect((caught as PluginError).kind).toBe("local");
+      expect((caught as PluginError).message).toContain(objectKey.slice(0, 20));
+    };
+
+    it("refuses prefix/../../x and deeper climbs", () => {
+      refused("dir/../../x");
+      refused("dir/../../../../../../etc/passwd");
+      refused("dir/a/b/../../../x");
+      refused("../x", "");
+      refused("a/../../x", "");
+    });
+
+    it("refuses absolute remainders, also with an empty prefix and after several slashes", () => {
+      refused("/etc/passwd", "");
+      refused("//etc/passwd", "");
+      refused("dir///x");
+      refused("dir//tmp/other");
+    });
+
+    it("refuses backslashes wherever they are (Windows-style traversal and drive paths)", () => {
+      refused("dir\\..\\x", "");
+      refused("dir/..\\..\\..\\etc\\passwd");
+      refused("dir/C:\\Windows\\x");
+      refused("dir/sub/trailing\\");
+    });
+
+    it("refuses NUL bytes at the start, middle and end", () => {
+      refused("dir/\0");
+      refused("dir/\0x");
+      refused("dir/x\0");
+      refused("dir/a/\0/b");
+      refused("dir/x\0/../../y");
+    });
+
+    it("refuses over-long names; accepts a long path made of allowed segments, still inside the root", () => {
+      refused(`dir/${"n".repeat(1000)}`);
+      refused(`dir/ok/${"n".repeat(64 * 1024)}/f`);
+      refused(`dir/${"😀".repeat(64)}`); // 64 characters, 256 bytes
+      const longPath = Array.from({ length: 40 }, () => "s".repeat(200)).join("/");
+      const p = localPathFor(root, "dir/", `dir/${longPath}`);
+      expect(p.startsWith(root + sep)).toBe(true);
+      expect(p).toBe(join(root, ...longPath.split("/")));
+    });
+
+    it("maps names that only look like traversal to paths inside the root", () => {
+      expect(localPathFor(root, "dir/", "dir/..a")).toBe(join(root, "..a"));
+      expect(localPathFor(root, "dir/", "dir/a..")).toBe(join(root, "a.."));
+      expect(localPathFor(root, "dir/", "dir/...")).toBe(join(root, "..."));
+      expect(localPathFor(root, "dir/", "dir/ ../x")).toBe(join(root, " ..", "x"));
+    });
+  });
+
+  it("Load of a prefix writes only inside its target: the sandbox holds the target directory and nothing else", async () => {
+    const keys: Record<string, Buffer> = {
+      "e2e/a.txt": randomBytes(100),
+      "e2e/sub/b.txt": randomBytes(2000),
+      "e2e/sub/deeper/c.bin": randomBytes(70_000),
+      "e2e/.hidden": Buffer.from("h"),
+      "e2e/..dots": Buffer.from("d"),
+      "e2e/sp ace/ü.txt": Buffer.from("u"),
+    };
+    for (const [Key, Body] of Object.entries(keys)) await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body }));
+    // A sibling prefix sharing the first letters must not be pulled in.
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "e2e-sibling/x.txt", Body: "sibling" }));
+
+    const outer = mkdtempSync(join(work, "outer-"));
+    const sandbox = join(outer, "sandbox");
+    const target = join(sandbox, "target");
+    mkdirSync(target, { recursive: true });
+    writeFileSync(join(outer, "neighbour.txt"), "untouched");
+    const outerBefore = tree(outer);
+    const sandboxMtime = statSync(sandbox).mtimeMs;
+
+    expect(await plugin.client.load(artifact(config(), "e2e"), target)).toEqual({ success: true, error: "" });
+
+    expect(readdirSync(sandbox)).toEqual(["target"]);
+    expect(statSync(sandbox).mtimeMs).toBe(sandboxMtime);
+    expect(tree(target)).toEqual(["..dots", ".hidden", "a.txt", "sp ace/ü.txt", "sub/b.txt", "sub/deeper/c.bin"]);
+    for (const [key, body] of Object.entries(keys)) expect(readFileSync(join(target, key.slice("e2e/".length))).equals(body)).toBe(true);
+    // Outside the sandbox only the loaded files are new.
+    const added = tree(outer).filter((p) => !outerBefore.includes(p));
+    expect(added.every((p) => p.startsWith("sandbox/target/"))).toBe(true);
+    expect(readFileSync(join(outer, "neighbour.txt"), "utf8")).toBe("untouched");
+    expect(readdirSync(outer).sort()).toEqual(["neighbour.txt", "sandbox"]);
+  });
+});
+
+describe("socket file mode", () => {
+  it("is 0660 by default", () => {
+    expect(statSync(plugin.socket).mode & 0o777).toBe(0o660);
+  });
+
+  it("honours ARGO_S3_PLUGIN_SOCKET_MODE", async () => {
+    const other = await startPlugin({ ARGO_S3_PLUGIN_SOCKET_MODE: "600" });
+    try {
+      expect(statSync(other.socket).isSocket()).toBe(true);
+      expect(statSync(other.socket).mode & 0o777).toBe(0o600);
+      expect(await other.client.getCapabilities()).toEqual({ supportsSaveStream: true });
+    } finally {
+      expect(await other.stop()).toBe(0);
+    }
+  });
+});
