@@ -203,7 +203,7 @@ export function parseConfig(text: string): PluginConfig {
     fail("(configuration)", `larger than ${MAX_CONFIG_BYTES / 1024} KiB; refusing to parse it`);
   }
   if (text.trim() === "") fail("(configuration)", "empty: at least `bucket` is required");
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!;
     const line = first.linePos?.[0]?.line;
@@ -211,7 +211,8 @@ export function parseConfig(text: string): PluginConfig {
     const lineEnd = text.indexOf("\n", first.pos[0]);
     const near = text.slice(first.pos[0], lineEnd < 0 ? undefined : lineEnd).slice(0, 60).trim();
     const where = `${line !== undefined ? ` at line ${line}` : ""}${near ? ` ("${near}")` : ""}`;
-    fail("(configuration)", `not valid YAML${where}: ${first.message.split("\n")[0]}`);
+    const what = (first.message.split("\n")[0] ?? "").replace(/\s+at line \d+, column \d+:?$/, "");
+    fail("(configuration)", `not valid YAML${where}: ${what}`);
   }
   let js: unknown;
   try {
