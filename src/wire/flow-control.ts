@@ -39,3 +39,19 @@ export function widenConnectionWindow(server: Server): void {
     });
   }
 }
+
+interface ReadableInternals {
+  _readableState?: { highWaterMark?: number };
+}
+
+/**
+ * grpc-js asks the client for more messages until its readable buffer holds 16
+ * of them — 32 MiB of 2 MiB SaveStream chunks per call, outside every budget
+ * of ours. Lower that read-ahead to `messages` so a call holds at most a chunk
+ * or two beyond the part being filled. (Node has no public way to change a
+ * stream's high-water mark after construction; guarded like the above.)
+ */
+export function limitReadAhead(call: object, messages: number): void {
+  const state = (call as ReadableInternals)._readableState;
+  if (state && typeof state.highWaterMark === "number") state.highWaterMark = messages;
+}

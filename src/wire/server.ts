@@ -31,12 +31,15 @@ import type {
   SuccessResponse,
 } from "./messages.js";
 import { Discovery } from "./discovery.js";
-import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
+import { limitReadAhead, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { withProgress } from "../transfer/progress.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
 export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
+
+/** OpenStream frames written but not yet taken by the transport, per call. */
+const FRAMES_IN_FLIGHT = 2;
 
 /** Bigger than Argo's 2 MiB SaveStream chunks with room to spare, small enough to refuse abuse. */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
@@ -246,20 +249,21 @@ export class PluginServer {
           const { bucket, chunks } = await svc.openStream(ref, signal);
           log.bucket = bucket;
           let bytes = 0;
+          // Frames wait in the call's queue as views of a range's buffer, which goes
+          // back to the budget once the next range is pulled; and every queued frame
+          // is memory outside the budget. So at most FRAMES_IN_FLIGHT frames are
+          // outstanding per call, and a range's frames are all taken before the next
+          // range is pulled. A slow reader thus stops us reading S3.
+          const inFlight: Promise<void>[] = [];
           for await (const range of chunks) {
-            let taken: Promise<void> = Promise.resolve();
             for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
               const data = range.subarray(off, off + STREAM_FRAME_BYTES);
               bytes += data.length;
-              taken = new Promise<void>((resolve) => call.write({ data }, () => resolve()));
-              // Respect HTTP/2 flow control: a slow reader stops us reading S3.
+              if (inFlight.length >= FRAMES_IN_FLIGHT) await abortable(inFlight.shift()!, signal);
+              inFlight.push(new Promise<void>((resolve) => call.write({ data }, () => resolve())));
               if (call.writableNeedDrain) await waitDrain(call, signal);
             }
-            // Frames wait in the call's queue as views of `range`, serialized only
-            // when their turn comes; the range's buffer is recycled once the next
-            // range is pulled, so let the last frame be taken first (the queue is
-            // in order, so all earlier ones have been too).
-            await abortable(taken, signal);
+            while (inFlight.length > 0) await abortable(inFlight.shift()!, signal);
           }
           log.bytes = bytes;
           call.write({ isEnd: true });
@@ -280,6 +284,7 @@ export class PluginServer {
       },
       SaveStream: (call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>, callback: sendUnaryData<SuccessResponse>) => {
         this.track("SaveStream", call, async (signal, log) => {
+          limitReadAhead(call, 1);
           const it = (call as AsyncIterable<SaveStreamArtifactRequest>)[Symbol.asyncIterator]();
           const first = await it.next();
           if (first.done) throw invalid("SaveStream: the stream ended before its first (metadata) frame");
