@@ -98,7 +98,9 @@ export class S3TargetFactory {
       // The custom CA is added to the public roots, not put in their place.
       httpsAgent: new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts),
       connectionTimeout: 10_000,
-      requestTimeout: cfg.tuning.requestTimeoutMs,
+      // The socket idle timeout. (@smithy/node-http-handler 4.x's `requestTimeout` is a
+      // whole-request timer that only logs a warning, so a hung store would hang the RPC.)
+      socketTimeout: cfg.tuning.requestTimeoutMs,
     });
     const common = {
       region,

@@ -14,6 +14,7 @@ import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { type S3Where, isAbort, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
+import { backoff } from "./backoff.js";
 import { PieceCrcs, crc32, crc32Combine, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
 import { transferBuffers } from "./buffer-budget.js";
 import { addProgress } from "./progress.js";
@@ -148,7 +149,7 @@ async function withRangeRetries<T>(read: ObjectRead, signal: AbortSignal, attemp
       return await attempt();
     } catch (e) {
       if (!retriable(e) || n >= read.target.cfg.tuning.maxAttempts || signal.aborted) throw e;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** n)));
+      await backoff(n);
     }
   }
 }

@@ -12,8 +12,9 @@ import {
 } from "@aws-sdk/client-s3";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
-import { storageError } from "../s3/errors.js";
+import { httpStatus, s3ErrorCode, storageError } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
+import { backoff } from "./backoff.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
 import { addProgress } from "./progress.js";
 
@@ -69,20 +70,29 @@ export class MultipartUpload {
   static async start(target: S3Target, key: string, sse: WriteSse, signal: AbortSignal): Promise<MultipartUpload> {
     const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
     const checksums = target.cfg.tuning.checksum === "crc32";
-    try {
-      const out = await target.client.send(
-        new CreateMultipartUploadCommand({
-          Bucket: target.bucket,
-          Key: key,
-          ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}),
-          ...sse,
-        }),
-        { abortSignal: signal },
-      );
-      if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
-      return new MultipartUpload(target, key, out.UploadId, sse, checksums);
-    } catch (e) {
-      throw storageError("CreateMultipartUpload", where, e, signal);
+    // Not the SDK's blind retry: a Create whose answer was lost (timeout, reset) may
+    // still be carried out by the store, creating an upload whose id we never learn;
+    // every repeat would leave one more behind. Retried only when the store answered
+    // that it did not act (throttling, 5xx) or the connection was refused.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const out = await target.singleAttemptClient.send(
+          new CreateMultipartUploadCommand({
+            Bucket: target.bucket,
+            Key: key,
+            ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}),
+            ...sse,
+          }),
+          { abortSignal: signal },
+        );
+        if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
+        return new MultipartUpload(target, key, out.UploadId, sse, checksums);
+      } catch (e) {
+        const status = httpStatus(e);
+        const notActedOn = (status !== undefined && (status >= 500 || status === 429)) || s3ErrorCode(e) === "ECONNREFUSED";
+        if (!notActedOn || attempt >= target.cfg.tuning.maxAttempts || signal.aborted) throw storageError("CreateMultipartUpload", where, e, signal);
+        await backoff(attempt);
+      }
     }
   }
 
@@ -150,14 +160,25 @@ export class MultipartUpload {
   async abort(): Promise<Error | undefined> {
     if (this.finished) return undefined;
     this.finished = true;
-    try {
-      await this.target.client.send(
-        new AbortMultipartUploadCommand({ Bucket: this.target.bucket, Key: this.key, UploadId: this.uploadId }),
-        { abortSignal: AbortSignal.timeout(30_000) },
-      );
-      return undefined;
-    } catch (e) {
-      return storageError("AbortMultipartUpload", this.where, e);
+    // Retried until that deadline, not just the client's few quick attempts: the
+    // store being down (restarting: connection refused) or unresponsive is often
+    // why the upload failed, and giving up at once would leave the upload behind.
+    const deadline = AbortSignal.timeout(30_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.target.client.send(
+          new AbortMultipartUploadCommand({ Bucket: this.target.bucket, Key: this.key, UploadId: this.uploadId }),
+          { abortSignal: deadline },
+        );
+        return undefined;
+      } catch (e) {
+        // An earlier attempt got through but its answer was lost: nothing is left.
+        if (attempt > 1 && s3ErrorCode(e) === "NoSuchUpload") return undefined;
+        const status = httpStatus(e);
+        const transient = status === undefined || status >= 500 || status === 429;
+        if (deadline.aborted || !transient) return storageError("AbortMultipartUpload", this.where, e);
+        await backoff(attempt);
+      }
     }
   }
 }
