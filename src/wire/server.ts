@@ -294,7 +294,17 @@ export class PluginServer {
           async function* chunks(): AsyncGenerator<Buffer> {
             if (head && head.length > 0) yield head;
             for (;;) {
-              const next = await it.next();
+              let next: IteratorResult<SaveStreamArtifactRequest>;
+              try {
+                next = await it.next();
+              } catch (e) {
+                // A client that cancels (or hits its deadline) mid-stream surfaces here as a
+                // premature close of the call: report it as the cancellation it is.
+                if (signal.aborted || call.cancelled || (e as { code?: string }).code === "ERR_STREAM_PREMATURE_CLOSE") {
+                  throw new PluginError("cancelled", "SaveStream: cancelled by the client");
+                }
+                throw e;
+              }
               if (next.done) break;
               if (next.value.chunk && next.value.chunk.length > 0) yield next.value.chunk;
             }
