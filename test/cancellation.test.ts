@@ -5,6 +5,7 @@
 // multipart upload, no object from an upload that did not succeed), and not
 // leak: the plugin's open file descriptors come back to the baseline after
 // every round of 20 cancellations.
+import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +15,6 @@ import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, Put
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
-import { type RestartableMinio, startRestartableMinio } from "./support/restartable-minio.js";
 
 const MiB = 1024 * 1024;
 const BUCKET = "cancel";
@@ -22,7 +22,7 @@ const SIZE = 40 * MiB;
 const REPS = 20;
 const FD_SLACK = 2; // sockets the plugin closes lazily
 
-let minio: RestartableMinio;
+let minio: MinioServer;
 let plugin: PluginProcess;
 let s3: S3Client;
 let work: string;
@@ -120,7 +120,7 @@ async function uploadCleanedUp(key: string, line: RpcLine): Promise<void> {
 }
 
 beforeAll(async () => {
-  minio = await startRestartableMinio();
+  minio = await startMinio();
   s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   work = mkdtempSync(join(tmpdir(), "cancel-"));

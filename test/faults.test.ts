@@ -10,6 +10,7 @@
 // line: a CreateMultipartUpload or CompleteMultipartUpload whose answer was lost
 // but which the store carried out anyway (see lateCreates, and checkAfter).
 // "missed" counts faults that came after the RPC had already ended.
+import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +19,6 @@ import { AbortMultipartUploadCommand, CreateBucketCommand, GetObjectCommand, Hea
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
-import { type RestartableMinio, startRestartableMinio } from "./support/restartable-minio.js";
 
 const MiB = 1024 * 1024;
 const BUCKET = "faults";
@@ -26,7 +26,7 @@ const SIZE = 40 * MiB;
 const RUNS_PER_KIND = 10; // alternating kill / freeze
 const HANG_LIMIT_MS = 60_000; // not a timing assert: only catches hangs
 
-let minio: RestartableMinio;
+let minio: MinioServer;
 let plugin: PluginProcess;
 let s3: S3Client;
 let work: string;
@@ -194,7 +194,7 @@ async function checkAfter(kind: Kind, key: string, outcome: Outcome): Promise<vo
 }
 
 beforeAll(async () => {
-  minio = await startRestartableMinio();
+  minio = await startMinio();
   s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   work = mkdtempSync(join(tmpdir(), "faults-"));

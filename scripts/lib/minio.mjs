@@ -48,8 +48,12 @@ export async function selfSignedCert(dir, cn = "127.0.0.1") {
 /**
  * @typedef {{
  *   endpoint: string, url: string, port: number, accessKey: string, secretKey: string,
- *   dataDir: string, caPem?: string, stop: () => Promise<void>, logs: () => string
+ *   dataDir: string, caPem?: string, stop: () => Promise<void>, logs: () => string,
+ *   kill: () => Promise<void>, restart: () => Promise<void>, freeze: () => void, thaw: () => void,
+ *   pid: () => number | undefined
  * }} MinioServer
+ * kill: SIGKILL, resolves once gone. restart: start again on the same port and data directory,
+ * resolves when healthy (fault tests). freeze / thaw: SIGSTOP / SIGCONT.
  */
 
 /**
@@ -66,6 +70,7 @@ export async function startMinio(opts = {}) {
   const certsDir = join(base, "certs");
   mkdirSync(dataDir);
   mkdirSync(certsDir);
+  /** @type {string | undefined} */
   let caPem;
   if (opts.tls) {
     const { cert } = await selfSignedCert(certsDir);
@@ -73,43 +78,58 @@ export async function startMinio(opts = {}) {
   }
   const accessKey = "minio-root";
   const secretKey = `minio-secret-${Math.random().toString(36).slice(2)}`;
-  const child = spawn(
-    bin,
-    ["server", dataDir, "--address", `${host}:${port}`, "--console-address", `${host}:${consolePort}`, "--certs-dir", certsDir, "--quiet"],
-    {
-      env: {
-        PATH: process.env["PATH"] ?? "",
-        HOME: base,
-        MINIO_ROOT_USER: accessKey,
-        MINIO_ROOT_PASSWORD: secretKey,
-        MINIO_BROWSER: "off",
-        MINIO_UPDATE: "off",
-        // A single static key: enough for SSE-S3, SSE-KMS with key id "test-key" and bucket encryption.
-        MINIO_KMS_SECRET_KEY: "test-key:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-        ...opts.env,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  // If whoever started it dies without stopping it, do not leave MinIO running.
-  const orphanGuard = () => child.kill("SIGKILL");
-  process.once("exit", orphanGuard);
-  let output = "";
-  child.stdout.on("data", (c) => (output += c));
-  child.stderr.on("data", (c) => (output += c));
-  const exited = new Promise((resolve) => child.once("exit", resolve));
   const hostInUrl = host.includes(":") ? `[${host}]` : host;
   const url = `${opts.tls ? "https" : "http"}://${hostInUrl}:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`minio exited with ${child.exitCode}:\n${output}`);
-    if (await healthy(url, caPem)) break;
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`minio did not become healthy at ${url} in 60 s:\n${output}`);
+  /** @type {import("node:child_process").ChildProcess | undefined} */
+  let child;
+  /** @type {Promise<unknown>} */
+  let exited = Promise.resolve();
+  let output = "";
+  // If whoever started it dies without stopping it, do not leave MinIO running.
+  const orphanGuard = () => child?.kill("SIGKILL");
+  process.once("exit", orphanGuard);
+
+  const launch = async () => {
+    const c = spawn(
+      bin,
+      ["server", dataDir, "--address", `${host}:${port}`, "--console-address", `${host}:${consolePort}`, "--certs-dir", certsDir, "--quiet"],
+      {
+        env: {
+          PATH: process.env["PATH"] ?? "",
+          HOME: base,
+          MINIO_ROOT_USER: accessKey,
+          MINIO_ROOT_PASSWORD: secretKey,
+          MINIO_BROWSER: "off",
+          MINIO_UPDATE: "off",
+          // A single static key: enough for SSE-S3, SSE-KMS with key id "test-key" and bucket encryption.
+          MINIO_KMS_SECRET_KEY: "test-key:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+          ...opts.env,
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    child = c;
+    c.stdout?.on("data", (d) => (output += d));
+    c.stderr?.on("data", (d) => (output += d));
+    exited = new Promise((resolve) => c.once("exit", resolve));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (c.exitCode !== null) throw new Error(`minio exited with ${c.exitCode}:\n${output}`);
+      if (await healthy(url, caPem)) return;
+      if (Date.now() > deadline) {
+        c.kill("SIGKILL");
+        throw new Error(`minio did not become healthy at ${url} in 60 s:\n${output}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  };
+  const kill = async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+  };
+  await launch();
   return {
     endpoint: `${hostInUrl}:${port}`,
     url,
@@ -119,11 +139,22 @@ export async function startMinio(opts = {}) {
     dataDir,
     caPem,
     logs: () => output,
+    kill,
+    restart: async () => {
+      await kill();
+      // The port is free again once the old process is gone (MinIO listens with SO_REUSEADDR).
+      await launch();
+    },
+    freeze: () => void child?.kill("SIGSTOP"),
+    thaw: () => void child?.kill("SIGCONT"),
+    pid: () => child?.pid,
     stop: async () => {
       process.removeListener("exit", orphanGuard);
-      if (child.exitCode === null) {
-        child.kill("SIGTERM");
-        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      const c = child;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        c.kill("SIGCONT"); // a frozen server cannot act on SIGTERM
+        c.kill("SIGTERM");
+        const t = setTimeout(() => c.kill("SIGKILL"), 5000);
         await exited;
         clearTimeout(t);
       }
