@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { Metadata, status } from "@grpc/grpc-js";
 import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminClient, rootKeysEnv } from "./support/minio-access.js";
+import { adminClient, rootKeysEnv, objectSha } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 const MiB = 1024 * 1024;
@@ -100,19 +100,10 @@ async function noUploadsLeft(): Promise<void> {
   expect(uploads).toEqual([]);
 }
 
-async function storedSha(key: string): Promise<string | undefined> {
-  try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-    return sha(Buffer.from(await out.Body!.transformToByteArray()));
-  } catch (e) {
-    if ((e as { name?: string }).name === "NoSuchKey") return undefined;
-    throw e;
-  }
-}
 
 /** An upload ended by the client: the object exists only if the plugin logged success, and then whole. */
 async function uploadCleanedUp(key: string, line: RpcLine): Promise<void> {
-  const stored = await storedSha(key);
+  const stored = await objectSha(s3, BUCKET, key);
   if (line.outcome === "ok") expect(stored).toBe(sourceSha);
   else expect(stored, `${key} (${line.outcome}) left an object`).toBeUndefined();
   const byKey = await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AbortMultipartUploadCommand, CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminClient, rootKeysEnv } from "./support/minio-access.js";
+import { adminClient, rootKeysEnv, objectSha } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 const MiB = 1024 * 1024;
@@ -84,15 +84,6 @@ async function lateCreates(kind: Kind, key: string): Promise<void> {
   }
 }
 
-async function objectSha(key: string): Promise<string | undefined> {
-  try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-    return sha(Buffer.from(await out.Body!.transformToByteArray()));
-  } catch (e) {
-    if ((e as { name?: string }).name === "NoSuchKey") return undefined;
-    throw e;
-  }
-}
 
 type Kind = "Save" | "SaveStream" | "Load" | "OpenStream";
 type Outcome = { ok: true } | { ok: false; error: string };
@@ -172,7 +163,7 @@ async function checkAfter(kind: Kind, key: string, outcome: Outcome): Promise<vo
     expect(outcome.error, `${kind} ${key}`).toMatch(OPERATIONS[kind]);
   }
   if (kind === "Save" || kind === "SaveStream") {
-    const stored = await objectSha(key);
+    const stored = await objectSha(s3, BUCKET, key);
     if (outcome.ok) expect(stored, `${kind} ${key} succeeded`).toBe(sourceSha);
     else if (stored !== undefined && /^CompleteMultipartUpload /.test(outcome.error)) {
       // An ambiguity no client can close: a CompleteMultipartUpload that timed out (or lost

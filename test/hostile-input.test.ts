@@ -8,8 +8,6 @@ import { join, resolve, sep } from "node:path";
 import { CreateBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
-import { localPathFor } from "../src/artifacts/keys.js";
-import { PluginError } from "../src/errors.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
@@ -171,67 +169,6 @@ describe("Save of a directory with symbolic links", () => {
 });
 
 describe("Load path safety", () => {
-  describe("localPathFor, cases beyond test/keys.test.ts", () => {
-    const root = resolve("/tmp/load-target");
-    const refused = (objectKey: string, prefix = "dir/") => {
-      let caught: unknown;
-      try {
-        localPathFor(root, prefix, objectKey);
-      } catch (e) {
-        caught = e;
-      }
-      expect(caught, `expected ${JSON.stringify(objectKey)} to be refused`).toBeInstanceOf(PluginError);
-      expect((caught as PluginError).kind).toBe("local");
-      expect((caught as PluginError).message).toContain(objectKey.slice(0, 20));
-    };
-
-    it("refuses prefix/../../x and deeper climbs", () => {
-      refused("dir/../../x");
-      refused("dir/../../../../../../etc/passwd");
-      refused("dir/a/b/../../../x");
-      refused("../x", "");
-      refused("a/../../x", "");
-    });
-
-    it("refuses absolute remainders, also with an empty prefix and after several slashes", () => {
-      refused("/etc/passwd", "");
-      refused("//etc/passwd", "");
-      refused("dir///x");
-      refused("dir//tmp/other");
-    });
-
-    it("refuses backslashes wherever they are (Windows-style traversal and drive paths)", () => {
-      refused("dir\\..\\x", "");
-      refused("dir/..\\..\\..\\etc\\passwd");
-      refused("dir/C:\\Windows\\x");
-      refused("dir/sub/trailing\\");
-    });
-
-    it("refuses NUL bytes at the start, middle and end", () => {
-      refused("dir/\0");
-      refused("dir/\0x");
-      refused("dir/x\0");
-      refused("dir/a/\0/b");
-      refused("dir/x\0/../../y");
-    });
-
-    it("refuses over-long names; accepts a long path made of allowed segments, still inside the root", () => {
-      refused(`dir/${"n".repeat(1000)}`);
-      refused(`dir/ok/${"n".repeat(64 * 1024)}/f`);
-      refused(`dir/${"😀".repeat(64)}`); // 64 characters, 256 bytes
-      const longPath = Array.from({ length: 40 }, () => "s".repeat(200)).join("/");
-      const p = localPathFor(root, "dir/", `dir/${longPath}`);
-      expect(p.startsWith(root + sep)).toBe(true);
-      expect(p).toBe(join(root, ...longPath.split("/")));
-    });
-
-    it("maps names that only look like traversal to paths inside the root", () => {
-      expect(localPathFor(root, "dir/", "dir/..a")).toBe(join(root, "..a"));
-      expect(localPathFor(root, "dir/", "dir/a..")).toBe(join(root, "a.."));
-      expect(localPathFor(root, "dir/", "dir/...")).toBe(join(root, "..."));
-      expect(localPathFor(root, "dir/", "dir/ ../x")).toBe(join(root, " ..", "x"));
-    });
-  });
 
   it("Load of a prefix writes only inside its target: the sandbox holds the target directory and nothing else", async () => {
     const keys: Record<string, Buffer> = {

@@ -115,6 +115,54 @@ describe("localPathFor", () => {
   it("refuses a remainder that resolves to the root itself", () => {
     refusal("dir/.");
   });
+
+  // Further hostile shapes: deeper climbs, Windows-style paths, NUL anywhere, over-long names.
+  it("refuses prefix/../../x and deeper climbs", () => {
+    refusal("dir/../../x");
+    refusal("dir/../../../../../../etc/passwd");
+    refusal("dir/a/b/../../../x");
+    refusal("../x", "");
+    refusal("a/../../x", "");
+  });
+
+  it("refuses absolute remainders, also with an empty prefix and after several slashes", () => {
+    refusal("/etc/passwd", "");
+    refusal("//etc/passwd", "");
+    refusal("dir///x");
+    refusal("dir//tmp/other");
+  });
+
+  it("refuses backslashes wherever they are (Windows-style traversal and drive paths)", () => {
+    refusal("dir\\..\\x", "");
+    refusal("dir/..\\..\\..\\etc\\passwd");
+    refusal("dir/C:\\Windows\\x");
+    refusal("dir/sub/trailing\\");
+  });
+
+  it("refuses NUL bytes at the start, middle and end", () => {
+    refusal("dir/\0");
+    refusal("dir/\0x");
+    refusal("dir/x\0");
+    refusal("dir/a/\0/b");
+    refusal("dir/x\0/../../y");
+  });
+
+  it("refuses over-long names; accepts a long path made of allowed segments, still inside the root", () => {
+    refusal(`dir/${"n".repeat(1000)}`);
+    refusal(`dir/ok/${"n".repeat(64 * 1024)}/f`);
+    refusal(`dir/${"😀".repeat(64)}`); // 64 characters, 256 bytes
+    const longPath = Array.from({ length: 40 }, () => "s".repeat(200)).join("/");
+    const p = localPathFor(root, "dir/", `dir/${longPath}`);
+    expect(p.startsWith(root + sep)).toBe(true);
+    expect(p).toBe(join(root, ...longPath.split("/")));
+  });
+
+  it("maps names that only look like traversal to paths inside the root", () => {
+    expect(localPathFor(root, "dir/", "dir/..a")).toBe(join(root, "..a"));
+    expect(localPathFor(root, "dir/", "dir/a..")).toBe(join(root, "a.."));
+    expect(localPathFor(root, "dir/", "dir/...")).toBe(join(root, "..."));
+    expect(localPathFor(root, "dir/", "dir/ ../x")).toBe(join(root, " ..", "x"));
+  });
 });
 
 describe("partSizeFor", () => {

@@ -16,6 +16,7 @@ import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { PROTO_PATH } from "../src/wire/proto.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
+import { prng } from "../scripts/lib/prng.mjs";
 
 type Kind = "unary" | "server" | "client";
 interface MethodSpec {
@@ -40,17 +41,6 @@ const ACCEPTED = new Set<number>([status.INVALID_ARGUMENT, status.INTERNAL, stat
 const DEADLINE_MS = 10_000;
 const MiB = 1024 * 1024;
 
-/** mulberry32: a small deterministic PRNG so every run sends the same payloads. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Hand-rolled protobuf encoding, so wire types and lengths can be wrong on purpose.
 function varint(n: number): Buffer {

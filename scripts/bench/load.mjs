@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { ArtifactClient, artifact } from "../../dist/client/artifact-client.js";
 import { startMinio } from "../lib/minio.mjs";
 import { ROOT } from "../lib/tools.mjs";
+import { prng } from "../lib/prng.mjs";
 
 const args = process.argv.slice(2);
 const opt = (/** @type {string} */ name, /** @type {number} */ dflt) => {
@@ -53,17 +54,6 @@ const watchdog = setTimeout(() => {
 }, (SECONDS + IDLE_SECONDS + 180) * 1000);
 watchdog.unref();
 
-/** mulberry32: the same operation mix on every run. @param {number} seed */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Deterministic content (random-looking, so nothing compresses or dedups it). @param {number} size @param {number} seed */
 function content(size, seed) {

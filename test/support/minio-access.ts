@@ -1,7 +1,8 @@
 // What most integration tests need of a running MinIO: an admin S3 client to
 // set up and inspect buckets directly, and the environment that gives the
 // plugin MinIO's root keys through the SDK's default chain.
-import { S3Client } from "@aws-sdk/client-s3";
+import { createHash } from "node:crypto";
+import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { MinioServer } from "../../scripts/lib/minio.mjs";
 
 export function adminClient(minio: MinioServer): S3Client {
@@ -15,4 +16,15 @@ export function adminClient(minio: MinioServer): S3Client {
 
 export function rootKeysEnv(minio: MinioServer): Record<string, string> {
   return { AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" };
+}
+
+/** SHA-256 (hex) of the object's bytes, or undefined when there is no such object. */
+export async function objectSha(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return createHash("sha256").update(await out.Body!.transformToByteArray()).digest("hex");
+  } catch (e) {
+    if ((e as { name?: string }).name === "NoSuchKey") return undefined;
+    throw e;
+  }
 }
