@@ -1,17 +1,22 @@
 // Hostile input through the real plugin process: broken and abusive
-// configuration text, directories full of symbolic links, Load targets that a
-// listing could try to escape, and the socket's file mode.
+// configuration text, directories full of symbolic links, listings whose keys
+// try to escape the Load target (MinIO cannot hold such keys, so a proxy in
+// front of it rewrites its listing), Load targets that already hold links or
+// files that a failed Load must not damage, and the socket's file mode.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 import { CreateBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
+import { scanForSecrets, tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 let minio: MinioServer;
+let proxy: FaultProxy;
 let plugin: PluginProcess;
 let s3: S3Client;
 let work: string;
@@ -41,6 +46,7 @@ beforeAll(async () => {
   minio = await startMinio();
   s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  proxy = await startFaultProxy(minio.port);
   plugin = await startPlugin(rootKeysEnv(minio));
   work = mkdtempSync(join(tmpdir(), "hostile-"));
 });
@@ -48,8 +54,8 @@ beforeAll(async () => {
 afterAll(async () => {
   const code = await plugin?.stop();
   expect(code).toBe(0);
-  expect(plugin.output()).not.toContain(minio.secretKey);
-  expect(plugin.output()).not.toContain(PASSWORD);
+  expect(scanForSecrets("hostile input", [plugin.output()], { "MinIO root secret key": minio.secretKey, "endpoint password": PASSWORD })).toEqual([]);
+  await proxy?.stop();
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -100,6 +106,7 @@ describe("hostile configuration", () => {
     expect(res.error.length).toBeLessThan(600);
     expect(Date.now() - started).toBeLessThan(5000);
     await expectServing();
+    tally({ suite: "hostile: configuration text", hostileTried: 1, hostileRefused: 1 });
   });
 
   it("Save with a broken configuration fails with the field named and uploads nothing", async () => {
@@ -114,6 +121,7 @@ describe("hostile configuration", () => {
     expect(r2).toMatchObject({ success: false, error: expect.stringContaining("tuning.checksum") });
     expect((await plugin.client.listObjects(artifact(config(), "bad"))).error).toContain("not found");
     await expectServing();
+    tally({ suite: "hostile: configuration text", hostileTried: 2, hostileRefused: 2 });
   });
 
   it("never prints the password of a user:password@ endpoint", () => {
@@ -154,6 +162,7 @@ describe("Save of a directory with symbolic links", () => {
     // The plugin's log line counts the skipped links.
     expect(plugin.output()).toMatch(/"method":"Save"[^\n]*"key":"sym\/out"[^\n]*"skippedSymlinks":8/);
     await expectServing();
+    tally({ suite: "hostile: symbolic links in a saved directory (not followed)", hostileTried: 8, hostileRefused: 8 });
   });
 
   it("a symbolic link given as the Save path itself is saved as what it points to (Argo's own path, not a walked entry)", async () => {
@@ -202,6 +211,122 @@ describe("Load path safety", () => {
     expect(added.every((p) => p.startsWith("sandbox/target/"))).toBe(true);
     expect(readFileSync(join(outer, "neighbour.txt"), "utf8")).toBe("untouched");
     expect(readdirSync(outer).sort()).toEqual(["neighbour.txt", "sandbox"]);
+  });
+});
+
+describe("hostile listings: keys that would escape the Load target", () => {
+  // Real objects under evil/; the proxy renames one of them in ListObjectsV2's answer.
+  const proxyConfig = () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${proxy.endpoint}`) + "tuning: {maxAttempts: 2, partSizeMiB: 5, multipartThresholdMiB: 5}\n";
+  const isListing = (r: { method?: string; url?: string }) => r.method === "GET" && (r.url ?? "").includes("list-type=2");
+  const xml = (k: string) => k.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+  beforeAll(async () => {
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "evil/aaa-first.txt", Body: "a good file, listed first" }));
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "evil/placeholder.txt", Body: "p" }));
+  });
+  afterAll(() => proxy.rewrite());
+
+  // [label, the key the listing claims, the file it would create if followed (relative to the sandbox's parent), or undefined]
+  const cases: Array<[string, (outer: string) => string, string | undefined]> = [
+    ["../ climbing out", () => "evil/../../escape-1.txt", "escape-1.txt"],
+    ["prefix/sub/../../../x", () => "evil/sub/../../../escape-2.txt", "escape-2.txt"],
+    ["an absolute path after the prefix", (outer) => `evil/${outer}/escape-3.txt`, "escape-3.txt"],
+    ["backslash traversal", () => "evil/..\\..\\escape-4.txt", undefined],
+    ["a name longer than the file system allows", () => `evil/${"n".repeat(300)}.txt`, undefined],
+    ["a NUL byte", () => "evil/nul\u0000escape-6.txt", undefined],
+    ["a Windows drive path", () => "evil/C:\\escape-7.txt", undefined],
+  ];
+
+  it.each(cases)("%s: Load is refused naming the key, and the file system around the target is unchanged", async (_label, hostileKey, wouldCreate) => {
+    const outer = mkdtempSync(join(work, "listing-"));
+    const key = hostileKey(outer);
+    proxy.rewrite((body, req) => {
+      const urlEncoded = new URL(req.url ?? "/", "http://proxy").searchParams.get("encoding-type") === "url";
+      const wire = urlEncoded ? encodeURIComponent(key).replace(/%2F/g, "/") : xml(key).replace(/\u0000/g, "&#0;");
+      return body.replaceAll("<Key>evil/placeholder.txt</Key>", `<Key>${wire}</Key>`);
+    }, isListing);
+    mkdirSync(join(outer, "sandbox"));
+    writeFileSync(join(outer, "neighbour.txt"), "untouched");
+    const before = tree(outer);
+    const target = join(outer, "sandbox", "target");
+    const res = await plugin.client.load(artifact(proxyConfig(), "evil"), target);
+    proxy.rewrite();
+    tally({ suite: "hostile: listing keys escaping the Load target", hostileTried: 1 });
+    expect(res.success, `Load with ${JSON.stringify(key)} listed`).toBe(false);
+    expect(res.error).toContain("refusing to load object");
+    expect(res.error).toContain(key.slice(0, 40));
+    // Nothing new anywhere around it: the half-loaded target (it did not exist) is removed too.
+    expect(tree(outer)).toEqual(before);
+    expect(readdirSync(join(outer, "sandbox"))).toEqual([]);
+    if (wouldCreate) expect(existsSync(join(outer, wouldCreate))).toBe(false);
+    expect(readFileSync(join(outer, "neighbour.txt"), "utf8")).toBe("untouched");
+    await expectServing();
+    tally({ suite: "hostile: listing keys escaping the Load target", hostileRefused: 1 });
+  });
+});
+
+describe("Load into a target that already exists", () => {
+  const proxyConfig = () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${proxy.endpoint}`) + "tuning: {maxAttempts: 2, partSizeMiB: 5, multipartThresholdMiB: 5}\n";
+
+  it("refuses to write through a symbolic link to a directory outside the target", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "linked/sub/x.txt", Body: "x" }));
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "linked/sub/deeper/y.txt", Body: "y" }));
+    const outer = mkdtempSync(join(work, "linked-"));
+    mkdirSync(join(outer, "outside"));
+    writeFileSync(join(outer, "outside", "victim.txt"), "untouched");
+    mkdirSync(join(outer, "target"));
+    symlinkSync("../outside", join(outer, "target", "sub"));
+    const before = tree(outer);
+    const res = await plugin.client.load(artifact(config(), "linked"), join(outer, "target"));
+    tally({ suite: "hostile: symbolic links inside an existing Load target", hostileTried: 1 });
+    expect(res.success).toBe(false);
+    expect(res.error).toContain("is a symbolic link");
+    expect(res.error).toContain(join(outer, "target", "sub"));
+    expect(tree(outer)).toEqual(before);
+    expect(readdirSync(join(outer, "outside"))).toEqual(["victim.txt"]);
+    tally({ suite: "hostile: symbolic links inside an existing Load target", hostileRefused: 1 });
+  });
+
+  it("replaces a link standing where a file goes instead of writing through it", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "filelink/top.txt", Body: "new content" }));
+    const outer = mkdtempSync(join(work, "filelink-"));
+    mkdirSync(join(outer, "target"));
+    writeFileSync(join(outer, "victim.txt"), "untouched");
+    symlinkSync("../victim.txt", join(outer, "target", "top.txt"));
+    tally({ suite: "hostile: symbolic links inside an existing Load target", hostileTried: 1 });
+    expect(await plugin.client.load(artifact(config(), "filelink"), join(outer, "target"))).toEqual({ success: true, error: "" });
+    expect(lstatSync(join(outer, "target", "top.txt")).isFile()).toBe(true);
+    expect(readFileSync(join(outer, "target", "top.txt"), "utf8")).toBe("new content");
+    expect(readFileSync(join(outer, "victim.txt"), "utf8")).toBe("untouched");
+    tally({ suite: "hostile: symbolic links inside an existing Load target", hostileRefused: 1 });
+  });
+
+  it("a Load that fails midway leaves the files that were there untouched (directory and single file)", async () => {
+    const big = randomBytes(12 * 1024 * 1024);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "keep/big.bin", Body: big }));
+    const outer = mkdtempSync(join(work, "keep-"));
+    mkdirSync(join(outer, "target"));
+    const old = randomBytes(3 * 1024 * 1024);
+    writeFileSync(join(outer, "target", "big.bin"), old);
+    writeFileSync(join(outer, "single.bin"), old);
+    // Every ranged GET of it comes back cut short: all attempts fail.
+    proxy.inject(1000, "truncate", (r) => r.method === "GET" && (r.url ?? "").includes("keep/big.bin") && r.headers["range"] !== undefined);
+    try {
+      const dir = await plugin.client.load(artifact(proxyConfig(), "keep"), join(outer, "target"));
+      const file = await plugin.client.load(artifact(proxyConfig(), "keep/big.bin"), join(outer, "single.bin"));
+      for (const r of [dir, file]) {
+        expect(r.success).toBe(false);
+        expect(r.error).toContain("keep/big.bin");
+      }
+    } finally {
+      proxy.inject(0, "truncate");
+    }
+    let lost = 0;
+    for (const p of [join(outer, "target", "big.bin"), join(outer, "single.bin")]) if (!readFileSync(p).equals(old)) lost += old.length;
+    tally({ suite: "faults: truncated downloads over existing files", faultsInjected: 2, bytesChecked: 2 * old.length, bytesLost: lost });
+    expect(lost, "bytes of the files that were there before, damaged by the failed Load").toBe(0);
+    expect(tree(outer)).toEqual(["single.bin", "target/big.bin"]); // no temporary file left either
+    tally({ suite: "faults: truncated downloads over existing files", faultsSurvived: 2 });
   });
 });
 

@@ -22,6 +22,7 @@ import { downloadToFile, headObject, readObject } from "../transfer/download.js"
 import { TaskGroup } from "../transfer/task-group.js";
 import { uploadFile, uploadStream } from "../transfer/upload.js";
 import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
+import { mkdirInside } from "./local-dirs.js";
 import { type WalkStats, walkFiles } from "./walk.js";
 
 /** What the service needs of an artifact; the wire layer builds it from Argo's message. */
@@ -110,10 +111,14 @@ export class ArtifactService {
         const parent = dirname(local);
         await group.add(async (s) => {
           if (!made.get(parent)) {
-            await mkdir(parent, { recursive: true });
+            if (existed) await mkdirInside(root, parent);
+            else await mkdir(parent, { recursive: true });
             made.set(parent, true);
           }
-          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag }, true);
+          // Small files are written in place (no temporary sibling, no rename) only in a target
+          // this call created, which a failure removes whole. In one that existed, a write that
+          // fails halfway (disk full) must not leave a damaged copy of the file that was there.
+          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag }, !existed);
           files++;
         });
       }

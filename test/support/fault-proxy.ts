@@ -1,6 +1,8 @@
 // An HTTP proxy in front of a real MinIO that injects faults on demand: S3's
-// own 503 SlowDown answer, or a dropped connection. Everything else is passed
-// through byte for byte, so the plugin still talks to a real S3 server.
+// own 503 SlowDown answer, a dropped connection, a damaged body, or an answer
+// rewritten into one MinIO would never give (listings with keys that no real
+// object can have here). Everything else is passed through byte for byte, so
+// the plugin still talks to a real S3 server.
 import { type IncomingMessage, type Server, createServer, request } from "node:http";
 
 /** 503: S3's SlowDown answer. reset: connection dropped. corrupt: one body byte flipped. truncate: body cut short. */
@@ -10,6 +12,8 @@ export interface FaultProxy {
   endpoint: string;
   /** Fail the next `count` requests matching `match` with `fault`. */
   inject(count: number, fault: Fault, match?: (req: IncomingMessage) => boolean): void;
+  /** Rewrite the (buffered) body of every answer to a request matching `match`; no argument: stop. */
+  rewrite(edit?: (body: string, req: IncomingMessage) => string, match?: (req: IncomingMessage) => boolean): void;
   injected: number;
   requests: number;
   stop(): Promise<void>;
@@ -17,6 +21,7 @@ export interface FaultProxy {
 
 export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy> {
   let pending: { count: number; fault: Fault; match: (req: IncomingMessage) => boolean } | undefined;
+  let rewriter: { edit: (body: string, req: IncomingMessage) => string; match: (req: IncomingMessage) => boolean } | undefined;
   const state = { injected: 0, requests: 0 };
   const server: Server = createServer((req, res) => {
     state.requests++;
@@ -38,6 +43,17 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
       return;
     }
     const up = request({ host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+      if (!tamper && rewriter?.match(req)) {
+        const edit = rewriter.edit;
+        const parts: Buffer[] = [];
+        upRes.on("data", (c: Buffer) => parts.push(c));
+        upRes.on("end", () => {
+          const body = Buffer.from(edit(Buffer.concat(parts).toString("utf8"), req));
+          res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, "content-length": String(body.length) });
+          res.end(body);
+        });
+        return;
+      }
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
       if (!tamper) {
         upRes.pipe(res);
@@ -71,6 +87,9 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
     endpoint: `127.0.0.1:${port}`,
     inject(count, fault, match = () => true) {
       pending = { count, fault, match };
+    },
+    rewrite(edit, match = () => true) {
+      rewriter = edit ? { edit, match } : undefined;
     },
     get injected() {
       return state.injected;
