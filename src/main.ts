@@ -3,6 +3,7 @@
 // path to the image's ENTRYPOINT; SIGTERM (pod stop) must end with exit 0.
 import { ArtifactService } from "./artifacts/service.js";
 import { createLogger } from "./log.js";
+import { lateUploadWatchFromEnv } from "./transfer/late-uploads.js";
 import { S3TargetFactory } from "./s3/client.js";
 import { KubeSecretSource } from "./s3/kube-secrets.js";
 import { bufferBudgetFromEnv } from "./transfer/buffer-budget.js";
@@ -19,6 +20,9 @@ environment:
   ARGO_S3_PLUGIN_SOCKET_MODE       octal socket file mode (default 660)
   ARGO_S3_PLUGIN_PROGRESS_SECONDS  progress log interval of long transfers (default 10)
   ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default 96)
+  ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS
+                                   how long a key is watched for an upload created after an
+                                   unanswered CreateMultipartUpload (default 120, 0 = off)
 `;
 
 function parseOctal(v: string | undefined, fallback: number): number {
@@ -48,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
     graceMs = parseGrace(process.env["ARGO_S3_PLUGIN_GRACE_SECONDS"]);
     socketMode = parseOctal(process.env["ARGO_S3_PLUGIN_SOCKET_MODE"], 0o660);
     bufferBudgetFromEnv();
+    lateUploadWatchFromEnv();
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n`);
     return 2;

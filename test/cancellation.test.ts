@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { Metadata, status } from "@grpc/grpc-js";
 import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scanForSecrets, tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv, objectSha } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
@@ -102,13 +103,23 @@ async function noUploadsLeft(): Promise<void> {
 
 
 /** An upload ended by the client: the object exists only if the plugin logged success, and then whole. */
-async function uploadCleanedUp(key: string, line: RpcLine): Promise<void> {
+async function uploadCleanedUp(suite: string, key: string, line: RpcLine): Promise<void> {
   const stored = await objectSha(s3, BUCKET, key);
+  if (line.outcome === "ok") tally({ suite, bytesChecked: SIZE, bytesLost: stored === sourceSha ? 0 : SIZE });
   if (line.outcome === "ok") expect(stored).toBe(sourceSha);
   else expect(stored, `${key} (${line.outcome}) left an object`).toBeUndefined();
   const byKey = await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
+  tally({ suite, orphanUploads: (byKey.Uploads ?? []).length });
   expect(byKey.Uploads ?? []).toEqual([]);
 }
+
+/** One cancellation or deadline, counted as injected now and as survived once `checks` pass. */
+async function counted(suite: string, checks: () => Promise<void>): Promise<void> {
+  tally({ suite, faultsInjected: 1 });
+  await checks();
+  tally({ suite, faultsSurvived: 1 });
+}
+const SUITE = (method: string) => `cancellation: ${method} (client cancel / deadline)`;
 
 beforeAll(async () => {
   minio = await startMinio();
@@ -146,6 +157,7 @@ afterAll(async () => {
   console.log(`plugin outcomes (warm-up calls included): ${JSON.stringify(summary)}; fd baseline ${fdBaseline}, at the end ${plugin ? fdCount() : "?"}`);
   minio?.thaw();
   expect(await plugin?.stop()).toBe(0);
+  if (plugin) expect(scanForSecrets("cancellation", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -155,16 +167,20 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
     for (let i = 0; i < REPS; i++) {
       const target = join(work, "loads", `load-${i}`);
       const before = rpcLines("Load").length;
-      const r = await unary("Load", { inputArtifact: artifact(cfg(), "big.bin"), path: target }, stopFor(i, 20, 250));
-      expect(ENDED).toContain(r.code);
-      const line = await serverFinished("Load", before);
-      // Whole and correct, or nothing; never a temporary ".<name>.<hex>.part" file.
-      if (existsSync(target)) {
-        expect(line.outcome).toBe("ok");
-        expect(sha(readFileSync(target))).toBe(sourceSha);
-        rmSync(target);
-      }
-      expect(readdirSync(join(work, "loads"))).toEqual([]);
+      await counted(SUITE("Load"), async () => {
+        const r = await unary("Load", { inputArtifact: artifact(cfg(), "big.bin"), path: target }, stopFor(i, 20, 250));
+        expect(ENDED).toContain(r.code);
+        const line = await serverFinished("Load", before);
+        // Whole and correct, or nothing; never a temporary ".<name>.<hex>.part" file.
+        if (existsSync(target)) {
+          const whole = sha(readFileSync(target)) === sourceSha;
+          tally({ suite: SUITE("Load"), bytesChecked: SIZE, bytesLost: whole ? 0 : SIZE });
+          expect(line.outcome).toBe("ok");
+          expect(whole).toBe(true);
+          rmSync(target);
+        }
+        expect(readdirSync(join(work, "loads"))).toEqual([]);
+      });
     }
     await fdsBackToBaseline();
   });
@@ -174,11 +190,13 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
     for (let i = 0; i < REPS; i++) {
       const key = `save-${i}`;
       const before = rpcLines("Save").length;
-      const r = await unary("Save", { outputArtifact: artifact(cfg(), key), path: join(work, "source.bin") }, stopFor(i, 20, 300));
-      expect(ENDED).toContain(r.code);
-      const line = await serverFinished("Save", before);
-      if (line.outcome === "cancelled") cancelledMidway++;
-      await uploadCleanedUp(key, line);
+      await counted(SUITE("Save"), async () => {
+        const r = await unary("Save", { outputArtifact: artifact(cfg(), key), path: join(work, "source.bin") }, stopFor(i, 20, 300));
+        expect(ENDED).toContain(r.code);
+        const line = await serverFinished("Save", before);
+        if (line.outcome === "cancelled") cancelledMidway++;
+        await uploadCleanedUp(SUITE("Save"), key, line);
+      });
     }
     expect(cancelledMidway).toBeGreaterThan(0);
     await noUploadsLeft();
@@ -190,6 +208,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       const key = `stream-${i}`;
       const before = rpcLines("SaveStream").length;
       const stop = stopFor(i, 50, 400);
+      tally({ suite: SUITE("SaveStream"), faultsInjected: 1 });
       const r = await new Promise<GrpcResult>((resolve) => {
         const fn = plugin.client.raw["SaveStream"] as (md: Metadata, opts: object, cb: (e: { code?: number } | null, r: unknown) => void) => {
           write(m: unknown): boolean;
@@ -215,7 +234,8 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       expect([status.CANCELLED, status.DEADLINE_EXCEEDED]).toContain(r.code);
       const line = await serverFinished("SaveStream", before);
       expect(line.outcome).not.toBe("ok");
-      await uploadCleanedUp(key, line);
+      await uploadCleanedUp(SUITE("SaveStream"), key, line);
+      tally({ suite: SUITE("SaveStream"), faultsSurvived: 1 });
     }
     await noUploadsLeft();
     await fdsBackToBaseline();
@@ -224,6 +244,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
   it("OpenStream (cancelled after some frames, or a stalled reader past its deadline)", async () => {
     for (let i = 0; i < REPS; i++) {
       const before = rpcLines("OpenStream").length;
+      tally({ suite: SUITE("OpenStream"), faultsInjected: 1 });
       const r = await new Promise<GrpcResult>((resolve) => {
         const fn = plugin.client.raw["OpenStream"] as (req: unknown, md: Metadata, opts: object) => NodeJS.ReadableStream & { cancel(): void };
         const deadline = i % 2 === 0;
@@ -242,6 +263,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       expect([status.CANCELLED, status.DEADLINE_EXCEEDED]).toContain(r.code);
       const line = await serverFinished("OpenStream", before);
       expect(line.outcome).not.toBe("ok");
+      tally({ suite: SUITE("OpenStream"), faultsSurvived: 1 });
     }
     await fdsBackToBaseline();
   });
@@ -256,6 +278,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
   ] as const)("%s, while MinIO is frozen", async (method, request) => {
     for (let i = 0; i < REPS; i++) {
       const before = rpcLines(method).length;
+      tally({ suite: SUITE(`${method} on a frozen store`), faultsInjected: 1 });
       minio.freeze();
       try {
         const started = Date.now();
@@ -264,6 +287,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
         const line = await serverFinished(method, before, 5_000);
         expect(line.outcome).toBe("cancelled");
         expect(Date.now() - started).toBeLessThan(10_000);
+        tally({ suite: SUITE(`${method} on a frozen store`), faultsSurvived: 1 });
       } finally {
         minio.thaw();
       }

@@ -6,6 +6,8 @@
 // with the right bytes or with an error naming the operation and the endpoint,
 // and nothing is left behind: no object unless the upload succeeded, no
 // (partial or temporary) file at a failed Load's target, no multipart upload.
+// Half the runs start with data already there (an older object under the key,
+// an older file at the Load target), which a failed RPC must leave intact.
 // Two outcomes no client can rule out are allowed, and counted in the summary
 // line: a CreateMultipartUpload or CompleteMultipartUpload whose answer was lost
 // but which the store carried out anyway (see lateCreates, and checkAfter).
@@ -15,8 +17,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AbortMultipartUploadCommand, CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
+import { AbortMultipartUploadCommand, CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scanForSecrets, tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv, objectSha } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
@@ -25,6 +28,7 @@ const BUCKET = "faults";
 const SIZE = 40 * MiB;
 const RUNS_PER_KIND = 10; // alternating kill / freeze
 const HANG_LIMIT_MS = 60_000; // not a timing assert: only catches hangs
+const LATE_UPLOAD_WATCH_SECONDS = 20; // the plugin's watch for uploads created after an unanswered Create
 
 let minio: MinioServer;
 let plugin: PluginProcess;
@@ -32,6 +36,7 @@ let s3: S3Client;
 let work: string;
 let source: Buffer;
 let sourceSha: string;
+const errors: string[] = [];
 const stats: Record<string, { kill: number; freeze: number; missed: number; ok: number; failed: number; lateCompletes: number; lateCreates: number; maxMs: number }> = {};
 
 const cfg = () =>
@@ -54,7 +59,8 @@ async function untilServing(): Promise<void> {
   }
 }
 
-async function noUploadsLeft(key: string, outcome: Outcome): Promise<void> {
+/** Multipart uploads left in the bucket (after giving in-flight aborts a moment). */
+async function uploadsLeft(key: string): Promise<unknown[]> {
   let uploads: unknown[] = [];
   for (let i = 0; i < 50; i++) {
     const [byKey, all] = await Promise.all([
@@ -62,26 +68,34 @@ async function noUploadsLeft(key: string, outcome: Outcome): Promise<void> {
       s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET })),
     ]);
     uploads = [...(byKey.Uploads ?? []), ...(all.Uploads ?? [])];
-    if (uploads.length === 0) return;
+    if (uploads.length === 0) break;
     await sleep(100);
   }
-  expect(uploads, `multipart uploads left for ${key} after ${JSON.stringify(outcome)}`).toEqual([]);
+  return uploads;
 }
 
 /**
  * The other ambiguity: CreateMultipartUpload itself timed out (or its connection
  * died), so the plugin never learned an upload id, yet the stopped store may carry
- * the request out once it resumes. Such uploads cannot be aborted by the plugin
- * (it has no id); a bucket lifecycle rule (AbortIncompleteMultipartUpload) is what
- * reclaims them. Counted, then aborted here so later runs start clean.
+ * the request out once it resumes. The plugin watches the key after such a
+ * failure (LATE_UPLOAD_WATCH_SECONDS here) and aborts what the store created late.
+ * Counted; whatever is still there after the watch is an orphan (and fails the run).
  */
-async function lateCreates(kind: Kind, key: string): Promise<void> {
+async function lateCreates(kind: Kind, key: string): Promise<{ late: number; left: number }> {
   await sleep(1000);
-  const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
-  for (const u of (out.Uploads ?? []).filter((x) => x.Key === key)) {
-    stats[kind]!.lateCreates++;
-    await s3.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId: u.UploadId }));
+  const seen = new Set<string>();
+  let left: string[] = [];
+  for (const until = Date.now() + (LATE_UPLOAD_WATCH_SECONDS + 4) * 1000; ; ) {
+    const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
+    left = (out.Uploads ?? []).filter((x) => x.Key === key).map((u) => u.UploadId!);
+    for (const id of left) seen.add(id);
+    if (left.length === 0 || Date.now() > until) break;
+    await sleep(500);
   }
+  stats[kind]!.lateCreates += seen.size;
+  // Cleaned up so later runs start clean; the caller's check reports them.
+  for (const id of left) await s3.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId: id }));
+  return { late: seen.size, left: left.length };
 }
 
 
@@ -156,32 +170,69 @@ const OPERATIONS: Record<Kind, RegExp> = {
   OpenStream: /\b(HeadObject|GetObject)\b/,
 };
 
-async function checkAfter(kind: Kind, key: string, outcome: Outcome): Promise<void> {
+/** Data that was there before the RPC: an older object under the key, or an older file at the Load target. */
+interface Before {
+  bytes: Buffer;
+  sha: string;
+}
+
+async function placeBefore(kind: Kind, key: string): Promise<Before> {
+  const bytes = randomBytes(MiB + 17);
+  if (kind === "Save" || kind === "SaveStream") await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes }));
+  if (kind === "Load") writeFileSync(join(work, "loads", key), bytes);
+  return { bytes, sha: sha(bytes) };
+}
+
+/** Checks the aftermath of one faulted RPC; tallies the bytes it covered, any lost, and uploads left over. */
+async function checkAfter(kind: Kind, key: string, outcome: Outcome, before?: Before): Promise<void> {
   await untilServing();
+  const suite = `faults: ${kind} (MinIO killed / frozen)`;
   if (!outcome.ok) {
     expect(outcome.error, `${kind} ${key}`).toContain(minio.endpoint);
     expect(outcome.error, `${kind} ${key}`).toMatch(OPERATIONS[kind]);
   }
+  // Bytes lost: a success whose bytes differ from the source, or older data damaged by a failure.
+  let checked = 0;
+  let lost = 0;
+  const account = (size: number, intact: boolean) => {
+    checked += size;
+    if (!intact) lost += size;
+  };
   if (kind === "Save" || kind === "SaveStream") {
     const stored = await objectSha(s3, BUCKET, key);
+    if (outcome.ok) account(SIZE, stored === sourceSha);
+    else if (before) account(before.bytes.length, stored === before.sha || stored === sourceSha);
+    tally({ suite, bytesChecked: checked, bytesLost: lost });
     if (outcome.ok) expect(stored, `${kind} ${key} succeeded`).toBe(sourceSha);
-    else if (stored !== undefined && /^CompleteMultipartUpload /.test(outcome.error)) {
+    else if (stored === sourceSha && /^CompleteMultipartUpload /.test(outcome.error)) {
       // An ambiguity no client can close: a CompleteMultipartUpload that timed out (or lost
       // its connection) may still have been, or be, carried out by the store. Then the object is
       // whole and verified (never a truncated one); Argo's retry overwrites it. Counted.
-      expect(stored, `${kind} ${key}: late completion with other bytes`).toBe(sourceSha);
       stats[kind]!.lateCompletes++;
-    } else expect(stored, `${kind} ${key} failed but an object appeared: ${outcome.error}`).toBeUndefined();
-    if (!outcome.ok && /^CreateMultipartUpload /.test(outcome.error)) await lateCreates(kind, key);
-    await noUploadsLeft(key, outcome);
+    } else expect(stored, `${kind} ${key} failed: the key must hold what it held before: ${outcome.error}`).toBe(before?.sha);
+    if (!outcome.ok && /^CreateMultipartUpload /.test(outcome.error)) {
+      const late = await lateCreates(kind, key);
+      tally({ suite, lateCreates: late.late, orphanUploads: late.left });
+      expect(late.left, `uploads created late for ${key} and not aborted by the plugin`).toBe(0);
+    }
+    const left = await uploadsLeft(key);
+    tally({ suite, orphanUploads: left.length });
+    expect(left, `multipart uploads left for ${key} after ${JSON.stringify(outcome)}`).toEqual([]);
   }
   if (kind === "Load") {
     const target = join(work, "loads", key);
-    if (outcome.ok) expect(sha(readFileSync(target))).toBe(sourceSha);
-    else expect(existsSync(target), `${key}: partial file left after: ${outcome.error}`).toBe(false);
+    const got = existsSync(target) ? sha(readFileSync(target)) : undefined;
+    if (outcome.ok) account(SIZE, got === sourceSha);
+    else if (before) account(before.bytes.length, got === before.sha);
+    const parts = readdirSync(join(work, "loads")).filter((f) => f.endsWith(".part"));
+    tally({ suite, bytesChecked: checked, bytesLost: lost });
+    if (outcome.ok) expect(got).toBe(sourceSha);
+    else expect(got, `${key}: the target must hold what it held before (or nothing) after: ${outcome.error}`).toBe(before?.sha);
     // No temporary sibling (".<name>.<hex>.part") whatever the outcome.
-    expect(readdirSync(join(work, "loads")).filter((f) => f.endsWith(".part"))).toEqual([]);
+    expect(parts).toEqual([]);
   }
+  if (kind === "OpenStream" && outcome.ok) account(SIZE, true); // startRpc compared every byte
+  if (kind === "OpenStream") tally({ suite, bytesChecked: checked });
 }
 
 beforeAll(async () => {
@@ -193,7 +244,7 @@ beforeAll(async () => {
   sourceSha = sha(source);
   writeFileSync(join(work, "source.bin"), source);
   mkdirSync(join(work, "loads"));
-  plugin = await startPlugin(rootKeysEnv(minio));
+  plugin = await startPlugin({ ...rootKeysEnv(minio), ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: String(LATE_UPLOAD_WATCH_SECONDS) });
   // The object Load and OpenStream read, written by the plugin (multipart, full-object CRC32).
   expect(await plugin.client.save(artifact(cfg(), "seed.bin"), join(work, "source.bin"))).toEqual({ success: true, error: "" });
 });
@@ -201,6 +252,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (Object.keys(stats).length) console.log(`faults injected: ${JSON.stringify(stats)}`);
   expect(await plugin?.stop()).toBe(0);
+  expect(scanForSecrets("faults (MinIO killed / frozen)", [plugin.output(), ...errors], { "MinIO root secret key": minio.secretKey })).toEqual([]);
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -216,22 +268,31 @@ describe("MinIO killed and restarted, or frozen past the request timeout, mid-RP
       expect(clean).toEqual({ ok: true });
       await checkAfter(kind, `${kind}-baseline`, clean);
       const s = (stats[kind] = { kill: 0, freeze: 0, missed: 0, ok: 0, failed: 0, lateCompletes: 0, lateCreates: 0, maxMs: 0 });
-      for (let i = 0; i < RUNS_PER_KIND; i++) {
+      // Until RUNS_PER_KIND faults have hit the RPC in flight (one that lands after it ended is "missed").
+      let hits = 0;
+      for (let i = 0; hits < RUNS_PER_KIND && i < 3 * RUNS_PER_KIND; i++) {
         const fault = i % 2 === 0 ? "kill" : "freeze";
         const key = `${kind}-${i}`;
+        const before = i % 4 < 2 ? await placeBefore(kind, key) : undefined;
         // Frozen longer than requestTimeoutSeconds (2 s): briefly (a retry gets through after
         // SIGCONT), or past every attempt (3 × 2 s) so the RPC has to give up.
         const freezeMs = i % 4 === 3 ? rand(7500, 9000) : rand(2500, 5000);
-        const { outcome, ms, hitInFlight } = await runWithFault(kind, key, fault, rand(0, baseline * 0.7), freezeMs);
+        const { outcome, ms, hitInFlight } = await runWithFault(kind, key, fault, rand(0, baseline * 0.5), freezeMs);
+        if (hitInFlight) hits++;
         s[fault]++;
         if (!hitInFlight) s.missed++;
         if (outcome.ok) s.ok++;
         else s.failed++;
         s.maxMs = Math.max(s.maxMs, ms);
+        if (!outcome.ok) errors.push(outcome.error);
         if (process.env["FAULTS_DEBUG"]) console.log(kind, key, fault === "freeze" ? `freeze ${Math.round(freezeMs)} ms` : "kill", { hitInFlight, ms }, outcome);
-        await checkAfter(kind, key, outcome);
+        const suite = `faults: ${kind} (MinIO killed / frozen)`;
+        if (hitInFlight) tally({ suite, faultsInjected: 1 });
+        await checkAfter(kind, key, outcome, before);
+        if (hitInFlight) tally({ suite, faultsSurvived: 1 });
       }
+      expect(hits, `${kind}: faults that hit the RPC in flight`).toBe(RUNS_PER_KIND);
     },
-    180_000,
+    300_000,
   );
 });

@@ -10,6 +10,7 @@ import { crc32 } from "node:zlib";
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { countInjectedFaults, scanForSecrets } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { crc32ToBase64 } from "../src/transfer/crc32.js";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
@@ -49,8 +50,11 @@ beforeAll(async () => {
   }
 });
 
+countInjectedFaults("faults: corrupted and truncated bodies, failing parts (proxy)", () => proxy?.injected ?? 0);
+
 afterAll(async () => {
   expect(await plugin?.stop()).toBe(0);
+  if (plugin) expect(scanForSecrets("integrity (proxy faults)", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
   await proxy?.stop();
   await minio?.stop();
   rmSync(work, { recursive: true, force: true });

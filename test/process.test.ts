@@ -3,19 +3,22 @@
 // SIGTERM → in-flight RPCs finish within the grace period (or are cancelled
 // and cleaned up) → exit 0.
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
-import { adminClient, rootKeysEnv } from "./support/minio-access.js";
+import { scanForSecrets, tally } from "./support/ledger.js";
+import { adminClient, objectSha, rootKeysEnv } from "./support/minio-access.js";
 import { ROOT, artifact, startPlugin } from "./support/plugin.js";
 
-function runMain(args: string[]): Promise<{ code: number | null; stderr: string }> {
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+function runMain(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, "dist", "main.js"), ...args], { timeout: 10_000 }, (err, _stdout, stderr) => {
+    execFile(process.execPath, [join(ROOT, "dist", "main.js"), ...args], { timeout: 10_000, env: { ...process.env, ...env } }, (err, _stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr });
     });
   });
@@ -27,6 +30,18 @@ describe("command line", () => {
       const { code, stderr } = await runMain(args);
       expect(code).toBe(2);
       expect(stderr).toContain("usage: argo-s3-artifact-plugin <socket-path>");
+    }
+  });
+
+  it("a malformed setting in the environment: its name and value on stderr, exit 2", async () => {
+    for (const [name, value] of [
+      ["ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", "soon"],
+      ["ARGO_S3_PLUGIN_BUFFER_MIB", "lots"],
+      ["ARGO_S3_PLUGIN_GRACE_SECONDS", "-1"],
+    ]) {
+      const { code, stderr } = await runMain([join(tmpdir(), "never.sock")], { [name!]: value! });
+      expect(code, name).toBe(2);
+      expect(stderr).toContain(`${name}: "${value}"`);
     }
   });
 
@@ -80,13 +95,17 @@ describe("graceful shutdown", () => {
     }
     const pending = plugin.client.saveStream(artifact(cfg(), "graceful.bin"), slow());
     await new Promise((r) => setTimeout(r, 300));
+    tally({ suite: "SIGTERM to the plugin mid-transfer", faultsInjected: 1 });
     plugin.proc.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 300));
     release();
     expect(await pending).toEqual({ success: true, error: "" });
     expect(await plugin.stop()).toBe(0);
-    const head = await s3.send(new HeadObjectCommand({ Bucket: "shutdown", Key: "graceful.bin" }));
-    expect(head.ContentLength).toBe(data.length);
+    const stored = await objectSha(s3, "shutdown", "graceful.bin");
+    tally({ suite: "SIGTERM to the plugin mid-transfer", bytesChecked: data.length, bytesLost: stored === sha(data) ? 0 : data.length });
+    expect(stored).toBe(sha(data));
+    expect(scanForSecrets("SIGTERM", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
+    tally({ suite: "SIGTERM to the plugin mid-transfer", faultsSurvived: 1 });
   });
 
   it("an RPC still running when the grace period ends is cancelled, its upload aborted, exit 0", async () => {
@@ -104,6 +123,7 @@ describe("graceful shutdown", () => {
     );
     await new Promise((r) => setTimeout(r, 800));
     const started = Date.now();
+    tally({ suite: "SIGTERM to the plugin mid-transfer", faultsInjected: 1 });
     plugin.proc.kill("SIGTERM");
     expect(await plugin.stop()).toBe(0);
     expect(Date.now() - started).toBeLessThan(15_000);
@@ -111,7 +131,10 @@ describe("graceful shutdown", () => {
     const outcome = await pending;
     expect(outcome instanceof Error || (outcome as { success: boolean }).success === false).toBe(true);
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "shutdown" }));
+    tally({ suite: "SIGTERM to the plugin mid-transfer", orphanUploads: (uploads.Uploads ?? []).length });
     expect(uploads.Uploads ?? []).toEqual([]);
     await expect(s3.send(new HeadObjectCommand({ Bucket: "shutdown", Key: "cut-off.bin" }))).rejects.toMatchObject({ name: "NotFound" });
+    expect(scanForSecrets("SIGTERM", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
+    tally({ suite: "SIGTERM to the plugin mid-transfer", faultsSurvived: 1 });
   });
 });

@@ -12,6 +12,7 @@ import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Client, Metadata, type ServiceError, credentials, status } from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scanForSecrets, tally } from "./support/ledger.js";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { PROTO_PATH } from "../src/wire/proto.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
@@ -257,6 +258,7 @@ describe("wire fuzzing", () => {
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
+    tally({ suite: "hostile: wire fuzz (random, truncated, oversized payloads)", hostileTried: list.length, hostileRefused: list.length - problems.length });
     expect(problems).toEqual([]);
     expect(plugin.proc.exitCode).toBeNull();
     // Both kinds of answer happened: refusals and regular (error-carrying) responses.
@@ -299,6 +301,6 @@ describe("wire fuzzing", () => {
     expect(out).not.toMatch(/uncaught|unhandled/i);
     // A stack frame, raw or JSON-escaped inside a log line.
     expect(out).not.toMatch(/(\n|\\n)\s+at \S.*:\d+:\d+/);
-    expect(out).not.toContain(minio.secretKey);
+    expect(scanForSecrets("wire fuzz", [out], { "MinIO root secret key": minio.secretKey })).toEqual([]);
   });
 });

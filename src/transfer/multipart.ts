@@ -16,6 +16,7 @@ import { httpStatus, s3ErrorCode, storageError } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
 import { backoff } from "./backoff.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
+import { liveUploads, watchForLateUpload } from "./late-uploads.js";
 import { addProgress } from "./progress.js";
 
 const MiB = 1024 * 1024;
@@ -75,6 +76,7 @@ export class MultipartUpload {
     // every repeat would leave one more behind. Retried only when the store answered
     // that it did not act (throttling, 5xx) or the connection was refused.
     for (let attempt = 1; ; attempt++) {
+      const attemptStarted = Date.now();
       try {
         const out = await target.singleAttemptClient.send(
           new CreateMultipartUploadCommand({
@@ -86,10 +88,15 @@ export class MultipartUpload {
           { abortSignal: signal },
         );
         if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
+        liveUploads.add(out.UploadId);
         return new MultipartUpload(target, key, out.UploadId, sse, checksums);
       } catch (e) {
         const status = httpStatus(e);
-        const notActedOn = (status !== undefined && (status >= 500 || status === 429)) || s3ErrorCode(e) === "ECONNREFUSED";
+        const refused = s3ErrorCode(e) === "ECONNREFUSED";
+        // No answer at all (timeout, connection lost, cancelled mid-request): the store may
+        // still create the upload later, with an id we never learn. Watch for it.
+        if (status === undefined && !refused && !(e instanceof PluginError)) watchForLateUpload(target, key, attemptStarted);
+        const notActedOn = (status !== undefined && (status >= 500 || status === 429)) || refused;
         if (!notActedOn || attempt >= target.cfg.tuning.maxAttempts || signal.aborted) throw storageError("CreateMultipartUpload", where, e, signal);
         await backoff(attempt);
       }
@@ -147,6 +154,7 @@ export class MultipartUpload {
         { abortSignal: signal },
       );
       this.finished = true;
+      liveUploads.delete(this.uploadId);
     } catch (e) {
       throw storageError("CompleteMultipartUpload", this.where, e, signal);
     }
@@ -160,6 +168,7 @@ export class MultipartUpload {
   async abort(): Promise<Error | undefined> {
     if (this.finished) return undefined;
     this.finished = true;
+    liveUploads.delete(this.uploadId);
     // Retried until that deadline, not just the client's few quick attempts: the
     // store being down (restarting: connection refused) or unresponsive is often
     // why the upload failed, and giving up at once would leave the upload behind.

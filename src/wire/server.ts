@@ -17,6 +17,7 @@ import {
 } from "@grpc/grpc-js";
 import type { ArtifactRef, ArtifactService } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
+import { onLateUpload } from "../transfer/late-uploads.js";
 import type { Logger } from "../log.js";
 import type {
   ArtifactMsg,
@@ -91,6 +92,11 @@ export class PluginServer {
     widenStreamWindow(this.server);
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
+    onLateUpload((e) => {
+      const { event, ...fields } = e;
+      if (event === "aborted") this.opts.logger.warn(fields, "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
+      else this.opts.logger.warn(fields, "could not check for a multipart upload created after an unanswered CreateMultipartUpload; a lifecycle rule has to reclaim it if there is one");
+    });
   }
 
   async listen(): Promise<void> {

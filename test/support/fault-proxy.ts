@@ -5,8 +5,11 @@
 // the plugin still talks to a real S3 server.
 import { type IncomingMessage, type Server, createServer, request } from "node:http";
 
-/** 503: S3's SlowDown answer. reset: connection dropped. corrupt: one body byte flipped. truncate: body cut short. */
-export type Fault = "503" | "reset" | "corrupt" | "truncate";
+/**
+ * 503: S3's SlowDown answer. reset: connection dropped. corrupt: one body byte flipped. truncate: body cut short.
+ * lose-answer: the request reaches the store and is carried out, but the connection drops before its answer.
+ */
+export type Fault = "503" | "reset" | "corrupt" | "truncate" | "lose-answer";
 
 export interface FaultProxy {
   endpoint: string;
@@ -26,7 +29,7 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
   const server: Server = createServer((req, res) => {
     state.requests++;
     let tamper: Fault | undefined;
-    if (pending && pending.count > 0 && pending.match(req) && (pending.fault === "corrupt" || pending.fault === "truncate")) {
+    if (pending && pending.count > 0 && pending.match(req) && (pending.fault === "corrupt" || pending.fault === "truncate" || pending.fault === "lose-answer")) {
       pending.count--;
       state.injected++;
       tamper = pending.fault;
@@ -43,6 +46,11 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
       return;
     }
     const up = request({ host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+      if (tamper === "lose-answer") {
+        upRes.resume();
+        upRes.on("end", () => res.socket?.destroy());
+        return;
+      }
       if (!tamper && rewriter?.match(req)) {
         const edit = rewriter.edit;
         const parts: Buffer[] = [];

@@ -6,6 +6,7 @@
 // the check it counts has run, so a failing check shows up as "injected but
 // not survived" (and as a failed test).
 import { appendFileSync } from "node:fs";
+import { afterEach, beforeEach } from "vitest";
 
 export interface Tally {
   /** The suite and what it did, e.g. "faults: Save (MinIO killed / frozen)". */
@@ -51,4 +52,20 @@ export function scanForSecrets(suite: string, texts: string[], secrets: Record<s
   }
   tally({ suite, secretsSought: values.length, logBytesScanned: texts.reduce((s, t) => s + Buffer.byteLength(t), 0), secretsFound: occurrences });
   return found;
+}
+
+/**
+ * For a file whose tests inject faults through a proxy: counts, per test, the
+ * faults injected, and counts them survived when the test (which checks the
+ * outcome: right bytes, or a clean error and nothing left behind) passed.
+ */
+export function countInjectedFaults(suite: string, injected: () => number): void {
+  let mark = 0;
+  beforeEach(() => {
+    mark = injected();
+  });
+  afterEach((ctx) => {
+    const n = injected() - mark;
+    if (n > 0) tally({ suite, faultsInjected: n, faultsSurvived: ctx.task.result?.state === "pass" ? n : 0 });
+  });
 }

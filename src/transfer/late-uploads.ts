@@ -1,0 +1,85 @@
+// Multipart uploads the store creates after the plugin stopped waiting. A
+// CreateMultipartUpload whose answer never came (timeout, connection lost after
+// the request went out) may still be carried out, later, by a store that was
+// stalled; the plugin never learns that upload's id, so its own abort path
+// cannot reach it. After such a failure this watches the key for a while and
+// aborts an upload only when it can be that lost one: same key, initiated no
+// earlier than the failed attempt (minus clock slack), not an upload of this
+// process, and still without a single stored part well after its creation (a
+// live writer stores its first part within seconds). A bucket lifecycle rule
+// (AbortIncompleteMultipartUpload) stays the backstop for what this misses,
+// e.g. when the plugin exits first.
+import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, ListPartsCommand } from "@aws-sdk/client-s3";
+import type { S3Target } from "../s3/client.js";
+
+/** Upload ids this process has started and not yet completed or aborted. */
+const live = new Set<string>();
+export const liveUploads = {
+  add: (id: string) => live.add(id),
+  delete: (id: string) => live.delete(id),
+};
+
+/** How the sweep is reported (the wire layer logs it). */
+export type LateUploadEvent =
+  | { event: "aborted"; bucket: string; key: string; uploadId: string; initiated: string }
+  | { event: "failed"; bucket: string; key: string; error: string };
+let report: (e: LateUploadEvent) => void = () => undefined;
+export function onLateUpload(fn: (e: LateUploadEvent) => void): void {
+  report = fn;
+}
+
+const CLOCK_SLACK_MS = 60_000;
+
+/** ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS in ms (default 120 s; 0 turns the watch off); throws a readable error when malformed. */
+export function lateUploadWatchFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env["ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS"];
+  if (!v) return 120_000;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: "${v}" is not a number of seconds ≥ 0`);
+  return n * 1000;
+}
+
+let pending = 0;
+/** Watches still running (for tests and shutdown logs). */
+export const lateUploadWatches = (): number => pending;
+
+/**
+ * After an unanswered CreateMultipartUpload for `key` started at `attemptStartedMs`:
+ * look every window/8 until window has passed, abort what matches. Never throws;
+ * timers do not keep the process alive.
+ */
+export function watchForLateUpload(target: S3Target, key: string, attemptStartedMs: number): void {
+  let window: number;
+  try {
+    window = lateUploadWatchFromEnv();
+  } catch {
+    window = 120_000; // main validated it at start-up; only a library user gets here
+  }
+  if (window === 0) return;
+  const every = window / 8;
+  const minAge = window / 4; // no part stored this long after creation: nobody is writing it
+  const until = Date.now() + window;
+  const aborted = new Set<string>();
+  pending++;
+  const look = async (): Promise<void> => {
+    try {
+      const out = await target.client.send(new ListMultipartUploadsCommand({ Bucket: target.bucket, Prefix: key }));
+      for (const u of out.Uploads ?? []) {
+        if (u.Key !== key || !u.UploadId || !u.Initiated || live.has(u.UploadId) || aborted.has(u.UploadId)) continue;
+        const initiated = u.Initiated.getTime();
+        if (initiated < attemptStartedMs - CLOCK_SLACK_MS || Date.now() - initiated < minAge) continue;
+        const parts = await target.client.send(new ListPartsCommand({ Bucket: target.bucket, Key: key, UploadId: u.UploadId, MaxParts: 1 }));
+        if ((parts.Parts ?? []).length > 0) continue;
+        await target.client.send(new AbortMultipartUploadCommand({ Bucket: target.bucket, Key: key, UploadId: u.UploadId }));
+        aborted.add(u.UploadId);
+        report({ event: "aborted", bucket: target.bucket, key, uploadId: u.UploadId, initiated: u.Initiated.toISOString() });
+      }
+    } catch (e) {
+      // The store may still be down; the next look retries. Only the last one reports.
+      if (Date.now() + every > until) report({ event: "failed", bucket: target.bucket, key, error: e instanceof Error ? e.message : String(e) });
+    }
+    if (Date.now() + every <= until) setTimeout(() => void look(), every).unref();
+    else pending--;
+  };
+  setTimeout(() => void look(), every).unref();
+}
