@@ -92,7 +92,7 @@ try {
   const faultRows = rows.filter(([, s]) => (s["faultsInjected"] ?? 0) > 0 || (s["bytesChecked"] ?? 0) > 0 || (s["orphanUploads"] ?? 0) > 0);
   const hostileRows = rows.filter(([, s]) => (s["hostileTried"] ?? 0) > 0);
   const secretRows = rows.filter(([, s]) => (s["secretsSought"] ?? 0) > 0);
-  const w = 62;
+  const w = Math.max(45, ...rows.map(([name]) => name.length));
   const lines = [
     `reliability summary (${new Date().toISOString()}, node ${process.version})`,
     "",
@@ -125,7 +125,7 @@ try {
     `hostile inputs tried ${fmt(n("hostileTried"))}, refused or contained ${fmt(n("hostileRefused"))}`,
     `bytes lost ${fmt(n("bytesLost"))} (of ${fmt(Math.round(n("bytesChecked") / MiB))} MiB checked)`,
     `orphan multipart uploads ${fmt(n("orphanUploads"))}` +
-      (late > 0 ? ` (plus ${late} created by a frozen store after the plugin's CreateMultipartUpload had timed out: no id to abort them with; see README, "Reliability")` : ""),
+      (late > 0 ? ` (${late} created late by a stalled store after an unanswered CreateMultipartUpload were found and aborted by the plugin's watch)` : ""),
     `secrets found in logs and errors ${fmt(n("secretsFound"))} (${n("secretsSought")} secret values sought in ${fmt(Math.round(n("logBytesScanned") / 1024))} KiB)`,
   );
   const missed = [
