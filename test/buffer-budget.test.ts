@@ -27,6 +27,22 @@ describe("BufferBudget", () => {
     expect(b.inUse).toBe(0);
   });
 
+  it("lets kept buffers go once nothing has been handed out for the idle time, not while busy", async () => {
+    const b = new BufferBudget(100, 50);
+    const x = await b.acquire(40);
+    const y = await b.acquire(30);
+    b.release(x);
+    expect(b.kept).toBe(40);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(b.kept).toBe(40); // y is still out: not idle
+    b.release(y);
+    expect(b.kept).toBe(70);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(b.kept).toBe(0);
+    expect(b.inUse).toBe(0);
+    expect((await b.acquire(40)).length).toBe(40); // and it still works
+  });
+
   it("reuses a returned buffer of the same size", async () => {
     const b = new BufferBudget(100);
     const a = await b.acquire(40);

@@ -236,10 +236,12 @@ try {
   const peak = { rssMiB: Math.max(peakRss, hwmMiB(pid)), fds: Math.max(peakFds, openFds(pid)) };
 
   // Idle until the fds are back near the baseline (idle keep-alive connections
-  // to S3 close when the server times them out), at most IDLE_SECONDS.
+  // to S3 close when the server times them out), at most IDLE_SECONDS, and at
+  // least long enough for the buffer budget to let its kept buffers go (10 s).
   log(`load done in ${round(elapsed)} s; idling up to ${IDLE_SECONDS} s…`);
   const idleStart = Date.now();
-  while (Date.now() - idleStart < IDLE_SECONDS * 1000 && openFds(pid) > start.fds + 2) await new Promise((r) => setTimeout(r, 500));
+  const minIdleMs = Math.min(15_000, IDLE_SECONDS * 1000);
+  while (Date.now() - idleStart < IDLE_SECONDS * 1000 && (openFds(pid) > start.fds + 2 || Date.now() - idleStart < minIdleMs)) await new Promise((r) => setTimeout(r, 500));
   const idled = round((Date.now() - idleStart) / 1000);
   const end = { rssMiB: rssMiB(pid), fds: openFds(pid) };
   // Still answering after all of it.

@@ -4,9 +4,16 @@
 // of large files, or many RPCs at once, could hold gigabytes. Every transfer
 // buffer is taken from here; when the budget is spent, takers wait in FIFO
 // order until buffers come back. Freed buffers are kept for reuse (by size),
-// which spares the GC from churning through hundreds of megabytes.
+// which spares the GC from churning through hundreds of megabytes; kept plus
+// handed-out stays within the budget, except that small requests may overrun it
+// by an eighth rather than evict a kept multi-MiB buffer. Once nothing has been
+// handed out for a while, the kept buffers are let go, so an idle plugin gives
+// the memory back instead of holding the budget for ever.
 
 const MiB = 1024 * 1024;
+
+/** Requests from this size up are "large": they may evict kept buffers of other sizes. */
+const LARGE = 4 * MiB;
 
 interface Waiter {
   size: number;
@@ -21,12 +28,22 @@ export class BufferBudget {
   private readonly free = new Map<number, Buffer[]>();
   private freeBytes = 0;
   private readonly waiters: Waiter[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(readonly limitBytes: number) {}
+  /** `idleMs`: how long nothing must be handed out before kept buffers are let go. */
+  constructor(
+    readonly limitBytes: number,
+    private readonly idleMs = 10_000,
+  ) {}
 
   /** Bytes currently handed out. */
   get inUse(): number {
     return this.outstanding;
+  }
+
+  /** Bytes kept for reuse. */
+  get kept(): number {
+    return this.freeBytes;
   }
 
   /** A buffer of exactly `size` bytes; waits while the budget is spent. */
@@ -52,15 +69,27 @@ export class BufferBudget {
   }
 
   release(buf: Buffer): void {
-    this.outstanding -= buf.length;
+    // A buffer may be a view of a larger pooled block (see take): account for, and keep, the block.
+    const block = buf.byteOffset === 0 && buf.length === buf.buffer.byteLength ? buf : Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
+    this.outstanding -= block.length;
     // Keep it for reuse while what is kept plus what is out stays within the budget.
-    if (this.outstanding + this.freeBytes + buf.length <= this.limitBytes) {
-      let list = this.free.get(buf.length);
-      if (!list) this.free.set(buf.length, (list = []));
-      list.push(buf);
-      this.freeBytes += buf.length;
+    if (this.outstanding + this.freeBytes + block.length <= this.limitBytes) {
+      let list = this.free.get(block.length);
+      if (!list) this.free.set(block.length, (list = []));
+      list.push(block);
+      this.freeBytes += block.length;
     }
     this.wake();
+    if (this.outstanding === 0 && this.freeBytes > 0) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = setTimeout(() => this.letGoWhenIdle(), this.idleMs).unref();
+    }
+  }
+
+  private letGoWhenIdle(): void {
+    if (this.outstanding > 0) return; // busy again; the next idle moment re-arms the timer
+    this.free.clear();
+    this.freeBytes = 0;
   }
 
   /** A request larger than the whole budget is let through alone, or it would never run. */
@@ -69,21 +98,39 @@ export class BufferBudget {
   }
 
   private take(size: number): Buffer {
+    const reused = this.reuse(size);
+    if (reused) return reused;
     this.outstanding += size;
-    const list = this.free.get(size);
-    const reused = list?.pop();
-    if (reused) {
-      this.freeBytes -= size;
-      return reused;
-    }
-    // Drop kept buffers of other sizes if they would push memory past the budget.
+    // Drop kept buffers if they would push memory past the budget. A small request
+    // gets some slack instead of evicting a pooled multi-MiB block for a few KiB:
+    // evicting is what turns the pool into churn (allocate, drop, wait for the GC).
+    const ceiling = this.limitBytes + (size < LARGE ? Math.floor(this.limitBytes / 8) : 0);
     for (const [s, l] of this.free) {
-      while (l.length > 0 && this.outstanding + this.freeBytes > this.limitBytes) {
+      while (l.length > 0 && this.outstanding + this.freeBytes > ceiling) {
         l.pop();
         this.freeBytes -= s;
       }
     }
     return Buffer.allocUnsafeSlow(size);
+  }
+
+  /**
+   * A kept buffer for `size`: one of exactly that size, or else (for large
+   * requests) one at most twice as large, lent as a view of its first `size`
+   * bytes and charged in full: an 8 MiB OpenStream range can use a kept 16 MiB
+   * part instead of dropping it and allocating anew.
+   */
+  private reuse(size: number): Buffer | undefined {
+    let best: number | undefined;
+    for (const [s, l] of this.free) {
+      if (l.length === 0 || s < size || s > 2 * size || (best !== undefined && s >= best)) continue;
+      if (s === size || (size >= LARGE && this.outstanding + s <= this.limitBytes)) best = s;
+    }
+    if (best === undefined) return undefined;
+    const block = this.free.get(best)!.pop()!;
+    this.freeBytes -= best;
+    this.outstanding += best;
+    return best === size ? block : block.subarray(0, size);
   }
 
   private wake(): void {
