@@ -137,6 +137,11 @@ try {
     n("orphanUploads") > 0 && "multipart uploads were left behind",
     n("secretsFound") > 0 && "a secret was found",
     withLoad && (loadCode !== 0 || !load || load["failures"] > 0) && "the load test failed",
+    // Back to baseline after the idle phase: fds within 2 of the start, RSS within 32 MiB of it.
+    load && load["plugin"].openFds.endAfterIdle > load["plugin"].openFds.start + 2 && "open fds not back to baseline after the load",
+    load &&
+      load["plugin"].rssMiB.endAfterIdle > load["plugin"].rssMiB.start + 32 &&
+      `plugin RSS not back to baseline after the load (${load["plugin"].rssMiB.endAfterIdle} MiB after idling, ${load["plugin"].rssMiB.start} MiB at the start: memory the C allocator keeps; see README, "Reliability")`,
   ].filter(Boolean);
   lines.push(missed.length === 0 ? "all targets met" : `TARGETS MISSED: ${missed.join("; ")}`);
   process.stdout.write(`\n${lines.join("\n")}\n`);

@@ -68,7 +68,9 @@ export function watchForLateUpload(target: S3Target, key: string, attemptStarted
         if (u.Key !== key || !u.UploadId || !u.Initiated || live.has(u.UploadId) || aborted.has(u.UploadId)) continue;
         const initiated = u.Initiated.getTime();
         if (initiated < attemptStartedMs - CLOCK_SLACK_MS || Date.now() - initiated < minAge) continue;
-        const parts = await target.client.send(new ListPartsCommand({ Bucket: target.bucket, Key: key, UploadId: u.UploadId, MaxParts: 1 }));
+        // SSE-C uploads may need their key to be listed (S3 asks for it with checksummed uploads).
+        const sse = await target.encryption.forRead(key);
+        const parts = await target.client.send(new ListPartsCommand({ Bucket: target.bucket, Key: key, UploadId: u.UploadId, MaxParts: 1, ...sse }));
         if ((parts.Parts ?? []).length > 0) continue;
         await target.client.send(new AbortMultipartUploadCommand({ Bucket: target.bucket, Key: key, UploadId: u.UploadId }));
         aborted.add(u.UploadId);
