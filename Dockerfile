@@ -18,6 +18,11 @@ RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# A fixed mmap threshold: glibc otherwise raises it to the largest block freed,
+# after which the multi-MiB transfer buffers and gRPC messages come from its
+# heaps and stay there when freed, so an idle plugin kept its peak memory.
+# Measured with `npm run bench:load` (README, "Reliability"); no throughput cost.
+ENV MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist

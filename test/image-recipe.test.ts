@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { imageEnv } from "../scripts/lib/image-env.mjs";
 import { rootKeysEnv } from "./support/minio-access.js";
 import { ArtifactClient, ROOT, artifact } from "./support/plugin.js";
 import { spawn } from "node:child_process";
@@ -44,12 +45,16 @@ it("the final stage copies exactly node_modules, dist, proto and package.json", 
   expect(finalStageCopies().sort()).toEqual(["/app/node_modules", "/src/dist", "package.json", "proto"].sort());
 });
 
+it("the final stage sets production mode and glibc's fixed mmap threshold", () => {
+  expect(imageEnv()).toEqual({ NODE_ENV: "production", MALLOC_MMAP_THRESHOLD_: "131072" });
+});
+
 it("a production-only install has no dev tools and runs the plugin: Save/Load round trip, SIGTERM → exit 0", async () => {
   for (const dev of ["typescript", "vitest", "vite"]) expect(existsSync(join(app, "node_modules", dev))).toBe(false);
   const socket = join(app, "tmp", "artifact-plugins", "s3", "socket");
   const proc = spawn(process.execPath, [join(app, "dist", "main.js"), socket], {
     cwd: app,
-    env: { PATH: process.env["PATH"] ?? "", NODE_ENV: "production", ...rootKeysEnv(minio) },
+    env: { PATH: process.env["PATH"] ?? "", ...imageEnv(), ...rootKeysEnv(minio) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

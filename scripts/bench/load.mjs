@@ -5,7 +5,8 @@
 // SaveStreams plus ListObjects and IsDirectory for a fixed time against a local
 // MinIO; every Load and OpenStream is checked byte for byte. Reports completed
 // RPCs, failures, p50/p99 latency per method, and the plugin's RSS and open
-// file descriptors at start, at peak and after a short idle at the end.
+// file descriptors at start, at peak and after a short idle at the end. The
+// plugin runs with the image's environment (the Dockerfile's ENV lines).
 // Results go to bench/results/load.json. Loopback only; stops by itself.
 //
 //   npm run bench:load                      # 30 s
@@ -17,6 +18,7 @@ import { createReadStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rm
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArtifactClient, artifact } from "../../dist/client/artifact-client.js";
+import { imageEnv } from "../lib/image-env.mjs";
 import { startMinio } from "../lib/minio.mjs";
 import { ROOT } from "../lib/tools.mjs";
 import { prng } from "../lib/prng.mjs";
@@ -92,7 +94,7 @@ const minio = await startMinio();
 const socket = join(work, "plugin.sock");
 let pluginOutput = "";
 const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
-  env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
+  env: { ...process.env, ...imageEnv(), AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
   stdio: ["ignore", "pipe", "pipe"],
 });
 plugin.stdout?.on("data", (c) => (pluginOutput = (pluginOutput + c).slice(-200_000)));

@@ -1,0 +1,17 @@
+// @ts-check
+// The environment the image's final stage sets (its `ENV` lines), read from
+// the Dockerfile itself, so the tests and the load test run the plugin the way
+// the image does without a second copy of those values.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT } from "./tools.mjs";
+
+/** @returns {Record<string, string>} */
+export function imageEnv() {
+  const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  const final = text.slice(text.lastIndexOf("\nFROM "));
+  /** @type {Record<string, string>} */
+  const env = {};
+  for (const m of final.matchAll(/^ENV (\S+)=(\S+)\s*$/gm)) env[/** @type {string} */ (m[1])] = /** @type {string} */ (m[2]);
+  return env;
+}
