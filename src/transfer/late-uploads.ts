@@ -39,10 +39,6 @@ export function lateUploadWatchFromEnv(env: NodeJS.ProcessEnv = process.env): nu
   return n * 1000;
 }
 
-let pending = 0;
-/** Watches still running (for tests and shutdown logs). */
-export const lateUploadWatches = (): number => pending;
-
 /**
  * After an unanswered CreateMultipartUpload for `key` started at `attemptStartedMs`:
  * look every window/8 until window has passed, abort what matches. Never throws;
@@ -60,7 +56,6 @@ export function watchForLateUpload(target: S3Target, key: string, attemptStarted
   const minAge = window / 4; // no part stored this long after creation: nobody is writing it
   const until = Date.now() + window;
   const aborted = new Set<string>();
-  pending++;
   const look = async (): Promise<void> => {
     try {
       const out = await target.client.send(new ListMultipartUploadsCommand({ Bucket: target.bucket, Prefix: key }));
@@ -81,7 +76,6 @@ export function watchForLateUpload(target: S3Target, key: string, attemptStarted
       if (Date.now() + every > until) report({ event: "failed", bucket: target.bucket, key, error: e instanceof Error ? e.message : String(e) });
     }
     if (Date.now() + every <= until) setTimeout(() => void look(), every).unref();
-    else pending--;
   };
   setTimeout(() => void look(), every).unref();
 }
