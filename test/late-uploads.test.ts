@@ -3,7 +3,8 @@
 // before the answer) leaves an upload whose id the plugin never learned. The
 // plugin watches the key afterwards and aborts that upload, and only that one:
 // another writer's upload of the same key, which has stored a part, is left
-// alone.
+// alone. A Save cancelled while its Create is on the way waits (briefly) for
+// the answer instead, and aborts the new upload by its id at once.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,7 +22,7 @@ import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
 import { scanForSecrets, tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
-import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
+import { ArtifactClient, type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 const BUCKET = "late";
 const WATCH_SECONDS = 8; // looks every 1 s; aborts a part-less upload 2 s old or more
@@ -99,3 +100,25 @@ it("aborts the upload created by a CreateMultipartUpload whose answer was lost; 
   expect(await uploadsFor(key)).toEqual([]);
   tally({ suite: "faults: CreateMultipartUpload answer lost (proxy)", faultsSurvived: 1 });
 }, 60_000);
+
+it("a Save whose deadline passes while its CreateMultipartUpload is on the way aborts the new upload at once", async () => {
+  const key = "cancelled-in-create.bin";
+  const hurried = new ArtifactClient(plugin.socket, 500); // a 500 ms deadline; Create's answer comes after 1.5 s
+  const before = proxy.injected;
+  proxy.inject(1, "slow-answer", isCreate);
+  tally({ suite: "faults: deadline during CreateMultipartUpload (proxy)", faultsInjected: 1 });
+  try {
+    await expect(hurried.save(artifact(cfg(), key), join(work, "big.bin"))).rejects.toMatchObject({ code: 4 }); // DEADLINE_EXCEEDED
+  } finally {
+    hurried.close();
+  }
+  expect(proxy.injected - before).toBe(1);
+  // The plugin's own line for the call: cancelled, once the upload it created was aborted.
+  const ended = () => plugin.output().split("\n").find((l) => l.includes('"msg":"rpc"') && l.includes(`"key":"${key}"`));
+  for (let i = 0; i < 100 && !ended(); i++) await sleep(100);
+  expect(ended()).toContain('"outcome":"cancelled"');
+  const left = await uploadsFor(key);
+  tally({ suite: "faults: deadline during CreateMultipartUpload (proxy)", orphanUploads: left.length });
+  expect(left).toEqual([]);
+  tally({ suite: "faults: deadline during CreateMultipartUpload (proxy)", faultsSurvived: 1 });
+});

@@ -22,6 +22,8 @@ import { addProgress } from "./progress.js";
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
 export const MAX_PARTS = 10_000;
+/** How long a cancelled CreateMultipartUpload may still take to answer (see start). */
+const CREATE_GRACE_MS = 5_000;
 
 /** The configured part size, grown (in whole MiB) so `size` fits in 10,000 parts. */
 export function partSizeFor(size: number, configured: number): number {
@@ -77,6 +79,14 @@ export class MultipartUpload {
     // that it did not act (throttling, 5xx) or the connection was refused.
     for (let attempt = 1; ; attempt++) {
       const attemptStarted = Date.now();
+      // A cancellation does not cut the Create at once: the request may already be at the
+      // store, and cutting it would leave an upload we cannot name. It gets a few seconds
+      // to answer, so the upload it created can be aborted by its id right away.
+      const create = new AbortController();
+      let grace: NodeJS.Timeout | undefined;
+      const onCancel = () => (grace = setTimeout(() => create.abort(signal.reason), CREATE_GRACE_MS).unref());
+      if (signal.aborted) onCancel();
+      else signal.addEventListener("abort", onCancel, { once: true });
       try {
         const out = await target.singleAttemptClient.send(
           new CreateMultipartUploadCommand({
@@ -85,11 +95,16 @@ export class MultipartUpload {
             ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}),
             ...sse,
           }),
-          { abortSignal: signal },
+          { abortSignal: create.signal },
         );
         if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
         liveUploads.add(out.UploadId);
-        return new MultipartUpload(target, key, out.UploadId, sse, checksums);
+        const upload = new MultipartUpload(target, key, out.UploadId, sse, checksums);
+        if (signal.aborted) {
+          await upload.abort();
+          throw storageError("CreateMultipartUpload", where, signal.reason, signal);
+        }
+        return upload;
       } catch (e) {
         const status = httpStatus(e);
         const refused = s3ErrorCode(e) === "ECONNREFUSED";
@@ -99,6 +114,9 @@ export class MultipartUpload {
         const notActedOn = (status !== undefined && (status >= 500 || status === 429)) || refused;
         if (!notActedOn || attempt >= target.cfg.tuning.maxAttempts || signal.aborted) throw storageError("CreateMultipartUpload", where, e, signal);
         await backoff(attempt);
+      } finally {
+        signal.removeEventListener("abort", onCancel);
+        clearTimeout(grace);
       }
     }
   }

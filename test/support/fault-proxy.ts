@@ -8,8 +8,9 @@ import { type IncomingMessage, type Server, createServer, request } from "node:h
 /**
  * 503: S3's SlowDown answer. reset: connection dropped. corrupt: one body byte flipped. truncate: body cut short.
  * lose-answer: the request reaches the store and is carried out, but the connection drops before its answer.
+ * slow-answer: the store's answer is held back for 1.5 s.
  */
-export type Fault = "503" | "reset" | "corrupt" | "truncate" | "lose-answer";
+export type Fault = "503" | "reset" | "corrupt" | "truncate" | "lose-answer" | "slow-answer";
 
 export interface FaultProxy {
   endpoint: string;
@@ -29,7 +30,7 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
   const server: Server = createServer((req, res) => {
     state.requests++;
     let tamper: Fault | undefined;
-    if (pending && pending.count > 0 && pending.match(req) && (pending.fault === "corrupt" || pending.fault === "truncate" || pending.fault === "lose-answer")) {
+    if (pending && pending.count > 0 && pending.match(req) && ["corrupt", "truncate", "lose-answer", "slow-answer"].includes(pending.fault)) {
       pending.count--;
       state.injected++;
       tamper = pending.fault;
@@ -51,14 +52,17 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
         upRes.on("end", () => res.socket?.destroy());
         return;
       }
-      if (!tamper && rewriter?.match(req)) {
-        const edit = rewriter.edit;
+      if (tamper === "slow-answer" || (!tamper && rewriter?.match(req))) {
+        const edit = tamper ? (b: string) => b : rewriter!.edit;
         const parts: Buffer[] = [];
         upRes.on("data", (c: Buffer) => parts.push(c));
         upRes.on("end", () => {
           const body = Buffer.from(edit(Buffer.concat(parts).toString("utf8"), req));
-          res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, "content-length": String(body.length) });
-          res.end(body);
+          setTimeout(() => {
+            if (res.destroyed) return;
+            res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, "content-length": String(body.length) });
+            res.end(body);
+          }, tamper ? 1500 : 0);
         });
         return;
       }
