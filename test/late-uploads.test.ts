@@ -4,7 +4,9 @@
 // plugin watches the key afterwards and aborts that upload, and only that one:
 // another writer's upload of the same key, which has stored a part, is left
 // alone. A Save cancelled while its Create is on the way waits (briefly) for
-// the answer instead, and aborts the new upload by its id at once.
+// the answer instead, and aborts the new upload by its id at once; one
+// cancelled while its Complete is on the way lets it finish: the object exists
+// and the plugin says the Save succeeded, never "cancelled" beside a new object.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,10 +20,13 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { objectSha } from "./support/minio-access.js";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
 import { scanForSecrets, tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { ArtifactClient, type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 const BUCKET = "late";
@@ -121,4 +126,34 @@ it("a Save whose deadline passes while its CreateMultipartUpload is on the way a
   tally({ suite: "faults: deadline during CreateMultipartUpload (proxy)", orphanUploads: left.length });
   expect(left).toEqual([]);
   tally({ suite: "faults: deadline during CreateMultipartUpload (proxy)", faultsSurvived: 1 });
+});
+
+it("a Save whose deadline passes while its CompleteMultipartUpload is on the way lets it finish: object whole, Save logged as ok", async () => {
+  const key = "cancelled-in-complete.bin";
+  const isComplete = (r: { method?: string; url?: string }) => r.method === "POST" && (r.url ?? "").includes("uploadId=");
+  const hurried = new ArtifactClient(plugin.socket, 1000); // parts go through in well under 1 s; Complete's answer takes 1.5 s
+  const before = proxy.injected;
+  proxy.inject(1, "slow-answer", isComplete);
+  try {
+    await hurried.save(artifact(cfg(), key), join(work, "big.bin")).catch((e: { code?: number }) => e);
+  } finally {
+    hurried.close();
+    proxy.inject(0, "slow-answer");
+  }
+  const ended = () => plugin.output().split("\n").find((l) => l.includes('"msg":"rpc"') && l.includes(`"key":"${key}"`));
+  for (let i = 0; i < 100 && !ended(); i++) await sleep(100);
+  const stored = await objectSha(s3, BUCKET, key);
+  if (proxy.injected - before === 1) {
+    // Complete was sent (and held back past the deadline).
+    tally({ suite: "faults: deadline during CompleteMultipartUpload (proxy)", faultsInjected: 1 });
+    expect(ended()).toContain('"outcome":"ok"');
+    expect(stored).toBe(createHash("sha256").update(readFileSync(join(work, "big.bin"))).digest("hex"));
+    tally({ suite: "faults: deadline during CompleteMultipartUpload (proxy)", faultsSurvived: 1 });
+  } else {
+    // This machine was too slow to get the parts through before the deadline: then nothing is there.
+    console.log("deadline passed before Complete was sent; checked the cancelled path instead");
+    expect(ended()).toContain('"outcome":"cancelled"');
+    expect(stored).toBeUndefined();
+  }
+  expect(await uploadsFor(key)).toEqual([]);
 });

@@ -22,8 +22,29 @@ import { addProgress } from "./progress.js";
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
 export const MAX_PARTS = 10_000;
-/** How long a cancelled CreateMultipartUpload may still take to answer (see start). */
+/** How long a cancelled Create or Complete may still take to answer (see lenient). */
 const CREATE_GRACE_MS = 5_000;
+
+/**
+ * A signal that follows `signal` CREATE_GRACE_MS late. Create and Complete are
+ * not cut the moment the caller cancels: the request may already be at the
+ * store, which would then carry it out with nobody left to see the answer (an
+ * upload no one can name, or an object the caller was told was not written).
+ */
+function lenient(signal: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const ctl = new AbortController();
+  let grace: NodeJS.Timeout | undefined;
+  const onCancel = () => (grace = setTimeout(() => ctl.abort(signal.reason), CREATE_GRACE_MS).unref());
+  if (signal.aborted) onCancel();
+  else signal.addEventListener("abort", onCancel, { once: true });
+  return {
+    signal: ctl.signal,
+    dispose: () => {
+      signal.removeEventListener("abort", onCancel);
+      clearTimeout(grace);
+    },
+  };
+}
 
 /** The configured part size, grown (in whole MiB) so `size` fits in 10,000 parts. */
 export function partSizeFor(size: number, configured: number): number {
@@ -79,14 +100,9 @@ export class MultipartUpload {
     // that it did not act (throttling, 5xx) or the connection was refused.
     for (let attempt = 1; ; attempt++) {
       const attemptStarted = Date.now();
-      // A cancellation does not cut the Create at once: the request may already be at the
-      // store, and cutting it would leave an upload we cannot name. It gets a few seconds
-      // to answer, so the upload it created can be aborted by its id right away.
-      const create = new AbortController();
-      let grace: NodeJS.Timeout | undefined;
-      const onCancel = () => (grace = setTimeout(() => create.abort(signal.reason), CREATE_GRACE_MS).unref());
-      if (signal.aborted) onCancel();
-      else signal.addEventListener("abort", onCancel, { once: true });
+      // Cancelled meanwhile: the Create gets a few seconds to answer, so the upload it
+      // created can be aborted by its id right away.
+      const create = lenient(signal);
       try {
         const out = await target.singleAttemptClient.send(
           new CreateMultipartUploadCommand({
@@ -115,8 +131,7 @@ export class MultipartUpload {
         if (!notActedOn || attempt >= target.cfg.tuning.maxAttempts || signal.aborted) throw storageError("CreateMultipartUpload", where, e, signal);
         await backoff(attempt);
       } finally {
-        signal.removeEventListener("abort", onCancel);
-        clearTimeout(grace);
+        create.dispose();
       }
     }
   }
@@ -155,9 +170,12 @@ export class MultipartUpload {
     }
   }
 
+  /** Completes the upload; once sent, a cancellation lets it finish (see lenient): the object then exists. */
   async complete(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) throw storageError("CompleteMultipartUpload", this.where, signal.reason, signal);
     const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
     const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
+    const sending = lenient(signal);
     try {
       await this.target.client.send(
         new CompleteMultipartUploadCommand({
@@ -169,12 +187,14 @@ export class MultipartUpload {
           SSECustomerAlgorithm,
           SSECustomerKey,
         }),
-        { abortSignal: signal },
+        { abortSignal: sending.signal },
       );
       this.finished = true;
       liveUploads.delete(this.uploadId);
     } catch (e) {
       throw storageError("CompleteMultipartUpload", this.where, e, signal);
+    } finally {
+      sending.dispose();
     }
   }
 
