@@ -8,7 +8,7 @@
 // test/support/ledger.ts); the suites still fail on any miss, and so does this
 // command (exit 1). Results go to bench/results/reliability.json.
 //
-//   npm run bench:reliability                    # suites + a 20 s load test (≈ 6 min)
+//   npm run bench:reliability                    # suites + a 20 s load test (≈ 7 min)
 //   npm run bench:reliability -- --no-load       # suites only
 //   npm run bench:reliability -- --seconds 60    # a longer load test
 import { spawn } from "node:child_process";
