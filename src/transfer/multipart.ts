@@ -99,6 +99,7 @@ export class MultipartUpload {
     // every repeat would leave one more behind. Retried only when the store answered
     // that it did not act (throttling, 5xx) or the connection was refused.
     for (let attempt = 1; ; attempt++) {
+      if (signal.aborted) throw storageError("CreateMultipartUpload", where, signal.reason, signal); // never sent: nothing to clean up
       const attemptStarted = Date.now();
       // Cancelled meanwhile: the Create gets a few seconds to answer, so the upload it
       // created can be aborted by its id right away.
