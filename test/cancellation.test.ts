@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { Metadata, status } from "@grpc/grpc-js";
 import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { scanForSecrets, tally } from "./support/ledger.js";
-import { adminClient, rootKeysEnv, objectSha } from "./support/minio-access.js";
+import { stopAndScan, tally } from "./support/ledger.js";
+import { adminClient, objectSha, rootKeysEnv, uploadsLeft } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 const MiB = 1024 * 1024;
@@ -92,13 +92,7 @@ const stopFor = (i: number, lo: number, hi: number): Stop => (i % 2 === 0 ? { de
 const ENDED = [status.OK, status.CANCELLED, status.DEADLINE_EXCEEDED];
 
 async function noUploadsLeft(): Promise<void> {
-  let uploads: unknown[] = [];
-  for (let i = 0; i < 50; i++) {
-    uploads = (await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? [];
-    if (uploads.length === 0) return;
-    await sleep(100);
-  }
-  expect(uploads).toEqual([]);
+  expect(await uploadsLeft(s3, BUCKET)).toEqual([]);
 }
 
 
@@ -156,8 +150,7 @@ afterAll(async () => {
   }
   console.log(`plugin outcomes (warm-up calls included): ${JSON.stringify(summary)}; fd baseline ${fdBaseline}, at the end ${plugin ? fdCount() : "?"}`);
   minio?.thaw();
-  expect(await plugin?.stop()).toBe(0);
-  if (plugin) expect(scanForSecrets("cancellation", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
+  await stopAndScan("cancellation", plugin, { "MinIO root secret key": minio?.secretKey });
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });

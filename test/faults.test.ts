@@ -19,8 +19,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AbortMultipartUploadCommand, CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { scanForSecrets, tally } from "./support/ledger.js";
-import { adminClient, rootKeysEnv, objectSha } from "./support/minio-access.js";
+import { stopAndScan, tally } from "./support/ledger.js";
+import { adminClient, objectSha, rootKeysEnv, uploadsLeft } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
 const MiB = 1024 * 1024;
@@ -57,21 +57,6 @@ async function untilServing(): Promise<void> {
       await sleep(100);
     }
   }
-}
-
-/** Multipart uploads left in the bucket (after giving in-flight aborts a moment). */
-async function uploadsLeft(key: string): Promise<unknown[]> {
-  let uploads: unknown[] = [];
-  for (let i = 0; i < 50; i++) {
-    const [byKey, all] = await Promise.all([
-      s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key })),
-      s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET })),
-    ]);
-    uploads = [...(byKey.Uploads ?? []), ...(all.Uploads ?? [])];
-    if (uploads.length === 0) break;
-    await sleep(100);
-  }
-  return uploads;
 }
 
 /**
@@ -215,7 +200,7 @@ async function checkAfter(kind: Kind, key: string, outcome: Outcome, before?: Be
       tally({ suite, lateCreates: late.late, orphanUploads: late.left });
       expect(late.left, `uploads created late for ${key} and not aborted by the plugin`).toBe(0);
     }
-    const left = await uploadsLeft(key);
+    const left = await uploadsLeft(s3, BUCKET, key);
     tally({ suite, orphanUploads: left.length });
     expect(left, `multipart uploads left for ${key} after ${JSON.stringify(outcome)}`).toEqual([]);
   }
@@ -251,8 +236,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (Object.keys(stats).length) console.log(`faults injected: ${JSON.stringify(stats)}`);
-  expect(await plugin?.stop()).toBe(0);
-  expect(scanForSecrets("faults (MinIO killed / frozen)", [plugin.output(), ...errors], { "MinIO root secret key": minio.secretKey })).toEqual([]);
+  await stopAndScan("faults (MinIO killed / frozen)", plugin, { "MinIO root secret key": minio?.secretKey }, errors);
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });

@@ -11,7 +11,7 @@ import { CreateBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/c
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
-import { scanForSecrets, tally } from "./support/ledger.js";
+import { stopAndScan, tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
 
@@ -52,9 +52,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const code = await plugin?.stop();
-  expect(code).toBe(0);
-  expect(scanForSecrets("hostile input", [plugin.output()], { "MinIO root secret key": minio.secretKey, "endpoint password": PASSWORD })).toEqual([]);
+  await stopAndScan("hostile input", plugin, { "MinIO root secret key": minio?.secretKey, "endpoint password": PASSWORD });
   await proxy?.stop();
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });

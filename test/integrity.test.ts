@@ -7,11 +7,11 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
-import { countInjectedFaults, scanForSecrets } from "./support/ledger.js";
-import { adminClient, rootKeysEnv } from "./support/minio-access.js";
+import { countInjectedFaults, stopAndScan } from "./support/ledger.js";
+import { adminClient, rootKeysEnv, uploadsLeft } from "./support/minio-access.js";
 import { crc32ToBase64 } from "../src/transfer/crc32.js";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
@@ -27,13 +27,7 @@ const isGet = (r: { method?: string }) => r.method === "GET";
 const isRangedGet = (r: { method?: string; headers: Record<string, unknown> }) => r.method === "GET" && r.headers["range"] !== undefined;
 
 async function noUploadsLeft(): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: "integrity" }));
-    if ((out.Uploads ?? []).length === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: "integrity" }));
-  expect(out.Uploads ?? []).toEqual([]);
+  expect(await uploadsLeft(s3, "integrity")).toEqual([]);
 }
 
 beforeAll(async () => {
@@ -53,8 +47,7 @@ beforeAll(async () => {
 countInjectedFaults("faults: corrupted and truncated bodies, failing parts (proxy)", () => proxy?.injected ?? 0);
 
 afterAll(async () => {
-  expect(await plugin?.stop()).toBe(0);
-  if (plugin) expect(scanForSecrets("integrity (proxy faults)", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
+  await stopAndScan("integrity (proxy faults)", plugin, { "MinIO root secret key": minio?.secretKey });
   await proxy?.stop();
   await minio?.stop();
   rmSync(work, { recursive: true, force: true });

@@ -23,7 +23,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { objectSha } from "./support/minio-access.js";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
-import { scanForSecrets, tally } from "./support/ledger.js";
+import { stopAndScan, tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -57,8 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  expect(await plugin?.stop()).toBe(0);
-  if (plugin) expect(scanForSecrets("late uploads", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
+  await stopAndScan("late uploads", plugin, { "MinIO root secret key": minio?.secretKey });
   await proxy?.stop();
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
-import { countInjectedFaults, scanForSecrets } from "./support/ledger.js";
+import { countInjectedFaults, stopAndScan } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { type FaultProxy, startFaultProxy } from "./support/fault-proxy.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
@@ -31,8 +31,7 @@ beforeAll(async () => {
 countInjectedFaults("faults: S3 503 SlowDown and dropped connections (proxy)", () => proxy?.injected ?? 0);
 
 afterAll(async () => {
-  expect(await plugin?.stop()).toBe(0);
-  if (plugin) expect(scanForSecrets("retry (proxy faults)", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
+  await stopAndScan("retry (proxy faults)", plugin, { "MinIO root secret key": minio?.secretKey });
   await proxy?.stop();
   await minio?.stop();
   rmSync(work, { recursive: true, force: true });

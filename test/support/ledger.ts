@@ -6,7 +6,8 @@
 // the check it counts has run, so a failing check shows up as "injected but
 // not survived" (and as a failed test).
 import { appendFileSync } from "node:fs";
-import { afterEach, beforeEach } from "vitest";
+import { afterEach, beforeEach, expect } from "vitest";
+import type { PluginProcess } from "./plugin.js";
 
 export interface Tally {
   /** The suite and what it did, e.g. "faults: Save (MinIO killed / frozen)". */
@@ -52,6 +53,13 @@ export function scanForSecrets(suite: string, texts: string[], secrets: Record<s
   }
   tally({ suite, secretsSought: values.length, logBytesScanned: texts.reduce((s, t) => s + Buffer.byteLength(t), 0), secretsFound: occurrences });
   return found;
+}
+
+/** Stops the plugin (it must exit 0), then finds none of `secrets` in all it printed, nor in `extra` texts. */
+export async function stopAndScan(suite: string, plugin: PluginProcess | undefined, secrets: Record<string, string | undefined>, extra: string[] = []): Promise<void> {
+  if (!plugin) return; // set-up failed before it started; that failure is reported already
+  expect(await plugin.stop()).toBe(0);
+  expect(scanForSecrets(suite, [plugin.output(), ...extra], secrets)).toEqual([]);
 }
 
 /**
