@@ -20,6 +20,9 @@ environment:
   ARGO_S3_PLUGIN_SOCKET_MODE       octal socket file mode (default 660)
   ARGO_S3_PLUGIN_PROGRESS_SECONDS  progress log interval of long transfers (default 10)
   ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default 96)
+  ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS
+                                   an OpenStream client taking no data, or a SaveStream client
+                                   sending none, for this long is cut off (default 60)
   ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS
                                    how long a key is watched for an upload created after an
                                    unanswered CreateMultipartUpload (default 120, 0 = off)
@@ -32,10 +35,10 @@ function parseOctal(v: string | undefined, fallback: number): number {
   return n;
 }
 
-function parseGrace(v: string | undefined): number {
-  if (!v) return 25_000;
+function parseSeconds(name: string, v: string | undefined, fallbackMs: number, min = 0): number {
+  if (!v) return fallbackMs;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`ARGO_S3_PLUGIN_GRACE_SECONDS: "${v}" is not a number of seconds`);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${name}: "${v}" is not a number of seconds${min > 0 ? ` ≥ ${min}` : ""}`);
   return n * 1000;
 }
 
@@ -47,9 +50,10 @@ async function main(argv: string[]): Promise<number> {
   }
   const socketPath = args[0]!;
   const logger = createLogger();
-  let graceMs: number, socketMode: number;
+  let graceMs: number, socketMode: number, streamIdleMs: number;
   try {
-    graceMs = parseGrace(process.env["ARGO_S3_PLUGIN_GRACE_SECONDS"]);
+    graceMs = parseSeconds("ARGO_S3_PLUGIN_GRACE_SECONDS", process.env["ARGO_S3_PLUGIN_GRACE_SECONDS"], 25_000);
+    streamIdleMs = parseSeconds("ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS", process.env["ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS"], 60_000, 1);
     socketMode = parseOctal(process.env["ARGO_S3_PLUGIN_SOCKET_MODE"], 0o660);
     bufferBudgetFromEnv();
     lateUploadWatchFromEnv();
@@ -60,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
   const service = new ArtifactService(new S3TargetFactory(new KubeSecretSource()));
   const progressSeconds = Number(process.env["ARGO_S3_PLUGIN_PROGRESS_SECONDS"] || 10);
   const progressIntervalMs = Number.isFinite(progressSeconds) && progressSeconds > 0 ? progressSeconds * 1000 : 10_000;
-  const server = new PluginServer({ socketPath, service, logger, socketMode, progressIntervalMs });
+  const server = new PluginServer({ socketPath, service, logger, socketMode, progressIntervalMs, streamIdleMs });
   try {
     await server.listen();
   } catch (e) {

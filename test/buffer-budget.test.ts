@@ -1,7 +1,7 @@
 // The process-wide transfer buffer budget: what bounds memory whatever the
 // object size, file count or number of concurrent RPCs.
 import { describe, expect, it } from "vitest";
-import { BufferBudget, bufferBudgetFromEnv } from "../src/transfer/buffer-budget.js";
+import { BufferBudget, bufferBudgetFromEnv, withBudgetShare } from "../src/transfer/buffer-budget.js";
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -81,5 +81,33 @@ describe("BufferBudget", () => {
     expect(bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "64" })).toBe(64 * 1024 * 1024);
     expect(() => bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "lots" })).toThrow(/ARGO_S3_PLUGIN_BUFFER_MIB/);
     expect(() => bufferBudgetFromEnv({ ARGO_S3_PLUGIN_BUFFER_MIB: "2" })).toThrow(/≥ 8/);
+  });
+
+  it("lets a newcomer pass a caller that is over its fair share, and serves that caller once it is alone", async () => {
+    const b = new BufferBudget(100);
+    // Caller A takes 80 while alone (allowed), then asks for 30 more: does not fit, waits.
+    const a = await withBudgetShare(async () => {
+      const held = [await b.acquire(40), await b.acquire(40)];
+      return { held, more: b.acquire(30) };
+    });
+    let aMore = false;
+    void a.more.then(() => (aMore = true));
+    // Caller B holds nothing: within its share (100 ÷ 2), and 20 fits, so it does not queue behind A.
+    const got = await withBudgetShare(() => b.acquire(20));
+    expect(got.length).toBe(20);
+    expect(b.activeShares).toBe(2);
+    b.release(a.held[0]!);
+    await tick();
+    expect(aMore).toBe(false); // A holds 40 and wants 30: over 50 while B is active
+    b.release(got); // B is done: A is alone again
+    await a.more;
+    expect(b.inUse).toBe(70);
+  });
+
+  it("an allocation that fails is reported and changes no count", async () => {
+    const b = new BufferBudget(100);
+    await expect(b.acquire(2 ** 53)).rejects.toThrow(/cannot allocate/);
+    expect(b.inUse).toBe(0);
+    expect((await b.acquire(10)).length).toBe(10);
   });
 });

@@ -245,7 +245,7 @@ export class ArtifactService {
   }
 
   /** The object's bytes in order; a directory or a missing key is an error. */
-  async openStream(artifact: ArtifactRef, signal: AbortSignal): Promise<{ bucket: string; key: string; chunks: AsyncIterable<Buffer> }> {
+  async openStream(artifact: ArtifactRef, signal: AbortSignal): Promise<{ bucket: string; key: string; chunks: AsyncIterableIterator<Buffer> }> {
     const t = await this.target(artifact);
     const key = artifact.key;
     const chunks = readObject(t, key, signal);
@@ -260,12 +260,26 @@ export class ArtifactService {
       if (e instanceof PluginError && e.kind === "not-found") throw this.notFound(t, key);
       throw e;
     });
-    async function* all(): AsyncGenerator<Buffer> {
-      if (first.done) return;
-      yield first.value;
-      yield* chunks;
-    }
-    return { bucket: t.bucket, key, chunks: all() };
+    // The reader holds budget buffers while suspended at a yield. Calling return() on this
+    // iterator closes the reader in every state, including before the first pull (a
+    // generator wrapper would skip its finally then, and leak the first range's buffer).
+    let head: IteratorResult<Buffer> | undefined = first;
+    const iterator: AsyncIterableIterator<Buffer> = {
+      next: () => {
+        const h = head;
+        head = undefined;
+        return h ? Promise.resolve(h) : chunks.next();
+      },
+      return: async () => {
+        head = undefined;
+        await chunks.return(undefined);
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return { bucket: t.bucket, key, chunks: iterator };
   }
 
   private async objectExists(t: S3Target, key: string, signal: AbortSignal): Promise<boolean> {

@@ -9,14 +9,36 @@
 // by an eighth rather than evict a kept multi-MiB buffer. Once nothing has been
 // handed out for a while, the kept buffers are let go, so an idle plugin gives
 // the memory back instead of holding the budget for ever.
+//
+// Fair share: each RPC runs in a share (withBudgetShare). While several RPCs
+// hold or wait for buffers, one holding more than budget ÷ active RPCs waits
+// for its own buffers to come back before it gets more, so a single call (or
+// a client that stalls) cannot take the whole budget from the rest. Within a
+// share, and among requests that are within their share, order is FIFO.
+import { AsyncLocalStorage } from "node:async_hooks";
+import { PluginError } from "../errors.js";
 
 const MiB = 1024 * 1024;
 
 /** Requests from this size up are "large": they may evict kept buffers of other sizes. */
 const LARGE = 4 * MiB;
 
+/** One RPC's standing with the budget. */
+export class BudgetShare {
+  held = 0;
+  waiting = 0;
+}
+
+const shareScope = new AsyncLocalStorage<BudgetShare>();
+
+/** Run `fn` as one share of the budget (one per RPC; the wire layer opens it). */
+export function withBudgetShare<T>(fn: () => T): T {
+  return shareScope.run(new BudgetShare(), fn);
+}
+
 interface Waiter {
   size: number;
+  share: BudgetShare | undefined;
   resolve: (b: Buffer) => void;
   reject: (e: unknown) => void;
   signal: AbortSignal | undefined;
@@ -29,6 +51,10 @@ export class BufferBudget {
   private freeBytes = 0;
   private readonly waiters: Waiter[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Which share each handed-out buffer is charged to. */
+  private readonly owners = new WeakMap<Buffer, BudgetShare>();
+  /** Shares holding or waiting for buffers. */
+  private readonly active = new Set<BudgetShare>();
 
   /** `idleMs`: how long nothing must be handed out before kept buffers are let go. */
   constructor(
@@ -46,29 +72,53 @@ export class BufferBudget {
     return this.freeBytes;
   }
 
-  /** A buffer of exactly `size` bytes; waits while the budget is spent. */
+  /** Shares that currently hold or wait for buffers. */
+  get activeShares(): number {
+    return this.active.size;
+  }
+
+  /** A buffer of exactly `size` bytes; waits while the budget (or the caller's fair share) is spent. */
   acquire(size: number, signal?: AbortSignal): Promise<Buffer> {
     signal?.throwIfAborted();
-    if (this.waiters.length === 0 && this.fits(size)) return Promise.resolve(this.take(size));
+    const share = shareScope.getStore();
+    if (!this.waiters.some((w) => this.eligible(w.share, w.size) || w.share === share) && this.fits(size) && this.eligible(share, size)) {
+      try {
+        return Promise.resolve(this.grant(size, share));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return new Promise<Buffer>((resolve, reject) => {
       const waiter: Waiter = {
         size,
+        share,
         resolve,
         reject,
         signal,
         onAbort: () => {
           const i = this.waiters.indexOf(waiter);
           if (i >= 0) this.waiters.splice(i, 1);
+          this.unwait(share);
           reject(signal?.reason);
           this.wake();
         },
       };
       signal?.addEventListener("abort", waiter.onAbort, { once: true });
+      if (share) {
+        share.waiting++;
+        this.active.add(share);
+      }
       this.waiters.push(waiter);
     });
   }
 
   release(buf: Buffer): void {
+    const share = this.owners.get(buf);
+    if (share) {
+      this.owners.delete(buf);
+      share.held -= buf.length;
+      this.settleShare(share);
+    }
     // A buffer may be a view of a larger pooled block (see take): account for, and keep, the block.
     const block = buf.byteOffset === 0 && buf.length === buf.buffer.byteLength ? buf : Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
     this.outstanding -= block.length;
@@ -86,6 +136,34 @@ export class BufferBudget {
     }
   }
 
+  /** Within its fair share: holds nothing yet, or stays within budget ÷ active shares. */
+  private eligible(share: BudgetShare | undefined, size: number): boolean {
+    if (!share || share.held === 0) return true;
+    const n = Math.max(1, this.active.size + (this.active.has(share) ? 0 : 1));
+    return share.held + size <= this.limitBytes / n;
+  }
+
+  private unwait(share: BudgetShare | undefined): void {
+    if (!share) return;
+    share.waiting--;
+    this.settleShare(share);
+  }
+
+  private settleShare(share: BudgetShare): void {
+    if (share.held <= 0 && share.waiting <= 0) this.active.delete(share);
+  }
+
+  /** Take a buffer and charge it to `share`; an allocation that fails changes no count. */
+  private grant(size: number, share: BudgetShare | undefined): Buffer {
+    const buf = this.take(size);
+    if (share) {
+      this.owners.set(buf, share);
+      share.held += buf.length;
+      this.active.add(share);
+    }
+    return buf;
+  }
+
   private letGoWhenIdle(): void {
     if (this.outstanding > 0) return; // busy again; the next idle moment re-arms the timer
     this.free.clear();
@@ -100,6 +178,15 @@ export class BufferBudget {
   private take(size: number): Buffer {
     const reused = this.reuse(size);
     if (reused) return reused;
+    let buf: Buffer;
+    try {
+      buf = Buffer.allocUnsafeSlow(size);
+    } catch (e) {
+      throw new PluginError(
+        "local",
+        `cannot allocate a ${Math.round(size / MiB)} MiB transfer buffer (${e instanceof Error ? e.message : String(e)}); lower tuning.partSizeMiB / tuning.multipartThresholdMiB`,
+      );
+    }
     this.outstanding += size;
     // Drop kept buffers if they would push memory past the budget. A small request
     // gets some slack instead of evicting a pooled multi-MiB block for a few KiB:
@@ -111,7 +198,7 @@ export class BufferBudget {
         this.freeBytes -= s;
       }
     }
-    return Buffer.allocUnsafeSlow(size);
+    return buf;
   }
 
   /**
@@ -133,11 +220,30 @@ export class BufferBudget {
     return best === size ? block : block.subarray(0, size);
   }
 
+  /**
+   * Serve waiters in order, skipping those over their fair share (they wait for
+   * their own buffers) and, within a share, never letting a later request pass.
+   */
   private wake(): void {
-    while (this.waiters.length > 0 && this.fits(this.waiters[0]!.size)) {
-      const w = this.waiters.shift()!;
+    const passed = new Set<BudgetShare | undefined>();
+    for (let i = 0; i < this.waiters.length; ) {
+      const w = this.waiters[i]!;
+      if (passed.has(w.share) || !this.eligible(w.share, w.size)) {
+        if (w.share) passed.add(w.share);
+        i++;
+        continue;
+      }
+      if (!this.fits(w.size)) break;
+      this.waiters.splice(i, 1);
       w.signal?.removeEventListener("abort", w.onAbort);
-      w.resolve(this.take(w.size));
+      try {
+        const buf = this.grant(w.size, w.share);
+        this.unwait(w.share);
+        w.resolve(buf);
+      } catch (e) {
+        this.unwait(w.share);
+        w.reject(e);
+      }
     }
   }
 }

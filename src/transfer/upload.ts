@@ -7,7 +7,9 @@ import { open } from "node:fs/promises";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { transferBuffers } from "./buffer-budget.js";
-import { MAX_PARTS, MultipartUpload, partSizeFor, putSmallObject } from "./multipart.js";
+import { MAX_PARTS, MIN_PART_SIZE, MultipartUpload, partSizeFor, putSmallObject } from "./multipart.js";
+
+const MiB = 1024 * 1024;
 import { TaskGroup } from "./task-group.js";
 
 export interface UploadResult {
@@ -66,8 +68,19 @@ async function uploadSmallFile(target: S3Target, key: string, path: string, size
   }
 }
 
+/**
+ * Part size and single-request threshold as the budget allows: no one buffer
+ * above a quarter of it (a configured 5 GiB part would otherwise be one
+ * allocation beyond any memory limit). The 10,000-part rule may still grow parts.
+ */
+function bufferedSizes(target: S3Target): { partSize: number; multipartThreshold: number } {
+  const cap = Math.max(MIN_PART_SIZE, Math.floor(transferBuffers().limitBytes / 4 / MiB) * MiB);
+  const { partSize, multipartThreshold } = target.cfg.tuning;
+  return { partSize: Math.min(partSize, cap), multipartThreshold: Math.min(multipartThreshold, cap) };
+}
+
 export async function uploadFile(target: S3Target, key: string, path: string, size: number, signal: AbortSignal): Promise<UploadResult> {
-  const { tuning } = target.cfg;
+  const tuning = bufferedSizes(target);
   if (size <= SMALL_FILE && size <= tuning.multipartThreshold) return uploadSmallFile(target, key, path, size, signal);
   const fh = await open(path, "r");
   try {
@@ -128,7 +141,7 @@ export function streamPartSize(partNumber: number, base: number): number {
 }
 
 export async function uploadStream(target: S3Target, key: string, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<UploadResult> {
-  const base = Math.max(target.cfg.tuning.partSize, 5 * 1024 * 1024);
+  const base = Math.max(bufferedSizes(target).partSize, MIN_PART_SIZE);
   const budget = transferBuffers();
   const iterator = chunks[Symbol.asyncIterator]();
   // Fill the first part; if the stream ends inside it, one PUT is enough.

@@ -35,6 +35,7 @@ import { Discovery } from "./discovery.js";
 import { limitReadAhead, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { withProgress } from "../transfer/progress.js";
+import { withBudgetShare } from "../transfer/buffer-budget.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
 export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
@@ -53,6 +54,11 @@ export interface ServerOptions {
   socketMode?: number;
   /** How often a long RPC logs a progress line (default 10 s). */
   progressIntervalMs?: number;
+  /**
+   * How long an OpenStream client may take no data, or a SaveStream client send
+   * none, before the call is ended (default 60 s): a stalled peer holds budget buffers.
+   */
+  streamIdleMs?: number;
 }
 
 function invalid(message: string): PluginError {
@@ -150,7 +156,7 @@ export class PluginServer {
       );
     }, this.opts.progressIntervalMs ?? 10_000);
     ticker.unref();
-    const p = withProgress(progress, () => body(controller.signal, fields));
+    const p = withProgress(progress, () => withBudgetShare(() => body(controller.signal, fields)));
     this.pending.add(p);
     try {
       const result = await p;
@@ -177,6 +183,8 @@ export class PluginServer {
 
   private handlers(): UntypedServiceImplementation {
     const svc = this.opts.service;
+    const idleMs = this.opts.streamIdleMs ?? 60_000;
+    const idle = <T>(p: Promise<T>, onIdle: () => PluginError): Promise<T> => withIdleLimit(p, idleMs, onIdle);
 
     /** Unary RPC answering success/error; malformed requests become INVALID_ARGUMENT. */
     const unary = <Req, Res>(
@@ -254,6 +262,8 @@ export class PluginServer {
           Object.assign(log, { key: ref.key });
           const { bucket, chunks } = await svc.openStream(ref, signal);
           log.bucket = bucket;
+          const stalled = () =>
+            new PluginError("cancelled", `OpenStream s3://${bucket}/${ref.key}: the client took no data for ${idleMs / 1000} s; stream ended to free its buffers`);
           let bytes = 0;
           // Frames wait in the call's queue as views of a range's buffer, which goes
           // back to the budget once the next range is pulled; and every queued frame
@@ -265,11 +275,11 @@ export class PluginServer {
             for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
               const data = range.subarray(off, off + STREAM_FRAME_BYTES);
               bytes += data.length;
-              if (inFlight.length >= FRAMES_IN_FLIGHT) await abortable(inFlight.shift()!, signal);
+              if (inFlight.length >= FRAMES_IN_FLIGHT) await idle(abortable(inFlight.shift()!, signal), stalled);
               inFlight.push(new Promise<void>((resolve) => call.write({ data }, () => resolve())));
-              if (call.writableNeedDrain) await waitDrain(call, signal);
+              if (call.writableNeedDrain) await idle(waitDrain(call, signal), stalled);
             }
-            while (inFlight.length > 0) await abortable(inFlight.shift()!, signal);
+            while (inFlight.length > 0) await idle(abortable(inFlight.shift()!, signal), stalled);
           }
           log.bytes = bytes;
           call.write({ isEnd: true });
@@ -292,17 +302,19 @@ export class PluginServer {
         this.track("SaveStream", call, async (signal, log) => {
           limitReadAhead(call, 1);
           const it = (call as AsyncIterable<SaveStreamArtifactRequest>)[Symbol.asyncIterator]();
-          const first = await it.next();
+          const first = await idle(it.next(), () => new PluginError("cancelled", `SaveStream: no first frame within ${idleMs / 1000} s`));
           if (first.done) throw invalid("SaveStream: the stream ended before its first (metadata) frame");
           const ref = artifactRef(first.value.outputArtifact, "output_artifact (first SaveStream frame)");
           Object.assign(log, { key: ref.key });
           const head = first.value.chunk;
+          const stalled = () =>
+            new PluginError("cancelled", `SaveStream to key "${ref.key}": the client sent no data for ${idleMs / 1000} s; upload aborted`);
           async function* chunks(): AsyncGenerator<Buffer> {
             if (head && head.length > 0) yield head;
             for (;;) {
               let next: IteratorResult<SaveStreamArtifactRequest>;
               try {
-                next = await it.next();
+                next = await idle(it.next(), stalled);
               } catch (e) {
                 // A client that cancels (or hits its deadline) mid-stream surfaces here as a
                 // premature close of the call: report it as the cancellation it is.
@@ -346,6 +358,15 @@ function abortable(p: Promise<void>, signal: AbortSignal): Promise<void> {
       resolve();
     });
   });
+}
+
+/** `p`, or `onIdle()` thrown when it has not settled within `ms`. */
+function withIdleLimit<T>(p: Promise<T>, ms: number, onIdle: () => PluginError): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onIdle()), ms);
+  });
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
 
 async function waitDrain(call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>, signal: AbortSignal): Promise<void> {
