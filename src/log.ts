@@ -1,5 +1,5 @@
 // The process logger. JSON lines by default (what log collectors want), made
-// readable by pino-pretty when stdout is a terminal; level from LOG_LEVEL. Nothing secret is ever passed to it: log calls carry bucket,
+// readable by pino-pretty when stdout is a terminal; level from the settings (LOG_LEVEL or --loglevel). Nothing secret is ever passed to it: log calls carry bucket,
 // key, endpoint and sizes only. The redact list is a second line of defence
 // for SDK objects that might be logged by mistake.
 import { pino, type Logger } from "pino";
@@ -7,9 +7,9 @@ import pretty from "pino-pretty";
 
 export type { Logger };
 
-export function createLogger(destination?: NodeJS.WritableStream): Logger {
+export function createLogger(destination?: NodeJS.WritableStream, level = "info"): Logger {
   const opts = {
-    level: process.env["LOG_LEVEL"] ?? "info",
+    level,
     base: { plugin: "argo-s3-artifact-plugin" },
     redact: {
       paths: [

@@ -1,25 +1,31 @@
 #!/usr/bin/env node
-// Process entry: `node dist/main.js <socket-path>`. Argo appends the socket
-// path to the image's ENTRYPOINT; SIGTERM (pod stop) must end with exit 0.
+// Process entry: `node dist/main.js <socket-path> [executor args...]`. Argo
+// appends the socket path to the image's ENTRYPOINT, and plugin containers
+// inherit the executor's args after it. SIGTERM (pod stop) ends with exit 0.
 import { ArtifactService } from "./artifacts/service.js";
 import { createLogger } from "./log.js";
-import { lateUploadWatchFromEnv } from "./transfer/late-uploads.js";
 import { S3TargetFactory } from "./s3/client.js";
 import { KubeSecretSource } from "./s3/kube-secrets.js";
-import { bufferBudgetFromEnv } from "./transfer/buffer-budget.js";
+import { type Settings, SettingsError, readSettings } from "./settings.js";
+import { configureTransferBuffers } from "./transfer/buffer-budget.js";
 import { PluginServer } from "./wire/server.js";
+import { SocketInUseError } from "./wire/socket.js";
 
-const USAGE = `usage: argo-s3-artifact-plugin <socket-path>
+const USAGE = `usage: argo-s3-artifact-plugin <socket-path> [--loglevel LEVEL] [other args are ignored]
 
 Serves Argo's ArtifactService for S3 on a unix socket, e.g.
   node dist/main.js /tmp/artifact-plugins/s3/socket
+Argo appends the executor's args after the socket path; --loglevel is honoured,
+anything else is ignored with one warning.
 
 environment:
-  LOG_LEVEL                        pino level (default info)
+  LOG_LEVEL                        fatal|error|warn|info|debug|trace|silent (default info)
   ARGO_S3_PLUGIN_GRACE_SECONDS     shutdown grace for in-flight RPCs (default 25)
-  ARGO_S3_PLUGIN_SOCKET_MODE       octal socket file mode (default 660)
+  ARGO_S3_PLUGIN_SOCKET_MODE       octal socket file mode (default: 666 in a folder any uid
+                                   may write, such as Argo's emptyDir; else 660)
   ARGO_S3_PLUGIN_PROGRESS_SECONDS  progress log interval of long transfers (default 10)
-  ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default 96)
+  ARGO_S3_PLUGIN_BUFFER_MIB        memory for transfer buffers, all RPCs together (default:
+                                   from the container's memory limit, at most 96)
   ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS
                                    an OpenStream client taking no data, or a SaveStream client
                                    sending none, for this long is cut off (default 60)
@@ -28,53 +34,40 @@ environment:
                                    unanswered CreateMultipartUpload (default 120, 0 = off)
 `;
 
-function parseOctal(v: string | undefined, fallback: number): number {
-  if (!v) return fallback;
-  const n = Number.parseInt(v, 8);
-  if (!Number.isInteger(n) || n < 0 || n > 0o777) throw new Error(`ARGO_S3_PLUGIN_SOCKET_MODE: "${v}" is not an octal file mode`);
-  return n;
-}
-
-function parseSeconds(name: string, v: string | undefined, fallbackMs: number, min = 0): number {
-  if (!v) return fallbackMs;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name}: "${v}" is not a number of seconds${min > 0 ? ` ≥ ${min}` : ""}`);
-  return n * 1000;
-}
+const MiB = 1024 * 1024;
 
 async function main(argv: string[]): Promise<number> {
-  const args = argv.slice(2);
-  if (args.length !== 1 || args[0] === "" || args[0]!.startsWith("-")) {
-    process.stderr.write(USAGE);
-    return 2;
-  }
-  const socketPath = args[0]!;
-  const logger = createLogger();
-  let graceMs: number, socketMode: number, streamIdleMs: number;
+  let settings: Settings;
   try {
-    graceMs = parseSeconds("ARGO_S3_PLUGIN_GRACE_SECONDS", process.env["ARGO_S3_PLUGIN_GRACE_SECONDS"], 25_000);
-    streamIdleMs = parseSeconds("ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS", process.env["ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS"], 60_000, 1);
-    socketMode = parseOctal(process.env["ARGO_S3_PLUGIN_SOCKET_MODE"], 0o660);
-    bufferBudgetFromEnv();
-    lateUploadWatchFromEnv();
+    const read = readSettings(argv.slice(2), process.env);
+    if ("help" in read) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    settings = read;
   } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
+    if (!(e instanceof SettingsError)) throw e;
+    process.stderr.write(`argo-s3-artifact-plugin: ${e.message}\n\n${USAGE}`);
     return 2;
   }
+  const { socketPath } = settings;
+  const logger = createLogger(undefined, settings.logLevel);
+  if (settings.ignoredArgs.length > 0) logger.warn({ ignoredArgs: settings.ignoredArgs }, "ignoring arguments after the socket path (Argo passes the executor's args to plugins)");
+  configureTransferBuffers(settings.bufferBytes);
   const service = new ArtifactService(new S3TargetFactory(new KubeSecretSource()));
-  const progressSeconds = Number(process.env["ARGO_S3_PLUGIN_PROGRESS_SECONDS"] || 10);
-  const progressIntervalMs = Number.isFinite(progressSeconds) && progressSeconds > 0 ? progressSeconds * 1000 : 10_000;
-  const server = new PluginServer({ socketPath, service, logger, socketMode, progressIntervalMs, streamIdleMs });
-  try {
-    await server.listen();
-  } catch (e) {
-    logger.fatal({ socketPath, error: (e as Error).message }, "cannot listen on the socket");
-    return 1;
-  }
-  logger.info({ socketPath, pid: process.pid, node: process.version }, "ready");
-
-  return new Promise<number>((resolve) => {
-    let stopping = false;
+  const server = new PluginServer({
+    socketPath,
+    service,
+    logger,
+    socketMode: settings.socketMode,
+    progressIntervalMs: settings.progressIntervalMs,
+    streamIdleMs: settings.streamIdleMs,
+    maxConcurrentTransfers: settings.maxConcurrentTransfers,
+  });
+  // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
+  const { graceMs } = settings;
+  let stopping = false;
+  const stopped = new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
@@ -93,6 +86,25 @@ async function main(argv: string[]): Promise<number> {
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
+  try {
+    await server.listen();
+  } catch (e) {
+    logger.fatal({ socketPath, error: (e as Error).message }, e instanceof SocketInUseError ? "socket in use" : "cannot listen on the socket");
+    return stopping ? stopped : 1;
+  }
+  logger.info(
+    {
+      socketPath,
+      pid: process.pid,
+      node: process.version,
+      memoryLimitMiB: settings.memoryLimitBytes === undefined ? "none" : Math.round(settings.memoryLimitBytes / MiB),
+      bufferMiB: Math.round(settings.bufferBytes / MiB),
+      bufferFrom: settings.bufferSource,
+      maxConcurrentTransfers: settings.maxConcurrentTransfers,
+    },
+    "ready",
+  );
+  return stopped;
 }
 
 main(process.argv).then(

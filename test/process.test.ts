@@ -4,7 +4,7 @@
 // and cleaned up) → exit 0.
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
@@ -16,21 +16,80 @@ import { ROOT, artifact, startPlugin } from "./support/plugin.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-function runMain(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
+function runMain(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, "dist", "main.js"), ...args], { timeout: 10_000, env: { ...process.env, ...env } }, (err, _stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr });
+    execFile(process.execPath, [join(ROOT, "dist", "main.js"), ...args], { timeout: 10_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });
 }
 
 describe("command line", () => {
-  it("no argument or two arguments: usage on stderr, exit 2", async () => {
-    for (const args of [[], ["/tmp/a", "/tmp/b"]]) {
+  it("no argument, or a flag where the socket path belongs: usage on stderr, exit 2; --help: usage on stdout, exit 0", async () => {
+    for (const args of [[], ["--loglevel", "debug"]]) {
       const { code, stderr } = await runMain(args);
       expect(code).toBe(2);
       expect(stderr).toContain("usage: argo-s3-artifact-plugin <socket-path>");
     }
+    for (const flag of ["--help", "-h"]) {
+      const { code, stdout } = await runMain([flag]);
+      expect(code).toBe(0);
+      expect(stdout).toContain("usage: argo-s3-artifact-plugin <socket-path>");
+    }
+  });
+
+  it("accepts the executor's args Argo appends after the socket path: --loglevel sets the level, the rest is ignored with one warning", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proc-"));
+    const plugin = await startPlugin({ LOG_LEVEL: "" }, dir, ["--loglevel", "warn", "--gloglevel", "6"]);
+    expect(await plugin.client.getCapabilities()).toEqual({ supportsSaveStream: true });
+    expect(await plugin.stop()).toBe(0);
+    const lines = plugin.output().trim().split("\n").map((l) => JSON.parse(l) as { level: number; msg: string; ignoredArgs?: string[] });
+    expect(lines.filter((l) => l.ignoredArgs)).toEqual([expect.objectContaining({ ignoredArgs: ["--gloglevel", "6"] })]);
+    expect(lines.every((l) => l.level >= 40)).toBe(true); // warn and up only: no ready/info lines
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an unknown log level or socket mode: one line naming it, exit 2 (no stack trace)", async () => {
+    for (const [env, args, name] of [
+      [{ LOG_LEVEL: "verbose" }, [], "LOG_LEVEL"],
+      [{}, ["--loglevel", "loud"], "--loglevel"],
+      [{ ARGO_S3_PLUGIN_SOCKET_MODE: "777x" }, [], "ARGO_S3_PLUGIN_SOCKET_MODE"],
+      [{ ARGO_S3_PLUGIN_SOCKET_MODE: "8" }, [], "ARGO_S3_PLUGIN_SOCKET_MODE"],
+    ] as const) {
+      const { code, stderr } = await runMain([join(tmpdir(), "never.sock"), ...args], env);
+      expect(code, name).toBe(2);
+      expect(stderr).toContain(name);
+      expect(stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it("refuses to take over a socket a live plugin serves; the first keeps serving", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proc-"));
+    const first = await startPlugin({}, dir);
+    const { code, stdout } = await runMain([first.socket]);
+    expect(code).toBe(1);
+    expect(stdout).toContain("another process is serving on this socket");
+    expect(await first.client.getCapabilities()).toEqual({ supportsSaveStream: true });
+    expect(await first.stop()).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("socket mode follows its folder: 0666 in a folder any uid may write (Argo's emptyDir), 0660 in one the plugin created", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proc-"));
+    const shared = join(dir, "shared");
+    mkdirSync(shared);
+    chmodSync(shared, 0o777);
+    const inShared = await startPlugin({}, undefined, [], join(shared, "socket"));
+    expect(statSync(inShared.socket).mode & 0o777).toBe(0o666);
+    expect(await inShared.stop()).toBe(0);
+    const fresh = await startPlugin({}, dir);
+    expect(statSync(fresh.socket).mode & 0o777).toBe(0o660);
+    expect(statSync(join(dir, "artifact-plugins", "s3")).mode & 0o007).toBe(0);
+    expect(await fresh.stop()).toBe(0);
+    const explicit = await startPlugin({ ARGO_S3_PLUGIN_SOCKET_MODE: "600" }, undefined, [], join(shared, "socket"));
+    expect(statSync(explicit.socket).mode & 0o777).toBe(0o600);
+    expect(await explicit.stop()).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("a malformed setting in the environment: its name and value on stderr, exit 2", async () => {
@@ -38,6 +97,7 @@ describe("command line", () => {
       ["ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", "soon"],
       ["ARGO_S3_PLUGIN_BUFFER_MIB", "lots"],
       ["ARGO_S3_PLUGIN_GRACE_SECONDS", "-1"],
+      ["ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS", "0"],
     ]) {
       const { code, stderr } = await runMain([join(tmpdir(), "never.sock")], { [name!]: value! });
       expect(code, name).toBe(2);

@@ -159,6 +159,20 @@ describe("directory artifacts", () => {
     expect(await plugin.client.delete(artifact(config(), "dirs/one/"))).toEqual({ success: true, error: "" });
     expect(await plugin.client.isDirectory(artifact(config(), "dirs/one"))).toEqual({ isDirectory: false, error: "" });
   });
+
+  it("Delete of a key without '/' that names only a prefix (how Artifact GC deletes an archive: none directory) removes the prefix, not its neighbours", async () => {
+    for (const k of ["gc/run/out/a.txt", "gc/run/out/sub/b.txt", "gc/run/outside.txt", "gc/run/out-sibling/c.txt"]) {
+      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: k }));
+    }
+    expect(await plugin.client.delete(artifact(config(), "gc/run/out"))).toEqual({ success: true, error: "" });
+    const left = await plugin.client.listObjects(artifact(config(), "gc/run"));
+    expect(left.objects.sort()).toEqual(["gc/run/out-sibling/c.txt", "gc/run/outside.txt"]);
+    // An object at the key itself is what such a Delete removes, and only it.
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "gc/run/both", Body: "file" }));
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "gc/run/both/inner", Body: "inner" }));
+    expect(await plugin.client.delete(artifact(config(), "gc/run/both"))).toEqual({ success: true, error: "" });
+    expect((await plugin.client.listObjects(artifact(config(), "gc/run/both"))).objects).toEqual(["gc/run/both/inner"]);
+  });
 });
 
 describe("streams", () => {

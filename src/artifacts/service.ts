@@ -187,7 +187,11 @@ export class ArtifactService {
   async delete(artifact: ArtifactRef, signal: AbortSignal): Promise<{ bucket: string; key: string; files: number }> {
     const t = await this.target(artifact);
     const key = artifact.key;
-    if (!key.endsWith("/")) {
+    // Artifact GC sends a directory artifact's key without its trailing "/" (Argo's
+    // built-in driver then deletes nothing, argo-workflows#14387): when no object has
+    // the key but objects exist under key/, the prefix is what the artifact was.
+    const prefixOnly = key !== "" && !key.endsWith("/") && !(await this.objectExists(t, key, signal)) && (await anyUnder(t, directoryPrefix(key), signal));
+    if (!key.endsWith("/") && !prefixOnly) {
       try {
         await t.client.send(new DeleteObjectCommand({ Bucket: t.bucket, Key: key }), { abortSignal: signal });
       } catch (e) {

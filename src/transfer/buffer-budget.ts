@@ -259,7 +259,12 @@ export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv = process.env): numbe
 
 let shared: BufferBudget | undefined;
 
-/** The process's budget, sized from the environment on first use (main validates it at start-up). */
+/** Size the process's budget (main does, from the settings, before any transfer). */
+export function configureTransferBuffers(limitBytes: number): void {
+  shared = new BufferBudget(limitBytes);
+}
+
+/** The process's budget; sized from the environment when main did not configure it (in-process tests). */
 export function transferBuffers(): BufferBudget {
   shared ??= new BufferBudget(bufferBudgetFromEnv());
   return shared;

@@ -3,8 +3,7 @@
 // maps failures to Argo's conventions (malformed request → INVALID_ARGUMENT,
 // everything else → success=false / error text) and logs one line per RPC.
 import { once, setMaxListeners } from "node:events";
-import { chmod, lstat, mkdir, unlink } from "node:fs/promises";
-import { dirname } from "node:path";
+import { chmod, unlink } from "node:fs/promises";
 import {
   Server,
   ServerCredentials,
@@ -32,6 +31,8 @@ import type {
   SuccessResponse,
 } from "./messages.js";
 import { Discovery } from "./discovery.js";
+import { prepareSocket } from "./socket.js";
+import { Slots } from "./slots.js";
 import { limitReadAhead, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { withProgress } from "../transfer/progress.js";
@@ -43,6 +44,9 @@ export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
 /** OpenStream frames written but not yet taken by the transport, per call. */
 const FRAMES_IN_FLIGHT = 2;
 
+/** RPCs that move data: they take a transfer slot. */
+const TRANSFERS = new Set(["Load", "Save", "SaveStream", "OpenStream", "Delete"]);
+
 /** Bigger than Argo's 2 MiB SaveStream chunks with room to spare, small enough to refuse abuse. */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
 
@@ -50,8 +54,10 @@ export interface ServerOptions {
   socketPath: string;
   service: ArtifactService;
   logger: Logger;
-  /** File mode of the socket; owner and group only by default. */
-  socketMode?: number;
+  /** File mode of the socket; default: follow the folder's sharing (see socket.ts). */
+  socketMode?: number | undefined;
+  /** RPCs moving data at once (Load, Save, SaveStream, OpenStream, Delete); later ones wait. */
+  maxConcurrentTransfers?: number;
   /** How often a long RPC logs a progress line (default 10 s). */
   progressIntervalMs?: number;
   /**
@@ -89,6 +95,8 @@ export class PluginServer {
   private readonly inflight = new Set<AbortController>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly discovery: Discovery;
+  private readonly transfers: Slots;
+  private bound = false;
 
   constructor(private readonly opts: ServerOptions) {
     this.server = new Server({
@@ -98,6 +106,7 @@ export class PluginServer {
     widenStreamWindow(this.server);
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
+    this.transfers = new Slots(opts.maxConcurrentTransfers ?? 64);
     onLateUpload((e) => {
       const { event, ...fields } = e;
       if (event === "aborted") this.opts.logger.warn(fields, "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
@@ -107,13 +116,13 @@ export class PluginServer {
 
   async listen(): Promise<void> {
     const path = this.opts.socketPath;
-    await mkdir(dirname(path), { recursive: true });
-    await removeStaleSocket(path);
+    const mode = await prepareSocket(path, this.opts.socketMode);
     await new Promise<void>((resolve, reject) => {
       this.server.bindAsync(`unix:${path}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
     });
+    this.bound = true;
     widenConnectionWindow(this.server);
-    await chmod(path, this.opts.socketMode ?? 0o660);
+    await chmod(path, mode);
     this.discovery.serving();
   }
 
@@ -134,7 +143,8 @@ export class PluginServer {
     }
     // Cleanup (AbortMultipartUpload, temp files) runs on its own short deadlines.
     await Promise.race([Promise.allSettled([...this.pending]), new Promise((r) => setTimeout(r, 10_000).unref())]);
-    await unlink(this.opts.socketPath).catch(() => undefined);
+    // Only our own socket: a refused start must not remove the live one it found.
+    if (this.bound) await unlink(this.opts.socketPath).catch(() => undefined);
     return { cancelled };
   }
 
@@ -156,7 +166,15 @@ export class PluginServer {
       );
     }, this.opts.progressIntervalMs ?? 10_000);
     ticker.unref();
-    const p = withProgress(progress, () => withBudgetShare(() => body(controller.signal, fields)));
+    const run = async () => {
+      const release = TRANSFERS.has(method) ? await this.transfers.take(controller.signal) : undefined;
+      try {
+        return await body(controller.signal, fields);
+      } finally {
+        release?.();
+      }
+    };
+    const p = withProgress(progress, () => withBudgetShare(run));
     this.pending.add(p);
     try {
       const result = await p;
@@ -371,16 +389,4 @@ function withIdleLimit<T>(p: Promise<T>, ms: number, onIdle: () => PluginError):
 
 async function waitDrain(call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>, signal: AbortSignal): Promise<void> {
   await once(call, "drain", { signal });
-}
-
-/** Remove a leftover socket from an earlier run; refuse to delete anything that is not a socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new Error(`${path} exists and is not a unix socket; refusing to replace it`);
-  await unlink(path);
 }

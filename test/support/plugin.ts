@@ -3,7 +3,7 @@
 // from the same proto. Captures everything the process writes, for the
 // log-scanning tests.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArtifactClient } from "../../src/client/artifact-client.js";
@@ -20,10 +20,11 @@ export interface PluginProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-export async function startPlugin(env: Record<string, string> = {}, dir?: string): Promise<PluginProcess> {
+/** `extraArgs` follow the socket path as Argo's executor args do; `socketPath` overrides the default place under `dir`. */
+export async function startPlugin(env: Record<string, string> = {}, dir?: string, extraArgs: string[] = [], socketPath?: string): Promise<PluginProcess> {
   const base = dir ?? mkdtempSync(join(tmpdir(), "plugin-"));
-  const socket = join(base, "artifact-plugins", "s3", "socket");
-  const proc = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
+  const socket = socketPath ?? join(base, "artifact-plugins", "s3", "socket");
+  const proc = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket, ...extraArgs], {
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/root", LOG_LEVEL: "debug", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -37,6 +38,16 @@ export async function startPlugin(env: Record<string, string> = {}, dir?: string
     proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
     proc.once("exit", (code) => reject(new Error(`plugin exited with ${code} before ready:\n${out}`)));
     setTimeout(() => reject(new Error(`plugin not ready in 20 s:\n${out}`)), 20_000).unref();
+    // A log level above info (set by an appended --loglevel) prints no ready line: then the socket appearing is the sign.
+    const quiet = extraArgs.includes("--loglevel");
+    const poll = setInterval(() => {
+      if (quiet && existsSync(socket) && statSync(socket).isSocket()) {
+        clearInterval(poll);
+        setTimeout(resolve, 100);
+      }
+    }, 50);
+    poll.unref();
+    proc.once("exit", () => clearInterval(poll));
   });
   await ready;
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));

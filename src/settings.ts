@@ -1,0 +1,165 @@
+// The process's settings, read once at start-up from its arguments, its
+// environment and its container's memory limit, and passed down from main.
+// Argo starts the plugin as `<entrypoint> <socket> [executor args...]`: plugin
+// containers inherit the executor's args (e.g. `--loglevel debug --gloglevel
+// 6`), so anything after the socket path is accepted, `--loglevel` honoured.
+import { readFileSync } from "node:fs";
+import { bufferBudgetFromEnv } from "./transfer/buffer-budget.js";
+import { lateUploadWatchFromEnv } from "./transfer/late-uploads.js";
+
+const MiB = 1024 * 1024;
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Settings {
+  socketPath: string;
+  logLevel: LogLevel;
+  /** Arguments after the socket path that mean nothing to the plugin (logged once). */
+  ignoredArgs: string[];
+  graceMs: number;
+  /** Explicit socket mode; undefined: follow the socket folder's sharing (see wire/socket.ts). */
+  socketMode: number | undefined;
+  progressIntervalMs: number;
+  streamIdleMs: number;
+  /** Transfer buffer budget in bytes. */
+  bufferBytes: number;
+  /** Where bufferBytes came from, for the start-up line. */
+  bufferSource: "ARGO_S3_PLUGIN_BUFFER_MIB" | "memory limit" | "default";
+  /** The container's memory limit, when it has one. */
+  memoryLimitBytes: number | undefined;
+  /** RPCs moving data at once; more wait their turn (memory outside the buffer budget grows with them). */
+  maxConcurrentTransfers: number;
+  lateUploadWatchMs: number;
+}
+
+/** A start-up problem: printed as one line, exit 2. */
+export class SettingsError extends Error {}
+
+export type ParsedArgs = { help: true } | { help: false; socketPath: string; logLevel: string | undefined; ignoredArgs: string[] };
+
+export function parseArgs(args: string[]): ParsedArgs {
+  if (args.length === 0) throw new SettingsError("missing the socket path");
+  if (args[0] === "-h" || args[0] === "--help") return { help: true };
+  const socketPath = args[0]!;
+  if (socketPath === "" || socketPath.startsWith("-")) throw new SettingsError(`the first argument must be the socket path, got "${socketPath}"`);
+  let logLevel: string | undefined;
+  const ignoredArgs: string[] = [];
+  for (let i = 1; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--loglevel" && i + 1 < args.length) logLevel = args[++i];
+    else if (a.startsWith("--loglevel=")) logLevel = a.slice("--loglevel=".length);
+    else ignoredArgs.push(a);
+  }
+  return { help: false, socketPath, logLevel, ignoredArgs };
+}
+
+function logLevelOf(name: string, v: string): LogLevel {
+  const l = v.toLowerCase();
+  // Argo's executor speaks logrus: "warning" and "panic" are its spellings.
+  const mapped = l === "warning" ? "warn" : l === "panic" ? "fatal" : l;
+  if (!(LOG_LEVELS as readonly string[]).includes(mapped)) throw new SettingsError(`${name}: "${v}" is not a log level (one of ${LOG_LEVELS.join(", ")})`);
+  return mapped as LogLevel;
+}
+
+function seconds(env: NodeJS.ProcessEnv, name: string, fallbackMs: number, min = 0): number {
+  const v = env[name];
+  if (!v) return fallbackMs;
+  const n = Number(v);
+  if (!/^\s*[0-9.]+\s*$/.test(v) || !Number.isFinite(n) || n < min) throw new SettingsError(`${name}: "${v}" is not a number of seconds${min > 0 ? ` ≥ ${min}` : ""}`);
+  return n * 1000;
+}
+
+/** Strict octal file mode: 3 or 4 octal digits, nothing else. */
+export function parseSocketMode(v: string | undefined): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (!/^0?[0-7]{3}$/.test(v)) throw new SettingsError(`ARGO_S3_PLUGIN_SOCKET_MODE: "${v}" is not an octal file mode such as 660 or 666`);
+  return Number.parseInt(v, 8);
+}
+
+/**
+ * The memory limit of this process's cgroup (v2 memory.max, else v1
+ * memory.limit_in_bytes), the smallest along its path; undefined when unlimited.
+ */
+export function cgroupMemoryLimit(read: (path: string) => string | undefined = tryRead): number | undefined {
+  const self = read("/proc/self/cgroup") ?? "";
+  let limit: number | undefined;
+  const consider = (raw: string | undefined) => {
+    const n = raw === undefined || raw.trim() === "max" ? NaN : Number(raw.trim());
+    // v1 reports "unlimited" as a number near 2^63.
+    if (Number.isFinite(n) && n > 0 && n < 2 ** 60) limit = limit === undefined ? n : Math.min(limit, n);
+  };
+  for (const line of self.split("\n")) {
+    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (path === undefined) continue;
+    const v2 = controllers === "";
+    const v1 = controllers!.split(",").includes("memory");
+    if (!v1 && !v2) continue;
+    // In a container the cgroup namespace makes the own group the root; outside one, its ancestors count too.
+    const parts = path.split("/").filter(Boolean);
+    for (let i = parts.length; i >= 0; i--) {
+      const dir = i === 0 ? "" : `/${parts.slice(0, i).join("/")}`;
+      consider(v2 ? read(`/sys/fs/cgroup${dir}/memory.max`) : read(`/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes`));
+    }
+  }
+  return limit;
+}
+
+function tryRead(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Memory the process needs besides the buffer budget: Node and its heap at
+ * rest, plus per running transfer gRPC frames, HTTP sockets and SDK state.
+ * Measured with the 64-way load test in a memory cgroup (README, "Memory").
+ */
+export const BASE_BYTES = 80 * MiB;
+export const PER_TRANSFER_BYTES = 6 * MiB;
+const DEFAULT_BUFFER = 96 * MiB;
+const DEFAULT_TRANSFERS = 64;
+
+/** Budget and concurrency for a memory limit: a third of what is left after the base goes to buffers. */
+export function sizeForMemory(limitBytes: number | undefined): { bufferBytes: number; maxConcurrentTransfers: number } {
+  if (limitBytes === undefined) return { bufferBytes: DEFAULT_BUFFER, maxConcurrentTransfers: DEFAULT_TRANSFERS };
+  const spare = Math.max(0, limitBytes - BASE_BYTES);
+  const bufferBytes = Math.min(DEFAULT_BUFFER, Math.max(8 * MiB, Math.floor(spare / 3 / MiB) * MiB));
+  const maxConcurrentTransfers = Math.min(DEFAULT_TRANSFERS, Math.max(2, Math.floor((spare - bufferBytes) / PER_TRANSFER_BYTES)));
+  return { bufferBytes, maxConcurrentTransfers };
+}
+
+export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimitBytes = cgroupMemoryLimit()): Settings | { help: true } {
+  const parsed = parseArgs(args);
+  if (parsed.help) return parsed;
+  const logLevel = parsed.logLevel !== undefined ? logLevelOf("--loglevel", parsed.logLevel) : env["LOG_LEVEL"] ? logLevelOf("LOG_LEVEL", env["LOG_LEVEL"]) : "info";
+  const sized = sizeForMemory(memoryLimitBytes);
+  let bufferBytes = sized.bufferBytes;
+  let bufferSource: Settings["bufferSource"] = memoryLimitBytes === undefined ? "default" : "memory limit";
+  try {
+    if (env["ARGO_S3_PLUGIN_BUFFER_MIB"]) {
+      bufferBytes = bufferBudgetFromEnv(env);
+      bufferSource = "ARGO_S3_PLUGIN_BUFFER_MIB";
+    }
+    return {
+      socketPath: parsed.socketPath,
+      logLevel,
+      ignoredArgs: parsed.ignoredArgs,
+      graceMs: seconds(env, "ARGO_S3_PLUGIN_GRACE_SECONDS", 25_000),
+      socketMode: parseSocketMode(env["ARGO_S3_PLUGIN_SOCKET_MODE"]),
+      progressIntervalMs: seconds(env, "ARGO_S3_PLUGIN_PROGRESS_SECONDS", 10_000, 1),
+      streamIdleMs: seconds(env, "ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS", 60_000, 1),
+      bufferBytes,
+      bufferSource,
+      memoryLimitBytes,
+      maxConcurrentTransfers: sized.maxConcurrentTransfers,
+      lateUploadWatchMs: lateUploadWatchFromEnv(env),
+    };
+  } catch (e) {
+    if (e instanceof SettingsError) throw e;
+    throw new SettingsError((e as Error).message);
+  }
+}
