@@ -30,8 +30,10 @@ COPY proto ./proto
 COPY package.json ./
 # /tmp must exist and be writable by the container user (Argo loads artifacts there).
 RUN chmod 1777 /tmp
-# The image's built-in unprivileged user (uid 1000).
-USER node
+# The image's built-in unprivileged user "node", by number: Kubernetes can only
+# check runAsNonRoot (set by Argo's argo-server pod without runAsUser) against
+# a numeric USER, and refuses to start the container otherwise.
+USER 1000:1000
 # Node itself is PID 1 and handles SIGTERM (graceful drain, exit 0).
 # Argo appends the socket path as the only argument.
 ENTRYPOINT ["node", "/app/dist/main.js"]

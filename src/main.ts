@@ -5,7 +5,7 @@
 import { ArtifactService } from "./artifacts/service.js";
 import { createLogger } from "./log.js";
 import { S3TargetFactory } from "./s3/client.js";
-import { KubeSecretSource } from "./s3/kube-secrets.js";
+import { KubeSecretSource, SharedModeSecrets } from "./s3/kube-secrets.js";
 import { type Settings, SettingsError, readSettings } from "./settings.js";
 import { configureTransferBuffers } from "./transfer/buffer-budget.js";
 import { PluginServer } from "./wire/server.js";
@@ -29,6 +29,11 @@ environment:
   ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS
                                    an OpenStream client taking no data, or a SaveStream client
                                    sending none, for this long is cut off (default 60)
+  ARGO_S3_PLUGIN_SHARED            true in the shared argo-server sidecar: no Kubernetes secret a
+                                   workflow names is read unless listed below (default false)
+  ARGO_S3_PLUGIN_ALLOWED_SECRETS   secrets the shared sidecar may read: "name" or "name/key", comma-separated
+  ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS endpoints (host or host:port) configurations may use; empty: any
+                                   but link-local / metadata addresses, which are always refused
   ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS
                                    how long a key is watched for an upload created after an
                                    unanswered CreateMultipartUpload (default 120, 0 = off)
@@ -54,7 +59,9 @@ async function main(argv: string[]): Promise<number> {
   const logger = createLogger(undefined, settings.logLevel);
   if (settings.ignoredArgs.length > 0) logger.warn({ ignoredArgs: settings.ignoredArgs }, "ignoring arguments after the socket path (Argo passes the executor's args to plugins)");
   configureTransferBuffers(settings.bufferBytes);
-  const service = new ArtifactService(new S3TargetFactory(new KubeSecretSource()));
+  const kubeSecrets = new KubeSecretSource();
+  const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
+  const service = new ArtifactService(new S3TargetFactory(secrets, { allowed: settings.allowedEndpoints }));
   const server = new PluginServer({
     socketPath,
     service,
@@ -101,6 +108,9 @@ async function main(argv: string[]): Promise<number> {
       bufferMiB: Math.round(settings.bufferBytes / MiB),
       bufferFrom: settings.bufferSource,
       maxConcurrentTransfers: settings.maxConcurrentTransfers,
+      shared: settings.shared,
+      allowedSecrets: settings.shared ? settings.allowedSecrets.length : undefined,
+      allowedEndpoints: settings.allowedEndpoints.length > 0 ? settings.allowedEndpoints : undefined,
     },
     "ready",
   );

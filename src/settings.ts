@@ -31,6 +31,11 @@ export interface Settings {
   /** RPCs moving data at once; more wait their turn (memory outside the buffer budget grows with them). */
   maxConcurrentTransfers: number;
   lateUploadWatchMs: number;
+  /** The shared argo-server sidecar: secrets only from the allow list. */
+  shared: boolean;
+  allowedSecrets: string[];
+  /** host[:port] list; empty: any endpoint that is not link-local / metadata. */
+  allowedEndpoints: string[];
 }
 
 /** A start-up problem: printed as one line, exit 2. */
@@ -68,6 +73,20 @@ function seconds(env: NodeJS.ProcessEnv, name: string, fallbackMs: number, min =
   const n = Number(v);
   if (!/^\s*[0-9.]+\s*$/.test(v) || !Number.isFinite(n) || n < min) throw new SettingsError(`${name}: "${v}" is not a number of seconds${min > 0 ? ` ≥ ${min}` : ""}`);
   return n * 1000;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string): boolean {
+  const v = (env[name] ?? "").trim().toLowerCase();
+  if (v === "" || v === "false" || v === "0") return false;
+  if (v === "true" || v === "1") return true;
+  throw new SettingsError(`${name}: "${env[name]}" is not true or false`);
+}
+
+function list(v: string | undefined): string[] {
+  return (v ?? "")
+    .split(/[,\s]+/)
+    .map((x) => x.trim())
+    .filter((x) => x !== "");
 }
 
 /** Strict octal file mode: 3 or 4 octal digits, nothing else. */
@@ -157,6 +176,9 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       memoryLimitBytes,
       maxConcurrentTransfers: sized.maxConcurrentTransfers,
       lateUploadWatchMs: lateUploadWatchFromEnv(env),
+      shared: bool(env, "ARGO_S3_PLUGIN_SHARED"),
+      allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]),
+      allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),
     };
   } catch (e) {
     if (e instanceof SettingsError) throw e;

@@ -52,7 +52,7 @@ it("passes every step of the Go program on Argo's plugin driver", async () => {
   }).catch((e: { stdout?: string; stderr?: string; code?: number }) => e);
   const stdout = result.stdout ?? "";
   process.stdout.write(stdout);
-  expect(stdout, `${stdout}\n${result.stderr ?? ""}`).toMatch(/^10 passed, 0 failed$/m);
+  expect(stdout, `${stdout}\n${result.stderr ?? ""}`).toMatch(/^11 passed, 0 failed$/m);
   expect(stdout).not.toContain("FAIL");
   const s3 = adminClient(minio);
   const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "argo" }));

@@ -12,6 +12,7 @@ import { Lru } from "../util/lru.js";
 import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
+import { type EndpointPolicy, checkEndpoint, guardedLookup } from "./endpoint-guard.js";
 
 /** Everything the layers above need to talk to one bucket. */
 export interface S3Target {
@@ -25,6 +26,8 @@ export interface S3Target {
   /** Human-readable endpoint for error messages, e.g. "http://127.0.0.1:9000". */
   readonly endpointLabel: string;
   readonly credentialSource: CredentialSource;
+  /** The connection pools, closed when the target is evicted. */
+  readonly agents: readonly HttpAgent[];
 }
 
 export function isAwsEndpoint(endpoint: string): boolean {
@@ -70,12 +73,36 @@ function skipPayloadHashing(client: S3Client): void {
   );
 }
 
-export class S3TargetFactory {
-  private readonly cache = new Lru<string, Promise<S3Target>>(32);
+/** How long an evicted target's clients live on for RPCs still using them. */
+const EVICTED_CLIENT_GRACE_MS = 10 * 60_000;
 
-  constructor(private readonly secrets: SecretSource) {}
+/** Close an evicted target's clients: idle sockets at once, the rest after the grace. */
+function retire(target: Promise<S3Target>): void {
+  target.then(
+    (t) => {
+      for (const agent of t.agents) {
+        for (const list of Object.values(agent.freeSockets)) for (const sock of list ?? []) sock.destroy();
+      }
+      setTimeout(() => {
+        t.client.destroy();
+        t.singleAttemptClient.destroy();
+      }, EVICTED_CLIENT_GRACE_MS).unref();
+    },
+    () => undefined,
+  );
+}
+
+export class S3TargetFactory {
+  private readonly cache = new Lru<string, Promise<S3Target>>(32, (_k, t) => retire(t));
+
+  constructor(
+    private readonly secrets: SecretSource,
+    private readonly endpoints: EndpointPolicy = { allowed: [] },
+  ) {}
 
   async get(cfg: PluginConfig, configText: string): Promise<S3Target> {
+    // Before anything is read or sent on the configuration's behalf.
+    checkEndpoint(cfg.endpoint, this.endpoints);
     const ca = cfg.caSecret ? await this.secrets.get(cfg.caSecret) : undefined;
     const cacheKey = ca ? `${configText}\0${createHash("sha256").update(ca).digest("hex")}` : configText;
     let target = this.cache.get(cacheKey);
@@ -92,11 +119,14 @@ export class S3TargetFactory {
     const creds = chooseCredentials(cfg, this.secrets, region);
     // One pool per target, sized for part concurrency × file concurrency.
     const maxSockets = Math.max(16, cfg.tuning.partConcurrency * 2, cfg.tuning.fileConcurrency * 2);
-    const agentOpts = { keepAlive: true, maxSockets };
+    // Every connection's address is checked after resolution (see endpoint-guard.ts).
+    const agentOpts = { keepAlive: true, maxSockets, lookup: guardedLookup };
+    const httpAgent = new HttpAgent(agentOpts);
+    // The custom CA is added to the public roots, not put in their place; it applies to the S3 endpoint only.
+    const httpsAgent = new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts);
     const handler = new NodeHttpHandler({
-      httpAgent: new HttpAgent(agentOpts),
-      // The custom CA is added to the public roots, not put in their place.
-      httpsAgent: new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts),
+      httpAgent,
+      httpsAgent,
       connectionTimeout: 10_000,
       // The socket idle timeout. (@smithy/node-http-handler 4.x's `requestTimeout` is a
       // whole-request timer that only logs a warning, so a hung store would hang the RPC.)
@@ -129,6 +159,7 @@ export class S3TargetFactory {
       encryption: new Encryption(cfg, this.secrets),
       endpointLabel: endpoint ?? `AWS S3 (${region})`,
       credentialSource: creds.source,
+      agents: [httpAgent, httpsAgent],
     };
   }
 }

@@ -57,11 +57,18 @@ export function chooseCredentials(cfg: PluginConfig, secrets: SecretSource, regi
   return { source: "sdk-default-chain", provider: wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain") };
 }
 
-/** Say which path was being tried and why it failed; never wait forever (see credential-errors.ts). */
+/**
+ * Say which path was being tried and why it failed; never wait forever (see credential-errors.ts).
+ * The provider is called without the S3 client's config: the SDK would otherwise
+ * send STS calls (web identity, assume role) through the S3 client's connection
+ * handler, which trusts the workflow's caSecret. A workflow's CA is for its S3
+ * endpoint only, never for the exchange that spends the pod's identity token.
+ */
 function wrapProviderErrors(p: AwsCredentialIdentityProvider, what: string): AwsCredentialIdentityProvider {
   const env = process.env;
   const timeoutMs = credentialsTimeoutMs(env);
-  return async (opts) => {
+  return async () => {
+    const opts = undefined;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Error("timeout");
     try {

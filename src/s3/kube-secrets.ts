@@ -134,3 +134,27 @@ export class KubeSecretSource implements SecretSource {
     return data as Record<string, string>;
   }
 }
+
+/**
+ * The shared argo-server sidecar serves every user with argo-server's service
+ * account, in argo-server's namespace, and the request carries no workflow
+ * namespace: reading the secret a configuration names would be reading it on
+ * the author's behalf (and sending it to the author's endpoint). There, only
+ * secrets the operator lists may be read: "name" (any key) or "name/key".
+ */
+export class SharedModeSecrets implements SecretSource {
+  constructor(
+    private readonly inner: SecretSource,
+    private readonly allowed: readonly string[],
+  ) {}
+
+  get(ref: SecretRef): Promise<Buffer | undefined> {
+    if (this.allowed.includes(ref.name) || this.allowed.includes(`${ref.name}/${ref.key}`)) return this.inner.get(ref);
+    return Promise.reject(
+      new PluginError(
+        "credentials",
+        `Kubernetes secret "${ref.name}" (key "${ref.key}") may not be read by this plugin: it is the shared argo-server sidecar (ARGO_S3_PLUGIN_SHARED), which reads no secret a workflow names unless the operator lists it in ARGO_S3_PLUGIN_ALLOWED_SECRETS. Give argo-server credentials of its own (IRSA or EKS Pod Identity with useSDKCreds), or ask the operator to allow this secret`,
+      ),
+    );
+  }
+}

@@ -4,7 +4,10 @@
 export class Lru<K, V> {
   private readonly map = new Map<K, V>();
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly onEvict?: (key: K, value: V) => void,
+  ) {}
 
   get(key: K): V | undefined {
     const v = this.map.get(key);
@@ -21,7 +24,9 @@ export class Lru<K, V> {
     while (this.map.size > this.capacity) {
       const oldest = this.map.keys().next();
       if (oldest.done) break;
+      const value = this.map.get(oldest.value)!;
       this.map.delete(oldest.value);
+      this.onEvict?.(oldest.value, value);
     }
   }
 

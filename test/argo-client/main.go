@@ -101,7 +101,7 @@ func main() {
 	configFile := flag.String("config-file", "", "file holding the plugin configuration YAML string")
 	prefix := flag.String("prefix", "", "unique key prefix, e.g. run-123")
 	workdir := flag.String("workdir", "", "scratch directory")
-	bench := flag.String("bench", "", "open|savestream: time one transfer of -key through Argo's client code instead of the conformance steps")
+	bench := flag.String("bench", "", "open|savestream|caps: time one transfer (caps: print GetCapabilities) of -key through Argo's client code instead of the conformance steps")
 	benchKey := flag.String("key", "", "object key for -bench")
 	benchFile := flag.String("file", "", "input file for -bench savestream")
 	flag.Parse()
@@ -260,6 +260,21 @@ func main() {
 		return nil
 	})
 
+	// Artifact GC deletes with the artifact's recorded key, which for an
+	// `archive: none` directory has no trailing slash.
+	step("gc-delete-dir", func(ctx func() context.Context) error {
+		if err := drv.Save(ctx(), wd("src-dir"), art("gc-dir")); err != nil {
+			return err
+		}
+		if err := drv.Delete(ctx(), art("gc-dir")); err != nil {
+			return fmt.Errorf("delete gc-dir: %w", err)
+		}
+		if isDir, err := drv.IsDirectory(ctx(), art("gc-dir")); err != nil || isDir {
+			return fmt.Errorf("after GC's delete of gc-dir: IsDirectory=%v err=%v", isDir, err)
+		}
+		return nil
+	})
+
 	_ = drv.Close()
 	_ = raw.Close()
 	finish()
@@ -270,6 +285,22 @@ func main() {
 // v4.1 executor streams an output — and prints {"bytes":N,"seconds":S}, so the
 // benchmark measures the plugin against a Go client rather than a Node one.
 func runBench(mode, socket, configFile, key, file string) int {
+	if mode == "caps" { // one GetCapabilities, as argo-server does when it starts
+		ctx := logging.WithLogger(context.Background(), logging.NewSlogLogger(logging.Info, logging.Text))
+		raw, err := dialRaw(socket, 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer raw.Close()
+		ok, err := getCapabilities(ctx, raw)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("{\"supportsSaveStream\":%v}\n", ok)
+		return 0
+	}
 	cfg, err := os.ReadFile(configFile)
 	if err != nil || socket == "" || key == "" {
 		fmt.Fprintln(os.Stderr, "bench needs -socket, -config-file and -key", err)

@@ -1,8 +1,9 @@
 // Runs once before the suite: makes sure the pinned MinIO binary exists (it is
 // built with `go install` on a new machine, which takes minutes) so no test
 // file races another to build it.
-import { minioBinary } from "../../scripts/lib/tools.mjs";
+import { argoTools, minioBinary } from "../../scripts/lib/tools.mjs";
 
 export default async function setup(): Promise<void> {
-  await minioBinary();
+  // Both are built once here, so no test file races another to build them.
+  await Promise.all([minioBinary(), argoTools()]);
 }

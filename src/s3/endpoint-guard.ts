@@ -1,0 +1,91 @@
+// Which hosts an S3 endpoint may be. Any workflow author chooses `endpoint`,
+// and OpenStream returns whatever the host answers, so link-local and cloud
+// metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::/32: instance
+// metadata, ECS/EKS credential agents) are refused always: as literals in the
+// configuration, and after DNS resolution at every connection (a name that
+// resolves there, or starts to, is refused too). In the shared argo-server
+// sidecar an operator can also limit endpoints to a list.
+import { type LookupAddress, type LookupAllOptions, type LookupOneOptions, lookup as dnsLookup } from "node:dns";
+import { isIP } from "node:net";
+import { PluginError } from "../errors.js";
+
+export interface EndpointPolicy {
+  /** host[:port] entries; empty: any endpoint that is not a forbidden address. */
+  allowed: readonly string[];
+}
+
+function v6Words(ip: string): number[] | undefined {
+  let s = ip.toLowerCase().split("%")[0]!;
+  // An embedded IPv4 tail becomes two 16-bit words.
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (v4) {
+    const o = v4[1]!.split(".").map(Number);
+    s = s.slice(0, -v4[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
+  }
+  const [head, tail] = s.split("::") as [string, string | undefined];
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const fill = tail === undefined ? [] : Array(8 - h.length - t.length).fill("0");
+  const words = [...h, ...fill, ...t].map((w) => Number.parseInt(w, 16));
+  return words.length === 8 && words.every((w) => Number.isInteger(w)) ? words : undefined;
+}
+
+/** Link-local or cloud metadata: never an S3 endpoint. */
+export function isForbiddenAddress(ip: string): boolean {
+  if (isIP(ip) === 4) return ip.startsWith("169.254.");
+  if (isIP(ip.split("%")[0]!) !== 6) return false;
+  const w = v6Words(ip);
+  if (!w) return false;
+  if ((w[0]! & 0xffc0) === 0xfe80) return true; // fe80::/10
+  if (w[0] === 0xfd00 && w[1] === 0x0ec2) return true; // fd00:ec2::/32
+  // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible forms of 169.254/16.
+  const v4Mapped = w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || w[5] === 0);
+  return v4Mapped && w[6]! >> 8 === 169 && (w[6]! & 0xff) === 254;
+}
+
+/** host of "host", "host:port", "[v6]:port" or a bare IPv6 literal. */
+export function endpointHost(endpoint: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(endpoint);
+  if (bracketed) return bracketed[1]!;
+  if (isIP(endpoint) === 6) return endpoint;
+  return endpoint.replace(/:\d+$/, "");
+}
+
+/** Refuse a configured endpoint before any connection is made. */
+export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
+  if (endpoint === "") return; // AWS S3 itself
+  const host = endpointHost(endpoint);
+  if (isForbiddenAddress(host)) {
+    throw new PluginError(
+      "invalid-config",
+      `invalid plugin configuration: endpoint: "${endpoint}" is a link-local / cloud metadata address, never an S3 endpoint; refused`,
+    );
+  }
+  if (policy.allowed.length > 0 && !policy.allowed.includes(endpoint.toLowerCase()) && !policy.allowed.includes(host.toLowerCase())) {
+    throw new PluginError(
+      "invalid-config",
+      `invalid plugin configuration: endpoint: "${endpoint}" is not one of the endpoints this shared plugin may reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: ${policy.allowed.join(", ")}); ask the operator to add it`,
+    );
+  }
+}
+
+type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/** dns.lookup for the S3 sockets: a resolved forbidden address fails the connection. */
+export function guardedLookup(hostname: string, options: LookupOneOptions | LookupAllOptions | number, cb: LookupCb): void {
+  const opts = typeof options === "number" ? { family: options } : options;
+  dnsLookup(hostname, { ...opts, all: true }, (err, addresses) => {
+    if (err) return cb(err, []);
+    const bad = addresses.find((a) => isForbiddenAddress(a.address));
+    if (bad) {
+      const e: NodeJS.ErrnoException = new Error(
+        `endpoint host ${hostname} resolves to ${bad.address}, a link-local / cloud metadata address; refused`,
+      );
+      e.code = "EADDRNOTAVAIL";
+      return cb(e, []);
+    }
+    if ((opts as LookupAllOptions).all) return cb(null, addresses);
+    const first = addresses[0]!;
+    cb(null, first.address, first.family);
+  });
+}
