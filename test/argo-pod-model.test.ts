@@ -119,6 +119,9 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
       const work = join(pod, `client-${Date.now()}`);
       mkdirSync(work);
       chownSync(work, CLIENT_UID, CLIENT_UID);
+      // The artifacts' volume is an emptyDir (0777) shared by the executor and the plugin.
+      mkdirSync(join(work, "scratch"));
+      chmodSync(join(work, "scratch"), 0o777);
       const cfg = join(work, "config.yaml");
       writeFileSync(cfg, `endpoint: ${minio.endpoint}\nbucket: argo\ninsecure: true\ntuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 1\n`);
       chmodSync(cfg, 0o644);

@@ -1,6 +1,6 @@
 // Every manifest under examples/ must be usable as written: valid YAML, each
 // `plugin:` block shaped the way Argo reads it, named after the driver that
-// plugin.yaml registers, and its configuration accepted by the plugin's own
+// deploy/ registers, and its configuration accepted by the plugin's own
 // parser (what the plugin would answer at the first RPC).
 import { readFileSync, readdirSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -77,7 +77,7 @@ function collect(): { blocks: PluginBlock[]; files: string[]; docs: { file: stri
 }
 
 const registered = (() => {
-  const cm = parseAllDocuments(readFileSync(join(ROOT, "plugin.yaml"), "utf8"))
+  const cm = parseAllDocuments(readFileSync(join(ROOT, "deploy", "controller-configmap-patch.yaml"), "utf8"))
     .map((d) => d.toJS() as Obj)
     .find((d) => d?.["kind"] === "ConfigMap")!;
   return (parse(String((cm["data"] as Obj)["artifactDrivers"])) as { name: string }[]).map((d) => d.name);

@@ -12,6 +12,9 @@
 //   npm run bench:load                      # 30 s
 //   npm run bench:load -- --seconds 20      # shorter
 //   npm run bench:load -- --concurrency 16 --idle 10   # idle: at most N s for fds to settle (default 30)
+//   npm run bench:load -- --memory-limit-mib 256        # the plugin in a real memory cgroup (root):
+//                                                       # no OOM kill and no failed RPC allowed
+//   --results DIR   where the JSON goes (default bench/results)
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -22,6 +25,8 @@ import { imageEnv } from "../lib/image-env.mjs";
 import { startMinio } from "../lib/minio.mjs";
 import { ROOT } from "../lib/tools.mjs";
 import { prng } from "../lib/prng.mjs";
+import { memoryCgroup } from "../lib/memcg.mjs";
+import { sizeForMemory } from "../../dist/settings.js";
 
 const args = process.argv.slice(2);
 const opt = (/** @type {string} */ name, /** @type {number} */ dflt) => {
@@ -33,6 +38,7 @@ const opt = (/** @type {string} */ name, /** @type {number} */ dflt) => {
 const SECONDS = opt("--seconds", 30);
 const CONCURRENCY = Math.floor(opt("--concurrency", 64));
 const IDLE_SECONDS = opt("--idle", 30);
+const LIMIT_MIB = args.includes("--memory-limit-mib") ? opt("--memory-limit-mib", 256) : undefined;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const SMALL = 16 * KiB;
@@ -93,7 +99,10 @@ log("starting MinIO and the plugin…");
 const minio = await startMinio();
 const socket = join(work, "plugin.sock");
 let pluginOutput = "";
-const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
+const cgroup = LIMIT_MIB === undefined ? undefined : memoryCgroup(`argo-s3-load-${process.pid}`, LIMIT_MIB * MiB);
+const argv = [process.execPath, join(ROOT, "dist", "main.js"), socket];
+const [cmd, ...cmdArgs] = cgroup ? cgroup.wrap(argv) : argv;
+const plugin = spawn(/** @type {string} */ (cmd), cmdArgs, {
   env: { ...process.env, ...imageEnv(), AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
   stdio: ["ignore", "pipe", "pipe"],
 });
@@ -277,6 +286,9 @@ try {
       idleSeconds: idled,
       alive: plugin.exitCode === null,
     },
+    ...(cgroup
+      ? { cgroup: { version: cgroup.version, limitMiB: LIMIT_MIB, peakMiB: round(cgroup.peakBytes() / MiB), oomKills: cgroup.oomKills(), chosen: sizeForMemory(LIMIT_MIB * MiB) } }
+      : {}),
   };
 } finally {
   client.close();
@@ -284,11 +296,13 @@ try {
   await pluginExited;
   await minio.stop();
   rmSync(work, { recursive: true, force: true });
+  cgroup?.remove();
 }
 
-const outDir = join(ROOT, "bench", "results");
+const resultsAt = args.indexOf("--results");
+const outDir = resultsAt >= 0 ? String(args[resultsAt + 1]) : join(ROOT, "bench", "results");
 mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, "load.json"), `${JSON.stringify(result, null, 2)}\n`);
+writeFileSync(join(outDir, LIMIT_MIB === undefined ? "load.json" : `load-${LIMIT_MIB}mib.json`), `${JSON.stringify(result, null, 2)}\n`);
 
 const lines = [
   `load: ${result["concurrency"]} callers, ${result["seconds"]} s: ${result["completed"]} RPCs completed (${result["rpcPerSecond"]}/s), ${result["failures"]} failed`,
@@ -299,7 +313,8 @@ const lines = [
   `plugin RSS MiB   start ${result["plugin"].rssMiB.start}, peak ${result["plugin"].rssMiB.peak}, after ${result["plugin"].idleSeconds} s idle ${result["plugin"].rssMiB.endAfterIdle}`,
   `plugin open fds  start ${result["plugin"].openFds.start}, peak ${result["plugin"].openFds.peak}, after ${result["plugin"].idleSeconds} s idle ${result["plugin"].openFds.endAfterIdle}`,
   ...(result["failureSamples"].length > 0 ? ["failures (first 20):", ...result["failureSamples"].map((/** @type {string} */ s) => `  ${s}`)] : []),
-  `written to bench/results/load.json`,
+  ...(result["cgroup"] ? [`memory cgroup v${result["cgroup"].version}: limit ${result["cgroup"].limitMiB} MiB, peak ${result["cgroup"].peakMiB} MiB, OOM kills ${result["cgroup"].oomKills}`] : []),
+  `written to bench/results/${LIMIT_MIB === undefined ? "load.json" : `load-${LIMIT_MIB}mib.json`}`,
 ];
 process.stdout.write(`${lines.join("\n")}\n`);
-process.exitCode = result["failures"] > 0 ? 1 : 0;
+process.exitCode = result["failures"] > 0 || (result["cgroup"]?.oomKills ?? 0) > 0 || !result["plugin"].alive ? 1 : 0;

@@ -120,3 +120,11 @@ export async function argoTools() {
   }
   return out;
 }
+
+/** KUSTOMIZE_BIN if set, else the pinned build (built on first use). */
+export async function kustomizeBinary() {
+  const fromEnv = process.env["KUSTOMIZE_BIN"];
+  if (fromEnv) return fromEnv;
+  const v = toolVersions();
+  return goInstall(v["KUSTOMIZE_MODULE"] ?? "sigs.k8s.io/kustomize/kustomize/v5", v["KUSTOMIZE_VERSION"] ?? "", "kustomize");
+}
