@@ -401,3 +401,45 @@ describe("ConfigCache", () => {
     expect(again).toEqual(a);
   });
 });
+
+describe("hostile configuration text", () => {
+  it("a text of thousands of short keys is refused before it reaches the parser (whose duplicate-key check is quadratic)", () => {
+    const many = "bucket: b\n" + Array.from({ length: 8_000 }, (_, i) => `k${i}:1`).join("\n");
+    expect(Buffer.byteLength(many)).toBeLessThan(MAX_CONFIG_BYTES);
+    const cache = new ConfigCache();
+    expect(() => cache.get(many)).toThrow(/more than 2000 keys or colons/);
+    expect(() => cache.get(many)).toThrow(/more than 2000 keys or colons/);
+  });
+
+  it("a failed parse is cached: the same bad text is not parsed twice", () => {
+    const cache = new ConfigCache();
+    const bad = "bucket: [unclosed\n";
+    let first: unknown;
+    try {
+      cache.get(bad);
+    } catch (e) {
+      first = e;
+    }
+    let second: unknown;
+    try {
+      cache.get(bad);
+    } catch (e) {
+      second = e;
+    }
+    expect(second).toBe(first);
+  });
+
+  it("names odd keys and values faithfully: constructor, 1e400, a NUL, terminal escapes", () => {
+    expect(() => parseConfig("bucket: b\nconstructor: 1\n")).toThrow(/constructor: unknown field \(allowed here:/);
+    expect(() => parseConfig("bucket: b\ntuning: {partSizeMiB: 1e400}\n")).toThrow(/Infinity/);
+    let msg = "";
+    try {
+      parseConfig('bucket: b\n"bad\\0key\\u001b]0;title\\u0007": 1\n');
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toContain("\\u0000");
+    expect(msg).toContain("\\u001b");
+    expect(msg).not.toMatch(/[\u0000\u001b\u0007]/);
+  });
+});

@@ -44,6 +44,8 @@ export interface TransferSummary {
 
 export class ArtifactService {
   private readonly ensuredBuckets = new WeakMap<S3Target, Promise<void>>();
+  /** Buckets this process created whose settings (default encryption) are not in yet. */
+  private readonly unsettledBuckets = new Set<string>();
 
   constructor(
     private readonly targets: S3TargetFactory,
@@ -297,25 +299,33 @@ export class ArtifactService {
     }
   }
 
-  /** createBucketIfNotPresent, once per target per process. */
+  /**
+   * createBucketIfNotPresent, once per target per process. The check is shared
+   * by concurrent callers, so it runs on no caller's cancellation (its requests
+   * are bounded by the request timeout); each caller waits on its own signal.
+   */
   private ensureBucket(t: S3Target, signal: AbortSignal): Promise<void> {
     const opts = t.cfg.createBucketIfNotPresent;
     if (!opts) return Promise.resolve();
     let p = this.ensuredBuckets.get(t);
     if (!p) {
-      p = this.createBucket(t, opts.objectLocking, signal);
+      p = this.createBucket(t, opts.objectLocking, new AbortController().signal);
       this.ensuredBuckets.set(t, p);
       p.catch(() => this.ensuredBuckets.delete(t));
     }
-    return p;
+    return untilAborted(p, signal);
   }
 
   private async createBucket(t: S3Target, objectLocking: boolean, signal: AbortSignal): Promise<void> {
     const where = { bucket: t.bucket, endpointLabel: t.endpointLabel };
+    const id = `${t.endpointLabel}\0${t.bucket}`;
     try {
       await t.client.send(new HeadBucketCommand({ Bucket: t.bucket }), { abortSignal: signal });
+      // Created by this process earlier but its settings failed: finish them, or fail again.
+      if (this.unsettledBuckets.has(id)) await this.applyBucketSettings(t, where, signal, id);
       return;
     } catch (e) {
+      if (e instanceof PluginError) throw e;
       if (!isNotFound(e) && httpStatus(e) !== 404) throw storageError("HeadBucket", where, e, signal);
     }
     try {
@@ -327,6 +337,12 @@ export class ArtifactService {
       if (code !== "BucketAlreadyOwnedByYou" && code !== "BucketAlreadyExists") throw storageError("CreateBucket", where, e, signal);
       return;
     }
+    this.unsettledBuckets.add(id);
+    await this.applyBucketSettings(t, where, signal, id);
+  }
+
+  /** Creation and its settings are one step: until the settings are in, the bucket is not ready. */
+  private async applyBucketSettings(t: S3Target, where: { bucket: string; endpointLabel: string }, signal: AbortSignal, id: string): Promise<void> {
     const mode = t.encryption.mode;
     if (mode === "sse-s3" || mode === "sse-kms") {
       const kmsKeyId = t.cfg.encryptionOptions?.kmsKeyId;
@@ -346,8 +362,33 @@ export class ArtifactService {
           { abortSignal: signal },
         );
       } catch (e) {
-        throw storageError("PutBucketEncryption", where, e, signal);
+        const err = storageError("PutBucketEncryption", where, e, signal);
+        throw new PluginError(
+          err.kind,
+          `${err.message}; the bucket was created but its default encryption could not be set, so nothing is saved to it until that succeeds (or create the bucket with its encryption yourself)`,
+          { cause: e },
+        );
       }
     }
+    this.unsettledBuckets.delete(id);
   }
+}
+
+/** `p`, or a rejection with the signal's reason once `signal` aborts (p itself runs on). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
 }

@@ -16,17 +16,32 @@ import {
 
 type Obj = Record<string, unknown>;
 
-/** Refuse configuration text above this size before handing it to the YAML parser. */
-export const MAX_CONFIG_BYTES = 256 * 1024;
+/**
+ * Bounds checked before the text reaches the YAML parser, whose duplicate-key
+ * check is quadratic in a mapping's size (44,000 short keys in 256 KiB held the
+ * event loop for half a minute). A real configuration is a few hundred bytes
+ * with a few dozen keys; colons bound the number of keys a text can hold.
+ */
+export const MAX_CONFIG_BYTES = 64 * 1024;
+export const MAX_CONFIG_COLONS = 2000;
+
+/** Control characters (a NUL, terminal escapes) shown as escapes, long text cut. */
+export function printable(s: string, max = 80): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
+}
 
 function fail(field: string, why: string): never {
-  throw new PluginError("invalid-config", `invalid plugin configuration: ${field}: ${why}`);
+  throw new PluginError("invalid-config", `invalid plugin configuration: ${printable(field, 120)}: ${why}`);
 }
 
 function typeName(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "a list";
-  return typeof v === "object" ? "a mapping" : `${typeof v} ${JSON.stringify(v)}`;
+  if (typeof v === "number") return `number ${String(v)}`; // Infinity, not JSON's "null"
+  if (typeof v === "string") return `string ${printable(JSON.stringify(v))}`;
+  return typeof v === "object" ? "a mapping" : `${typeof v} ${printable(String(v))}`;
 }
 
 function asObject(v: unknown, field: string): Obj {
@@ -40,7 +55,8 @@ function checkKeys(o: Obj, field: string, allowed: readonly string[], hints: Rec
   for (const k of Object.keys(o)) {
     if (!allowed.includes(k)) {
       const where = field ? `${field}.${k}` : k;
-      fail(where, hints[k] ?? `unknown field (allowed here: ${allowed.join(", ")})`);
+      // Own properties only: "constructor" is not a hint.
+      fail(where, (Object.hasOwn(hints, k) ? hints[k] : undefined) ?? `unknown field (allowed here: ${allowed.join(", ")})`);
     }
   }
 }
@@ -202,6 +218,9 @@ export function parseConfig(text: string): PluginConfig {
   if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) {
     fail("(configuration)", `larger than ${MAX_CONFIG_BYTES / 1024} KiB; refusing to parse it`);
   }
+  let colons = 0;
+  for (let i = text.indexOf(":"); i >= 0 && colons <= MAX_CONFIG_COLONS; i = text.indexOf(":", i + 1)) colons++;
+  if (colons > MAX_CONFIG_COLONS) fail("(configuration)", `more than ${MAX_CONFIG_COLONS} keys or colons; a plugin configuration has a few dozen. Refusing to parse it`);
   if (text.trim() === "") fail("(configuration)", "empty: at least `bucket` is required");
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
@@ -262,8 +281,9 @@ export function parseConfig(text: string): PluginConfig {
 }
 
 /** Parsed configurations keyed by their text: Argo resends the same text on every RPC. */
+/** Parsed configurations by text; failures are kept too, so a retried bad text costs nothing again. */
 export class ConfigCache {
-  private readonly entries: Lru<string, PluginConfig>;
+  private readonly entries: Lru<string, PluginConfig | PluginError>;
 
   constructor(capacity = 64) {
     this.entries = new Lru(capacity);
@@ -271,9 +291,15 @@ export class ConfigCache {
 
   get(text: string): PluginConfig {
     const hit = this.entries.get(text);
+    if (hit instanceof PluginError) throw hit;
     if (hit) return hit;
-    const cfg = parseConfig(text);
-    this.entries.set(text, cfg);
-    return cfg;
+    try {
+      const cfg = parseConfig(text);
+      this.entries.set(text, cfg);
+      return cfg;
+    } catch (e) {
+      if (e instanceof PluginError) this.entries.set(text, e);
+      throw e;
+    }
   }
 }
