@@ -5,6 +5,7 @@
 // files that a failed Load must not damage, and the socket's file mode.
 import { randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 import { CreateBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
@@ -260,6 +261,51 @@ describe("hostile listings: keys that would escape the Load target", () => {
     expect(readFileSync(join(outer, "neighbour.txt"), "utf8")).toBe("untouched");
     await expectServing();
     tally({ suite: "hostile: listing keys escaping the Load target", hostileRefused: 1 });
+  });
+});
+
+describe("an endless listing", () => {
+  it("ListObjects stops at what one answer can carry, with an error naming the prefix; the plugin lives on", async () => {
+    // A store whose every ListObjectsV2 page holds 1,000 long keys and says "there is more", for ever.
+    let page = 0;
+    const endless = createServer((req, res) => {
+      req.resume();
+      page++;
+      const keys = Array.from({ length: 1000 }, (_, i) => `<Contents><Key>endless/${page}-${i}-${"k".repeat(180)}</Key><Size>1</Size><ETag>"x"</ETag></Contents>`).join("");
+      res.writeHead(200, { "content-type": "application/xml" });
+      res.end(
+        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${BUCKET}</Name><Prefix>endless/</Prefix><KeyCount>1000</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>${keys}<NextContinuationToken>t${page}</NextContinuationToken></ListBucketResult>`,
+      );
+    });
+    await new Promise<void>((r) => endless.listen(0, "127.0.0.1", r));
+    const port = (endless.address() as { port: number }).port;
+    try {
+      tally({ suite: "hostile: endless listing", hostileTried: 1 });
+      const res = await plugin.client.listObjects(artifact(config().replace(`endpoint: ${minio.endpoint}`, `endpoint: 127.0.0.1:${port}`), "endless"));
+      expect(res.objects).toEqual([]);
+      expect(res.error).toContain(`s3://${BUCKET}/endless/`);
+      expect(res.error).toContain("more than one answer can carry");
+      expect(page).toBeLessThan(100);
+    } finally {
+      endless.closeAllConnections();
+      endless.close();
+    }
+    await expectServing();
+    tally({ suite: "hostile: endless listing", hostileRefused: 1 });
+  });
+});
+
+describe("file names at the file system's limit", () => {
+  it("loads an object whose name is 250 bytes (its temporary sibling's name must still fit)", async () => {
+    const name = "n".repeat(250);
+    const body = randomBytes(300 * 1024);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `long/${name}`, Body: body }));
+    const dir = mkdtempSync(join(work, "long-"));
+    expect(await plugin.client.load(artifact(config(), `long/${name}`), join(dir, name))).toEqual({ success: true, error: "" });
+    expect(readFileSync(join(dir, name)).equals(body)).toBe(true);
+    mkdirSync(join(dir, "existing"));
+    expect(await plugin.client.load(artifact(config(), "long"), join(dir, "existing"))).toEqual({ success: true, error: "" });
+    expect(readFileSync(join(dir, "existing", name)).equals(body)).toBe(true);
   });
 });
 

@@ -25,6 +25,10 @@ import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
 import { mkdirInside } from "./local-dirs.js";
 import { type WalkStats, walkFiles } from "./walk.js";
 
+/** ListObjects answers in one message, under grpc-go's 4 MiB receive limit. */
+const MAX_LISTED_KEYS = 100_000;
+const MAX_LISTED_BYTES = 3 * 1024 * 1024;
+
 /** What the service needs of an artifact; the wire layer builds it from Argo's message. */
 export interface ArtifactRef {
   name: string;
@@ -238,8 +242,19 @@ export class ArtifactService {
     const t = await this.target(artifact);
     const key = artifact.key;
     const out: string[] = [];
+    let bytes = 0;
     for await (const obj of listPrefix(t, directoryPrefix(key), signal)) {
-      if (!obj.key.endsWith("/")) out.push(obj.key);
+      if (obj.key.endsWith("/")) continue;
+      out.push(obj.key);
+      // The answer is one gRPC message (4 MiB at most for Argo's client); an endless
+      // listing must not grow the process without bound either.
+      bytes += Buffer.byteLength(obj.key) + 4;
+      if (out.length > MAX_LISTED_KEYS || bytes > MAX_LISTED_BYTES) {
+        throw new PluginError(
+          "storage",
+          `ListObjects s3://${t.bucket}/${directoryPrefix(key)} (endpoint ${t.endpointLabel}): more than ${out.length > MAX_LISTED_KEYS ? `${MAX_LISTED_KEYS} objects` : `${MAX_LISTED_BYTES / 1024 / 1024} MiB of keys`}, more than one answer can carry; list a narrower key`,
+        );
+      }
     }
     if (out.length === 0 && !(await this.objectExists(t, key, signal))) throw this.notFound(t, key);
     return out;

@@ -12,6 +12,7 @@ import { status } from "@grpc/grpc-js";
 import { type Artifact, ArtifactClient } from "../client/artifact-client.js";
 import { loadedBytes, treeSize } from "./disk.js";
 import { Progress } from "./progress.js";
+import { printable } from "../config/parse.js";
 
 const PROG = "argo-s3-artifact";
 const DEFAULT_SOCKET = "/tmp/artifact-plugins/s3/socket";
@@ -162,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
 function report(e: CliError, label?: string): number {
   const where = label ? `${label}: ` : "";
   // One line, always: multi-line plugin errors would be hard to grep in a log.
-  process.stderr.write(`${PROG}: ${where}${e.message.replace(/\s*\n\s*/g, " ")}\n`);
+  process.stderr.write(`${PROG}: ${printable(`${where}${e.message.replace(/\s*\n\s*/g, " ")}`, Infinity)}\n`);
   return e.exitCode;
 }
 
@@ -305,7 +306,8 @@ async function load(ctx: Context, [key, path]: string[]): Promise<void> {
 async function ls(ctx: Context, [key]: string[]): Promise<void> {
   const res = await ctx.client.listObjects(ctx.artifact(key!));
   if (res.error) throw failed(res.error);
-  if (res.objects.length > 0) process.stdout.write(`${res.objects.join("\n")}\n`);
+  // Keys are anybody's bytes: control characters are shown escaped, never sent to the terminal.
+  if (res.objects.length > 0) process.stdout.write(`${res.objects.map((k) => printable(k, Infinity)).join("\n")}\n`);
 }
 
 async function isDir(ctx: Context, [key]: string[]): Promise<void> {

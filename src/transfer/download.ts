@@ -232,9 +232,18 @@ async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, 
   }
 }
 
-/** Temporary sibling of `dest`, on the same file system so the final rename is atomic. */
+/** File names longer than this (bytes) cannot exist on Linux file systems. */
+const NAME_MAX = 255;
+
+/**
+ * Temporary sibling of `dest`, on the same file system so the final rename is
+ * atomic. Named after the file when that fits in NAME_MAX (easier to spot),
+ * else a short random name (a 240-byte file name must still load).
+ */
 export function tempPathFor(dest: string): string {
-  return join(dirname(dest), `.${basename(dest)}.${randomBytes(6).toString("hex")}.part`);
+  const tag = randomBytes(6).toString("hex");
+  const named = `.${basename(dest)}.${tag}.part`;
+  return join(dirname(dest), Buffer.byteLength(named) <= NAME_MAX ? named : `.argo-s3-${tag}.part`);
 }
 
 /**
