@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArtifactClient, artifact } from "../dist/client/artifact-client.js";
 import { startMinio } from "./lib/minio.mjs";
+import { ToolError } from "./lib/tools.mjs";
 import { ROOT } from "./lib/tools.mjs";
 
 const step = (/** @type {string} */ s) => process.stdout.write(`\n▶ ${s}\n`);
@@ -17,7 +18,13 @@ const sha = (/** @type {Buffer} */ b) => createHash("sha256").update(b).digest("
 
 const work = mkdtempSync(join(tmpdir(), "argo-s3-demo-"));
 step("starting MinIO on a free loopback port (temp data dir)");
-const minio = await startMinio();
+const minio = await startMinio().catch((/** @type {unknown} */ e) => {
+  if (e instanceof ToolError) {
+    process.stderr.write(`demo: ${e.message}\n`);
+    process.exit(1);
+  }
+  throw e;
+});
 console.log(`  MinIO at ${minio.url}`);
 
 step("starting the plugin: node dist/main.js <socket>");

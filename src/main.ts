@@ -61,7 +61,9 @@ async function main(argv: string[]): Promise<number> {
   configureTransferBuffers(settings.bufferBytes);
   const kubeSecrets = new KubeSecretSource();
   const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
-  const service = new ArtifactService(new S3TargetFactory(secrets, { allowed: settings.allowedEndpoints }));
+  // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
+  const requestLog = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
+  const service = new ArtifactService(new S3TargetFactory(secrets, { allowed: settings.allowedEndpoints }, requestLog));
   const server = new PluginServer({
     socketPath,
     service,

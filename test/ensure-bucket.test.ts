@@ -55,3 +55,15 @@ it("a Save cancelled during the shared bucket check does not fail another Save w
   await s3.send(new HeadBucketCommand({ Bucket: "made-on-demand" }));
   expect(await objectSha(s3, "made-on-demand", "second.bin")).toBe((await import("node:crypto")).createHash("sha256").update(data).digest("hex"));
 });
+
+it("LOG_LEVEL=debug logs one line per S3 request, naming operation, bucket, key and status, and no credential", () => {
+  const lines = plugin
+    .output()
+    .split("\n")
+    .filter((l) => l.includes('"msg":"s3 request"'))
+    .map((l) => JSON.parse(l) as { s3: string; bucket: string; key?: string; status?: number });
+  expect(lines).toEqual(expect.arrayContaining([expect.objectContaining({ s3: "HeadBucket", bucket: "made-on-demand" })]));
+  expect(lines).toEqual(expect.arrayContaining([expect.objectContaining({ s3: "PutObject", bucket: "made-on-demand", key: "second.bin", status: 200 })]));
+  expect(plugin.output()).not.toContain(minio.secretKey);
+});
+

@@ -29,6 +29,21 @@ export function cacheDir() {
   return join(base, "argo-s3-artifact-plugin");
 }
 
+/** A clear error when Go is missing, instead of a spawn stack trace. @param {string} what */
+async function requireGo(what) {
+  try {
+    await run("go", ["version"]);
+  } catch {
+    const envVar = `${what.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_BIN`;
+    throw new ToolError(
+      `${what} is built from source with Go, and \`go\` was not found on PATH. Install Go ≥ 1.25 (https://go.dev/dl/), or point ${envVar} at a ${what} binary you already have.`,
+    );
+  }
+}
+
+/** A missing prerequisite: scripts print the message alone, without a stack trace. */
+export class ToolError extends Error {}
+
 /**
  * `go install module@version` into a versioned cache directory, once.
  * @param {string} module @param {string} version @param {string} binary
@@ -38,6 +53,7 @@ export async function goInstall(module, version, binary) {
   const bin = join(dir, binary);
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
+  await requireGo(binary);
   process.stderr.write(`building ${module}@${version} with go install (minutes, once per machine)...\n`);
   const env = { ...process.env, GOBIN: dir, GOFLAGS: "-buildvcs=false" };
   const opts = { env, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 };
@@ -96,6 +112,7 @@ export async function argoTools() {
   const dir = join(cacheDir(), "tools", `argo-tools-${hash.digest("hex").slice(0, 16)}`);
   const out = { argoexec: join(dir, "argoexec"), lint: join(dir, "argo-lint") };
   if (existsSync(out.argoexec) && existsSync(out.lint)) return out;
+  await requireGo("argo-tools");
   process.stderr.write("building Argo's argoexec and lint from its Go module (minutes, once per machine)...\n");
   const tmp = mkdtempSync(join(tmpdir(), "argo-tools-"));
   const opts = { cwd: tmp, env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 };

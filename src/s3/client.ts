@@ -92,12 +92,46 @@ function retire(target: Promise<S3Target>): void {
   );
 }
 
+/** Receives one line per S3 request when debug logging is on: no credentials, no bodies. */
+export type RequestLog = (fields: Record<string, unknown>) => void;
+
+/** One debug line per S3 command: operation, bucket, key, status, attempts, time. */
+function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as { Bucket?: string; Key?: string; Prefix?: string; Range?: string; PartNumber?: number };
+      const started = process.hrtime.bigint();
+      const base = {
+        s3: context.commandName?.replace(/Command$/, ""),
+        bucket: input.Bucket,
+        key: input.Key ?? input.Prefix,
+        range: input.Range,
+        part: input.PartNumber,
+        endpoint: endpointLabel,
+      };
+      const ms = () => Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10;
+      try {
+        const out = await next(args);
+        const meta = (out.output as { $metadata?: { httpStatusCode?: number; attempts?: number } }).$metadata;
+        log({ ...base, status: meta?.httpStatusCode, attempts: meta?.attempts, ms: ms() });
+        return out;
+      } catch (e) {
+        const err = e as { name?: string; $metadata?: { httpStatusCode?: number; attempts?: number } };
+        log({ ...base, status: err.$metadata?.httpStatusCode, attempts: err.$metadata?.attempts, error: err.name, ms: ms() });
+        throw e;
+      }
+    },
+    { step: "initialize", name: "argoS3RequestLog", override: true },
+  );
+}
+
 export class S3TargetFactory {
   private readonly cache = new Lru<string, Promise<S3Target>>(32, (_k, t) => retire(t));
 
   constructor(
     private readonly secrets: SecretSource,
     private readonly endpoints: EndpointPolicy = { allowed: [] },
+    private readonly requestLog?: RequestLog,
   ) {}
 
   async get(cfg: PluginConfig, configText: string): Promise<S3Target> {
@@ -150,6 +184,10 @@ export class S3TargetFactory {
     if (cfg.tuning.checksum === "crc32") {
       skipPayloadHashing(client);
       skipPayloadHashing(singleAttemptClient);
+    }
+    if (this.requestLog) {
+      logRequests(client, endpoint ?? `AWS S3 (${region})`, this.requestLog);
+      logRequests(singleAttemptClient, endpoint ?? `AWS S3 (${region})`, this.requestLog);
     }
     return {
       cfg,
