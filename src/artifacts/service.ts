@@ -2,8 +2,7 @@
 // (object or directory prefix), how a local path maps to keys, what counts as
 // not found. Mirrors the built-in S3 driver (see README "Semantics"), with
 // directories moved in parallel instead of one file at a time.
-import { statSync } from "node:fs";
-import { lstat, mkdir, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import {
   CreateBucketCommand,
@@ -152,22 +151,20 @@ export class ArtifactService {
       if (key === "" || key.endsWith("/")) {
         throw new PluginError("invalid-argument", `cannot save file ${path}: key "${key}" is empty or ends with "/"; a file needs an object key`);
       }
-      const { bytes } = await uploadFile(t, key, path, st.size, signal);
+      const { bytes } = await uploadFile(t, key, path, signal);
       return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
     }
     if (!st.isDirectory()) throw new PluginError("local", `cannot save ${path}: not a regular file or directory`);
     const stats: WalkStats = { skippedSymlinks: 0, skippedOther: 0 };
     const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
+    // Files are opened without following links and checked to be inside the real root.
+    const root = await realpath(path);
     let bytes = 0;
     let files = 0;
     try {
       for await (const f of walkFiles(path, stats)) {
         await group.add(async (s) => {
-          // Size at upload time, not at walk time: the file is read as it is now.
-          // (Synchronous: an inode already in cache answers in microseconds.)
-          const { size } = statSync(f.path);
-          await uploadFile(t, keyForFile(key, f.rel), f.path, size, s);
-          bytes += size;
+          bytes += (await uploadFile(t, keyForFile(key, f.rel), f.path, s, root)).bytes;
           files++;
         });
       }

@@ -2,8 +2,8 @@
 // flight) and from a stream of chunks (cut into parts as they arrive, with the
 // source not read while the part queue is full). Memory is bounded by
 // (parts in flight + 1) × part size, whatever the object's size.
-import { closeSync, openSync, readSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { closeSync, constants, fstatSync, openSync, read, readSync, readlinkSync } from "node:fs";
+import { sep } from "node:path";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { transferBuffers } from "./buffer-budget.js";
@@ -46,25 +46,64 @@ async function withMultipart(
 /** Files up to this size are read with one synchronous call (see SMALL_OBJECT in download.ts for why). */
 const SMALL_FILE = 256 * 1024;
 
-async function uploadSmallFile(target: S3Target, key: string, path: string, size: number, signal: AbortSignal): Promise<UploadResult> {
+async function uploadSmallFile(target: S3Target, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
+  const { fd, size, path } = src;
   const budget = transferBuffers();
   const buf = await budget.acquire(size, signal);
   try {
-    const fd = openSync(path, "r");
-    try {
-      let done = 0;
-      while (done < size) {
-        const n = readSync(fd, buf, done, size - done, done);
-        if (n === 0) throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`);
-        done += n;
-      }
-    } finally {
-      closeSync(fd);
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, buf, done, size - done, done);
+      if (n === 0) throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`);
+      done += n;
     }
     await putSmallObject(target, key, buf, await target.encryption.forWrite(key), signal);
     return { bytes: size, parts: 1 };
   } finally {
     budget.release(buf);
+  }
+}
+
+/** A file opened for upload: its descriptor, its size when opened, and the path for messages. */
+interface LocalFile {
+  fd: number;
+  size: number;
+  path: string;
+}
+
+/**
+ * Open `path` for reading. With `within` (a directory being saved), the file
+ * is opened without following a final symbolic link and what was opened is
+ * checked: a regular file whose real location is inside `within`. A file
+ * swapped for a link (or a directory on its way swapped for one) after the
+ * walk is refused instead of uploading whatever it points at.
+ */
+function openLocal(path: string, within: string | undefined): LocalFile {
+  let fd: number;
+  try {
+    fd = openSync(path, within === undefined ? constants.O_RDONLY : constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ELOOP") throw new PluginError("local", `refusing to save ${path}: it was replaced by a symbolic link after the directory was read`);
+    throw e;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new PluginError("local", `cannot save ${path}: not a regular file any more`);
+    if (within !== undefined) {
+      let real: string | undefined;
+      try {
+        real = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        real = undefined; // no /proc: the no-follow open is the guard
+      }
+      if (real !== undefined && !real.startsWith(within.endsWith(sep) ? within : within + sep)) {
+        throw new PluginError("local", `refusing to save ${path}: it now resolves to ${real}, outside the directory being saved (${within}); was it replaced by a link?`);
+      }
+    }
+    return { fd, size: st.size, path };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
   }
 }
 
@@ -79,51 +118,70 @@ function bufferedSizes(target: S3Target): { partSize: number; multipartThreshold
   return { partSize: Math.min(partSize, cap), multipartThreshold: Math.min(multipartThreshold, cap) };
 }
 
-export async function uploadFile(target: S3Target, key: string, path: string, size: number, signal: AbortSignal): Promise<UploadResult> {
-  const tuning = bufferedSizes(target);
-  if (size <= SMALL_FILE && size <= tuning.multipartThreshold) return uploadSmallFile(target, key, path, size, signal);
-  const fh = await open(path, "r");
+/**
+ * Upload a local file. `within`: the real path of the directory being saved,
+ * for files found by its walk (see openLocal). The size is the file's when it
+ * is opened: the file is read as it is now.
+ */
+export async function uploadFile(target: S3Target, key: string, path: string, signal: AbortSignal, within?: string): Promise<UploadResult> {
+  let src: LocalFile;
   try {
-    const budget = transferBuffers();
-    if (size <= tuning.multipartThreshold) {
-      const buf = await budget.acquire(size, signal);
-      try {
-        await readFully(fh, buf, 0, path);
-        await putSmallObject(target, key, buf, await target.encryption.forWrite(key), signal);
-      } finally {
-        budget.release(buf);
-      }
-      return { bytes: size, parts: 1 };
-    }
-    const partSize = partSizeFor(size, tuning.partSize);
-    const count = Math.ceil(size / partSize);
-    const parts = await withMultipart(target, key, signal, async (mpu, group) => {
-      for (let i = 0; i < count; i++) {
-        const offset = i * partSize;
-        const len = Math.min(partSize, size - offset);
-        await group.add(async (s) => {
-          const buf = await budget.acquire(partSize, s);
-          try {
-            const body = buf.subarray(0, len);
-            await readFully(fh, body, offset, path);
-            await mpu.uploadPart(i + 1, body, s);
-          } finally {
-            budget.release(buf);
-          }
-        });
-      }
-      return count;
-    });
-    return { bytes: size, parts };
+    src = openLocal(path, within);
+  } catch (e) {
+    if (e instanceof PluginError) throw e;
+    throw new PluginError("local", `cannot save ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return await uploadOpened(target, key, src, signal);
   } finally {
-    await fh.close();
+    closeSync(src.fd);
   }
 }
 
-async function readFully(fh: import("node:fs/promises").FileHandle, into: Buffer, position: number, path: string): Promise<void> {
+async function uploadOpened(target: S3Target, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
+  const tuning = bufferedSizes(target);
+  const { size, path, fd } = src;
+  if (size <= SMALL_FILE && size <= tuning.multipartThreshold) return uploadSmallFile(target, key, src, signal);
+  const budget = transferBuffers();
+  if (size <= tuning.multipartThreshold) {
+    const buf = await budget.acquire(size, signal);
+    try {
+      await readFully(fd, buf, 0, path);
+      await putSmallObject(target, key, buf, await target.encryption.forWrite(key), signal);
+    } finally {
+      budget.release(buf);
+    }
+    return { bytes: size, parts: 1 };
+  }
+  const partSize = partSizeFor(size, tuning.partSize);
+  const count = Math.ceil(size / partSize);
+  const parts = await withMultipart(target, key, signal, async (mpu, group) => {
+    for (let i = 0; i < count; i++) {
+      const offset = i * partSize;
+      const len = Math.min(partSize, size - offset);
+      await group.add(async (s) => {
+        const buf = await budget.acquire(partSize, s);
+        try {
+          const body = buf.subarray(0, len);
+          await readFully(fd, body, offset, path);
+          await mpu.uploadPart(i + 1, body, s);
+        } finally {
+          budget.release(buf);
+        }
+      });
+    }
+    return count;
+  });
+  return { bytes: size, parts };
+}
+
+/** Positional reads on the thread pool (large parts must not block the event loop). */
+async function readFully(fd: number, into: Buffer, position: number, path: string): Promise<void> {
   let done = 0;
   while (done < into.length) {
-    const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
+    const bytesRead = await new Promise<number>((resolve, reject) =>
+      read(fd, into, done, into.length - done, position + done, (err, n) => (err ? reject(err) : resolve(n))),
+    );
     if (bytesRead === 0) {
       throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${into.length - done} more bytes at offset ${position + done})`);
     }
