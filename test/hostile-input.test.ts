@@ -4,7 +4,7 @@
 // front of it rewrites its listing), Load targets that already hold links or
 // files that a failed Load must not damage, and the socket's file mode.
 import { randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
@@ -306,6 +306,34 @@ describe("file names at the file system's limit", () => {
     mkdirSync(join(dir, "existing"));
     expect(await plugin.client.load(artifact(config(), "long"), join(dir, "existing"))).toEqual({ success: true, error: "" });
     expect(readFileSync(join(dir, "existing", name)).equals(body)).toBe(true);
+  });
+});
+
+describe("Load into an existing target whose directory is swapped for a link after it was checked", () => {
+  it("refuses to write through it: the file is not created outside, the Load fails naming the target", async () => {
+    // In-process, to place the swap exactly between the directory check and the file's creation.
+    const { S3TargetFactory } = await import("../src/s3/client.js");
+    const { parseConfig } = await import("../src/config/parse.js");
+    const { downloadToFile } = await import("../src/transfer/download.js");
+    Object.assign(process.env, rootKeysEnv(minio));
+    const t = await new S3TargetFactory({ get: () => Promise.resolve(undefined) }).get(parseConfig(config()), config());
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/f.txt", Body: "data" }));
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/big.bin", Body: randomBytes(400 * 1024) }));
+    const outer = mkdtempSync(join(work, "swapped-"));
+    const target = join(outer, "target");
+    mkdirSync(join(target, "sub"), { recursive: true });
+    mkdirSync(join(outer, "outside"));
+    // The check passed (sub is a directory); now a neighbour swaps it for a link.
+    rmSync(join(target, "sub"), { recursive: true });
+    symlinkSync(join(outer, "outside"), join(target, "sub"));
+    const realRoot = realpathSync(target);
+    tally({ suite: "hostile: symbolic links inside an existing Load target", hostileTried: 2 });
+    for (const [key, size] of [["swapped/sub/f.txt", 4], ["swapped/sub/big.bin", 400 * 1024]] as const) {
+      const dest = join(target, "sub", key.split("/").at(-1)!);
+      await expect(downloadToFile(t, key, dest, new AbortController().signal, { size, etag: undefined }, false, realRoot)).rejects.toThrow(/outside the target directory/);
+    }
+    expect(readdirSync(join(outer, "outside"))).toEqual([]);
+    tally({ suite: "hostile: symbolic links inside an existing Load target", hostileRefused: 2 });
   });
 });
 

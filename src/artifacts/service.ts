@@ -103,6 +103,8 @@ export class ArtifactService {
       () => false,
     );
     await mkdir(root, { recursive: true });
+    // In a target that existed, every file is checked to land inside it (see openTemp).
+    const realRoot = existed ? await realpath(root) : undefined;
     const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
     // Directories already made, so each file does not cost a mkdir (bounded: an LRU, not a set of all).
     const made = new Lru<string, true>(4096);
@@ -123,7 +125,7 @@ export class ArtifactService {
           // Small files are written in place (no temporary sibling, no rename) only in a target
           // this call created, which a failure removes whole. In one that existed, a write that
           // fails halfway (disk full) must not leave a damaged copy of the file that was there.
-          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag }, !existed);
+          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag }, !existed, realRoot);
           files++;
         });
       }

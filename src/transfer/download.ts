@@ -6,8 +6,8 @@
 // of what arrived is checked against the object's full-object CRC32 when S3
 // has one (every upload of this plugin stores one).
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { type FileHandle, open, readlink, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { PluginError } from "../errors.js";
@@ -205,7 +205,7 @@ async function rangeToFile(read: ObjectRead, start: number, length: number, fh: 
  */
 export const SMALL_OBJECT = 256 * 1024;
 
-async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, inPlace: boolean): Promise<number> {
+async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, inPlace: boolean, within: string | undefined): Promise<number> {
   const { target, key, info } = read;
   const budget = transferBuffers();
   const buf = await budget.acquire(info.size, signal);
@@ -220,7 +220,12 @@ async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, 
     }
     const tmp = tempPathFor(dest);
     try {
-      await writeFile(tmp, buf, { flag: "wx", mode: 0o644 });
+      const fh = await openTemp(tmp, within);
+      try {
+        await writeFully(fh, buf, 0);
+      } finally {
+        await fh.close();
+      }
       await rename(tmp, dest);
     } catch (e) {
       await rm(tmp, { force: true });
@@ -230,6 +235,31 @@ async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, 
   } finally {
     budget.release(buf);
   }
+}
+
+/**
+ * Create the temporary file (never through a link: "wx" fails on anything that
+ * exists). With `within` (a Load into a target that existed before, whose
+ * directories a neighbour may swap for links after they were checked), what
+ * was created must really be inside that directory, or it is removed and the
+ * Load fails. The final rename uses the same parent path, so a parent swapped
+ * after this check makes the rename fail rather than land elsewhere.
+ */
+async function openTemp(tmp: string, within: string | undefined): Promise<FileHandle> {
+  const fh = await open(tmp, "wx", 0o644);
+  if (within === undefined) return fh;
+  let real: string | undefined;
+  try {
+    real = await readlink(`/proc/self/fd/${fh.fd}`);
+  } catch {
+    real = undefined; // no /proc: the checked directories are the guard
+  }
+  if (real !== undefined && !real.startsWith(within.endsWith(sep) ? within : within + sep)) {
+    await fh.close();
+    await rm(real, { force: true });
+    throw new PluginError("local", `refusing to load into ${dirname(tmp)}: it now resolves to ${dirname(real)}, outside the target directory ${within}; was a directory replaced by a link?`);
+  }
+  return fh;
 }
 
 /** File names longer than this (bytes) cannot exist on Linux file systems. */
@@ -252,6 +282,7 @@ export function tempPathFor(dest: string): string {
  * `inPlace` (files of a directory Load, whose caller removes the whole
  * directory on failure) writes small objects straight to `dest`, sparing a
  * rename per file; a single-file Load always goes through a temporary sibling.
+ * `within`: the real path of an existing Load target (see openTemp).
  */
 export async function downloadToFile(
   target: S3Target,
@@ -260,14 +291,15 @@ export async function downloadToFile(
   signal: AbortSignal,
   known?: ObjectInfo,
   inPlace = false,
+  within?: string,
 ): Promise<number> {
   const { partSize, partConcurrency, multipartThreshold, checksum } = target.cfg.tuning;
   const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
   const info = needHead ? await headObject(target, key, signal) : known;
   const read: ObjectRead = { client: target.client, target, key, info, sse: await target.encryption.forRead(key) };
-  if (info.size <= SMALL_OBJECT) return smallToFile(read, dest, signal, inPlace);
+  if (info.size <= SMALL_OBJECT) return smallToFile(read, dest, signal, inPlace, within);
   const tmp = tempPathFor(dest);
-  const fh = await open(tmp, "wx", 0o644);
+  const fh = await openTemp(tmp, within);
   let closed = false;
   try {
     if (info.size <= multipartThreshold) {
