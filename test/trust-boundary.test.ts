@@ -8,11 +8,13 @@
 //    or through a name that resolves there: refused always, before connecting;
 //  - any endpoint outside the operator's allow list, when one is set.
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpsServer } from "node:https";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type MinioServer, startMinio } from "../scripts/lib/minio.mjs";
+import { type MinioServer, selfSignedCert, startMinio } from "../scripts/lib/minio.mjs";
 import { type KubeApi, startKubeApi } from "./support/kube-api.js";
 import { adminClient } from "./support/minio-access.js";
 import { NetNs, netnsSupport, removeTree, startPluginInNetns, tempBase } from "./support/netns.js";
@@ -172,3 +174,46 @@ describe.skipIf(!ns.ok)("a name that resolves to a metadata address", () => {
     }
   }, 120_000);
 });
+
+describe("caSecret and the identity exchange", () => {
+  it("the workflow's CA is trusted for its S3 endpoint only: the pod's web-identity token never reaches an STS whose certificate that CA signed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fake-sts-"));
+    const { cert, key } = await selfSignedCert(join(dir, "tls"));
+    const posted: string[] = [];
+    const sts = createHttpsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        posted.push(body);
+        res.writeHead(500);
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => sts.listen(0, "127.0.0.1", r));
+    const port = (sts.address() as { port: number }).port;
+    const token = "eyJhbGciOiJSUzI1NiJ9.pod-identity-token-never-posted.sig";
+    writeFileSync(join(dir, "token"), token);
+    kube.setSecret("author-ca", { "ca.crt": readFileSync(cert) });
+    const plugin = await startPlugin({
+      ...kube.env,
+      AWS_ROLE_ARN: "arn:aws:iam::123456789012:role/pod-role",
+      AWS_WEB_IDENTITY_TOKEN_FILE: join(dir, "token"),
+      AWS_ENDPOINT_URL_STS: `https://127.0.0.1:${port}`,
+      AWS_EC2_METADATA_DISABLED: "true",
+      ARGO_S3_PLUGIN_CREDENTIALS_TIMEOUT_SECONDS: "10",
+    });
+    try {
+      const cfg = `endpoint: ${minio.endpoint}\nbucket: shared\nuseSDKCreds: true\ncaSecret: {name: author-ca, key: ca.crt}\n`;
+      const res = await plugin.client.listObjects(artifact(cfg, "dir"));
+      expect(res.error).toContain("could not obtain credentials");
+      expect(posted.join("\n")).not.toContain("pod-identity-token-never-posted");
+      expect(posted).toEqual([]);
+    } finally {
+      expect(await plugin.stop()).toBe(0);
+      sts.closeAllConnections();
+      sts.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
