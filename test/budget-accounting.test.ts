@@ -21,6 +21,7 @@ import { S3TargetFactory } from "../src/s3/client.js";
 import { KubeSecretSource } from "../src/s3/kube-secrets.js";
 import { transferBuffers } from "../src/transfer/buffer-budget.js";
 import { PluginServer } from "../src/wire/server.js";
+import { tally } from "./support/ledger.js";
 import { adminClient, rootKeysEnv } from "./support/minio-access.js";
 import { prng } from "../scripts/lib/prng.mjs";
 
@@ -139,6 +140,7 @@ it(
     }
     await bounded(Promise.all(batch), 60_000, "the last cancelled calls");
     await until("budget in use back to 0", () => budget.inUse === 0, 15_000);
+    tally({ suite: "budget: calls cancelled at random moments", faultsInjected: CALLS, faultsSurvived: CALLS });
     const dest = join(work, "after");
     const res = await bounded(client.load(artifact(cfg(), "big.bin"), dest), 10_000, "Load after the cancellations");
     expect(res).toEqual({ success: true, error: "" });
@@ -195,6 +197,7 @@ it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes 
   expect(await bounded(stalledSave, IDLE_MS + 10_000, "stalled SaveStream")).toMatch(/sent no data for 1\.5 s/);
   // The plugin ended the stalled streams itself: their buffers are back while the clients still sit there.
   await until("budget in use back to 0 with the stalled clients still connected", () => budget.inUse === 0, IDLE_MS + 10_000);
+  tally({ suite: "hostile: stalled stream peers", hostileTried: 5, hostileRefused: 5 });
   for (const c of calls) c.cancel();
   for (const c of calls) (c as { resume?: () => void }).resume?.();
   await Promise.all(outcomes.map((o) => bounded(o, 10_000, "stalled OpenStream")));

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import type { S3Target } from "../src/s3/client.js";
 import { uploadFile } from "../src/transfer/upload.js";
+import { tally } from "./support/ledger.js";
 
 const base = mkdtempSync(join(tmpdir(), "swap-"));
 const outside = join(base, "outside");
@@ -30,17 +31,23 @@ afterAll(() => rmSync(base, { recursive: true, force: true }));
 it("refuses a file swapped for a symbolic link after the walk", async () => {
   unlinkSync(join(root, "a.txt"));
   symlinkSync(join(outside, "token"), join(root, "a.txt"));
+  tally({ suite: "hostile: files swapped for links during a Save", hostileTried: 1 });
   await expect(uploadFile(noStore, "k/a.txt", join(root, "a.txt"), signal, realRoot)).rejects.toThrow(/replaced by a symbolic link/);
+  tally({ suite: "hostile: files swapped for links during a Save", hostileRefused: 1 });
 });
 
 it("refuses a file whose directory was swapped for a link to somewhere else", async () => {
   renameSync(join(root, "sub"), join(base, "sub-moved"));
   writeFileSync(join(outside, "b.txt"), "outside b");
   symlinkSync(outside, join(root, "sub"));
+  tally({ suite: "hostile: files swapped for links during a Save", hostileTried: 1 });
   await expect(uploadFile(noStore, "k/sub/b.txt", join(root, "sub", "b.txt"), signal, realRoot)).rejects.toThrow(/outside the directory being saved/);
+  tally({ suite: "hostile: files swapped for links during a Save", hostileRefused: 1 });
 });
 
 it("refuses what is no longer a regular file", async () => {
   mkdirSync(join(root, "c.txt"));
+  tally({ suite: "hostile: files swapped for links during a Save", hostileTried: 1 });
   await expect(uploadFile(noStore, "k/c.txt", join(root, "c.txt"), signal, realRoot)).rejects.toThrow(/not a regular file/);
+  tally({ suite: "hostile: files swapped for links during a Save", hostileRefused: 1 });
 });

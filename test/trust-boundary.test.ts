@@ -16,6 +16,7 @@ import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, selfSignedCert, startMinio } from "../scripts/lib/minio.mjs";
 import { type KubeApi, startKubeApi } from "./support/kube-api.js";
+import { tally } from "./support/ledger.js";
 import { adminClient } from "./support/minio-access.js";
 import { NetNs, netnsSupport, removeTree, startPluginInNetns, tempBase } from "./support/netns.js";
 import { type PluginProcess, artifact, startPlugin } from "./support/plugin.js";
@@ -84,8 +85,10 @@ describe("shared mode (the argo-server sidecar)", () => {
         (await plugin.client.openStream(a)).frames.at(-1)?.error ?? "",
       ];
       for (const error of results) {
+        tally({ suite: "hostile: argo-server's secrets named by a workflow", hostileTried: 1 });
         expect(error).toContain('secret "argo-server-admin"');
         expect(error).toContain("ARGO_S3_PLUGIN_ALLOWED_SECRETS");
+        tally({ suite: "hostile: argo-server's secrets named by a workflow", hostileRefused: 1 });
       }
     }
     expect(seen.join("\n")).not.toContain(LEAK_AK);
@@ -113,9 +116,11 @@ describe("endpoints", () => {
   it("refuses link-local and cloud metadata literals in every spelling, before connecting", async () => {
     for (const ep of ["169.254.169.254", "169.254.170.2:80", "169.254.170.23", "[fe80::1]:80", "[fd00:ec2::254]", "[fd00:ec2::23]:80", "[::ffff:169.254.169.254]:80", "[::ffff:a9fe:a9fe]"]) {
       const a = artifact(`endpoint: "${ep}"\ninsecure: true\nbucket: meta\n`, "latest/meta-data/iam/security-credentials/role");
+      tally({ suite: "hostile: metadata endpoints (SSRF)", hostileTried: 2 });
       const frames = (await plugin.client.openStream(a)).frames;
       expect(frames.at(-1)?.error ?? "", ep).toContain("link-local / cloud metadata address");
       expect((await plugin.client.isDirectory(a)).error, ep).toContain("link-local / cloud metadata address");
+      tally({ suite: "hostile: metadata endpoints (SSRF)", hostileRefused: 2 });
     }
   });
 
@@ -158,11 +163,13 @@ describe.skipIf(!ns.ok)("a name that resolves to a metadata address", () => {
       const plugin = await startPluginInNetns(net, { AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" }, base);
       try {
         const a = artifact(`endpoint: metadata.internal.test:80\ninsecure: true\nbucket: v1\n`, "credentials");
+        tally({ suite: "hostile: metadata endpoints (SSRF)", hostileTried: 1 });
         const frames = (await plugin.client.openStream(a)).frames;
         const error = frames.at(-1)?.error ?? "";
         expect(error).toContain("resolves to 169.254.170.23");
         expect(Buffer.concat(frames.map((f) => f.data)).toString()).not.toContain("AKIAMETADATALEAK");
         expect(meta.output()).not.toContain("HIT");
+        tally({ suite: "hostile: metadata endpoints (SSRF)", hostileRefused: 1 });
       } finally {
         expect(await plugin.stop()).toBe(0);
       }
@@ -208,6 +215,7 @@ describe("caSecret and the identity exchange", () => {
       expect(res.error).toContain("could not obtain credentials");
       expect(posted.join("\n")).not.toContain("pod-identity-token-never-posted");
       expect(posted).toEqual([]);
+      tally({ suite: "hostile: workflow CA used for STS", hostileTried: 1, hostileRefused: 1, secretsSought: 1, secretsFound: 0 });
     } finally {
       expect(await plugin.stop()).toBe(0);
       sts.closeAllConnections();

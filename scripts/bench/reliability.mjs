@@ -29,6 +29,10 @@ const SUITES = [
   "test/tls-secrets.test.ts",
   "test/pod-identity.test.ts",
   "test/identity-paths.test.ts",
+  "test/trust-boundary.test.ts",
+  "test/budget-accounting.test.ts",
+  "test/ensure-bucket.test.ts",
+  "test/save-swapped-links.test.ts",
 ];
 
 const args = process.argv.slice(2);
