@@ -295,6 +295,45 @@ describe("an endless listing", () => {
   });
 });
 
+describe("an oversized answer", () => {
+  it("IsDirectory and ListObjects against a store answering with 300 MiB are cut at the cap, without taking the memory", async () => {
+    const big = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "application/xml" });
+      const chunk = Buffer.alloc(1024 * 1024, "<Contents><Key>x</Key></Contents>");
+      let sent = 0;
+      const pump = () => {
+        while (sent < 300) {
+          sent++;
+          if (!res.write(chunk)) return void res.once("drain", pump);
+        }
+        res.end();
+      };
+      res.write('<?xml version="1.0"?><ListBucketResult>');
+      pump();
+    });
+    await new Promise<void>((r) => big.listen(0, "127.0.0.1", r));
+    const port = (big.address() as { port: number }).port;
+    const hwm = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${plugin.proc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+    const before = hwm();
+    try {
+      const cfg = config().replace(`endpoint: ${minio.endpoint}`, `endpoint: 127.0.0.1:${port}`) + "tuning: {maxAttempts: 1}\n";
+      tally({ suite: "hostile: oversized answers", hostileTried: 2 });
+      const isDir = await plugin.client.isDirectory(artifact(cfg, "huge"));
+      expect(isDir.error).toContain("larger than 8 MiB");
+      const list = await plugin.client.listObjects(artifact(cfg, "huge"));
+      expect(list.error).toContain("larger than 8 MiB");
+      // Peak memory grew by far less than the answer (300 MiB; whole, it took 1.3 GiB and more).
+      expect(hwm() - before).toBeLessThan(100);
+      tally({ suite: "hostile: oversized answers", hostileRefused: 2 });
+    } finally {
+      big.closeAllConnections();
+      big.close();
+    }
+    await expectServing();
+  });
+});
+
 describe("file names at the file system's limit", () => {
   it("loads an object whose name is 250 bytes (its temporary sibling's name must still fit)", async () => {
     const name = "n".repeat(250);

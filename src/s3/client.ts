@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { Readable, Transform, pipeline } from "node:stream";
 import { rootCertificates } from "node:tls";
 import { S3Client } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
@@ -89,6 +90,42 @@ function retire(target: Promise<S3Target>): void {
       }, EVICTED_CLIENT_GRACE_MS).unref();
     },
     () => undefined,
+  );
+}
+
+/** Largest answer read whole: listings are ≈ 0.3 MiB per 1,000 keys, errors a few hundred bytes. */
+export const MAX_NON_DATA_RESPONSE = 8 * 1024 * 1024;
+
+/**
+ * Every answer the SDK reads whole (listings, errors, anything but a successful
+ * GetObject's data) passes a byte counter and is cut with an error past
+ * MAX_NON_DATA_RESPONSE: a store (or an author's endpoint) answering with
+ * hundreds of MiB must not become hundreds of MiB of memory here.
+ */
+function capResponses(client: S3Client): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const out = await next(args);
+      const res = out.response as { statusCode?: number; body?: unknown };
+      const data = context.commandName === "GetObjectCommand" && (res.statusCode ?? 500) < 300;
+      if (!data && res.body instanceof Readable) {
+        let seen = 0;
+        const op = context.commandName?.replace(/Command$/, "") ?? "S3 request";
+        const limit = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            seen += chunk.length;
+            if (seen > MAX_NON_DATA_RESPONSE) {
+              done(new Error(`the answer to ${op} is larger than ${MAX_NON_DATA_RESPONSE / 1024 / 1024} MiB; refusing to read it (is the endpoint an S3 server?)`));
+              return;
+            }
+            done(null, chunk);
+          },
+        });
+        res.body = pipeline(res.body, limit, () => undefined);
+      }
+      return out;
+    },
+    { step: "deserialize", priority: "low", name: "argoS3ResponseCap", override: true },
   );
 }
 
@@ -185,6 +222,8 @@ export class S3TargetFactory {
       skipPayloadHashing(client);
       skipPayloadHashing(singleAttemptClient);
     }
+    capResponses(client);
+    capResponses(singleAttemptClient);
     if (this.requestLog) {
       logRequests(client, endpoint ?? `AWS S3 (${region})`, this.requestLog);
       logRequests(singleAttemptClient, endpoint ?? `AWS S3 (${region})`, this.requestLog);
