@@ -334,6 +334,21 @@ describe("an oversized answer", () => {
   });
 });
 
+describe("many distinct configurations", () => {
+  it("200 configurations (one S3 client each, 32 kept) leave no pile of open sockets behind", async () => {
+    const fds = () => readdirSync(`/proc/${plugin.proc.pid}/fd`).length;
+    const before = fds();
+    tally({ suite: "hostile: many distinct configurations", hostileTried: 1 });
+    for (let i = 0; i < 200; i++) {
+      const res = await plugin.client.isDirectory(artifact(config(`tuning: {maxAttempts: ${1 + (i % 20)}, partConcurrency: ${1 + Math.floor(i / 20)}}\n`), "nothing-here"));
+      expect(res.error).toBe("");
+    }
+    // Evicted clients' idle connections are closed at once; what stays is the 32 kept clients' pools.
+    expect(fds() - before).toBeLessThan(60);
+    tally({ suite: "hostile: many distinct configurations", hostileRefused: 1 });
+  });
+});
+
 describe("file names at the file system's limit", () => {
   it("loads an object whose name is 250 bytes (its temporary sibling's name must still fit)", async () => {
     const name = "n".repeat(250);
