@@ -87,4 +87,25 @@ export class Encryption {
     // A base64 string of exactly 32 bytes is taken by the SDK as the raw key.
     return { SSECustomerAlgorithm: "AES256", SSECustomerKey: derived.toString("base64") };
   }
+
+  /**
+   * Whether a write answer confirms the encryption asked for. AWS echoes it in
+   * PutObject, CreateMultipartUpload, UploadPart and CompleteMultipartUpload;
+   * a store that ignores the headers stores plaintext and says nothing. Returns
+   * what is missing, or undefined when confirmed (or nothing was asked).
+   */
+  unconfirmed(answer: { ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined }): string | undefined {
+    switch (this.mode) {
+      case "none":
+        return undefined;
+      case "sse-s3":
+        return answer.ServerSideEncryption === "AES256" || answer.ServerSideEncryption === "aws:kms"
+          ? undefined
+          : `the store did not confirm SSE-S3 (its answer has no x-amz-server-side-encryption: AES256)`;
+      case "sse-kms":
+        return answer.ServerSideEncryption?.startsWith("aws:kms") ? undefined : `the store did not confirm SSE-KMS (its answer has no x-amz-server-side-encryption: aws:kms)`;
+      case "sse-c":
+        return answer.SSECustomerAlgorithm === "AES256" ? undefined : `the store did not confirm SSE-C (its answer has no x-amz-server-side-encryption-customer-algorithm: AES256)`;
+    }
+  }
 }

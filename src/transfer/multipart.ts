@@ -7,12 +7,13 @@ import {
   CompleteMultipartUploadCommand,
   type CompletedPart,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
-import { httpStatus, s3ErrorCode, storageError } from "../s3/errors.js";
+import { httpStatus, location, s3ErrorCode, storageError } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
 import { backoff } from "./backoff.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
@@ -62,15 +63,31 @@ export async function putSmallObject(
   signal: AbortSignal,
 ): Promise<void> {
   const checksum = target.cfg.tuning.checksum === "crc32" ? { ChecksumCRC32: crc32ToBase64(crc32(body)) } : {};
+  const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
+  let out;
   try {
-    await target.client.send(
+    out = await target.client.send(
       new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: body, ContentLength: body.length, ...checksum, ...sse }),
       { abortSignal: signal },
     );
     addProgress(body.length);
   } catch (e) {
-    throw storageError("PutObject", { bucket: target.bucket, key, endpointLabel: target.endpointLabel }, e, signal);
+    throw storageError("PutObject", where, e, signal);
   }
+  const problem = target.encryption.unconfirmed(out);
+  if (problem) await failUnencrypted(target, key, "PutObject", problem);
+}
+
+/** Plaintext where encryption was asked for must not stay: delete what was written, then fail. */
+async function failUnencrypted(target: S3Target, key: string, op: string, problem: string): Promise<never> {
+  const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
+  let cleanup = "the object was deleted";
+  try {
+    await target.client.send(new DeleteObjectCommand({ Bucket: target.bucket, Key: key }), { abortSignal: AbortSignal.timeout(30_000) });
+  } catch (e) {
+    cleanup = `deleting it failed too (${storageError("DeleteObject", where, e).message}): delete it by hand`;
+  }
+  throw new PluginError("storage", `${op} ${location(where)}: ${problem}; ${cleanup}. The store ignores the encryption asked for: use one that supports it, or drop encryptionOptions`);
 }
 
 /**
@@ -82,6 +99,8 @@ export class MultipartUpload {
   private readonly parts: CompletedPart[] = [];
   private readonly crcs = new PieceCrcs();
   private finished = false;
+  /** Set once any answer (Create, a part, Complete) echoes the encryption asked for. */
+  encryptionConfirmed = false;
 
   private constructor(
     private readonly target: S3Target,
@@ -121,6 +140,8 @@ export class MultipartUpload {
           await upload.abort();
           throw storageError("CreateMultipartUpload", where, signal.reason, signal);
         }
+        // Some stores (MinIO) confirm the encryption only when the upload completes.
+        upload.encryptionConfirmed = !target.encryption.unconfirmed(out);
         return upload;
       } catch (e) {
         const status = httpStatus(e);
@@ -165,6 +186,7 @@ export class MultipartUpload {
         { abortSignal: signal },
       );
       this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
+      if (!this.target.encryption.unconfirmed(out)) this.encryptionConfirmed = true;
       addProgress(body.length);
     } catch (e) {
       throw storageError(`UploadPart ${partNumber}`, this.where, e, signal);
@@ -177,8 +199,9 @@ export class MultipartUpload {
     const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
     const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
     const sending = lenient(signal);
+    let out;
     try {
-      await this.target.client.send(
+      out = await this.target.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.target.bucket,
           Key: this.key,
@@ -197,6 +220,8 @@ export class MultipartUpload {
     } finally {
       sending.dispose();
     }
+    const problem = this.encryptionConfirmed ? undefined : this.target.encryption.unconfirmed(out);
+    if (problem) await failUnencrypted(this.target, this.key, "CompleteMultipartUpload", problem);
   }
 
   /**

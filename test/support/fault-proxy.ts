@@ -16,6 +16,8 @@ export interface FaultProxy {
   endpoint: string;
   /** Fail the next `count` requests matching `match` with `fault`. */
   inject(count: number, fault: Fault, match?: (req: IncomingMessage) => boolean): void;
+  /** Drop these response headers (lower case) from every answer to a request matching `match`, as a store that ignores them would; no argument: stop. */
+  dropHeaders(names?: string[], match?: (req: IncomingMessage) => boolean): void;
   /** Rewrite the (buffered) body of every answer to a request matching `match`; no argument: stop. */
   rewrite(edit?: (body: string, req: IncomingMessage) => string, match?: (req: IncomingMessage) => boolean): void;
   injected: number;
@@ -25,6 +27,7 @@ export interface FaultProxy {
 
 export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy> {
   let pending: { count: number; fault: Fault; match: (req: IncomingMessage) => boolean } | undefined;
+  let dropper: { names: string[]; match: (req: IncomingMessage) => boolean } | undefined;
   let rewriter: { edit: (body: string, req: IncomingMessage) => string; match: (req: IncomingMessage) => boolean } | undefined;
   const state = { injected: 0, requests: 0 };
   const server: Server = createServer((req, res) => {
@@ -66,7 +69,9 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
         });
         return;
       }
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      const headers = { ...upRes.headers };
+      if (dropper?.match(req)) for (const n of dropper.names) delete headers[n];
+      res.writeHead(upRes.statusCode ?? 502, headers);
       if (!tamper) {
         upRes.pipe(res);
         return;
@@ -99,6 +104,9 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
     endpoint: `127.0.0.1:${port}`,
     inject(count, fault, match = () => true) {
       pending = { count, fault, match };
+    },
+    dropHeaders(names, match = () => true) {
+      dropper = names ? { names, match } : undefined;
     },
     rewrite(edit, match = () => true) {
       rewriter = edit ? { edit, match } : undefined;
