@@ -93,6 +93,23 @@ function retire(target: Promise<S3Target>): void {
   );
 }
 
+/**
+ * DeleteObjects carries Content-MD5, which AWS documents as required for it
+ * and some S3 implementations insist on (the SDK itself sends only a CRC32).
+ */
+function contentMd5ForDeleteObjects(client: S3Client): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const req = args.request as { headers?: Record<string, string>; body?: unknown };
+      if (context.commandName === "DeleteObjectsCommand" && req.headers && (typeof req.body === "string" || req.body instanceof Uint8Array)) {
+        req.headers["content-md5"] = createHash("md5").update(req.body).digest("base64");
+      }
+      return next(args);
+    },
+    { step: "build", name: "argoS3DeleteObjectsMd5", override: true },
+  );
+}
+
 /** Largest answer read whole: listings are ≈ 0.3 MiB per 1,000 keys, errors a few hundred bytes. */
 export const MAX_NON_DATA_RESPONSE = 8 * 1024 * 1024;
 
@@ -224,6 +241,7 @@ export class S3TargetFactory {
     }
     capResponses(client);
     capResponses(singleAttemptClient);
+    contentMd5ForDeleteObjects(client);
     if (this.requestLog) {
       logRequests(client, endpoint ?? `AWS S3 (${region})`, this.requestLog);
       logRequests(singleAttemptClient, endpoint ?? `AWS S3 (${region})`, this.requestLog);

@@ -52,9 +52,41 @@ export function chooseCredentials(cfg: PluginConfig, secrets: SecretSource, regi
       clientConfig: { region },
       masterCredentials: fromNodeProviderChain(),
     });
-    return { source: "assume-role", provider: wrapProviderErrors(provider, `assuming role ${cfg.roleARN}`) };
+    return { source: "assume-role", provider: cached(wrapProviderErrors(provider, `assuming role ${cfg.roleARN}`)) };
   }
-  return { source: "sdk-default-chain", provider: wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain") };
+  return { source: "sdk-default-chain", provider: cached(wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain")) };
+}
+
+/** Refresh this long before credentials expire. */
+const REFRESH_BEFORE_MS = 5 * 60_000;
+
+/**
+ * One provider per configuration serves both of its S3 clients: credentials
+ * are kept until shortly before they expire and concurrent askers share one
+ * fetch (without this, each client assumed the role on its own).
+ */
+function cached(p: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
+  let current: AwsCredentialIdentity | undefined;
+  let refreshAt = 0;
+  let inflight: Promise<AwsCredentialIdentity> | undefined;
+  return () => {
+    if (current && Date.now() < refreshAt) return Promise.resolve(current);
+    inflight ??= p().then(
+      (c) => {
+        current = c;
+        const expires = c.expiration?.getTime();
+        // Short-lived credentials are refreshed after three quarters of their life.
+        refreshAt = expires === undefined ? Infinity : expires - Math.min(REFRESH_BEFORE_MS, (expires - Date.now()) / 4);
+        inflight = undefined;
+        return c;
+      },
+      (e: unknown) => {
+        inflight = undefined;
+        throw e;
+      },
+    );
+    return inflight;
+  };
 }
 
 /**

@@ -56,6 +56,13 @@ const STATUS_CODES: Record<number, string> = {
   503: "ServiceUnavailable",
 };
 
+/** What a status without a body (every HEAD answer) most likely means, in words. */
+const BODILESS_HINTS: Record<number, string> = {
+  400: "the answer has no body; most often the wrong region for this bucket: set region to the bucket's, or leave it empty to follow S3's redirect",
+  301: "the answer has no body; the bucket is in another region: set region to the bucket's, or leave it empty",
+  403: "the answer has no body; most often a wrong access key or secret key, a clock far off, or no permission for this bucket/key",
+};
+
 /** Wrap an SDK failure of `op` (e.g. "GetObject") at `w`. */
 export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortSignal): PluginError {
   if (isPluginError(e)) return e;
@@ -69,6 +76,11 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   let detail = describeError(e);
   // SDK messages for bodiless errors (HEAD) are just "UnknownError" or the code itself.
   if (!detail || detail === code || detail === "UnknownError") detail = status ? `HTTP ${status}` : "no details";
+  const bodiless = detail === `HTTP ${status}`;
+  if (bodiless && status !== undefined && BODILESS_HINTS[status]) detail += ` (${BODILESS_HINTS[status]})`;
+  if (/wrong version number|WRONG_VERSION_NUMBER|packet length too long/i.test(detail)) {
+    detail = `the endpoint answered TLS with plain HTTP: it speaks plain HTTP, so set \`insecure: true\` (or use its HTTPS port)`;
+  }
   const codePart = code && code !== "Error" ? `${code}: ` : "";
   const kind = isNotFound(e) ? "not-found" : "storage";
   return new PluginError(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { cause: e });

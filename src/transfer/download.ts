@@ -27,9 +27,15 @@ export interface ObjectInfo {
   crc32?: number | undefined;
 }
 
-/** A full-object CRC32 from response headers; composite ("…-N") values describe parts, not the object. */
-function fullObjectCrc(value: string | undefined, type: string | undefined): number | undefined {
+/**
+ * A full-object CRC32 from response headers, or undefined when the value may
+ * describe parts instead: a "…-N" value, a type other than FULL_OBJECT, or no
+ * type at all on a multipart object (its ETag ends in "-N"; some stores send
+ * a composite value without saying so, which would read as corruption).
+ */
+function fullObjectCrc(value: string | undefined, type: string | undefined, etag: string | undefined): number | undefined {
   if (!value || value.includes("-") || (type !== undefined && type !== "FULL_OBJECT")) return undefined;
+  if (type === undefined && etag !== undefined && /-\d+"?$/.test(etag)) return undefined;
   return crc32FromBase64(value);
 }
 
@@ -41,7 +47,7 @@ export async function headObject(target: S3Target, key: string, signal: AbortSig
       new HeadObjectCommand({ Bucket: target.bucket, Key: key, ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }),
       { abortSignal: signal },
     );
-    return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType) : undefined };
+    return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
   } catch (e) {
     throw storageError("HeadObject", where(target, key), e, signal);
   }
@@ -112,7 +118,7 @@ async function getRange(read: ObjectRead, start: number, length: number, signal:
     if (received !== length) {
       throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`);
     }
-    return { crc, objectCrc: checksums && whole ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType) : undefined };
+    return { crc, objectCrc: checksums && whole ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
   } catch (e) {
     body?.destroy();
     throw storageError(label, where(target, key), e, signal);

@@ -18,6 +18,8 @@ export interface FaultProxy {
   inject(count: number, fault: Fault, match?: (req: IncomingMessage) => boolean): void;
   /** Drop these response headers (lower case) from every answer to a request matching `match`, as a store that ignores them would; no argument: stop. */
   dropHeaders(names?: string[], match?: (req: IncomingMessage) => boolean): void;
+  /** Edit the response headers of every answer to a request matching `match`; no argument: stop. */
+  editHeaders(edit?: (headers: Record<string, string | string[] | undefined>) => void, match?: (req: IncomingMessage) => boolean): void;
   /** Rewrite the (buffered) body of every answer to a request matching `match`; no argument: stop. */
   rewrite(edit?: (body: string, req: IncomingMessage) => string, match?: (req: IncomingMessage) => boolean): void;
   injected: number;
@@ -28,6 +30,7 @@ export interface FaultProxy {
 export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy> {
   let pending: { count: number; fault: Fault; match: (req: IncomingMessage) => boolean } | undefined;
   let dropper: { names: string[]; match: (req: IncomingMessage) => boolean } | undefined;
+  let editor: { edit: (headers: Record<string, string | string[] | undefined>) => void; match: (req: IncomingMessage) => boolean } | undefined;
   let rewriter: { edit: (body: string, req: IncomingMessage) => string; match: (req: IncomingMessage) => boolean } | undefined;
   const state = { injected: 0, requests: 0 };
   const server: Server = createServer((req, res) => {
@@ -71,6 +74,7 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
       }
       const headers = { ...upRes.headers };
       if (dropper?.match(req)) for (const n of dropper.names) delete headers[n];
+      if (editor?.match(req)) editor.edit(headers);
       res.writeHead(upRes.statusCode ?? 502, headers);
       if (!tamper) {
         upRes.pipe(res);
@@ -104,6 +108,9 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
     endpoint: `127.0.0.1:${port}`,
     inject(count, fault, match = () => true) {
       pending = { count, fault, match };
+    },
+    editHeaders(edit, match = () => true) {
+      editor = edit ? { edit, match } : undefined;
     },
     dropHeaders(names, match = () => true) {
       dropper = names ? { names, match } : undefined;
