@@ -276,7 +276,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       try {
         const started = Date.now();
         const r = await unary(method, request(i), stopFor(i, 100, 400));
-        expect([status.CANCELLED, status.DEADLINE_EXCEEDED]).toContain(r.code);
+        expect([status.CANCELLED, status.DEADLINE_EXCEEDED], `${method} #${i} answered ${JSON.stringify(r)}`).toContain(r.code);
         const line = await serverFinished(method, before, 5_000);
         expect(line.outcome).toBe("cancelled");
         expect(Date.now() - started).toBeLessThan(10_000);

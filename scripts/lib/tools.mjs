@@ -145,3 +145,11 @@ export async function kustomizeBinary() {
   const v = toolVersions();
   return goInstall(v["KUSTOMIZE_MODULE"] ?? "sigs.k8s.io/kustomize/kustomize/v5", v["KUSTOMIZE_VERSION"] ?? "", "kustomize");
 }
+
+/** VERSITYGW_BIN if set, else the pinned build (built on first use). */
+export async function versitygwBinary() {
+  const fromEnv = process.env["VERSITYGW_BIN"];
+  if (fromEnv) return fromEnv;
+  const v = toolVersions();
+  return goInstall(v["VERSITYGW_MODULE"] ?? "github.com/versity/versitygw/cmd/versitygw", v["VERSITYGW_VERSION"] ?? "", "versitygw");
+}

@@ -75,8 +75,8 @@ function cached(p: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider
       (c) => {
         current = c;
         const expires = c.expiration?.getTime();
-        // Short-lived credentials are refreshed after three quarters of their life.
-        refreshAt = expires === undefined ? Infinity : expires - Math.min(REFRESH_BEFORE_MS, (expires - Date.now()) / 4);
+        // The SDK's own convention: due five minutes before they expire.
+        refreshAt = expires === undefined ? Infinity : expires - REFRESH_BEFORE_MS;
         inflight = undefined;
         return c;
       },
