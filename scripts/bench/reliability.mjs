@@ -18,21 +18,21 @@ import { join } from "node:path";
 import { ROOT } from "../lib/tools.mjs";
 
 const SUITES = [
-  "test/faults.test.ts",
-  "test/cancellation.test.ts",
-  "test/process.test.ts",
-  "test/retry.test.ts",
-  "test/integrity.test.ts",
-  "test/late-uploads.test.ts",
-  "test/hostile-input.test.ts",
-  "test/wire-fuzz.test.ts",
-  "test/tls-secrets.test.ts",
-  "test/pod-identity.test.ts",
-  "test/identity-paths.test.ts",
-  "test/trust-boundary.test.ts",
-  "test/budget-accounting.test.ts",
-  "test/ensure-bucket.test.ts",
-  "test/save-swapped-links.test.ts",
+  "test/e2e/faults.test.ts",
+  "test/e2e/cancellation.test.ts",
+  "test/e2e/process.test.ts",
+  "test/integration/retry.test.ts",
+  "test/integration/integrity.test.ts",
+  "test/e2e/late-uploads.test.ts",
+  "test/integration/hostile-input.test.ts",
+  "test/e2e/wire-fuzz.test.ts",
+  "test/integration/tls-secrets.test.ts",
+  "test/e2e/pod-identity.test.ts",
+  "test/e2e/identity-paths.test.ts",
+  "test/integration/trust-boundary.test.ts",
+  "test/e2e/budget-accounting.test.ts",
+  "test/integration/ensure-bucket.test.ts",
+  "test/unit/save-swapped-links.test.ts",
 ];
 
 const args = process.argv.slice(2);

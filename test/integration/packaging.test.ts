@@ -1,0 +1,126 @@
+// The deployment artefacts Argo reads: deploy/ (artifactDrivers entry, image
+// entrypoint, argo-server sidecar patch, secrets Role) and the Dockerfile's
+// contract with Argo.
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { promisify } from "node:util";
+import { parseAllDocuments, parse } from "yaml";
+import { beforeAll, describe, expect, it } from "vitest";
+import { kustomizeBinary } from "../../scripts/lib/tools.mjs";
+import { ROOT } from "../support/plugin.js";
+
+const run = promisify(execFile);
+
+interface Container {
+  name: string;
+  image?: string;
+  args?: string[];
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+
+/**
+ * deploy/ as an operator applies it: the Component on top of a base shaped
+ * like Argo's stock manifests (the argo-server Deployment with runAsNonRoot
+ * and no runAsUser, the controller ConfigMap), rendered by kustomize.
+ */
+async function render(): Promise<Record<string, unknown>[]> {
+  const dir = mkdtempSync(join(tmpdir(), "deploy-"));
+  try {
+    writeFileSync(
+      join(dir, "base.yaml"),
+      `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: workflow-controller-configmap}\ndata: {}\n---\n` +
+        `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: argo-server}\nspec:\n  selector: {matchLabels: {app: argo-server}}\n  template:\n    metadata: {labels: {app: argo-server}}\n    spec:\n` +
+        `      securityContext: {runAsNonRoot: true}\n      containers:\n        - name: argo-server\n          image: quay.io/argoproj/argocli:v4.1.2\n          args: [server]\n          volumeMounts: [{name: tmp, mountPath: /tmp}]\n      volumes: [{name: tmp, emptyDir: {}}]\n`,
+    );
+    writeFileSync(
+      join(dir, "kustomization.yaml"),
+      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: argo\nresources: [base.yaml]\ncomponents: [${relative(dir, join(ROOT, "deploy"))}]\n` +
+        `images:\n  - name: argo-s3-artifact-plugin\n    newName: registry.example.com/argo-s3-artifact-plugin\n    newTag: "0.1.0"\n`,
+    );
+    const { stdout } = await run(await kustomizeBinary(), ["build", "--load-restrictor", "LoadRestrictionsNone", dir], { timeout: 60_000 });
+    return parseAllDocuments(stdout).map((d) => d.toJS() as Record<string, unknown>);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("deploy/ (kustomize Component)", () => {
+  let docs: Record<string, any>[];
+  beforeAll(async () => {
+    docs = await render();
+  }, 20 * 60_000);
+  const find = (kind: string) => docs.filter((d) => d["kind"] === kind);
+
+  it("registers the plugin, with an images: entry whose entrypoint is the Dockerfile's", () => {
+    const cm = find("ConfigMap")[0]!;
+    expect(cm.metadata.name).toBe("workflow-controller-configmap");
+    const drivers = parse(cm.data.artifactDrivers) as { name: string; image: string; connectionTimeoutSeconds?: number }[];
+    expect(drivers).toHaveLength(1);
+    expect(drivers[0]!.name).toBe("s3");
+    const images = parse(cm.data.images) as Record<string, { entrypoint: string[] }>;
+    const entry = images[drivers[0]!.image];
+    expect(entry, "images: has an entry for the artifactDrivers image").toBeDefined();
+    const dockerEntrypoint = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(readFileSync(join(ROOT, "Dockerfile"), "utf8"))![1]!) as string[];
+    expect(entry!.entrypoint).toEqual(dockerEntrypoint);
+  });
+
+  it("adds the argo-server sidecar on the shared socket folder, in shared mode, non-root with a numeric image user", () => {
+    const deploy = find("Deployment")[0]!;
+    const containers = deploy.spec.template.spec.containers as Container[];
+    const server = containers.find((c) => c.name === "argo-server")!;
+    const sidecar = containers.find((c) => c.name !== "argo-server")! as Container & { env: { name: string; value: string }[]; securityContext: Record<string, unknown>; resources: { limits: { memory: string } } };
+    const dir = "/tmp/artifact-plugins/s3";
+    expect(sidecar.args).toEqual([`${dir}/socket`]);
+    expect(server.volumeMounts!.find((m) => m.mountPath === dir)!.name).toBe(sidecar.volumeMounts!.find((m) => m.mountPath === dir)!.name);
+    const volume = (deploy.spec.template.spec.volumes as { name: string; emptyDir?: object }[]).find((v) => v.name === sidecar.volumeMounts!.find((m) => m.mountPath === dir)!.name);
+    expect(volume?.emptyDir).toBeDefined();
+    expect(sidecar.env).toEqual(expect.arrayContaining([{ name: "ARGO_S3_PLUGIN_SHARED", value: "true" }]));
+    expect(sidecar.securityContext["runAsNonRoot"]).toBe(true);
+    expect(sidecar.resources.limits.memory).toBeTruthy();
+    // The base's own volumes and mounts survive the patch.
+    expect(server.volumeMounts!.map((m) => m.mountPath)).toContain("/tmp");
+  });
+
+  it("names the same image in the ConfigMap and the sidecar (argo-server exits on a mismatch) once the operator sets it in both", () => {
+    const cm = find("ConfigMap")[0]!;
+    const image = (parse(cm.data.artifactDrivers) as { image: string }[])[0]!.image;
+    const sidecar = (find("Deployment")[0]!.spec.template.spec.containers as Container[]).find((c) => c.name !== "argo-server")!;
+    // kustomize's images: rewrites the sidecar but not ConfigMap data: the README says to set both.
+    expect(sidecar.image).toBe("registry.example.com/argo-s3-artifact-plugin:0.1.0");
+    expect(image).toBe("argo-s3-artifact-plugin:0.1.0");
+    expect(readFileSync(join(ROOT, "README.md"), "utf8")).toContain("controller-configmap-patch.yaml");
+  });
+
+  it("grants get on secrets through a Role and RoleBinding", () => {
+    const role = find("Role")[0]!;
+    expect(role.rules).toEqual([{ apiGroups: [""], resources: ["secrets"], verbs: ["get"] }]);
+    const binding = find("RoleBinding")[0]!;
+    expect(binding.roleRef.name).toBe(role.metadata.name);
+  });
+});
+
+describe("Dockerfile", () => {
+  const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  const stages = text.split("\n").filter((l) => l.startsWith("FROM "));
+
+  it("is multi-stage on a supported Node LTS (even major ≥ 22)", () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const s of stages) {
+      const major = Number(/node:(\d+)/.exec(s)?.[1]);
+      expect(major % 2).toBe(0);
+      expect(major).toBeGreaterThanOrEqual(22);
+    }
+  });
+
+  it("installs production dependencies only, runs as non-root, keeps /tmp writable, exec-form ENTRYPOINT", () => {
+    expect(text).toMatch(/npm ci --omit=dev/);
+    const user = [...text.matchAll(/^USER (\S+)/gm)].at(-1)?.[1];
+    // Numeric: the kubelet can only check runAsNonRoot (argo-server's pod sets it without runAsUser) against a uid.
+    expect(user).toMatch(/^[1-9]\d*(:\d+)?$/);
+    expect(text).toMatch(/chmod 1777 \/tmp/);
+    expect(text).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/main\.js"\]$/m);
+    expect(text).not.toMatch(/^CMD /m);
+  });
+});

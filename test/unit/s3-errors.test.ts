@@ -1,0 +1,30 @@
+// How SDK failures become messages a workflow author can act on.
+import { describe, expect, it } from "vitest";
+import { PluginError } from "../../src/errors.js";
+import { storageError } from "../../src/s3/errors.js";
+
+const where = { bucket: "b", key: "k/x.bin", endpointLabel: "http://127.0.0.1:9000" };
+const sdkError = (name: string, status: number, message = "UnknownError") =>
+  Object.assign(new Error(message), { name, $metadata: { httpStatusCode: status } });
+
+describe("storageError", () => {
+  it("names operation, object, endpoint and S3's code", () => {
+    const e = storageError("GetObject", where, Object.assign(sdkError("NoSuchBucket", 404, "The specified bucket does not exist"), { Code: "NoSuchBucket" }));
+    expect(e.message).toBe("GetObject s3://b/k/x.bin (endpoint http://127.0.0.1:9000) failed: NoSuchBucket: The specified bucket does not exist");
+  });
+
+  it("gives bodiless HEAD answers a name from their status", () => {
+    expect(storageError("HeadObject", where, sdkError("Unknown", 403)).message).toContain("failed: AccessDenied: HTTP 403");
+    const missing = storageError("HeadObject", where, sdkError("NotFound", 404));
+    expect(missing.kind).toBe("not-found");
+    expect(missing.message).toContain("NotFound: HTTP 404");
+  });
+
+  it("an abort is a cancellation, and a PluginError passes through untouched", () => {
+    const ac = new AbortController();
+    ac.abort();
+    expect(storageError("PutObject", where, Object.assign(new Error("aborted"), { name: "AbortError" }), ac.signal).kind).toBe("cancelled");
+    const own = new PluginError("local", "mine");
+    expect(storageError("PutObject", where, own)).toBe(own);
+  });
+});
