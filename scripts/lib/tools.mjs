@@ -153,3 +153,30 @@ export async function versitygwBinary() {
   const v = toolVersions();
   return goInstall(v["VERSITYGW_MODULE"] ?? "github.com/versity/versitygw/cmd/versitygw", v["VERSITYGW_VERSION"] ?? "", "versitygw");
 }
+
+/** MOTO_SERVER_BIN if set, else moto[server] (pinned) in a virtualenv in the cache, installed on first use. */
+export async function motoServerBinary() {
+  const fromEnv = process.env["MOTO_SERVER_BIN"];
+  if (fromEnv) return fromEnv;
+  const version = toolVersions()["MOTO_VERSION"] ?? "5.2.5";
+  const dir = join(cacheDir(), "tools", `moto-${version}`);
+  const bin = join(dir, "bin", "moto_server");
+  if (existsSync(bin)) return bin;
+  try {
+    await run("python3", ["--version"]);
+  } catch {
+    throw new ToolError(`moto (the third S3 server of the tests) needs Python 3 with venv: install python3 and python3-venv, or point MOTO_SERVER_BIN at a moto_server`);
+  }
+  process.stderr.write(`installing moto[server]==${version} from PyPI into ${dir} (once per machine)...\n`);
+  const opts = { maxBuffer: 64 * 1024 * 1024, timeout: 15 * 60_000 };
+  // In place (a venv's scripts name their interpreter by absolute path); moto_server is written last.
+  try {
+    await run("python3", ["-m", "venv", "--clear", dir], opts);
+    await run(join(dir, "bin", "pip"), ["install", "--quiet", "--disable-pip-version-check", `moto[server]==${version}`], opts);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  if (!existsSync(bin)) throw new Error(`pip install moto[server]==${version} did not produce ${bin}`);
+  return bin;
+}
