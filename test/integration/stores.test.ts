@@ -29,11 +29,21 @@ interface Store {
 interface Capabilities {
   /** Applies SSE-S3 / SSE-KMS and says so in its answers. */
   sse: boolean;
+  /** Accepts PutBucketEncryption (bucket default encryption). */
+  bucketEncryption: boolean;
 }
 
 const STORES: { name: string; start: () => Promise<Store>; caps: Capabilities; why: Partial<Record<keyof Capabilities, string>> }[] = [
-  { name: "MinIO", start: () => startMinio(), caps: { sse: true }, why: {} },
-  { name: "versitygw", start: () => startVersitygw(), caps: { sse: false }, why: { sse: "versitygw ignores SSE headers: a Save asking for encryption must fail there" } },
+  { name: "MinIO", start: () => startMinio(), caps: { sse: true, bucketEncryption: true }, why: {} },
+  {
+    name: "versitygw",
+    start: () => startVersitygw(),
+    caps: { sse: false, bucketEncryption: false },
+    why: {
+      sse: "versitygw ignores SSE headers: a Save asking for encryption must fail there",
+      bucketEncryption: "versitygw answers PutBucketEncryption with NotImplemented: a bucket created with encryptionOptions must never be taken as ready",
+    },
+  },
 ];
 
 for (const s of STORES) {
@@ -157,4 +167,25 @@ describe.each(STORES)("$name", ({ start, caps }) => {
     }
     expect(statSync(src).size).toBeGreaterThan(0);
   });
+
+  it(
+    caps.bucketEncryption
+      ? "createBucketIfNotPresent with encryptionOptions creates the bucket with its default encryption"
+      : "createBucketIfNotPresent with encryptionOptions: the bucket's encryption cannot be set, so it is never taken as ready (the retry fails too)",
+    async () => {
+      const bucket = "made-with-encryption";
+      const src = join(work, "mk.bin");
+      writeFileSync(src, randomBytes(1000));
+      const c = `endpoint: ${store.endpoint}\nbucket: ${bucket}\ninsecure: true\nregion: us-east-1\ncreateBucketIfNotPresent: {}\nencryptionOptions: {enableEncryption: true}\n`;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const res = await plugin.client.save(artifact(c, `try-${attempt}.bin`), src);
+        if (caps.bucketEncryption) expect(res).toEqual({ success: true, error: "" });
+        else {
+          expect(res.success, `attempt ${attempt}`).toBe(false);
+          expect(res.error).toContain("PutBucketEncryption");
+          expect(res.error).toContain("default encryption could not be set");
+        }
+      }
+    },
+  );
 });
