@@ -118,6 +118,20 @@ describe("argo-s3-artifact against a running plugin", () => {
     expect(r.stdout.toString().split("\n").filter(Boolean).sort()).toEqual(["cli/tree/a.txt", "cli/tree/empty", "cli/tree/sub/b.bin"]);
   });
 
+  it("ls escapes control characters in keys: a key cannot drive the terminal (erase the line, set the title, write the clipboard)", async () => {
+    const { S3Client, PutObjectCommand } = await import("@aws-sdk/client-s3");
+    const s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+    const evil = "cli/esc/\u001b[2K\u001b]0;pwned\u0007\u001b]52;c;ZWNobyBoaQ==\u0007name\r.txt";
+    await s3.send(new PutObjectCommand({ Bucket: "cli-bucket", Key: evil, Body: "x" }));
+    const r = await cli(["ls", "cli/esc", ...common]);
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    const out = r.stdout.toString();
+    expect(out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
+    // (MinIO's XML listing turns ESC into U+FFFD; BEL and CR arrive as themselves.)
+    expect(out).toContain("pwned\\u0007");
+    expect(out).toContain("name\\u000d.txt");
+  });
+
   it("is-dir prints true for a prefix and false for an object", async () => {
     expect((await cli(["is-dir", "cli/tree", ...common])).stdout.toString()).toBe("true\n");
     const r = await cli(["is-dir", "cli/data.bin", ...common]);

@@ -3,18 +3,19 @@
 // suffix or checksum type (moto), bodiless HEAD errors, TLS spoken to a
 // plain-HTTP endpoint, and a store that requires Content-MD5 on DeleteObjects.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
-import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
-import { adminClient, rootKeysEnv } from "../support/minio-access.js";
+import { type MinioServer } from "../../scripts/lib/minio.mjs";
+import { type FaultProxy } from "../support/fault-proxy.js";
+import { adminClient } from "../support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
+import { type ProxiedMinio, startProxiedMinio } from "../support/proxied-minio.js";
 
+let bed: ProxiedMinio;
 let minio: MinioServer;
 let proxy: FaultProxy;
 let plugin: PluginProcess;
@@ -24,18 +25,12 @@ const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const cfg = (extra = "") => `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n${extra}`;
 
 beforeAll(async () => {
-  minio = await startMinio();
-  await adminClient(minio).send(new CreateBucketCommand({ Bucket: BUCKET }));
-  proxy = await startFaultProxy(minio.port);
-  plugin = await startPlugin(rootKeysEnv(minio));
-  work = mkdtempSync(join(tmpdir(), "compat-"));
+  bed = await startProxiedMinio("compat", BUCKET);
+  ({ minio, proxy, plugin, work } = bed);
 }, 120_000);
 
 afterAll(async () => {
-  expect(await plugin?.stop()).toBe(0);
-  await proxy?.stop();
-  await minio?.stop();
-  rmSync(work, { recursive: true, force: true });
+  expect(await bed?.stop()).toBe(0);
 });
 
 it("a composite multipart CRC32 served without '-N' or checksum type is not taken for corruption", async () => {

@@ -4,34 +4,30 @@
 // holds the store's answer to HeadBucket back so the first caller's deadline
 // passes while the check is in flight.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Metadata, status } from "@grpc/grpc-js";
 import { HeadBucketCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
-import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
-import { adminClient, objectSha, rootKeysEnv } from "../support/minio-access.js";
-import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
+import { type MinioServer } from "../../scripts/lib/minio.mjs";
+import { type FaultProxy } from "../support/fault-proxy.js";
+import { adminClient, objectSha } from "../support/minio-access.js";
+import { type PluginProcess, artifact } from "../support/plugin.js";
+import { type ProxiedMinio, startProxiedMinio } from "../support/proxied-minio.js";
 
+let bed: ProxiedMinio;
 let minio: MinioServer;
 let proxy: FaultProxy;
 let plugin: PluginProcess;
 let work: string;
 
 beforeAll(async () => {
-  minio = await startMinio();
-  proxy = await startFaultProxy(minio.port);
-  plugin = await startPlugin(rootKeysEnv(minio));
-  work = mkdtempSync(join(tmpdir(), "ensure-bucket-"));
+  bed = await startProxiedMinio("ensure-bucket");
+  ({ minio, proxy, plugin, work } = bed);
 }, 120_000);
 
 afterAll(async () => {
-  expect(await plugin?.stop()).toBe(0);
-  await proxy?.stop();
-  await minio?.stop();
-  rmSync(work, { recursive: true, force: true });
+  expect(await bed?.stop()).toBe(0);
 });
 
 it("a Save cancelled during the shared bucket check does not fail another Save waiting on the same check", async () => {

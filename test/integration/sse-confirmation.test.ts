@@ -4,17 +4,18 @@
 // the Save fails with a clear error and leaves no object. The fault proxy
 // plays the ignoring store by dropping the echo from MinIO's answers.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CreateBucketCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
-import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
+import { type MinioServer } from "../../scripts/lib/minio.mjs";
+import { type FaultProxy } from "../support/fault-proxy.js";
 import { tally } from "../support/ledger.js";
-import { adminClient, rootKeysEnv, uploadsLeft } from "../support/minio-access.js";
-import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
+import { adminClient, uploadsLeft } from "../support/minio-access.js";
+import { type PluginProcess, artifact } from "../support/plugin.js";
+import { type ProxiedMinio, startProxiedMinio } from "../support/proxied-minio.js";
 
+let bed: ProxiedMinio;
 let minio: MinioServer;
 let proxy: FaultProxy;
 let plugin: PluginProcess;
@@ -22,18 +23,12 @@ let work: string;
 const BUCKET = "sse";
 
 beforeAll(async () => {
-  minio = await startMinio();
-  await adminClient(minio).send(new CreateBucketCommand({ Bucket: BUCKET }));
-  proxy = await startFaultProxy(minio.port);
-  plugin = await startPlugin(rootKeysEnv(minio));
-  work = mkdtempSync(join(tmpdir(), "sse-"));
+  bed = await startProxiedMinio("sse", BUCKET);
+  ({ minio, proxy, plugin, work } = bed);
 }, 120_000);
 
 afterAll(async () => {
-  expect(await plugin?.stop()).toBe(0);
-  await proxy?.stop();
-  await minio?.stop();
-  rmSync(work, { recursive: true, force: true });
+  expect(await bed?.stop()).toBe(0);
 });
 
 const cfg = (enc: string) => `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\nencryptionOptions:\n${enc}`;
