@@ -8,6 +8,7 @@ import { S3TargetFactory } from "./s3/client.js";
 import { KubeSecretSource, SharedModeSecrets } from "./s3/kube-secrets.js";
 import { type Settings, SettingsError, readSettings } from "./settings.js";
 import { configureTransferBuffers } from "./transfer/buffer-budget.js";
+import { configureLateUploadWatch } from "./transfer/late-uploads.js";
 import { PluginServer } from "./wire/server.js";
 import { SocketInUseError } from "./wire/socket.js";
 
@@ -59,11 +60,12 @@ async function main(argv: string[]): Promise<number> {
   const logger = createLogger(undefined, settings.logLevel);
   if (settings.ignoredArgs.length > 0) logger.warn({ ignoredArgs: settings.ignoredArgs }, "ignoring arguments after the socket path (Argo passes the executor's args to plugins)");
   configureTransferBuffers(settings.bufferBytes);
-  const kubeSecrets = new KubeSecretSource();
+  configureLateUploadWatch(settings.lateUploadWatchMs);
+  const kubeSecrets = new KubeSecretSource(process.env);
   const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
   // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
   const requestLog = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
-  const service = new ArtifactService(new S3TargetFactory(secrets, { allowed: settings.allowedEndpoints }, requestLog));
+  const service = new ArtifactService(new S3TargetFactory(secrets, { env: process.env, endpoints: { allowed: settings.allowedEndpoints }, requestLog }));
   const server = new PluginServer({
     socketPath,
     service,

@@ -48,7 +48,7 @@ export function endpointUrl(cfg: PluginConfig): string | undefined {
   return `${cfg.insecure ? "http" : "https"}://${cfg.endpoint}`;
 }
 
-export function effectiveRegion(cfg: PluginConfig, env: NodeJS.ProcessEnv = process.env): string {
+export function effectiveRegion(cfg: PluginConfig, env: NodeJS.ProcessEnv): string {
   return cfg.region || env["AWS_REGION"] || env["AWS_DEFAULT_REGION"] || "us-east-1";
 }
 
@@ -179,18 +179,24 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
   );
 }
 
+export interface TargetOptions {
+  /** The process environment as main read it: the AWS SDK's own variables (region, credential chain). */
+  env: NodeJS.ProcessEnv;
+  endpoints?: EndpointPolicy;
+  requestLog?: RequestLog | undefined;
+}
+
 export class S3TargetFactory {
   private readonly cache = new Lru<string, Promise<S3Target>>(32, (_k, t) => retire(t));
 
   constructor(
     private readonly secrets: SecretSource,
-    private readonly endpoints: EndpointPolicy = { allowed: [] },
-    private readonly requestLog?: RequestLog,
+    private readonly opts: TargetOptions,
   ) {}
 
   async get(cfg: PluginConfig, configText: string): Promise<S3Target> {
     // Before anything is read or sent on the configuration's behalf.
-    checkEndpoint(cfg.endpoint, this.endpoints);
+    checkEndpoint(cfg.endpoint, this.opts.endpoints ?? { allowed: [] });
     const ca = cfg.caSecret ? await this.secrets.get(cfg.caSecret) : undefined;
     const cacheKey = ca ? `${configText}\0${createHash("sha256").update(ca).digest("hex")}` : configText;
     let target = this.cache.get(cacheKey);
@@ -202,9 +208,9 @@ export class S3TargetFactory {
   }
 
   private build(cfg: PluginConfig, ca: Buffer | undefined): S3Target {
-    const region = effectiveRegion(cfg);
+    const region = effectiveRegion(cfg, this.opts.env);
     const endpoint = endpointUrl(cfg);
-    const creds = chooseCredentials(cfg, this.secrets, region);
+    const creds = chooseCredentials(cfg, this.secrets, region, this.opts.env);
     // One pool per target, sized for part concurrency × file concurrency.
     const maxSockets = Math.max(16, cfg.tuning.partConcurrency * 2, cfg.tuning.fileConcurrency * 2);
     // Every connection's address is checked after resolution (see endpoint-guard.ts).
@@ -242,9 +248,10 @@ export class S3TargetFactory {
     capResponses(client);
     capResponses(singleAttemptClient);
     contentMd5ForDeleteObjects(client);
-    if (this.requestLog) {
-      logRequests(client, endpoint ?? `AWS S3 (${region})`, this.requestLog);
-      logRequests(singleAttemptClient, endpoint ?? `AWS S3 (${region})`, this.requestLog);
+    const { requestLog } = this.opts;
+    if (requestLog) {
+      logRequests(client, endpoint ?? `AWS S3 (${region})`, requestLog);
+      logRequests(singleAttemptClient, endpoint ?? `AWS S3 (${region})`, requestLog);
     }
     return {
       cfg,

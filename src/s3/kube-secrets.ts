@@ -38,7 +38,7 @@ export class KubeSecretSource implements SecretSource {
   private readonly cache = new Map<string, CacheEntry>();
 
   constructor(
-    private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly env: NodeJS.ProcessEnv,
     private readonly ttlMs = 60_000,
   ) {}
 

@@ -249,7 +249,7 @@ export class BufferBudget {
 }
 
 /** ARGO_S3_PLUGIN_BUFFER_MIB in bytes (default 96 MiB); throws a readable error when malformed. */
-export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv): number {
   const v = env["ARGO_S3_PLUGIN_BUFFER_MIB"];
   if (!v) return 96 * MiB;
   const n = Number(v);
@@ -264,8 +264,8 @@ export function configureTransferBuffers(limitBytes: number): void {
   shared = new BufferBudget(limitBytes);
 }
 
-/** The process's budget; sized from the environment when main did not configure it (in-process tests). */
+/** The process's budget (96 MiB when main did not configure it: in-process tests). */
 export function transferBuffers(): BufferBudget {
-  shared ??= new BufferBudget(bufferBudgetFromEnv());
+  shared ??= new BufferBudget(96 * MiB);
   return shared;
 }

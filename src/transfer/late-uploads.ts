@@ -31,12 +31,19 @@ export function onLateUpload(fn: (e: LateUploadEvent) => void): void {
 const CLOCK_SLACK_MS = 60_000;
 
 /** ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS in ms (default 120 s; 0 turns the watch off); throws a readable error when malformed. */
-export function lateUploadWatchFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+export function lateUploadWatchFromEnv(env: NodeJS.ProcessEnv): number {
   const v = env["ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS"];
   if (!v) return 120_000;
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new Error(`ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: "${v}" is not a number of seconds ≥ 0`);
   return n * 1000;
+}
+
+let watchWindowMs = 120_000;
+
+/** Set from the settings by main (ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS); 0 turns the watch off. */
+export function configureLateUploadWatch(ms: number): void {
+  watchWindowMs = ms;
 }
 
 /**
@@ -45,12 +52,7 @@ export function lateUploadWatchFromEnv(env: NodeJS.ProcessEnv = process.env): nu
  * timers do not keep the process alive.
  */
 export function watchForLateUpload(target: S3Target, key: string, attemptStartedMs: number): void {
-  let window: number;
-  try {
-    window = lateUploadWatchFromEnv();
-  } catch {
-    window = 120_000; // main validated it at start-up; only a library user gets here
-  }
+  const window = watchWindowMs;
   if (window === 0) return;
   const every = window / 8;
   const minAge = window / 4; // no part stored this long after creation: nobody is writing it

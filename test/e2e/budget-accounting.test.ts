@@ -19,7 +19,7 @@ import { ArtifactClient, artifact } from "../../src/client/artifact-client.js";
 import { createLogger } from "../../src/log.js";
 import { S3TargetFactory } from "../../src/s3/client.js";
 import { KubeSecretSource } from "../../src/s3/kube-secrets.js";
-import { transferBuffers } from "../../src/transfer/buffer-budget.js";
+import { configureTransferBuffers, transferBuffers } from "../../src/transfer/buffer-budget.js";
 import { PluginServer } from "../../src/wire/server.js";
 import { tally } from "../support/ledger.js";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
@@ -58,8 +58,8 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 beforeAll(async () => {
-  // The budget is sized on first use: small, so a leak shows after a few calls.
-  process.env["ARGO_S3_PLUGIN_BUFFER_MIB"] = "32";
+  // Small, so a leak shows after a few calls.
+  configureTransferBuffers(32 * MiB);
   Object.assign(process.env, rootKeysEnv(await (async () => (minio = await startMinio()))()));
   const s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
@@ -70,7 +70,7 @@ beforeAll(async () => {
   writeFileSync(join(work, "up.bin"), randomBytes(12 * MiB));
   const socketPath = join(work, "sock", "socket");
   const logger = createLogger(new Writable({ write: (_c, _e, cb) => cb() }));
-  server = new PluginServer({ socketPath, logger, service: new ArtifactService(new S3TargetFactory(new KubeSecretSource())), streamIdleMs: IDLE_MS });
+  server = new PluginServer({ socketPath, logger, service: new ArtifactService(new S3TargetFactory(new KubeSecretSource(process.env), { env: process.env })), streamIdleMs: IDLE_MS });
   await server.listen();
   client = new ArtifactClient(socketPath);
 }, 600_000);

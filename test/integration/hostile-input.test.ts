@@ -370,7 +370,7 @@ describe("Load into an existing target whose directory is swapped for a link aft
     const { parseConfig } = await import("../../src/config/parse.js");
     const { downloadToFile } = await import("../../src/transfer/download.js");
     Object.assign(process.env, rootKeysEnv(minio));
-    const t = await new S3TargetFactory({ get: () => Promise.resolve(undefined) }).get(parseConfig(config()), config());
+    const t = await new S3TargetFactory({ get: () => Promise.resolve(undefined) }, { env: process.env }).get(parseConfig(config()), config());
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/f.txt", Body: "data" }));
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/big.bin", Body: randomBytes(400 * 1024) }));
     const outer = mkdtempSync(join(work, "swapped-"));

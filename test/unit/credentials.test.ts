@@ -31,23 +31,23 @@ describe("chooseCredentials precedence", () => {
 
   it("access+secret key secrets win, even with roleARN and useSDKCreds set", () => {
     const cfg = parseConfig(`bucket: b\n${KEYS}roleARN: arn:aws:iam::1:role/r\nuseSDKCreds: true\n`);
-    expect(chooseCredentials(cfg, none, "us-east-1").source).toBe("kubernetes-secrets");
+    expect(chooseCredentials(cfg, none, "us-east-1", process.env).source).toBe("kubernetes-secrets");
   });
 
   it("roleARN alone → assume-role (also with useSDKCreds)", () => {
-    expect(chooseCredentials(parseConfig("bucket: b\nroleARN: arn:aws:iam::1:role/r\n"), none, "us-east-1").source).toBe("assume-role");
+    expect(chooseCredentials(parseConfig("bucket: b\nroleARN: arn:aws:iam::1:role/r\n"), none, "us-east-1", process.env).source).toBe("assume-role");
     const both = parseConfig("bucket: b\nroleARN: arn:aws:iam::1:role/r\nuseSDKCreds: true\n");
-    expect(chooseCredentials(both, none, "us-east-1").source).toBe("assume-role");
+    expect(chooseCredentials(both, none, "us-east-1", process.env).source).toBe("assume-role");
   });
 
   it("useSDKCreds or nothing → the SDK default chain", () => {
-    expect(chooseCredentials(parseConfig("bucket: b\nuseSDKCreds: true\n"), none, "us-east-1").source).toBe("sdk-default-chain");
-    expect(chooseCredentials(parseConfig("bucket: b\n"), none, "us-east-1").source).toBe("sdk-default-chain");
+    expect(chooseCredentials(parseConfig("bucket: b\nuseSDKCreds: true\n"), none, "us-east-1", process.env).source).toBe("sdk-default-chain");
+    expect(chooseCredentials(parseConfig("bucket: b\n"), none, "us-east-1", process.env).source).toBe("sdk-default-chain");
   });
 
   it("choosing does not read any secret yet", () => {
     const secrets = new MapSecrets({});
-    chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), secrets, "us-east-1");
+    chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), secrets, "us-east-1", process.env);
     expect(secrets.lookups).toEqual([]);
   });
 });
@@ -57,7 +57,7 @@ describe("credentials from Kubernetes secrets", () => {
     const secrets = new MapSecrets({ "creds/ak": "  AKIAEXAMPLE\n", "creds/sk": "\tsecret/key+1 \n", "tok/st": " session-token\n" });
     const cfg = parseConfig(`bucket: b\n${KEYS}sessionTokenSecret: {name: tok, key: st}\n`);
     const before = Date.now();
-    const creds = await chooseCredentials(cfg, secrets, "us-east-1").provider();
+    const creds = await chooseCredentials(cfg, secrets, "us-east-1", process.env).provider();
     expect(creds.accessKeyId).toBe("AKIAEXAMPLE");
     expect(creds.secretAccessKey).toBe("secret/key+1");
     expect(creds.sessionToken).toBe("session-token");
@@ -68,14 +68,14 @@ describe("credentials from Kubernetes secrets", () => {
 
   it("has no session token when none is configured", async () => {
     const secrets = new MapSecrets({ "creds/ak": "AK", "creds/sk": "SK" });
-    const creds = await chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), secrets, "us-east-1").provider();
+    const creds = await chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), secrets, "us-east-1", process.env).provider();
     expect(creds.sessionToken).toBeUndefined();
   });
 
   it("reads the secrets again on every call (rotation is picked up)", async () => {
     const values: Record<string, string> = { "creds/ak": "AK1", "creds/sk": "SK1" };
     const secrets = new MapSecrets(values);
-    const { provider } = chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), secrets, "us-east-1");
+    const { provider } = chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), secrets, "us-east-1", process.env);
     expect((await provider()).accessKeyId).toBe("AK1");
     values["creds/ak"] = "AK2";
     expect((await provider()).accessKeyId).toBe("AK2");
@@ -87,7 +87,7 @@ describe("credentials from Kubernetes secrets", () => {
     ["a missing (optional) key", { "sk-secret/sk": "SK" }],
   ])("%s gives a credentials error naming the secrets", async (_what, values: Record<string, string>) => {
     const cfg = parseConfig("bucket: b\naccessKeySecret: {name: ak-secret, key: ak}\nsecretKeySecret: {name: sk-secret, key: sk}\n");
-    const err = await chooseCredentials(cfg, new MapSecrets(values), "us-east-1").provider().catch((e: unknown) => e);
+    const err = await chooseCredentials(cfg, new MapSecrets(values), "us-east-1", process.env).provider().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PluginError);
     expect((err as PluginError).kind).toBe("credentials");
     expect((err as PluginError).message).toContain('"ak-secret"');
@@ -101,7 +101,7 @@ describe("credentials from Kubernetes secrets", () => {
         throw new PluginError("credentials", `cannot read Kubernetes secret "${ref.name}": not found`);
       },
     };
-    const { provider } = chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), failing, "us-east-1");
+    const { provider } = chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), failing, "us-east-1", process.env);
     await expect(provider()).rejects.toThrow(/"creds": not found/);
   });
 });
