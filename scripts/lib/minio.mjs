@@ -4,7 +4,7 @@
 // single-key KMS so SSE-S3 / SSE-KMS / bucket encryption work. Used by the
 // tests, the demo and the benchmark alike.
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
@@ -55,6 +55,18 @@ export async function selfSignedCert(dir, cn = "127.0.0.1") {
  * kill: SIGKILL, resolves once gone. restart: start again on the same port and data directory,
  * resolves when healthy (fault tests). freeze / thaw: SIGSTOP / SIGCONT.
  */
+
+/** Whether every thread of `pid` is in the stopped state ("T"). @param {number} pid */
+function allThreadsStopped(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((t) => {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "T";
+    });
+  } catch {
+    return true; // gone, or no /proc: nothing left to wait for
+  }
+}
 
 /**
  * @param {{ tls?: boolean, env?: Record<string,string>, host?: string }} [opts]
@@ -145,7 +157,14 @@ export async function startMinio(opts = {}) {
       // The port is free again once the old process is gone (MinIO listens with SO_REUSEADDR).
       await launch();
     },
-    freeze: () => void child?.kill("SIGSTOP"),
+    freeze: () => {
+      if (!child?.pid) return;
+      child.kill("SIGSTOP");
+      // SIGSTOP takes effect per thread, as each next enters the kernel; right after a
+      // SIGCONT some threads can still serve a request. Return only once every thread is stopped.
+      const until = Date.now() + 5_000;
+      while (Date.now() < until && !allThreadsStopped(child.pid)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    },
     thaw: () => void child?.kill("SIGCONT"),
     pid: () => child?.pid,
     stop: async () => {

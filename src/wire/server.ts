@@ -1,48 +1,29 @@
-// The gRPC face of the plugin: binds the unix socket, turns each RPC into a
-// call on ArtifactService with an AbortSignal tied to the call's lifetime,
-// maps failures to Argo's conventions (malformed request → INVALID_ARGUMENT,
-// everything else → success=false / error text) and logs one line per RPC.
-import { once, setMaxListeners } from "node:events";
+// The gRPC face of the plugin: binds the unix socket and runs each RPC under
+// one tracker (an AbortSignal tied to the call's lifetime, the RPC's share of
+// the buffer budget, a transfer slot, progress lines and one log line). The
+// handlers live beside it: unary.ts, open-stream.ts, save-stream.ts; status.ts
+// is the one place a failure becomes what the client sees.
+import { setMaxListeners } from "node:events";
 import { chmod, unlink } from "node:fs/promises";
-import {
-  Server,
-  ServerCredentials,
-  type ServerReadableStream,
-  type ServerUnaryCall,
-  type ServerWritableStream,
-  type UntypedServiceImplementation,
-  status,
-  type sendUnaryData,
-} from "@grpc/grpc-js";
-import type { ArtifactRef, ArtifactService } from "../artifacts/service.js";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { ArtifactService } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
 import { onLateUpload } from "../transfer/late-uploads.js";
 import type { Logger } from "../log.js";
-import type {
-  ArtifactMsg,
-  ArtifactOnlyRequest,
-  GetCapabilitiesResponse,
-  IsDirectoryResponse,
-  ListObjectsResponse,
-  LoadArtifactRequest,
-  OpenStreamResponse,
-  SaveArtifactRequest,
-  SaveStreamArtifactRequest,
-  SuccessResponse,
-} from "./messages.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket } from "./socket.js";
 import { Slots } from "./slots.js";
-import { limitReadAhead, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
+import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { withProgress } from "../transfer/progress.js";
 import { withBudgetShare } from "../transfer/buffer-budget.js";
+import { openStreamHandler } from "./open-stream.js";
+import type { RpcLog } from "./rpc.js";
+import { saveStreamHandler } from "./save-stream.js";
+import { unaryHandlers } from "./unary.js";
 
-/** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
-export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
-
-/** OpenStream frames written but not yet taken by the transport, per call. */
-const FRAMES_IN_FLIGHT = 2;
+export { STREAM_FRAME_BYTES } from "./open-stream.js";
+export { artifactRef } from "./rpc.js";
 
 /** RPCs that move data: they take a transfer slot. */
 const TRANSFERS = new Set(["Load", "Save", "SaveStream", "OpenStream", "Delete"]);
@@ -65,29 +46,6 @@ export interface ServerOptions {
    * none, before the call is ended (default 60 s): a stalled peer holds budget buffers.
    */
   streamIdleMs?: number;
-}
-
-function invalid(message: string): PluginError {
-  return new PluginError("invalid-argument", message);
-}
-
-/** The artifact fields the service needs; a missing piece is the caller's mistake. */
-export function artifactRef(a: ArtifactMsg | null | undefined, field: string): ArtifactRef {
-  if (!a) throw invalid(`request has no ${field}`);
-  const label = a.name ? `artifact "${a.name}"` : "artifact";
-  if (!a.plugin) throw invalid(`${label} has no plugin block (${field}.plugin)`);
-  if (!a.plugin.configuration || a.plugin.configuration.trim() === "") {
-    throw invalid(`${label}: plugin.configuration is empty; it must hold the S3 configuration (at least bucket)`);
-  }
-  return { name: a.name, configuration: a.plugin.configuration, key: a.plugin.key };
-}
-
-interface RpcLog {
-  bucket?: string;
-  key?: string;
-  bytes?: number;
-  files?: number;
-  [k: string]: unknown;
 }
 
 export class PluginServer {
@@ -199,194 +157,10 @@ export class PluginServer {
     else this.opts.logger.warn(line, "rpc");
   }
 
-  private handlers(): UntypedServiceImplementation {
+  private handlers() {
     const svc = this.opts.service;
     const idleMs = this.opts.streamIdleMs ?? 60_000;
-    const idle = <T>(p: Promise<T>, onIdle: () => PluginError): Promise<T> => withIdleLimit(p, idleMs, onIdle);
-
-    /** Unary RPC answering success/error; malformed requests become INVALID_ARGUMENT. */
-    const unary = <Req, Res>(
-      method: string,
-      run: (req: Req, signal: AbortSignal, log: RpcLog) => Promise<Res>,
-      onError: (message: string) => Res,
-    ) => {
-      return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-        this.track(method, call, (signal, log) => run(call.request, signal, log)).then(
-          (res) => callback(null, res),
-          (e: unknown) => replyWithError(e, callback, onError),
-        );
-      };
-    };
-    const failed = (error: string): SuccessResponse => ({ success: false, error });
-
-    return {
-      Load: unary<LoadArtifactRequest, SuccessResponse>(
-        "Load",
-        async (req, signal, log) => {
-          const ref = artifactRef(req.inputArtifact, "input_artifact");
-          Object.assign(log, { key: ref.key });
-          if (!req.path) throw invalid("Load request has no path");
-          Object.assign(log, await svc.load(ref, req.path, signal));
-          return { success: true, error: "" };
-        },
-        failed,
-      ),
-      Save: unary<SaveArtifactRequest, SuccessResponse>(
-        "Save",
-        async (req, signal, log) => {
-          const ref = artifactRef(req.outputArtifact, "output_artifact");
-          Object.assign(log, { key: ref.key });
-          if (!req.path) throw invalid("Save request has no path");
-          Object.assign(log, await svc.save(ref, req.path, signal));
-          return { success: true, error: "" };
-        },
-        failed,
-      ),
-      Delete: unary<ArtifactOnlyRequest, SuccessResponse>(
-        "Delete",
-        async (req, signal, log) => {
-          const ref = artifactRef(req.artifact, "artifact");
-          Object.assign(log, await svc.delete(ref, signal));
-          return { success: true, error: "" };
-        },
-        failed,
-      ),
-      ListObjects: unary<ArtifactOnlyRequest, ListObjectsResponse>(
-        "ListObjects",
-        async (req, signal, log) => {
-          const ref = artifactRef(req.artifact, "artifact");
-          Object.assign(log, { key: ref.key });
-          const objects = await svc.listObjects(ref, signal);
-          log.files = objects.length;
-          return { objects, error: "" };
-        },
-        (error) => ({ objects: [], error }),
-      ),
-      IsDirectory: unary<ArtifactOnlyRequest, IsDirectoryResponse>(
-        "IsDirectory",
-        async (req, signal, log) => {
-          const ref = artifactRef(req.artifact, "artifact");
-          Object.assign(log, { key: ref.key });
-          return { isDirectory: await svc.isDirectory(ref, signal), error: "" };
-        },
-        (error) => ({ isDirectory: false, error }),
-      ),
-      GetCapabilities: (_call: ServerUnaryCall<unknown, GetCapabilitiesResponse>, callback: sendUnaryData<GetCapabilitiesResponse>) => {
-        callback(null, { supportsSaveStream: true });
-      },
-      OpenStream: (call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>) => {
-        this.track("OpenStream", call, async (signal, log) => {
-          const ref = artifactRef(call.request.artifact, "artifact");
-          Object.assign(log, { key: ref.key });
-          const { bucket, chunks } = await svc.openStream(ref, signal);
-          log.bucket = bucket;
-          const stalled = () =>
-            new PluginError("cancelled", `OpenStream s3://${bucket}/${ref.key}: the client took no data for ${idleMs / 1000} s; stream ended to free its buffers`);
-          let bytes = 0;
-          // Frames wait in the call's queue as views of a range's buffer, which goes
-          // back to the budget once the next range is pulled; and every queued frame
-          // is memory outside the budget. So at most FRAMES_IN_FLIGHT frames are
-          // outstanding per call, and a range's frames are all taken before the next
-          // range is pulled. A slow reader thus stops us reading S3.
-          const inFlight: Promise<void>[] = [];
-          for await (const range of chunks) {
-            for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
-              const data = range.subarray(off, off + STREAM_FRAME_BYTES);
-              bytes += data.length;
-              if (inFlight.length >= FRAMES_IN_FLIGHT) await idle(abortable(inFlight.shift()!, signal), stalled);
-              inFlight.push(new Promise<void>((resolve) => call.write({ data }, () => resolve())));
-              if (call.writableNeedDrain) await idle(waitDrain(call, signal), stalled);
-            }
-            while (inFlight.length > 0) await idle(abortable(inFlight.shift()!, signal), stalled);
-          }
-          log.bytes = bytes;
-          call.write({ isEnd: true });
-        }).then(
-          () => call.end(),
-          (e: unknown) => {
-            if (e instanceof PluginError && e.kind === "invalid-argument") {
-              // emit, not destroy: grpc-js sends the status from its 'error' handler; a destroyed call never sends one.
-              call.emit("error", Object.assign(new Error(e.message), { code: status.INVALID_ARGUMENT, details: e.message }));
-              return;
-            }
-            if (!call.cancelled) {
-              call.write({ error: describeError(e) });
-              call.end();
-            }
-          },
-        );
-      },
-      SaveStream: (call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>, callback: sendUnaryData<SuccessResponse>) => {
-        this.track("SaveStream", call, async (signal, log) => {
-          limitReadAhead(call, 1);
-          const it = (call as AsyncIterable<SaveStreamArtifactRequest>)[Symbol.asyncIterator]();
-          const first = await idle(it.next(), () => new PluginError("cancelled", `SaveStream: no first frame within ${idleMs / 1000} s`));
-          if (first.done) throw invalid("SaveStream: the stream ended before its first (metadata) frame");
-          const ref = artifactRef(first.value.outputArtifact, "output_artifact (first SaveStream frame)");
-          Object.assign(log, { key: ref.key });
-          const head = first.value.chunk;
-          const stalled = () =>
-            new PluginError("cancelled", `SaveStream to key "${ref.key}": the client sent no data for ${idleMs / 1000} s; upload aborted`);
-          async function* chunks(): AsyncGenerator<Buffer> {
-            if (head && head.length > 0) yield head;
-            for (;;) {
-              let next: IteratorResult<SaveStreamArtifactRequest>;
-              try {
-                next = await idle(it.next(), stalled);
-              } catch (e) {
-                // A client that cancels (or hits its deadline) mid-stream surfaces here as a
-                // premature close of the call: report it as the cancellation it is.
-                if (signal.aborted || call.cancelled || (e as { code?: string }).code === "ERR_STREAM_PREMATURE_CLOSE") {
-                  throw new PluginError("cancelled", "SaveStream: cancelled by the client");
-                }
-                throw e;
-              }
-              if (next.done) break;
-              if (next.value.chunk && next.value.chunk.length > 0) yield next.value.chunk;
-            }
-            // A cancelled client stream can look like a clean end: never complete a truncated upload.
-            if (signal.aborted || call.cancelled) throw new PluginError("cancelled", "SaveStream: cancelled by the client");
-          }
-          Object.assign(log, await svc.saveStream(ref, chunks(), signal));
-          return { success: true, error: "" };
-        }).then(
-          (res) => callback(null, res),
-          (e: unknown) => replyWithError(e, callback, failed),
-        );
-      },
-    };
+    const track = this.track.bind(this);
+    return { ...unaryHandlers(svc, track), OpenStream: openStreamHandler(svc, track, idleMs), SaveStream: saveStreamHandler(svc, track, idleMs) };
   }
-}
-
-/** Malformed request → INVALID_ARGUMENT, cancelled → CANCELLED, anything else → the RPC's own error field. */
-function replyWithError<Res>(e: unknown, callback: sendUnaryData<Res>, onError: (message: string) => Res): void {
-  if (e instanceof PluginError && e.kind === "invalid-argument") callback({ code: status.INVALID_ARGUMENT, details: e.message });
-  else if (e instanceof PluginError && e.kind === "cancelled") callback({ code: status.CANCELLED, details: e.message });
-  else callback(null, onError(describeError(e)));
-}
-
-/** `p`, or the signal's reason once the call is cancelled (a dead call never runs its write callbacks). */
-function abortable(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    });
-  });
-}
-
-/** `p`, or `onIdle()` thrown when it has not settled within `ms`. */
-function withIdleLimit<T>(p: Promise<T>, ms: number, onIdle: () => PluginError): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onIdle()), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
-
-async function waitDrain(call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>, signal: AbortSignal): Promise<void> {
-  await once(call, "drain", { signal });
 }

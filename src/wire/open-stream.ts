@@ -1,0 +1,67 @@
+// OpenStream: the object in frames of STREAM_FRAME_BYTES, then an is_end
+// frame; an error after the first frame travels as an error frame.
+import { type ServerWritableStream, status } from "@grpc/grpc-js";
+import type { ArtifactService } from "../artifacts/service.js";
+import { PluginError } from "../errors.js";
+import type { ArtifactOnlyRequest, OpenStreamResponse } from "./messages.js";
+import { type Track, artifactRef } from "./rpc.js";
+import { outcomeOf } from "./status.js";
+import { abortable, waitDrain, withIdleLimit } from "./stream-waits.js";
+
+/** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
+export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
+
+/** OpenStream frames written but not yet taken by the transport, per call. */
+const FRAMES_IN_FLIGHT = 2;
+
+export function openStreamHandler(svc: ArtifactService, track: Track, idleMs: number) {
+  return (call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>): void => {
+    track("OpenStream", call, async (signal, log) => {
+      const ref = artifactRef(call.request.artifact, "artifact");
+      Object.assign(log, { key: ref.key });
+      const { bucket, chunks } = await svc.openStream(ref, signal);
+      log.bucket = bucket;
+      const stalled = () =>
+        new PluginError("cancelled", `OpenStream s3://${bucket}/${ref.key}: the client took no data for ${idleMs / 1000} s; stream ended to free its buffers`);
+      const idle = <T>(p: Promise<T>) => withIdleLimit(p, idleMs, stalled);
+      let bytes = 0;
+      // Frames wait in the call's queue as views of a range's buffer, which goes
+      // back to the budget once the next range is pulled; and every queued frame
+      // is memory outside the budget. So at most FRAMES_IN_FLIGHT frames are
+      // outstanding per call, and a range's frames are all taken before the next
+      // range is pulled. A slow reader thus stops us reading S3.
+      const inFlight: Promise<void>[] = [];
+      try {
+        for await (const range of chunks) {
+          for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
+            const data = range.subarray(off, off + STREAM_FRAME_BYTES);
+            bytes += data.length;
+            if (inFlight.length >= FRAMES_IN_FLIGHT) await idle(abortable(inFlight.shift()!, signal));
+            inFlight.push(new Promise<void>((resolve) => call.write({ data }, () => resolve())));
+            if (call.writableNeedDrain) await idle(waitDrain(call, signal));
+          }
+          while (inFlight.length > 0) await idle(abortable(inFlight.shift()!, signal));
+        }
+      } finally {
+        // Whatever ended the loop, the reader gives its buffers back (see ArtifactService.openStream).
+        await chunks.return?.(undefined);
+      }
+      log.bytes = bytes;
+      call.write({ isEnd: true });
+    }).then(
+      () => call.end(),
+      (e: unknown) => {
+        const out = outcomeOf(e);
+        if (out.status === status.INVALID_ARGUMENT) {
+          // emit, not destroy: grpc-js sends the status from its 'error' handler; a destroyed call never sends one.
+          call.emit("error", Object.assign(new Error(out.details), { code: out.status, details: out.details }));
+          return;
+        }
+        if (!call.cancelled) {
+          call.write({ error: out.status === undefined ? out.message : out.details });
+          call.end();
+        }
+      },
+    );
+  };
+}

@@ -1,0 +1,29 @@
+// What every RPC handler shares: turning Argo's artifact message into the
+// service's reference, and the per-call tracker (cancellation signal, budget
+// share, transfer slot, one log line) that PluginServer provides.
+import type { ArtifactRef } from "../artifacts/service.js";
+import type { ArtifactMsg } from "./messages.js";
+import { invalid } from "./status.js";
+
+/** Fields of the one log line per RPC. */
+export interface RpcLog {
+  bucket?: string;
+  key?: string;
+  bytes?: number;
+  files?: number;
+  [k: string]: unknown;
+}
+
+/** Runs one RPC body with the call's cancellation signal and its log line. */
+export type Track = <T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (signal: AbortSignal, log: RpcLog) => Promise<T>) => Promise<T>;
+
+/** The artifact fields the service needs; a missing piece is the caller's mistake. */
+export function artifactRef(a: ArtifactMsg | null | undefined, field: string): ArtifactRef {
+  if (!a) throw invalid(`request has no ${field}`);
+  const label = a.name ? `artifact "${a.name}"` : "artifact";
+  if (!a.plugin) throw invalid(`${label} has no plugin block (${field}.plugin)`);
+  if (!a.plugin.configuration || a.plugin.configuration.trim() === "") {
+    throw invalid(`${label}: plugin.configuration is empty; it must hold the S3 configuration (at least bucket)`);
+  }
+  return { name: a.name, configuration: a.plugin.configuration, key: a.plugin.key };
+}

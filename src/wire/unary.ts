@@ -1,0 +1,96 @@
+// The unary RPCs: each runs one service call under the tracker and answers
+// with its result, or through the one error→status mapping.
+import type { ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
+import type { ArtifactService } from "../artifacts/service.js";
+import type {
+  ArtifactOnlyRequest,
+  GetCapabilitiesResponse,
+  IsDirectoryResponse,
+  ListObjectsResponse,
+  LoadArtifactRequest,
+  SaveArtifactRequest,
+  SuccessResponse,
+} from "./messages.js";
+import { type RpcLog, type Track, artifactRef } from "./rpc.js";
+import { invalid, outcomeOf } from "./status.js";
+
+/** Answer a unary call: the result, a gRPC status, or the RPC's own error field. */
+export function reply<Res>(p: Promise<Res>, callback: sendUnaryData<Res>, onError: (message: string) => Res): void {
+  p.then(
+    (res) => callback(null, res),
+    (e: unknown) => {
+      const out = outcomeOf(e);
+      if (out.status !== undefined) callback({ code: out.status, details: out.details });
+      else callback(null, onError(out.message));
+    },
+  );
+}
+
+const failed = (error: string): SuccessResponse => ({ success: false, error });
+
+export function unaryHandlers(svc: ArtifactService, track: Track): UntypedServiceImplementation {
+  const unary =
+    <Req, Res>(method: string, run: (req: Req, signal: AbortSignal, log: RpcLog) => Promise<Res>, onError: (message: string) => Res) =>
+    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) =>
+      reply(
+        track(method, call, (signal, log) => run(call.request, signal, log)),
+        callback,
+        onError,
+      );
+
+  return {
+    Load: unary<LoadArtifactRequest, SuccessResponse>(
+      "Load",
+      async (req, signal, log) => {
+        const ref = artifactRef(req.inputArtifact, "input_artifact");
+        Object.assign(log, { key: ref.key });
+        if (!req.path) throw invalid("Load request has no path");
+        Object.assign(log, await svc.load(ref, req.path, signal));
+        return { success: true, error: "" };
+      },
+      failed,
+    ),
+    Save: unary<SaveArtifactRequest, SuccessResponse>(
+      "Save",
+      async (req, signal, log) => {
+        const ref = artifactRef(req.outputArtifact, "output_artifact");
+        Object.assign(log, { key: ref.key });
+        if (!req.path) throw invalid("Save request has no path");
+        Object.assign(log, await svc.save(ref, req.path, signal));
+        return { success: true, error: "" };
+      },
+      failed,
+    ),
+    Delete: unary<ArtifactOnlyRequest, SuccessResponse>(
+      "Delete",
+      async (req, signal, log) => {
+        Object.assign(log, await svc.delete(artifactRef(req.artifact, "artifact"), signal));
+        return { success: true, error: "" };
+      },
+      failed,
+    ),
+    ListObjects: unary<ArtifactOnlyRequest, ListObjectsResponse>(
+      "ListObjects",
+      async (req, signal, log) => {
+        const ref = artifactRef(req.artifact, "artifact");
+        Object.assign(log, { key: ref.key });
+        const objects = await svc.listObjects(ref, signal);
+        log.files = objects.length;
+        return { objects, error: "" };
+      },
+      (error) => ({ objects: [], error }),
+    ),
+    IsDirectory: unary<ArtifactOnlyRequest, IsDirectoryResponse>(
+      "IsDirectory",
+      async (req, signal, log) => {
+        const ref = artifactRef(req.artifact, "artifact");
+        Object.assign(log, { key: ref.key });
+        return { isDirectory: await svc.isDirectory(ref, signal), error: "" };
+      },
+      (error) => ({ isDirectory: false, error }),
+    ),
+    GetCapabilities: (_call: ServerUnaryCall<unknown, GetCapabilitiesResponse>, callback: sendUnaryData<GetCapabilitiesResponse>) => {
+      callback(null, { supportsSaveStream: true });
+    },
+  };
+}
