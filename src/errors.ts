@@ -20,10 +20,13 @@ export type ErrorKind =
 
 export class PluginError extends Error {
   readonly kind: ErrorKind;
+  /** Worth another attempt: the store or the connection failed, not the request. */
+  readonly retryable: boolean;
 
-  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown }) {
+  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown; retryable?: boolean }) {
     super(message, options);
     this.kind = kind;
+    this.retryable = options?.retryable ?? false;
     this.name = "PluginError";
   }
 }

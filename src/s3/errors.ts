@@ -83,5 +83,7 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   }
   const codePart = code && code !== "Error" ? `${code}: ` : "";
   const kind = isNotFound(e) ? "not-found" : "storage";
-  return new PluginError(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { cause: e });
+  // No answer at all (reset, timeout) or the store's own failure (5xx, throttling): another attempt may work.
+  const retryable = status === undefined || status >= 500 || status === 429;
+  return new PluginError(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { cause: e, retryable });
 }

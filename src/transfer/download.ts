@@ -107,7 +107,7 @@ async function getRange(read: ObjectRead, start: number, length: number, signal:
       for await (const chunk of body as AsyncIterable<Buffer>) {
         received += chunk.length;
         if (received > length) {
-          throw new PluginError("storage", `${label} ${describeWhere(target, key)}: server sent more than the ${length} bytes asked for`);
+          throw new PluginError("storage", `${label} ${describeWhere(target, key)}: server sent more than the ${length} bytes asked for`, { retryable: true });
         }
         if (checksums) crc = crc32(chunk, crc);
         addProgress(chunk.length);
@@ -116,7 +116,7 @@ async function getRange(read: ObjectRead, start: number, length: number, signal:
       }
     }
     if (received !== length) {
-      throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`);
+      throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`, { retryable: true });
     }
     return { crc, objectCrc: checksums && whole ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
   } catch (e) {
@@ -142,7 +142,7 @@ const STREAM_WINDOW = 4;
 const WRITE_BATCH = 1024 * 1024;
 
 function retriable(e: unknown): boolean {
-  return e instanceof PluginError && e.kind === "storage" && !/PreconditionFailed|AccessDenied|InvalidRange|InvalidRequest|checksum mismatch/.test(e.message);
+  return e instanceof PluginError && e.kind === "storage" && e.retryable;
 }
 
 /**
