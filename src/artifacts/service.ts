@@ -4,13 +4,6 @@
 // directories moved in parallel instead of one file at a time.
 import { lstat, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import {
-  CreateBucketCommand,
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  HeadBucketCommand,
-  PutBucketEncryptionCommand,
-} from "@aws-sdk/client-s3";
 import { ConfigCache } from "../config/parse.js";
 import { Lru } from "../util/lru.js";
 import { PluginError, describeError } from "../errors.js";
@@ -198,7 +191,7 @@ export class ArtifactService {
     const prefixOnly = key !== "" && !key.endsWith("/") && !(await this.objectExists(t, key, signal)) && (await anyUnder(t, directoryPrefix(key), signal));
     if (!key.endsWith("/") && !prefixOnly) {
       try {
-        await t.client.send(new DeleteObjectCommand({ Bucket: t.bucket, Key: key }), { abortSignal: signal });
+        await t.store.deleteObject(key, { signal });
       } catch (e) {
         throw storageError("DeleteObject", { bucket: t.bucket, key, endpointLabel: t.endpointLabel }, e, signal);
       }
@@ -213,9 +206,10 @@ export class ArtifactService {
       batch = [];
       let out;
       try {
-        out = await t.client.send(new DeleteObjectsCommand({ Bucket: t.bucket, Delete: { Objects: objects, Quiet: true } }), {
-          abortSignal: signal,
-        });
+        out = await t.store.deleteObjects(
+          objects.map((o) => o.Key),
+          { signal },
+        );
       } catch (e) {
         throw storageError("DeleteObjects", { bucket: t.bucket, key, endpointLabel: t.endpointLabel }, e, signal);
       }
@@ -334,7 +328,7 @@ export class ArtifactService {
     const where = { bucket: t.bucket, endpointLabel: t.endpointLabel };
     const id = `${t.endpointLabel}\0${t.bucket}`;
     try {
-      await t.client.send(new HeadBucketCommand({ Bucket: t.bucket }), { abortSignal: signal });
+      await t.store.headBucket({ signal });
       // Created by this process earlier but its settings failed: finish them, or fail again.
       if (this.unsettledBuckets.has(id)) await this.applyBucketSettings(t, where, signal, id);
       return;
@@ -343,9 +337,7 @@ export class ArtifactService {
       if (!isNotFound(e) && httpStatus(e) !== 404) throw storageError("HeadBucket", where, e, signal);
     }
     try {
-      await t.client.send(new CreateBucketCommand({ Bucket: t.bucket, ObjectLockEnabledForBucket: objectLocking || undefined }), {
-        abortSignal: signal,
-      });
+      await t.store.createBucket(objectLocking, { signal });
     } catch (e) {
       const code = s3ErrorCode(e);
       if (code !== "BucketAlreadyOwnedByYou" && code !== "BucketAlreadyExists") throw storageError("CreateBucket", where, e, signal);
@@ -361,19 +353,9 @@ export class ArtifactService {
     if (mode === "sse-s3" || mode === "sse-kms") {
       const kmsKeyId = t.cfg.encryptionOptions?.kmsKeyId;
       try {
-        await t.client.send(
-          new PutBucketEncryptionCommand({
-            Bucket: t.bucket,
-            ServerSideEncryptionConfiguration: {
-              Rules: [
-                {
-                  ApplyServerSideEncryptionByDefault:
-                    mode === "sse-kms" ? { SSEAlgorithm: "aws:kms", KMSMasterKeyID: kmsKeyId } : { SSEAlgorithm: "AES256" },
-                },
-              ],
-            },
-          }),
-          { abortSignal: signal },
+        await t.store.putBucketEncryption(
+          { Rules: [{ ApplyServerSideEncryptionByDefault: mode === "sse-kms" ? { SSEAlgorithm: "aws:kms", KMSMasterKeyID: kmsKeyId } : { SSEAlgorithm: "AES256" } }] },
+          { signal },
         );
       } catch (e) {
         const err = storageError("PutBucketEncryption", where, e, signal);

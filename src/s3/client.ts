@@ -14,15 +14,16 @@ import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
 import { type EndpointPolicy, checkEndpoint, guardedLookup } from "./endpoint-guard.js";
+import { ObjectStore } from "./store.js";
 
 /** Everything the layers above need to talk to one bucket. */
 export interface S3Target {
   readonly cfg: PluginConfig;
   readonly bucket: string;
-  /** Client with retries (Load, Save, Delete, ListObjects, IsDirectory). */
-  readonly client: S3Client;
-  /** Client without retries: OpenStream must not retry internally (Argo's caller does). */
-  readonly singleAttemptClient: S3Client;
+  /** Every S3 request for this bucket goes through it (retrying, or one attempt for OpenStream). */
+  readonly store: ObjectStore;
+  /** The two clients behind the store (closed when the target is evicted). */
+  readonly clients: readonly S3Client[];
   readonly encryption: Encryption;
   /** Human-readable endpoint for error messages, e.g. "http://127.0.0.1:9000". */
   readonly endpointLabel: string;
@@ -85,8 +86,7 @@ function retire(target: Promise<S3Target>): void {
         for (const list of Object.values(agent.freeSockets)) for (const sock of list ?? []) sock.destroy();
       }
       setTimeout(() => {
-        t.client.destroy();
-        t.singleAttemptClient.destroy();
+        for (const c of t.clients) c.destroy();
       }, EVICTED_CLIENT_GRACE_MS).unref();
     },
     () => undefined,
@@ -256,8 +256,8 @@ export class S3TargetFactory {
     return {
       cfg,
       bucket: cfg.bucket,
-      client,
-      singleAttemptClient,
+      store: new ObjectStore(cfg.bucket, client, singleAttemptClient),
+      clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),
       endpointLabel: endpoint ?? `AWS S3 (${region})`,
       credentialSource: creds.source,

@@ -1,6 +1,5 @@
 // Streams a prefix listing page by page: callers iterate, so a prefix with a
 // million keys never becomes a million-entry array in the plugin.
-import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { S3Target } from "./client.js";
 import { storageError } from "./errors.js";
 
@@ -15,10 +14,7 @@ export async function* listPrefix(target: S3Target, prefix: string, signal: Abor
   do {
     let page;
     try {
-      page = await target.client.send(
-        new ListObjectsV2Command({ Bucket: target.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: maxKeys }),
-        { abortSignal: signal },
-      );
+      page = await target.store.listObjects(prefix, token, maxKeys, { signal });
     } catch (e) {
       throw storageError("ListObjectsV2", { bucket: target.bucket, key: prefix, endpointLabel: target.endpointLabel }, e, signal);
     }

@@ -9,7 +9,6 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, open, readlink, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
 import type { Readable } from "node:stream";
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { type S3Where, isAbort, storageError } from "../s3/errors.js";
@@ -39,14 +38,12 @@ function fullObjectCrc(value: string | undefined, type: string | undefined, etag
   return crc32FromBase64(value);
 }
 
-export async function headObject(target: S3Target, key: string, signal: AbortSignal, client: S3Client = target.client): Promise<ObjectInfo> {
+/** `single`: one attempt only (OpenStream). */
+export async function headObject(target: S3Target, key: string, signal: AbortSignal, single = false): Promise<ObjectInfo> {
   const sse = await target.encryption.forRead(key);
   const checksums = target.cfg.tuning.checksum === "crc32";
   try {
-    const out = await client.send(
-      new HeadObjectCommand({ Bucket: target.bucket, Key: key, ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }),
-      { abortSignal: signal },
-    );
+    const out = await target.store.head(key, { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }, { signal, single });
     return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
   } catch (e) {
     throw storageError("HeadObject", where(target, key), e, signal);
@@ -73,7 +70,8 @@ interface RangeResult {
 
 /** Everything that stays the same across the ranges of one object. */
 interface ObjectRead {
-  client: S3Client;
+  /** One attempt per request (OpenStream); otherwise the SDK's retries. */
+  single: boolean;
   target: S3Target;
   key: string;
   info: ObjectInfo;
@@ -82,23 +80,17 @@ interface ObjectRead {
 
 /** GET one range (or the whole object), handing its bytes to `sink`, checking their count and CRC-ing them. */
 async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: ChunkSink): Promise<RangeResult> {
-  const { client, target, key, info, sse } = read;
+  const { single, target, key, info, sse } = read;
   const whole = start === 0 && length === info.size;
   const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
   const label = whole ? "GetObject" : `GetObject ${range}`;
   const checksums = target.cfg.tuning.checksum === "crc32";
   let body: Readable | undefined;
   try {
-    const out = await client.send(
-      new GetObjectCommand({
-        Bucket: target.bucket,
-        Key: key,
-        Range: range,
-        IfMatch: info.etag,
-        ...(checksums && whole ? { ChecksumMode: "ENABLED" } : {}),
-        ...sse,
-      }),
-      { abortSignal: signal },
+    const out = await target.store.get(
+      key,
+      { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" } : {}), ...sse },
+      { signal, single },
     );
     body = out.Body as Readable | undefined;
     let received = 0;
@@ -302,7 +294,7 @@ export async function downloadToFile(
   const { partSize, partConcurrency, multipartThreshold, checksum } = target.cfg.tuning;
   const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
   const info = needHead ? await headObject(target, key, signal) : known;
-  const read: ObjectRead = { client: target.client, target, key, info, sse: await target.encryption.forRead(key) };
+  const read: ObjectRead = { single: false, target, key, info, sse: await target.encryption.forRead(key) };
   if (info.size <= SMALL_OBJECT) return smallToFile(read, dest, signal, inPlace, within);
   const tmp = tempPathFor(dest);
   const fh = await openTemp(tmp, within);
@@ -375,10 +367,9 @@ async function getRangeBuffer(read: ObjectRead, start: number, length: number, s
  * object ends in an error instead of a clean end of stream.
  */
 export async function* readObject(target: S3Target, key: string, signal: AbortSignal): AsyncGenerator<Buffer> {
-  const client = target.singleAttemptClient;
-  const info = await headObject(target, key, signal, client);
+  const info = await headObject(target, key, signal, true);
   if (info.size === 0) return;
-  const read: ObjectRead = { client, target, key, info, sse: await target.encryption.forRead(key) };
+  const read: ObjectRead = { single: true, target, key, info, sse: await target.encryption.forRead(key) };
   // Read-ahead stays small: the window is what a slow client makes us hold, and
   // gRPC's own send buffers come on top of it.
   const partConcurrency = Math.min(target.cfg.tuning.partConcurrency, STREAM_WINDOW);

@@ -9,7 +9,6 @@
 // live writer stores its first part within seconds). A bucket lifecycle rule
 // (AbortIncompleteMultipartUpload) stays the backstop for what this misses,
 // e.g. when the plugin exits first.
-import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, ListPartsCommand } from "@aws-sdk/client-s3";
 import type { S3Target } from "../s3/client.js";
 
 /** Upload ids this process has started and not yet completed or aborted. */
@@ -60,16 +59,16 @@ export function watchForLateUpload(target: S3Target, key: string, attemptStarted
   const aborted = new Set<string>();
   const look = async (): Promise<void> => {
     try {
-      const out = await target.client.send(new ListMultipartUploadsCommand({ Bucket: target.bucket, Prefix: key }));
+      const out = await target.store.listMultipartUploads(key, {});
       for (const u of out.Uploads ?? []) {
         if (u.Key !== key || !u.UploadId || !u.Initiated || live.has(u.UploadId) || aborted.has(u.UploadId)) continue;
         const initiated = u.Initiated.getTime();
         if (initiated < attemptStartedMs - CLOCK_SLACK_MS || Date.now() - initiated < minAge) continue;
         // SSE-C uploads may need their key to be listed (S3 asks for it with checksummed uploads).
         const sse = await target.encryption.forRead(key);
-        const parts = await target.client.send(new ListPartsCommand({ Bucket: target.bucket, Key: key, UploadId: u.UploadId, MaxParts: 1, ...sse }));
+        const parts = await target.store.listParts(key, { UploadId: u.UploadId, MaxParts: 1, ...sse }, {});
         if ((parts.Parts ?? []).length > 0) continue;
-        await target.client.send(new AbortMultipartUploadCommand({ Bucket: target.bucket, Key: key, UploadId: u.UploadId }));
+        await target.store.abortMultipartUpload(key, u.UploadId, {});
         aborted.add(u.UploadId);
         report({ event: "aborted", bucket: target.bucket, key, uploadId: u.UploadId, initiated: u.Initiated.toISOString() });
       }

@@ -2,15 +2,7 @@
 // upload paths (parts read from a file at their offsets, parts cut from a gRPC
 // stream) feed this class, so there is one place that completes and one place
 // that cleans up.
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  type CompletedPart,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-} from "@aws-sdk/client-s3";
+import type { CompletedPart } from "@aws-sdk/client-s3";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { httpStatus, location, s3ErrorCode, storageError } from "../s3/errors.js";
@@ -66,10 +58,7 @@ export async function putSmallObject(
   const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
   let out;
   try {
-    out = await target.client.send(
-      new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: body, ContentLength: body.length, ...checksum, ...sse }),
-      { abortSignal: signal },
-    );
+    out = await target.store.put(key, { Body: body, ContentLength: body.length, ...checksum, ...sse }, { signal });
     addProgress(body.length);
   } catch (e) {
     throw storageError("PutObject", where, e, signal);
@@ -83,7 +72,7 @@ async function failUnencrypted(target: S3Target, key: string, op: string, proble
   const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
   let cleanup = "the object was deleted";
   try {
-    await target.client.send(new DeleteObjectCommand({ Bucket: target.bucket, Key: key }), { abortSignal: AbortSignal.timeout(30_000) });
+    await target.store.deleteObject(key, { signal: AbortSignal.timeout(30_000) });
   } catch (e) {
     cleanup = `deleting it failed too (${storageError("DeleteObject", where, e).message}): delete it by hand`;
   }
@@ -124,14 +113,10 @@ export class MultipartUpload {
       // created can be aborted by its id right away.
       const create = lenient(signal);
       try {
-        const out = await target.singleAttemptClient.send(
-          new CreateMultipartUploadCommand({
-            Bucket: target.bucket,
-            Key: key,
-            ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}),
-            ...sse,
-          }),
-          { abortSignal: create.signal },
+        const out = await target.store.createMultipartUpload(
+          key,
+          { ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}), ...sse },
+          { signal: create.signal, single: true },
         );
         if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
         liveUploads.add(out.UploadId);
@@ -171,19 +156,10 @@ export class MultipartUpload {
       checksum = crc32ToBase64(crc);
     }
     try {
-      const out = await this.target.client.send(
-        new UploadPartCommand({
-          Bucket: this.target.bucket,
-          Key: this.key,
-          UploadId: this.uploadId,
-          PartNumber: partNumber,
-          Body: body,
-          ContentLength: body.length,
-          ChecksumCRC32: checksum,
-          SSECustomerAlgorithm,
-          SSECustomerKey,
-        }),
-        { abortSignal: signal },
+      const out = await this.target.store.uploadPart(
+        this.key,
+        { UploadId: this.uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ChecksumCRC32: checksum, SSECustomerAlgorithm, SSECustomerKey },
+        { signal },
       );
       this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
       if (!this.target.encryption.unconfirmed(out)) this.encryptionConfirmed = true;
@@ -201,17 +177,16 @@ export class MultipartUpload {
     const sending = lenient(signal);
     let out;
     try {
-      out = await this.target.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.target.bucket,
-          Key: this.key,
+      out = await this.target.store.completeMultipartUpload(
+        this.key,
+        {
           UploadId: this.uploadId,
           MultipartUpload: { Parts: parts },
           ...(this.checksums ? { ChecksumCRC32: crc32ToBase64(this.crcs.combine(parts.length)), ChecksumType: "FULL_OBJECT" as const } : {}),
           SSECustomerAlgorithm,
           SSECustomerKey,
-        }),
-        { abortSignal: sending.signal },
+        },
+        { signal: sending.signal },
       );
       this.finished = true;
       liveUploads.delete(this.uploadId);
@@ -239,10 +214,7 @@ export class MultipartUpload {
     const deadline = AbortSignal.timeout(30_000);
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.target.client.send(
-          new AbortMultipartUploadCommand({ Bucket: this.target.bucket, Key: this.key, UploadId: this.uploadId }),
-          { abortSignal: deadline },
-        );
+        await this.target.store.abortMultipartUpload(this.key, this.uploadId, { signal: deadline });
         return undefined;
       } catch (e) {
         // An earlier attempt got through but its answer was lost: nothing is left.
