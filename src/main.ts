@@ -3,12 +3,13 @@
 // appends the socket path to the image's ENTRYPOINT, and plugin containers
 // inherit the executor's args after it. SIGTERM (pod stop) ends with exit 0.
 import { ArtifactService } from "./artifacts/service.js";
-import { createLogger } from "./log.js";
+import { type Logger, createLogger } from "./log.js";
 import { S3TargetFactory } from "./s3/client.js";
 import { KubeSecretSource, SharedModeSecrets } from "./s3/kube-secrets.js";
 import { type Settings, SettingsError, readSettings } from "./settings.js";
-import { configureTransferBuffers } from "./transfer/buffer-budget.js";
-import { configureLateUploadWatch } from "./transfer/late-uploads.js";
+import { configureTransferBuffers, withBudgetShare } from "./transfer/buffer-budget.js";
+import { configureLateUploadWatch, onLateUpload } from "./transfer/late-uploads.js";
+import { withProgress } from "./transfer/progress.js";
 import { PluginServer } from "./wire/server.js";
 import { SocketInUseError } from "./wire/socket.js";
 
@@ -42,6 +43,15 @@ environment:
 
 const MiB = 1024 * 1024;
 
+/** What the late-upload watch did, in the log (see transfer/late-uploads.ts). */
+function logLateUploads(logger: Logger): void {
+  onLateUpload((e) => {
+    const { event, ...fields } = e;
+    if (event === "aborted") logger.warn(fields, "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
+    else logger.warn(fields, "could not check for a multipart upload created after an unanswered CreateMultipartUpload; a lifecycle rule has to reclaim it if there is one");
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   let settings: Settings;
   try {
@@ -66,6 +76,7 @@ async function main(argv: string[]): Promise<number> {
   // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
   const requestLog = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
   const service = new ArtifactService(new S3TargetFactory(secrets, { env: process.env, endpoints: { allowed: settings.allowedEndpoints }, requestLog }));
+  logLateUploads(logger);
   const server = new PluginServer({
     socketPath,
     service,
@@ -74,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
     progressIntervalMs: settings.progressIntervalMs,
     streamIdleMs: settings.streamIdleMs,
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
+    scope: (progress, body) => withProgress(progress, () => withBudgetShare(body)),
   });
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
   const { graceMs } = settings;

@@ -8,15 +8,12 @@ import { chmod, unlink } from "node:fs/promises";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { ArtifactService } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
-import { onLateUpload } from "../transfer/late-uploads.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket } from "./socket.js";
 import { Slots } from "./slots.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
-import { withProgress } from "../transfer/progress.js";
-import { withBudgetShare } from "../transfer/buffer-budget.js";
 import { openStreamHandler } from "./open-stream.js";
 import type { RpcLog } from "./rpc.js";
 import { saveStreamHandler } from "./save-stream.js";
@@ -46,6 +43,11 @@ export interface ServerOptions {
    * none, before the call is ended (default 60 s): a stalled peer holds budget buffers.
    */
   streamIdleMs?: number;
+  /**
+   * Runs each RPC body in the transfer engine's per-call scope (its byte
+   * counter for progress lines, its share of the buffer budget); main wires it.
+   */
+  scope?: <T>(progress: { bytes: number }, body: () => Promise<T>) => Promise<T>;
 }
 
 export class PluginServer {
@@ -65,11 +67,6 @@ export class PluginServer {
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
     this.transfers = new Slots(opts.maxConcurrentTransfers ?? 64);
-    onLateUpload((e) => {
-      const { event, ...fields } = e;
-      if (event === "aborted") this.opts.logger.warn(fields, "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
-      else this.opts.logger.warn(fields, "could not check for a multipart upload created after an unanswered CreateMultipartUpload; a lifecycle rule has to reclaim it if there is one");
-    });
   }
 
   async listen(): Promise<void> {
@@ -132,7 +129,7 @@ export class PluginServer {
         release?.();
       }
     };
-    const p = withProgress(progress, () => withBudgetShare(run));
+    const p = (this.opts.scope ?? ((_p, fn) => fn()))(progress, run);
     this.pending.add(p);
     try {
       const result = await p;

@@ -19,7 +19,8 @@ import { ArtifactClient, artifact } from "../../src/client/artifact-client.js";
 import { createLogger } from "../../src/log.js";
 import { S3TargetFactory } from "../../src/s3/client.js";
 import { KubeSecretSource } from "../../src/s3/kube-secrets.js";
-import { configureTransferBuffers, transferBuffers } from "../../src/transfer/buffer-budget.js";
+import { configureTransferBuffers, transferBuffers, withBudgetShare } from "../../src/transfer/buffer-budget.js";
+import { withProgress } from "../../src/transfer/progress.js";
 import { PluginServer } from "../../src/wire/server.js";
 import { tally } from "../support/ledger.js";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
@@ -70,7 +71,7 @@ beforeAll(async () => {
   writeFileSync(join(work, "up.bin"), randomBytes(12 * MiB));
   const socketPath = join(work, "sock", "socket");
   const logger = createLogger(new Writable({ write: (_c, _e, cb) => cb() }));
-  server = new PluginServer({ socketPath, logger, service: new ArtifactService(new S3TargetFactory(new KubeSecretSource(process.env), { env: process.env })), streamIdleMs: IDLE_MS });
+  server = new PluginServer({ socketPath, logger, service: new ArtifactService(new S3TargetFactory(new KubeSecretSource(process.env), { env: process.env })), streamIdleMs: IDLE_MS, scope: (progress, body) => withProgress(progress, () => withBudgetShare(body)) });
   await server.listen();
   client = new ArtifactClient(socketPath);
 }, 600_000);
