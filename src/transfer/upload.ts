@@ -43,7 +43,7 @@ async function withMultipart(
   }
 }
 
-/** Files up to this size are read with one synchronous call (see SMALL_OBJECT in download.ts for why). */
+/** Files up to this size are read with one synchronous call (see SMALL_OBJECT in download-to-file.ts for why). */
 const SMALL_FILE = 256 * 1024;
 
 async function uploadSmallFile(target: S3Target, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {

@@ -368,7 +368,7 @@ describe("Load into an existing target whose directory is swapped for a link aft
     // In-process, to place the swap exactly between the directory check and the file's creation.
     const { S3TargetFactory } = await import("../../src/s3/client.js");
     const { parseConfig } = await import("../../src/config/parse.js");
-    const { downloadToFile } = await import("../../src/transfer/download.js");
+    const { downloadToFile } = await import("../../src/transfer/download-to-file.js");
     Object.assign(process.env, rootKeysEnv(minio));
     const t = await new S3TargetFactory({ get: () => Promise.resolve(undefined) }, { env: process.env }).get(parseConfig(config()), config());
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/f.txt", Body: "data" }));

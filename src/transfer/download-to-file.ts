@@ -1,0 +1,202 @@
+// Download to a file: ranged GETs in parallel, each streamed to its offset of
+// a temporary file beside the target, renamed into place only once every byte
+// is there and checked (CRC32 against the object's full-object CRC32 when S3
+// has one: every upload of this plugin stores one).
+import { randomBytes } from "node:crypto";
+import { type FileHandle, open, readlink, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join, sep } from "node:path";
+import { PluginError } from "../errors.js";
+import type { S3Target } from "../s3/client.js";
+import { isAbort, storageError } from "../s3/errors.js";
+import { transferBuffers } from "./buffer-budget.js";
+import { PieceCrcs } from "./crc32.js";
+import { type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, where, withRangeRetries } from "./range-reader.js";
+import { TaskGroup } from "./task-group.js";
+
+/** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 1 MiB. */
+const WRITE_BATCH = 1024 * 1024;
+
+/**
+ * GET a range straight into the file at its offset, through one reusable
+ * batch buffer: no range is ever held whole in memory. Rewriting the same
+ * offsets on a retry is harmless.
+ */
+async function rangeToFile(read: ObjectRead, start: number, length: number, fh: FileHandle, signal: AbortSignal): Promise<RangeResult> {
+  const budget = transferBuffers();
+  const batch = await budget.acquire(WRITE_BATCH, signal);
+  try {
+    return await withRangeRetries(read, signal, async () => {
+      let pos = start;
+      let filled = 0;
+      const flush = async () => {
+        await writeFully(fh, batch.subarray(0, filled), pos);
+        pos += filled;
+        filled = 0;
+      };
+      const result = await getRange(read, start, length, signal, async (chunk) => {
+        let off = 0;
+        while (off < chunk.length) {
+          const n = Math.min(chunk.length - off, WRITE_BATCH - filled);
+          chunk.copy(batch, filled, off, off + n);
+          filled += n;
+          off += n;
+          if (filled === WRITE_BATCH) await flush();
+        }
+      });
+      if (filled > 0) await flush();
+      return result;
+    });
+  } finally {
+    budget.release(batch);
+  }
+}
+
+/**
+ * Objects up to this size are received into one buffer and written with a
+ * single writeFile: fewer thread-pool round trips per file, which is what
+ * dominates a directory of thousands of small files.
+ */
+export const SMALL_OBJECT = 256 * 1024;
+
+async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, inPlace: boolean, within: string | undefined): Promise<number> {
+  const { target, key, info } = read;
+  const budget = transferBuffers();
+  const buf = await budget.acquire(info.size, signal);
+  try {
+    await withRangeRetries(read, signal, async () => {
+      const r = await getRange(read, 0, info.size, signal, intoBuffer(buf));
+      checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
+    });
+    if (inPlace) {
+      await writeFile(dest, buf, { flag: "w", mode: 0o644 });
+      return info.size;
+    }
+    const tmp = tempPathFor(dest);
+    try {
+      const fh = await openTemp(tmp, within);
+      try {
+        await writeFully(fh, buf, 0);
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, dest);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    return info.size;
+  } finally {
+    budget.release(buf);
+  }
+}
+
+/**
+ * Create the temporary file (never through a link: "wx" fails on anything that
+ * exists). With `within` (a Load into a target that existed before, whose
+ * directories a neighbour may swap for links after they were checked), what
+ * was created must really be inside that directory, or it is removed and the
+ * Load fails. The final rename uses the same parent path, so a parent swapped
+ * after this check makes the rename fail rather than land elsewhere.
+ */
+async function openTemp(tmp: string, within: string | undefined): Promise<FileHandle> {
+  const fh = await open(tmp, "wx", 0o644);
+  if (within === undefined) return fh;
+  let real: string | undefined;
+  try {
+    real = await readlink(`/proc/self/fd/${fh.fd}`);
+  } catch {
+    real = undefined; // no /proc: the checked directories are the guard
+  }
+  if (real !== undefined && !real.startsWith(within.endsWith(sep) ? within : within + sep)) {
+    await fh.close();
+    await rm(real, { force: true });
+    throw new PluginError("local", `refusing to load into ${dirname(tmp)}: it now resolves to ${dirname(real)}, outside the target directory ${within}; was a directory replaced by a link?`);
+  }
+  return fh;
+}
+
+/** File names longer than this (bytes) cannot exist on Linux file systems. */
+const NAME_MAX = 255;
+
+/**
+ * Temporary sibling of `dest`, on the same file system so the final rename is
+ * atomic. Named after the file when that fits in NAME_MAX (easier to spot),
+ * else a short random name (a 240-byte file name must still load).
+ */
+export function tempPathFor(dest: string): string {
+  const tag = randomBytes(6).toString("hex");
+  const named = `.${basename(dest)}.${tag}.part`;
+  return join(dirname(dest), Buffer.byteLength(named) <= NAME_MAX ? named : `.argo-s3-${tag}.part`);
+}
+
+/**
+ * Download `key` to `dest`. `known` may come from a listing to save a HEAD;
+ * a listing has no checksum, so large objects still get a HEAD for theirs.
+ * `inPlace` (files of a directory Load, whose caller removes the whole
+ * directory on failure) writes small objects straight to `dest`, sparing a
+ * rename per file; a single-file Load always goes through a temporary sibling.
+ * `within`: the real path of an existing Load target (see openTemp).
+ */
+export async function downloadToFile(
+  target: S3Target,
+  key: string,
+  dest: string,
+  signal: AbortSignal,
+  known?: ObjectInfo,
+  inPlace = false,
+  within?: string,
+): Promise<number> {
+  const { partSize, partConcurrency, multipartThreshold, checksum } = target.cfg.tuning;
+  const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
+  const info = needHead ? await headObject(target, key, signal) : known;
+  const read: ObjectRead = { single: false, target, key, info, sse: await target.encryption.forRead(key) };
+  if (info.size <= SMALL_OBJECT) return smallToFile(read, dest, signal, inPlace, within);
+  const tmp = tempPathFor(dest);
+  const fh = await openTemp(tmp, within);
+  let closed = false;
+  try {
+    if (info.size <= multipartThreshold) {
+      if (info.size > 0) {
+        const r = await rangeToFile(read, 0, info.size, fh, signal);
+        checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
+      }
+    } else {
+      const group = new TaskGroup(partConcurrency, signal);
+      const crcs = new PieceCrcs();
+      let count = 0;
+      try {
+        for (let offset = 0; offset < info.size; offset += partSize, count++) {
+          const start = offset;
+          const len = Math.min(partSize, info.size - start);
+          const index = count;
+          await group.add(async (s) => {
+            const r = await rangeToFile(read, start, len, fh, s);
+            crcs.set(index, r.crc, len);
+          });
+        }
+        await group.wait();
+      } catch (e) {
+        await group.settle();
+        throw e;
+      }
+      if (checksum === "crc32") checkCrc(target, key, info.crc32, crcs.combine(count));
+    }
+    await fh.close();
+    closed = true;
+    await rename(tmp, dest);
+    return info.size;
+  } catch (e) {
+    if (!closed) await fh.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    if (isAbort(e, signal) && !(e instanceof PluginError)) throw storageError("GetObject", where(target, key), e, signal);
+    throw e;
+  }
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}

@@ -1,0 +1,80 @@
+// An object as an ordered stream (OpenStream): bounded read-ahead of ranges,
+// the consumer's pace is what bounds memory, the CRC32 checked before the last
+// range is handed out.
+import type { S3Target } from "../s3/client.js";
+import { transferBuffers } from "./buffer-budget.js";
+import { crc32Combine } from "./crc32.js";
+import { type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer } from "./range-reader.js";
+
+/** OpenStream read-ahead: at most STREAM_WINDOW ranges of at most STREAM_RANGE bytes. */
+const STREAM_RANGE = 8 * 1024 * 1024;
+const STREAM_WINDOW = 4;
+
+/** A range's bytes in one buffer from the budget (for ordered streaming); the caller releases it. */
+async function getRangeBuffer(read: ObjectRead, start: number, length: number, signal: AbortSignal): Promise<{ buf: Buffer; result: RangeResult }> {
+  const budget = transferBuffers();
+  const buf = await budget.acquire(length, signal);
+  try {
+    return { buf, result: await getRange(read, start, length, signal, intoBuffer(buf)) };
+  } catch (e) {
+    budget.release(buf);
+    throw e;
+  }
+}
+
+/**
+ * The object's bytes in order, fetched as ranges with at most `partConcurrency`
+ * of them in memory. Uses the single-attempt client: OpenStream must not retry.
+ * The consumer pulling slowly is what bounds memory: no range beyond the
+ * read-ahead window is requested until the consumer has taken earlier ones.
+ * The CRC32 is checked before the last range is handed out, so a corrupted
+ * object ends in an error instead of a clean end of stream.
+ */
+export async function* readObject(target: S3Target, key: string, signal: AbortSignal): AsyncGenerator<Buffer> {
+  const info = await headObject(target, key, signal, true);
+  if (info.size === 0) return;
+  const read: ObjectRead = { single: true, target, key, info, sse: await target.encryption.forRead(key) };
+  // Read-ahead stays small: the window is what a slow client makes us hold, and
+  // gRPC's own send buffers come on top of it.
+  const partConcurrency = Math.min(target.cfg.tuning.partConcurrency, STREAM_WINDOW);
+  const partSize = Math.min(target.cfg.tuning.partSize, STREAM_RANGE);
+  const window: Promise<{ buf: Buffer; result: RangeResult }>[] = [];
+  const inner = new AbortController();
+  const onAbort = () => inner.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  let next = 0;
+  let crc = 0;
+  let received = 0;
+  let lent: Buffer | undefined; // the range the consumer holds; returned when it asks for the next
+  const budget = transferBuffers();
+  const schedule = () => {
+    while (window.length < partConcurrency && next < info.size) {
+      const start = next;
+      const len = Math.min(partSize, info.size - start);
+      next += len;
+      const p = getRangeBuffer(read, start, len, inner.signal);
+      p.catch(() => undefined); // observed when awaited below; avoid unhandled rejections meanwhile
+      window.push(p);
+    }
+  };
+  try {
+    schedule();
+    while (window.length > 0) {
+      if (lent) budget.release(lent);
+      lent = undefined;
+      const { buf, result } = await window.shift()!;
+      lent = buf;
+      crc = received === 0 ? result.crc : crc32Combine(crc, result.crc, buf.length);
+      received += buf.length;
+      if (received === info.size && target.cfg.tuning.checksum === "crc32") checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
+      schedule();
+      yield buf;
+    }
+  } finally {
+    inner.abort();
+    signal.removeEventListener("abort", onAbort);
+    if (lent) budget.release(lent);
+    // Ranges still in flight give their buffers back as they settle.
+    for (const p of window) p.then(({ buf }) => budget.release(buf), () => undefined);
+  }
+}

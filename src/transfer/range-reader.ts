@@ -1,0 +1,148 @@
+// Reading one object's bytes from the store: its HEAD (size, ETag, full-object
+// CRC32), and ranged GETs pinned to that ETag (an object replaced mid-read
+// fails instead of mixing two versions), counted and CRC-ed as they arrive,
+// with a range whose body broke mid-way fetched again. download-to-file.ts and
+// object-stream.ts are the two ways the engine uses it.
+import type { Readable } from "node:stream";
+import { PluginError } from "../errors.js";
+import type { S3Target } from "../s3/client.js";
+import { type S3Where, storageError } from "../s3/errors.js";
+import type { ReadSse } from "../s3/encryption.js";
+import { backoff } from "./backoff.js";
+import { crc32, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
+import { addProgress } from "./progress.js";
+
+export interface ObjectInfo {
+  size: number;
+  etag: string | undefined;
+  /** Full-object CRC32, when S3 reports one (not for composite multipart checksums). */
+  crc32?: number | undefined;
+}
+
+/**
+ * A full-object CRC32 from response headers, or undefined when the value may
+ * describe parts instead: a "…-N" value, a type other than FULL_OBJECT, or no
+ * type at all on a multipart object (its ETag ends in "-N"; some stores send
+ * a composite value without saying so, which would read as corruption).
+ */
+function fullObjectCrc(value: string | undefined, type: string | undefined, etag: string | undefined): number | undefined {
+  if (!value || value.includes("-") || (type !== undefined && type !== "FULL_OBJECT")) return undefined;
+  if (type === undefined && etag !== undefined && /-\d+"?$/.test(etag)) return undefined;
+  return crc32FromBase64(value);
+}
+
+/** `single`: one attempt only (OpenStream). */
+export async function headObject(target: S3Target, key: string, signal: AbortSignal, single = false): Promise<ObjectInfo> {
+  const sse = await target.encryption.forRead(key);
+  const checksums = target.cfg.tuning.checksum === "crc32";
+  try {
+    const out = await target.store.head(key, { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }, { signal, single });
+    return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
+  } catch (e) {
+    throw storageError("HeadObject", where(target, key), e, signal);
+  }
+}
+
+export function where(target: S3Target, key: string): S3Where {
+  return { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
+}
+
+export function describeWhere(target: S3Target, key: string): string {
+  return `s3://${target.bucket}/${key} (endpoint ${target.endpointLabel})`;
+}
+
+/** Receives a range's bytes in order; may return a promise to pause the body. */
+export type ChunkSink = (chunk: Buffer) => void | Promise<void>;
+
+export interface RangeResult {
+  /** CRC32 of the bytes received. */
+  crc: number;
+  /** Full-object CRC32 from the response, for whole-object GETs. */
+  objectCrc: number | undefined;
+}
+
+/** Everything that stays the same across the ranges of one object. */
+export interface ObjectRead {
+  /** One attempt per request (OpenStream); otherwise the SDK's retries. */
+  single: boolean;
+  target: S3Target;
+  key: string;
+  info: ObjectInfo;
+  sse: ReadSse;
+}
+
+/** GET one range (or the whole object), handing its bytes to `sink`, checking their count and CRC-ing them. */
+export async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: ChunkSink): Promise<RangeResult> {
+  const { single, target, key, info, sse } = read;
+  const whole = start === 0 && length === info.size;
+  const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
+  const label = whole ? "GetObject" : `GetObject ${range}`;
+  const checksums = target.cfg.tuning.checksum === "crc32";
+  let body: Readable | undefined;
+  try {
+    const out = await target.store.get(
+      key,
+      { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" } : {}), ...sse },
+      { signal, single },
+    );
+    body = out.Body as Readable | undefined;
+    let received = 0;
+    let crc = 0;
+    if (body) {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        received += chunk.length;
+        if (received > length) {
+          throw new PluginError("storage", `${label} ${describeWhere(target, key)}: server sent more than the ${length} bytes asked for`, { retryable: true });
+        }
+        if (checksums) crc = crc32(chunk, crc);
+        addProgress(chunk.length);
+        const pending = sink(chunk);
+        if (pending) await pending;
+      }
+    }
+    if (received !== length) {
+      throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`, { retryable: true });
+    }
+    return { crc, objectCrc: checksums && whole ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
+  } catch (e) {
+    body?.destroy();
+    throw storageError(label, where(target, key), e, signal);
+  }
+}
+
+export function checkCrc(target: S3Target, key: string, expected: number | undefined, actual: number): void {
+  if (expected !== undefined && expected !== actual >>> 0) {
+    throw new PluginError(
+      "storage",
+      `checksum mismatch for ${describeWhere(target, key)}: S3 says CRC32 ${crc32ToBase64(expected)}, received data has ${crc32ToBase64(actual)}; the data was corrupted in transit or at rest`,
+    );
+  }
+}
+
+function retriable(e: unknown): boolean {
+  return e instanceof PluginError && e.kind === "storage" && e.retryable;
+}
+
+/**
+ * Run one range attempt again when its body broke mid-way (the SDK retries
+ * only before the body starts); the attempt must be safe to repeat.
+ */
+export async function withRangeRetries<T>(read: ObjectRead, signal: AbortSignal, attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!retriable(e) || n >= read.target.cfg.tuning.maxAttempts || signal.aborted) throw e;
+      await backoff(n);
+    }
+  }
+}
+
+/** A sink copying a range into `buf` from its start. */
+export function intoBuffer(buf: Buffer): ChunkSink {
+  let filled = 0;
+  return (chunk) => {
+    chunk.copy(buf, filled);
+    filled += chunk.length;
+  };
+}
