@@ -7,8 +7,9 @@ import { dirname } from "node:path";
 import { ConfigCache } from "../config/parse.js";
 import { Lru } from "../util/lru.js";
 import { PluginError, describeError } from "../errors.js";
+import { BucketSetup } from "../s3/bucket.js";
 import type { S3Target, S3TargetFactory } from "../s3/client.js";
-import { httpStatus, isNotFound, location, s3ErrorCode, storageError } from "../s3/errors.js";
+import { location, storageError } from "../s3/errors.js";
 import { anyUnder, listPrefix } from "../s3/listing.js";
 import { downloadToFile } from "../transfer/download-to-file.js";
 import { readObject } from "../transfer/object-stream.js";
@@ -41,9 +42,7 @@ export interface TransferSummary {
 }
 
 export class ArtifactService {
-  private readonly ensuredBuckets = new WeakMap<S3Target, Promise<void>>();
-  /** Buckets this process created whose settings (default encryption) are not in yet. */
-  private readonly unsettledBuckets = new Set<string>();
+  private readonly buckets = new BucketSetup();
 
   constructor(
     private readonly targets: S3TargetFactory,
@@ -143,7 +142,7 @@ export class ArtifactService {
     } catch (e) {
       throw new PluginError("local", `cannot save ${path} to ${location({ bucket: t.bucket, key, endpointLabel: t.endpointLabel })}: ${describeError(e)}`);
     }
-    await this.ensureBucket(t, signal);
+    await this.buckets.ensure(t, signal);
     if (st.isFile()) {
       if (key === "" || key.endsWith("/")) {
         throw new PluginError("invalid-argument", `cannot save file ${path}: key "${key}" is empty or ends with "/"; a file needs an object key`);
@@ -179,7 +178,7 @@ export class ArtifactService {
     if (key === "" || key.endsWith("/")) {
       throw new PluginError("invalid-argument", `cannot stream to key "${key}": empty or ends with "/"; a stream needs an object key`);
     }
-    await this.ensureBucket(t, signal);
+    await this.buckets.ensure(t, signal);
     const { bytes } = await uploadStream(t, key, chunks, signal);
     return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
   }
@@ -308,85 +307,4 @@ export class ArtifactService {
       throw e;
     }
   }
-
-  /**
-   * createBucketIfNotPresent, once per target per process. The check is shared
-   * by concurrent callers, so it runs on no caller's cancellation (its requests
-   * are bounded by the request timeout); each caller waits on its own signal.
-   */
-  private ensureBucket(t: S3Target, signal: AbortSignal): Promise<void> {
-    const opts = t.cfg.createBucketIfNotPresent;
-    if (!opts) return Promise.resolve();
-    let p = this.ensuredBuckets.get(t);
-    if (!p) {
-      p = this.createBucket(t, opts.objectLocking, new AbortController().signal);
-      this.ensuredBuckets.set(t, p);
-      p.catch(() => this.ensuredBuckets.delete(t));
-    }
-    return untilAborted(p, signal);
-  }
-
-  private async createBucket(t: S3Target, objectLocking: boolean, signal: AbortSignal): Promise<void> {
-    const where = { bucket: t.bucket, endpointLabel: t.endpointLabel };
-    const id = `${t.endpointLabel}\0${t.bucket}`;
-    try {
-      await t.store.headBucket({ signal });
-      // Created by this process earlier but its settings failed: finish them, or fail again.
-      if (this.unsettledBuckets.has(id)) await this.applyBucketSettings(t, where, signal, id);
-      return;
-    } catch (e) {
-      if (e instanceof PluginError) throw e;
-      if (!isNotFound(e) && httpStatus(e) !== 404) throw storageError("HeadBucket", where, e, signal);
-    }
-    try {
-      await t.store.createBucket(objectLocking, { signal });
-    } catch (e) {
-      const code = s3ErrorCode(e);
-      if (code !== "BucketAlreadyOwnedByYou" && code !== "BucketAlreadyExists") throw storageError("CreateBucket", where, e, signal);
-      return;
-    }
-    this.unsettledBuckets.add(id);
-    await this.applyBucketSettings(t, where, signal, id);
-  }
-
-  /** Creation and its settings are one step: until the settings are in, the bucket is not ready. */
-  private async applyBucketSettings(t: S3Target, where: { bucket: string; endpointLabel: string }, signal: AbortSignal, id: string): Promise<void> {
-    const mode = t.encryption.mode;
-    if (mode === "sse-s3" || mode === "sse-kms") {
-      const kmsKeyId = t.cfg.encryptionOptions?.kmsKeyId;
-      try {
-        await t.store.putBucketEncryption(
-          { Rules: [{ ApplyServerSideEncryptionByDefault: mode === "sse-kms" ? { SSEAlgorithm: "aws:kms", KMSMasterKeyID: kmsKeyId } : { SSEAlgorithm: "AES256" } }] },
-          { signal },
-        );
-      } catch (e) {
-        const err = storageError("PutBucketEncryption", where, e, signal);
-        throw new PluginError(
-          err.kind,
-          `${err.message}; the bucket was created but its default encryption could not be set, so nothing is saved to it until that succeeds (or create the bucket with its encryption yourself)`,
-          { cause: e },
-        );
-      }
-    }
-    this.unsettledBuckets.delete(id);
-  }
-}
-
-/** `p`, or a rejection with the signal's reason once `signal` aborts (p itself runs on). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }
