@@ -55,16 +55,17 @@ export function chooseCredentials(cfg: PluginConfig, secrets: SecretSource, regi
     });
     return { source: "assume-role", provider: cached(wrapProviderErrors(provider, `assuming role ${cfg.roleARN}`, env)) };
   }
-  return { source: "sdk-default-chain", provider: cached(wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain", env)) };
+  return { source: "sdk-default-chain", provider: wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain", env) };
 }
 
 /** Refresh this long before credentials expire. */
 const REFRESH_BEFORE_MS = 5 * 60_000;
 
 /**
- * One provider per configuration serves both of its S3 clients: credentials
- * are kept until shortly before they expire and concurrent askers share one
- * fetch (without this, each client assumed the role on its own).
+ * One assume-role provider per configuration serves both of its S3 clients:
+ * credentials are kept until shortly before they expire and concurrent askers
+ * share one fetch (without this, each client assumed the role on its own; the
+ * SDK's default chain memoizes by itself).
  */
 function cached(p: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
   let current: AwsCredentialIdentity | undefined;
