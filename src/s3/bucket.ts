@@ -3,6 +3,7 @@
 // its settings are one step: a bucket this process created whose settings did
 // not go in is not ready, and the next Save tries them again (or fails again).
 import { PluginError } from "../errors.js";
+import { untilAborted } from "../util/abortable.js";
 import type { S3Target } from "./client.js";
 import { httpStatus, isNotFound, s3ErrorCode, storageError } from "./errors.js";
 
@@ -72,23 +73,4 @@ export class BucketSetup {
     }
     this.unsettled.delete(id);
   }
-}
-
-/** `p`, or a rejection with the signal's reason once `signal` aborts (p itself runs on). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }

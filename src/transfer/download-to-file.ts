@@ -3,14 +3,15 @@
 // is there and checked (CRC32 against the object's full-object CRC32 when S3
 // has one: every upload of this plugin stores one).
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, readlink, rename, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join, sep } from "node:path";
+import { type FileHandle, open, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { isAbort, storageError } from "../s3/errors.js";
 import { transferBuffers } from "./buffer-budget.js";
 import { PieceCrcs } from "./crc32.js";
 import { type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, where, withRangeRetries } from "./range-reader.js";
+import { outsideRoot } from "./opened-inside.js";
 import { TaskGroup } from "./task-group.js";
 
 /** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 1 MiB. */
@@ -101,13 +102,8 @@ async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, 
 async function openTemp(tmp: string, within: string | undefined): Promise<FileHandle> {
   const fh = await open(tmp, "wx", 0o644);
   if (within === undefined) return fh;
-  let real: string | undefined;
-  try {
-    real = await readlink(`/proc/self/fd/${fh.fd}`);
-  } catch {
-    real = undefined; // no /proc: the checked directories are the guard
-  }
-  if (real !== undefined && !real.startsWith(within.endsWith(sep) ? within : within + sep)) {
+  const real = outsideRoot(fh.fd, within);
+  if (real !== undefined) {
     await fh.close();
     await rm(real, { force: true });
     throw new PluginError("local", `refusing to load into ${dirname(tmp)}: it now resolves to ${dirname(real)}, outside the target directory ${within}; was a directory replaced by a link?`);

@@ -2,15 +2,15 @@
 // flight) and from a stream of chunks (cut into parts as they arrive, with the
 // source not read while the part queue is full). Memory is bounded by
 // (parts in flight + 1) × part size, whatever the object's size.
-import { closeSync, constants, fstatSync, openSync, read, readSync, readlinkSync } from "node:fs";
-import { sep } from "node:path";
+import { closeSync, constants, fstatSync, openSync, read, readSync } from "node:fs";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { transferBuffers } from "./buffer-budget.js";
 import { MAX_PARTS, MIN_PART_SIZE, MultipartUpload, partSizeFor, putSmallObject } from "./multipart.js";
+import { outsideRoot } from "./opened-inside.js";
+import { TaskGroup } from "./task-group.js";
 
 const MiB = 1024 * 1024;
-import { TaskGroup } from "./task-group.js";
 
 export interface UploadResult {
   bytes: number;
@@ -89,16 +89,9 @@ function openLocal(path: string, within: string | undefined): LocalFile {
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new PluginError("local", `cannot save ${path}: not a regular file any more`);
-    if (within !== undefined) {
-      let real: string | undefined;
-      try {
-        real = readlinkSync(`/proc/self/fd/${fd}`);
-      } catch {
-        real = undefined; // no /proc: the no-follow open is the guard
-      }
-      if (real !== undefined && !real.startsWith(within.endsWith(sep) ? within : within + sep)) {
-        throw new PluginError("local", `refusing to save ${path}: it now resolves to ${real}, outside the directory being saved (${within}); was it replaced by a link?`);
-      }
+    const real = within === undefined ? undefined : outsideRoot(fd, within);
+    if (real !== undefined) {
+      throw new PluginError("local", `refusing to save ${path}: it now resolves to ${real}, outside the directory being saved (${within}); was it replaced by a link?`);
     }
     return { fd, size: st.size, path };
   } catch (e) {

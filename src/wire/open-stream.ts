@@ -6,7 +6,8 @@ import { PluginError } from "../errors.js";
 import type { ArtifactOnlyRequest, OpenStreamResponse } from "./messages.js";
 import { type Track, artifactRef } from "./rpc.js";
 import { outcomeOf } from "./status.js";
-import { abortable, waitDrain, withIdleLimit } from "./stream-waits.js";
+import { untilAborted } from "../util/abortable.js";
+import { waitDrain, withIdleLimit } from "./stream-waits.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
 export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
@@ -36,11 +37,11 @@ export function openStreamHandler(svc: ArtifactService, track: Track, idleMs: nu
           for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
             const data = range.subarray(off, off + STREAM_FRAME_BYTES);
             bytes += data.length;
-            if (inFlight.length >= FRAMES_IN_FLIGHT) await idle(abortable(inFlight.shift()!, signal));
+            if (inFlight.length >= FRAMES_IN_FLIGHT) await idle(untilAborted(inFlight.shift()!, signal));
             inFlight.push(new Promise<void>((resolve) => call.write({ data }, () => resolve())));
             if (call.writableNeedDrain) await idle(waitDrain(call, signal));
           }
-          while (inFlight.length > 0) await idle(abortable(inFlight.shift()!, signal));
+          while (inFlight.length > 0) await idle(untilAborted(inFlight.shift()!, signal));
         }
       } finally {
         // Whatever ended the loop, the reader gives its buffers back (see ArtifactService.openStream).

@@ -19,9 +19,6 @@ import type { RpcLog } from "./rpc.js";
 import { saveStreamHandler } from "./save-stream.js";
 import { unaryHandlers } from "./unary.js";
 
-export { STREAM_FRAME_BYTES } from "./open-stream.js";
-export { artifactRef } from "./rpc.js";
-
 /** RPCs that move data: they take a transfer slot. */
 const TRANSFERS = new Set(["Load", "Save", "SaveStream", "OpenStream", "Delete"]);
 

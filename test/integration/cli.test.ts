@@ -3,13 +3,14 @@
 // outputs, bytes, exit codes, and a quiet stderr when it is not a terminal.
 import { execFile, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
 import { Progress, formatBytes, formatDuration } from "../../src/cli/progress.js";
 import { type PluginProcess, ROOT, startPlugin } from "../support/plugin.js";
+import { treeSha } from "../support/tree.js";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 
@@ -32,19 +33,6 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
       },
     );
   });
-}
-
-function tree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out[relative(root, p)] = createHash("sha256").update(readFileSync(p)).digest("hex");
-    }
-  };
-  walk(root);
-  return out;
 }
 
 let minio: MinioServer;
@@ -175,8 +163,8 @@ describe("argo-s3-artifact against a running plugin", () => {
     expect(readFileSync(file).equals(data)).toBe(true);
     const dir = join(work, "loaded-tree");
     expect(await cli(["load", "cli/tree", dir, ...common])).toMatchObject({ code: 0, stderr: "" });
-    const expected = tree(join(work, "tree"));
-    expect(tree(dir)).toEqual(expected);
+    const expected = treeSha(join(work, "tree"));
+    expect(treeSha(dir)).toEqual(expected);
   });
 
   it("--config-yaml and ARGO_S3_PLUGIN_SOCKET work in place of --config and --socket", async () => {

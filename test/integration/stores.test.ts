@@ -5,14 +5,15 @@
 // What a server cannot do is skipped by the capability table, with the
 // reason printed; the rest must pass byte for byte on both.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMinio } from "../../scripts/lib/minio.mjs";
 import { startVersitygw } from "../../scripts/lib/versitygw.mjs";
 import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
+import { treeSha } from "../support/tree.js";
 
 const MiB = 1024 * 1024;
 const BUCKET = "stores-bucket";
@@ -48,19 +49,6 @@ const STORES: { name: string; start: () => Promise<Store>; caps: Capabilities; w
 
 for (const s of STORES) {
   for (const [cap, reason] of Object.entries(s.why)) process.stdout.write(`stores: ${s.name} lacks ${cap}: ${reason}\n`);
-}
-
-function tree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[relative(root, p)] = sha(readFileSync(p));
-    }
-  };
-  walk(root);
-  return out;
 }
 
 describe.each(STORES)("$name", ({ start, caps }) => {
@@ -123,7 +111,7 @@ describe.each(STORES)("$name", ({ start, caps }) => {
     expect(await plugin.client.save(artifact(cfg(), "odd"), src)).toEqual({ success: true, error: "" });
     const dest = join(work, "odd-back");
     expect(await plugin.client.load(artifact(cfg(), "odd"), dest)).toEqual({ success: true, error: "" });
-    expect(tree(dest)).toEqual(tree(src));
+    expect(treeSha(dest)).toEqual(treeSha(src));
     const list = await plugin.client.listObjects(artifact(cfg(), "odd"));
     expect(list.objects.sort()).toEqual(names.map((n) => `odd/${n}`).sort());
     expect(await plugin.client.isDirectory(artifact(cfg(), "odd"))).toEqual({ isDirectory: true, error: "" });
