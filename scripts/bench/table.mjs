@@ -1,18 +1,29 @@
 // @ts-check
-// Prints bench/results/latest.json (or the file given) as the Markdown table the README carries.
+// Prints bench/results/bench-<profile>.json (or the files given) as the Markdown tables the docs carry.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../lib/tools.mjs";
 
-const file = process.argv[2] ?? join(ROOT, "bench", "results", "latest.json");
-const r = JSON.parse(readFileSync(file, "utf8"));
-const m = r.machine;
-console.log(`Run of ${r.date.slice(0, 10)} on ${m.cores} cores (${m.cpu}), ${m.memGiB} GiB, Node ${m.node}, MinIO ${r.tools.minio}, s5cmd ${r.tools.s5cmd}; best of ${r.options.reps}.\n`);
-console.log("| case | plugin | reference | ratio | target | plugin CPU s | plugin peak RSS MiB |");
-console.log("|---|---|---|---|---|---|---|");
-for (const row of r.results) {
-  const target = row.target === undefined ? "" : `≥ ${row.target} ${row.met ? "✔" : "✘"}`;
-  console.log(
-    `| ${row.case} | ${row.plugin.rate} ${row.unit} | ${row.reference.name} ${row.reference.rate} ${row.unit} | ${row.ratio.toFixed(2)} | ${target} | ${row.plugin.cpuSeconds} | ${row.plugin.peakRssMiB} |`,
-  );
+const files = process.argv.slice(2);
+if (files.length === 0) for (const p of ["loopback", "s3-like"]) files.push(join(ROOT, "bench", "results", `bench-${p}.json`));
+for (const file of files) {
+  /** @type {any} */
+  let r;
+  try {
+    r = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    continue;
+  }
+  const m = r.machine;
+  console.log(`\n**${r.options.profile.name}** (${r.options.profile.note}). Run of ${r.date.slice(0, 10)} at ${r.commit} on ${m.cores} cores, Node ${m.node}, MinIO ${r.tools.minio}; median of ${r.options.rounds} interleaved rounds.\n`);
+  console.log("| case | plugin | built-in | s5cmd | plugin ÷ built-in | plugin ÷ s5cmd | CPU-s/GiB plugin / built-in / s5cmd | peak RSS MiB plugin / built-in / s5cmd |");
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const row of r.results) {
+    const by = row.results;
+    const t = row.targets?.["built-in"];
+    const mark = t === undefined ? "" : ` (≥ ${t} ${row.met ? "✔" : "✘"})`;
+    const cell = (/** @type {string} */ n) => (by[n] ? `${by[n].rate} ${row.unit}` : "—");
+    const three = (/** @type {string} */ f) => ["plugin", "built-in", "s5cmd"].map((n) => (by[n] ? Math.round(by[n][f] * 100) / 100 : "—")).join(" / ");
+    console.log(`| ${row.case} | ${cell("plugin")} | ${cell("built-in")} | ${cell("s5cmd")} | ${row.ratios["built-in"].toFixed(2)}${mark} | ${row.ratios["s5cmd"].toFixed(2)} | ${three("cpuPerGiB")} | ${three("peakRssMiB")} |`);
+  }
 }

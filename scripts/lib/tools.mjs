@@ -4,7 +4,7 @@
 // machine (they take minutes to build) under ~/.cache/argo-s3-artifact-plugin.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -178,5 +178,26 @@ export async function motoServerBinary() {
     throw e;
   }
   if (!existsSync(bin)) throw new Error(`pip install moto[server]==${version} did not produce ${bin}`);
+  return bin;
+}
+
+/**
+ * One of this repository's own Go programs (a folder with its go.mod), built
+ * once per content: cached by the hash of its Go sources, go.mod and go.sum.
+ * @param {string} folder relative to the repository root, e.g. "bench/link"
+ * @returns {Promise<string>} the binary's path
+ */
+export async function goBuild(folder) {
+  const src = join(ROOT, folder);
+  const hash = createHash("sha256");
+  for (const f of readdirSync(src).sort()) if (/\.go$|^go\.(mod|sum)$/.test(f)) hash.update(f).update(readFileSync(join(src, f)));
+  const name = folder.split("/").at(-1) ?? "program";
+  const dir = join(cacheDir(), "tools", `${name}-${hash.digest("hex").slice(0, 16)}`);
+  const bin = join(dir, name);
+  if (existsSync(bin)) return bin;
+  await requireGo(name);
+  mkdirSync(dir, { recursive: true });
+  await run("go", ["build", "-o", `${bin}.tmp`, "."], { cwd: src, env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 });
+  renameSync(`${bin}.tmp`, bin);
   return bin;
 }

@@ -101,12 +101,15 @@ func main() {
 	configFile := flag.String("config-file", "", "file holding the plugin configuration YAML string")
 	prefix := flag.String("prefix", "", "unique key prefix, e.g. run-123")
 	workdir := flag.String("workdir", "", "scratch directory")
-	bench := flag.String("bench", "", "open|savestream|caps: time one transfer (caps: print GetCapabilities) of -key through Argo's client code instead of the conformance steps")
+	bench := flag.String("bench", "", "load|save|open|savestream|caps, or builtin-load|builtin-save|builtin-open|builtin-savestream: time one transfer of -key through Argo's code instead of the conformance steps")
 	benchKey := flag.String("key", "", "object key for -bench")
-	benchFile := flag.String("file", "", "input file for -bench savestream")
+	benchFile := flag.String("file", "", "local file or directory for -bench load, save, savestream")
+	var ref builtinRef
+	flag.StringVar(&ref.endpoint, "endpoint", "", "host:port of the S3 server, for builtin-* modes (keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+	flag.StringVar(&ref.bucket, "bucket", "", "bucket, for builtin-* modes")
 	flag.Parse()
 	if *bench != "" {
-		os.Exit(runBench(*bench, *socket, *configFile, *benchKey, *benchFile))
+		os.Exit(runBench(*bench, *socket, *configFile, *benchKey, *benchFile, ref))
 	}
 	if *socket == "" || *configFile == "" || *prefix == "" || *workdir == "" {
 		flag.Usage()
@@ -280,13 +283,17 @@ func main() {
 	finish()
 }
 
-// runBench moves one object the way Argo's processes do — OpenStream through
-// the v4.0.5 driver (as argo-server serves a UI download), SaveStream as the
-// v4.1 executor streams an output — and prints {"bytes":N,"seconds":S}, so the
-// benchmark measures the plugin against a Go client rather than a Node one.
-func runBench(mode, socket, configFile, key, file string) int {
+// runBench moves one object (or directory) the way Argo's processes do and
+// prints {"bytes":N,"seconds":S}: Load/Save/OpenStream through the v4.0.5
+// plugin driver (as the executor and argo-server call it), SaveStream as the
+// v4.1 executor streams an output. Modes starting "builtin-" run Argo's
+// built-in S3 driver instead (builtin.go), the reference the plugin replaces.
+func runBench(mode, socket, configFile, key, file string, ref builtinRef) int {
+	ctx := logging.WithLogger(context.Background(), logging.NewSlogLogger(logging.Info, logging.Text))
+	if strings.HasPrefix(mode, "builtin-") {
+		return report(runBuiltin(ctx, strings.TrimPrefix(mode, "builtin-"), ref, key, file))
+	}
 	if mode == "caps" { // one GetCapabilities, as argo-server does when it starts
-		ctx := logging.WithLogger(context.Background(), logging.NewSlogLogger(logging.Info, logging.Text))
 		raw, err := dialRaw(socket, 5*time.Second)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -306,54 +313,82 @@ func runBench(mode, socket, configFile, key, file string) int {
 		fmt.Fprintln(os.Stderr, "bench needs -socket, -config-file and -key", err)
 		return 2
 	}
-	ctx := logging.WithLogger(context.Background(), logging.NewSlogLogger(logging.Info, logging.Text))
 	a := &wfv1.Artifact{Name: "bench", ArtifactLocation: wfv1.ArtifactLocation{Plugin: &wfv1.PluginArtifact{
 		Name: "s3", Configuration: string(cfg), Key: key}}}
+	return report(func() (int64, error) {
+		switch mode {
+		case "open", "load", "save":
+			drv, err := plugin.NewDriver(ctx, "s3", socket, 5*time.Second)
+			if err != nil {
+				return 0, err
+			}
+			switch mode {
+			case "open":
+				r, err := drv.OpenStream(ctx, a)
+				if err != nil {
+					return 0, err
+				}
+				defer r.Close()
+				return io.Copy(io.Discard, r)
+			case "load":
+				if err := drv.Load(ctx, a, file); err != nil {
+					return 0, err
+				}
+				return treeSize(file)
+			default:
+				if err := drv.Save(ctx, file, a); err != nil {
+					return 0, err
+				}
+				return treeSize(file)
+			}
+		case "savestream":
+			raw, err := dialRaw(socket, 5*time.Second)
+			if err != nil {
+				return 0, err
+			}
+			defer raw.Close()
+			if ok, err := getCapabilities(ctx, raw); err != nil || !ok {
+				return 0, fmt.Errorf("GetCapabilities: %v %v", ok, err)
+			}
+			f, err := os.Open(file)
+			if err != nil {
+				return 0, err
+			}
+			defer f.Close()
+			cr := &countingReader{r: f}
+			_, err = saveStream(ctx, raw, a, cr)
+			return cr.n, err
+		}
+		return 0, fmt.Errorf("unknown -bench mode %q", mode)
+	})
+}
+
+// report times one transfer and prints its size and duration as JSON.
+func report(run func() (int64, error)) int {
 	start := time.Now()
-	var n int64
-	switch mode {
-	case "open":
-		drv, err := plugin.NewDriver(ctx, "s3", socket, 5*time.Second)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		r, err := drv.OpenStream(ctx, a)
-		if err == nil {
-			n, err = io.Copy(io.Discard, r)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	case "savestream":
-		raw, err := dialRaw(socket, 5*time.Second)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if ok, err := getCapabilities(ctx, raw); err != nil || !ok {
-			fmt.Fprintln(os.Stderr, "GetCapabilities:", ok, err)
-			return 1
-		}
-		f, err := os.Open(file)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer f.Close()
-		cr := &countingReader{r: f}
-		if _, err := saveStream(ctx, raw, a, cr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		n = cr.n
-	default:
-		fmt.Fprintln(os.Stderr, "unknown -bench mode", mode)
-		return 2
+	n, err := run()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	fmt.Printf("{\"bytes\":%d,\"seconds\":%f}\n", n, time.Since(start).Seconds())
 	return 0
+}
+
+// treeSize is the byte count of a file, or of every regular file under a directory.
+func treeSize(path string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	return n, err
 }
 
 type countingReader struct {

@@ -1,0 +1,3 @@
+module argos3plugin/link
+
+go 1.25
