@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { isIP } from "node:net";
 import { Readable, Transform, pipeline } from "node:stream";
 import { rootCertificates } from "node:tls";
 import { S3Client } from "@aws-sdk/client-s3";
@@ -13,8 +14,11 @@ import { Lru } from "../util/lru.js";
 import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
-import { type EndpointPolicy, checkEndpoint, guardedLookup } from "./endpoint-guard.js";
-import { ObjectStore } from "./store.js";
+import { type EndpointPolicy, checkEndpoint, endpointHost, guardedLookup } from "./endpoint-guard.js";
+import { LeanGet } from "./object-get.js";
+import { ObjectStore, type RequestLog } from "./store.js";
+
+export type { RequestLog };
 
 /** Everything the layers above need to talk to one bucket. */
 export interface S3Target {
@@ -30,6 +34,35 @@ export interface S3Target {
   readonly credentialSource: CredentialSource;
   /** The connection pools, closed when the target is evicted. */
   readonly agents: readonly HttpAgent[];
+  /** GetObject's lean data path, when this configuration has one (closed when evicted). */
+  readonly lean: LeanGet | undefined;
+}
+
+/** The port of "host:port" or "[v6]:port"; none for a bare host or IPv6 literal. */
+export function endpointPort(endpoint: string): number | undefined {
+  const m = /^\[[^\]]+\]:(\d+)$/.exec(endpoint) ?? (isIP(endpoint) === 6 ? null : /:(\d+)$/.exec(endpoint));
+  return m ? Number(m[1]) : undefined;
+}
+
+/** A bucket name that can be the first label of a host name (no dots: TLS wildcards cover one label). */
+const DNS_LABEL_BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
+
+/**
+ * Where the lean GET goes, or undefined where only the SDK knows the way:
+ * AWS without a configured region (S3's redirect to the bucket's region is
+ * followed by the SDK), and FIPS or dual-stack endpoints (chosen by the SDK's
+ * endpoint rules). Everything else is a host, a port and path or
+ * virtual-hosted style, exactly as the SDK builds it.
+ */
+export function leanGetRoute(cfg: PluginConfig, region: string, env: NodeJS.ProcessEnv): { protocol: "http:" | "https:"; host: string; port: number; pathStyle: boolean } | undefined {
+  const truthy = (v: string | undefined) => v !== undefined && /^(true|1)$/i.test(v.trim());
+  if (truthy(env["AWS_USE_FIPS_ENDPOINT"]) || truthy(env["AWS_USE_DUALSTACK_ENDPOINT"])) return undefined;
+  if (!cfg.endpoint && (!cfg.region || env["AWS_ENDPOINT_URL_S3"] || env["AWS_ENDPOINT_URL"])) return undefined;
+  const protocol = cfg.endpoint && cfg.insecure ? "http:" : "https:";
+  const host = cfg.endpoint ? endpointHost(cfg.endpoint) : `s3.${region}.amazonaws.com`;
+  const port = (cfg.endpoint ? endpointPort(cfg.endpoint) : undefined) ?? (protocol === "https:" ? 443 : 80);
+  const pathStyle = usePathStyle(cfg) || !DNS_LABEL_BUCKET.test(cfg.bucket);
+  return { protocol, host: pathStyle ? host : `${cfg.bucket}.${host}`, port, pathStyle };
 }
 
 export function isAwsEndpoint(endpoint: string): boolean {
@@ -87,6 +120,7 @@ function retire(target: Promise<S3Target>): void {
       }
       setTimeout(() => {
         for (const c of t.clients) c.destroy();
+        t.lean?.close();
       }, EVICTED_CLIENT_GRACE_MS).unref();
     },
     () => undefined,
@@ -145,9 +179,6 @@ function capResponses(client: S3Client): void {
     { step: "deserialize", priority: "low", name: "argoS3ResponseCap", override: true },
   );
 }
-
-/** Receives one line per S3 request when debug logging is on: no credentials, no bodies. */
-export type RequestLog = (fields: Record<string, unknown>) => void;
 
 /** One debug line per S3 command: operation, bucket, key, status, attempts, time. */
 function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): void {
@@ -253,10 +284,26 @@ export class S3TargetFactory {
       logRequests(client, endpoint ?? `AWS S3 (${region})`, requestLog);
       logRequests(singleAttemptClient, endpoint ?? `AWS S3 (${region})`, requestLog);
     }
+    const route = leanGetRoute(cfg, region, this.opts.env);
+    const lean = route
+      ? new LeanGet({
+          ...route,
+          bucket: cfg.bucket,
+          region,
+          credentials: creds.provider,
+          ca: ca ? [...rootCertificates, ca.toString("utf8")] : undefined,
+          lookup: guardedLookup,
+          maxSockets,
+          connectTimeoutMs: 10_000,
+          requestTimeoutMs: cfg.tuning.requestTimeoutMs,
+        })
+      : undefined;
+    const label = endpoint ?? `AWS S3 (${region})`;
     return {
       cfg,
       bucket: cfg.bucket,
-      store: new ObjectStore(cfg.bucket, client, singleAttemptClient),
+      store: new ObjectStore(cfg.bucket, client, singleAttemptClient, lean, requestLog ? { requestLog, endpoint: label } : undefined),
+      lean,
       clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),
       endpointLabel: endpoint ?? `AWS S3 (${region})`,

@@ -18,8 +18,6 @@ import {
   DeleteObjectsCommand,
   type DeleteObjectsCommandOutput,
   GetObjectCommand,
-  type GetObjectCommandInput,
-  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
   type HeadObjectCommandInput,
@@ -42,6 +40,16 @@ import {
   type UploadPartCommandOutput,
 } from "@aws-sdk/client-s3";
 
+import type { Readable } from "node:stream";
+import type { ReadSse } from "./encryption.js";
+import type { BodySink } from "./http1.js";
+import type { GetAnswer, GetInput, LeanGet, SinkFor } from "./object-get.js";
+
+export type { BodySink, GetAnswer, GetInput, SinkFor };
+
+/** Receives one line per S3 request when debug logging is on: no credentials, no bodies. */
+export type RequestLog = (fields: Record<string, unknown>) => void;
+
 /** Everything of a command's input but what the store fills in. */
 type Rest<T> = Omit<T, "Bucket" | "Key">;
 
@@ -56,7 +64,58 @@ export class ObjectStore {
     readonly bucket: string,
     private readonly retrying: S3Client,
     private readonly singleAttempt: S3Client,
+    /** GetObject's lean data path, where the configuration allows it (see client.ts). */
+    private readonly lean?: LeanGet,
+    private readonly log?: { requestLog: RequestLog; endpoint: string },
   ) {}
+
+  /**
+   * GetObject with its body poured into the buffers `sinkFor` hands out (one
+   * attempt: the engine retries ranges itself). The lean path when there is
+   * one; else the SDK's answer, copied from its stream into the same buffers.
+   */
+  async getInto(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+    if (!this.lean) return this.getIntoViaSdk(key, input, sse, o, sinkFor);
+    const started = process.hrtime.bigint();
+    const line = (extra: Record<string, unknown>) =>
+      this.log?.requestLog({ s3: "GetObject", bucket: this.bucket, key, range: input.Range, endpoint: this.log.endpoint, attempts: 1, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ...extra });
+    try {
+      const answer = await this.lean.get(key, input, sse, o.signal, sinkFor);
+      line({ status: input.Range ? 206 : 200 });
+      return answer;
+    } catch (e) {
+      const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+      line({ status: err.$metadata?.httpStatusCode, error: err.name, detail: err.message?.slice(0, 200) });
+      throw e;
+    }
+  }
+
+  private async getIntoViaSdk(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+    const out = await this.client(o).send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...input, ...sse }), this.opts(o));
+    const answer: GetAnswer = { ContentLength: out.ContentLength ?? 0, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32, ChecksumType: out.ChecksumType };
+    const body = out.Body as Readable | undefined;
+    try {
+      const sink = sinkFor(answer);
+      let received = 0;
+      for await (const chunk of (body ?? []) as AsyncIterable<Buffer>) {
+        received += chunk.length;
+        if (received > answer.ContentLength) throw Object.assign(new Error(`the server sent more than the ${answer.ContentLength} bytes it announced`), { code: "EPROTO" });
+        for (let off = 0; off < chunk.length; ) {
+          const dest = sink.space();
+          const n = Math.min(dest.length, chunk.length - off);
+          chunk.copy(dest, 0, off, off + n);
+          off += n;
+          const pending = sink.took(n);
+          if (pending) await pending;
+        }
+      }
+      if (received !== answer.ContentLength) throw Object.assign(new Error(`the answer ended after ${received} of ${answer.ContentLength} bytes`), { code: "ECONNRESET" });
+      return answer;
+    } catch (e) {
+      body?.destroy();
+      throw e;
+    }
+  }
 
   private client(o: SendOptions): S3Client {
     return o.single ? this.singleAttempt : this.retrying;
@@ -68,10 +127,6 @@ export class ObjectStore {
 
   head(key: string, input: Rest<HeadObjectCommandInput>, o: SendOptions): Promise<HeadObjectCommandOutput> {
     return this.client(o).send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
-  }
-
-  get(key: string, input: Rest<GetObjectCommandInput>, o: SendOptions): Promise<GetObjectCommandOutput> {
-    return this.client(o).send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
   }
 
   put(key: string, input: Rest<PutObjectCommandInput>, o: SendOptions): Promise<PutObjectCommandOutput> {

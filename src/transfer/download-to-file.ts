@@ -10,42 +10,76 @@ import type { S3Target } from "../s3/client.js";
 import { isAbort, storageError } from "../s3/errors.js";
 import { transferBuffers } from "./buffer-budget.js";
 import { PieceCrcs } from "./crc32.js";
-import { type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, where, withRangeRetries } from "./range-reader.js";
+import { type BodySink, type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, where, withRangeRetries } from "./range-reader.js";
 import { outsideRoot } from "./opened-inside.js";
 import { TaskGroup } from "./task-group.js";
 
-/** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 1 MiB. */
+/** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 2 MiB. */
 const WRITE_BATCH = 1024 * 1024;
 
 /**
- * GET a range straight into the file at its offset, through one reusable
- * batch buffer: no range is ever held whole in memory. Rewriting the same
- * offsets on a retry is harmless.
+ * A range's bytes land in one half of `batch` (straight from the socket on the
+ * lean path) while the other half is being written at its offset: reading
+ * waits only when both halves are full. A write error is raised at the next
+ * hand-over, and `drain` waits for the write in flight (a retry must not
+ * reuse a half the file system is still reading).
+ */
+function fileSink(fh: FileHandle, start: number, batch: Buffer): BodySink & { finish(): Promise<void>; drain(): Promise<void> } {
+  const half = batch.length >> 1;
+  const halves = [batch.subarray(0, half), batch.subarray(half, 2 * half)] as const;
+  let cur = 0;
+  let filled = 0;
+  let pos = start;
+  let writing: Promise<void> = Promise.resolve();
+  let failure: unknown;
+  const handOver = (): Promise<void> => {
+    const data = halves[cur as 0 | 1].subarray(0, filled);
+    const at = pos;
+    pos += filled;
+    filled = 0;
+    cur ^= 1;
+    const previous = writing;
+    writing = previous.then(() => writeFully(fh, data, at)).catch((e: unknown) => {
+      failure ??= e;
+    });
+    // The half we switch to is free once the write before this one is done.
+    return previous.then(() => {
+      if (failure !== undefined) throw failure;
+    });
+  };
+  return {
+    space: () => halves[cur as 0 | 1].subarray(filled),
+    took(n) {
+      filled += n;
+      if (filled === half) return handOver();
+    },
+    async finish() {
+      if (filled > 0) await handOver();
+      await writing;
+      if (failure !== undefined) throw failure;
+    },
+    drain: () => writing,
+  };
+}
+
+/**
+ * GET a range straight into the file at its offset: no range is ever held
+ * whole in memory. Rewriting the same offsets on a retry is harmless.
  */
 async function rangeToFile(read: ObjectRead, start: number, length: number, fh: FileHandle, signal: AbortSignal): Promise<RangeResult> {
   const budget = transferBuffers();
-  const batch = await budget.acquire(WRITE_BATCH, signal);
+  const batch = await budget.acquire(2 * Math.min(WRITE_BATCH, length), signal);
   try {
     return await withRangeRetries(read, signal, async () => {
-      let pos = start;
-      let filled = 0;
-      const flush = async () => {
-        await writeFully(fh, batch.subarray(0, filled), pos);
-        pos += filled;
-        filled = 0;
-      };
-      const result = await getRange(read, start, length, signal, async (chunk) => {
-        let off = 0;
-        while (off < chunk.length) {
-          const n = Math.min(chunk.length - off, WRITE_BATCH - filled);
-          chunk.copy(batch, filled, off, off + n);
-          filled += n;
-          off += n;
-          if (filled === WRITE_BATCH) await flush();
-        }
-      });
-      if (filled > 0) await flush();
-      return result;
+      const sink = fileSink(fh, start, batch);
+      try {
+        const result = await getRange(read, start, length, signal, sink);
+        await sink.finish();
+        return result;
+      } catch (e) {
+        await sink.drain();
+        throw e;
+      }
     });
   } finally {
     budget.release(batch);

@@ -3,9 +3,9 @@
 // fails instead of mixing two versions), counted and CRC-ed as they arrive,
 // with a range whose body broke mid-way fetched again. download-to-file.ts and
 // object-stream.ts are the two ways the engine uses it.
-import type { Readable } from "node:stream";
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
+import type { BodySink } from "../s3/store.js";
 import { type S3Where, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
 import { backoff } from "./backoff.js";
@@ -51,8 +51,8 @@ export function describeWhere(target: S3Target, key: string): string {
   return `s3://${target.bucket}/${key} (endpoint ${target.endpointLabel})`;
 }
 
-/** Receives a range's bytes in order; may return a promise to pause the body. */
-export type ChunkSink = (chunk: Buffer) => void | Promise<void>;
+/** Where a range's bytes go: buffers handed out in order (see s3/http1.ts). */
+export type { BodySink };
 
 export interface RangeResult {
   /** CRC32 of the bytes received. */
@@ -71,41 +71,42 @@ export interface ObjectRead {
   sse: ReadSse;
 }
 
-/** GET one range (or the whole object), handing its bytes to `sink`, checking their count and CRC-ing them. */
-export async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: ChunkSink): Promise<RangeResult> {
+/** GET one range (or the whole object) into `sink`, checking its length and CRC-ing its bytes as they land. */
+export async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: BodySink): Promise<RangeResult> {
   const { single, target, key, info, sse } = read;
   const whole = start === 0 && length === info.size;
   const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
   const label = whole ? "GetObject" : `GetObject ${range}`;
   const checksums = target.cfg.tuning.checksum === "crc32";
-  let body: Readable | undefined;
+  let received = 0;
+  let crc = 0;
   try {
-    const out = await target.store.get(
+    const answer = await target.store.getInto(
       key,
-      { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" } : {}), ...sse },
+      { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" as const } : {}) },
+      sse,
       { signal, single },
-    );
-    body = out.Body as Readable | undefined;
-    let received = 0;
-    let crc = 0;
-    if (body) {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        received += chunk.length;
-        if (received > length) {
-          throw new PluginError("storage", `${label} ${describeWhere(target, key)}: server sent more than the ${length} bytes asked for`, { retryable: true });
+      (a) => {
+        if (a.ContentLength !== length) {
+          throw new PluginError("storage", `${label} ${describeWhere(target, key)}: the server answered with ${a.ContentLength} bytes for the ${length} asked for`, { retryable: true });
         }
-        if (checksums) crc = crc32(chunk, crc);
-        addProgress(chunk.length);
-        const pending = sink(chunk);
-        if (pending) await pending;
-      }
-    }
+        let last: Buffer = Buffer.alloc(0);
+        return {
+          space: () => (last = sink.space()),
+          took: (n) => {
+            if (checksums) crc = crc32(last.subarray(0, n), crc);
+            received += n;
+            addProgress(n);
+            return sink.took(n);
+          },
+        };
+      },
+    );
     if (received !== length) {
       throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`, { retryable: true });
     }
-    return { crc, objectCrc: checksums && whole ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
+    return { crc, objectCrc: checksums && whole ? fullObjectCrc(answer.ChecksumCRC32, answer.ChecksumType, answer.ETag) : undefined };
   } catch (e) {
-    body?.destroy();
     throw storageError(label, where(target, key), e, signal);
   }
 }
@@ -138,11 +139,13 @@ export async function withRangeRetries<T>(read: ObjectRead, signal: AbortSignal,
   }
 }
 
-/** A sink copying a range into `buf` from its start. */
-export function intoBuffer(buf: Buffer): ChunkSink {
+/** A sink filling `buf` from its start: the bytes land in it directly. */
+export function intoBuffer(buf: Buffer): BodySink {
   let filled = 0;
-  return (chunk) => {
-    chunk.copy(buf, filled);
-    filled += chunk.length;
+  return {
+    space: () => buf.subarray(filled),
+    took: (n) => {
+      filled += n;
+    },
   };
 }

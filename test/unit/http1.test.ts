@@ -1,0 +1,193 @@
+// The lean HTTP/1.1 client of GetObject's data path (src/s3/http1.ts) against
+// a scripted server on loopback: bodies split at every odd place, chunked
+// bodies, pauses, keep-alive reuse, early close, timeouts, cancellation.
+import { type AddressInfo, type Server, type Socket, createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import { lookup } from "node:dns";
+import { afterEach, describe, expect, it } from "vitest";
+import { type BodySink, Http1Pool, chunkStep } from "../../src/s3/http1.js";
+import { s3Error } from "../../src/s3/object-get.js";
+
+type Script = (sock: Socket, request: string, n: number) => void;
+
+let server: Server | undefined;
+let connections = 0;
+
+async function serve(script: Script): Promise<number> {
+  connections = 0;
+  let requests = 0;
+  server = createServer((sock) => {
+    connections++;
+    let buf = "";
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      while (buf.includes("\r\n\r\n")) {
+        const end = buf.indexOf("\r\n\r\n") + 4;
+        const req = buf.slice(0, end);
+        buf = buf.slice(end);
+        script(sock, req, requests++);
+      }
+    });
+    sock.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  return (server.address() as AddressInfo).port;
+}
+
+afterEach(async () => {
+  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  server = undefined;
+});
+
+function pool(port: number, over: Partial<ConstructorParameters<typeof Http1Pool>[0]> = {}): Http1Pool {
+  return new Http1Pool({ host: "127.0.0.1", port, tls: undefined, lookup, maxSockets: 4, connectTimeoutMs: 2000, idleTimeoutMs: 2000, ...over });
+}
+
+/** A sink with small, uneven spaces that pauses on every other hand-over. */
+function collector(size: number, opts: { slow?: boolean } = {}): BodySink & { bytes(): Buffer } {
+  const buf = Buffer.alloc(size);
+  let filled = 0;
+  let calls = 0;
+  return {
+    space: () => buf.subarray(filled, Math.min(buf.length, filled + 1 + ((filled * 7) % 5000))),
+    took(n) {
+      filled += n;
+      calls++;
+      if (opts.slow && calls % 2 === 0) return new Promise<void>((r) => setTimeout(r, 1));
+    },
+    bytes: () => buf.subarray(0, filled),
+  };
+}
+
+/** Writes `data` in pieces of varying size with pauses between, so every boundary is exercised. */
+async function dribble(sock: Socket, data: Buffer): Promise<void> {
+  for (let off = 0, i = 0; off < data.length; i++) {
+    const n = Math.min(data.length - off, [1, 7, 100, 4096, 65536, 3][i % 6]!);
+    sock.write(data.subarray(off, off + n));
+    off += n;
+    if (i % 5 === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+const GET = "GET /b/k HTTP/1.1\r\nhost: x\r\n\r\n";
+const within = <T>(p: Promise<T>, ms = 10_000) => Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`no answer within ${ms} ms`)), ms))]);
+
+describe("lean HTTP/1.1 client", () => {
+  it("receives a Content-Length body split at odd places, through a pausing sink, byte for byte", async () => {
+    const body = randomBytes(300_000);
+    const port = await serve((sock) => void dribble(sock, Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\nContent-Length: ${body.length}\r\nETag: "abc"\r\n\r\n`), body])));
+    const p = pool(port);
+    const sink = collector(body.length, { slow: true });
+    const r = await within(p.request(GET, () => sink, undefined, 5000));
+    expect(r.head.status).toBe(206);
+    expect(r.head.headers["etag"]).toBe('"abc"');
+    expect(r.received).toBe(body.length);
+    expect(Buffer.compare(sink.bytes(), body)).toBe(0);
+    p.close();
+  });
+
+  it("decodes a chunked body with extensions and trailers", async () => {
+    const body = randomBytes(70_000);
+    const parts = [body.subarray(0, 1), body.subarray(1, 40_000), body.subarray(40_000)];
+    const wire = Buffer.concat([
+      Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      ...parts.flatMap((p, i) => [Buffer.from(`${p.length.toString(16)}${i === 1 ? ";ext=1" : ""}\r\n`), p, Buffer.from("\r\n")]),
+      Buffer.from("0\r\nx-trailer: 1\r\n\r\n"),
+    ]);
+    const port = await serve((sock) => void dribble(sock, wire));
+    const p = pool(port);
+    const sink = collector(body.length, { slow: true });
+    const r = await within(p.request(GET, () => sink, undefined, 5000));
+    expect(r.received).toBe(body.length);
+    expect(Buffer.compare(sink.bytes(), body)).toBe(0);
+    // and the connection is reused afterwards
+    const again = await within(p.request(GET, () => "collect", undefined, 5000));
+    expect(Buffer.compare(again.body!, body)).toBe(0);
+    expect(connections).toBe(1);
+    p.close();
+  });
+
+  it("reuses a connection after an answer whose last bytes paused the sink", async () => {
+    const body = randomBytes(10_000);
+    const port = await serve((sock) => sock.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body])));
+    const p = pool(port);
+    for (let i = 0; i < 5; i++) {
+      const buf = Buffer.alloc(body.length);
+      let filled = 0;
+      const sink: BodySink = { space: () => buf.subarray(filled), took: (n) => ((filled += n), new Promise<void>((r) => setTimeout(r, 2))) };
+      await within(p.request(GET, () => sink, undefined, 2000));
+      expect(Buffer.compare(buf, body)).toBe(0);
+    }
+    expect(connections).toBe(1);
+    p.close();
+  });
+
+  it("skips 100 Continue and collects an error answer, capped", async () => {
+    const xml = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
+    const port = await serve((sock, _req, n) => {
+      if (n === 0) sock.write(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: ${xml.length}\r\n\r\n${xml}`);
+      else sock.write(`HTTP/1.1 500 Internal\r\nContent-Length: ${10_000_000}\r\n\r\n${"x".repeat(1_000_000)}`);
+    });
+    const p = pool(port);
+    const r = await within(p.request(GET, () => "collect", undefined, 5000));
+    expect(r.head.status).toBe(404);
+    const e = s3Error(r.head, r.body) as Error & { $metadata: { httpStatusCode: number } };
+    expect(e.name).toBe("NoSuchKey");
+    expect(e.message).toBe("The specified key does not exist.");
+    expect(e.$metadata.httpStatusCode).toBe(404);
+    const big = await within(p.request(GET, () => "collect", undefined, 5000));
+    expect(big.head.status).toBe(500);
+    expect(big.body!.length).toBeLessThanOrEqual(256 * 1024);
+    p.close();
+  });
+
+  it("fails a body cut short by the server, and uses a new connection next", async () => {
+    const port = await serve((sock, _req, n) => {
+      if (n === 0) {
+        sock.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        sock.end(Buffer.alloc(5000));
+      } else sock.write("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+    });
+    const p = pool(port);
+    const err = await within(p.request(GET, () => collector(100_000), undefined, 5000).then(() => undefined, (e: unknown) => e));
+    expect((err as { code?: string }).code).toBe("ECONNRESET");
+    const sink = collector(3);
+    await within(p.request(GET, () => sink, undefined, 5000));
+    expect(sink.bytes().toString()).toBe("abc");
+    expect(connections).toBe(2);
+    p.close();
+  });
+
+  it("refuses oversized heads, heads without framing and non-HTTP answers", async () => {
+    for (const answer of [`HTTP/1.1 200 OK\r\nx: ${"a".repeat(70_000)}\r\n\r\n`, "HTTP/1.1 200 OK\r\n\r\nabc", "SSH-2.0-OpenSSH\r\n\r\n"]) {
+      const port = await serve((sock) => sock.write(answer));
+      const p = pool(port);
+      const err = await within(p.request(GET, () => collector(10), undefined, 5000).then(() => undefined, (e: unknown) => e));
+      expect((err as { code?: string }).code).toBe("EPROTO");
+      p.close();
+      await new Promise((r) => server!.close(r));
+      server = undefined;
+    }
+  });
+
+  it("gives up on a silent server after the idle limit, and on cancellation at once", async () => {
+    const port = await serve((sock) => sock.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
+    const p = pool(port);
+    const err = await within(p.request(GET, () => collector(10), undefined, 300).then(() => undefined, (e: unknown) => e));
+    expect((err as { code?: string }).code).toBe("ETIMEDOUT");
+    const ac = new AbortController();
+    const pending = p.request(GET, () => collector(10), ac.signal, 60_000).then(() => undefined, (e: unknown) => e);
+    setTimeout(() => ac.abort(), 50);
+    const aborted = await within(pending, 2000);
+    expect((aborted as Error).name).toBe("AbortError");
+    p.close();
+  });
+
+  it("chunk framing: sizes in hex, bad sizes refused", () => {
+    const s = { left: -1, line: "", crlf: 0, done: false };
+    expect(chunkStep(s, Buffer.from("1A\r\n"), 0)).toEqual({ off: 4 });
+    expect(s.left).toBe(26);
+    const bad = { left: -1, line: "", crlf: 0, done: false };
+    expect(chunkStep(bad, Buffer.from("zz\r\n"), 0).error).toMatch(/bad chunk size/);
+  });
+});
