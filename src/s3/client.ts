@@ -15,7 +15,7 @@ import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
 import { type EndpointPolicy, checkEndpoint, endpointHost, guardedLookup } from "./endpoint-guard.js";
-import { LeanGet } from "./object-get.js";
+import { LeanRequests } from "./lean-requests.js";
 import { ObjectStore, type RequestLog } from "./store.js";
 
 export type { RequestLog };
@@ -35,7 +35,7 @@ export interface S3Target {
   /** The connection pools, closed when the target is evicted. */
   readonly agents: readonly HttpAgent[];
   /** GetObject's lean data path, when this configuration has one (closed when evicted). */
-  readonly lean: LeanGet | undefined;
+  readonly lean: LeanRequests | undefined;
 }
 
 /** The port of "host:port" or "[v6]:port"; none for a bare host or IPv6 literal. */
@@ -286,7 +286,7 @@ export class S3TargetFactory {
     }
     const route = leanGetRoute(cfg, region, this.opts.env);
     const lean = route
-      ? new LeanGet({
+      ? new LeanRequests({
           ...route,
           bucket: cfg.bucket,
           region,
@@ -302,7 +302,7 @@ export class S3TargetFactory {
     return {
       cfg,
       bucket: cfg.bucket,
-      store: new ObjectStore(cfg.bucket, client, singleAttemptClient, lean, requestLog ? { requestLog, endpoint: label } : undefined),
+      store: new ObjectStore(cfg.bucket, client, singleAttemptClient, lean, requestLog ? { requestLog, endpoint: label } : undefined, cfg.tuning.maxAttempts),
       lean,
       clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),

@@ -1,5 +1,6 @@
-// A minimal HTTP/1.1 client for one kind of exchange: a bodiless request whose
-// answer body is poured into buffers the caller hands out. It exists for the
+// A minimal HTTP/1.1 client for the data path's two exchanges: a bodiless
+// request whose answer body is poured into buffers the caller hands out (GET),
+// and a request with its body in one buffer and a small answer (PUT). It exists for the
 // data path of GetObject, where Node's general client costs a fresh 64 KiB
 // Buffer, a stream event and a promise per chunk, and the engine then copies
 // every byte once more into its write batch. Here, on plain TCP, the kernel
@@ -124,8 +125,8 @@ class Connection {
 
   private timeoutMs: number;
 
-  /** Send `request` (a complete head, no body) and read the answer. */
-  exchange(request: string, onHead: OnHead, timeoutMs: number): Promise<ExchangeResult> {
+  /** Send `request` (a complete head, then `body` if any) and read the answer. */
+  exchange(request: string, onHead: OnHead, timeoutMs: number, body?: Buffer): Promise<ExchangeResult> {
     this.timeoutMs = timeoutMs;
     // Until connected, the connect timeout applies; then the idle limit of the exchange.
     if (this.socket.connecting) this.socket.once("connect", () => this.socket.setTimeout(timeoutMs));
@@ -141,6 +142,7 @@ class Connection {
         else resolve({ head: this.head as ResponseHead, received: this.received, ...(body ? { body } : {}) });
       };
       this.socket.write(request);
+      if (body && body.length > 0) this.socket.write(body);
     });
   }
 
@@ -516,7 +518,7 @@ export class Http1Pool {
    * signal destroys the connection; a connection is reused only after a
    * complete, clean answer.
    */
-  async request(head: string, onHead: OnHead, signal: AbortSignal | undefined, timeoutMs: number): Promise<ExchangeResult> {
+  async request(head: string, onHead: OnHead, signal: AbortSignal | undefined, timeoutMs: number, body?: Buffer): Promise<ExchangeResult> {
     if (this.busy >= this.opts.maxSockets) await new Promise<void>((r) => this.waiters.push(r));
     this.busy++;
     let conn: Connection | undefined;
@@ -525,7 +527,7 @@ export class Http1Pool {
       signal?.throwIfAborted();
       conn = this.take();
       signal?.addEventListener("abort", onAbort, { once: true });
-      return await conn.exchange(head, onHead, timeoutMs);
+      return await conn.exchange(head, onHead, timeoutMs, body);
     } catch (e) {
       if (signal?.aborted) throw abortError(signal);
       throw e;

@@ -32,8 +32,6 @@ import {
   PutBucketEncryptionCommand,
   type PutBucketEncryptionCommandInput,
   PutObjectCommand,
-  type PutObjectCommandInput,
-  type PutObjectCommandOutput,
   type S3Client,
   UploadPartCommand,
   type UploadPartCommandInput,
@@ -41,9 +39,10 @@ import {
 } from "@aws-sdk/client-s3";
 
 import type { Readable } from "node:stream";
-import type { ReadSse } from "./encryption.js";
+import { backoff } from "../util/backoff.js";
+import type { ReadSse, WriteSse } from "./encryption.js";
 import type { BodySink } from "./http1.js";
-import type { GetAnswer, GetInput, LeanGet, SinkFor } from "./object-get.js";
+import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
 
 export type { BodySink, GetAnswer, GetInput, SinkFor };
 
@@ -65,8 +64,10 @@ export class ObjectStore {
     private readonly retrying: S3Client,
     private readonly singleAttempt: S3Client,
     /** GetObject's lean data path, where the configuration allows it (see client.ts). */
-    private readonly lean?: LeanGet,
+    private readonly lean?: LeanRequests,
     private readonly log?: { requestLog: RequestLog; endpoint: string },
+    /** Attempts of a lean PutObject (the SDK's own setting for its client). */
+    private readonly maxAttempts = 3,
   ) {}
 
   /**
@@ -129,8 +130,34 @@ export class ObjectStore {
     return this.client(o).send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
   }
 
-  put(key: string, input: Rest<PutObjectCommandInput>, o: SendOptions): Promise<PutObjectCommandOutput> {
-    return this.client(o).send(new PutObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
+  /**
+   * PutObject of a body in memory. With its CRC32 it goes the lean way,
+   * retried here as the SDK would (5xx, throttling, no answer); without,
+   * through the SDK.
+   */
+  async put(key: string, body: Buffer, crc32Base64: string | undefined, sse: WriteSse, o: SendOptions): Promise<PutAnswer> {
+    if (!this.lean || !crc32Base64) {
+      const input = { Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...(crc32Base64 ? { ChecksumCRC32: crc32Base64 } : {}), ...sse };
+      return this.client(o).send(new PutObjectCommand(input), this.opts(o));
+    }
+    const lean = this.lean;
+    for (let attempt = 1; ; attempt++) {
+      const started = process.hrtime.bigint();
+      const line = (extra: Record<string, unknown>) =>
+        this.log?.requestLog({ s3: "PutObject", bucket: this.bucket, key, endpoint: this.log.endpoint, attempts: attempt, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ...extra });
+      try {
+        const out = await lean.put(key, body, crc32Base64, sse, o.signal);
+        line({ status: 200 });
+        return out;
+      } catch (e) {
+        const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+        const status = err.$metadata?.httpStatusCode;
+        line({ status, error: err.name, detail: err.message?.slice(0, 200) });
+        const retryable = status === undefined ? err.name !== "AbortError" : status >= 500 || status === 429;
+        if (!retryable || o.single || attempt >= this.maxAttempts || o.signal?.aborted) throw e;
+        await backoff(attempt);
+      }
+    }
   }
 
   async deleteObject(key: string, o: SendOptions): Promise<void> {

@@ -7,7 +7,7 @@ import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import { httpStatus, location, s3ErrorCode, storageError } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
-import { backoff } from "./backoff.js";
+import { backoff } from "../util/backoff.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
 import { liveUploads, watchForLateUpload } from "./late-uploads.js";
 import { addProgress } from "./progress.js";
@@ -54,11 +54,11 @@ export async function putSmallObject(
   sse: WriteSse,
   signal: AbortSignal,
 ): Promise<void> {
-  const checksum = target.cfg.tuning.checksum === "crc32" ? { ChecksumCRC32: crc32ToBase64(crc32(body)) } : {};
+  const checksum = target.cfg.tuning.checksum === "crc32" ? crc32ToBase64(crc32(body)) : undefined;
   const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
   let out;
   try {
-    out = await target.store.put(key, { Body: body, ContentLength: body.length, ...checksum, ...sse }, { signal });
+    out = await target.store.put(key, body, checksum, sse, { signal });
     addProgress(body.length);
   } catch (e) {
     throw storageError("PutObject", where, e, signal);

@@ -8,7 +8,7 @@ import type { S3Target } from "../s3/client.js";
 import type { BodySink } from "../s3/store.js";
 import { type S3Where, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
-import { backoff } from "./backoff.js";
+import { backoff } from "../util/backoff.js";
 import { crc32, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
 import { addProgress } from "./progress.js";
 

@@ -110,6 +110,31 @@ describe("corrupted and truncated downloads", () => {
   });
 });
 
+describe("single PUTs (the lean data path) are retried like the SDK's", () => {
+  const isPut = (r: { method?: string; url?: string }) => r.method === "PUT" && !(r.url ?? "").includes("partNumber=");
+
+  it("a PUT answered 503 once is sent again, and the object is whole", async () => {
+    proxy.inject(1, "503", isPut);
+    const before = proxy.injected;
+    expect(await plugin.client.save(artifact(cfg(), "retried.bin"), join(work, "small.bin"))).toEqual({ success: true, error: "" });
+    expect(proxy.injected).toBe(before + 1);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: "integrity", Key: "retried.bin", ChecksumMode: "ENABLED" }));
+    const { readFileSync } = await import("node:fs");
+    expect(head.ChecksumCRC32).toBe(crc32ToBase64(crc32(readFileSync(join(work, "small.bin")))));
+    expect(head.ContentType).toBe("application/octet-stream");
+  });
+
+  it("a PUT that keeps failing fails the Save naming PutObject, after maxAttempts", async () => {
+    proxy.inject(100, "503", isPut);
+    const before = proxy.injected;
+    const res = await plugin.client.save(artifact(cfg(), "never-put.bin"), join(work, "small.bin"));
+    proxy.inject(0, "503");
+    expect(res.success).toBe(false);
+    expect(res.error).toMatch(/PutObject s3:\/\/integrity\/never-put\.bin .*failed/);
+    expect(proxy.injected - before).toBe(2); // maxAttempts: 2 in cfg()
+  });
+});
+
 describe("failed uploads are aborted", () => {
   it("a multipart Save whose parts keep failing is aborted: no object, no leftover upload", async () => {
     proxy.inject(100, "503", (r) => r.method === "PUT" && (r.url ?? "").includes("partNumber="));

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { lookup } from "node:dns";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BodySink, Http1Pool, chunkStep } from "../../src/s3/http1.js";
-import { s3Error } from "../../src/s3/object-get.js";
+import { s3Error } from "../../src/s3/lean-requests.js";
 
 type Script = (sock: Socket, request: string, n: number) => void;
 

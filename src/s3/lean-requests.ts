@@ -1,5 +1,6 @@
-// GetObject's data path: one signed GET whose body goes straight into the
-// caller's buffers (http1.ts), with no SDK middleware per request. Signed with
+// The data path's requests without the SDK's per-request middleware: GetObject
+// (the body goes straight into the caller's buffers, http1.ts) and PutObject
+// of a body already in memory (every small file of a directory Save). Signed with
 // the SDK's own SigV4 signer and the target's credentials; the answer's
 // errors are given the SDK's error shape, so storageError (errors.ts) words
 // them as it words every other S3 failure. Used where it is exactly
@@ -9,7 +10,7 @@ import { createHash, createHmac } from "node:crypto";
 import type { LookupFunction } from "node:net";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@aws-sdk/types";
 import { SignatureV4 } from "@smithy/signature-v4";
-import type { ReadSse } from "./encryption.js";
+import type { ReadSse, WriteSse } from "./encryption.js";
 import { type BodySink, Http1Pool, type ResponseHead } from "./http1.js";
 
 export interface GetInput {
@@ -30,7 +31,7 @@ export interface GetAnswer {
 /** Chooses the body's destination once the answer's length is known (throw to refuse it). */
 export type SinkFor = (answer: GetAnswer) => BodySink;
 
-export interface LeanGetOptions {
+export interface LeanOptions {
   protocol: "http:" | "https:";
   /** Host (and port) requests go to; for virtual-hosted style, the bucket's own host. */
   host: string;
@@ -86,12 +87,20 @@ function memoized(provider: AwsCredentialIdentityProvider): () => Promise<AwsCre
   };
 }
 
-export class LeanGet {
+/** The parts of a PutObject answer the engine reads (the encryption check among them). */
+export interface PutAnswer {
+  ETag?: string | undefined;
+  ServerSideEncryption?: string | undefined;
+  SSECustomerAlgorithm?: string | undefined;
+  SSEKMSKeyId?: string | undefined;
+}
+
+export class LeanRequests {
   private readonly pool: Http1Pool;
   private readonly signer: SignatureV4;
   private readonly hostHeader: string;
 
-  constructor(private readonly o: LeanGetOptions) {
+  constructor(private readonly o: LeanOptions) {
     const tls = o.protocol === "https:";
     this.pool = new Http1Pool({
       host: o.host,
@@ -114,26 +123,14 @@ export class LeanGet {
    * thrown in the SDK's error shape (name = S3 code, $metadata.httpStatusCode).
    */
   async get(key: string, input: GetInput, sse: ReadSse, signal: AbortSignal | undefined, sinkFor: SinkFor): Promise<GetAnswer> {
-    const path = this.o.pathStyle ? `/${encodeKey(this.o.bucket)}/${encodeKey(key)}` : `/${encodeKey(key)}`;
-    const headers: Record<string, string> = { host: this.hostHeader, "x-amz-content-sha256": EMPTY_SHA256 };
+    const headers: Record<string, string> = { "x-amz-content-sha256": EMPTY_SHA256 };
     if (input.Range) headers["range"] = input.Range;
     if (input.IfMatch) headers["if-match"] = input.IfMatch;
     if (input.ChecksumMode) headers["x-amz-checksum-mode"] = input.ChecksumMode;
-    if (sse.SSECustomerKey) {
-      headers["x-amz-server-side-encryption-customer-algorithm"] = sse.SSECustomerAlgorithm ?? "AES256";
-      headers["x-amz-server-side-encryption-customer-key"] = sse.SSECustomerKey;
-      headers["x-amz-server-side-encryption-customer-key-md5"] = createHash("md5").update(Buffer.from(sse.SSECustomerKey, "base64")).digest("base64");
-    }
-    const signed = await this.signer.sign({ method: "GET", protocol: this.o.protocol, hostname: this.o.host, port: this.o.port, path, query: {}, headers });
-    let head = `GET ${path} HTTP/1.1\r\n`;
-    for (const [name, value] of Object.entries(signed.headers)) {
-      if (/[\r\n]/.test(value)) throw new Error(`header ${name} of the request contains a line break`);
-      head += `${name}: ${value}\r\n`;
-    }
-    head += "user-agent: argo-s3-artifact-plugin\r\n\r\n";
+    sseHeaders(headers, sse);
     let answer: GetAnswer | undefined;
     const r = await this.pool.request(
-      head,
+      await this.head("GET", key, headers),
       (h) => {
         if (h.status !== 200 && h.status !== 206) return "collect";
         answer = answerOf(h);
@@ -146,9 +143,58 @@ export class LeanGet {
     throw s3Error(r.head, r.body);
   }
 
+  /**
+   * PUT `body` at `key` in one request, its CRC32 in a signed header (the
+   * payload itself unsigned, as the SDK path does: S3 verifies the CRC32).
+   * One attempt; an S3 error answer is thrown in the SDK's error shape.
+   */
+  async put(key: string, body: Buffer, crc32Base64: string, sse: WriteSse, signal: AbortSignal | undefined): Promise<PutAnswer> {
+    const headers: Record<string, string> = {
+      "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+      "content-length": String(body.length),
+      // What the SDK sends for a body without a type, so both paths store the same.
+      "content-type": "application/octet-stream",
+      "x-amz-checksum-crc32": crc32Base64,
+    };
+    if (sse.ServerSideEncryption) headers["x-amz-server-side-encryption"] = sse.ServerSideEncryption;
+    if (sse.SSEKMSKeyId) headers["x-amz-server-side-encryption-aws-kms-key-id"] = sse.SSEKMSKeyId;
+    if (sse.SSEKMSEncryptionContext) headers["x-amz-server-side-encryption-context"] = sse.SSEKMSEncryptionContext;
+    sseHeaders(headers, sse);
+    const r = await this.pool.request(await this.head("PUT", key, headers), () => "collect", signal, this.o.requestTimeoutMs, body);
+    if (r.head.status !== 200) throw s3Error(r.head, r.body);
+    const h = r.head.headers;
+    return {
+      ETag: h["etag"],
+      ServerSideEncryption: h["x-amz-server-side-encryption"],
+      SSECustomerAlgorithm: h["x-amz-server-side-encryption-customer-algorithm"],
+      SSEKMSKeyId: h["x-amz-server-side-encryption-aws-kms-key-id"],
+    };
+  }
+
+  /** The signed request head for `method` on `key`. */
+  private async head(method: "GET" | "PUT", key: string, headers: Record<string, string>): Promise<string> {
+    const path = this.o.pathStyle ? `/${encodeKey(this.o.bucket)}/${encodeKey(key)}` : `/${encodeKey(key)}`;
+    headers["host"] = this.hostHeader;
+    const signed = await this.signer.sign({ method, protocol: this.o.protocol, hostname: this.o.host, port: this.o.port, path, query: {}, headers });
+    let head = `${method} ${path} HTTP/1.1\r\n`;
+    for (const [name, value] of Object.entries(signed.headers)) {
+      if (/[\r\n]/.test(value)) throw new Error(`header ${name} of the request contains a line break`);
+      head += `${name}: ${value}\r\n`;
+    }
+    return `${head}user-agent: argo-s3-artifact-plugin\r\n\r\n`;
+  }
+
   close(): void {
     this.pool.close();
   }
+}
+
+/** SSE-C: the key and its MD5 go with every read and write of the object. */
+function sseHeaders(headers: Record<string, string>, sse: ReadSse): void {
+  if (!sse.SSECustomerKey) return;
+  headers["x-amz-server-side-encryption-customer-algorithm"] = sse.SSECustomerAlgorithm ?? "AES256";
+  headers["x-amz-server-side-encryption-customer-key"] = sse.SSECustomerKey;
+  headers["x-amz-server-side-encryption-customer-key-md5"] = createHash("md5").update(Buffer.from(sse.SSECustomerKey, "base64")).digest("base64");
 }
 
 function answerOf(h: ResponseHead): GetAnswer {
