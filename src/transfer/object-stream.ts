@@ -4,20 +4,26 @@
 import type { S3Target } from "../s3/client.js";
 import { transferBuffers } from "./buffer-budget.js";
 import { crc32Combine } from "./crc32.js";
+import { FRAME_HEADROOM, markHeadroom } from "../util/headroom.js";
 import { type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer } from "./range-reader.js";
 
 /** OpenStream read-ahead: at most STREAM_WINDOW ranges of at most STREAM_RANGE bytes. */
 const STREAM_RANGE = 8 * 1024 * 1024;
 const STREAM_WINDOW = 4;
 
-/** A range's bytes in one buffer from the budget (for ordered streaming); the caller releases it. */
-async function getRangeBuffer(read: ObjectRead, start: number, length: number, signal: AbortSignal): Promise<{ buf: Buffer; result: RangeResult }> {
+/**
+ * A range's bytes in one buffer from the budget (for ordered streaming), with
+ * FRAME_HEADROOM spare bytes in front (see util/headroom.ts); the caller
+ * releases `full`.
+ */
+async function getRangeBuffer(read: ObjectRead, start: number, length: number, signal: AbortSignal): Promise<{ full: Buffer; buf: Buffer; result: RangeResult }> {
   const budget = transferBuffers();
-  const buf = await budget.acquire(length, signal);
+  const full = await budget.acquire(length + FRAME_HEADROOM, signal);
+  const buf = markHeadroom(full.subarray(FRAME_HEADROOM, FRAME_HEADROOM + length));
   try {
-    return { buf, result: await getRange(read, start, length, signal, intoBuffer(buf)) };
+    return { full, buf, result: await getRange(read, start, length, signal, intoBuffer(buf)) };
   } catch (e) {
-    budget.release(buf);
+    budget.release(full);
     throw e;
   }
 }
@@ -38,7 +44,7 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   // gRPC's own send buffers come on top of it.
   const partConcurrency = Math.min(target.cfg.tuning.partConcurrency, STREAM_WINDOW);
   const partSize = Math.min(target.cfg.tuning.partSize, STREAM_RANGE);
-  const window: Promise<{ buf: Buffer; result: RangeResult }>[] = [];
+  const window: Promise<{ full: Buffer; buf: Buffer; result: RangeResult }>[] = [];
   const inner = new AbortController();
   const onAbort = () => inner.abort(signal.reason);
   signal.addEventListener("abort", onAbort, { once: true });
@@ -62,8 +68,8 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
     while (window.length > 0) {
       if (lent) budget.release(lent);
       lent = undefined;
-      const { buf, result } = await window.shift()!;
-      lent = buf;
+      const { full, buf, result } = await window.shift()!;
+      lent = full;
       crc = received === 0 ? result.crc : crc32Combine(crc, result.crc, buf.length);
       received += buf.length;
       if (received === info.size && target.cfg.tuning.checksum === "crc32") checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
@@ -75,6 +81,6 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
     signal.removeEventListener("abort", onAbort);
     if (lent) budget.release(lent);
     // Ranges still in flight give their buffers back as they settle.
-    for (const p of window) p.then(({ buf }) => budget.release(buf), () => undefined);
+    for (const p of window) p.then(({ full }) => budget.release(full), () => undefined);
   }
 }

@@ -47,6 +47,8 @@ export interface OpenStreamResponse {
   data?: Buffer;
   isEnd?: boolean;
   error?: string;
+  /** Not on the wire: `data` has room in front to be encoded in place (util/headroom.ts). */
+  inPlace?: boolean;
 }
 export interface ListObjectsResponse {
   objects: string[];

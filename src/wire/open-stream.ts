@@ -8,6 +8,7 @@ import { type Track, artifactRef } from "./rpc.js";
 import { outcomeOf } from "./status.js";
 import { untilAborted } from "../util/abortable.js";
 import { waitDrain, withIdleLimit } from "./stream-waits.js";
+import { hasHeadroom } from "../util/headroom.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
 export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
@@ -34,11 +35,13 @@ export function openStreamHandler(svc: ArtifactService, track: Track, idleMs: nu
       const inFlight: Promise<void>[] = [];
       try {
         for await (const range of chunks) {
+          const inPlace = hasHeadroom(range);
           for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
             const data = range.subarray(off, off + STREAM_FRAME_BYTES);
             bytes += data.length;
             if (inFlight.length >= FRAMES_IN_FLIGHT) await idle(untilAborted(inFlight.shift()!, signal));
-            inFlight.push(new Promise<void>((resolve) => call.write({ data }, () => resolve())));
+            const frame: OpenStreamResponse = inPlace ? { data, inPlace } : { data };
+            inFlight.push(new Promise<void>((resolve) => call.write(frame, () => resolve())));
             if (call.writableNeedDrain) await idle(waitDrain(call, signal));
           }
           while (inFlight.length > 0) await idle(untilAborted(inFlight.shift()!, signal));
