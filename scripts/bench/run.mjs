@@ -151,6 +151,8 @@ async function benchProfile(profileName) {
    * @param {Record<string, number>} targets minimum plugin ÷ reference ratios, by reference name
    */
   async function measure(name, unit, bytes, files, impls, targets) {
+    // A fresh plugin per case: its peak RSS is this case's, not memory an earlier case left behind.
+    await freshPlugin();
     /** @type {Record<string, Run[]>} */
     const runs = {};
     for (let r = 0; r < ROUNDS; r++) {

@@ -22,8 +22,8 @@ for (const file of files) {
     const by = row.results;
     const t = row.targets?.["built-in"];
     const mark = t === undefined ? "" : ` (≥ ${t} ${row.met ? "✔" : "✘"})`;
-    const cell = (/** @type {string} */ n) => (by[n] ? `${by[n].rate} ${row.unit}` : "—");
-    const three = (/** @type {string} */ f) => ["plugin", "built-in", "s5cmd"].map((n) => (by[n] ? Math.round(by[n][f] * 100) / 100 : "—")).join(" / ");
-    console.log(`| ${row.case} | ${cell("plugin")} | ${cell("built-in")} | ${cell("s5cmd")} | ${row.ratios["built-in"].toFixed(2)}${mark} | ${row.ratios["s5cmd"].toFixed(2)} | ${three("cpuPerGiB")} | ${three("peakRssMiB")} |`);
+    const cell = (/** @type {string} */ n) => (by[n] ? `${Math.round(by[n].rate)} ${row.unit}` : "—");
+    const three = (/** @type {string} */ f, /** @type {number} */ digits) => ["plugin", "built-in", "s5cmd"].map((n) => (by[n] ? by[n][f].toFixed(digits) : "—")).join(" / ");
+    console.log(`| ${row.case} | ${cell("plugin")} | ${cell("built-in")} | ${cell("s5cmd")} | ${row.ratios["built-in"].toFixed(2)}${mark} | ${row.ratios["s5cmd"].toFixed(2)} | ${three("cpuPerGiB", 2)} | ${three("peakRssMiB", 0)} |`);
   }
 }

@@ -6,6 +6,7 @@ import { lstat, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ConfigCache } from "../config/parse.js";
 import { Lru } from "../util/lru.js";
+import { Slots } from "../util/slots.js";
 import { PluginError, describeError } from "../errors.js";
 import { BucketSetup } from "../s3/bucket.js";
 import type { S3Target, S3TargetFactory } from "../s3/client.js";
@@ -100,6 +101,9 @@ export class ArtifactService {
     // In a target that existed, every file is checked to land inside it (see openTemp).
     const realRoot = existed ? await realpath(root) : undefined;
     const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
+    // Large files share this many ranged GETs in all: one large file still gets its
+    // partConcurrency, many do not multiply it by fileConcurrency.
+    const rangeSlots = new Slots(Math.max(t.cfg.tuning.partConcurrency, t.cfg.tuning.fileConcurrency));
     // Directories already made, so each file does not cost a mkdir (bounded: an LRU, not a set of all).
     const made = new Lru<string, true>(4096);
     let bytes = 0;
@@ -119,7 +123,7 @@ export class ArtifactService {
           // Small files are written in place (no temporary sibling, no rename) only in a target
           // this call created, which a failure removes whole. In one that existed, a write that
           // fails halfway (disk full) must not leave a damaged copy of the file that was there.
-          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag }, !existed, realRoot);
+          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag }, !existed, realRoot, rangeSlots);
           files++;
         });
       }
@@ -153,6 +157,9 @@ export class ArtifactService {
     if (!st.isDirectory()) throw new PluginError("local", `cannot save ${path}: not a regular file or directory`);
     const stats: WalkStats = { skippedSymlinks: 0, skippedOther: 0 };
     const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
+    // Large files share this many ranged GETs in all: one large file still gets its
+    // partConcurrency, many do not multiply it by fileConcurrency.
+    const rangeSlots = new Slots(Math.max(t.cfg.tuning.partConcurrency, t.cfg.tuning.fileConcurrency));
     // Files are opened without following links and checked to be inside the real root.
     const root = await realpath(path);
     let bytes = 0;

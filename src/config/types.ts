@@ -62,7 +62,7 @@ const MiB = 1024 * 1024;
 export const DEFAULT_TUNING: Readonly<Tuning> = Object.freeze({
   partSize: 16 * MiB,
   partConcurrency: 8,
-  fileConcurrency: 16,
+  fileConcurrency: 64,
   multipartThreshold: 16 * MiB,
   maxAttempts: 5,
   requestTimeoutMs: 5 * 60_000,

@@ -13,6 +13,7 @@ import { PieceCrcs } from "./crc32.js";
 import { type BodySink, type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, where, withRangeRetries } from "./range-reader.js";
 import { outsideRoot } from "./opened-inside.js";
 import { TaskGroup } from "./task-group.js";
+import type { Slots } from "../util/slots.js";
 
 /** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 2 MiB. */
 const WRITE_BATCH = 1024 * 1024;
@@ -66,9 +67,16 @@ function fileSink(fh: FileHandle, start: number, batch: Buffer): BodySink & { fi
  * GET a range straight into the file at its offset: no range is ever held
  * whole in memory. Rewriting the same offsets on a retry is harmless.
  */
-async function rangeToFile(read: ObjectRead, start: number, length: number, fh: FileHandle, signal: AbortSignal): Promise<RangeResult> {
+async function rangeToFile(read: ObjectRead, start: number, length: number, fh: FileHandle, signal: AbortSignal, slots?: Slots): Promise<RangeResult> {
+  const leave = await slots?.take(signal);
   const budget = transferBuffers();
-  const batch = await budget.acquire(2 * Math.min(WRITE_BATCH, length), signal);
+  let batch: Buffer;
+  try {
+    batch = await budget.acquire(2 * Math.min(WRITE_BATCH, length), signal);
+  } catch (e) {
+    leave?.();
+    throw e;
+  }
   try {
     return await withRangeRetries(read, signal, async () => {
       const sink = fileSink(fh, start, batch);
@@ -83,6 +91,7 @@ async function rangeToFile(read: ObjectRead, start: number, length: number, fh: 
     });
   } finally {
     budget.release(batch);
+    leave?.();
   }
 }
 
@@ -166,6 +175,8 @@ export function tempPathFor(dest: string): string {
  * directory on failure) writes small objects straight to `dest`, sparing a
  * rename per file; a single-file Load always goes through a temporary sibling.
  * `within`: the real path of an existing Load target (see openTemp).
+ * `rangeSlots`: shared by the files of one directory Load, so that files ×
+ * ranges per file in flight stay bounded (see ArtifactService).
  */
 export async function downloadToFile(
   target: S3Target,
@@ -175,6 +186,7 @@ export async function downloadToFile(
   known?: ObjectInfo,
   inPlace = false,
   within?: string,
+  rangeSlots?: Slots,
 ): Promise<number> {
   const { partSize, partConcurrency, multipartThreshold, checksum } = target.cfg.tuning;
   const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
@@ -187,7 +199,7 @@ export async function downloadToFile(
   try {
     if (info.size <= multipartThreshold) {
       if (info.size > 0) {
-        const r = await rangeToFile(read, 0, info.size, fh, signal);
+        const r = await rangeToFile(read, 0, info.size, fh, signal, rangeSlots);
         checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
       }
     } else {
@@ -200,7 +212,7 @@ export async function downloadToFile(
           const len = Math.min(partSize, info.size - start);
           const index = count;
           await group.add(async (s) => {
-            const r = await rangeToFile(read, start, len, fh, s);
+            const r = await rangeToFile(read, start, len, fh, s, rangeSlots);
             crcs.set(index, r.crc, len);
           });
         }

@@ -11,7 +11,7 @@ import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket } from "./socket.js";
-import { Slots } from "./slots.js";
+import { Slots } from "../util/slots.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";

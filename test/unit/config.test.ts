@@ -116,7 +116,7 @@ describe("parseConfig: valid configurations", () => {
     expect(DEFAULT_TUNING).toEqual({
       partSize: 16 * MiB,
       partConcurrency: 8,
-      fileConcurrency: 16,
+      fileConcurrency: 64,
       multipartThreshold: 16 * MiB,
       maxAttempts: 5,
       requestTimeoutMs: 300_000,

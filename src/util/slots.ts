@@ -1,7 +1,7 @@
-// Admission for RPCs that move data. Memory outside the buffer budget (gRPC
-// frames, HTTP sockets, SDK state) grows with the number of transfers running
-// at once, so their number follows the container's memory limit; later calls
-// wait in FIFO order (their cancellation still ends the wait).
+// A counting semaphore with FIFO waiters whose cancellation ends the wait.
+// Used for admission of RPCs that move data (memory outside the buffer budget
+// grows with the number of transfers running at once), and for the ranged
+// GETs all files of one directory Load share.
 export class Slots {
   private used = 0;
   private readonly queue: (() => void)[] = [];
