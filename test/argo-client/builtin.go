@@ -36,28 +36,10 @@ func runBuiltin(ctx context.Context, op string, ref builtinRef, key, file string
 			S3Bucket: wfv1.S3Bucket{Endpoint: ref.endpoint, Bucket: ref.bucket, Insecure: ptr(true), Region: "us-east-1"},
 			Key:      key,
 		}}}
-		switch op {
-		case "load":
-			if err := drv.Load(ctx, a, file); err != nil {
-				return 0, err
-			}
-			return treeSize(file)
-		case "save":
-			if err := drv.Save(ctx, file, a); err != nil {
-				return 0, err
-			}
-			return treeSize(file)
-		case "open":
-			r, err := drv.OpenStream(ctx, a)
-			if err != nil {
-				return 0, err
-			}
-			defer r.Close()
-			return io.Copy(io.Discard, r)
-		case "savestream":
+		if op == "savestream" {
 			return builtinSaveStream(ctx, drv, a, file)
 		}
-		return 0, fmt.Errorf("unknown mode builtin-%s", op)
+		return transfer(ctx, drv, op, a, file)
 	}
 }
 

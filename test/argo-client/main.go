@@ -322,25 +322,7 @@ func runBench(mode, socket, configFile, key, file string, ref builtinRef) int {
 			if err != nil {
 				return 0, err
 			}
-			switch mode {
-			case "open":
-				r, err := drv.OpenStream(ctx, a)
-				if err != nil {
-					return 0, err
-				}
-				defer r.Close()
-				return io.Copy(io.Discard, r)
-			case "load":
-				if err := drv.Load(ctx, a, file); err != nil {
-					return 0, err
-				}
-				return treeSize(file)
-			default:
-				if err := drv.Save(ctx, file, a); err != nil {
-					return 0, err
-				}
-				return treeSize(file)
-			}
+			return transfer(ctx, drv, mode, a, file)
 		case "savestream":
 			raw, err := dialRaw(socket, 5*time.Second)
 			if err != nil {
@@ -361,6 +343,37 @@ func runBench(mode, socket, configFile, key, file string, ref builtinRef) int {
 		}
 		return 0, fmt.Errorf("unknown -bench mode %q", mode)
 	})
+}
+
+// driver is what the plugin client and the built-in S3 driver both offer.
+type driver interface {
+	Load(ctx context.Context, a *wfv1.Artifact, path string) error
+	Save(ctx context.Context, path string, a *wfv1.Artifact) error
+	OpenStream(ctx context.Context, a *wfv1.Artifact) (io.ReadCloser, error)
+}
+
+// transfer runs one Load, Save or OpenStream (read to the end) and returns the bytes moved.
+func transfer(ctx context.Context, drv driver, op string, a *wfv1.Artifact, file string) (int64, error) {
+	switch op {
+	case "open":
+		r, err := drv.OpenStream(ctx, a)
+		if err != nil {
+			return 0, err
+		}
+		defer r.Close()
+		return io.Copy(io.Discard, r)
+	case "load":
+		if err := drv.Load(ctx, a, file); err != nil {
+			return 0, err
+		}
+		return treeSize(file)
+	case "save":
+		if err := drv.Save(ctx, file, a); err != nil {
+			return 0, err
+		}
+		return treeSize(file)
+	}
+	return 0, fmt.Errorf("unknown operation %q", op)
 }
 
 // report times one transfer and prints its size and duration as JSON.
