@@ -13,6 +13,7 @@
 import { type Socket, connect as netConnect } from "node:net";
 import { type LookupFunction } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import { Slots } from "../util/slots.js";
 
 /** Where an answer's body goes: space for the next bytes, and notice of what arrived there. */
 export interface BodySink {
@@ -49,8 +50,8 @@ export interface PoolOptions {
   idleTimeoutMs: number;
 }
 
-/** Largest head accepted, and largest body collected (error answers are a few hundred bytes). */
-const MAX_HEAD = 64 * 1024;
+/** Largest head accepted (Node's own default limit; S3 heads are a few KiB), and largest body collected (error answers are a few hundred bytes). */
+const MAX_HEAD = 16 * 1024;
 const MAX_COLLECTED = 256 * 1024;
 
 /** A network failure, said the way Node says it, with `code` for the caller's retry decision. */
@@ -90,6 +91,10 @@ class Connection {
   private closeAfter = false;
   private paused = false;
   dead = false;
+  /** An exchange has been started on it before (it comes from the idle list). */
+  used = false;
+  /** Bytes of the current exchange's answer have arrived. */
+  answered = false;
   readonly socket: Socket;
 
   constructor(opts: PoolOptions, onDead: (c: Connection) => void) {
@@ -136,6 +141,7 @@ class Connection {
     this.head = undefined;
     this.received = 0;
     this.onHead = onHead;
+    this.answered = false;
     return new Promise((resolve, reject) => {
       this.settle = (e, body) => {
         if (e) reject(e);
@@ -143,6 +149,7 @@ class Connection {
       };
       this.socket.write(request);
       if (body && body.length > 0) this.socket.write(body);
+      this.used = true;
     });
   }
 
@@ -178,6 +185,7 @@ class Connection {
    * into the scratch buffer and is fed from there. Returning false pauses.
    */
   private arrived(n: number, buf: Uint8Array): boolean {
+    this.answered = true;
     const p = this.phase;
     if (p.kind === "body" && buf !== this.headBuf) return this.bodyBytes(p, n);
     if (p.kind === "head" && buf !== this.headBuf) {
@@ -189,6 +197,7 @@ class Connection {
 
   /** TLS (and anything not read in place): bytes in Node's own chunk. */
   private feedCopy(chunk: Buffer): void {
+    this.answered = true;
     if (!this.feed(chunk)) this.pause();
   }
 
@@ -507,11 +516,12 @@ export function chunkStep(s: ChunkState, chunk: Buffer, off: number): { off: num
 /** Keep-alive connections to one host, at most `maxSockets` busy at once. */
 export class Http1Pool {
   private readonly idle: Connection[] = [];
-  private busy = 0;
-  private readonly waiters: (() => void)[] = [];
+  private readonly slots: Slots;
   private closed = false;
 
-  constructor(private readonly opts: PoolOptions) {}
+  constructor(private readonly opts: PoolOptions) {
+    this.slots = new Slots(opts.maxSockets);
+  }
 
   /**
    * One exchange on a pooled connection (a fresh one if none is idle). The
@@ -519,13 +529,31 @@ export class Http1Pool {
    * complete, clean answer.
    */
   async request(head: string, onHead: OnHead, signal: AbortSignal | undefined, timeoutMs: number, body?: Buffer): Promise<ExchangeResult> {
-    if (this.busy >= this.opts.maxSockets) await new Promise<void>((r) => this.waiters.push(r));
-    this.busy++;
-    let conn: Connection | undefined;
-    const onAbort = () => conn?.destroy(abortError(signal));
+    const leave = await this.slots.take(signal ?? NEVER);
+    try {
+      // A kept connection the server closed while it sat idle fails before any answer
+      // arrives; the request is then sent once more on a new connection (nothing of it was
+      // taken, and GET and PUT are idempotent), as Node's and Go's clients do.
+      for (let attempt = 1; ; attempt++) {
+        const conn = this.take();
+        const reused = conn.used;
+        try {
+          return await this.exchange(conn, head, onHead, signal, timeoutMs, body);
+        } catch (e) {
+          const code = (e as { code?: string }).code;
+          if (reused && attempt === 1 && !conn.answered && (code === "ECONNRESET" || code === "EPIPE") && !signal?.aborted) continue;
+          throw e;
+        }
+      }
+    } finally {
+      leave();
+    }
+  }
+
+  private async exchange(conn: Connection, head: string, onHead: OnHead, signal: AbortSignal | undefined, timeoutMs: number, body?: Buffer): Promise<ExchangeResult> {
+    const onAbort = () => conn.destroy(abortError(signal));
     try {
       signal?.throwIfAborted();
-      conn = this.take();
       signal?.addEventListener("abort", onAbort, { once: true });
       return await conn.exchange(head, onHead, timeoutMs, body);
     } catch (e) {
@@ -533,14 +561,10 @@ export class Http1Pool {
       throw e;
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      this.busy--;
-      if (conn) {
-        if (conn.reusable && !this.closed) {
-          conn.socket.setTimeout(this.opts.idleTimeoutMs);
-          this.idle.push(conn);
-        } else conn.destroy();
-      }
-      this.waiters.shift()?.();
+      if (conn.reusable && !this.closed) {
+        conn.socket.setTimeout(this.opts.idleTimeoutMs);
+        this.idle.push(conn);
+      } else conn.destroy();
     }
   }
 
@@ -558,6 +582,9 @@ export class Http1Pool {
     for (const c of this.idle.splice(0)) c.destroy();
   }
 }
+
+/** The signal of a request that has none: never aborted. */
+const NEVER = new AbortController().signal;
 
 function abortError(signal: AbortSignal | undefined): Error {
   const e = new Error(signal?.reason instanceof Error ? signal.reason.message : "aborted");

@@ -122,6 +122,33 @@ describe("lean HTTP/1.1 client", () => {
     p.close();
   });
 
+  it("sends a request again on a new connection when a kept one was closed under it, before any answer", async () => {
+    const port = await serve((sock, _req, n) => {
+      if (n === 1) sock.destroy(); // the idle connection the server had given up on
+      else sock.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    });
+    const p = pool(port);
+    await within(p.request(GET, () => "collect", undefined, 2000));
+    const again = await within(p.request(GET, () => "collect", undefined, 2000));
+    expect(again.body?.toString()).toBe("ok");
+    expect(connections).toBe(2);
+    p.close();
+  });
+
+  it("a request waiting for a connection slot ends at once when cancelled", async () => {
+    const port = await serve(() => undefined); // never answers
+    const p = pool(port, { maxSockets: 1 });
+    const holder = new AbortController();
+    const first = p.request(GET, () => "collect", holder.signal, 60_000).then(() => undefined, (e: unknown) => e);
+    const ac = new AbortController();
+    const second = p.request(GET, () => "collect", ac.signal, 60_000).then(() => undefined, (e: unknown) => e);
+    setTimeout(() => ac.abort(new Error("cancelled")), 50);
+    expect(await within(second, 2000)).toBeInstanceOf(Error);
+    holder.abort(); // the first one still held the only slot
+    expect(await within(first, 2000)).toBeInstanceOf(Error);
+    p.close();
+  });
+
   it("skips 100 Continue and collects an error answer, capped", async () => {
     const xml = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
     const port = await serve((sock, _req, n) => {
@@ -159,7 +186,7 @@ describe("lean HTTP/1.1 client", () => {
   });
 
   it("refuses oversized heads, heads without framing and non-HTTP answers", async () => {
-    for (const answer of [`HTTP/1.1 200 OK\r\nx: ${"a".repeat(70_000)}\r\n\r\n`, "HTTP/1.1 200 OK\r\n\r\nabc", "SSH-2.0-OpenSSH\r\n\r\n"]) {
+    for (const answer of [`HTTP/1.1 200 OK\r\nx: ${"a".repeat(20_000)}\r\n\r\n`, "HTTP/1.1 200 OK\r\n\r\nabc", "SSH-2.0-OpenSSH\r\n\r\n"]) {
       const port = await serve((sock) => sock.write(answer));
       const p = pool(port);
       const err = await within(p.request(GET, () => collector(10), undefined, 5000).then(() => undefined, (e: unknown) => e));
