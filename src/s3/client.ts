@@ -4,7 +4,6 @@
 import { createHash } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
-import { isIP } from "node:net";
 import { Readable, Transform, pipeline } from "node:stream";
 import { rootCertificates } from "node:tls";
 import { S3Client } from "@aws-sdk/client-s3";
@@ -14,7 +13,7 @@ import { Lru } from "../util/lru.js";
 import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
-import { type EndpointPolicy, checkEndpoint, endpointHost, guardedLookup } from "./endpoint-guard.js";
+import { type EndpointPolicy, checkEndpoint, endpointHost, endpointPort, guardedLookup } from "./endpoint-guard.js";
 import { LeanRequests } from "./lean-requests.js";
 import { ObjectStore, type RequestLog } from "./store.js";
 
@@ -36,12 +35,6 @@ export interface S3Target {
   readonly agents: readonly HttpAgent[];
   /** GetObject's lean data path, when this configuration has one (closed when evicted). */
   readonly lean: LeanRequests | undefined;
-}
-
-/** The port of "host:port" or "[v6]:port"; none for a bare host or IPv6 literal. */
-export function endpointPort(endpoint: string): number | undefined {
-  const m = /^\[[^\]]+\]:(\d+)$/.exec(endpoint) ?? (isIP(endpoint) === 6 ? null : /:(\d+)$/.exec(endpoint));
-  return m ? Number(m[1]) : undefined;
 }
 
 /** A bucket name that can be the first label of a host name (no dots: TLS wildcards cover one label). */

@@ -51,6 +51,12 @@ export function endpointHost(endpoint: string): string {
   return endpoint.replace(/:\d+$/, "");
 }
 
+/** port of "host:port" or "[v6]:port"; none for a bare host or IPv6 literal. */
+export function endpointPort(endpoint: string): number | undefined {
+  const m = /^\[[^\]]+\]:(\d+)$/.exec(endpoint) ?? (isIP(endpoint) === 6 ? null : /:(\d+)$/.exec(endpoint));
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Refuse a configured endpoint before any connection is made. */
 export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
   if (endpoint === "") return; // AWS S3 itself

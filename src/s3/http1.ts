@@ -235,17 +235,19 @@ class Connection {
         }
         continue;
       }
-      const used = p.kind === "chunked" ? this.chunkedBytes(p, chunk, off) : this.collectBytes(p, chunk, off);
-      if (used < 0) return this.feedLater(chunk.subarray(-used - 1));
-      off = used;
+      off = p.kind === "chunked" ? this.chunkedBytes(p, chunk, off) : this.collectBytes(p, chunk, off);
     }
     return !this.paused;
   }
 
-  /** Rest of a chunk that arrived while the sink was busy: fed once reading resumes. */
+  /**
+   * Bytes that arrived while the sink was busy: fed, in order, once reading
+   * resumes. Appended, not replaced: a head completed inside a chunk may have
+   * left some of its own bytes waiting before the rest of that chunk.
+   */
   private pending: Buffer | undefined;
   private feedLater(rest: Buffer): boolean {
-    this.pending = rest;
+    this.pending = this.pending ? Buffer.concat([this.pending, rest]) : rest;
     this.pause();
     return false;
   }
@@ -340,9 +342,13 @@ class Connection {
     return true;
   }
 
-  /** Chunked body into the sink (copying). Returns the next offset, or -(offset+1) to pause. */
-  private chunkedBytes(p: Extract<Phase, { kind: "chunked" }>, chunk: Buffer, off: number): number {
-    const s = p.state;
+  /**
+   * Walks a chunked body from `off`, handing each piece of data to `take`,
+   * which returns false to stop there. Returns the offset reached (the chunk's
+   * end after stopping, or after a framing error, which fails the exchange);
+   * the exchange is done once the last chunk and its trailers have passed.
+   */
+  private walkChunks(s: ChunkState, chunk: Buffer, off: number, take: (data: Buffer, next: number) => boolean): number {
     while (off < chunk.length && !s.done) {
       const step = chunkStep(s, chunk, off);
       if (step.error) {
@@ -350,56 +356,46 @@ class Connection {
         return chunk.length;
       }
       off = step.off;
-      if (step.data) {
-        let d = step.data;
-        while (d.length > 0) {
-          const dest = p.sink.space();
-          const n = Math.min(dest.length, d.length);
-          d.copy(dest, 0, 0, n);
-          d = d.subarray(n);
-          this.received += n;
-          const pending = p.sink.took(n);
-          if (pending) {
-            this.paused = true;
-            if (d.length > 0) {
-              // Give back the part of this chunk's data not delivered yet: it is fed again on resume.
-              if (s.left === -1) s.crlf = 0;
-              s.left = Math.max(s.left, 0) + d.length;
-            }
-            const rest = Buffer.concat([d, chunk.subarray(off)]);
-            pending.then(
-              () => {
-                this.pending = rest;
-                if (s.done && rest.length === 0) this.done();
-                else this.resume();
-              },
-              (e: Error) => this.fail(e),
-            );
-            this.socket.pause();
-            return chunk.length;
-          }
-        }
-      }
+      if (step.data && !take(step.data, off)) return chunk.length;
     }
     if (s.done) this.done();
     return off;
   }
 
+  /** Chunked body into the sink (copying); a busy sink pauses reading, the rest is fed on resume. */
+  private chunkedBytes(p: Extract<Phase, { kind: "chunked" }>, chunk: Buffer, off: number): number {
+    const s = p.state;
+    return this.walkChunks(s, chunk, off, (data, next) => {
+      for (let d = data; d.length > 0; ) {
+        const dest = p.sink.space();
+        const n = Math.min(dest.length, d.length);
+        d.copy(dest, 0, 0, n);
+        d = d.subarray(n);
+        this.received += n;
+        const pending = p.sink.took(n);
+        if (!pending) continue;
+        if (d.length > 0) {
+          // Give back the part of this chunk's data not delivered yet: it is fed again on resume.
+          if (s.left === -1) s.crlf = 0;
+          s.left = Math.max(s.left, 0) + d.length;
+        }
+        this.feedLater(Buffer.concat([d, chunk.subarray(next)]));
+        pending.then(
+          () => this.resume(),
+          (e: Error) => this.fail(e),
+        );
+        return false;
+      }
+      return true;
+    });
+  }
+
   private collectBytes(p: Extract<Phase, { kind: "collect" }>, chunk: Buffer, off: number): number {
     if (p.chunked) {
-      const s = p.chunked;
-      while (off < chunk.length && !s.done) {
-        const step = chunkStep(s, chunk, off);
-        if (step.error) {
-          this.fail(new HttpError(step.error, "EPROTO"));
-          return chunk.length;
-        }
-        off = step.off;
-        if (step.data) this.keep(p, step.data);
-        if (this.phase !== p) return chunk.length;
-      }
-      if (s.done) this.done();
-      return off;
+      return this.walkChunks(p.chunked, chunk, off, (data) => {
+        this.keep(p, data);
+        return this.phase === p; // the cap may have ended the exchange
+      });
     }
     const n = Math.min(chunk.length - off, p.remaining);
     this.keep(p, chunk.subarray(off, off + n));

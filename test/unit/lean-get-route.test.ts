@@ -3,7 +3,8 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/parse.js";
 import { encodeKey } from "../../src/s3/lean-requests.js";
-import { endpointPort, leanGetRoute } from "../../src/s3/client.js";
+import { leanGetRoute } from "../../src/s3/client.js";
+import { endpointPort } from "../../src/s3/endpoint-guard.js";
 
 const route = (yaml: string, env: NodeJS.ProcessEnv = {}) => {
   const cfg = parseConfig(yaml);
