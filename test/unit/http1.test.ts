@@ -210,6 +210,24 @@ describe("lean HTTP/1.1 client", () => {
     p.close();
   });
 
+  it("resolves host names through the pool's lookup (where the endpoint guard sits), and fails with what it refuses", async () => {
+    const port = await serve((sock) => sock.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+    const asked: string[] = [];
+    const spy = ((host: string, opts: object, cb: (...a: unknown[]) => void) => {
+      asked.push(host);
+      lookup(host, opts, cb as never);
+    }) as unknown as typeof lookup;
+    const p = pool(port, { host: "localhost", lookup: spy });
+    expect((await within(p.request(GET, () => "collect", undefined, 2000))).body?.toString()).toBe("ok");
+    expect(asked).toEqual(["localhost"]);
+    p.close();
+    const refusing = ((_h: string, _o: object, cb: (e: Error) => void) => cb(Object.assign(new Error("refused: resolves to 169.254.170.23"), { code: "EREFUSED" }))) as unknown as typeof lookup;
+    const q = pool(port, { host: "metadata.test", lookup: refusing });
+    const err = await within(q.request(GET, () => "collect", undefined, 2000).then(() => undefined, (e: unknown) => e));
+    expect(String(err)).toContain("169.254.170.23");
+    q.close();
+  });
+
   it("chunk framing: sizes in hex, bad sizes refused", () => {
     const s = { left: -1, line: "", crlf: 0, done: false };
     expect(chunkStep(s, Buffer.from("1A\r\n"), 0)).toEqual({ off: 4 });
