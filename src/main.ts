@@ -7,9 +7,9 @@ import { type Logger, createLogger } from "./log.js";
 import { S3TargetFactory } from "./s3/client.js";
 import { KubeSecretSource, SharedModeSecrets } from "./s3/kube-secrets.js";
 import { type Settings, SettingsError, readSettings } from "./settings.js";
-import { configureTransferBuffers, withBudgetShare } from "./transfer/buffer-budget.js";
-import { configureLateUploadWatch, onLateUpload } from "./transfer/late-uploads.js";
-import { withProgress } from "./transfer/progress.js";
+import { BufferBudget } from "./transfer/buffer-budget.js";
+import { TransferEngine } from "./transfer/engine.js";
+import { type LateUploadEvent, LateUploadWatch } from "./transfer/late-uploads.js";
 import { PluginServer } from "./wire/server.js";
 import { SocketInUseError } from "./wire/socket.js";
 
@@ -44,12 +44,12 @@ environment:
 const MiB = 1024 * 1024;
 
 /** What the late-upload watch did, in the log (see transfer/late-uploads.ts). */
-function logLateUploads(logger: Logger): void {
-  onLateUpload((e) => {
+function logLateUpload(logger: Logger): (e: LateUploadEvent) => void {
+  return (e) => {
     const { event, ...fields } = e;
     if (event === "aborted") logger.warn(fields, "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
     else logger.warn(fields, "could not check for a multipart upload created after an unanswered CreateMultipartUpload; a lifecycle rule has to reclaim it if there is one");
-  });
+  };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -69,14 +69,12 @@ async function main(argv: string[]): Promise<number> {
   const { socketPath } = settings;
   const logger = createLogger(undefined, settings.logLevel);
   if (settings.ignoredArgs.length > 0) logger.warn({ ignoredArgs: settings.ignoredArgs }, "ignoring arguments after the socket path (Argo passes the executor's args to plugins)");
-  configureTransferBuffers(settings.bufferBytes);
-  configureLateUploadWatch(settings.lateUploadWatchMs);
   const kubeSecrets = new KubeSecretSource(process.env);
   const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
   // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
   const requestLog = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
-  const service = new ArtifactService(new S3TargetFactory(secrets, { env: process.env, endpoints: { allowed: settings.allowedEndpoints }, requestLog }));
-  logLateUploads(logger);
+  const engine = new TransferEngine(new BufferBudget(settings.bufferBytes), new LateUploadWatch(settings.lateUploadWatchMs, logLateUpload(logger)));
+  const service = new ArtifactService(new S3TargetFactory(secrets, { env: process.env, endpoints: { allowed: settings.allowedEndpoints }, requestLog }), engine);
   const server = new PluginServer({
     socketPath,
     service,
@@ -85,7 +83,6 @@ async function main(argv: string[]): Promise<number> {
     progressIntervalMs: settings.progressIntervalMs,
     streamIdleMs: settings.streamIdleMs,
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
-    scope: (progress, body) => withProgress(progress, () => withBudgetShare(body)),
   });
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
   const { graceMs } = settings;

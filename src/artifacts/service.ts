@@ -6,17 +6,12 @@ import { lstat, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ConfigCache } from "../config/parse.js";
 import { Lru } from "../util/lru.js";
-import { Slots } from "../util/slots.js";
 import { PluginError, describeError } from "../errors.js";
 import { BucketSetup } from "../s3/bucket.js";
 import type { S3Target, S3TargetFactory } from "../s3/client.js";
 import { location, storageError } from "../s3/errors.js";
 import { anyUnder, listPrefix } from "../s3/listing.js";
-import { downloadToFile } from "../transfer/download-to-file.js";
-import { readObject } from "../transfer/object-stream.js";
-import { headObject } from "../transfer/range-reader.js";
-import { TaskGroup } from "../transfer/task-group.js";
-import { uploadFile, uploadStream } from "../transfer/upload.js";
+import { type Job, type Progress, TransferEngine } from "../transfer/engine.js";
 import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
 import { mkdirInside } from "./local-dirs.js";
 import { type WalkStats, walkFiles } from "./walk.js";
@@ -30,6 +25,12 @@ export interface ArtifactRef {
   name: string;
   configuration: string;
   key: string;
+}
+
+/** One RPC as the service sees it: its cancellation and its byte counter (for progress lines). */
+export interface Call {
+  signal: AbortSignal;
+  progress?: Progress;
 }
 
 /** Outcome figures for the per-RPC log line. */
@@ -47,6 +48,7 @@ export class ArtifactService {
 
   constructor(
     private readonly targets: S3TargetFactory,
+    private readonly engine = new TransferEngine(),
     private readonly configs = new ConfigCache(),
   ) {}
 
@@ -56,8 +58,15 @@ export class ArtifactService {
     return this.targets.get(cfg, artifact.configuration);
   }
 
-  async load(artifact: ArtifactRef, path: string, signal: AbortSignal): Promise<TransferSummary> {
-    const t = await this.target(artifact);
+  /** The call's transfers against the artifact's target. */
+  private async job(artifact: ArtifactRef, call: Call): Promise<Job> {
+    return this.engine.job(await this.target(artifact), call.progress);
+  }
+
+  async load(artifact: ArtifactRef, path: string, call: Call): Promise<TransferSummary> {
+    const job = await this.job(artifact, call);
+    const { signal } = call;
+    const t = job.target;
     const key = artifact.key;
     const summary = (kind: TransferSummary["kind"], bytes: number, files: number): TransferSummary => ({
       bucket: t.bucket,
@@ -69,19 +78,19 @@ export class ArtifactService {
     if (key !== "" && !key.endsWith("/")) {
       let info;
       try {
-        info = await headObject(t, key, signal);
+        info = await job.head(key, signal);
       } catch (e) {
         if (!(e instanceof PluginError && e.kind === "not-found")) throw e;
       }
       if (info) {
         await mkdir(dirname(path), { recursive: true });
-        const bytes = await downloadToFile(t, key, path, signal, info);
+        const bytes = await job.download(key, path, signal, { known: info });
         return summary("file", bytes, 1);
       }
     }
     const prefix = directoryPrefix(key);
     if (!(await anyUnder(t, prefix, signal))) throw this.notFound(t, key);
-    const { bytes, files } = await this.loadDirectory(t, prefix, path, signal);
+    const { bytes, files } = await this.loadDirectory(job, prefix, path, signal);
     return summary("directory", bytes, files);
   }
 
@@ -92,7 +101,7 @@ export class ArtifactService {
     );
   }
 
-  private async loadDirectory(t: S3Target, prefix: string, root: string, signal: AbortSignal): Promise<{ bytes: number; files: number }> {
+  private async loadDirectory(job: Job, prefix: string, root: string, signal: AbortSignal): Promise<{ bytes: number; files: number }> {
     const existed = await lstat(root).then(
       () => true,
       () => false,
@@ -100,16 +109,13 @@ export class ArtifactService {
     await mkdir(root, { recursive: true });
     // In a target that existed, every file is checked to land inside it (see openTemp).
     const realRoot = existed ? await realpath(root) : undefined;
-    const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
-    // Large files share this many ranged GETs in all: one large file still gets its
-    // partConcurrency, many do not multiply it by fileConcurrency.
-    const rangeSlots = new Slots(Math.max(t.cfg.tuning.partConcurrency, t.cfg.tuning.fileConcurrency));
+    const group = job.fileGroup(signal);
     // Directories already made, so each file does not cost a mkdir (bounded: an LRU, not a set of all).
     const made = new Lru<string, true>(4096);
     let bytes = 0;
     let files = 0;
     try {
-      for await (const obj of listPrefix(t, prefix, group.signal)) {
+      for await (const obj of listPrefix(job.target, prefix, group.signal)) {
         // Console-made "folder" markers are not files (Argo skips them too).
         if (obj.key.endsWith("/")) continue;
         const local = localPathFor(root, prefix, obj.key);
@@ -123,7 +129,7 @@ export class ArtifactService {
           // Small files are written in place (no temporary sibling, no rename) only in a target
           // this call created, which a failure removes whole. In one that existed, a write that
           // fails halfway (disk full) must not leave a damaged copy of the file that was there.
-          bytes += await downloadToFile(t, obj.key, local, s, { size: obj.size, etag: obj.etag }, !existed, realRoot, rangeSlots);
+          bytes += await job.download(obj.key, local, s, { known: { size: obj.size, etag: obj.etag }, inPlace: !existed, within: realRoot });
           files++;
         });
       }
@@ -137,8 +143,10 @@ export class ArtifactService {
     }
   }
 
-  async save(artifact: ArtifactRef, path: string, signal: AbortSignal): Promise<TransferSummary> {
-    const t = await this.target(artifact);
+  async save(artifact: ArtifactRef, path: string, call: Call): Promise<TransferSummary> {
+    const job = await this.job(artifact, call);
+    const { signal } = call;
+    const t = job.target;
     const key = artifact.key;
     let st;
     try {
@@ -151,15 +159,12 @@ export class ArtifactService {
       if (key === "" || key.endsWith("/")) {
         throw new PluginError("invalid-argument", `cannot save file ${path}: key "${key}" is empty or ends with "/"; a file needs an object key`);
       }
-      const { bytes } = await uploadFile(t, key, path, signal);
+      const { bytes } = await job.uploadFile(key, path, signal);
       return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
     }
     if (!st.isDirectory()) throw new PluginError("local", `cannot save ${path}: not a regular file or directory`);
     const stats: WalkStats = { skippedSymlinks: 0, skippedOther: 0 };
-    const group = new TaskGroup(t.cfg.tuning.fileConcurrency, signal);
-    // Large files share this many ranged GETs in all: one large file still gets its
-    // partConcurrency, many do not multiply it by fileConcurrency.
-    const rangeSlots = new Slots(Math.max(t.cfg.tuning.partConcurrency, t.cfg.tuning.fileConcurrency));
+    const group = job.fileGroup(signal);
     // Files are opened without following links and checked to be inside the real root.
     const root = await realpath(path);
     let bytes = 0;
@@ -167,7 +172,7 @@ export class ArtifactService {
     try {
       for await (const f of walkFiles(path, stats)) {
         await group.add(async (s) => {
-          bytes += (await uploadFile(t, keyForFile(key, f.rel), f.path, s, root)).bytes;
+          bytes += (await job.uploadFile(keyForFile(key, f.rel), f.path, s, root)).bytes;
           files++;
         });
       }
@@ -179,24 +184,28 @@ export class ArtifactService {
     return { bucket: t.bucket, key, kind: "directory", bytes, files, skippedSymlinks: stats.skippedSymlinks };
   }
 
-  async saveStream(artifact: ArtifactRef, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<TransferSummary> {
-    const t = await this.target(artifact);
+  async saveStream(artifact: ArtifactRef, chunks: AsyncIterable<Buffer>, call: Call): Promise<TransferSummary> {
+    const job = await this.job(artifact, call);
+    const { signal } = call;
+    const t = job.target;
     const key = artifact.key;
     if (key === "" || key.endsWith("/")) {
       throw new PluginError("invalid-argument", `cannot stream to key "${key}": empty or ends with "/"; a stream needs an object key`);
     }
     await this.buckets.ensure(t, signal);
-    const { bytes } = await uploadStream(t, key, chunks, signal);
+    const { bytes } = await job.uploadStream(key, chunks, signal);
     return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
   }
 
-  async delete(artifact: ArtifactRef, signal: AbortSignal): Promise<{ bucket: string; key: string; files: number }> {
-    const t = await this.target(artifact);
+  async delete(artifact: ArtifactRef, call: Call): Promise<{ bucket: string; key: string; files: number }> {
+    const job = await this.job(artifact, call);
+    const { signal } = call;
+    const t = job.target;
     const key = artifact.key;
     // Artifact GC sends a directory artifact's key without its trailing "/" (Argo's
     // built-in driver then deletes nothing, argo-workflows#14387): when no object has
     // the key but objects exist under key/, the prefix is what the artifact was.
-    const prefixOnly = key !== "" && !key.endsWith("/") && !(await this.objectExists(t, key, signal)) && (await anyUnder(t, directoryPrefix(key), signal));
+    const prefixOnly = key !== "" && !key.endsWith("/") && !(await this.objectExists(job, key, signal)) && (await anyUnder(t, directoryPrefix(key), signal));
     if (!key.endsWith("/") && !prefixOnly) {
       try {
         await t.store.deleteObject(key, { signal });
@@ -239,8 +248,10 @@ export class ArtifactService {
     return { bucket: t.bucket, key, files };
   }
 
-  async listObjects(artifact: ArtifactRef, signal: AbortSignal): Promise<string[]> {
-    const t = await this.target(artifact);
+  async listObjects(artifact: ArtifactRef, call: Call): Promise<string[]> {
+    const job = await this.job(artifact, call);
+    const { signal } = call;
+    const t = job.target;
     const key = artifact.key;
     const out: string[] = [];
     let bytes = 0;
@@ -257,20 +268,22 @@ export class ArtifactService {
         );
       }
     }
-    if (out.length === 0 && !(await this.objectExists(t, key, signal))) throw this.notFound(t, key);
+    if (out.length === 0 && !(await this.objectExists(job, key, signal))) throw this.notFound(t, key);
     return out;
   }
 
-  async isDirectory(artifact: ArtifactRef, signal: AbortSignal): Promise<boolean> {
+  async isDirectory(artifact: ArtifactRef, { signal }: Call): Promise<boolean> {
     const t = await this.target(artifact);
     return anyUnder(t, directoryPrefix(artifact.key), signal);
   }
 
   /** The object's bytes in order; a directory or a missing key is an error. */
-  async openStream(artifact: ArtifactRef, signal: AbortSignal): Promise<{ bucket: string; key: string; chunks: AsyncIterableIterator<Buffer> }> {
-    const t = await this.target(artifact);
+  async openStream(artifact: ArtifactRef, call: Call): Promise<{ bucket: string; key: string; chunks: AsyncIterableIterator<Buffer> }> {
+    const job = await this.job(artifact, call);
+    const { signal } = call;
+    const t = job.target;
     const key = artifact.key;
-    const chunks = readObject(t, key, signal);
+    const chunks = job.read(key, signal);
     // Pull the first range now so "not found" is reported before any frame is sent.
     const first = await chunks.next().catch(async (e: unknown) => {
       if (e instanceof PluginError && e.kind === "not-found" && (await anyUnder(t, directoryPrefix(key), signal))) {
@@ -304,10 +317,10 @@ export class ArtifactService {
     return { bucket: t.bucket, key, chunks: iterator };
   }
 
-  private async objectExists(t: S3Target, key: string, signal: AbortSignal): Promise<boolean> {
+  private async objectExists(job: Job, key: string, signal: AbortSignal): Promise<boolean> {
     if (key === "" || key.endsWith("/")) return false;
     try {
-      await headObject(t, key, signal);
+      await job.head(key, signal);
       return true;
     } catch (e) {
       if (e instanceof PluginError && e.kind === "not-found") return false;

@@ -10,12 +10,12 @@
 // handed out for a while, the kept buffers are let go, so an idle plugin gives
 // the memory back instead of holding the budget for ever.
 //
-// Fair share: each RPC runs in a share (withBudgetShare). While several RPCs
+// Fair share: each RPC takes its buffers through a share of its own
+// (BufferBudget.share(), opened per job by the engine). While several RPCs
 // hold or wait for buffers, one holding more than budget ÷ active RPCs waits
 // for its own buffers to come back before it gets more, so a single call (or
 // a client that stalls) cannot take the whole budget from the rest. Within a
 // share, and among requests that are within their share, order is FIFO.
-import { AsyncLocalStorage } from "node:async_hooks";
 import { PluginError } from "../errors.js";
 
 const MiB = 1024 * 1024;
@@ -24,16 +24,18 @@ const MiB = 1024 * 1024;
 const LARGE = 4 * MiB;
 
 /** One RPC's standing with the budget. */
-export class BudgetShare {
+class BudgetShare {
   held = 0;
   waiting = 0;
 }
 
-const shareScope = new AsyncLocalStorage<BudgetShare>();
-
-/** Run `fn` as one share of the budget (one per RPC; the wire layer opens it). */
-export function withBudgetShare<T>(fn: () => T): T {
-  return shareScope.run(new BudgetShare(), fn);
+/** What the engine takes transfer buffers from: the budget as one RPC sees it. */
+export interface Buffers {
+  /** The whole budget, in bytes (no one buffer should be near it). */
+  readonly limitBytes: number;
+  /** A buffer of exactly `size` bytes; waits while the budget (or this caller's fair share) is spent. */
+  acquire(size: number, signal?: AbortSignal): Promise<Buffer>;
+  release(buf: Buffer): void;
 }
 
 interface Waiter {
@@ -45,7 +47,7 @@ interface Waiter {
   onAbort: () => void;
 }
 
-export class BufferBudget {
+export class BufferBudget implements Buffers {
   private outstanding = 0;
   private readonly free = new Map<number, Buffer[]>();
   private freeBytes = 0;
@@ -77,10 +79,19 @@ export class BufferBudget {
     return this.active.size;
   }
 
-  /** A buffer of exactly `size` bytes; waits while the budget (or the caller's fair share) is spent. */
-  acquire(size: number, signal?: AbortSignal): Promise<Buffer> {
+  /** One RPC's view of the budget: what it takes is charged to its own fair share. */
+  share(): Buffers {
+    const share = new BudgetShare();
+    return {
+      limitBytes: this.limitBytes,
+      acquire: (size, signal) => this.acquire(size, signal, share),
+      release: (buf) => this.release(buf),
+    };
+  }
+
+  /** A buffer of exactly `size` bytes, charged to `share` (none: outside any share). */
+  acquire(size: number, signal?: AbortSignal, share?: BudgetShare): Promise<Buffer> {
     signal?.throwIfAborted();
-    const share = shareScope.getStore();
     if (!this.waiters.some((w) => this.eligible(w.share, w.size) || w.share === share) && this.fits(size) && this.eligible(share, size)) {
       try {
         return Promise.resolve(this.grant(size, share));
@@ -255,17 +266,4 @@ export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 8) throw new Error(`ARGO_S3_PLUGIN_BUFFER_MIB: "${v}" is not a whole number of MiB ≥ 8`);
   return n * MiB;
-}
-
-let shared: BufferBudget | undefined;
-
-/** Size the process's budget (main does, from the settings, before any transfer). */
-export function configureTransferBuffers(limitBytes: number): void {
-  shared = new BufferBudget(limitBytes);
-}
-
-/** The process's budget (96 MiB when main did not configure it: in-process tests). */
-export function transferBuffers(): BufferBudget {
-  shared ??= new BufferBudget(96 * MiB);
-  return shared;
 }

@@ -6,14 +6,12 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PluginError } from "../errors.js";
-import type { S3Target } from "../s3/client.js";
 import { isAbort, storageError } from "../s3/errors.js";
-import { transferBuffers } from "./buffer-budget.js";
+import type { JobContext } from "./job.js";
 import { PieceCrcs } from "./crc32.js";
 import { type BodySink, type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, where, withRangeRetries } from "./range-reader.js";
 import { outsideRoot } from "./opened-inside.js";
 import { TaskGroup } from "./task-group.js";
-import type { Slots } from "../util/slots.js";
 
 /** Write batches: big enough to keep syscalls few, small enough that memory is concurrency × 2 MiB. */
 const WRITE_BATCH = 1024 * 1024;
@@ -67,14 +65,14 @@ function fileSink(fh: FileHandle, start: number, batch: Buffer): BodySink & { fi
  * GET a range straight into the file at its offset: no range is ever held
  * whole in memory. Rewriting the same offsets on a retry is harmless.
  */
-async function rangeToFile(read: ObjectRead, start: number, length: number, fh: FileHandle, signal: AbortSignal, slots?: Slots): Promise<RangeResult> {
-  const leave = await slots?.take(signal);
-  const budget = transferBuffers();
+async function rangeToFile(read: ObjectRead, start: number, length: number, fh: FileHandle, signal: AbortSignal): Promise<RangeResult> {
+  const leave = await read.job.rangeSlots.take(signal);
+  const budget = read.job.buffers;
   let batch: Buffer;
   try {
     batch = await budget.acquire(2 * Math.min(WRITE_BATCH, length), signal);
   } catch (e) {
-    leave?.();
+    leave();
     throw e;
   }
   try {
@@ -91,7 +89,7 @@ async function rangeToFile(read: ObjectRead, start: number, length: number, fh: 
     });
   } finally {
     budget.release(batch);
-    leave?.();
+    leave();
   }
 }
 
@@ -103,13 +101,13 @@ async function rangeToFile(read: ObjectRead, start: number, length: number, fh: 
 export const SMALL_OBJECT = 256 * 1024;
 
 async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, inPlace: boolean, within: string | undefined): Promise<number> {
-  const { target, key, info } = read;
-  const budget = transferBuffers();
+  const { job, key, info } = read;
+  const budget = job.buffers;
   const buf = await budget.acquire(info.size, signal);
   try {
     await withRangeRetries(read, signal, async () => {
       const r = await getRange(read, 0, info.size, signal, intoBuffer(buf));
-      checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
+      checkCrc(job.target, key, info.crc32 ?? r.objectCrc, r.crc);
     });
     if (inPlace) {
       await writeFile(dest, buf, { flag: "w", mode: 0o644 });
@@ -168,30 +166,29 @@ export function tempPathFor(dest: string): string {
   return join(dirname(dest), Buffer.byteLength(named) <= NAME_MAX ? named : `.argo-s3-${tag}.part`);
 }
 
+/** How a download is placed; see downloadToFile. */
+export interface DownloadOptions {
+  /** Size and ETag from a listing, to save a HEAD. */
+  known?: ObjectInfo | undefined;
+  /** Write small objects straight to `dest` (files of a directory Load whose caller removes the whole directory on failure). */
+  inPlace?: boolean;
+  /** The real path of an existing Load target (see openTemp). */
+  within?: string | undefined;
+}
+
 /**
- * Download `key` to `dest`. `known` may come from a listing to save a HEAD;
- * a listing has no checksum, so large objects still get a HEAD for theirs.
- * `inPlace` (files of a directory Load, whose caller removes the whole
- * directory on failure) writes small objects straight to `dest`, sparing a
- * rename per file; a single-file Load always goes through a temporary sibling.
- * `within`: the real path of an existing Load target (see openTemp).
- * `rangeSlots`: shared by the files of one directory Load, so that files ×
- * ranges per file in flight stay bounded (see ArtifactService).
+ * Download `key` to `dest`. A listing has no checksum, so large objects still
+ * get a HEAD for theirs. Without `inPlace`, every file goes through a
+ * temporary sibling renamed into place. Ranged GETs take the job's range
+ * slots, so files × ranges per file in flight stay bounded.
  */
-export async function downloadToFile(
-  target: S3Target,
-  key: string,
-  dest: string,
-  signal: AbortSignal,
-  known?: ObjectInfo,
-  inPlace = false,
-  within?: string,
-  rangeSlots?: Slots,
-): Promise<number> {
-  const { partSize, partConcurrency, multipartThreshold, checksum } = target.cfg.tuning;
+export async function downloadToFile(job: JobContext, key: string, dest: string, signal: AbortSignal, opts: DownloadOptions = {}): Promise<number> {
+  const { target, tuning } = job;
+  const { known, inPlace = false, within } = opts;
+  const { partSize, partConcurrency, multipartThreshold, checksum } = tuning;
   const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
-  const info = needHead ? await headObject(target, key, signal) : known;
-  const read: ObjectRead = { single: false, target, key, info, sse: await target.encryption.forRead(key) };
+  const info = needHead ? await headObject(job, key, signal) : known;
+  const read: ObjectRead = { single: false, job, key, info, sse: await target.encryption.forRead(key) };
   if (info.size <= SMALL_OBJECT) return smallToFile(read, dest, signal, inPlace, within);
   const tmp = tempPathFor(dest);
   const fh = await openTemp(tmp, within);
@@ -199,7 +196,7 @@ export async function downloadToFile(
   try {
     if (info.size <= multipartThreshold) {
       if (info.size > 0) {
-        const r = await rangeToFile(read, 0, info.size, fh, signal, rangeSlots);
+        const r = await rangeToFile(read, 0, info.size, fh, signal);
         checkCrc(target, key, info.crc32 ?? r.objectCrc, r.crc);
       }
     } else {
@@ -212,7 +209,7 @@ export async function downloadToFile(
           const len = Math.min(partSize, info.size - start);
           const index = count;
           await group.add(async (s) => {
-            const r = await rangeToFile(read, start, len, fh, s, rangeSlots);
+            const r = await rangeToFile(read, start, len, fh, s);
             crcs.set(index, r.crc, len);
           });
         }

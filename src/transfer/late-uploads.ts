@@ -11,21 +11,10 @@
 // e.g. when the plugin exits first.
 import type { S3Target } from "../s3/client.js";
 
-/** Upload ids this process has started and not yet completed or aborted. */
-const live = new Set<string>();
-export const liveUploads = {
-  add: (id: string) => live.add(id),
-  delete: (id: string) => live.delete(id),
-};
-
-/** How the sweep is reported (the wire layer logs it). */
+/** How the sweep is reported (main logs it). */
 export type LateUploadEvent =
   | { event: "aborted"; bucket: string; key: string; uploadId: string; initiated: string }
   | { event: "failed"; bucket: string; key: string; error: string };
-let report: (e: LateUploadEvent) => void = () => undefined;
-export function onLateUpload(fn: (e: LateUploadEvent) => void): void {
-  report = fn;
-}
 
 const CLOCK_SLACK_MS = 60_000;
 
@@ -38,45 +27,62 @@ export function lateUploadWatchFromEnv(env: NodeJS.ProcessEnv): number {
   return n * 1000;
 }
 
-let watchWindowMs = 120_000;
+/** The process's multipart uploads in flight, and the watch for lost ones. */
+export class LateUploadWatch {
+  /** Upload ids this process has started and not yet completed or aborted. */
+  private readonly live = new Set<string>();
 
-/** Set from the settings by main (ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS); 0 turns the watch off. */
-export function configureLateUploadWatch(ms: number): void {
-  watchWindowMs = ms;
-}
+  /** `windowMs`: how long to watch a key (0 turns the watch off); `report`: what it did. */
+  constructor(
+    private readonly windowMs = 120_000,
+    private readonly report: (e: LateUploadEvent) => void = () => undefined,
+  ) {}
 
-/**
- * After an unanswered CreateMultipartUpload for `key` started at `attemptStartedMs`:
- * look every window/8 until window has passed, abort what matches. Never throws;
- * timers do not keep the process alive.
- */
-export function watchForLateUpload(target: S3Target, key: string, attemptStartedMs: number): void {
-  const window = watchWindowMs;
-  if (window === 0) return;
-  const every = window / 8;
-  const minAge = window / 4; // no part stored this long after creation: nobody is writing it
-  const until = Date.now() + window;
-  const aborted = new Set<string>();
-  const look = async (): Promise<void> => {
-    try {
-      const out = await target.store.listMultipartUploads(key, {});
-      for (const u of out.Uploads ?? []) {
-        if (u.Key !== key || !u.UploadId || !u.Initiated || live.has(u.UploadId) || aborted.has(u.UploadId)) continue;
-        const initiated = u.Initiated.getTime();
-        if (initiated < attemptStartedMs - CLOCK_SLACK_MS || Date.now() - initiated < minAge) continue;
-        // SSE-C uploads may need their key to be listed (S3 asks for it with checksummed uploads).
-        const sse = await target.encryption.forRead(key);
-        const parts = await target.store.listParts(key, { UploadId: u.UploadId, MaxParts: 1, ...sse }, {});
-        if ((parts.Parts ?? []).length > 0) continue;
-        await target.store.abortMultipartUpload(key, u.UploadId, {});
-        aborted.add(u.UploadId);
-        report({ event: "aborted", bucket: target.bucket, key, uploadId: u.UploadId, initiated: u.Initiated.toISOString() });
+  started(uploadId: string): void {
+    this.live.add(uploadId);
+  }
+
+  ended(uploadId: string): void {
+    this.live.delete(uploadId);
+  }
+
+  /**
+   * After an unanswered CreateMultipartUpload for `key` started at `attemptStartedMs`:
+   * look every window/8 until window has passed, abort what matches. Never throws;
+   * timers do not keep the process alive.
+   */
+  watch(target: S3Target, key: string, attemptStartedMs: number): void {
+    const window = this.windowMs;
+    if (window === 0) return;
+    const every = window / 8;
+    const until = Date.now() + window;
+    const aborted = new Set<string>();
+    const look = async (): Promise<void> => {
+      try {
+        await this.sweep(target, key, attemptStartedMs, window / 4, aborted);
+      } catch (e) {
+        // The store may still be down; the next look retries. Only the last one reports.
+        if (Date.now() + every > until) this.report({ event: "failed", bucket: target.bucket, key, error: e instanceof Error ? e.message : String(e) });
       }
-    } catch (e) {
-      // The store may still be down; the next look retries. Only the last one reports.
-      if (Date.now() + every > until) report({ event: "failed", bucket: target.bucket, key, error: e instanceof Error ? e.message : String(e) });
+      if (Date.now() + every <= until) setTimeout(() => void look(), every).unref();
+    };
+    setTimeout(() => void look(), every).unref();
+  }
+
+  /** Abort uploads of `key` that can be the lost one. `minAge`: no part stored this long after creation: nobody is writing it. */
+  private async sweep(target: S3Target, key: string, attemptStartedMs: number, minAge: number, aborted: Set<string>): Promise<void> {
+    const out = await target.store.listMultipartUploads(key, {});
+    for (const u of out.Uploads ?? []) {
+      if (u.Key !== key || !u.UploadId || !u.Initiated || this.live.has(u.UploadId) || aborted.has(u.UploadId)) continue;
+      const initiated = u.Initiated.getTime();
+      if (initiated < attemptStartedMs - CLOCK_SLACK_MS || Date.now() - initiated < minAge) continue;
+      // SSE-C uploads may need their key to be listed (S3 asks for it with checksummed uploads).
+      const sse = await target.encryption.forRead(key);
+      const parts = await target.store.listParts(key, { UploadId: u.UploadId, MaxParts: 1, ...sse }, {});
+      if ((parts.Parts ?? []).length > 0) continue;
+      await target.store.abortMultipartUpload(key, u.UploadId, {});
+      aborted.add(u.UploadId);
+      this.report({ event: "aborted", bucket: target.bucket, key, uploadId: u.UploadId, initiated: u.Initiated.toISOString() });
     }
-    if (Date.now() + every <= until) setTimeout(() => void look(), every).unref();
-  };
-  setTimeout(() => void look(), every).unref();
+  }
 }

@@ -1,16 +1,17 @@
-// One multipart upload, from CreateMultipartUpload to Complete or Abort. Both
-// upload paths (parts read from a file at their offsets, parts cut from a gRPC
-// stream) feed this class, so there is one place that completes and one place
-// that cleans up.
+// One multipart upload, from CreateMultipartUpload to Complete or Abort, and
+// the one runner that drives it: both upload paths (parts read from a file at
+// their offsets, parts cut from a gRPC stream) are part sources fed to
+// runMultipart, so there is one place that completes and one place that
+// cleans up.
 import type { CompletedPart } from "@aws-sdk/client-s3";
 import { PluginError } from "../errors.js";
-import type { S3Target } from "../s3/client.js";
 import { httpStatus, location, s3ErrorCode, storageError } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
 import { backoff } from "../util/backoff.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
-import { liveUploads, watchForLateUpload } from "./late-uploads.js";
-import { addProgress } from "./progress.js";
+import type { S3Target } from "../s3/client.js";
+import type { JobContext } from "./job.js";
+import { TaskGroup } from "./task-group.js";
 
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
@@ -47,19 +48,15 @@ export function partSizeFor(size: number, configured: number): number {
 }
 
 /** One PUT for objects that fit in a single request. */
-export async function putSmallObject(
-  target: S3Target,
-  key: string,
-  body: Buffer,
-  sse: WriteSse,
-  signal: AbortSignal,
-): Promise<void> {
-  const checksum = target.cfg.tuning.checksum === "crc32" ? crc32ToBase64(crc32(body)) : undefined;
+export async function putSmallObject(job: JobContext, key: string, body: Buffer, signal: AbortSignal): Promise<void> {
+  const { target } = job;
+  const sse = await target.encryption.forWrite(key);
+  const checksum = job.tuning.checksum === "crc32" ? crc32ToBase64(crc32(body)) : undefined;
   const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
   let out;
   try {
     out = await target.store.put(key, body, checksum, sse, { signal });
-    addProgress(body.length);
+    job.progress.bytes += body.length;
   } catch (e) {
     throw storageError("PutObject", where, e, signal);
   }
@@ -91,17 +88,22 @@ export class MultipartUpload {
   /** Set once any answer (Create, a part, Complete) echoes the encryption asked for. */
   encryptionConfirmed = false;
 
+  private readonly target: S3Target;
+
   private constructor(
-    private readonly target: S3Target,
+    private readonly job: JobContext,
     readonly key: string,
     readonly uploadId: string,
     private readonly sse: WriteSse,
     private readonly checksums: boolean,
-  ) {}
+  ) {
+    this.target = job.target;
+  }
 
-  static async start(target: S3Target, key: string, sse: WriteSse, signal: AbortSignal): Promise<MultipartUpload> {
+  static async start(job: JobContext, key: string, sse: WriteSse, signal: AbortSignal): Promise<MultipartUpload> {
+    const { target } = job;
     const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
-    const checksums = target.cfg.tuning.checksum === "crc32";
+    const checksums = job.tuning.checksum === "crc32";
     // Not the SDK's blind retry: a Create whose answer was lost (timeout, reset) may
     // still be carried out by the store, creating an upload whose id we never learn;
     // every repeat would leave one more behind. Retried only when the store answered
@@ -119,8 +121,8 @@ export class MultipartUpload {
           { signal: create.signal, single: true },
         );
         if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
-        liveUploads.add(out.UploadId);
-        const upload = new MultipartUpload(target, key, out.UploadId, sse, checksums);
+        job.lateUploads.started(out.UploadId);
+        const upload = new MultipartUpload(job, key, out.UploadId, sse, checksums);
         if (signal.aborted) {
           await upload.abort();
           throw storageError("CreateMultipartUpload", where, signal.reason, signal);
@@ -133,9 +135,9 @@ export class MultipartUpload {
         const refused = s3ErrorCode(e) === "ECONNREFUSED";
         // No answer at all (timeout, connection lost, cancelled mid-request): the store may
         // still create the upload later, with an id we never learn. Watch for it.
-        if (status === undefined && !refused && !(e instanceof PluginError)) watchForLateUpload(target, key, attemptStarted);
+        if (status === undefined && !refused && !(e instanceof PluginError)) job.lateUploads.watch(target, key, attemptStarted);
         const notActedOn = (status !== undefined && (status >= 500 || status === 429)) || refused;
-        if (!notActedOn || attempt >= target.cfg.tuning.maxAttempts || signal.aborted) throw storageError("CreateMultipartUpload", where, e, signal);
+        if (!notActedOn || attempt >= job.tuning.maxAttempts || signal.aborted) throw storageError("CreateMultipartUpload", where, e, signal);
         await backoff(attempt);
       } finally {
         create.dispose();
@@ -163,7 +165,7 @@ export class MultipartUpload {
       );
       this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
       if (!this.target.encryption.unconfirmed(out)) this.encryptionConfirmed = true;
-      addProgress(body.length);
+      this.job.progress.bytes += body.length;
     } catch (e) {
       throw storageError(`UploadPart ${partNumber}`, this.where, e, signal);
     }
@@ -189,7 +191,7 @@ export class MultipartUpload {
         { signal: sending.signal },
       );
       this.finished = true;
-      liveUploads.delete(this.uploadId);
+      this.job.lateUploads.ended(this.uploadId);
     } catch (e) {
       throw storageError("CompleteMultipartUpload", this.where, e, signal);
     } finally {
@@ -207,7 +209,7 @@ export class MultipartUpload {
   async abort(): Promise<Error | undefined> {
     if (this.finished) return undefined;
     this.finished = true;
-    liveUploads.delete(this.uploadId);
+    this.job.lateUploads.ended(this.uploadId);
     // Retried until that deadline, not just the client's few quick attempts: the
     // store being down (restarting: connection refused) or unresponsive is often
     // why the upload failed, and giving up at once would leave the upload behind.
@@ -225,5 +227,53 @@ export class MultipartUpload {
         await backoff(attempt);
       }
     }
+  }
+}
+
+/** One part of an upload: its bytes, produced inside the part's own task (so reading overlaps sending), then given back. */
+export interface Part {
+  body(signal: AbortSignal): Promise<Buffer>;
+  release(): void;
+}
+
+/**
+ * Run a multipart upload of `parts` (numbered from 1 in the order they come):
+ * create, up to partConcurrency parts in flight, complete; on any failure the
+ * parts in flight settle and the upload is aborted, once. The source is pulled
+ * only when a part may start, which is the backpressure on whatever feeds it.
+ */
+export async function runMultipart(job: JobContext, key: string, parts: AsyncIterable<Part> | Iterable<Part>, signal: AbortSignal): Promise<number> {
+  const mpu = await MultipartUpload.start(job, key, await job.target.encryption.forWrite(key), signal);
+  const group = new TaskGroup(job.tuning.partConcurrency, signal);
+  let count = 0;
+  try {
+    for await (const part of parts) {
+      const n = ++count;
+      let started = false;
+      try {
+        if (n > MAX_PARTS) throw new PluginError("local", `s3://${job.target.bucket}/${key} needs more than ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
+        await group.add(async (s) => {
+          started = true;
+          try {
+            await mpu.uploadPart(n, await part.body(s), s);
+          } finally {
+            part.release();
+          }
+        });
+      } finally {
+        // A part the group refused (it failed meanwhile) never ran: give its buffer back here.
+        if (!started) part.release();
+      }
+    }
+    await group.wait();
+    await mpu.complete(signal);
+    return count;
+  } catch (e) {
+    await group.settle();
+    const abortErr = await mpu.abort();
+    if (!abortErr) throw e;
+    // The upload failed and so did its cleanup: say both, the first cause first.
+    const first = e instanceof Error ? e.message : String(e);
+    throw new PluginError("storage", `${first}; additionally ${abortErr.message} (upload id ${mpu.uploadId} may be left behind)`, { cause: e });
   }
 }

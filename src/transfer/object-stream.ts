@@ -1,10 +1,10 @@
 // An object as an ordered stream (OpenStream): bounded read-ahead of ranges,
 // the consumer's pace is what bounds memory, the CRC32 checked before the last
 // range is handed out.
-import type { S3Target } from "../s3/client.js";
-import { transferBuffers } from "./buffer-budget.js";
+import type { Buffers } from "./buffer-budget.js";
 import { crc32Combine } from "./crc32.js";
 import { FRAME_HEADROOM, markHeadroom } from "../util/headroom.js";
+import type { JobContext } from "./job.js";
 import { type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer } from "./range-reader.js";
 
 /** OpenStream read-ahead: at most STREAM_WINDOW ranges of at most STREAM_RANGE bytes. */
@@ -17,7 +17,7 @@ const STREAM_WINDOW = 4;
  * releases `full`.
  */
 async function getRangeBuffer(read: ObjectRead, start: number, length: number, signal: AbortSignal): Promise<{ full: Buffer; buf: Buffer; result: RangeResult }> {
-  const budget = transferBuffers();
+  const budget: Buffers = read.job.buffers;
   const full = await budget.acquire(length + FRAME_HEADROOM, signal);
   const buf = markHeadroom(full.subarray(FRAME_HEADROOM, FRAME_HEADROOM + length));
   try {
@@ -36,14 +36,15 @@ async function getRangeBuffer(read: ObjectRead, start: number, length: number, s
  * The CRC32 is checked before the last range is handed out, so a corrupted
  * object ends in an error instead of a clean end of stream.
  */
-export async function* readObject(target: S3Target, key: string, signal: AbortSignal): AsyncGenerator<Buffer> {
-  const info = await headObject(target, key, signal, true);
+export async function* readObject(job: JobContext, key: string, signal: AbortSignal): AsyncGenerator<Buffer> {
+  const { target, tuning } = job;
+  const info = await headObject(job, key, signal, true);
   if (info.size === 0) return;
-  const read: ObjectRead = { single: true, target, key, info, sse: await target.encryption.forRead(key) };
+  const read: ObjectRead = { single: true, job, key, info, sse: await target.encryption.forRead(key) };
   // Read-ahead stays small: the window is what a slow client makes us hold, and
   // gRPC's own send buffers come on top of it.
-  const partConcurrency = Math.min(target.cfg.tuning.partConcurrency, STREAM_WINDOW);
-  const partSize = Math.min(target.cfg.tuning.partSize, STREAM_RANGE);
+  const partConcurrency = Math.min(tuning.partConcurrency, STREAM_WINDOW);
+  const partSize = Math.min(tuning.partSize, STREAM_RANGE);
   const window: Promise<{ full: Buffer; buf: Buffer; result: RangeResult }>[] = [];
   const inner = new AbortController();
   const onAbort = () => inner.abort(signal.reason);
@@ -52,7 +53,7 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
   let crc = 0;
   let received = 0;
   let lent: Buffer | undefined; // the range the consumer holds; returned when it asks for the next
-  const budget = transferBuffers();
+  const budget = job.buffers;
   const schedule = () => {
     while (window.length < partConcurrency && next < info.size) {
       const start = next;
@@ -72,7 +73,7 @@ export async function* readObject(target: S3Target, key: string, signal: AbortSi
       lent = full;
       crc = received === 0 ? result.crc : crc32Combine(crc, result.crc, buf.length);
       received += buf.length;
-      if (received === info.size && target.cfg.tuning.checksum === "crc32") checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
+      if (received === info.size && tuning.checksum === "crc32") checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
       schedule();
       yield buf;
     }

@@ -10,7 +10,7 @@ import { type S3Where, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
 import { backoff } from "../util/backoff.js";
 import { crc32, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
-import { addProgress } from "./progress.js";
+import type { JobContext } from "./job.js";
 
 export interface ObjectInfo {
   size: number;
@@ -32,9 +32,10 @@ function fullObjectCrc(value: string | undefined, type: string | undefined, etag
 }
 
 /** `single`: one attempt only (OpenStream). */
-export async function headObject(target: S3Target, key: string, signal: AbortSignal, single = false): Promise<ObjectInfo> {
+export async function headObject(job: JobContext, key: string, signal: AbortSignal, single = false): Promise<ObjectInfo> {
+  const { target } = job;
   const sse = await target.encryption.forRead(key);
-  const checksums = target.cfg.tuning.checksum === "crc32";
+  const checksums = job.tuning.checksum === "crc32";
   try {
     const out = await target.store.head(key, { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }, { signal, single });
     return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
@@ -65,7 +66,7 @@ export interface RangeResult {
 export interface ObjectRead {
   /** One attempt per request (OpenStream); otherwise the SDK's retries. */
   single: boolean;
-  target: S3Target;
+  job: JobContext;
   key: string;
   info: ObjectInfo;
   sse: ReadSse;
@@ -73,11 +74,12 @@ export interface ObjectRead {
 
 /** GET one range (or the whole object) into `sink`, checking its length and CRC-ing its bytes as they land. */
 export async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: BodySink): Promise<RangeResult> {
-  const { single, target, key, info, sse } = read;
+  const { single, job, key, info, sse } = read;
+  const { target, progress } = job;
   const whole = start === 0 && length === info.size;
   const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
   const label = whole ? "GetObject" : `GetObject ${range}`;
-  const checksums = target.cfg.tuning.checksum === "crc32";
+  const checksums = job.tuning.checksum === "crc32";
   let received = 0;
   let crc = 0;
   try {
@@ -96,7 +98,7 @@ export async function getRange(read: ObjectRead, start: number, length: number, 
           took: (n) => {
             if (checksums) crc = crc32(last.subarray(0, n), crc);
             received += n;
-            addProgress(n);
+            progress.bytes += n;
             return sink.took(n);
           },
         };
@@ -133,7 +135,7 @@ export async function withRangeRetries<T>(read: ObjectRead, signal: AbortSignal,
     try {
       return await attempt();
     } catch (e) {
-      if (!retriable(e) || n >= read.target.cfg.tuning.maxAttempts || signal.aborted) throw e;
+      if (!retriable(e) || n >= read.job.tuning.maxAttempts || signal.aborted) throw e;
       await backoff(n);
     }
   }

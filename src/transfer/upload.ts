@@ -1,14 +1,14 @@
 // Uploads: from a local file (parts read at their own offsets, several in
 // flight) and from a stream of chunks (cut into parts as they arrive, with the
-// source not read while the part queue is full). Memory is bounded by
-// (parts in flight + 1) × part size, whatever the object's size.
+// source not read while the part queue is full). Each is a part source for the
+// one multipart runner (multipart.ts), or a single PUT when it is small.
+// Memory is bounded by (parts in flight + 1) × part size, whatever the size.
 import { closeSync, constants, fstatSync, openSync, read, readSync } from "node:fs";
 import { PluginError } from "../errors.js";
-import type { S3Target } from "../s3/client.js";
-import { transferBuffers } from "./buffer-budget.js";
-import { MAX_PARTS, MIN_PART_SIZE, MultipartUpload, partSizeFor, putSmallObject } from "./multipart.js";
+import type { Buffers } from "./buffer-budget.js";
+import type { JobContext } from "./job.js";
+import { MAX_PARTS, MIN_PART_SIZE, type Part, partSizeFor, putSmallObject, runMultipart } from "./multipart.js";
 import { outsideRoot } from "./opened-inside.js";
-import { TaskGroup } from "./task-group.js";
 
 const MiB = 1024 * 1024;
 
@@ -17,38 +17,12 @@ export interface UploadResult {
   parts: number;
 }
 
-async function withMultipart(
-  target: S3Target,
-  key: string,
-  signal: AbortSignal,
-  run: (mpu: MultipartUpload, group: TaskGroup) => Promise<number>,
-): Promise<number> {
-  const sse = await target.encryption.forWrite(key);
-  const mpu = await MultipartUpload.start(target, key, sse, signal);
-  const group = new TaskGroup(target.cfg.tuning.partConcurrency, signal);
-  try {
-    const parts = await run(mpu, group);
-    await group.wait();
-    await mpu.complete(signal);
-    return parts;
-  } catch (e) {
-    await group.settle();
-    const abortErr = await mpu.abort();
-    if (abortErr) {
-      // The upload failed and so did its cleanup: say both, the first cause first.
-      const first = e instanceof Error ? e.message : String(e);
-      throw new PluginError("storage", `${first}; additionally ${abortErr.message} (upload id ${mpu.uploadId} may be left behind)`, { cause: e });
-    }
-    throw e;
-  }
-}
-
 /** Files up to this size are read with one synchronous call (see SMALL_OBJECT in download-to-file.ts for why). */
 const SMALL_FILE = 256 * 1024;
 
-async function uploadSmallFile(target: S3Target, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
+async function uploadSmallFile(job: JobContext, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
   const { fd, size, path } = src;
-  const budget = transferBuffers();
+  const budget = job.buffers;
   const buf = await budget.acquire(size, signal);
   try {
     let done = 0;
@@ -57,7 +31,7 @@ async function uploadSmallFile(target: S3Target, key: string, src: LocalFile, si
       if (n === 0) throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`);
       done += n;
     }
-    await putSmallObject(target, key, buf, await target.encryption.forWrite(key), signal);
+    await putSmallObject(job, key, buf, signal);
     return { bytes: size, parts: 1 };
   } finally {
     budget.release(buf);
@@ -105,9 +79,9 @@ function openLocal(path: string, within: string | undefined): LocalFile {
  * above a quarter of it (a configured 5 GiB part would otherwise be one
  * allocation beyond any memory limit). The 10,000-part rule may still grow parts.
  */
-function bufferedSizes(target: S3Target): { partSize: number; multipartThreshold: number } {
-  const cap = Math.max(MIN_PART_SIZE, Math.floor(transferBuffers().limitBytes / 4 / MiB) * MiB);
-  const { partSize, multipartThreshold } = target.cfg.tuning;
+function bufferedSizes(job: JobContext): { partSize: number; multipartThreshold: number } {
+  const cap = Math.max(MIN_PART_SIZE, Math.floor(job.buffers.limitBytes / 4 / MiB) * MiB);
+  const { partSize, multipartThreshold } = job.tuning;
   return { partSize: Math.min(partSize, cap), multipartThreshold: Math.min(multipartThreshold, cap) };
 }
 
@@ -116,7 +90,7 @@ function bufferedSizes(target: S3Target): { partSize: number; multipartThreshold
  * for files found by its walk (see openLocal). The size is the file's when it
  * is opened: the file is read as it is now.
  */
-export async function uploadFile(target: S3Target, key: string, path: string, signal: AbortSignal, within?: string): Promise<UploadResult> {
+export async function uploadFile(job: JobContext, key: string, path: string, signal: AbortSignal, within?: string): Promise<UploadResult> {
   let src: LocalFile;
   try {
     src = openLocal(path, within);
@@ -125,47 +99,49 @@ export async function uploadFile(target: S3Target, key: string, path: string, si
     throw new PluginError("local", `cannot save ${path}: ${(e as Error).message}`);
   }
   try {
-    return await uploadOpened(target, key, src, signal);
+    return await uploadOpened(job, key, src, signal);
   } finally {
     closeSync(src.fd);
   }
 }
 
-async function uploadOpened(target: S3Target, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
-  const tuning = bufferedSizes(target);
+async function uploadOpened(job: JobContext, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
+  const tuning = bufferedSizes(job);
   const { size, path, fd } = src;
-  if (size <= SMALL_FILE && size <= tuning.multipartThreshold) return uploadSmallFile(target, key, src, signal);
-  const budget = transferBuffers();
+  if (size <= SMALL_FILE && size <= tuning.multipartThreshold) return uploadSmallFile(job, key, src, signal);
   if (size <= tuning.multipartThreshold) {
-    const buf = await budget.acquire(size, signal);
+    const buf = await job.buffers.acquire(size, signal);
     try {
       await readFully(fd, buf, 0, path);
-      await putSmallObject(target, key, buf, await target.encryption.forWrite(key), signal);
+      await putSmallObject(job, key, buf, signal);
     } finally {
-      budget.release(buf);
+      job.buffers.release(buf);
     }
     return { bytes: size, parts: 1 };
   }
-  const partSize = partSizeFor(size, tuning.partSize);
-  const count = Math.ceil(size / partSize);
-  const parts = await withMultipart(target, key, signal, async (mpu, group) => {
-    for (let i = 0; i < count; i++) {
-      const offset = i * partSize;
-      const len = Math.min(partSize, size - offset);
-      await group.add(async (s) => {
-        const buf = await budget.acquire(partSize, s);
-        try {
-          const body = buf.subarray(0, len);
-          await readFully(fd, body, offset, path);
-          await mpu.uploadPart(i + 1, body, s);
-        } finally {
-          budget.release(buf);
-        }
-      });
-    }
-    return count;
-  });
+  const parts = await runMultipart(job, key, fileParts(job.buffers, src, partSizeFor(size, tuning.partSize)), signal);
   return { bytes: size, parts };
+}
+
+/** A file's parts: each read at its offset inside its own task, into a buffer taken there. */
+function* fileParts(buffers: Buffers, src: LocalFile, partSize: number): Generator<Part> {
+  for (let offset = 0; offset < src.size; offset += partSize) {
+    const at = offset;
+    const len = Math.min(partSize, src.size - at);
+    let buf: Buffer | undefined;
+    yield {
+      body: async (signal) => {
+        buf = await buffers.acquire(partSize, signal);
+        const body = buf.subarray(0, len);
+        await readFully(src.fd, body, at, src.path);
+        return body;
+      },
+      release: () => {
+        if (buf) buffers.release(buf);
+        buf = undefined;
+      },
+    };
+  }
 }
 
 /** Positional reads on the thread pool (large parts must not block the event loop). */
@@ -191,67 +167,76 @@ export function streamPartSize(partNumber: number, base: number): number {
   return base * 2 ** Math.floor((partNumber - 1) / 2500);
 }
 
-export async function uploadStream(target: S3Target, key: string, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<UploadResult> {
-  const base = Math.max(bufferedSizes(target).partSize, MIN_PART_SIZE);
-  const budget = transferBuffers();
-  const iterator = chunks[Symbol.asyncIterator]();
-  // Fill the first part; if the stream ends inside it, one PUT is enough.
-  let partNumber = 1;
-  let buf: Buffer | undefined = await budget.acquire(streamPartSize(partNumber, base), signal);
-  let filled = 0;
-  let pending: Buffer | undefined; // remainder of a chunk that overflowed the current part
-  let total = 0;
+/** Pours a stream's chunks into part buffers; a chunk that overflows one part carries over into the next. */
+class ChunkReader {
+  private readonly iterator: AsyncIterator<Buffer>;
+  private pending: Buffer | undefined;
+  /** Bytes in the buffer being filled. */
+  filled = 0;
+  /** Bytes read from the stream so far. */
+  total = 0;
 
-  const fill = async (into: Buffer): Promise<boolean> => {
-    // Returns true when `into` is full, false when the stream ended.
+  constructor(chunks: AsyncIterable<Buffer>) {
+    this.iterator = chunks[Symbol.asyncIterator]();
+  }
+
+  /** Fill `into` from its start: true when it is full, false when the stream ended first. */
+  async fill(into: Buffer): Promise<boolean> {
+    this.filled = 0;
     for (;;) {
-      if (!pending) {
-        const next = await iterator.next();
+      if (!this.pending) {
+        const next = await this.iterator.next();
         if (next.done) return false;
-        pending = next.value;
-        total += pending.length;
+        this.pending = next.value;
+        this.total += next.value.length;
       }
-      const n = Math.min(pending.length, into.length - filled);
-      pending.copy(into, filled, 0, n);
-      filled += n;
-      pending = n < pending.length ? pending.subarray(n) : undefined;
-      if (filled === into.length) return true;
+      const n = Math.min(this.pending.length, into.length - this.filled);
+      this.pending.copy(into, this.filled, 0, n);
+      this.filled += n;
+      this.pending = n < this.pending.length ? this.pending.subarray(n) : undefined;
+      if (this.filled === into.length) return true;
     }
-  };
+  }
+}
 
+/** A stream's parts after the first (already full) one; each next buffer is filled only once the runner asks for it. */
+async function* streamParts(job: JobContext, key: string, reader: ChunkReader, first: Buffer, base: number, signal: AbortSignal): AsyncGenerator<Part> {
+  const buffers = job.buffers;
+  let buf: Buffer | undefined = first;
   try {
-    let full = await fill(buf);
-    if (!full) {
-      await putSmallObject(target, key, buf.subarray(0, filled), await target.encryption.forWrite(key), signal);
-      return { bytes: total, parts: 1 };
-    }
-    const parts = await withMultipart(target, key, signal, async (mpu, group) => {
-      for (;;) {
-        // A full part with more data behind it, or the last (possibly short) part.
-        const part = buf!;
-        const body = part.subarray(0, filled);
-        const n = partNumber;
-        buf = undefined; // the upload task owns it now and gives it back
-        await group.add(async (s) => {
-          try {
-            await mpu.uploadPart(n, body, s);
-          } finally {
-            budget.release(part);
-          }
-        });
-        if (!full) return n;
-        partNumber++;
-        if (partNumber > MAX_PARTS) {
-          throw new PluginError("local", `stream for s3://${target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
-        }
-        buf = await budget.acquire(streamPartSize(partNumber, base), signal);
-        filled = 0;
-        full = await fill(buf);
-        if (!full && filled === 0) return n; // stream ended exactly on a part boundary
+    for (let n = 1; ; n++) {
+      const part = buf;
+      const body = part.subarray(0, reader.filled);
+      const full = reader.filled === part.length;
+      buf = undefined; // the part owns it now and gives it back
+      yield { body: async () => body, release: () => buffers.release(part) };
+      if (!full) return;
+      if (n + 1 > MAX_PARTS) {
+        throw new PluginError("local", `stream for s3://${job.target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
       }
-    });
-    return { bytes: total, parts };
+      buf = await buffers.acquire(streamPartSize(n + 1, base), signal);
+      if (!(await reader.fill(buf)) && reader.filled === 0) return; // the stream ended exactly on a part boundary
+    }
   } finally {
-    if (buf) budget.release(buf);
+    if (buf) buffers.release(buf);
+  }
+}
+
+export async function uploadStream(job: JobContext, key: string, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<UploadResult> {
+  const base = Math.max(bufferedSizes(job).partSize, MIN_PART_SIZE);
+  const reader = new ChunkReader(chunks);
+  // Fill the first part; if the stream ends inside it, one PUT is enough.
+  const first = await job.buffers.acquire(streamPartSize(1, base), signal);
+  let handedOver = false;
+  try {
+    if (!(await reader.fill(first))) {
+      await putSmallObject(job, key, first.subarray(0, reader.filled), signal);
+      return { bytes: reader.total, parts: 1 };
+    }
+    handedOver = true;
+    const parts = await runMultipart(job, key, streamParts(job, key, reader, first, base, signal), signal);
+    return { bytes: reader.total, parts };
+  } finally {
+    if (!handedOver) job.buffers.release(first);
   }
 }

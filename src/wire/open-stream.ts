@@ -18,10 +18,11 @@ const FRAMES_IN_FLIGHT = 2;
 
 export function openStreamHandler(svc: ArtifactService, track: Track, idleMs: number) {
   return (call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>): void => {
-    track("OpenStream", call, async (signal, log) => {
+    track("OpenStream", call, async (rpc, log) => {
+      const { signal } = rpc;
       const ref = artifactRef(call.request.artifact, "artifact");
       Object.assign(log, { key: ref.key });
-      const { bucket, chunks } = await svc.openStream(ref, signal);
+      const { bucket, chunks } = await svc.openStream(ref, rpc);
       log.bucket = bucket;
       const stalled = () =>
         new PluginError("cancelled", `OpenStream s3://${bucket}/${ref.key}: the client took no data for ${idleMs / 1000} s; stream ended to free its buffers`);

@@ -1,7 +1,7 @@
 // What every RPC handler shares: turning Argo's artifact message into the
 // service's reference, and the per-call tracker (cancellation signal, budget
 // share, transfer slot, one log line) that PluginServer provides.
-import type { ArtifactRef } from "../artifacts/service.js";
+import type { ArtifactRef, Call } from "../artifacts/service.js";
 import type { ArtifactMsg } from "./messages.js";
 import { invalid } from "./status.js";
 
@@ -14,8 +14,8 @@ export interface RpcLog {
   [k: string]: unknown;
 }
 
-/** Runs one RPC body with the call's cancellation signal and its log line. */
-export type Track = <T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (signal: AbortSignal, log: RpcLog) => Promise<T>) => Promise<T>;
+/** Runs one RPC body with the call's context (cancellation, byte counter) and its log line. */
+export type Track = <T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (rpc: Call, log: RpcLog) => Promise<T>) => Promise<T>;
 
 /** The artifact fields the service needs; a missing piece is the caller's mistake. */
 export function artifactRef(a: ArtifactMsg | null | undefined, field: string): ArtifactRef {

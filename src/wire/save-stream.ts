@@ -15,7 +15,8 @@ export function saveStreamHandler(svc: ArtifactService, track: Track, idleMs: nu
   return (call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>, callback: sendUnaryData<SuccessResponse>): void => {
     const cancelled = () => new PluginError("cancelled", "SaveStream: cancelled by the client");
     reply(
-      track("SaveStream", call, async (signal, log) => {
+      track("SaveStream", call, async (rpc, log) => {
+        const { signal } = rpc;
         limitReadAhead(call, 1);
         const it = (call as AsyncIterable<SaveStreamArtifactRequest>)[Symbol.asyncIterator]();
         const first = await withIdleLimit(it.next(), idleMs, () => new PluginError("cancelled", `SaveStream: no first frame within ${idleMs / 1000} s`));
@@ -42,7 +43,7 @@ export function saveStreamHandler(svc: ArtifactService, track: Track, idleMs: nu
           // A cancelled client stream can look like a clean end: never complete a truncated upload.
           if (signal.aborted || call.cancelled) throw cancelled();
         }
-        Object.assign(log, await svc.saveStream(ref, chunks(), signal));
+        Object.assign(log, await svc.saveStream(ref, chunks(), rpc));
         return { success: true, error: "" };
       }),
       callback,

@@ -1,12 +1,12 @@
 // The gRPC face of the plugin: binds the unix socket and runs each RPC under
-// one tracker (an AbortSignal tied to the call's lifetime, the RPC's share of
-// the buffer budget, a transfer slot, progress lines and one log line). The
+// one tracker (an AbortSignal tied to the call's lifetime, a byte counter the
+// transfers add to, a transfer slot, progress lines and one log line). The
 // handlers live beside it: unary.ts, open-stream.ts, save-stream.ts; status.ts
 // is the one place a failure becomes what the client sees.
 import { setMaxListeners } from "node:events";
 import { chmod, unlink } from "node:fs/promises";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import type { ArtifactService } from "../artifacts/service.js";
+import type { ArtifactService, Call } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
@@ -40,11 +40,6 @@ export interface ServerOptions {
    * none, before the call is ended (default 60 s): a stalled peer holds budget buffers.
    */
   streamIdleMs?: number;
-  /**
-   * Runs each RPC body in the transfer engine's per-call scope (its byte
-   * counter for progress lines, its share of the buffer budget); main wires it.
-   */
-  scope?: <T>(progress: { bytes: number }, body: () => Promise<T>) => Promise<T>;
 }
 
 export class PluginServer {
@@ -101,7 +96,7 @@ export class PluginServer {
   }
 
   /** Run one RPC body with a cancellation signal and one log line. */
-  private async track<T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (signal: AbortSignal, log: RpcLog) => Promise<T>): Promise<T> {
+  private async track<T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (rpc: Call, log: RpcLog) => Promise<T>): Promise<T> {
     const controller = new AbortController();
     setMaxListeners(0, controller.signal);
     call.on("cancelled", () => controller.abort(new PluginError("cancelled", `${method}: cancelled by the client`)));
@@ -121,12 +116,12 @@ export class PluginServer {
     const run = async () => {
       const release = TRANSFERS.has(method) ? await this.transfers.take(controller.signal) : undefined;
       try {
-        return await body(controller.signal, fields);
+        return await body({ signal: controller.signal, progress }, fields);
       } finally {
         release?.();
       }
     };
-    const p = (this.opts.scope ?? ((_p, fn) => fn()))(progress, run);
+    const p = run();
     this.pending.add(p);
     try {
       const result = await p;

@@ -1,7 +1,7 @@
 // The unary RPCs: each runs one service call under the tracker and answers
 // with its result, or through the one error→status mapping.
 import type { ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
-import type { ArtifactService } from "../artifacts/service.js";
+import type { ArtifactService, Call } from "../artifacts/service.js";
 import type {
   ArtifactOnlyRequest,
   GetCapabilitiesResponse,
@@ -30,10 +30,10 @@ const failed = (error: string): SuccessResponse => ({ success: false, error });
 
 export function unaryHandlers(svc: ArtifactService, track: Track): UntypedServiceImplementation {
   const unary =
-    <Req, Res>(method: string, run: (req: Req, signal: AbortSignal, log: RpcLog) => Promise<Res>, onError: (message: string) => Res) =>
+    <Req, Res>(method: string, run: (req: Req, rpc: Call, log: RpcLog) => Promise<Res>, onError: (message: string) => Res) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) =>
       reply(
-        track(method, call, (signal, log) => run(call.request, signal, log)),
+        track(method, call, (rpc, log) => run(call.request, rpc, log)),
         callback,
         onError,
       );
@@ -41,40 +41,40 @@ export function unaryHandlers(svc: ArtifactService, track: Track): UntypedServic
   return {
     Load: unary<LoadArtifactRequest, SuccessResponse>(
       "Load",
-      async (req, signal, log) => {
+      async (req, rpc, log) => {
         const ref = artifactRef(req.inputArtifact, "input_artifact");
         Object.assign(log, { key: ref.key });
         if (!req.path) throw invalid("Load request has no path");
-        Object.assign(log, await svc.load(ref, req.path, signal));
+        Object.assign(log, await svc.load(ref, req.path, rpc));
         return { success: true, error: "" };
       },
       failed,
     ),
     Save: unary<SaveArtifactRequest, SuccessResponse>(
       "Save",
-      async (req, signal, log) => {
+      async (req, rpc, log) => {
         const ref = artifactRef(req.outputArtifact, "output_artifact");
         Object.assign(log, { key: ref.key });
         if (!req.path) throw invalid("Save request has no path");
-        Object.assign(log, await svc.save(ref, req.path, signal));
+        Object.assign(log, await svc.save(ref, req.path, rpc));
         return { success: true, error: "" };
       },
       failed,
     ),
     Delete: unary<ArtifactOnlyRequest, SuccessResponse>(
       "Delete",
-      async (req, signal, log) => {
-        Object.assign(log, await svc.delete(artifactRef(req.artifact, "artifact"), signal));
+      async (req, rpc, log) => {
+        Object.assign(log, await svc.delete(artifactRef(req.artifact, "artifact"), rpc));
         return { success: true, error: "" };
       },
       failed,
     ),
     ListObjects: unary<ArtifactOnlyRequest, ListObjectsResponse>(
       "ListObjects",
-      async (req, signal, log) => {
+      async (req, rpc, log) => {
         const ref = artifactRef(req.artifact, "artifact");
         Object.assign(log, { key: ref.key });
-        const objects = await svc.listObjects(ref, signal);
+        const objects = await svc.listObjects(ref, rpc);
         log.files = objects.length;
         return { objects, error: "" };
       },
@@ -82,10 +82,10 @@ export function unaryHandlers(svc: ArtifactService, track: Track): UntypedServic
     ),
     IsDirectory: unary<ArtifactOnlyRequest, IsDirectoryResponse>(
       "IsDirectory",
-      async (req, signal, log) => {
+      async (req, rpc, log) => {
         const ref = artifactRef(req.artifact, "artifact");
         Object.assign(log, { key: ref.key });
-        return { isDirectory: await svc.isDirectory(ref, signal), error: "" };
+        return { isDirectory: await svc.isDirectory(ref, rpc), error: "" };
       },
       (error) => ({ isDirectory: false, error }),
     ),

@@ -19,8 +19,8 @@ import { ArtifactClient, artifact } from "../../src/client/artifact-client.js";
 import { createLogger } from "../../src/log.js";
 import { S3TargetFactory } from "../../src/s3/client.js";
 import { KubeSecretSource } from "../../src/s3/kube-secrets.js";
-import { configureTransferBuffers, transferBuffers, withBudgetShare } from "../../src/transfer/buffer-budget.js";
-import { withProgress } from "../../src/transfer/progress.js";
+import { BufferBudget } from "../../src/transfer/buffer-budget.js";
+import { TransferEngine } from "../../src/transfer/engine.js";
 import { PluginServer } from "../../src/wire/server.js";
 import { tally } from "../support/ledger.js";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
@@ -36,6 +36,8 @@ let server: PluginServer;
 let client: ArtifactClient;
 let work: string;
 let big: Buffer;
+// Small, so a leak shows after a few calls.
+const budget = new BufferBudget(32 * MiB);
 
 const cfg = (part = 5, threshold = 5) =>
   `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: ${part}, multipartThresholdMiB: ${threshold}, partConcurrency: 4}\n`;
@@ -59,8 +61,6 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 beforeAll(async () => {
-  // Small, so a leak shows after a few calls.
-  configureTransferBuffers(32 * MiB);
   Object.assign(process.env, rootKeysEnv(await (async () => (minio = await startMinio()))()));
   const s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
@@ -71,7 +71,7 @@ beforeAll(async () => {
   writeFileSync(join(work, "up.bin"), randomBytes(12 * MiB));
   const socketPath = join(work, "sock", "socket");
   const logger = createLogger(new Writable({ write: (_c, _e, cb) => cb() }));
-  server = new PluginServer({ socketPath, logger, service: new ArtifactService(new S3TargetFactory(new KubeSecretSource(process.env), { env: process.env })), streamIdleMs: IDLE_MS, scope: (progress, body) => withProgress(progress, () => withBudgetShare(body)) });
+  server = new PluginServer({ socketPath, logger, service: new ArtifactService(new S3TargetFactory(new KubeSecretSource(process.env), { env: process.env }), new TransferEngine(budget)), streamIdleMs: IDLE_MS });
   await server.listen();
   client = new ArtifactClient(socketPath);
 }, 600_000);
@@ -132,7 +132,6 @@ function cancelledCall(kind: number, ms: number, useDeadline: boolean, n: number
 it(
   `gives every buffer back after ${CALLS} calls cancelled at random moments, and serves a Load at once`,
   async () => {
-    const budget = transferBuffers();
     const rnd = prng(20261129);
     const batch: Promise<unknown>[] = [];
     for (let n = 0; n < CALLS; n++) {
@@ -152,7 +151,6 @@ it(
 );
 
 it("closes an OpenStream that ends after its first frame, 30 times over, without holding a byte", async () => {
-  const budget = transferBuffers();
   for (let i = 0; i < 30; i++) {
     for await (const f of client.openStreamFrames(artifact(cfg(), "big.bin"))) {
       expect(f.data.length).toBeGreaterThan(0);
@@ -163,7 +161,6 @@ it("closes an OpenStream that ends after its first frame, 30 times over, without
 });
 
 it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes back", async () => {
-  const budget = transferBuffers();
   const raw = client.raw as unknown as Record<string, (...a: unknown[]) => { pause(): void; resume(): void; cancel(): void; on(e: string, f: (...a: unknown[]) => void): void; write(m: unknown): boolean }>;
   const outcomes: Promise<string>[] = [];
   const calls: { cancel(): void }[] = [];
@@ -205,7 +202,6 @@ it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes 
 });
 
 it("does not wedge on a part size beyond memory: tuning.partSizeMiB 5120 saves with bounded buffers", async () => {
-  const budget = transferBuffers();
   const src = join(work, "up.bin");
   const res = await bounded(client.save(artifact(cfg(5120, 5120), "huge-part"), src), 60_000, "Save");
   expect(res).toEqual({ success: true, error: "" });

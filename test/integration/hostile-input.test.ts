@@ -368,7 +368,7 @@ describe("Load into an existing target whose directory is swapped for a link aft
     // In-process, to place the swap exactly between the directory check and the file's creation.
     const { S3TargetFactory } = await import("../../src/s3/client.js");
     const { parseConfig } = await import("../../src/config/parse.js");
-    const { downloadToFile } = await import("../../src/transfer/download-to-file.js");
+    const { TransferEngine } = await import("../../src/transfer/engine.js");
     Object.assign(process.env, rootKeysEnv(minio));
     const t = await new S3TargetFactory({ get: () => Promise.resolve(undefined) }, { env: process.env }).get(parseConfig(config()), config());
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/f.txt", Body: "data" }));
@@ -384,7 +384,7 @@ describe("Load into an existing target whose directory is swapped for a link aft
     tally({ suite: "hostile: symbolic links inside an existing Load target", hostileTried: 2 });
     for (const [key, size] of [["swapped/sub/f.txt", 4], ["swapped/sub/big.bin", 400 * 1024]] as const) {
       const dest = join(target, "sub", key.split("/").at(-1)!);
-      await expect(downloadToFile(t, key, dest, new AbortController().signal, { size, etag: undefined }, false, realRoot)).rejects.toThrow(/outside the target directory/);
+      await expect(new TransferEngine().job(t).download(key, dest, new AbortController().signal, { known: { size, etag: undefined }, within: realRoot })).rejects.toThrow(/outside the target directory/);
     }
     expect(readdirSync(join(outer, "outside"))).toEqual([]);
     tally({ suite: "hostile: symbolic links inside an existing Load target", hostileRefused: 2 });

@@ -1,7 +1,7 @@
 // The process-wide transfer buffer budget: what bounds memory whatever the
 // object size, file count or number of concurrent RPCs.
 import { describe, expect, it } from "vitest";
-import { BufferBudget, bufferBudgetFromEnv, withBudgetShare } from "../../src/transfer/buffer-budget.js";
+import { BufferBudget, bufferBudgetFromEnv } from "../../src/transfer/buffer-budget.js";
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -86,14 +86,12 @@ describe("BufferBudget", () => {
   it("lets a newcomer pass a caller that is over its fair share, and serves that caller once it is alone", async () => {
     const b = new BufferBudget(100);
     // Caller A takes 80 while alone (allowed), then asks for 30 more: does not fit, waits.
-    const a = await withBudgetShare(async () => {
-      const held = [await b.acquire(40), await b.acquire(40)];
-      return { held, more: b.acquire(30) };
-    });
+    const shareA = b.share();
+    const a = { held: [await shareA.acquire(40), await shareA.acquire(40)], more: shareA.acquire(30) };
     let aMore = false;
     void a.more.then(() => (aMore = true));
     // Caller B holds nothing: within its share (100 ÷ 2), and 20 fits, so it does not queue behind A.
-    const got = await withBudgetShare(() => b.acquire(20));
+    const got = await b.share().acquire(20);
     expect(got.length).toBe(20);
     expect(b.activeShares).toBe(2);
     b.release(a.held[0]!);

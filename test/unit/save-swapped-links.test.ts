@@ -9,8 +9,9 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, unlinkSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
+import { DEFAULT_TUNING } from "../../src/config/types.js";
 import type { S3Target } from "../../src/s3/client.js";
-import { uploadFile } from "../../src/transfer/upload.js";
+import { TransferEngine } from "../../src/transfer/engine.js";
 import { tally } from "../support/ledger.js";
 
 const base = mkdtempSync(join(tmpdir(), "swap-"));
@@ -23,7 +24,8 @@ writeFileSync(join(root, "a.txt"), "a");
 writeFileSync(join(root, "sub", "b.txt"), "b");
 const realRoot = realpathSync(root);
 // Never used: every case here is refused before the first S3 request.
-const noStore = new Proxy({}, { get: () => { throw new Error("the store was reached"); } }) as S3Target;
+const noStore = new Proxy({}, { get: () => { throw new Error("the store was reached"); } });
+const job = new TransferEngine().job({ cfg: { tuning: DEFAULT_TUNING }, store: noStore, encryption: noStore } as unknown as S3Target);
 const signal = new AbortController().signal;
 
 afterAll(() => rmSync(base, { recursive: true, force: true }));
@@ -32,7 +34,7 @@ it("refuses a file swapped for a symbolic link after the walk", async () => {
   unlinkSync(join(root, "a.txt"));
   symlinkSync(join(outside, "token"), join(root, "a.txt"));
   tally({ suite: "hostile: files swapped for links during a Save", hostileTried: 1 });
-  await expect(uploadFile(noStore, "k/a.txt", join(root, "a.txt"), signal, realRoot)).rejects.toThrow(/replaced by a symbolic link/);
+  await expect(job.uploadFile("k/a.txt", join(root, "a.txt"), signal, realRoot)).rejects.toThrow(/replaced by a symbolic link/);
   tally({ suite: "hostile: files swapped for links during a Save", hostileRefused: 1 });
 });
 
@@ -41,13 +43,13 @@ it("refuses a file whose directory was swapped for a link to somewhere else", as
   writeFileSync(join(outside, "b.txt"), "outside b");
   symlinkSync(outside, join(root, "sub"));
   tally({ suite: "hostile: files swapped for links during a Save", hostileTried: 1 });
-  await expect(uploadFile(noStore, "k/sub/b.txt", join(root, "sub", "b.txt"), signal, realRoot)).rejects.toThrow(/outside the directory being saved/);
+  await expect(job.uploadFile("k/sub/b.txt", join(root, "sub", "b.txt"), signal, realRoot)).rejects.toThrow(/outside the directory being saved/);
   tally({ suite: "hostile: files swapped for links during a Save", hostileRefused: 1 });
 });
 
 it("refuses what is no longer a regular file", async () => {
   mkdirSync(join(root, "c.txt"));
   tally({ suite: "hostile: files swapped for links during a Save", hostileTried: 1 });
-  await expect(uploadFile(noStore, "k/c.txt", join(root, "c.txt"), signal, realRoot)).rejects.toThrow(/not a regular file/);
+  await expect(job.uploadFile("k/c.txt", join(root, "c.txt"), signal, realRoot)).rejects.toThrow(/not a regular file/);
   tally({ suite: "hostile: files swapped for links during a Save", hostileRefused: 1 });
 });
