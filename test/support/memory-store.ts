@@ -1,0 +1,153 @@
+// An S3 store in this process, for unit tests of the transfer engine through
+// the store interface it uses (ObjectStore's methods, same inputs and
+// answers), with hooks that make a request slow or fail the way a real store
+// or connection does (an S3 error with a status, a body cut short).
+import { parseConfig } from "../../src/config/parse.js";
+import type { S3Target } from "../../src/s3/client.js";
+import { Encryption } from "../../src/s3/encryption.js";
+import type { GetAnswer, GetInput, ObjectStore, SendOptions, SinkFor } from "../../src/s3/store.js";
+import { crc32, crc32ToBase64 } from "../../src/transfer/crc32.js";
+
+/** An error shaped like the SDK's for an S3 answer with `status`. */
+export function s3Failure(status: number, code: string): Error {
+  return Object.assign(new Error(`${code} (test store)`), { name: code, Code: code, $metadata: { httpStatusCode: status } });
+}
+
+/** A connection that broke: no status, worth another attempt. */
+export function connectionReset(): Error {
+  return Object.assign(new Error("socket hang up (test store)"), { code: "ECONNRESET" });
+}
+
+type Op = "head" | "get" | "put" | "create" | "part" | "complete" | "abort";
+
+interface Upload {
+  key: string;
+  parts: Map<number, Buffer>;
+}
+
+const aborted = (signal: AbortSignal | undefined) => Object.assign(new Error("aborted"), { name: "AbortError", cause: signal?.reason });
+
+export class MemoryStore {
+  readonly objects = new Map<string, Buffer>();
+  readonly uploads = new Map<string, Upload>();
+  readonly calls: { op: Op; key: string; detail?: string }[] = [];
+  /**
+   * Runs before each request: throw to fail it, return a promise to delay it
+   * (it should honour the signal). `cut` (GET only): the body breaks after that many bytes.
+   */
+  before: (op: Op, key: string, detail: string | undefined, signal: AbortSignal | undefined) => void | Promise<void> | { cut: number } = () => undefined;
+  private nextId = 1;
+
+  count(op: Op): number {
+    return this.calls.filter((c) => c.op === op).length;
+  }
+
+  private async enter(op: Op, key: string, o: SendOptions, detail?: string): Promise<{ cut: number } | undefined> {
+    this.calls.push({ op, key, ...(detail === undefined ? {} : { detail }) });
+    if (o.signal?.aborted) throw aborted(o.signal);
+    const r = await this.before(op, key, detail, o.signal);
+    if (o.signal?.aborted) throw aborted(o.signal);
+    return r && typeof r === "object" && "cut" in r ? r : undefined;
+  }
+
+  private object(key: string): Buffer {
+    const data = this.objects.get(key);
+    if (!data) throw s3Failure(404, "NoSuchKey");
+    return data;
+  }
+
+  async head(key: string, _input: unknown, o: SendOptions) {
+    await this.enter("head", key, o);
+    const data = this.object(key);
+    return { ContentLength: data.length, ETag: etagOf(data), ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT", $metadata: {} };
+  }
+
+  async getInto(key: string, input: GetInput, _sse: unknown, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+    const fault = await this.enter("get", key, o, input.Range);
+    const data = this.object(key);
+    if (input.IfMatch !== undefined && input.IfMatch !== etagOf(data)) throw s3Failure(412, "PreconditionFailed");
+    const m = input.Range ? /^bytes=(\d+)-(\d+)$/.exec(input.Range) : null;
+    const body = m ? data.subarray(Number(m[1]), Number(m[2]) + 1) : data;
+    const answer: GetAnswer = { ContentLength: body.length, ETag: etagOf(data), ...(m ? {} : { ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT" }) };
+    const sink = sinkFor(answer);
+    const end = fault ? Math.min(fault.cut, body.length) : body.length;
+    // Odd-sized pieces, as sockets deliver them.
+    for (let off = 0; off < end; ) {
+      if (o.signal?.aborted) throw aborted(o.signal);
+      const dest = sink.space();
+      const n = Math.min(dest.length, end - off, 100_003);
+      body.copy(dest, 0, off, off + n);
+      off += n;
+      const pending = sink.took(n);
+      if (pending) await pending;
+    }
+    if (end < body.length) throw connectionReset();
+    return answer;
+  }
+
+  async put(key: string, body: Buffer, crc: string | undefined, _sse: unknown, o: SendOptions) {
+    await this.enter("put", key, o);
+    if (crc !== undefined && crc !== crc32ToBase64(crc32(body))) throw s3Failure(400, "BadDigest");
+    this.objects.set(key, Buffer.from(body));
+    return { ETag: etagOf(body) };
+  }
+
+  async createMultipartUpload(key: string, _input: unknown, o: SendOptions) {
+    await this.enter("create", key, o);
+    const id = `upload-${this.nextId++}`;
+    this.uploads.set(id, { key, parts: new Map() });
+    return { UploadId: id, $metadata: {} };
+  }
+
+  async uploadPart(key: string, input: { UploadId?: string | undefined; PartNumber?: number | undefined; Body?: unknown; ChecksumCRC32?: string | undefined }, o: SendOptions) {
+    await this.enter("part", key, o, String(input.PartNumber));
+    const up = this.uploads.get(input.UploadId ?? "");
+    if (!up) throw s3Failure(404, "NoSuchUpload");
+    const body = Buffer.from(input.Body as Buffer);
+    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(body))) throw s3Failure(400, "BadDigest");
+    up.parts.set(input.PartNumber ?? 0, body);
+    return { ETag: etagOf(body), $metadata: {} };
+  }
+
+  async completeMultipartUpload(key: string, input: { UploadId?: string | undefined; MultipartUpload?: { Parts?: { PartNumber?: number | undefined }[] | undefined } | undefined; ChecksumCRC32?: string | undefined }, o: SendOptions) {
+    await this.enter("complete", key, o);
+    const up = this.uploads.get(input.UploadId ?? "");
+    if (!up) throw s3Failure(404, "NoSuchUpload");
+    const data = Buffer.concat((input.MultipartUpload?.Parts ?? []).map((p) => up.parts.get(p.PartNumber ?? 0) ?? Buffer.alloc(0)));
+    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(data))) throw s3Failure(400, "BadDigest");
+    this.uploads.delete(input.UploadId ?? "");
+    this.objects.set(key, data);
+    return { $metadata: {} };
+  }
+
+  async abortMultipartUpload(key: string, uploadId: string, o: SendOptions) {
+    await this.enter("abort", key, o);
+    this.uploads.delete(uploadId);
+    return { $metadata: {} };
+  }
+
+  async deleteObject(key: string): Promise<void> {
+    this.objects.delete(key);
+  }
+}
+
+function etagOf(data: Buffer): string {
+  return `"${crc32(data).toString(16)}-${data.length}"`;
+}
+
+/** A target over `store` with the tuning given in YAML (e.g. "{partSizeMiB: 5, partConcurrency: 2}"). */
+export function memoryTarget(store: MemoryStore, tuning = "{}"): S3Target {
+  const text = `endpoint: memory.invalid\nbucket: mem\ninsecure: true\ntuning: ${tuning}\n`;
+  const cfg = parseConfig(text);
+  return {
+    cfg,
+    bucket: "mem",
+    store: store as unknown as ObjectStore,
+    clients: [],
+    encryption: new Encryption(cfg, { get: () => Promise.resolve(undefined) }),
+    endpointLabel: "memory",
+    credentialSource: "static",
+    agents: [],
+    lean: undefined,
+  } as unknown as S3Target;
+}
