@@ -4,8 +4,6 @@
 // containers inherit the executor's args (e.g. `--loglevel debug --gloglevel
 // 6`), so anything after the socket path is accepted, `--loglevel` honoured.
 import { readFileSync } from "node:fs";
-import { bufferBudgetFromEnv } from "./transfer/buffer-budget.js";
-import { lateUploadWatchFromEnv } from "./transfer/late-uploads.js";
 
 const MiB = 1024 * 1024;
 
@@ -36,6 +34,15 @@ export interface Settings {
   allowedSecrets: string[];
   /** host[:port] list; empty: any endpoint that is not link-local / metadata. */
   allowedEndpoints: string[];
+}
+
+/** ARGO_S3_PLUGIN_BUFFER_MIB in bytes (default 96 MiB); throws a readable error when malformed. */
+export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env["ARGO_S3_PLUGIN_BUFFER_MIB"];
+  if (!v) return 96 * MiB;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 8) throw new Error(`ARGO_S3_PLUGIN_BUFFER_MIB: "${v}" is not a whole number of MiB ≥ 8`);
+  return n * MiB;
 }
 
 /** A start-up problem: printed as one line, exit 2. */
@@ -175,7 +182,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       bufferSource,
       memoryLimitBytes,
       maxConcurrentTransfers: sized.maxConcurrentTransfers,
-      lateUploadWatchMs: lateUploadWatchFromEnv(env),
+      lateUploadWatchMs: seconds(env, "ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", 120_000),
       shared: bool(env, "ARGO_S3_PLUGIN_SHARED"),
       allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]),
       allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),

@@ -9,7 +9,6 @@ import { Lru } from "../util/lru.js";
 import { PluginError, describeError } from "../errors.js";
 import { BucketSetup } from "../s3/bucket.js";
 import type { S3Target, S3TargetFactory } from "../s3/client.js";
-import { location, storageError } from "../s3/errors.js";
 import { anyUnder, listPrefix } from "../s3/listing.js";
 import { type Job, type Progress, TransferEngine } from "../transfer/engine.js";
 import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
@@ -152,7 +151,7 @@ export class ArtifactService {
     try {
       st = await stat(path);
     } catch (e) {
-      throw new PluginError("local", `cannot save ${path} to ${location({ bucket: t.bucket, key, endpointLabel: t.endpointLabel })}: ${describeError(e)}`);
+      throw new PluginError("local", `cannot save ${path} to ${t.store.location(key)}: ${describeError(e)}`);
     }
     await this.buckets.ensure(t, signal);
     if (st.isFile()) {
@@ -207,11 +206,7 @@ export class ArtifactService {
     // the key but objects exist under key/, the prefix is what the artifact was.
     const prefixOnly = key !== "" && !key.endsWith("/") && !(await this.objectExists(job, key, signal)) && (await anyUnder(t, directoryPrefix(key), signal));
     if (!key.endsWith("/") && !prefixOnly) {
-      try {
-        await t.store.deleteObject(key, { signal });
-      } catch (e) {
-        throw storageError("DeleteObject", { bucket: t.bucket, key, endpointLabel: t.endpointLabel }, e, signal);
-      }
+      await t.store.deleteObject(key, { signal });
       return { bucket: t.bucket, key, files: 1 };
     }
     // Batches of up to 1,000 keys (DeleteObjects' limit) as the listing streams in.
@@ -221,21 +216,17 @@ export class ArtifactService {
       if (batch.length === 0) return;
       const objects = batch;
       batch = [];
-      let out;
-      try {
-        out = await t.store.deleteObjects(
-          objects.map((o) => o.Key),
-          { signal },
-        );
-      } catch (e) {
-        throw storageError("DeleteObjects", { bucket: t.bucket, key, endpointLabel: t.endpointLabel }, e, signal);
-      }
+      const out = await t.store.deleteObjects(
+        objects.map((o) => o.Key),
+        key,
+        { signal },
+      );
       const failed = out.Errors ?? [];
       if (failed.length > 0) {
         const first = failed[0]!;
         throw new PluginError(
           "storage",
-          `DeleteObjects ${location({ bucket: t.bucket, key, endpointLabel: t.endpointLabel })}: ${failed.length} of ${objects.length} keys not deleted, first ${first.Key}: ${first.Code}: ${first.Message}`,
+          `DeleteObjects ${t.store.location(key)}: ${failed.length} of ${objects.length} keys not deleted, first ${first.Key}: ${first.Code}: ${first.Message}`,
         );
       }
       files += objects.length;

@@ -5,7 +5,7 @@
 import { PluginError } from "../errors.js";
 import { untilAborted } from "../util/abortable.js";
 import type { S3Target } from "./client.js";
-import { httpStatus, isNotFound, s3ErrorCode, storageError } from "./errors.js";
+import { S3Error } from "./errors.js";
 
 export class BucketSetup {
   private readonly ensured = new WeakMap<S3Target, Promise<void>>();
@@ -30,30 +30,27 @@ export class BucketSetup {
   }
 
   private async create(t: S3Target, objectLocking: boolean, signal: AbortSignal): Promise<void> {
-    const where = { bucket: t.bucket, endpointLabel: t.endpointLabel };
     const id = `${t.endpointLabel}\0${t.bucket}`;
     try {
       await t.store.headBucket({ signal });
       // Created by this process earlier but its settings failed: finish them, or fail again.
-      if (this.unsettled.has(id)) await this.applySettings(t, where, signal, id);
+      if (this.unsettled.has(id)) await this.applySettings(t, signal, id);
       return;
     } catch (e) {
-      if (e instanceof PluginError) throw e;
-      if (!isNotFound(e) && httpStatus(e) !== 404) throw storageError("HeadBucket", where, e, signal);
+      if (!(e instanceof S3Error && e.kind === "not-found")) throw e;
     }
     try {
       await t.store.createBucket(objectLocking, { signal });
     } catch (e) {
-      const code = s3ErrorCode(e);
-      if (code !== "BucketAlreadyOwnedByYou" && code !== "BucketAlreadyExists") throw storageError("CreateBucket", where, e, signal);
+      if (!(e instanceof S3Error && (e.code === "BucketAlreadyOwnedByYou" || e.code === "BucketAlreadyExists"))) throw e;
       return;
     }
     this.unsettled.add(id);
-    await this.applySettings(t, where, signal, id);
+    await this.applySettings(t, signal, id);
   }
 
   /** Creation and its settings are one step: until the settings are in, the bucket is not ready. */
-  private async applySettings(t: S3Target, where: { bucket: string; endpointLabel: string }, signal: AbortSignal, id: string): Promise<void> {
+  private async applySettings(t: S3Target, signal: AbortSignal, id: string): Promise<void> {
     const mode = t.encryption.mode;
     if (mode === "sse-s3" || mode === "sse-kms") {
       const kmsKeyId = t.cfg.encryptionOptions?.kmsKeyId;
@@ -63,10 +60,10 @@ export class BucketSetup {
           { signal },
         );
       } catch (e) {
-        const err = storageError("PutBucketEncryption", where, e, signal);
+        if (!(e instanceof PluginError)) throw e;
         throw new PluginError(
-          err.kind,
-          `${err.message}; the bucket was created but its default encryption could not be set, so nothing is saved to it until that succeeds (or create the bucket with its encryption yourself)`,
+          e.kind,
+          `${e.message}; the bucket was created but its default encryption could not be set, so nothing is saved to it until that succeeds (or create the bucket with its encryption yourself)`,
           { cause: e },
         );
       }

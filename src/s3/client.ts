@@ -295,7 +295,7 @@ export class S3TargetFactory {
     return {
       cfg,
       bucket: cfg.bucket,
-      store: new ObjectStore(cfg.bucket, client, singleAttemptClient, lean, requestLog ? { requestLog, endpoint: label } : undefined, cfg.tuning.maxAttempts),
+      store: new ObjectStore({ bucket: cfg.bucket, endpoint: label, retrying: client, singleAttempt: singleAttemptClient, lean, requestLog, maxAttempts: cfg.tuning.maxAttempts }),
       lean,
       clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),

@@ -1,6 +1,8 @@
-// Turns whatever the SDK threw into a PluginError whose message names the
-// operation, bucket, key, endpoint and S3's error code. Credentials never
-// appear: SDK error messages don't carry them, and we add none.
+// Turns whatever the SDK (or the lean client) threw into an S3Error: the
+// operation, bucket, key, endpoint, S3's code, the HTTP status and whether
+// another attempt may help, as fields for code and as one sentence for people.
+// The store (store.ts) is the one caller; everything above it reads fields.
+// Credentials never appear: SDK error messages don't carry them, and we add none.
 import { PluginError, describeError, isPluginError } from "../errors.js";
 
 export interface S3Where {
@@ -17,18 +19,18 @@ interface SdkErrorShape {
   code?: string;
 }
 
-export function s3ErrorCode(e: unknown): string | undefined {
+function s3ErrorCode(e: unknown): string | undefined {
   if (typeof e !== "object" || e === null) return undefined;
   const x = e as SdkErrorShape;
   return x.Code ?? (x.name && x.name !== "Error" ? x.name : undefined) ?? x.code;
 }
 
-export function httpStatus(e: unknown): number | undefined {
+function httpStatus(e: unknown): number | undefined {
   if (typeof e !== "object" || e === null) return undefined;
   return (e as SdkErrorShape).$metadata?.httpStatusCode;
 }
 
-export function isNotFound(e: unknown): boolean {
+function isNotFound(e: unknown): boolean {
   const code = s3ErrorCode(e);
   return code === "NoSuchKey" || code === "NotFound" || httpStatus(e) === 404;
 }
@@ -63,13 +65,37 @@ const BODILESS_HINTS: Record<number, string> = {
   403: "the answer has no body; most often a wrong access key or secret key, a clock far off, or no permission for this bucket/key",
 };
 
-/** Wrap an SDK failure of `op` (e.g. "GetObject") at `w`. */
+/** A failed S3 request, described. */
+export class S3Error extends PluginError {
+  /** e.g. "GetObject bytes=0-99", "UploadPart 3". */
+  readonly operation: string;
+  readonly bucket: string;
+  readonly key: string | undefined;
+  readonly endpoint: string;
+  /** S3's error code ("NoSuchKey", "SlowDown"), or a connection error's ("ECONNREFUSED"). */
+  readonly code: string | undefined;
+  /** The HTTP status; undefined when no answer came (refused, reset, timed out, cancelled). */
+  readonly status: number | undefined;
+
+  constructor(kind: "not-found" | "storage" | "cancelled", message: string, f: { operation: string; where: S3Where; code: string | undefined; status: number | undefined; retryable: boolean; cause: unknown }) {
+    super(kind, message, { cause: f.cause, retryable: f.retryable });
+    this.name = "S3Error";
+    this.operation = f.operation;
+    this.bucket = f.where.bucket;
+    this.key = f.where.key;
+    this.endpoint = f.where.endpointLabel;
+    this.code = f.code;
+    this.status = f.status;
+  }
+}
+
+/** Wrap a failure of `op` (e.g. "GetObject") at `w`; our own errors pass through unchanged. */
 export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortSignal): PluginError {
   if (isPluginError(e)) return e;
-  if (isAbort(e, signal)) {
-    return new PluginError("cancelled", `${op} ${location(w)}: cancelled`, { cause: e });
-  }
   const status = httpStatus(e);
+  if (isAbort(e, signal)) {
+    return new S3Error("cancelled", `${op} ${location(w)}: cancelled`, { operation: op, where: w, code: s3ErrorCode(e), status, retryable: false, cause: e });
+  }
   let code = s3ErrorCode(e);
   // Bodiless answers (every HEAD) come back as "Unknown"; the status still says what happened.
   if ((code === undefined || code === "Unknown" || code === "UnknownError") && status !== undefined) code = STATUS_CODES[status] ?? code;
@@ -85,5 +111,5 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   const kind = isNotFound(e) ? "not-found" : "storage";
   // No answer at all (reset, timeout) or the store's own failure (5xx, throttling): another attempt may work.
   const retryable = status === undefined || status >= 500 || status === 429;
-  return new PluginError(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { cause: e, retryable });
+  return new S3Error(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { operation: op, where: w, code, status, retryable, cause: e });
 }

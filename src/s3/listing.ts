@@ -1,7 +1,6 @@
 // Streams a prefix listing page by page: callers iterate, so a prefix with a
 // million keys never becomes a million-entry array in the plugin.
 import type { S3Target } from "./client.js";
-import { storageError } from "./errors.js";
 
 export interface ListedObject {
   key: string;
@@ -12,12 +11,7 @@ export interface ListedObject {
 export async function* listPrefix(target: S3Target, prefix: string, signal: AbortSignal, maxKeys?: number): AsyncGenerator<ListedObject> {
   let token: string | undefined;
   do {
-    let page;
-    try {
-      page = await target.store.listObjects(prefix, token, maxKeys, { signal });
-    } catch (e) {
-      throw storageError("ListObjectsV2", { bucket: target.bucket, key: prefix, endpointLabel: target.endpointLabel }, e, signal);
-    }
+    const page = await target.store.listObjects(prefix, token, maxKeys, { signal });
     for (const o of page.Contents ?? []) {
       if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, etag: o.ETag };
     }

@@ -1,9 +1,9 @@
 // The only place S3 commands are built: one store per bucket, over the
 // target's two clients (retrying, and single-attempt for OpenStream and
 // CreateMultipartUpload, whose retries are decided above). Methods send one
-// request each and return the SDK's answer; callers name the failure with
-// storageError (errors.ts), where operation, bucket, key, endpoint, code and
-// whether another attempt may help are put into words.
+// request each and return the SDK's answer; every failure leaves as an
+// S3Error (errors.ts): operation, bucket, key, endpoint, code, status and
+// whether another attempt may help, as fields and in words.
 import {
   AbortMultipartUploadCommand,
   type AbortMultipartUploadCommandOutput,
@@ -41,6 +41,8 @@ import {
 import type { Readable } from "node:stream";
 import { backoff } from "../util/backoff.js";
 import type { ReadSse, WriteSse } from "./encryption.js";
+import type { PluginError } from "../errors.js";
+import { location, storageError } from "./errors.js";
 import type { BodySink } from "./http1.js";
 import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
 
@@ -58,30 +60,73 @@ export interface SendOptions {
   single?: boolean;
 }
 
+export interface StoreOptions {
+  bucket: string;
+  /** The endpoint as people read it, for messages and log lines. */
+  endpoint: string;
+  retrying: S3Client;
+  singleAttempt: S3Client;
+  /** GetObject's (and small PutObject's) lean data path, where the configuration allows it (see client.ts). */
+  lean?: LeanRequests | undefined;
+  requestLog?: RequestLog | undefined;
+  /** Attempts of a lean PutObject (the SDK's own setting for its client). */
+  maxAttempts?: number;
+}
+
 export class ObjectStore {
-  constructor(
-    readonly bucket: string,
-    private readonly retrying: S3Client,
-    private readonly singleAttempt: S3Client,
-    /** GetObject's lean data path, where the configuration allows it (see client.ts). */
-    private readonly lean?: LeanRequests,
-    private readonly log?: { requestLog: RequestLog; endpoint: string },
-    /** Attempts of a lean PutObject (the SDK's own setting for its client). */
-    private readonly maxAttempts = 3,
-  ) {}
+  readonly bucket: string;
+  readonly endpoint: string;
+  private readonly retrying: S3Client;
+  private readonly singleAttempt: S3Client;
+  private readonly lean: LeanRequests | undefined;
+  private readonly log: { requestLog: RequestLog; endpoint: string } | undefined;
+  private readonly maxAttempts: number;
+
+  constructor(o: StoreOptions) {
+    this.bucket = o.bucket;
+    this.endpoint = o.endpoint;
+    this.retrying = o.retrying;
+    this.singleAttempt = o.singleAttempt;
+    this.lean = o.lean;
+    this.log = o.requestLog ? { requestLog: o.requestLog, endpoint: o.endpoint } : undefined;
+    this.maxAttempts = o.maxAttempts ?? 3;
+  }
+
+  /** "s3://bucket/key (endpoint …)", as messages name an object (or the bucket, without a key). */
+  location(key?: string): string {
+    return location({ bucket: this.bucket, key, endpointLabel: this.endpoint });
+  }
+
+  /** A request for `key` that was cancelled before it was sent. */
+  cancelled(op: string, key: string, signal: AbortSignal): PluginError {
+    return storageError(op, { bucket: this.bucket, key, endpointLabel: this.endpoint }, signal.reason, signal);
+  }
+
+  /** `request`'s failure as an S3Error naming `op` and `key`. */
+  private async named<T>(op: string, key: string | undefined, o: SendOptions, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (e) {
+      throw storageError(op, { bucket: this.bucket, key, endpointLabel: this.endpoint }, e, o.signal);
+    }
+  }
 
   /**
    * GetObject with its body poured into the buffers `sinkFor` hands out (one
    * attempt: the engine retries ranges itself). The lean path when there is
    * one; else the SDK's answer, copied from its stream into the same buffers.
    */
-  async getInto(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
-    if (!this.lean) return this.getIntoViaSdk(key, input, sse, o, sinkFor);
+  getInto(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+    const op = input.Range ? `GetObject ${input.Range}` : "GetObject";
+    return this.named(op, key, o, () => (this.lean ? this.leanGet(this.lean, key, input, sse, o, sinkFor) : this.getIntoViaSdk(key, input, sse, o, sinkFor)));
+  }
+
+  private async leanGet(lean: LeanRequests, key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
     const started = process.hrtime.bigint();
     const line = (extra: Record<string, unknown>) =>
       this.log?.requestLog({ s3: "GetObject", bucket: this.bucket, key, range: input.Range, endpoint: this.log.endpoint, attempts: 1, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ...extra });
     try {
-      const answer = await this.lean.get(key, input, sse, o.signal, sinkFor);
+      const answer = await lean.get(key, input, sse, o.signal, sinkFor);
       line({ status: input.Range ? 206 : 200 });
       return answer;
     } catch (e) {
@@ -127,7 +172,7 @@ export class ObjectStore {
   }
 
   head(key: string, input: Rest<HeadObjectCommandInput>, o: SendOptions): Promise<HeadObjectCommandOutput> {
-    return this.client(o).send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
+    return this.named("HeadObject", key, o, () => this.client(o).send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
   }
 
   /**
@@ -135,7 +180,11 @@ export class ObjectStore {
    * retried here as the SDK would (5xx, throttling, no answer); without,
    * through the SDK.
    */
-  async put(key: string, body: Buffer, crc32Base64: string | undefined, sse: WriteSse, o: SendOptions): Promise<PutAnswer> {
+  put(key: string, body: Buffer, crc32Base64: string | undefined, sse: WriteSse, o: SendOptions): Promise<PutAnswer> {
+    return this.named("PutObject", key, o, () => this.putOnce(key, body, crc32Base64, sse, o));
+  }
+
+  private async putOnce(key: string, body: Buffer, crc32Base64: string | undefined, sse: WriteSse, o: SendOptions): Promise<PutAnswer> {
     if (!this.lean || !crc32Base64) {
       const input = { Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...(crc32Base64 ? { ChecksumCRC32: crc32Base64 } : {}), ...sse };
       return this.client(o).send(new PutObjectCommand(input), this.opts(o));
@@ -161,51 +210,52 @@ export class ObjectStore {
   }
 
   async deleteObject(key: string, o: SendOptions): Promise<void> {
-    await this.client(o).send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), this.opts(o));
+    await this.named("DeleteObject", key, o, () => this.client(o).send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), this.opts(o)));
   }
 
-  deleteObjects(keys: readonly string[], o: SendOptions): Promise<DeleteObjectsCommandOutput> {
+  /** `prefix`: what the keys are under, for messages. */
+  deleteObjects(keys: readonly string[], prefix: string, o: SendOptions): Promise<DeleteObjectsCommandOutput> {
     const Objects = keys.map((Key) => ({ Key }));
-    return this.client(o).send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects, Quiet: true } }), this.opts(o));
+    return this.named("DeleteObjects", prefix, o, () => this.client(o).send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects, Quiet: true } }), this.opts(o)));
   }
 
   listObjects(prefix: string, token: string | undefined, maxKeys: number | undefined, o: SendOptions): Promise<ListObjectsV2CommandOutput> {
-    return this.client(o).send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: maxKeys }), this.opts(o));
+    return this.named("ListObjectsV2", prefix, o, () => this.client(o).send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: maxKeys }), this.opts(o)));
   }
 
   createMultipartUpload(key: string, input: Rest<CreateMultipartUploadCommandInput>, o: SendOptions): Promise<CreateMultipartUploadCommandOutput> {
-    return this.client(o).send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
+    return this.named("CreateMultipartUpload", key, o, () => this.client(o).send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
   }
 
   uploadPart(key: string, input: Rest<UploadPartCommandInput>, o: SendOptions): Promise<UploadPartCommandOutput> {
-    return this.client(o).send(new UploadPartCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
+    return this.named(`UploadPart ${input.PartNumber}`, key, o, () => this.client(o).send(new UploadPartCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
   }
 
   completeMultipartUpload(key: string, input: Rest<CompleteMultipartUploadCommandInput>, o: SendOptions): Promise<CompleteMultipartUploadCommandOutput> {
-    return this.client(o).send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
+    return this.named("CompleteMultipartUpload", key, o, () => this.client(o).send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
   }
 
   abortMultipartUpload(key: string, uploadId: string, o: SendOptions): Promise<AbortMultipartUploadCommandOutput> {
-    return this.client(o).send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), this.opts(o));
+    return this.named("AbortMultipartUpload", key, o, () => this.client(o).send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), this.opts(o)));
   }
 
   listMultipartUploads(prefix: string, o: SendOptions): Promise<ListMultipartUploadsCommandOutput> {
-    return this.client(o).send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix }), this.opts(o));
+    return this.named("ListMultipartUploads", prefix, o, () => this.client(o).send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix }), this.opts(o)));
   }
 
   listParts(key: string, input: Rest<ListPartsCommandInput>, o: SendOptions): Promise<ListPartsCommandOutput> {
-    return this.client(o).send(new ListPartsCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o));
+    return this.named("ListParts", key, o, () => this.client(o).send(new ListPartsCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
   }
 
   async headBucket(o: SendOptions): Promise<void> {
-    await this.client(o).send(new HeadBucketCommand({ Bucket: this.bucket }), this.opts(o));
+    await this.named("HeadBucket", undefined, o, () => this.client(o).send(new HeadBucketCommand({ Bucket: this.bucket }), this.opts(o)));
   }
 
   async createBucket(objectLocking: boolean, o: SendOptions): Promise<void> {
-    await this.client(o).send(new CreateBucketCommand({ Bucket: this.bucket, ObjectLockEnabledForBucket: objectLocking || undefined }), this.opts(o));
+    await this.named("CreateBucket", undefined, o, () => this.client(o).send(new CreateBucketCommand({ Bucket: this.bucket, ObjectLockEnabledForBucket: objectLocking || undefined }), this.opts(o)));
   }
 
   async putBucketEncryption(config: PutBucketEncryptionCommandInput["ServerSideEncryptionConfiguration"], o: SendOptions): Promise<void> {
-    await this.client(o).send(new PutBucketEncryptionCommand({ Bucket: this.bucket, ServerSideEncryptionConfiguration: config }), this.opts(o));
+    await this.named("PutBucketEncryption", undefined, o, () => this.client(o).send(new PutBucketEncryptionCommand({ Bucket: this.bucket, ServerSideEncryptionConfiguration: config }), this.opts(o)));
   }
 }

@@ -6,10 +6,10 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PluginError } from "../errors.js";
-import { isAbort, storageError } from "../s3/errors.js";
+import { isAbort } from "../s3/errors.js";
 import type { JobContext } from "./job.js";
 import { PieceCrcs } from "./crc32.js";
-import { type BodySink, type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, where, withRangeRetries } from "./range-reader.js";
+import { type BodySink, type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, withRangeRetries } from "./range-reader.js";
 import { outsideRoot } from "./opened-inside.js";
 import { TaskGroup } from "./task-group.js";
 
@@ -227,7 +227,7 @@ export async function downloadToFile(job: JobContext, key: string, dest: string,
   } catch (e) {
     if (!closed) await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
-    if (isAbort(e, signal) && !(e instanceof PluginError)) throw storageError("GetObject", where(target, key), e, signal);
+    if (isAbort(e, signal) && !(e instanceof PluginError)) throw new PluginError("cancelled", `GetObject ${target.store.location(key)}: cancelled`, { cause: e });
     throw e;
   }
 }

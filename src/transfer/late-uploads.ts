@@ -18,15 +18,6 @@ export type LateUploadEvent =
 
 const CLOCK_SLACK_MS = 60_000;
 
-/** ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS in ms (default 120 s; 0 turns the watch off); throws a readable error when malformed. */
-export function lateUploadWatchFromEnv(env: NodeJS.ProcessEnv): number {
-  const v = env["ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS"];
-  if (!v) return 120_000;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: "${v}" is not a number of seconds ≥ 0`);
-  return n * 1000;
-}
-
 /** The process's multipart uploads in flight, and the watch for lost ones. */
 export class LateUploadWatch {
   /** Upload ids this process has started and not yet completed or aborted. */

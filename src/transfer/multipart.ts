@@ -4,8 +4,8 @@
 // runMultipart, so there is one place that completes and one place that
 // cleans up.
 import type { CompletedPart } from "@aws-sdk/client-s3";
-import { PluginError } from "../errors.js";
-import { httpStatus, location, s3ErrorCode, storageError } from "../s3/errors.js";
+import { PluginError, describeError } from "../errors.js";
+import { S3Error } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";
 import { backoff } from "../util/backoff.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
@@ -52,28 +52,21 @@ export async function putSmallObject(job: JobContext, key: string, body: Buffer,
   const { target } = job;
   const sse = await target.encryption.forWrite(key);
   const checksum = job.tuning.checksum === "crc32" ? crc32ToBase64(crc32(body)) : undefined;
-  const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
-  let out;
-  try {
-    out = await target.store.put(key, body, checksum, sse, { signal });
-    job.progress.bytes += body.length;
-  } catch (e) {
-    throw storageError("PutObject", where, e, signal);
-  }
+  const out = await target.store.put(key, body, checksum, sse, { signal });
+  job.progress.bytes += body.length;
   const problem = target.encryption.unconfirmed(out);
   if (problem) await failUnencrypted(target, key, "PutObject", problem);
 }
 
 /** Plaintext where encryption was asked for must not stay: delete what was written, then fail. */
 async function failUnencrypted(target: S3Target, key: string, op: string, problem: string): Promise<never> {
-  const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
   let cleanup = "the object was deleted";
   try {
     await target.store.deleteObject(key, { signal: AbortSignal.timeout(30_000) });
   } catch (e) {
-    cleanup = `deleting it failed too (${storageError("DeleteObject", where, e).message}): delete it by hand`;
+    cleanup = `deleting it failed too (${describeError(e)}): delete it by hand`;
   }
-  throw new PluginError("storage", `${op} ${location(where)}: ${problem}; ${cleanup}. The store ignores the encryption asked for: use one that supports it, or drop encryptionOptions`);
+  throw new PluginError("storage", `${op} ${target.store.location(key)}: ${problem}; ${cleanup}. The store ignores the encryption asked for: use one that supports it, or drop encryptionOptions`);
 }
 
 /**
@@ -102,14 +95,13 @@ export class MultipartUpload {
 
   static async start(job: JobContext, key: string, sse: WriteSse, signal: AbortSignal): Promise<MultipartUpload> {
     const { target } = job;
-    const where = { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
     const checksums = job.tuning.checksum === "crc32";
     // Not the SDK's blind retry: a Create whose answer was lost (timeout, reset) may
     // still be carried out by the store, creating an upload whose id we never learn;
     // every repeat would leave one more behind. Retried only when the store answered
     // that it did not act (throttling, 5xx) or the connection was refused.
     for (let attempt = 1; ; attempt++) {
-      if (signal.aborted) throw storageError("CreateMultipartUpload", where, signal.reason, signal); // never sent: nothing to clean up
+      if (signal.aborted) throw target.store.cancelled("CreateMultipartUpload", key, signal); // never sent: nothing to clean up
       const attemptStarted = Date.now();
       // Cancelled meanwhile: the Create gets a few seconds to answer, so the upload it
       // created can be aborted by its id right away.
@@ -125,28 +117,26 @@ export class MultipartUpload {
         const upload = new MultipartUpload(job, key, out.UploadId, sse, checksums);
         if (signal.aborted) {
           await upload.abort();
-          throw storageError("CreateMultipartUpload", where, signal.reason, signal);
+          throw target.store.cancelled("CreateMultipartUpload", key, signal);
         }
         // Some stores (MinIO) confirm the encryption only when the upload completes.
         upload.encryptionConfirmed = !target.encryption.unconfirmed(out);
         return upload;
       } catch (e) {
-        const status = httpStatus(e);
-        const refused = s3ErrorCode(e) === "ECONNREFUSED";
+        if (!(e instanceof S3Error)) throw e; // ours (no UploadId): the request was answered
+        const { status } = e;
+        const refused = e.code === "ECONNREFUSED";
         // No answer at all (timeout, connection lost, cancelled mid-request): the store may
         // still create the upload later, with an id we never learn. Watch for it.
-        if (status === undefined && !refused && !(e instanceof PluginError)) job.lateUploads.watch(target, key, attemptStarted);
+        if (status === undefined && !refused) job.lateUploads.watch(target, key, attemptStarted);
+        if (signal.aborted) throw target.store.cancelled("CreateMultipartUpload", key, signal);
         const notActedOn = (status !== undefined && (status >= 500 || status === 429)) || refused;
-        if (!notActedOn || attempt >= job.tuning.maxAttempts || signal.aborted) throw storageError("CreateMultipartUpload", where, e, signal);
+        if (!notActedOn || attempt >= job.tuning.maxAttempts) throw e;
         await backoff(attempt);
       } finally {
         create.dispose();
       }
     }
-  }
-
-  private get where() {
-    return { bucket: this.target.bucket, key: this.key, endpointLabel: this.target.endpointLabel };
   }
 
   async uploadPart(partNumber: number, body: Buffer, signal: AbortSignal): Promise<void> {
@@ -157,23 +147,19 @@ export class MultipartUpload {
       this.crcs.set(partNumber - 1, crc, body.length);
       checksum = crc32ToBase64(crc);
     }
-    try {
-      const out = await this.target.store.uploadPart(
-        this.key,
-        { UploadId: this.uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ChecksumCRC32: checksum, SSECustomerAlgorithm, SSECustomerKey },
-        { signal },
-      );
-      this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
-      if (!this.target.encryption.unconfirmed(out)) this.encryptionConfirmed = true;
-      this.job.progress.bytes += body.length;
-    } catch (e) {
-      throw storageError(`UploadPart ${partNumber}`, this.where, e, signal);
-    }
+    const out = await this.target.store.uploadPart(
+      this.key,
+      { UploadId: this.uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ChecksumCRC32: checksum, SSECustomerAlgorithm, SSECustomerKey },
+      { signal },
+    );
+    this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
+    if (!this.target.encryption.unconfirmed(out)) this.encryptionConfirmed = true;
+    this.job.progress.bytes += body.length;
   }
 
   /** Completes the upload; once sent, a cancellation lets it finish (see lenient): the object then exists. */
   async complete(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw storageError("CompleteMultipartUpload", this.where, signal.reason, signal);
+    if (signal.aborted) throw this.target.store.cancelled("CompleteMultipartUpload", this.key, signal);
     const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
     const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
     const sending = lenient(signal);
@@ -193,7 +179,8 @@ export class MultipartUpload {
       this.finished = true;
       this.job.lateUploads.ended(this.uploadId);
     } catch (e) {
-      throw storageError("CompleteMultipartUpload", this.where, e, signal);
+      // The caller left meanwhile: what it sees is its cancellation (the store's answer is moot).
+      throw signal.aborted ? this.target.store.cancelled("CompleteMultipartUpload", this.key, signal) : e;
     } finally {
       sending.dispose();
     }
@@ -220,10 +207,9 @@ export class MultipartUpload {
         return undefined;
       } catch (e) {
         // An earlier attempt got through but its answer was lost: nothing is left.
-        if (attempt > 1 && s3ErrorCode(e) === "NoSuchUpload") return undefined;
-        const status = httpStatus(e);
-        const transient = status === undefined || status >= 500 || status === 429;
-        if (deadline.aborted || !transient) return storageError("AbortMultipartUpload", this.where, e);
+        if (!(e instanceof S3Error)) return e instanceof Error ? e : new Error(String(e));
+        if (attempt > 1 && e.code === "NoSuchUpload") return undefined;
+        if (deadline.aborted || !e.retryable) return e;
         await backoff(attempt);
       }
     }

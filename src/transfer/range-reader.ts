@@ -6,7 +6,6 @@
 import { PluginError } from "../errors.js";
 import type { S3Target } from "../s3/client.js";
 import type { BodySink } from "../s3/store.js";
-import { type S3Where, storageError } from "../s3/errors.js";
 import type { ReadSse } from "../s3/encryption.js";
 import { backoff } from "../util/backoff.js";
 import { crc32, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
@@ -36,20 +35,8 @@ export async function headObject(job: JobContext, key: string, signal: AbortSign
   const { target } = job;
   const sse = await target.encryption.forRead(key);
   const checksums = job.tuning.checksum === "crc32";
-  try {
-    const out = await target.store.head(key, { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }, { signal, single });
-    return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
-  } catch (e) {
-    throw storageError("HeadObject", where(target, key), e, signal);
-  }
-}
-
-export function where(target: S3Target, key: string): S3Where {
-  return { bucket: target.bucket, key, endpointLabel: target.endpointLabel };
-}
-
-export function describeWhere(target: S3Target, key: string): string {
-  return `s3://${target.bucket}/${key} (endpoint ${target.endpointLabel})`;
+  const out = await target.store.head(key, { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }, { signal, single });
+  return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
 }
 
 /** Where a range's bytes go: buffers handed out in order (see s3/http1.ts). */
@@ -82,42 +69,38 @@ export async function getRange(read: ObjectRead, start: number, length: number, 
   const checksums = job.tuning.checksum === "crc32";
   let received = 0;
   let crc = 0;
-  try {
-    const answer = await target.store.getInto(
-      key,
-      { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" as const } : {}) },
-      sse,
-      { signal, single },
-      (a) => {
-        if (a.ContentLength !== length) {
-          throw new PluginError("storage", `${label} ${describeWhere(target, key)}: the server answered with ${a.ContentLength} bytes for the ${length} asked for`, { retryable: true });
-        }
-        let last: Buffer = Buffer.alloc(0);
-        return {
-          space: () => (last = sink.space()),
-          took: (n) => {
-            if (checksums) crc = crc32(last.subarray(0, n), crc);
-            received += n;
-            progress.bytes += n;
-            return sink.took(n);
-          },
-        };
-      },
-    );
-    if (received !== length) {
-      throw new PluginError("storage", `${label} ${describeWhere(target, key)}: truncated, got ${received} of ${length} bytes`, { retryable: true });
-    }
-    return { crc, objectCrc: checksums && whole ? fullObjectCrc(answer.ChecksumCRC32, answer.ChecksumType, answer.ETag) : undefined };
-  } catch (e) {
-    throw storageError(label, where(target, key), e, signal);
+  const answer = await target.store.getInto(
+    key,
+    { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" as const } : {}) },
+    sse,
+    { signal, single },
+    (a) => {
+      if (a.ContentLength !== length) {
+        throw new PluginError("storage", `${label} ${target.store.location(key)}: the server answered with ${a.ContentLength} bytes for the ${length} asked for`, { retryable: true });
+      }
+      let last: Buffer = Buffer.alloc(0);
+      return {
+        space: () => (last = sink.space()),
+        took: (n) => {
+          if (checksums) crc = crc32(last.subarray(0, n), crc);
+          received += n;
+          progress.bytes += n;
+          return sink.took(n);
+        },
+      };
+    },
+  );
+  if (received !== length) {
+    throw new PluginError("storage", `${label} ${target.store.location(key)}: truncated, got ${received} of ${length} bytes`, { retryable: true });
   }
+  return { crc, objectCrc: checksums && whole ? fullObjectCrc(answer.ChecksumCRC32, answer.ChecksumType, answer.ETag) : undefined };
 }
 
 export function checkCrc(target: S3Target, key: string, expected: number | undefined, actual: number): void {
   if (expected !== undefined && expected !== actual >>> 0) {
     throw new PluginError(
       "storage",
-      `checksum mismatch for ${describeWhere(target, key)}: S3 says CRC32 ${crc32ToBase64(expected)}, received data has ${crc32ToBase64(actual)}; the data was corrupted in transit or at rest`,
+      `checksum mismatch for ${target.store.location(key)}: S3 says CRC32 ${crc32ToBase64(expected)}, received data has ${crc32ToBase64(actual)}; the data was corrupted in transit or at rest`,
     );
   }
 }

@@ -199,11 +199,18 @@ class ChunkReader {
   }
 }
 
-/** A stream's parts after the first (already full) one; each next buffer is filled only once the runner asks for it. */
-async function* streamParts(job: JobContext, key: string, reader: ChunkReader, first: Buffer, base: number, signal: AbortSignal): AsyncGenerator<Part> {
+/**
+ * A stream's parts, starting with the first (already filled) one; each next
+ * buffer is filled only once the runner asks for it. The first buffer stays
+ * in `held` until this generator starts: one that never starts (the upload's
+ * Create failed) runs no finally, so the caller gives it back.
+ */
+async function* streamParts(job: JobContext, key: string, reader: ChunkReader, held: { first?: Buffer | undefined }, base: number, signal: AbortSignal): AsyncGenerator<Part> {
   const buffers = job.buffers;
-  let buf: Buffer | undefined = first;
+  let buf: Buffer | undefined = held.first;
+  held.first = undefined;
   try {
+    if (!buf) return;
     for (let n = 1; ; n++) {
       const part = buf;
       const body = part.subarray(0, reader.filled);
@@ -226,17 +233,15 @@ export async function uploadStream(job: JobContext, key: string, chunks: AsyncIt
   const base = Math.max(bufferedSizes(job).partSize, MIN_PART_SIZE);
   const reader = new ChunkReader(chunks);
   // Fill the first part; if the stream ends inside it, one PUT is enough.
-  const first = await job.buffers.acquire(streamPartSize(1, base), signal);
-  let handedOver = false;
+  const held: { first?: Buffer | undefined } = { first: await job.buffers.acquire(streamPartSize(1, base), signal) };
   try {
-    if (!(await reader.fill(first))) {
-      await putSmallObject(job, key, first.subarray(0, reader.filled), signal);
+    if (!(await reader.fill(held.first!))) {
+      await putSmallObject(job, key, held.first!.subarray(0, reader.filled), signal);
       return { bytes: reader.total, parts: 1 };
     }
-    handedOver = true;
-    const parts = await runMultipart(job, key, streamParts(job, key, reader, first, base, signal), signal);
+    const parts = await runMultipart(job, key, streamParts(job, key, reader, held, base, signal), signal);
     return { bytes: reader.total, parts };
   } finally {
-    if (!handedOver) job.buffers.release(first);
+    if (held.first) job.buffers.release(held.first);
   }
 }

@@ -3,8 +3,10 @@
 // answers), with hooks that make a request slow or fail the way a real store
 // or connection does (an S3 error with a status, a body cut short).
 import { parseConfig } from "../../src/config/parse.js";
+import type { PluginError } from "../../src/errors.js";
 import type { S3Target } from "../../src/s3/client.js";
 import { Encryption } from "../../src/s3/encryption.js";
+import { location, storageError } from "../../src/s3/errors.js";
 import type { GetAnswer, GetInput, ObjectStore, SendOptions, SinkFor } from "../../src/s3/store.js";
 import { crc32, crc32ToBase64 } from "../../src/transfer/crc32.js";
 
@@ -20,10 +22,16 @@ export function connectionReset(): Error {
 
 type Op = "head" | "get" | "put" | "create" | "part" | "complete" | "abort";
 
+type PartInput = { UploadId?: string | undefined; PartNumber?: number | undefined; Body?: unknown; ChecksumCRC32?: string | undefined };
+type CompleteInput = { UploadId?: string | undefined; MultipartUpload?: { Parts?: { PartNumber?: number | undefined }[] | undefined } | undefined; ChecksumCRC32?: string | undefined };
+
 interface Upload {
   key: string;
   parts: Map<number, Buffer>;
 }
+
+/** The operation names ObjectStore gives its failures. */
+const OPS: Record<Op, string> = { head: "HeadObject", get: "GetObject", put: "PutObject", create: "CreateMultipartUpload", part: "UploadPart", complete: "CompleteMultipartUpload", abort: "AbortMultipartUpload" };
 
 const aborted = (signal: AbortSignal | undefined) => Object.assign(new Error("aborted"), { name: "AbortError", cause: signal?.reason });
 
@@ -37,6 +45,24 @@ export class MemoryStore {
    */
   before: (op: Op, key: string, detail: string | undefined, signal: AbortSignal | undefined) => void | Promise<void> | { cut: number } = () => undefined;
   private nextId = 1;
+
+  location(key?: string): string {
+    return location({ bucket: "mem", key, endpointLabel: "memory" });
+  }
+
+  cancelled(op: string, key: string, signal: AbortSignal): PluginError {
+    return storageError(op, { bucket: "mem", key, endpointLabel: "memory" }, signal.reason, signal);
+  }
+
+  /** Run one request as ObjectStore does: every failure leaves as an S3Error naming it. */
+  private async named<T>(op: Op, key: string, o: SendOptions, detail: string | undefined, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (e) {
+      const name = detail === undefined ? OPS[op] : `${OPS[op]} ${detail}`;
+      throw storageError(name, { bucket: "mem", key, endpointLabel: "memory" }, e, o.signal);
+    }
+  }
 
   count(op: Op): number {
     return this.calls.filter((c) => c.op === op).length;
@@ -56,13 +82,21 @@ export class MemoryStore {
     return data;
   }
 
-  async head(key: string, _input: unknown, o: SendOptions) {
+  head(key: string, input: unknown, o: SendOptions) {
+    return this.named("head", key, o, undefined, () => this.rawHead(key, input, o));
+  }
+
+  private async rawHead(key: string, _input: unknown, o: SendOptions) {
     await this.enter("head", key, o);
     const data = this.object(key);
     return { ContentLength: data.length, ETag: etagOf(data), ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT", $metadata: {} };
   }
 
-  async getInto(key: string, input: GetInput, _sse: unknown, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+  getInto(key: string, input: GetInput, sse: unknown, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+    return this.named("get", key, o, input.Range, () => this.rawGet(key, input, sse, o, sinkFor));
+  }
+
+  private async rawGet(key: string, input: GetInput, _sse: unknown, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
     const fault = await this.enter("get", key, o, input.Range);
     const data = this.object(key);
     if (input.IfMatch !== undefined && input.IfMatch !== etagOf(data)) throw s3Failure(412, "PreconditionFailed");
@@ -85,21 +119,33 @@ export class MemoryStore {
     return answer;
   }
 
-  async put(key: string, body: Buffer, crc: string | undefined, _sse: unknown, o: SendOptions) {
+  put(key: string, body: Buffer, crc: string | undefined, sse: unknown, o: SendOptions) {
+    return this.named("put", key, o, undefined, () => this.rawPut(key, body, crc, sse, o));
+  }
+
+  private async rawPut(key: string, body: Buffer, crc: string | undefined, _sse: unknown, o: SendOptions) {
     await this.enter("put", key, o);
     if (crc !== undefined && crc !== crc32ToBase64(crc32(body))) throw s3Failure(400, "BadDigest");
     this.objects.set(key, Buffer.from(body));
     return { ETag: etagOf(body) };
   }
 
-  async createMultipartUpload(key: string, _input: unknown, o: SendOptions) {
+  createMultipartUpload(key: string, input: unknown, o: SendOptions) {
+    return this.named("create", key, o, undefined, () => this.rawCreate(key, input, o));
+  }
+
+  private async rawCreate(key: string, _input: unknown, o: SendOptions) {
     await this.enter("create", key, o);
     const id = `upload-${this.nextId++}`;
     this.uploads.set(id, { key, parts: new Map() });
     return { UploadId: id, $metadata: {} };
   }
 
-  async uploadPart(key: string, input: { UploadId?: string | undefined; PartNumber?: number | undefined; Body?: unknown; ChecksumCRC32?: string | undefined }, o: SendOptions) {
+  uploadPart(key: string, input: PartInput, o: SendOptions) {
+    return this.named("part", key, o, String(input.PartNumber), () => this.rawPart(key, input, o));
+  }
+
+  private async rawPart(key: string, input: PartInput, o: SendOptions) {
     await this.enter("part", key, o, String(input.PartNumber));
     const up = this.uploads.get(input.UploadId ?? "");
     if (!up) throw s3Failure(404, "NoSuchUpload");
@@ -109,7 +155,11 @@ export class MemoryStore {
     return { ETag: etagOf(body), $metadata: {} };
   }
 
-  async completeMultipartUpload(key: string, input: { UploadId?: string | undefined; MultipartUpload?: { Parts?: { PartNumber?: number | undefined }[] | undefined } | undefined; ChecksumCRC32?: string | undefined }, o: SendOptions) {
+  completeMultipartUpload(key: string, input: CompleteInput, o: SendOptions) {
+    return this.named("complete", key, o, undefined, () => this.rawComplete(key, input, o));
+  }
+
+  private async rawComplete(key: string, input: CompleteInput, o: SendOptions) {
     await this.enter("complete", key, o);
     const up = this.uploads.get(input.UploadId ?? "");
     if (!up) throw s3Failure(404, "NoSuchUpload");
@@ -120,7 +170,11 @@ export class MemoryStore {
     return { $metadata: {} };
   }
 
-  async abortMultipartUpload(key: string, uploadId: string, o: SendOptions) {
+  abortMultipartUpload(key: string, uploadId: string, o: SendOptions) {
+    return this.named("abort", key, o, undefined, () => this.rawAbort(key, uploadId, o));
+  }
+
+  private async rawAbort(key: string, uploadId: string, o: SendOptions) {
     await this.enter("abort", key, o);
     this.uploads.delete(uploadId);
     return { $metadata: {} };

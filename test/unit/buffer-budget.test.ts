@@ -1,7 +1,8 @@
 // The process-wide transfer buffer budget: what bounds memory whatever the
 // object size, file count or number of concurrent RPCs.
 import { describe, expect, it } from "vitest";
-import { BufferBudget, bufferBudgetFromEnv } from "../../src/transfer/buffer-budget.js";
+import { bufferBudgetFromEnv } from "../../src/settings.js";
+import { BufferBudget } from "../../src/transfer/buffer-budget.js";
 
 const tick = () => new Promise((r) => setImmediate(r));
 

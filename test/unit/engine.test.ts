@@ -102,6 +102,16 @@ describe("upload", () => {
     expect(budget.inUse).toBe(0);
   });
 
+  it("a stream whose CreateMultipartUpload fails gives its first part's buffer back", async () => {
+    const { store, budget, engine, target } = setup("{partSizeMiB: 5}");
+    store.before = (op) => {
+      if (op === "create") throw s3Failure(403, "AccessDenied");
+    };
+    await expect(engine.job(target).uploadStream("c", chunksOf(randomBytes(12 * MiB), MiB), new AbortController().signal)).rejects.toThrow(/CreateMultipartUpload s3:\/\/mem\/c \(endpoint memory\) failed: AccessDenied/);
+    expect(store.count("part")).toBe(0);
+    expect(budget.inUse).toBe(0);
+  });
+
   it("a Save cancelled while parts hang is aborted once and gives every buffer back", async () => {
     const { store, budget, engine, target } = setup("{partSizeMiB: 5, multipartThresholdMiB: 5, partConcurrency: 3}");
     const path = join(work, "slow.bin");

@@ -1,7 +1,7 @@
 // How SDK failures become messages a workflow author can act on.
 import { describe, expect, it } from "vitest";
 import { PluginError } from "../../src/errors.js";
-import { storageError } from "../../src/s3/errors.js";
+import { S3Error, storageError } from "../../src/s3/errors.js";
 
 const where = { bucket: "b", key: "k/x.bin", endpointLabel: "http://127.0.0.1:9000" };
 const sdkError = (name: string, status: number, message = "UnknownError") =>
@@ -11,6 +11,16 @@ describe("storageError", () => {
   it("names operation, object, endpoint and S3's code", () => {
     const e = storageError("GetObject", where, Object.assign(sdkError("NoSuchBucket", 404, "The specified bucket does not exist"), { Code: "NoSuchBucket" }));
     expect(e.message).toBe("GetObject s3://b/k/x.bin (endpoint http://127.0.0.1:9000) failed: NoSuchBucket: The specified bucket does not exist");
+  });
+
+  it("carries what failed as fields: operation, bucket, key, endpoint, code, status, whether to try again", () => {
+    const slow = storageError("UploadPart 3", where, Object.assign(sdkError("SlowDown", 503, "Please reduce your request rate."), { Code: "SlowDown" }));
+    expect(slow).toBeInstanceOf(S3Error);
+    expect({ ...(slow as S3Error) }).toMatchObject({ operation: "UploadPart 3", bucket: "b", key: "k/x.bin", endpoint: "http://127.0.0.1:9000", code: "SlowDown", status: 503, retryable: true, kind: "storage" });
+    const refused = storageError("GetObject", where, Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9000"), { code: "ECONNREFUSED" })) as S3Error;
+    expect([refused.code, refused.status, refused.retryable]).toEqual(["ECONNREFUSED", undefined, true]);
+    const denied = storageError("HeadObject", where, sdkError("Unknown", 403)) as S3Error;
+    expect([denied.code, denied.status, denied.retryable]).toEqual(["AccessDenied", 403, false]);
   });
 
   it("gives bodiless HEAD answers a name from their status", () => {
