@@ -20,6 +20,7 @@ import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
 import { argoTools } from "../../scripts/lib/tools.mjs";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
 import { ROOT } from "../support/plugin.js";
+import { within } from "../support/bounded.js";
 
 const run = promisify(execFile);
 const PLUGIN_UID = 1000;
@@ -101,7 +102,7 @@ async function stopSidecar(s: Sidecar): Promise<{ code: number | null; pluginExi
   const dir = join(VAR_RUN_ARGO, "ctr", s.container);
   writeFileSync(join(dir, "signal"), "15");
   const timer = setTimeout(() => s.proc.kill("SIGKILL"), 20_000);
-  const code = await s.exited;
+  const code = await within(s.exited, 60_000, "argoexec's exit after the stop signal");
   clearTimeout(timer);
   const pluginExit = readFileSync(join(dir, "exitcode"), "utf8");
   rmSync(dir, { recursive: true, force: true });

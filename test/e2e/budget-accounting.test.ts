@@ -22,6 +22,7 @@ import { KubeSecretSource } from "../../src/s3/kube-secrets.js";
 import { BufferBudget } from "../../src/transfer/buffer-budget.js";
 import { TransferEngine } from "../../src/transfer/engine.js";
 import { PluginServer } from "../../src/wire/server.js";
+import { until, within } from "../support/bounded.js";
 import { tally } from "../support/ledger.js";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
 import { prng } from "../../scripts/lib/prng.mjs";
@@ -43,22 +44,6 @@ const cfg = (part = 5, threshold = 5) =>
   `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: ${part}, multipartThresholdMiB: ${threshold}, partConcurrency: 4}\n`;
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, ok: () => boolean, withinMs: number): Promise<void> {
-  const end = Date.now() + withinMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${withinMs} ms`);
-    await sleep(20);
-  }
-}
-
-/** Resolves with the value, or rejects when `ms` pass first. */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what}: no answer within ${ms} ms`)), ms)))]).finally(() =>
-    clearTimeout(t),
-  );
-}
 
 beforeAll(async () => {
   Object.assign(process.env, rootKeysEnv(await (async () => (minio = await startMinio()))()));
@@ -87,7 +72,7 @@ afterAll(async () => {
 function cancelledCall(kind: number, ms: number, useDeadline: boolean, n: number): Promise<unknown> {
   const raw = client.raw as unknown as Record<string, (...a: unknown[]) => { cancel(): void; on(e: string, f: (...a: unknown[]) => void): void; write(m: unknown): boolean; end(): void }>;
   const md = new Metadata();
-  const opts = useDeadline ? { deadline: Date.now() + ms } : {};
+  const opts = { deadline: Date.now() + (useDeadline ? ms : 60_000) };
   return new Promise<void>((resolve) => {
     let call: { cancel(): void } | undefined;
     const done = () => resolve();
@@ -136,13 +121,13 @@ it(
     const batch: Promise<unknown>[] = [];
     for (let n = 0; n < CALLS; n++) {
       batch.push(cancelledCall(Math.floor(rnd() * 6), Math.floor(rnd() * 400), rnd() < 0.5, n));
-      if (batch.length === 8) await bounded(Promise.all(batch.splice(0)), 60_000, "a batch of cancelled calls");
+      if (batch.length === 8) await within(Promise.all(batch.splice(0)), 60_000, "a batch of cancelled calls");
     }
-    await bounded(Promise.all(batch), 60_000, "the last cancelled calls");
+    await within(Promise.all(batch), 60_000, "the last cancelled calls");
     await until("budget in use back to 0", () => budget.inUse === 0, 15_000);
     tally({ suite: "budget: calls cancelled at random moments", faultsInjected: CALLS, faultsSurvived: CALLS });
     const dest = join(work, "after");
-    const res = await bounded(client.load(artifact(cfg(), "big.bin"), dest), 10_000, "Load after the cancellations");
+    const res = await within(client.load(artifact(cfg(), "big.bin"), dest), 10_000, "Load after the cancellations");
     expect(res).toEqual({ success: true, error: "" });
     expect(sha(readFileSync(dest))).toBe(sha(big));
     expect(budget.inUse).toBe(0);
@@ -190,23 +175,23 @@ it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes 
   await sleep(300);
   // Another caller is served within the idle limit (plus the transfer), not blocked for good.
   const dest = join(work, "beside-stalled");
-  const res = await bounded(client.load(artifact(cfg(), "big.bin"), dest), IDLE_MS + 20_000, "Load beside stalled streams");
+  const res = await within(client.load(artifact(cfg(), "big.bin"), dest), IDLE_MS + 20_000, "Load beside stalled streams");
   expect(res.success).toBe(true);
-  expect(await bounded(stalledSave, IDLE_MS + 10_000, "stalled SaveStream")).toMatch(/sent no data for 1\.5 s/);
+  expect(await within(stalledSave, IDLE_MS + 10_000, "stalled SaveStream")).toMatch(/sent no data for 1\.5 s/);
   // The plugin ended the stalled streams itself: their buffers are back while the clients still sit there.
   await until("budget in use back to 0 with the stalled clients still connected", () => budget.inUse === 0, IDLE_MS + 10_000);
   tally({ suite: "hostile: stalled stream peers", hostileTried: 5, hostileRefused: 5 });
   for (const c of calls) c.cancel();
   for (const c of calls) (c as { resume?: () => void }).resume?.();
-  await Promise.all(outcomes.map((o) => bounded(o, 10_000, "stalled OpenStream")));
+  await Promise.all(outcomes.map((o) => within(o, 10_000, "stalled OpenStream")));
 });
 
 it("does not wedge on a part size beyond memory: tuning.partSizeMiB 5120 saves with bounded buffers", async () => {
   const src = join(work, "up.bin");
-  const res = await bounded(client.save(artifact(cfg(5120, 5120), "huge-part"), src), 60_000, "Save");
+  const res = await within(client.save(artifact(cfg(5120, 5120), "huge-part"), src), 60_000, "Save");
   expect(res).toEqual({ success: true, error: "" });
   expect(budget.inUse).toBe(0);
   const dest = join(work, "huge-part-back");
-  expect((await bounded(client.load(artifact(cfg(), "huge-part"), dest), 30_000, "Load")).success).toBe(true);
+  expect((await within(client.load(artifact(cfg(), "huge-part"), dest), 30_000, "Load")).success).toBe(true);
   expect(sha(readFileSync(dest))).toBe(sha(readFileSync(src)));
 });

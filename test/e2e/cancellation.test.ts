@@ -82,7 +82,7 @@ type GrpcResult = { code: number | undefined; res?: unknown };
 function unary(method: string, req: unknown, stop: Stop): Promise<GrpcResult> {
   return new Promise((resolve) => {
     const fn = plugin.client.raw[method] as (req: unknown, md: Metadata, opts: object, cb: (e: { code?: number } | null, r: unknown) => void) => { cancel(): void };
-    const opts = "deadlineMs" in stop ? { deadline: Date.now() + stop.deadlineMs } : {};
+    const opts = "deadlineMs" in stop ? { deadline: Date.now() + stop.deadlineMs } : { deadline: Date.now() + 60_000 };
     const call = fn.call(plugin.client.raw, req, new Metadata(), opts, (e, res) => resolve(e ? { code: e.code } : { code: status.OK, res }));
     if ("cancelAfterMs" in stop) setTimeout(() => call.cancel(), stop.cancelAfterMs);
   });
@@ -210,7 +210,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
           once(ev: string, f: () => void): void;
         };
         let done = false;
-        const call = fn.call(plugin.client.raw, new Metadata(), "deadlineMs" in stop ? { deadline: Date.now() + stop.deadlineMs } : {}, (e, res) => {
+        const call = fn.call(plugin.client.raw, new Metadata(), "deadlineMs" in stop ? { deadline: Date.now() + stop.deadlineMs } : { deadline: Date.now() + 60_000 }, (e, res) => {
           done = true;
           resolve(e ? { code: e.code } : { code: status.OK, res });
         });
@@ -241,7 +241,7 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       const r = await new Promise<GrpcResult>((resolve) => {
         const fn = plugin.client.raw["OpenStream"] as (req: unknown, md: Metadata, opts: object) => NodeJS.ReadableStream & { cancel(): void };
         const deadline = i % 2 === 0;
-        const call = fn.call(plugin.client.raw, { artifact: artifact(cfg(), "big.bin") }, new Metadata(), deadline ? { deadline: Date.now() + rand(100, 400) } : {});
+        const call = fn.call(plugin.client.raw, { artifact: artifact(cfg(), "big.bin") }, new Metadata(), deadline ? { deadline: Date.now() + rand(100, 400) } : { deadline: Date.now() + 60_000 });
         const cancelAt = rand(1, 10);
         let frames = 0;
         call.on("data", () => {

@@ -124,7 +124,7 @@ function saveCancelledAt(key: string, match: (r: { method?: string; url?: string
     return true;
   });
   return new Promise((resolve) => {
-    call = raw["Save"]!.call(plugin.client.raw, { outputArtifact: artifact(cfg(), key), path: join(work, "big.bin") }, new Metadata(), {}, (err: { code?: number } | null) =>
+    call = raw["Save"]!.call(plugin.client.raw, { outputArtifact: artifact(cfg(), key), path: join(work, "big.bin") }, new Metadata(), { deadline: Date.now() + 60_000 }, (err: { code?: number } | null) =>
       resolve(err?.code),
     );
   });

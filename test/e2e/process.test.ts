@@ -13,6 +13,7 @@ import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
 import { scanForSecrets, tally } from "../support/ledger.js";
 import { adminClient, objectSha, rootKeysEnv } from "../support/minio-access.js";
 import { ROOT, artifact, startPlugin } from "../support/plugin.js";
+import { exitOf } from "../support/bounded.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -119,7 +120,7 @@ describe("command line", () => {
     const dir = mkdtempSync(join(tmpdir(), "proc-"));
     const first = await startPlugin({}, dir);
     first.proc.kill("SIGKILL");
-    await new Promise((r) => first.proc.once("exit", r));
+    await exitOf(first.proc, 10_000, "the killed plugin's exit");
     expect(statSync(first.socket).isSocket()).toBe(true); // left behind
     const second = await startPlugin({}, dir);
     expect(statSync(second.socket).mode & 0o777).toBe(0o660);

@@ -92,7 +92,7 @@ describe("argo-s3-artifact against a running plugin", () => {
 
   it("a relative path is resolved against the CLI's directory, not the plugin's", async () => {
     const r = await new Promise<Run>((resolve) => {
-      execFile(process.execPath, [CLI, "save", "tree/a.txt", "--key", "cli/relative.txt", ...common], { cwd: work }, (err, stdout, stderr) =>
+      execFile(process.execPath, [CLI, "save", "tree/a.txt", "--key", "cli/relative.txt", ...common], { cwd: work, timeout: 60_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout: Buffer.from(stdout), stderr }),
       );
     });

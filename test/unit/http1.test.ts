@@ -7,6 +7,7 @@ import { lookup } from "node:dns";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BodySink, Http1Pool, chunkStep } from "../../src/s3/http1.js";
 import { s3Error } from "../../src/s3/lean-requests.js";
+import { within } from "../support/bounded.js";
 
 type Script = (sock: Socket, request: string, n: number) => void;
 
@@ -70,7 +71,7 @@ async function dribble(sock: Socket, data: Buffer): Promise<void> {
 }
 
 const GET = "GET /b/k HTTP/1.1\r\nhost: x\r\n\r\n";
-const within = <T>(p: Promise<T>, ms = 10_000) => Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`no answer within ${ms} ms`)), ms))]);
+const answer = <T>(p: Promise<T>, ms = 10_000) => within(p, ms, "the answer");
 
 describe("lean HTTP/1.1 client", () => {
   it("receives a Content-Length body split at odd places, through a pausing sink, byte for byte", async () => {
@@ -78,7 +79,7 @@ describe("lean HTTP/1.1 client", () => {
     const port = await serve((sock) => void dribble(sock, Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\nContent-Length: ${body.length}\r\nETag: "abc"\r\n\r\n`), body])));
     const p = pool(port);
     const sink = collector(body.length, { slow: true });
-    const r = await within(p.request(GET, () => sink, undefined, 5000));
+    const r = await answer(p.request(GET, () => sink, undefined, 5000));
     expect(r.head.status).toBe(206);
     expect(r.head.headers["etag"]).toBe('"abc"');
     expect(r.received).toBe(body.length);
@@ -97,11 +98,11 @@ describe("lean HTTP/1.1 client", () => {
     const port = await serve((sock) => void dribble(sock, wire));
     const p = pool(port);
     const sink = collector(body.length, { slow: true });
-    const r = await within(p.request(GET, () => sink, undefined, 5000));
+    const r = await answer(p.request(GET, () => sink, undefined, 5000));
     expect(r.received).toBe(body.length);
     expect(Buffer.compare(sink.bytes(), body)).toBe(0);
     // and the connection is reused afterwards
-    const again = await within(p.request(GET, () => "collect", undefined, 5000));
+    const again = await answer(p.request(GET, () => "collect", undefined, 5000));
     expect(Buffer.compare(again.body!, body)).toBe(0);
     expect(connections).toBe(1);
     p.close();
@@ -115,7 +116,7 @@ describe("lean HTTP/1.1 client", () => {
       const buf = Buffer.alloc(body.length);
       let filled = 0;
       const sink: BodySink = { space: () => buf.subarray(filled), took: (n) => ((filled += n), new Promise<void>((r) => setTimeout(r, 2))) };
-      await within(p.request(GET, () => sink, undefined, 2000));
+      await answer(p.request(GET, () => sink, undefined, 2000));
       expect(Buffer.compare(buf, body)).toBe(0);
     }
     expect(connections).toBe(1);
@@ -128,8 +129,8 @@ describe("lean HTTP/1.1 client", () => {
       else sock.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     });
     const p = pool(port);
-    await within(p.request(GET, () => "collect", undefined, 2000));
-    const again = await within(p.request(GET, () => "collect", undefined, 2000));
+    await answer(p.request(GET, () => "collect", undefined, 2000));
+    const again = await answer(p.request(GET, () => "collect", undefined, 2000));
     expect(again.body?.toString()).toBe("ok");
     expect(connections).toBe(2);
     p.close();
@@ -143,9 +144,9 @@ describe("lean HTTP/1.1 client", () => {
     const ac = new AbortController();
     const second = p.request(GET, () => "collect", ac.signal, 60_000).then(() => undefined, (e: unknown) => e);
     setTimeout(() => ac.abort(new Error("cancelled")), 50);
-    expect(await within(second, 2000)).toBeInstanceOf(Error);
+    expect(await answer(second, 2000)).toBeInstanceOf(Error);
     holder.abort(); // the first one still held the only slot
-    expect(await within(first, 2000)).toBeInstanceOf(Error);
+    expect(await answer(first, 2000)).toBeInstanceOf(Error);
     p.close();
   });
 
@@ -156,13 +157,13 @@ describe("lean HTTP/1.1 client", () => {
       else sock.write(`HTTP/1.1 500 Internal\r\nContent-Length: ${10_000_000}\r\n\r\n${"x".repeat(1_000_000)}`);
     });
     const p = pool(port);
-    const r = await within(p.request(GET, () => "collect", undefined, 5000));
+    const r = await answer(p.request(GET, () => "collect", undefined, 5000));
     expect(r.head.status).toBe(404);
     const e = s3Error(r.head, r.body) as Error & { $metadata: { httpStatusCode: number } };
     expect(e.name).toBe("NoSuchKey");
     expect(e.message).toBe("The specified key does not exist.");
     expect(e.$metadata.httpStatusCode).toBe(404);
-    const big = await within(p.request(GET, () => "collect", undefined, 5000));
+    const big = await answer(p.request(GET, () => "collect", undefined, 5000));
     expect(big.head.status).toBe(500);
     expect(big.body!.length).toBeLessThanOrEqual(256 * 1024);
     p.close();
@@ -176,20 +177,20 @@ describe("lean HTTP/1.1 client", () => {
       } else sock.write("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
     });
     const p = pool(port);
-    const err = await within(p.request(GET, () => collector(100_000), undefined, 5000).then(() => undefined, (e: unknown) => e));
+    const err = await answer(p.request(GET, () => collector(100_000), undefined, 5000).then(() => undefined, (e: unknown) => e));
     expect((err as { code?: string }).code).toBe("ECONNRESET");
     const sink = collector(3);
-    await within(p.request(GET, () => sink, undefined, 5000));
+    await answer(p.request(GET, () => sink, undefined, 5000));
     expect(sink.bytes().toString()).toBe("abc");
     expect(connections).toBe(2);
     p.close();
   });
 
   it("refuses oversized heads, heads without framing and non-HTTP answers", async () => {
-    for (const answer of [`HTTP/1.1 200 OK\r\nx: ${"a".repeat(20_000)}\r\n\r\n`, "HTTP/1.1 200 OK\r\n\r\nabc", "SSH-2.0-OpenSSH\r\n\r\n"]) {
-      const port = await serve((sock) => sock.write(answer));
+    for (const head of [`HTTP/1.1 200 OK\r\nx: ${"a".repeat(20_000)}\r\n\r\n`, "HTTP/1.1 200 OK\r\n\r\nabc", "SSH-2.0-OpenSSH\r\n\r\n"]) {
+      const port = await serve((sock) => sock.write(head));
       const p = pool(port);
-      const err = await within(p.request(GET, () => collector(10), undefined, 5000).then(() => undefined, (e: unknown) => e));
+      const err = await answer(p.request(GET, () => collector(10), undefined, 5000).then(() => undefined, (e: unknown) => e));
       expect((err as { code?: string }).code).toBe("EPROTO");
       p.close();
       await new Promise((r) => server!.close(r));
@@ -200,12 +201,12 @@ describe("lean HTTP/1.1 client", () => {
   it("gives up on a silent server after the idle limit, and on cancellation at once", async () => {
     const port = await serve((sock) => sock.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
     const p = pool(port);
-    const err = await within(p.request(GET, () => collector(10), undefined, 300).then(() => undefined, (e: unknown) => e));
+    const err = await answer(p.request(GET, () => collector(10), undefined, 300).then(() => undefined, (e: unknown) => e));
     expect((err as { code?: string }).code).toBe("ETIMEDOUT");
     const ac = new AbortController();
     const pending = p.request(GET, () => collector(10), ac.signal, 60_000).then(() => undefined, (e: unknown) => e);
     setTimeout(() => ac.abort(), 50);
-    const aborted = await within(pending, 2000);
+    const aborted = await answer(pending, 2000);
     expect((aborted as Error).name).toBe("AbortError");
     p.close();
   });
@@ -218,12 +219,12 @@ describe("lean HTTP/1.1 client", () => {
       lookup(host, opts, cb as never);
     }) as unknown as typeof lookup;
     const p = pool(port, { host: "localhost", lookup: spy });
-    expect((await within(p.request(GET, () => "collect", undefined, 2000))).body?.toString()).toBe("ok");
+    expect((await answer(p.request(GET, () => "collect", undefined, 2000))).body?.toString()).toBe("ok");
     expect(asked).toEqual(["localhost"]);
     p.close();
     const refusing = ((_h: string, _o: object, cb: (e: Error) => void) => cb(Object.assign(new Error("refused: resolves to 169.254.170.23"), { code: "EREFUSED" }))) as unknown as typeof lookup;
     const q = pool(port, { host: "metadata.test", lookup: refusing });
-    const err = await within(q.request(GET, () => "collect", undefined, 2000).then(() => undefined, (e: unknown) => e));
+    const err = await answer(q.request(GET, () => "collect", undefined, 2000).then(() => undefined, (e: unknown) => e));
     expect(String(err)).toContain("169.254.170.23");
     q.close();
   });
