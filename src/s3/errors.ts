@@ -89,13 +89,16 @@ export class S3Error extends PluginError {
   }
 }
 
+/** `op` at `w` ended by cancellation; `reason` (the signal's) is kept as the cause. */
+export function cancelledRequest(op: string, w: S3Where, reason: unknown): S3Error {
+  return new S3Error("cancelled", `${op} ${location(w)}: cancelled`, { operation: op, where: w, code: undefined, status: undefined, retryable: false, cause: reason });
+}
+
 /** Wrap a failure of `op` (e.g. "GetObject") at `w`; our own errors pass through unchanged. */
 export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortSignal): PluginError {
   if (isPluginError(e)) return e;
   const status = httpStatus(e);
-  if (isAbort(e, signal)) {
-    return new S3Error("cancelled", `${op} ${location(w)}: cancelled`, { operation: op, where: w, code: s3ErrorCode(e), status, retryable: false, cause: e });
-  }
+  if (isAbort(e, signal)) return cancelledRequest(op, w, e);
   let code = s3ErrorCode(e);
   // Bodiless answers (every HEAD) come back as "Unknown"; the status still says what happened.
   if ((code === undefined || code === "Unknown" || code === "UnknownError") && status !== undefined) code = STATUS_CODES[status] ?? code;

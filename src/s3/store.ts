@@ -41,8 +41,7 @@ import {
 import type { Readable } from "node:stream";
 import { backoff } from "../util/backoff.js";
 import type { ReadSse, WriteSse } from "./encryption.js";
-import type { PluginError } from "../errors.js";
-import { location, storageError } from "./errors.js";
+import { type S3Error, cancelledRequest, location, storageError } from "./errors.js";
 import type { BodySink } from "./http1.js";
 import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
 
@@ -97,9 +96,9 @@ export class ObjectStore {
     return location({ bucket: this.bucket, key, endpointLabel: this.endpoint });
   }
 
-  /** A request for `key` that was cancelled before it was sent. */
-  cancelled(op: string, key: string, signal: AbortSignal): PluginError {
-    return storageError(op, { bucket: this.bucket, key, endpointLabel: this.endpoint }, signal.reason, signal);
+  /** `op` on `key` ended by the caller's cancellation (whatever the request itself answered). */
+  cancelled(op: string, key: string, signal: AbortSignal): S3Error {
+    return cancelledRequest(op, { bucket: this.bucket, key, endpointLabel: this.endpoint }, signal.reason);
   }
 
   /** `request`'s failure as an S3Error naming `op` and `key`. */

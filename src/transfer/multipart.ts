@@ -106,24 +106,15 @@ export class MultipartUpload {
       // Cancelled meanwhile: the Create gets a few seconds to answer, so the upload it
       // created can be aborted by its id right away.
       const create = lenient(signal);
+      let out: Awaited<ReturnType<typeof target.store.createMultipartUpload>>;
       try {
-        const out = await target.store.createMultipartUpload(
+        out = await target.store.createMultipartUpload(
           key,
           { ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}), ...sse },
           { signal: create.signal, single: true },
         );
-        if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload s3://${target.bucket}/${key}: no UploadId in the answer`);
-        job.lateUploads.started(out.UploadId);
-        const upload = new MultipartUpload(job, key, out.UploadId, sse, checksums);
-        if (signal.aborted) {
-          await upload.abort();
-          throw target.store.cancelled("CreateMultipartUpload", key, signal);
-        }
-        // Some stores (MinIO) confirm the encryption only when the upload completes.
-        upload.encryptionConfirmed = !target.encryption.unconfirmed(out);
-        return upload;
       } catch (e) {
-        if (!(e instanceof S3Error)) throw e; // ours (no UploadId): the request was answered
+        if (!(e instanceof S3Error)) throw e; // not a request that went out (e.g. credentials)
         const { status } = e;
         const refused = e.code === "ECONNREFUSED";
         // No answer at all (timeout, connection lost, cancelled mid-request): the store may
@@ -133,9 +124,21 @@ export class MultipartUpload {
         const notActedOn = (status !== undefined && (status >= 500 || status === 429)) || refused;
         if (!notActedOn || attempt >= job.tuning.maxAttempts) throw e;
         await backoff(attempt);
+        continue;
       } finally {
         create.dispose();
       }
+      // Answered: from here on, nothing calls for the late-upload watch.
+      if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload ${target.store.location(key)}: no UploadId in the answer`);
+      job.lateUploads.started(out.UploadId);
+      const upload = new MultipartUpload(job, key, out.UploadId, sse, checksums);
+      if (signal.aborted) {
+        await upload.abort();
+        throw target.store.cancelled("CreateMultipartUpload", key, signal);
+      }
+      // Some stores (MinIO) confirm the encryption only when the upload completes.
+      upload.encryptionConfirmed = !target.encryption.unconfirmed(out);
+      return upload;
     }
   }
 
@@ -201,15 +204,19 @@ export class MultipartUpload {
     // store being down (restarting: connection refused) or unresponsive is often
     // why the upload failed, and giving up at once would leave the upload behind.
     const deadline = AbortSignal.timeout(30_000);
+    let last: Error | undefined; // the last failure before the deadline: what to report, not "cancelled"
     for (let attempt = 1; ; attempt++) {
       try {
         await this.target.store.abortMultipartUpload(this.key, this.uploadId, { signal: deadline });
         return undefined;
       } catch (e) {
         // An earlier attempt got through but its answer was lost: nothing is left.
-        if (!(e instanceof S3Error)) return e instanceof Error ? e : new Error(String(e));
-        if (attempt > 1 && e.code === "NoSuchUpload") return undefined;
-        if (deadline.aborted || !e.retryable) return e;
+        if (attempt > 1 && e instanceof S3Error && e.code === "NoSuchUpload") return undefined;
+        const err = e instanceof Error ? e : new Error(String(e));
+        if (deadline.aborted) return last ?? err;
+        last = err;
+        // Not an S3 answer (credentials could not be refreshed, say): as transient as no answer.
+        if (e instanceof S3Error && !e.retryable) return err;
         await backoff(attempt);
       }
     }

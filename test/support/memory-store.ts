@@ -6,7 +6,7 @@ import { parseConfig } from "../../src/config/parse.js";
 import type { PluginError } from "../../src/errors.js";
 import type { S3Target } from "../../src/s3/client.js";
 import { Encryption } from "../../src/s3/encryption.js";
-import { location, storageError } from "../../src/s3/errors.js";
+import { cancelledRequest, location, storageError } from "../../src/s3/errors.js";
 import type { GetAnswer, GetInput, ObjectStore, SendOptions, SinkFor } from "../../src/s3/store.js";
 import { crc32, crc32ToBase64 } from "../../src/transfer/crc32.js";
 
@@ -51,7 +51,7 @@ export class MemoryStore {
   }
 
   cancelled(op: string, key: string, signal: AbortSignal): PluginError {
-    return storageError(op, { bucket: "mem", key, endpointLabel: "memory" }, signal.reason, signal);
+    return cancelledRequest(op, { bucket: "mem", key, endpointLabel: "memory" }, signal.reason);
   }
 
   /** Run one request as ObjectStore does: every failure leaves as an S3Error naming it. */

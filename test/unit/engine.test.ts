@@ -112,6 +112,49 @@ describe("upload", () => {
     expect(budget.inUse).toBe(0);
   });
 
+  it("a Create answered after the caller left: that upload is aborted at once, named, and no late-upload watch starts", async () => {
+    const { store, budget, target } = setup("{partSizeMiB: 5, multipartThresholdMiB: 5}");
+    const watched: string[] = [];
+    const watch = new (class extends LateUploadWatch {
+      override watch(_t: unknown, key: string): void {
+        watched.push(key);
+      }
+    })(60_000);
+    const engine = new TransferEngine(budget, watch);
+    const path = join(work, "late.bin");
+    writeFileSync(path, randomBytes(12 * MiB));
+    const ctl = new AbortController();
+    // The caller goes (a sibling file failed with no answer, say) while the Create is on its way; the store still answers.
+    const sibling = s3Failure(500, "InternalError");
+    store.before = (op) => {
+      if (op !== "create") return;
+      ctl.abort(Object.assign(new PluginError("storage", "a sibling failed", { retryable: true }), { cause: sibling }));
+      return new Promise<void>((r) => setTimeout(r, 20));
+    };
+    const e = await engine.job(target).uploadFile("late", path, ctl.signal).catch((x: unknown) => x);
+    expect((e as PluginError).kind).toBe("cancelled");
+    expect((e as Error).message).toBe("CreateMultipartUpload s3://mem/late (endpoint memory): cancelled");
+    expect([store.count("create"), store.count("part"), store.count("abort")]).toEqual([1, 0, 1]);
+    expect(store.uploads.size).toBe(0);
+    expect(watched).toEqual([]);
+    expect(budget.inUse).toBe(0);
+  });
+
+  it("an Abort that fails for want of credentials is tried again, not given up", async () => {
+    const { store, budget, engine, target } = setup("{partSizeMiB: 5, multipartThresholdMiB: 5}");
+    let aborts = 0;
+    store.before = (op, _key, part) => {
+      if (op === "part" && part === "2") throw s3Failure(403, "AccessDenied");
+      if (op === "abort" && aborts++ === 0) throw new PluginError("credentials", "could not read Kubernetes secret (test)");
+    };
+    const path = join(work, "abort.bin");
+    writeFileSync(path, randomBytes(12 * MiB));
+    await expect(engine.job(target).uploadFile("abort", path, new AbortController().signal)).rejects.toThrow(/UploadPart 2 .*AccessDenied/);
+    expect(store.count("abort")).toBe(2);
+    expect(store.uploads.size).toBe(0);
+    expect(budget.inUse).toBe(0);
+  });
+
   it("a Save cancelled while parts hang is aborted once and gives every buffer back", async () => {
     const { store, budget, engine, target } = setup("{partSizeMiB: 5, multipartThresholdMiB: 5, partConcurrency: 3}");
     const path = join(work, "slow.bin");
