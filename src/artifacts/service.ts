@@ -138,7 +138,7 @@ export class ArtifactService {
       await group.settle();
       // Leave nothing half-loaded behind: Argo would otherwise see a partial directory.
       if (!existed) await rm(root, { recursive: true, force: true });
-      throw e;
+      throw group.causeOf(e);
     }
   }
 

@@ -60,6 +60,15 @@ export class TaskGroup {
     }
   }
 
+  /**
+   * What to report for `e`, caught by whoever feeds the group: the group's own
+   * first failure when there is one (a listing cut short because a file failed
+   * would otherwise hide why), else `e`.
+   */
+  causeOf(e: unknown): unknown {
+    return this.failure ? this.failure.error : e;
+  }
+
   /** Wait for every started task to settle, ignoring failures (cleanup paths). */
   async settle(): Promise<void> {
     while (this.running.size > 0) await Promise.all(this.running);

@@ -30,6 +30,19 @@ const aborted = (signal: AbortSignal): Promise<void> =>
   signal.aborted ? Promise.resolve() : new Promise((r) => signal.addEventListener("abort", () => r(), { once: true }));
 
 describe("TaskGroup", () => {
+  it("names its own first failure as the cause of what its feeder caught meanwhile", async () => {
+    const group = new TaskGroup(2);
+    const boom = new Error("a file failed");
+    await group.add(() => Promise.reject(boom));
+    await aborted(group.signal);
+    // The feeder (a listing on group.signal) was cut by that abort: report why, not "cancelled".
+    expect(group.causeOf(new Error("listing cancelled"))).toBe(boom);
+    await group.settle();
+    const clean = new TaskGroup(2);
+    const own = new Error("the listing itself failed");
+    expect(clean.causeOf(own)).toBe(own);
+  });
+
   it("never runs more than `limit` tasks at once, and reaches the limit", async () => {
     const group = new TaskGroup(3);
     let running = 0;
