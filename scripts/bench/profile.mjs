@@ -5,7 +5,7 @@
 // Chrome DevTools or speedscope for the flame graph) and prints where the
 // plugin's CPU went, by function (self time), the same table as <case>.txt.
 //
-//   cases: load (1 GiB), open (OpenStream 1 GiB), dirload, dirsave (5,000 × 16 KiB)
+//   cases: load (1 GiB), open (OpenStream 1 GiB), savestream (SaveStream 1 GiB), dirload, dirsave (5,000 × 16 KiB)
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,7 +16,7 @@ import { ROOT, goBuild } from "../lib/tools.mjs";
 import { cpuSeconds, runMeasured } from "./measure.mjs";
 
 const which = process.argv[2] ?? "";
-const CASES = ["load", "open", "dirload", "dirsave"];
+const CASES = ["load", "open", "savestream", "dirload", "dirsave"];
 if (!CASES.includes(which)) {
   process.stderr.write(`usage: npm run bench:profile -- <${CASES.join("|")}>\n`);
   process.exit(2);
@@ -56,8 +56,8 @@ try {
   for (let round = 1; round <= 3; round++) {
     const dest = join(work, `dest-${round}`);
     const cpu0 = cpuSeconds(pid);
-    const args = { load: ["load", "-file", dest], dirload: ["load", "-file", dest], open: ["open"], dirsave: ["save", "-file", src] }[which] ?? [];
-    const r = await go(["-bench", args[0] ?? "", "-key", which === "dirsave" ? `k${round}` : "k", ...args.slice(1)]);
+    const args = { load: ["load", "-file", dest], dirload: ["load", "-file", dest], open: ["open"], savestream: ["savestream", "-file", src], dirsave: ["save", "-file", src] }[which] ?? [];
+    const r = await go(["-bench", args[0] ?? "", "-key", which === "dirsave" || which === "savestream" ? `k${round}` : "k", ...args.slice(1)]);
     process.stderr.write(`${which} round ${round}: ${r.wall.toFixed(2)} s, plugin ${(cpuSeconds(pid) - cpu0).toFixed(2)} CPU-s, client ${r.cpu.toFixed(2)} CPU-s\n`);
     rmSync(dest, { recursive: true, force: true });
   }
