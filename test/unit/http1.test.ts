@@ -2,6 +2,11 @@
 // a scripted server on loopback: bodies split at every odd place, chunked
 // bodies, pauses, keep-alive reuse, early close, timeouts, cancellation.
 import { type AddressInfo, type Server, type Socket, createServer } from "node:net";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
+import { selfSignedCert } from "../../scripts/lib/minio.mjs";
 import { randomBytes } from "node:crypto";
 import { lookup } from "node:dns";
 import { afterEach, describe, expect, it } from "vitest";
@@ -235,5 +240,40 @@ describe("lean HTTP/1.1 client", () => {
     expect(s.left).toBe(26);
     const bad = { left: -1, line: "", crlf: 0, done: false };
     expect(chunkStep(bad, Buffer.from("zz\r\n"), 0).error).toMatch(/bad chunk size/);
+  });
+
+  it("over TLS, a head that ends inside a later chunk keeps every body byte when the sink pauses", async () => {
+    // TLS answers arrive as Node's decrypted chunks (copied, not read in place): the head's
+    // first bytes alone, then a 16 KiB chunk holding the head's end, the body's start and
+    // more than the head buffer takes; the sink pauses while that is being handed over.
+    const dir = mkdtempSync(join(tmpdir(), "http1-tls-"));
+    try {
+      const { cert, key } = await selfSignedCert(dir);
+      const body = randomBytes(300_000);
+      const head = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nETag: "abc"\r\n\r\n`);
+      const tlsServer = createTlsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (sock) => {
+        sock.on("error", () => undefined);
+        sock.on("data", () => {
+          sock.write(head.subarray(0, 10));
+          setTimeout(() => sock.write(Buffer.concat([head.subarray(10), body])), 20);
+        });
+      });
+      await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", r));
+      const port = (tlsServer.address() as AddressInfo).port;
+      const p = pool(port, { tls: { ca: [readFileSync(cert, "utf8")] } });
+      try {
+        for (let round = 0; round < 3; round++) {
+          const sink = collector(body.length, { slow: true });
+          const r = await answer(p.request(GET, () => sink, undefined, 5000));
+          expect([r.head.status, r.received]).toEqual([200, body.length]);
+          expect(sink.bytes().equals(body)).toBe(true);
+        }
+      } finally {
+        p.close();
+        await new Promise((r) => tlsServer.close(r));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
