@@ -42,15 +42,18 @@ const DNS_LABEL_BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
 
 /**
  * Where the lean GET goes, or undefined where only the SDK knows the way:
- * AWS without a configured region (S3's redirect to the bucket's region is
- * followed by the SDK), and FIPS or dual-stack endpoints (chosen by the SDK's
- * endpoint rules). Everything else is a host, a port and path or
+ * AWS without a configured region, named endpoint or not (S3's redirect to the
+ * bucket's region is followed by the SDK), and FIPS or dual-stack endpoints
+ * (chosen by the SDK's endpoint rules). Everything else is a host, a port and path or
  * virtual-hosted style, exactly as the SDK builds it.
  */
 export function leanGetRoute(cfg: PluginConfig, region: string, env: NodeJS.ProcessEnv): { protocol: "http:" | "https:"; host: string; port: number; pathStyle: boolean } | undefined {
   const truthy = (v: string | undefined) => v !== undefined && /^(true|1)$/i.test(v.trim());
   if (truthy(env["AWS_USE_FIPS_ENDPOINT"]) || truthy(env["AWS_USE_DUALSTACK_ENDPOINT"])) return undefined;
-  if (!cfg.endpoint && (!cfg.region || env["AWS_ENDPOINT_URL_S3"] || env["AWS_ENDPOINT_URL"])) return undefined;
+  if (!cfg.endpoint && (env["AWS_ENDPOINT_URL_S3"] || env["AWS_ENDPOINT_URL"])) return undefined;
+  // AWS without a configured region (with or without an endpoint such as s3.amazonaws.com):
+  // the bucket may live in any region, and only the SDK follows S3's redirect to it.
+  if (!cfg.region && isAwsEndpoint(cfg.endpoint)) return undefined;
   const protocol = cfg.endpoint && cfg.insecure ? "http:" : "https:";
   const host = cfg.endpoint ? endpointHost(cfg.endpoint) : `s3.${region}.amazonaws.com`;
   const port = (cfg.endpoint ? endpointPort(cfg.endpoint) : undefined) ?? (protocol === "https:" ? 443 : 80);

@@ -24,6 +24,10 @@ describe("lean GET route", () => {
     expect(route("bucket: my-bucket\nregion: eu-west-1\n")).toMatchObject({ host: "my-bucket.s3.eu-west-1.amazonaws.com" });
     // No region: S3's redirect to the bucket's region is the SDK's to follow.
     expect(route("bucket: my-bucket\n")).toBeUndefined();
+    // The same with AWS named as the endpoint: a lean GET signed for the default region
+    // would be refused for a bucket elsewhere, where the SDK's HEAD had followed the redirect.
+    expect(route("endpoint: s3.amazonaws.com\nbucket: my-bucket\n")).toBeUndefined();
+    expect(route("endpoint: s3.eu-west-1.amazonaws.com\nbucket: my-bucket\n")).toBeUndefined();
     expect(route("endpoint: minio:9000\nbucket: b1\ninsecure: true\n", { AWS_USE_FIPS_ENDPOINT: "true" })).toBeUndefined();
     expect(route("bucket: my-bucket\nregion: eu-west-1\n", { AWS_ENDPOINT_URL_S3: "http://x" })).toBeUndefined();
   });
