@@ -107,6 +107,11 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   if (!detail || detail === code || detail === "UnknownError") detail = status ? `HTTP ${status}` : "no details";
   const bodiless = detail === `HTTP ${status}`;
   if (bodiless && status !== undefined && BODILESS_HINTS[status]) detail += ` (${BODILESS_HINTS[status]})`;
+  // A store that names the region it expects (AWS and MinIO do, in the error body) says what to configure.
+  const expected = (e as { Region?: unknown }).Region;
+  if (code === "AuthorizationHeaderMalformed" && typeof expected === "string" && /^[A-Za-z0-9-]{1,64}$/.test(expected)) {
+    detail += ` (the store expects region "${expected}": set \`region: ${expected}\` in the configuration)`;
+  }
   if (/wrong version number|WRONG_VERSION_NUMBER|packet length too long/i.test(detail)) {
     detail = `the endpoint answered TLS with plain HTTP: it speaks plain HTTP, so set \`insecure: true\` (or use its HTTPS port)`;
   }

@@ -212,9 +212,12 @@ export function s3Error(h: ResponseHead, body: Buffer | undefined): Error {
   const tag = (name: string) => new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml)?.[1]?.trim();
   const code = tag("Code");
   const message = tag("Message");
-  const e = new Error(message ?? (code ? code : `HTTP ${h.status}`)) as Error & { $metadata: { httpStatusCode: number; attempts: number }; $fault: string; Code?: string };
+  const e = new Error(message ?? (code ? code : `HTTP ${h.status}`)) as Error & { $metadata: { httpStatusCode: number; attempts: number }; $fault: string; Code?: string; Region?: string };
   e.name = code ?? "Unknown";
   if (code) e.Code = code;
+  // The region the store expects, when it says (a request signed for another one), as the SDK keeps it.
+  const region = tag("Region");
+  if (region) e.Region = region;
   e.$metadata = { httpStatusCode: h.status, attempts: 1 };
   e.$fault = h.status >= 500 ? "server" : "client";
   return e;

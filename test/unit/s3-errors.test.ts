@@ -23,6 +23,17 @@ describe("storageError", () => {
     expect([denied.code, denied.status, denied.retryable]).toEqual(["AccessDenied", 403, false]);
   });
 
+  it("says which region to configure when the store names the one it expects", () => {
+    const wrong = Object.assign(sdkError("AuthorizationHeaderMalformed", 400, "The authorization header is malformed; the region is wrong; expecting 'eu-west-1'."), {
+      Code: "AuthorizationHeaderMalformed",
+      Region: "eu-west-1",
+    });
+    expect(storageError("CreateBucket", where, wrong).message).toContain('(the store expects region "eu-west-1": set `region: eu-west-1` in the configuration)');
+    // Nothing is made up from a field that is not a region name.
+    const odd = Object.assign(sdkError("AuthorizationHeaderMalformed", 400, "malformed"), { Code: "AuthorizationHeaderMalformed", Region: "<x>" });
+    expect(storageError("CreateBucket", where, odd).message).not.toContain("expects region");
+  });
+
   it("gives bodiless HEAD answers a name from their status", () => {
     expect(storageError("HeadObject", where, sdkError("Unknown", 403)).message).toContain("failed: AccessDenied: HTTP 403");
     const missing = storageError("HeadObject", where, sdkError("NotFound", 404));
