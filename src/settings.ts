@@ -39,7 +39,7 @@ export interface Settings {
 /** ARGO_S3_PLUGIN_BUFFER_MIB in bytes (default 96 MiB); throws a readable error when malformed. */
 export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv): number {
   const v = env["ARGO_S3_PLUGIN_BUFFER_MIB"];
-  if (!v) return 96 * MiB;
+  if (!v) return DEFAULT_BUFFER;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 8) throw new Error(`ARGO_S3_PLUGIN_BUFFER_MIB: "${v}" is not a whole number of MiB ≥ 8`);
   return n * MiB;

@@ -255,7 +255,7 @@ export class ArtifactService {
       if (out.length > MAX_LISTED_KEYS || bytes > MAX_LISTED_BYTES) {
         throw new PluginError(
           "storage",
-          `ListObjects s3://${t.bucket}/${directoryPrefix(key)} (endpoint ${t.endpointLabel}): more than ${out.length > MAX_LISTED_KEYS ? `${MAX_LISTED_KEYS} objects` : `${MAX_LISTED_BYTES / 1024 / 1024} MiB of keys`}, more than one answer can carry; list a narrower key`,
+          `ListObjects ${t.store.location(directoryPrefix(key))}: more than ${out.length > MAX_LISTED_KEYS ? `${MAX_LISTED_KEYS} objects` : `${MAX_LISTED_BYTES / 1024 / 1024} MiB of keys`}, more than one answer can carry; list a narrower key`,
         );
       }
     }

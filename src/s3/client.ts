@@ -276,9 +276,10 @@ export class S3TargetFactory {
     capResponses(singleAttemptClient);
     contentMd5ForDeleteObjects(client);
     const { requestLog } = this.opts;
+    const label = endpoint ?? `AWS S3 (${region})`;
     if (requestLog) {
-      logRequests(client, endpoint ?? `AWS S3 (${region})`, requestLog);
-      logRequests(singleAttemptClient, endpoint ?? `AWS S3 (${region})`, requestLog);
+      logRequests(client, label, requestLog);
+      logRequests(singleAttemptClient, label, requestLog);
     }
     const route = leanGetRoute(cfg, region, this.opts.env);
     const lean = route
@@ -294,7 +295,6 @@ export class S3TargetFactory {
           requestTimeoutMs: cfg.tuning.requestTimeoutMs,
         })
       : undefined;
-    const label = endpoint ?? `AWS S3 (${region})`;
     return {
       cfg,
       bucket: cfg.bucket,
@@ -302,7 +302,7 @@ export class S3TargetFactory {
       lean,
       clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),
-      endpointLabel: endpoint ?? `AWS S3 (${region})`,
+      endpointLabel: label,
       credentialSource: creds.source,
       agents: [httpAgent, httpsAgent],
     };

@@ -89,6 +89,16 @@ export class S3Error extends PluginError {
   }
 }
 
+/**
+ * Worth another attempt: no answer at all (reset, timeout, refused) or the
+ * store's own failure (5xx, throttling); never a cancellation.
+ */
+export function mayRetry(e: unknown, signal?: AbortSignal): boolean {
+  if (isAbort(e, signal)) return false;
+  const status = httpStatus(e);
+  return status === undefined || status >= 500 || status === 429;
+}
+
 /** `op` at `w` ended by cancellation; `reason` (the signal's) is kept as the cause. */
 export function cancelledRequest(op: string, w: S3Where, reason: unknown): S3Error {
   return new S3Error("cancelled", `${op} ${location(w)}: cancelled`, { operation: op, where: w, code: undefined, status: undefined, retryable: false, cause: reason });
@@ -117,7 +127,5 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   }
   const codePart = code && code !== "Error" ? `${code}: ` : "";
   const kind = isNotFound(e) ? "not-found" : "storage";
-  // No answer at all (reset, timeout) or the store's own failure (5xx, throttling): another attempt may work.
-  const retryable = status === undefined || status >= 500 || status === 429;
-  return new S3Error(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { operation: op, where: w, code, status, retryable, cause: e });
+  return new S3Error(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { operation: op, where: w, code, status, retryable: mayRetry(e), cause: e });
 }

@@ -41,7 +41,7 @@ import {
 import type { Readable } from "node:stream";
 import { backoff } from "../util/backoff.js";
 import type { ReadSse, WriteSse } from "./encryption.js";
-import { type S3Error, cancelledRequest, location, storageError } from "./errors.js";
+import { type S3Error, cancelledRequest, location, mayRetry, storageError } from "./errors.js";
 import type { BodySink } from "./http1.js";
 import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
 
@@ -120,14 +120,21 @@ export class ObjectStore {
     return this.named(op, key, o, () => (this.lean ? this.leanGet(this.lean, key, input, sse, o, sinkFor) : this.getIntoViaSdk(key, input, sse, o, sinkFor)));
   }
 
-  private async leanGet(lean: LeanRequests, key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+  private leanGet(lean: LeanRequests, key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+    return this.leanLogged({ s3: "GetObject", key, range: input.Range, attempts: 1 }, input.Range ? 206 : 200, () => lean.get(key, input, sse, o.signal, sinkFor));
+  }
+
+  /** One debug line per lean request, as client.ts's middleware writes for the SDK's. */
+  private async leanLogged<T>(fields: Record<string, unknown>, okStatus: number, send: () => Promise<T>): Promise<T> {
+    if (!this.log) return send();
+    const { requestLog, endpoint } = this.log;
     const started = process.hrtime.bigint();
     const line = (extra: Record<string, unknown>) =>
-      this.log?.requestLog({ s3: "GetObject", bucket: this.bucket, key, range: input.Range, endpoint: this.log.endpoint, attempts: 1, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ...extra });
+      requestLog({ ...fields, bucket: this.bucket, endpoint, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ...extra });
     try {
-      const answer = await lean.get(key, input, sse, o.signal, sinkFor);
-      line({ status: input.Range ? 206 : 200 });
-      return answer;
+      const out = await send();
+      line({ status: okStatus });
+      return out;
     } catch (e) {
       const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
       line({ status: err.$metadata?.httpStatusCode, error: err.name, detail: err.message?.slice(0, 200) });
@@ -190,19 +197,10 @@ export class ObjectStore {
     }
     const lean = this.lean;
     for (let attempt = 1; ; attempt++) {
-      const started = process.hrtime.bigint();
-      const line = (extra: Record<string, unknown>) =>
-        this.log?.requestLog({ s3: "PutObject", bucket: this.bucket, key, endpoint: this.log.endpoint, attempts: attempt, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ...extra });
       try {
-        const out = await lean.put(key, body, crc32Base64, sse, o.signal);
-        line({ status: 200 });
-        return out;
+        return await this.leanLogged({ s3: "PutObject", key, attempts: attempt }, 200, () => lean.put(key, body, crc32Base64, sse, o.signal));
       } catch (e) {
-        const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-        const status = err.$metadata?.httpStatusCode;
-        line({ status, error: err.name, detail: err.message?.slice(0, 200) });
-        const retryable = status === undefined ? err.name !== "AbortError" : status >= 500 || status === 429;
-        if (!retryable || o.single || attempt >= this.maxAttempts || o.signal?.aborted) throw e;
+        if (!mayRetry(e, o.signal) || o.single || attempt >= this.maxAttempts) throw e;
         await backoff(attempt);
       }
     }

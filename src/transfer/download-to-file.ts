@@ -227,7 +227,7 @@ export async function downloadToFile(job: JobContext, key: string, dest: string,
   } catch (e) {
     if (!closed) await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
-    if (isAbort(e, signal) && !(e instanceof PluginError)) throw new PluginError("cancelled", `GetObject ${target.store.location(key)}: cancelled`, { cause: e });
+    if (isAbort(e, signal) && !(e instanceof PluginError)) throw target.store.cancelled("GetObject", key, signal);
     throw e;
   }
 }
