@@ -20,21 +20,23 @@ export interface UploadResult {
 /** Files up to this size are read with one synchronous call (see SMALL_OBJECT in download-to-file.ts for why). */
 const SMALL_FILE = 256 * 1024;
 
-async function uploadSmallFile(job: JobContext, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
+/** A file that fits one request: read whole into one buffer (synchronously when small), then one PUT. */
+async function uploadWhole(job: JobContext, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
   const { fd, size, path } = src;
-  const budget = job.buffers;
-  const buf = await budget.acquire(size, signal);
+  const buf = await job.buffers.acquire(size, signal);
   try {
-    let done = 0;
-    while (done < size) {
-      const n = readSync(fd, buf, done, size - done, done);
-      if (n === 0) throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`);
-      done += n;
+    if (size > SMALL_FILE) await readFully(fd, buf, 0, path);
+    else {
+      for (let done = 0; done < size; ) {
+        const n = readSync(fd, buf, done, size - done, done);
+        if (n === 0) throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`);
+        done += n;
+      }
     }
     await putSmallObject(job, key, buf, signal);
     return { bytes: size, parts: 1 };
   } finally {
-    budget.release(buf);
+    job.buffers.release(buf);
   }
 }
 
@@ -107,18 +109,8 @@ export async function uploadFile(job: JobContext, key: string, path: string, sig
 
 async function uploadOpened(job: JobContext, key: string, src: LocalFile, signal: AbortSignal): Promise<UploadResult> {
   const tuning = bufferedSizes(job);
-  const { size, path, fd } = src;
-  if (size <= SMALL_FILE && size <= tuning.multipartThreshold) return uploadSmallFile(job, key, src, signal);
-  if (size <= tuning.multipartThreshold) {
-    const buf = await job.buffers.acquire(size, signal);
-    try {
-      await readFully(fd, buf, 0, path);
-      await putSmallObject(job, key, buf, signal);
-    } finally {
-      job.buffers.release(buf);
-    }
-    return { bytes: size, parts: 1 };
-  }
+  const { size } = src;
+  if (size <= tuning.multipartThreshold) return uploadWhole(job, key, src, signal);
   const parts = await runMultipart(job, key, fileParts(job.buffers, src, partSizeFor(size, tuning.partSize)), signal);
   return { bytes: size, parts };
 }
