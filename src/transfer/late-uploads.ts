@@ -39,34 +39,48 @@ export class LateUploadWatch {
 
   /**
    * After an unanswered CreateMultipartUpload for `key` started at `attemptStartedMs`:
-   * look every window/8 until window has passed, abort what matches. Never throws;
-   * timers do not keep the process alive.
+   * look every window/8 until window has passed, abort what matches. An upload
+   * that appeared within the window but is still too young to judge is followed
+   * until it is old enough (at most minAge past the window): one created late in
+   * the window is not left behind. Never throws; timers do not keep the process alive.
    */
   watch(target: S3Target, key: string, attemptStartedMs: number): void {
     const window = this.windowMs;
     if (window === 0) return;
     const every = window / 8;
+    const minAge = window / 4; // no part stored this long after creation: nobody is writing it
     const until = Date.now() + window;
     const aborted = new Set<string>();
     const look = async (): Promise<void> => {
+      let young = false;
       try {
-        await this.sweep(target, key, attemptStartedMs, window / 4, aborted);
+        young = await this.sweep(target, key, attemptStartedMs, minAge, aborted);
       } catch (e) {
         // The store may still be down; the next look retries. Only the last one reports.
         if (Date.now() + every > until) this.report({ event: "failed", bucket: target.bucket, key, error: e instanceof Error ? e.message : String(e) });
       }
-      if (Date.now() + every <= until) setTimeout(() => void look(), every).unref();
+      const next = Date.now() + every;
+      if (next <= until || (young && next <= until + minAge + every)) setTimeout(() => void look(), every).unref();
     };
     setTimeout(() => void look(), every).unref();
   }
 
-  /** Abort uploads of `key` that can be the lost one. `minAge`: no part stored this long after creation: nobody is writing it. */
-  private async sweep(target: S3Target, key: string, attemptStartedMs: number, minAge: number, aborted: Set<string>): Promise<void> {
+  /**
+   * Abort uploads of `key` that can be the lost one. `minAge`: no part stored this
+   * long after creation: nobody is writing it. Returns whether one was seen that is
+   * still younger than that.
+   */
+  private async sweep(target: S3Target, key: string, attemptStartedMs: number, minAge: number, aborted: Set<string>): Promise<boolean> {
     const out = await target.store.listMultipartUploads(key, {});
+    let young = false;
     for (const u of out.Uploads ?? []) {
       if (u.Key !== key || !u.UploadId || !u.Initiated || this.live.has(u.UploadId) || aborted.has(u.UploadId)) continue;
       const initiated = u.Initiated.getTime();
-      if (initiated < attemptStartedMs - CLOCK_SLACK_MS || Date.now() - initiated < minAge) continue;
+      if (initiated < attemptStartedMs - CLOCK_SLACK_MS) continue;
+      if (Date.now() - initiated < minAge) {
+        young = true;
+        continue;
+      }
       // SSE-C uploads may need their key to be listed (S3 asks for it with checksummed uploads).
       const sse = await target.encryption.forRead(key);
       const parts = await target.store.listParts(key, { UploadId: u.UploadId, MaxParts: 1, ...sse }, {});
@@ -75,5 +89,6 @@ export class LateUploadWatch {
       aborted.add(u.UploadId);
       this.report({ event: "aborted", bucket: target.bucket, key, uploadId: u.UploadId, initiated: u.Initiated.toISOString() });
     }
+    return young;
   }
 }

@@ -28,6 +28,7 @@ type CompleteInput = { UploadId?: string | undefined; MultipartUpload?: { Parts?
 interface Upload {
   key: string;
   parts: Map<number, Buffer>;
+  initiated: Date;
 }
 
 /** The operation names ObjectStore gives its failures. */
@@ -137,7 +138,7 @@ export class MemoryStore {
   private async rawCreate(key: string, _input: unknown, o: SendOptions) {
     await this.enter("create", key, o);
     const id = `upload-${this.nextId++}`;
-    this.uploads.set(id, { key, parts: new Map() });
+    this.uploads.set(id, { key, parts: new Map(), initiated: new Date() });
     return { UploadId: id, $metadata: {} };
   }
 
@@ -178,6 +179,17 @@ export class MemoryStore {
     await this.enter("abort", key, o);
     this.uploads.delete(uploadId);
     return { $metadata: {} };
+  }
+
+  async listMultipartUploads(prefix: string) {
+    const Uploads = [...this.uploads].filter(([, u]) => u.key.startsWith(prefix)).map(([UploadId, u]) => ({ UploadId, Key: u.key, Initiated: u.initiated }));
+    return { Uploads, $metadata: {} };
+  }
+
+  async listParts(_key: string, input: { UploadId?: string | undefined }) {
+    const up = this.uploads.get(input.UploadId ?? "");
+    if (!up) throw s3Failure(404, "NoSuchUpload");
+    return { Parts: [...up.parts.keys()].map((PartNumber) => ({ PartNumber })), $metadata: {} };
   }
 
   async deleteObject(key: string): Promise<void> {

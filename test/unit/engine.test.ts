@@ -12,6 +12,7 @@ import { BufferBudget } from "../../src/transfer/buffer-budget.js";
 import { crc32, crc32ToBase64 } from "../../src/transfer/crc32.js";
 import { TransferEngine } from "../../src/transfer/engine.js";
 import { LateUploadWatch } from "../../src/transfer/late-uploads.js";
+import { until } from "../support/bounded.js";
 import { MemoryStore, memoryTarget, s3Failure } from "../support/memory-store.js";
 
 const MiB = 1024 * 1024;
@@ -183,3 +184,23 @@ describe("upload", () => {
     expect(budget.inUse).toBe(0);
   });
 });
+
+describe("late-upload watch", () => {
+  it("follows an upload that appears at the end of the window until it is old enough, then aborts it; leaves one with parts", async () => {
+    const store = new MemoryStore();
+    const target = memoryTarget(store);
+    const events: string[] = [];
+    // Window 800 ms: looks every 100 ms, an upload must be 200 ms old without parts.
+    const watch = new LateUploadWatch(800, (e) => events.push(e.event === "aborted" ? `aborted ${e.uploadId}` : `failed ${e.error}`));
+    const failedAt = Date.now();
+    watch.watch(target, "k", failedAt);
+    await new Promise((r) => setTimeout(r, 700));
+    // The stalled store carries the lost Create out now, late in the window; another writer's upload has a part.
+    store.uploads.set("lost", { key: "k", parts: new Map(), initiated: new Date() });
+    store.uploads.set("busy", { key: "k", parts: new Map([[1, Buffer.from("x")]]), initiated: new Date() });
+    await until("the lost upload aborted", () => !store.uploads.has("lost"), 3000);
+    expect(events).toEqual(["aborted lost"]);
+    expect(store.uploads.has("busy")).toBe(true);
+  });
+});
+
