@@ -8,29 +8,30 @@
 // byte is copied once (socket → batch) before it is written to the file. Over
 // TLS, Node decrypts into its own chunks and they are copied into the buffers.
 //
-// Everything else (status line, headers, keep-alive, Content-Length, chunked
-// bodies, timeouts, cancellation) is what an S3 answer needs and no more.
+// What an answer must look like is http1-framing.ts (strict RFC 9112). Here:
+// a sink never receives a byte beyond the space it gives (an answer longer
+// than that fails), the whole head has a deadline and the body a minimum
+// rate (a server that drips bytes cannot hold a call), and a connection is
+// kept only after a clean, complete answer that allows it and with nothing
+// unasked-for behind it.
 import { type Socket, connect as netConnect } from "node:net";
 import { type LookupFunction } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { Slots } from "../util/slots.js";
+import { type ChunkState, type Framing, MAX_HEAD, MAX_INTERIM, type ResponseHead, chunkState, chunkStep, framingOf, keepsAlive, parseHead, scanHead } from "./http1-framing.js";
+
+export { type ResponseHead, chunkStep };
 
 /** Where an answer's body goes: space for the next bytes, and notice of what arrived there. */
 export interface BodySink {
-  /** A buffer to receive the next bytes (at least one byte long). */
+  /** A buffer to receive the next bytes; empty when the sink takes no more (a longer answer fails). */
   space(): Buffer;
   /** `n` bytes were placed at the start of the last space(); a promise pauses reading until it settles. */
   took(n: number): void | Promise<void>;
 }
 
-export interface ResponseHead {
-  status: number;
-  /** Header names in lower case; repeated headers joined with ", ". */
-  headers: Record<string, string>;
-}
-
 /** What the caller does with an answer once its head is read: a sink for the body, or "collect" it (capped). */
-export type OnHead = (head: ResponseHead) => BodySink | "collect";
+export type OnHead = (head: ResponseHead, framing: Framing) => BodySink | "collect";
 
 export interface ExchangeResult {
   head: ResponseHead;
@@ -50,9 +51,14 @@ export interface PoolOptions {
   idleTimeoutMs: number;
 }
 
-/** Largest head accepted (Node's own default limit; S3 heads are a few KiB), and largest body collected (error answers are a few hundred bytes). */
-const MAX_HEAD = 16 * 1024;
+/** Largest body collected (error answers are a few hundred bytes). */
 const MAX_COLLECTED = 256 * 1024;
+/**
+ * Slowest body accepted, in bytes per second, judged over each window of the
+ * exchange's timeout while the sink is not holding reading back: a server
+ * that sends a byte now and then defeats an idle timer, not this.
+ */
+export const MIN_BODY_RATE = 1024;
 
 /** A network failure, said the way Node says it, with `code` for the caller's retry decision. */
 export class HttpError extends Error {
@@ -71,25 +77,26 @@ type Phase =
   | { kind: "chunked"; sink: BodySink; state: ChunkState }
   | { kind: "collect"; parts: Buffer[]; remaining: number; chunked: ChunkState | undefined; size: number };
 
-interface ChunkState {
-  /** Bytes left in the current chunk's data; -1 while a size line is expected; 0 after the last chunk (trailers). */
-  left: number;
-  line: string;
-  /** After a chunk's data, its CRLF still has to pass. */
-  crlf: number;
-  done: boolean;
-}
-
 /** One keep-alive connection; at most one exchange at a time. */
 class Connection {
   private phase: Phase = { kind: "idle" };
   private readonly headBuf = Buffer.allocUnsafe(MAX_HEAD);
   private headLen = 0;
+  /** Where scanning for the head's end resumes. */
+  private scanned = 0;
+  /** 1xx heads skipped in this exchange. */
+  private interim = 0;
   private head: ResponseHead | undefined;
   private received = 0;
   private settle: ((e: Error | undefined, body?: Buffer) => void) | undefined;
   private closeAfter = false;
   private paused = false;
+  /** When reading was last held back by our side, and for how long in all (that time is ours, not the server's). */
+  private pausedAt = 0;
+  private heldMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private timeoutMs: number;
+  private readonly where: string;
   dead = false;
   /** An exchange has been started on it before (it comes from the idle list). */
   used = false;
@@ -97,7 +104,11 @@ class Connection {
   answered = false;
   readonly socket: Socket;
 
-  constructor(opts: PoolOptions, onDead: (c: Connection) => void) {
+  constructor(
+    private readonly opts: PoolOptions,
+    onDead: (c: Connection) => void,
+  ) {
+    this.where = `${opts.host}:${opts.port}`;
     const common = { host: opts.host, port: opts.port, lookup: opts.lookup, noDelay: true };
     if (opts.tls) {
       this.socket = tlsConnect({ ...common, ca: opts.tls.ca, servername: opts.tls.servername ?? (isIp(opts.host) ? undefined : opts.host) });
@@ -115,7 +126,7 @@ class Connection {
       this.finish(e);
     };
     this.socket.on("timeout", () => {
-      const e = new HttpError(this.phase.kind === "idle" ? "idle" : `no data from ${opts.host}:${opts.port} for ${Math.round(this.timeoutMs / 1000)} s`, "ETIMEDOUT");
+      const e = new HttpError(this.phase.kind === "idle" ? "idle" : `no data from ${this.where} for ${Math.round(this.timeoutMs / 1000)} s`, "ETIMEDOUT");
       this.socket.destroy(e);
     });
     this.socket.on("error", fail);
@@ -123,21 +134,34 @@ class Connection {
       const p = this.phase;
       const what =
         p.kind === "body" ? `the answer was truncated: the connection closed after ${this.received} of ${this.received + p.remaining} body bytes` : p.kind === "idle" ? "idle connection closed" : "the connection closed before the answer was complete";
-      fail(new HttpError(`${what} (${opts.host}:${opts.port})`, "ECONNRESET"));
+      fail(new HttpError(`${what} (${this.where})`, "ECONNRESET"));
     });
     this.timeoutMs = opts.idleTimeoutMs;
   }
-
-  private timeoutMs: number;
 
   /** Send `request` (a complete head, then `body` if any) and read the answer. */
   exchange(request: string, onHead: OnHead, timeoutMs: number, body?: Buffer): Promise<ExchangeResult> {
     this.timeoutMs = timeoutMs;
     // Until connected, the connect timeout applies; then the idle limit of the exchange.
-    if (this.socket.connecting) this.socket.once("connect", () => this.socket.setTimeout(timeoutMs));
-    else this.socket.setTimeout(timeoutMs);
+    // The whole head (1xx heads included) within the exchange's timeout from the request's
+    // sending, however it trickles in.
+    const headDeadline = () =>
+      this.arm(timeoutMs, () => {
+        if (this.phase.kind === "head") this.fail(new HttpError(`no complete answer head from ${this.where} within ${Math.round(timeoutMs / 1000)} s`, "ETIMEDOUT"));
+      });
+    if (this.socket.connecting) {
+      this.socket.once("connect", () => {
+        this.socket.setTimeout(timeoutMs);
+        if (this.phase.kind === "head") headDeadline();
+      });
+    } else {
+      this.socket.setTimeout(timeoutMs);
+      headDeadline();
+    }
     this.phase = { kind: "head" };
     this.headLen = 0;
+    this.scanned = 0;
+    this.interim = 0;
     this.head = undefined;
     this.received = 0;
     this.onHead = onHead;
@@ -155,8 +179,36 @@ class Connection {
 
   private onHead: OnHead = () => "collect";
 
+  private arm(ms: number, fire: () => void): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(fire, Math.max(1, ms));
+    this.timer.unref();
+  }
+
+  /** Body rate checks, one per timeout window, from the end of the head to the end of the body. */
+  private watchRate(): void {
+    const windowMs = Math.max(1000, this.timeoutMs);
+    let mark = this.received;
+    let heldMark = this.held();
+    const check = () => {
+      if (this.phase.kind === "idle" || this.phase.kind === "head") return;
+      const got = this.received - mark;
+      const held = this.held();
+      // Only the time the server had to send counts; a window mostly spent on our side is not judged.
+      const serverMs = windowMs - (held - heldMark);
+      mark = this.received;
+      heldMark = held;
+      if (serverMs >= windowMs / 2 && got < (MIN_BODY_RATE * serverMs) / 1000) {
+        this.fail(new HttpError(`the answer's body from ${this.where} came at ${Math.round((got * 1000) / serverMs)} bytes/s, below the ${MIN_BODY_RATE} bytes/s accepted`, "ETIMEDOUT"));
+        return;
+      }
+      this.arm(windowMs, check);
+    };
+    this.arm(windowMs, check);
+  }
+
   get reusable(): boolean {
-    return !this.dead && !this.closeAfter && this.phase.kind === "idle";
+    return !this.dead && !this.closeAfter && this.phase.kind === "idle" && this.pending === undefined;
   }
 
   /**
@@ -174,8 +226,7 @@ class Connection {
       if (s.length > 0) return s.length > p.remaining ? s.subarray(0, p.remaining) : s;
     }
     if (p.kind === "head" && this.headLen < MAX_HEAD) return this.headBuf.subarray(this.headLen);
-    // (A full head buffer has already failed the exchange; see afterHeadBytes.)
-    // Chunked or collected bodies, stray bytes: a scratch area, then copied.
+    // Chunked or collected bodies, a full sink, stray bytes: a scratch area, then judged by feed().
     return this.headBuf;
   }
 
@@ -207,19 +258,19 @@ class Connection {
     while (off < chunk.length) {
       const p = this.phase;
       if (p.kind === "idle") {
-        // Bytes nobody asked for: the connection cannot be trusted for another exchange.
+        // Bytes nobody asked for (after an answer, or on a connection at rest): the
+        // connection cannot be trusted for another exchange.
         this.closeAfter = true;
         this.socket.destroy();
         return false;
       }
       if (p.kind === "head") {
         const n = Math.min(chunk.length - off, MAX_HEAD - this.headLen);
-        if (n === 0) return this.afterHeadBytes();
         chunk.copy(this.headBuf, this.headLen, off, off + n);
         this.headLen += n;
         off += n;
         if (!this.afterHeadBytes()) {
-          if (off < chunk.length) return this.feedLater(chunk.subarray(off));
+          if (this.settle && off < chunk.length) return this.feedLater(chunk.subarray(off));
           return false;
         }
         continue;
@@ -227,15 +278,18 @@ class Connection {
       if (p.kind === "body") {
         const dest = p.sink.space();
         const n = Math.min(dest.length, chunk.length - off, p.remaining);
+        if (n === 0) return this.fail(longer());
         chunk.copy(dest, 0, off, off + n);
         off += n;
         if (!this.bodyBytes(p, n)) {
-          if (off < chunk.length) return this.feedLater(chunk.subarray(off));
+          if (this.settle && off < chunk.length) return this.feedLater(chunk.subarray(off));
           return false;
         }
         continue;
       }
-      off = p.kind === "chunked" ? this.chunkedBytes(p, chunk, off) : this.collectBytes(p, chunk, off);
+      const next = p.kind === "chunked" ? this.chunkedBytes(p, chunk, off) : this.collectBytes(p, chunk, off);
+      if (next === undefined) return false;
+      off = next;
     }
     return !this.paused;
   }
@@ -252,67 +306,80 @@ class Connection {
     return false;
   }
 
-  private pause(): void {
+  /** Reading held back by our side (the sink is busy); `hold`/`unhold` keep the time it takes. */
+  private hold(): void {
+    if (this.paused) return;
     this.paused = true;
+    this.pausedAt = performance.now();
+  }
+
+  private unhold(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.heldMs += performance.now() - this.pausedAt;
+  }
+
+  /** Time held back so far, the current hold included. */
+  private held(): number {
+    return this.heldMs + (this.paused ? performance.now() - this.pausedAt : 0);
+  }
+
+  private pause(): void {
+    this.hold();
     this.socket.pause();
   }
 
   private resume(): void {
-    this.paused = false;
+    this.unhold();
     const rest = this.pending;
     this.pending = undefined;
     if (rest && rest.length > 0 && !this.feed(rest)) return;
     if (!this.paused) this.socket.resume();
   }
 
-  /** Parses the head once it is complete; leftover bytes go to the body. */
+  /** Parses the head once it is complete; leftover bytes go to the body. Returns false to stop reading. */
   private afterHeadBytes(): boolean {
-    const end = this.headBuf.subarray(0, this.headLen).indexOf("\r\n\r\n");
-    if (end < 0) {
-      if (this.headLen >= MAX_HEAD) this.fail(new HttpError(`the answer's headers are larger than ${MAX_HEAD / 1024} KiB`, "EPROTO"));
+    const scan = scanHead(this.headBuf, this.scanned - 3, this.headLen);
+    if ("error" in scan) return this.fail(new HttpError(scan.error, "EPROTO"));
+    if ("next" in scan) {
+      this.scanned = scan.next;
+      if (this.headLen >= MAX_HEAD) return this.fail(new HttpError(`the answer's headers are larger than ${MAX_HEAD / 1024} KiB`, "EPROTO"));
       return true;
     }
-    const head = parseHead(this.headBuf.toString("latin1", 0, end));
-    if (!head) {
-      this.fail(new HttpError("the answer is not HTTP/1.1 (bad status line)", "EPROTO"));
-      return false;
-    }
-    if (head.status === 100) {
-      // Informational: drop it and read the real head.
-      this.headBuf.copy(this.headBuf, 0, end + 4, this.headLen);
-      this.headLen -= end + 4;
+    const end = scan.end;
+    const head = parseHead(this.headBuf.toString("latin1", 0, end - 4));
+    if ("error" in head) return this.fail(new HttpError(head.error, "EPROTO"));
+    if (head.status < 200) {
+      if (head.status === 101) return this.fail(new HttpError("the answer switches protocols (101), which no S3 request asks for", "EPROTO"));
+      // Informational (100 Continue, 103 Early Hints…): dropped, and the real head read next.
+      if (++this.interim > MAX_INTERIM) return this.fail(new HttpError(`the answer sent more than ${MAX_INTERIM} informational (1xx) heads`, "EPROTO"));
+      this.headBuf.copy(this.headBuf, 0, end, this.headLen);
+      this.headLen -= end;
+      this.scanned = 0;
       return this.afterHeadBytes();
     }
+    const framing = framingOf(head);
+    if ("error" in framing) return this.fail(new HttpError(framing.error, "EPROTO"));
     this.head = head;
-    this.closeAfter = /\bclose\b/i.test(head.headers["connection"] ?? "");
-    const chunked = /\bchunked\b/i.test(head.headers["transfer-encoding"] ?? "");
-    const lenText = head.headers["content-length"];
-    const length = lenText !== undefined && /^\d+$/.test(lenText.trim()) ? Number(lenText) : undefined;
-    if (!chunked && length === undefined) {
-      this.fail(new HttpError("the answer has neither Content-Length nor chunked encoding", "EPROTO"));
-      return false;
-    }
+    if (!keepsAlive(head)) this.closeAfter = true;
     let target: BodySink | "collect";
     try {
-      target = this.onHead(head);
+      target = this.onHead(head, framing);
     } catch (e) {
-      this.fail(e as Error);
-      return false;
+      return this.fail(e as Error);
     }
-    const leftover = Buffer.from(this.headBuf.subarray(end + 4, this.headLen));
+    const leftover = Buffer.from(this.headBuf.subarray(end, this.headLen));
     this.headLen = 0;
-    const fresh = (): ChunkState => ({ left: -1, line: "", crlf: 0, done: false });
-    if (target === "collect") this.phase = { kind: "collect", parts: [], remaining: chunked ? Infinity : (length ?? 0), chunked: chunked ? fresh() : undefined, size: 0 };
-    else if (chunked) this.phase = { kind: "chunked", sink: target, state: fresh() };
-    else this.phase = { kind: "body", sink: target, remaining: length ?? 0 };
-    if (this.phase.kind === "body" && this.phase.remaining === 0) {
+    const chunked = framing.kind === "chunked";
+    const length = framing.kind === "length" ? framing.length : Infinity;
+    if (target === "collect") this.phase = { kind: "collect", parts: [], remaining: length, chunked: chunked ? chunkState() : undefined, size: 0 };
+    else if (chunked) this.phase = { kind: "chunked", sink: target, state: chunkState() };
+    else this.phase = { kind: "body", sink: target, remaining: length };
+    if (length === 0) {
       this.done();
-      return true;
+      return leftover.length === 0 ? true : this.feed(leftover);
     }
-    if (this.phase.kind === "collect" && this.phase.remaining === 0) {
-      this.done();
-      return true;
-    }
+    this.watchRate();
     return leftover.length === 0 ? true : this.feed(leftover);
   }
 
@@ -324,17 +391,20 @@ class Connection {
     try {
       pending = p.sink.took(n);
     } catch (e) {
-      this.fail(e as Error);
-      return false;
+      return this.fail(e as Error);
     }
     if (p.remaining === 0 && !pending) {
       this.done();
       return true;
     }
     if (pending) {
-      this.paused = true;
+      this.hold();
       pending.then(
-        () => (p.remaining === 0 ? this.done() : this.resume()),
+        () => {
+          if (this.phase !== p) return;
+          if (p.remaining === 0) this.done();
+          else this.resume();
+        },
         (e: Error) => this.fail(e),
       );
       return false;
@@ -344,44 +414,53 @@ class Connection {
 
   /**
    * Walks a chunked body from `off`, handing each piece of data to `take`,
-   * which returns false to stop there. Returns the offset reached (the chunk's
-   * end after stopping, or after a framing error, which fails the exchange);
-   * the exchange is done once the last chunk and its trailers have passed.
+   * which returns false to stop there. Returns the offset reached, or
+   * undefined when reading stops (a framing error, which fails the exchange,
+   * or `take` stopping); the exchange is done once the last chunk and its
+   * trailers have passed.
    */
-  private walkChunks(s: ChunkState, chunk: Buffer, off: number, take: (data: Buffer, next: number) => boolean): number {
-    while (off < chunk.length && !s.done) {
+  private walkChunks(s: ChunkState, chunk: Buffer, off: number, take: (data: Buffer, next: number) => boolean): number | undefined {
+    while (off < chunk.length && s.at !== "done") {
       const step = chunkStep(s, chunk, off);
       if (step.error) {
         this.fail(new HttpError(step.error, "EPROTO"));
-        return chunk.length;
+        return undefined;
       }
       off = step.off;
-      if (step.data && !take(step.data, off)) return chunk.length;
+      if (step.data && step.data.length > 0 && !take(step.data, off)) return undefined;
     }
-    if (s.done) this.done();
+    if (s.at === "done") this.done();
     return off;
   }
 
   /** Chunked body into the sink (copying); a busy sink pauses reading, the rest is fed on resume. */
-  private chunkedBytes(p: Extract<Phase, { kind: "chunked" }>, chunk: Buffer, off: number): number {
+  private chunkedBytes(p: Extract<Phase, { kind: "chunked" }>, chunk: Buffer, off: number): number | undefined {
     const s = p.state;
     return this.walkChunks(s, chunk, off, (data, next) => {
       for (let d = data; d.length > 0; ) {
         const dest = p.sink.space();
         const n = Math.min(dest.length, d.length);
+        if (n === 0) return this.fail(longer());
         d.copy(dest, 0, 0, n);
         d = d.subarray(n);
         this.received += n;
-        const pending = p.sink.took(n);
+        let pending: void | Promise<void>;
+        try {
+          pending = p.sink.took(n);
+        } catch (e) {
+          return this.fail(e as Error);
+        }
         if (!pending) continue;
         if (d.length > 0) {
           // Give back the part of this chunk's data not delivered yet: it is fed again on resume.
-          if (s.left === -1) s.crlf = 0;
-          s.left = Math.max(s.left, 0) + d.length;
+          s.left += d.length;
+          s.at = "data";
         }
         this.feedLater(Buffer.concat([d, chunk.subarray(next)]));
         pending.then(
-          () => this.resume(),
+          () => {
+            if (this.phase === p) this.resume();
+          },
           (e: Error) => this.fail(e),
         );
         return false;
@@ -390,58 +469,60 @@ class Connection {
     });
   }
 
-  private collectBytes(p: Extract<Phase, { kind: "collect" }>, chunk: Buffer, off: number): number {
-    if (p.chunked) {
-      return this.walkChunks(p.chunked, chunk, off, (data) => {
-        this.keep(p, data);
-        return this.phase === p; // the cap may have ended the exchange
-      });
-    }
+  private collectBytes(p: Extract<Phase, { kind: "collect" }>, chunk: Buffer, off: number): number | undefined {
+    if (p.chunked) return this.walkChunks(p.chunked, chunk, off, (data) => this.keep(p, data));
     const n = Math.min(chunk.length - off, p.remaining);
-    this.keep(p, chunk.subarray(off, off + n));
-    if (this.phase !== p) return chunk.length;
+    if (!this.keep(p, chunk.subarray(off, off + n))) return undefined;
     p.remaining -= n;
     if (p.remaining === 0) this.done();
     return off + n;
   }
 
-  private keep(p: Extract<Phase, { kind: "collect" }>, data: Buffer): void {
+  /** Keeps collected bytes up to the cap; past it, the exchange ends (false) and the connection is not reused. */
+  private keep(p: Extract<Phase, { kind: "collect" }>, data: Buffer): boolean {
     this.received += data.length;
     const fits = Math.min(data.length, MAX_COLLECTED - p.size);
     p.parts.push(Buffer.from(data.subarray(0, fits)));
     p.size += fits;
-    if (fits < data.length) {
-      // Enough to say what went wrong; the rest is not read and the connection not reused.
-      this.closeAfter = true;
-      this.done();
-      this.socket.destroy();
-    }
+    if (fits === data.length) return true;
+    // Enough to say what went wrong; the rest is not read.
+    this.closeAfter = true;
+    this.done();
+    this.socket.destroy();
+    return false;
   }
 
   private done(): void {
     const p = this.phase;
     this.phase = { kind: "idle" };
+    clearTimeout(this.timer);
+    // Bytes behind the answer's end were not asked for: the connection is not kept.
+    if (this.pending && this.pending.length > 0) this.closeAfter = true;
+    this.pending = undefined;
     // A connection paused for the last bytes' sink must read again when it is reused.
     if (this.paused) {
-      this.paused = false;
-      this.pending = undefined;
+      this.unhold();
       this.socket.resume();
     }
     this.finish(undefined, p.kind === "collect" ? Buffer.concat(p.parts) : undefined);
   }
 
-  private fail(e: Error): void {
+  /** Ends the exchange with `e` and closes the connection; false, for callers that stop reading. */
+  private fail(e: Error): false {
     this.closeAfter = true;
     this.finish(e);
     this.socket.destroy();
+    return false;
   }
 
   private finish(e: Error | undefined, body?: Buffer): void {
     const settle = this.settle;
     this.settle = undefined;
     if (!settle) return;
+    clearTimeout(this.timer);
     if (e) {
       this.phase = { kind: "idle" };
+      this.pending = undefined;
       this.closeAfter = true;
     }
     settle(e, body);
@@ -449,69 +530,26 @@ class Connection {
 
   destroy(reason?: Error): void {
     this.closeAfter = true;
+    clearTimeout(this.timer);
     this.socket.destroy(reason);
   }
+}
+
+/** A body longer than the space its receiver gave: never written past that space. */
+function longer(): HttpError {
+  return new HttpError("the answer's body is longer than what was asked for", "EPROTO");
 }
 
 function isIp(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(":");
 }
 
-/** Status line and headers, or undefined when the status line is not HTTP/1.x. */
-export function parseHead(text: string): ResponseHead | undefined {
-  const lines = text.split("\r\n");
-  const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? "");
-  if (!m) return undefined;
-  const headers: Record<string, string> = {};
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] ?? "";
-    const colon = line.indexOf(":");
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
-  }
-  return { status: Number(m[1]), headers };
-}
-
-/** One step of a chunked body: data bytes found at `off`, or the next offset after framing. */
-export function chunkStep(s: ChunkState, chunk: Buffer, off: number): { off: number; data?: Buffer; error?: string } {
-  if (s.crlf > 0) {
-    const n = Math.min(s.crlf, chunk.length - off);
-    s.crlf -= n;
-    return { off: off + n };
-  }
-  if (s.left > 0) {
-    const n = Math.min(s.left, chunk.length - off);
-    s.left -= n;
-    if (s.left === 0) {
-      s.left = -1; // then its CRLF, then the next size line
-      s.crlf = 2;
-    }
-    return { off: off + n, data: chunk.subarray(off, off + n) };
-  }
-  // A size line (or, after the last chunk, trailer lines up to an empty one).
-  const nl = chunk.indexOf(10, off);
-  const end = nl < 0 ? chunk.length : nl + 1;
-  s.line += chunk.toString("latin1", off, end);
-  if (s.line.length > 4096) return { off: end, error: "a chunk-size line of the answer is too long" };
-  if (nl < 0) return { off: end };
-  const line = s.line.trim();
-  s.line = "";
-  if (s.left === 0) {
-    // Trailer section after the last chunk: ends with an empty line.
-    if (line === "") s.done = true;
-    return { off: end };
-  }
-  const size = Number.parseInt(line.split(";")[0] ?? "", 16);
-  if (!Number.isFinite(size) || size < 0 || !/^[0-9a-fA-F]+/.test(line)) return { off: end, error: `bad chunk size ${JSON.stringify(line.slice(0, 20))} in the answer` };
-  s.left = size; // 0: the last chunk; trailer lines follow
-  return { off: end };
-}
-
 /** Keep-alive connections to one host, at most `maxSockets` busy at once. */
 export class Http1Pool {
   private readonly idle: Connection[] = [];
+  /** Connections between their answer's end and the idle list (see rest), and who waits for one. */
+  private resting = 0;
+  private readonly waiting: (() => void)[] = [];
   private readonly slots: Slots;
   private closed = false;
 
@@ -531,6 +569,8 @@ export class Http1Pool {
       // arrives; the request is then sent once more on a new connection (nothing of it was
       // taken, and GET and PUT are idempotent), as Node's and Go's clients do.
       for (let attempt = 1; ; attempt++) {
+        // A connection that has just answered is kept for the next request once it has rested.
+        if (this.idle.length === 0 && this.resting > 0) await new Promise<void>((r) => this.waiting.push(r));
         const conn = this.take();
         const reused = conn.used;
         try {
@@ -557,15 +597,32 @@ export class Http1Pool {
       throw e;
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      if (conn.reusable && !this.closed) {
-        conn.socket.setTimeout(this.opts.idleTimeoutMs);
-        this.idle.push(conn);
-      } else conn.destroy();
+      if (conn.reusable && !this.closed) this.rest(conn);
+      else conn.destroy();
     }
   }
 
+  /**
+   * A connection goes back to the idle list only after the event loop has
+   * polled it once more (two check phases have a poll phase between them):
+   * bytes the server sent behind its answer (a stray second answer) are read
+   * there and close it, instead of being taken as the next request's answer.
+   */
+  private rest(conn: Connection): void {
+    conn.socket.setTimeout(this.opts.idleTimeoutMs);
+    this.resting++;
+    setImmediate(() =>
+      setImmediate(() => {
+        this.resting--;
+        if (conn.reusable && !this.closed) this.idle.push(conn);
+        else conn.destroy();
+        for (const go of this.waiting.splice(0)) go();
+      }),
+    );
+  }
+
   private take(): Connection {
-    for (let c = this.idle.pop(); c; c = this.idle.pop()) if (!c.dead) return c;
+    for (let c = this.idle.pop(); c; c = this.idle.pop()) if (c.reusable) return c;
     return new Connection(this.opts, (dead) => {
       const i = this.idle.indexOf(dead);
       if (i >= 0) this.idle.splice(i, 1);

@@ -11,6 +11,7 @@ import type { LookupFunction } from "node:net";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@aws-sdk/types";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { ReadSse, WriteSse } from "./encryption.js";
+import type { Framing } from "./http1-framing.js";
 import { type BodySink, Http1Pool, type ResponseHead } from "./http1.js";
 
 export interface GetInput {
@@ -22,7 +23,10 @@ export interface GetInput {
 
 /** The parts of a GetObject answer the engine reads. */
 export interface GetAnswer {
-  ContentLength: number;
+  /** The body's announced length; undefined for a chunked body (its receiver bounds it). */
+  ContentLength: number | undefined;
+  /** A 206's "bytes a-b/size" (checked against the range asked for by the engine). */
+  ContentRange?: string | undefined;
   ETag?: string | undefined;
   ChecksumCRC32?: string | undefined;
   ChecksumType?: string | undefined;
@@ -131,9 +135,9 @@ export class LeanRequests {
     let answer: GetAnswer | undefined;
     const r = await this.pool.request(
       await this.head("GET", key, headers),
-      (h) => {
+      (h, framing) => {
         if (h.status !== 200 && h.status !== 206) return "collect";
-        answer = answerOf(h);
+        answer = answerOf(h, framing);
         return sinkFor(answer);
       },
       signal,
@@ -197,9 +201,10 @@ function sseHeaders(headers: Record<string, string>, sse: ReadSse): void {
   headers["x-amz-server-side-encryption-customer-key-md5"] = createHash("md5").update(Buffer.from(sse.SSECustomerKey, "base64")).digest("base64");
 }
 
-function answerOf(h: ResponseHead): GetAnswer {
+function answerOf(h: ResponseHead, framing: Framing): GetAnswer {
   return {
-    ContentLength: Number(h.headers["content-length"] ?? 0),
+    ContentLength: framing.kind === "length" ? framing.length : undefined,
+    ContentRange: h.headers["content-range"],
     ETag: h.headers["etag"],
     ChecksumCRC32: h.headers["x-amz-checksum-crc32"],
     ChecksumType: h.headers["x-amz-checksum-type"],

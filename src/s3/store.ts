@@ -144,24 +144,27 @@ export class ObjectStore {
 
   private async getIntoViaSdk(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
     const out = await this.client(o).send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...input, ...sse }), this.opts(o));
-    const answer: GetAnswer = { ContentLength: out.ContentLength ?? 0, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32, ChecksumType: out.ChecksumType };
+    const answer: GetAnswer = { ContentLength: out.ContentLength, ContentRange: out.ContentRange, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32, ChecksumType: out.ChecksumType };
+    const announced = answer.ContentLength;
     const body = out.Body as Readable | undefined;
     try {
       const sink = sinkFor(answer);
       let received = 0;
       for await (const chunk of (body ?? []) as AsyncIterable<Buffer>) {
         received += chunk.length;
-        if (received > answer.ContentLength) throw Object.assign(new Error(`the server sent more than the ${answer.ContentLength} bytes it announced`), { code: "EPROTO" });
+        if (announced !== undefined && received > announced) throw Object.assign(new Error(`the server sent more than the ${announced} bytes it announced`), { code: "EPROTO" });
         for (let off = 0; off < chunk.length; ) {
           const dest = sink.space();
           const n = Math.min(dest.length, chunk.length - off);
+          // A full sink: the body is longer than what was asked for (never written past it).
+          if (n === 0) throw Object.assign(new Error("the answer's body is longer than what was asked for"), { code: "EPROTO" });
           chunk.copy(dest, 0, off, off + n);
           off += n;
           const pending = sink.took(n);
           if (pending) await pending;
         }
       }
-      if (received !== answer.ContentLength) throw Object.assign(new Error(`the answer ended after ${received} of ${answer.ContentLength} bytes`), { code: "ECONNRESET" });
+      if (announced !== undefined && received !== announced) throw Object.assign(new Error(`the answer ended after ${received} of ${announced} bytes`), { code: "ECONNRESET" });
       return answer;
     } catch (e) {
       body?.destroy();

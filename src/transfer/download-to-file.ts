@@ -220,6 +220,9 @@ export async function downloadToFile(job: JobContext, key: string, dest: string,
       }
       if (checksum === "crc32") checkCrc(target, key, info.crc32, crcs.combine(count));
     }
+    // What is verified is the file, not only the bytes received: exactly the object's size.
+    const written = (await fh.stat()).size;
+    if (written !== info.size) throw new PluginError("storage", `Load of ${target.store.location(key)}: the file holds ${written} bytes, the object ${info.size}; not kept`);
     await fh.close();
     closed = true;
     await rename(tmp, dest);

@@ -59,7 +59,26 @@ export interface ObjectRead {
   sse: ReadSse;
 }
 
-/** GET one range (or the whole object) into `sink`, checking its length and CRC-ing its bytes as they land. */
+/**
+ * Why an answer's Content-Range does not describe the bytes asked for, if it
+ * does not: a ranged GET must be answered with exactly that range of an
+ * object of the known size (a server that ignores Range answers 200 without
+ * one), and a whole-object GET with no range or the whole one.
+ */
+export function contentRangeProblem(value: string | undefined, start: number, length: number, size: number, ranged: boolean): string | undefined {
+  const expected = `bytes ${start}-${start + length - 1}/${size}`;
+  if (value === undefined) return ranged ? `the server ignored the Range (no Content-Range in its answer; expected ${expected})` : undefined;
+  if (!ranged && length === 0) return `the server answered with Content-Range ${JSON.stringify(value.slice(0, 60))} for an empty object`;
+  if (value.trim() !== expected) return `the server answered with Content-Range ${JSON.stringify(value.slice(0, 60))}, not the ${expected} asked for`;
+  return undefined;
+}
+
+/**
+ * GET one range (or the whole object) into `sink`, checking its length and CRC-ing its bytes as they land.
+ * The sink is offered exactly `length` bytes and never more: an answer that
+ * is longer (whatever its framing says) fails before a byte lands outside
+ * its range, so a retry can never leave stray bytes behind.
+ */
 export async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: BodySink): Promise<RangeResult> {
   const { single, job, key, info, sse } = read;
   const { target, progress } = job;
@@ -69,19 +88,25 @@ export async function getRange(read: ObjectRead, start: number, length: number, 
   const checksums = job.tuning.checksum === "crc32";
   let received = 0;
   let crc = 0;
+  const refuse = (why: string) => new PluginError("storage", `${label} ${target.store.location(key)}: ${why}`, { retryable: true });
   const answer = await target.store.getInto(
     key,
     { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" as const } : {}) },
     sse,
     { signal, single },
     (a) => {
-      if (a.ContentLength !== length) {
-        throw new PluginError("storage", `${label} ${target.store.location(key)}: the server answered with ${a.ContentLength} bytes for the ${length} asked for`, { retryable: true });
-      }
+      if (a.ContentLength !== undefined && a.ContentLength !== length) throw refuse(`the server answered with ${a.ContentLength} bytes for the ${length} asked for`);
+      const problem = contentRangeProblem(a.ContentRange, start, length, info.size, !whole);
+      if (problem) throw refuse(problem);
       let last: Buffer = Buffer.alloc(0);
       return {
-        space: () => (last = sink.space()),
+        space: () => {
+          const s = sink.space();
+          const room = length - received;
+          return (last = s.length > room ? s.subarray(0, room) : s);
+        },
         took: (n) => {
+          if (n > last.length) throw refuse(`internal: ${n} bytes reported into a space of ${last.length}`);
           if (checksums) crc = crc32(last.subarray(0, n), crc);
           received += n;
           progress.bytes += n;
@@ -90,9 +115,7 @@ export async function getRange(read: ObjectRead, start: number, length: number, 
       };
     },
   );
-  if (received !== length) {
-    throw new PluginError("storage", `${label} ${target.store.location(key)}: truncated, got ${received} of ${length} bytes`, { retryable: true });
-  }
+  if (received !== length) throw refuse(`truncated, got ${received} of ${length} bytes`);
   return { crc, objectCrc: checksums && whole ? fullObjectCrc(answer.ChecksumCRC32, answer.ChecksumType, answer.ETag) : undefined };
 }
 

@@ -103,7 +103,7 @@ export class MemoryStore {
     if (input.IfMatch !== undefined && input.IfMatch !== etagOf(data)) throw s3Failure(412, "PreconditionFailed");
     const m = input.Range ? /^bytes=(\d+)-(\d+)$/.exec(input.Range) : null;
     const body = m ? data.subarray(Number(m[1]), Number(m[2]) + 1) : data;
-    const answer: GetAnswer = { ContentLength: body.length, ETag: etagOf(data), ...(m ? {} : { ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT" }) };
+    const answer: GetAnswer = { ContentLength: body.length, ETag: etagOf(data), ...(m ? { ContentRange: `bytes ${m[1]}-${Math.min(Number(m[2]), data.length - 1)}/${data.length}` } : { ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT" }) };
     const sink = sinkFor(answer);
     const end = fault ? Math.min(fault.cut, body.length) : body.length;
     // Odd-sized pieces, as sockets deliver them.

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { lookup } from "node:dns";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BodySink, Http1Pool, chunkStep } from "../../src/s3/http1.js";
+import { chunkState } from "../../src/s3/http1-framing.js";
 import { s3Error } from "../../src/s3/lean-requests.js";
 import { within } from "../support/bounded.js";
 
@@ -235,11 +236,10 @@ describe("lean HTTP/1.1 client", () => {
   });
 
   it("chunk framing: sizes in hex, bad sizes refused", () => {
-    const s = { left: -1, line: "", crlf: 0, done: false };
+    const s = chunkState();
     expect(chunkStep(s, Buffer.from("1A\r\n"), 0)).toEqual({ off: 4 });
-    expect(s.left).toBe(26);
-    const bad = { left: -1, line: "", crlf: 0, done: false };
-    expect(chunkStep(bad, Buffer.from("zz\r\n"), 0).error).toMatch(/bad chunk size/);
+    expect([s.at, s.left]).toEqual(["data", 26]);
+    expect(chunkStep(chunkState(), Buffer.from("zz\r\n"), 0).error).toMatch(/bad chunk size/);
   });
 
   it("over TLS, a head that ends inside a later chunk keeps every body byte when the sink pauses", async () => {
