@@ -98,19 +98,22 @@ export function keepsAlive(head: ResponseHead): boolean {
 export function framingOf(head: ResponseHead): Framing | { error: string } {
   const te = head.headers["transfer-encoding"];
   const cl = head.headers["content-length"];
+  // A Content-Length is judged wherever it appears, even where it delimits nothing (204, 304).
+  if (cl !== undefined) {
+    if (!/^\d+$/.test(cl)) return { error: `the answer's Content-Length ${JSON.stringify(cl.slice(0, 40))} is not a number` };
+    if (cl.replace(/^0+(?=\d)/, "").length > MAX_LENGTH_DIGITS) return { error: `the answer's Content-Length ${cl.slice(0, 40)} is too large` };
+  }
+  if (te !== undefined && cl !== undefined) return { error: "the answer has both Content-Length and Transfer-Encoding" };
   if (head.status === 204 || head.status === 304) {
     if (te !== undefined) return { error: `a ${head.status} answer with Transfer-Encoding` };
     return { kind: "length", length: 0 };
   }
   if (te !== undefined) {
-    if (cl !== undefined) return { error: "the answer has both Content-Length and Transfer-Encoding" };
     if (head.minor === 0) return { error: "an HTTP/1.0 answer with Transfer-Encoding" };
     if (te.toLowerCase() !== "chunked") return { error: `the answer's Transfer-Encoding ${JSON.stringify(te.slice(0, 40))} is not supported (only chunked)` };
     return { kind: "chunked" };
   }
   if (cl === undefined) return { error: "the answer has neither Content-Length nor chunked encoding" };
-  if (!/^\d+$/.test(cl)) return { error: `the answer's Content-Length ${JSON.stringify(cl.slice(0, 40))} is not a number` };
-  if (cl.replace(/^0+(?=\d)/, "").length > MAX_LENGTH_DIGITS) return { error: `the answer's Content-Length ${cl.slice(0, 40)} is too large` };
   return { kind: "length", length: Number(cl) };
 }
 

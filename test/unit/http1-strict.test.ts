@@ -33,7 +33,6 @@ async function serve(script: Script): Promise<number> {
 }
 
 afterEach(async () => {
-  server?.closeAllConnections?.();
   await new Promise((r) => (server ? server.close(r) : r(undefined)));
   server = undefined;
 });
