@@ -33,6 +33,9 @@ commands:
   cat <key>               write the object to stdout (OpenStream)
   rm <key>                delete the object; a key ending in / deletes the prefix (Delete)
   caps                    print the plugin's capabilities (GetCapabilities)
+  health                  exit 0 when the plugin answers SERVING (grpc.health.v1
+                          Check), 1 otherwise: the sidecar's liveness and
+                          readiness probe (use with --timeout)
 
 options:
   --socket PATH         plugin socket (default: $ARGO_S3_PLUGIN_SOCKET, else
@@ -90,6 +93,7 @@ const COMMANDS: Record<string, Command> = {
   cat: { args: ["key"], needsConfig: true, run: cat },
   rm: { args: ["key"], needsConfig: true, run: rm },
   caps: { args: [], needsConfig: false, run: caps },
+  health: { args: [], needsConfig: false, run: health },
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -323,6 +327,12 @@ async function rm(ctx: Context, [key]: string[]): Promise<void> {
 async function caps(ctx: Context): Promise<void> {
   const res = await ctx.client.getCapabilities();
   process.stdout.write(`supports_save_stream: ${res.supportsSaveStream}\n`);
+}
+
+async function health(ctx: Context): Promise<void> {
+  const res = await ctx.client.health();
+  if (res.status !== "SERVING") throw failed(`the plugin answers ${res.status}`);
+  process.stdout.write(`${res.status}\n`);
 }
 
 async function cat(ctx: Context, [key]: string[]): Promise<void> {

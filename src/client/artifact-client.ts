@@ -1,7 +1,9 @@
 // A promise-shaped gRPC client for the plugin's socket, speaking the same
 // proto as Argo. Used by the demo, the benchmark and the tests; it is how a
 // person (or a script) talks to a running plugin without Argo.
-import { type Client, type ClientDuplexStream, Metadata, credentials, makeGenericClientConstructor } from "@grpc/grpc-js";
+import { type Client, type ClientDuplexStream, Metadata, credentials, loadPackageDefinition, makeGenericClientConstructor } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { protoPath as healthProtoPath } from "grpc-health-check";
 import { loadArtifactService } from "../wire/proto.js";
 
 export interface Artifact {
@@ -24,6 +26,9 @@ export interface StreamFrame {
   isEnd: boolean;
   error: string;
 }
+interface HealthClient extends Client {
+  check(req: { service: string }, md: Metadata, opts: object, cb: Cb<{ status: string }>): void;
+}
 interface RawClient extends Client {
   [method: string]: unknown;
 }
@@ -31,6 +36,7 @@ interface RawClient extends Client {
 /** Promise-shaped client; gRPC errors reject with their `code`. */
 export class ArtifactClient {
   readonly raw: RawClient;
+  private readonly target: string;
 
   /** `deadlineMs` bounds each unary call (default: one hour, for large transfers). */
   constructor(
@@ -38,13 +44,28 @@ export class ArtifactClient {
     private readonly deadlineMs = 3_600_000,
   ) {
     const Ctor = makeGenericClientConstructor(loadArtifactService(), "ArtifactService");
-    this.raw = new Ctor(`unix:${socket}`, credentials.createInsecure(), {
+    this.target = `unix:${socket}`;
+    this.raw = new Ctor(this.target, credentials.createInsecure(), {
       "grpc.max_receive_message_length": 4 * 1024 * 1024, // grpc-go's default, as Argo has it
     }) as unknown as RawClient;
   }
 
   close(): void {
     this.raw.close();
+    this.healthClient?.close();
+  }
+
+  private healthClient: HealthClient | undefined;
+
+  /** grpc.health.v1 Check of `service` ("" is the whole server), as a liveness probe asks it. */
+  health(service = ""): Promise<{ status: string }> {
+    if (!this.healthClient) {
+      const def = loadSync(healthProtoPath, { keepCase: false, enums: String, defaults: true });
+      const pkg = loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (a: string, c: ReturnType<typeof credentials.createInsecure>) => HealthClient } } } };
+      this.healthClient = new pkg.grpc.health.v1.Health(this.target, credentials.createInsecure());
+    }
+    const c: HealthClient = this.healthClient;
+    return new Promise((resolve, reject) => c.check({ service }, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))));
   }
 
   private unary<T>(method: string, req: unknown): Promise<T> {

@@ -47,6 +47,22 @@ const DNS_LABEL_BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
  * (chosen by the SDK's endpoint rules). Everything else is a host, a port and path or
  * virtual-hosted style, exactly as the SDK builds it.
  */
+/**
+ * The endpoint the SDK takes from the environment when the configuration names
+ * none (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL), as messages name it:
+ * scheme, host and port only, never user information.
+ */
+export function envEndpointLabel(env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env["AWS_ENDPOINT_URL_S3"] || env["AWS_ENDPOINT_URL"];
+  if (!raw) return undefined;
+  try {
+    const u = new URL(raw);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return "the endpoint in AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL";
+  }
+}
+
 export function leanGetRoute(cfg: PluginConfig, region: string, env: NodeJS.ProcessEnv): { protocol: "http:" | "https:"; host: string; port: number; pathStyle: boolean } | undefined {
   const truthy = (v: string | undefined) => v !== undefined && /^(true|1)$/i.test(v.trim());
   if (truthy(env["AWS_USE_FIPS_ENDPOINT"]) || truthy(env["AWS_USE_DUALSTACK_ENDPOINT"])) return undefined;
@@ -252,6 +268,9 @@ export class S3TargetFactory {
       // The socket idle timeout. (@smithy/node-http-handler 4.x's `requestTimeout` is a
       // whole-request timer that only logs a warning, so a hung store would hang the RPC.)
       socketTimeout: cfg.tuning.requestTimeoutMs,
+      // A request given its own requestTimeout (GetObject's head deadline, store.ts) fails when it
+      // passes; none is set here, so uploads are not cut by a deadline sized for a head.
+      throwOnRequestTimeout: true,
     });
     const common = {
       region,
@@ -276,7 +295,7 @@ export class S3TargetFactory {
     capResponses(singleAttemptClient);
     contentMd5ForDeleteObjects(client);
     const { requestLog } = this.opts;
-    const label = endpoint ?? `AWS S3 (${region})`;
+    const label = endpoint ?? envEndpointLabel(this.opts.env) ?? `AWS S3 (${region})`;
     if (requestLog) {
       logRequests(client, label, requestLog);
       logRequests(singleAttemptClient, label, requestLog);
@@ -298,7 +317,7 @@ export class S3TargetFactory {
     return {
       cfg,
       bucket: cfg.bucket,
-      store: new ObjectStore({ bucket: cfg.bucket, endpoint: label, retrying: client, singleAttempt: singleAttemptClient, lean, requestLog, maxAttempts: cfg.tuning.maxAttempts }),
+      store: new ObjectStore({ bucket: cfg.bucket, endpoint: label, retrying: client, singleAttempt: singleAttemptClient, lean, requestLog, maxAttempts: cfg.tuning.maxAttempts, requestTimeoutMs: cfg.tuning.requestTimeoutMs }),
       lean,
       clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),

@@ -19,6 +19,7 @@ import { type LookupFunction } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { Slots } from "../util/slots.js";
 import { type ChunkState, type Framing, MAX_HEAD, MAX_INTERIM, type ResponseHead, chunkState, chunkStep, framingOf, keepsAlive, parseHead, scanHead } from "./http1-framing.js";
+import { rateWindowMs, tooSlow } from "./pace.js";
 
 export { type ResponseHead, chunkStep };
 
@@ -53,12 +54,6 @@ export interface PoolOptions {
 
 /** Largest body collected (error answers are a few hundred bytes). */
 const MAX_COLLECTED = 256 * 1024;
-/**
- * Slowest body accepted, in bytes per second, judged over each window of the
- * exchange's timeout while the sink is not holding reading back: a server
- * that sends a byte now and then defeats an idle timer, not this.
- */
-export const MIN_BODY_RATE = 1024;
 
 /** A network failure, said the way Node says it, with `code` for the caller's retry decision. */
 export class HttpError extends Error {
@@ -187,19 +182,17 @@ class Connection {
 
   /** Body rate checks, one per timeout window, from the end of the head to the end of the body. */
   private watchRate(): void {
-    const windowMs = Math.max(1000, this.timeoutMs);
+    const windowMs = rateWindowMs(this.timeoutMs);
     let mark = this.received;
     let heldMark = this.held();
     const check = () => {
       if (this.phase.kind === "idle" || this.phase.kind === "head") return;
-      const got = this.received - mark;
       const held = this.held();
-      // Only the time the server had to send counts; a window mostly spent on our side is not judged.
-      const serverMs = windowMs - (held - heldMark);
+      const slow = tooSlow(this.received - mark, windowMs, held - heldMark);
       mark = this.received;
       heldMark = held;
-      if (serverMs >= windowMs / 2 && got < (MIN_BODY_RATE * serverMs) / 1000) {
-        this.fail(new HttpError(`the answer's body from ${this.where} came at ${Math.round((got * 1000) / serverMs)} bytes/s, below the ${MIN_BODY_RATE} bytes/s accepted`, "ETIMEDOUT"));
+      if (slow) {
+        this.fail(new HttpError(`the answer's body from ${this.where} came at ${slow}`, "ETIMEDOUT"));
         return;
       }
       this.arm(windowMs, check);

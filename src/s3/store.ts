@@ -39,11 +39,13 @@ import {
 } from "@aws-sdk/client-s3";
 
 import type { Readable } from "node:stream";
+import { DEFAULT_TUNING } from "../config/types.js";
 import { backoff } from "../util/backoff.js";
 import type { ReadSse, WriteSse } from "./encryption.js";
 import { type S3Error, cancelledRequest, location, mayRetry, storageError } from "./errors.js";
 import type { BodySink } from "./http1.js";
 import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
+import { rateWindowMs, tooSlow } from "./pace.js";
 
 export type { BodySink, GetAnswer, GetInput, SinkFor };
 
@@ -70,6 +72,8 @@ export interface StoreOptions {
   requestLog?: RequestLog | undefined;
   /** Attempts of a lean PutObject (the SDK's own setting for its client). */
   maxAttempts?: number;
+  /** The answer head's deadline and the window a body's rate is judged over (pace.ts). */
+  requestTimeoutMs?: number;
 }
 
 export class ObjectStore {
@@ -80,6 +84,7 @@ export class ObjectStore {
   private readonly lean: LeanRequests | undefined;
   private readonly log: { requestLog: RequestLog; endpoint: string } | undefined;
   private readonly maxAttempts: number;
+  private readonly requestTimeoutMs: number;
 
   constructor(o: StoreOptions) {
     this.bucket = o.bucket;
@@ -89,6 +94,7 @@ export class ObjectStore {
     this.lean = o.lean;
     this.log = o.requestLog ? { requestLog: o.requestLog, endpoint: o.endpoint } : undefined;
     this.maxAttempts = o.maxAttempts ?? 3;
+    this.requestTimeoutMs = o.requestTimeoutMs ?? DEFAULT_TUNING.requestTimeoutMs;
   }
 
   /** "s3://bucket/key (endpoint …)", as messages name an object (or the bucket, without a key). */
@@ -121,7 +127,7 @@ export class ObjectStore {
   }
 
   private leanGet(lean: LeanRequests, key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
-    return this.leanLogged({ s3: "GetObject", key, range: input.Range, attempts: 1 }, input.Range ? 206 : 200, () => lean.get(key, input, sse, o.signal, sinkFor));
+    return this.leanLogged({ s3: "GetObject", via: "lean", key, range: input.Range, attempts: 1 }, input.Range ? 206 : 200, () => lean.get(key, input, sse, o.signal, sinkFor));
   }
 
   /** One debug line per lean request, as client.ts's middleware writes for the SDK's. */
@@ -142,16 +148,41 @@ export class ObjectStore {
     }
   }
 
+  /**
+   * The SDK's way: the same rules as the lean client's (pace.ts): its head
+   * within the request timeout (the handler's requestTimeout, which ends when
+   * the head arrives), its body at least MIN_BODY_RATE over each window, and
+   * never a byte past the sink or past the length it announced.
+   */
   private async getIntoViaSdk(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
-    const out = await this.client(o).send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...input, ...sse }), this.opts(o));
+    const out = await this.client(o)
+      .send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...input, ...sse }), { ...this.opts(o), requestTimeout: this.requestTimeoutMs })
+      .catch((e: unknown) => {
+        // The handler's words name its own setting; say what happened and where.
+        if ((e as { name?: string }).name !== "TimeoutError") throw e;
+        throw Object.assign(new Error(`no complete answer head from ${this.endpoint} within ${Math.round(this.requestTimeoutMs / 1000)} s`), { code: "ETIMEDOUT" });
+      });
     const answer: GetAnswer = { ContentLength: out.ContentLength, ContentRange: out.ContentRange, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32, ChecksumType: out.ChecksumType };
     const announced = answer.ContentLength;
     const body = out.Body as Readable | undefined;
+    const windowMs = rateWindowMs(this.requestTimeoutMs);
+    let got = 0;
+    let heldMs = 0;
+    let holdingSince: number | undefined;
+    const pace = setInterval(() => {
+      const now = performance.now();
+      const slow = tooSlow(got, windowMs, heldMs + (holdingSince !== undefined ? now - holdingSince : 0));
+      got = heldMs = 0;
+      if (holdingSince !== undefined) holdingSince = now;
+      if (slow) body?.destroy(Object.assign(new Error(`the answer's body from ${this.endpoint} came at ${slow}`), { code: "ETIMEDOUT" }));
+    }, windowMs);
+    pace.unref();
     try {
       const sink = sinkFor(answer);
       let received = 0;
       for await (const chunk of (body ?? []) as AsyncIterable<Buffer>) {
         received += chunk.length;
+        got += chunk.length;
         if (announced !== undefined && received > announced) throw Object.assign(new Error(`the server sent more than the ${announced} bytes it announced`), { code: "EPROTO" });
         for (let off = 0; off < chunk.length; ) {
           const dest = sink.space();
@@ -161,7 +192,13 @@ export class ObjectStore {
           chunk.copy(dest, 0, off, off + n);
           off += n;
           const pending = sink.took(n);
-          if (pending) await pending;
+          if (pending) {
+            // Time our own sink holds reading back is not the server's.
+            holdingSince = performance.now();
+            await pending;
+            heldMs += performance.now() - holdingSince;
+            holdingSince = undefined;
+          }
         }
       }
       if (announced !== undefined && received !== announced) throw Object.assign(new Error(`the answer ended after ${received} of ${announced} bytes`), { code: "ECONNRESET" });
@@ -169,6 +206,8 @@ export class ObjectStore {
     } catch (e) {
       body?.destroy();
       throw e;
+    } finally {
+      clearInterval(pace);
     }
   }
 
@@ -201,7 +240,7 @@ export class ObjectStore {
     const lean = this.lean;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.leanLogged({ s3: "PutObject", key, attempts: attempt }, 200, () => lean.put(key, body, crc32Base64, sse, o.signal));
+        return await this.leanLogged({ s3: "PutObject", via: "lean", key, attempts: attempt }, 200, () => lean.put(key, body, crc32Base64, sse, o.signal));
       } catch (e) {
         if (!mayRetry(e, o.signal) || o.single || attempt >= this.maxAttempts) throw e;
         await backoff(attempt);

@@ -98,6 +98,8 @@ export async function getRange(read: ObjectRead, start: number, length: number, 
       if (a.ContentLength !== undefined && a.ContentLength !== length) throw refuse(`the server answered with ${a.ContentLength} bytes for the ${length} asked for`);
       const problem = contentRangeProblem(a.ContentRange, start, length, info.size, !whole);
       if (problem) throw refuse(problem);
+      // The GET is pinned to this ETag (If-Match): an answer naming another is not this object's.
+      if (info.etag !== undefined && a.ETag !== undefined && a.ETag !== info.etag) throw refuse(`the answer is for ETag ${a.ETag.slice(0, 80)}, not the ${info.etag} asked for`);
       let last: Buffer = Buffer.alloc(0);
       return {
         space: () => {

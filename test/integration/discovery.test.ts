@@ -3,21 +3,15 @@
 // .proto files — what grpcurl and health probes do.
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { type Client, type ClientDuplexStream, type ClientReadableStream, type ServiceError, credentials, loadPackageDefinition, status } from "@grpc/grpc-js";
+import { type Client, type ClientDuplexStream, credentials, loadPackageDefinition, status } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { protoPath as healthProtoPath } from "grpc-health-check";
 import type { IDescriptorProto, IFileDescriptorProto } from "protobufjs/ext/descriptor/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PluginProcess, startPlugin } from "../support/plugin.js";
 import { within } from "../support/bounded.js";
+import { healthCheck as check, healthClient } from "../support/health.js";
 
 type Ctor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client;
-type Cb<T> = (err: ServiceError | null, res: T) => void;
-
-interface HealthClient extends Client {
-  check(req: { service: string }, cb: Cb<{ status: string }>): void;
-  watch(req: { service: string }): ClientReadableStream<{ status: string }>;
-}
 
 interface ReflectionResponse {
   listServicesResponse?: { service: { name: string }[] };
@@ -30,21 +24,12 @@ interface ReflectionClient extends Client {
 
 const opts = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };
 
-function healthClient(socket: string): HealthClient {
-  const pkg = loadPackageDefinition(loadSync(healthProtoPath, opts)) as unknown as { grpc: { health: { v1: { Health: Ctor } } } };
-  return new pkg.grpc.health.v1.Health(`unix:${socket}`, credentials.createInsecure()) as HealthClient;
-}
-
 const reflectionRoot = join(dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")), "build", "proto");
 
 function reflectionClient(socket: string, version: "v1" | "v1alpha"): ReflectionClient {
   const def = loadSync(`grpc/reflection/${version}/reflection.proto`, { ...opts, includeDirs: [reflectionRoot] });
   const pkg = loadPackageDefinition(def) as unknown as { grpc: { reflection: Record<string, { ServerReflection: Ctor }> } };
   return new pkg.grpc.reflection[version]!.ServerReflection(`unix:${socket}`, credentials.createInsecure()) as ReflectionClient;
-}
-
-function check(c: HealthClient, service: string): Promise<{ status: string }> {
-  return new Promise((resolve, reject) => c.check({ service }, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
 /** One request on a reflection stream, its one response. */

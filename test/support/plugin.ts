@@ -24,7 +24,9 @@ export interface PluginProcess {
 export async function startPlugin(env: Record<string, string> = {}, dir?: string, extraArgs: string[] = [], socketPath?: string): Promise<PluginProcess> {
   const base = dir ?? mkdtempSync(join(tmpdir(), "plugin-"));
   const socket = socketPath ?? join(base, "artifact-plugins", "s3", "socket");
-  const proc = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket, ...extraArgs], {
+  // PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.js).
+  const main = process.env["PLUGIN_MAIN"] || join(ROOT, "dist", "main.js");
+  const proc = spawn(process.execPath, [main, socket, ...extraArgs], {
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/root", LOG_LEVEL: "debug", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
