@@ -125,6 +125,11 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   if (/wrong version number|WRONG_VERSION_NUMBER|packet length too long/i.test(detail)) {
     detail = `the endpoint answered TLS with plain HTTP: it speaks plain HTTP, so set \`insecure: true\` (or use its HTTPS port)`;
   }
+  // The SDK's endpoint rules refuse a configured endpoint with these switches, in words that name neither.
+  if ((e as { name?: string }).name === "EndpointError") {
+    if (/FIPS/i.test(detail)) detail += " (AWS_USE_FIPS_ENDPOINT is set in the plugin's environment: unset it, or remove `endpoint` from the configuration to use AWS's FIPS endpoints)";
+    else if (/dual-?stack/i.test(detail)) detail += " (AWS_USE_DUALSTACK_ENDPOINT is set in the plugin's environment: unset it, or remove `endpoint` from the configuration to use AWS's dual-stack endpoints)";
+  }
   const codePart = code && code !== "Error" ? `${code}: ` : "";
   const kind = isNotFound(e) ? "not-found" : "storage";
   return new S3Error(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { operation: op, where: w, code, status, retryable: mayRetry(e), cause: e });
