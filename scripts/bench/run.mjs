@@ -12,6 +12,7 @@
 //   npm run bench -- --profile both
 //   npm run bench -- --quick               # small sizes, 1 round: a smoke run
 //   BENCH_ONLY=file,dir,bigdir npm run bench   # a subset of sections
+//   BENCH_PLUGIN_MAIN=/path/to/other/dist/main.js npm run bench   # the same run with another build of the plugin (A/B)
 import { execFileSync, spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
@@ -103,7 +104,8 @@ async function benchProfile(profileName) {
   async function freshPlugin() {
     await stopPlugin();
     rmSync(socket, { force: true });
-    plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
+    // BENCH_PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.js).
+    plugin = spawn(process.execPath, [process.env["BENCH_PLUGIN_MAIN"] || join(ROOT, "dist", "main.js"), socket], {
       env: { ...process.env, ...creds, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
       stdio: ["ignore", "ignore", "inherit"],
     });
@@ -150,6 +152,21 @@ async function benchProfile(profileName) {
    * @param {string} name @param {"MiB/s"|"files/s"} unit @param {number} bytes @param {number} files @param {Impl[]} impls
    * @param {Record<string, number>} targets minimum plugin ÷ reference ratios, by reference name
    */
+  /**
+   * Writes and deletes a file of `bytes` (at least 64 MiB) just before a timed run, so the run
+   * writes into pages the VM has handed out before: first-touch pages cost ~3 s of system time
+   * per GiB here (../shared/perf-facts.md), which would measure the VM instead of the tool.
+   * @param {number} bytes
+   */
+  function warmPages(bytes) {
+    const path = join(work, "warm.tmp");
+    const fd = openSync(path, "w");
+    const block = Buffer.alloc(8 * MiB, 0xa5);
+    for (let off = 0; off < Math.max(bytes, 64 * MiB); off += block.length) writeSync(fd, block);
+    closeSync(fd);
+    rmSync(path);
+  }
+
   async function measure(name, unit, bytes, files, impls, targets) {
     // A fresh plugin per case: its peak RSS is this case's, not memory an earlier case left behind.
     await freshPlugin();
@@ -159,6 +176,7 @@ async function benchProfile(profileName) {
       for (let i = 0; i < impls.length; i++) {
         const impl = /** @type {Impl} */ (impls[(i + r) % impls.length]);
         impl.before?.();
+        warmPages(bytes);
         (runs[impl.name] ??= []).push(await impl.run());
       }
     }

@@ -57,11 +57,26 @@ export function endpointPort(endpoint: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/**
+ * The host as the SDK's URL parser (WHATWG) reads the endpoint: decimal,
+ * octal, hex and shortened IPv4 spellings ("2852039191", "0xa9feaa17",
+ * "169.254.43543", a trailing dot) become the dotted address it connects to,
+ * and Node calls no lookup for an address, so the guard must judge this form.
+ */
+export function canonicalHost(endpoint: string): string {
+  try {
+    const h = new URL(`http://${endpoint}`).hostname;
+    return h.startsWith("[") ? h.slice(1, -1) : h;
+  } catch {
+    return endpointHost(endpoint);
+  }
+}
+
 /** Refuse a configured endpoint before any connection is made. */
 export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
   if (endpoint === "") return; // AWS S3 itself
   const host = endpointHost(endpoint);
-  if (isForbiddenAddress(host)) {
+  if (isForbiddenAddress(host) || isForbiddenAddress(canonicalHost(endpoint))) {
     throw new PluginError(
       "invalid-config",
       `invalid plugin configuration: endpoint: "${endpoint}" is a link-local / cloud metadata address, never an S3 endpoint; refused`,

@@ -114,7 +114,9 @@ describe("endpoints", () => {
   });
 
   it("refuses link-local and cloud metadata literals in every spelling, before connecting", async () => {
-    for (const ep of ["169.254.169.254", "169.254.170.2:80", "169.254.170.23", "[fe80::1]:80", "[fd00:ec2::254]", "[fd00:ec2::23]:80", "[::ffff:169.254.169.254]:80", "[::ffff:a9fe:a9fe]"]) {
+    for (const ep of ["169.254.169.254", "169.254.170.2:80", "169.254.170.23", "[fe80::1]:80", "[fd00:ec2::254]", "[fd00:ec2::23]:80", "[::ffff:169.254.169.254]:80", "[::ffff:a9fe:a9fe]",
+      // Spellings the SDK's URL parser turns into 169.254.170.23 (and then connects without a lookup).
+      "2852039191", "0251.0376.0252.027", "0xa9feaa17:80", "0xa9.0xfe.0xaa.0x17", "169.254.43543", "169.254.170.23.", "169.254.170.23.:80"]) {
       const a = artifact(`endpoint: "${ep}"\ninsecure: true\nbucket: meta\n`, "latest/meta-data/iam/security-credentials/role");
       tally({ suite: "hostile: metadata endpoints (SSRF)", hostileTried: 2 });
       const frames = (await plugin.client.openStream(a)).frames;
