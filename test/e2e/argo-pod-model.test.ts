@@ -8,19 +8,25 @@
 // container does, Save as the sidecar does, OpenStream/ListObjects/IsDirectory
 // as argo-server does, and Artifact GC's Delete of a directory. The plugin is
 // stopped the way Argo stops an artifact sidecar (a signal file read by
-// argoexec) and must exit 0. Also: Argo's linter on every example workflow.
+// argoexec) and must exit 0. The controller's own stop (`argoexec kill 15 1`
+// exec'd in the sidecar once main ends) SIGKILLs the plugin mid-Save unless
+// the kill command deploy/ ships replaces it. Also: Argo's linter on every
+// example workflow.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { CreateBucketCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
+import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
 import { argoTools } from "../../scripts/lib/tools.mjs";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
 import { ROOT } from "../support/plugin.js";
-import { within } from "../support/bounded.js";
+import { until, within } from "../support/bounded.js";
+import { startFaultProxy } from "../support/fault-proxy.js";
 
 const run = promisify(execFile);
 const PLUGIN_UID = 1000;
@@ -144,6 +150,86 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
       expect(uploads.Uploads ?? []).toEqual([]);
     },
     600_000,
+  );
+
+  // Once main ends, Argo's controller execs the container's kill command in
+  // every running container, by default `/var/run/argo/argoexec kill 15 1`;
+  // PID 1 of the plugin's container is the wrapper. Here the container's
+  // paths and PID 1 are mapped to the test's argoexec copy and the wrapper.
+  async function controllerKill(s: Sidecar, command: string[], signal: number): Promise<void> {
+    const argv = command.map((a) => a.replaceAll("%d", String(signal)));
+    expect(argv.at(-1), "the kill command addresses PID 1, the wrapper").toBe("1");
+    argv[argv.length - 1] = String(s.proc.pid);
+    if (argv[0] === `${VAR_RUN_ARGO}/argoexec`) argv[0] = join(pod, "argoexec");
+    await run("setpriv", [`--reuid=${PLUGIN_UID}`, `--regid=${PLUGIN_UID}`, "--clear-groups", "--", ...argv], { timeout: 30_000 });
+  }
+
+  /** A Save through Argo's client that is still uploading when `during` runs (its parts' answers are held back 1.5 s each). */
+  async function saveWhile(s: Sidecar, during: () => Promise<void>): Promise<{ ok: boolean; out: string; key: string; bytes: Buffer }> {
+    const proxy = await startFaultProxy(minio.port);
+    try {
+      const work = join(pod, `kill-${Date.now()}`);
+      mkdirSync(work);
+      chmodSync(work, 0o755);
+      const bytes = randomBytes(12 * 2 ** 20);
+      const file = join(work, "big.bin");
+      writeFileSync(file, bytes);
+      chmodSync(file, 0o644);
+      const cfg = join(work, "config.yaml");
+      writeFileSync(cfg, `endpoint: ${proxy.endpoint}\nbucket: argo\ninsecure: true\ntuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 1\n`);
+      chmodSync(cfg, 0o644);
+      proxy.inject(3, "slow-answer", (req) => req.method === "PUT");
+      const key = `kill-${Date.now()}/big.bin`;
+      const save = run(
+        "setpriv",
+        [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", "save", "-socket", s.socket, "-config-file", cfg, "-key", key, "-file", file],
+        { env: { PATH: process.env["PATH"] ?? "", HOME: work }, maxBuffer: 16 * 1024 * 1024, timeout: 120_000 },
+      ).then(
+        (r) => ({ ok: true, out: `${r.stdout}${r.stderr}` }),
+        (e: { stdout?: string; stderr?: string }) => ({ ok: false, out: `${e.stdout ?? ""}${e.stderr ?? ""}` }),
+      );
+      await until("the Save's first part on the wire", () => proxy.injected > 0, 30_000);
+      await during();
+      const r = await within(save, 120_000, "the Save through Argo's client");
+      return { ...r, key, bytes };
+    } finally {
+      await proxy.stop();
+    }
+  }
+
+  it(
+    "the controller's stop of a running sidecar SIGKILLs the plugin mid-Save through argoexec; the kill command deploy/ ships leaves the Save to finish",
+    async () => {
+      // Argo's default: argoexec's SIGTERM cancels the context it started the plugin with (exec.CommandContext): SIGKILL, no log line.
+      const plain = await startSidecar([]);
+      const killed = await saveWhile(plain, () => controllerKill(plain, [`${VAR_RUN_ARGO}/argoexec`, "kill", "%d", "1"], 15));
+      expect(killed.ok, killed.out).toBe(false);
+      expect(killed.out).toMatch(/Unavailable|EOF|connection/i);
+      expect(await within(plain.exited, 30_000, "argoexec's exit")).toBe(0); // the wrapper hides it...
+      expect(readFileSync(join(VAR_RUN_ARGO, "ctr", plain.container, "exitcode"), "utf8")).toBe("137"); // ...SIGKILL
+      expect(plain.output()).not.toContain("stopping");
+
+      // The shipped workflowDefaults annotation for container artifact-plugin-<driver name>.
+      const cm = parse(readFileSync(join(ROOT, "deploy", "controller-configmap-patch.yaml"), "utf8")) as { data: Record<string, string> };
+      const driver = (parse(cm.data["artifactDrivers"]!) as { name: string }[])[0]!.name;
+      const defaults = parse(cm.data["workflowDefaults"]!) as { spec: { podMetadata: { annotations: Record<string, string> } } };
+      const annotation = defaults.spec.podMetadata.annotations[`workflows.argoproj.io/kill-cmd-artifact-plugin-${driver}`];
+      expect(annotation, "deploy/ sets the plugin sidecar's kill command").toBeDefined();
+      const shipped = JSON.parse(annotation!) as string[];
+      const sidecar = await startSidecar([]);
+      const saved = await saveWhile(sidecar, async () => {
+        await controllerKill(sidecar, shipped, 15);
+        await controllerKill(sidecar, shipped, 9); // the controller's second round, a grace period later
+      });
+      expect(saved.ok, `${saved.out}\n${sidecar.output()}`).toBe(true);
+      const got = await adminClient(minio).send(new GetObjectCommand({ Bucket: "argo", Key: saved.key }));
+      expect(Buffer.from(await got.Body!.transformToByteArray()).equals(saved.bytes)).toBe(true);
+      const { code, pluginExit } = await stopSidecar(sidecar);
+      expect(code).toBe(0);
+      expect(pluginExit).toBe("0");
+      rmSync(join(VAR_RUN_ARGO, "ctr", plain.container), { recursive: true, force: true });
+    },
+    300_000,
   );
 
   it("a second plugin started on the live socket (as `kubectl exec` could) is refused; the first keeps serving uid 8737", async () => {
