@@ -20,10 +20,19 @@ interface Container {
   volumeMounts?: { name: string; mountPath: string }[];
 }
 
+/** The install overlay exactly as the README prints it (Install, step 2). */
+export function readmeOverlay(): string {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const block = /^ *```yaml\n *# kustomization\.yaml\n([\s\S]*?)^ *```/m.exec(readme)?.[1];
+  if (!block) throw new Error("README has no ```yaml block starting with '# kustomization.yaml'");
+  return block.replace(/^ {3}/gm, "");
+}
+
 /**
- * deploy/ as an operator applies it: the Component on top of a base shaped
- * like Argo's stock manifests (the argo-server Deployment with runAsNonRoot
- * and no runAsUser, the controller ConfigMap), rendered by kustomize.
+ * deploy/ as an operator applies it: the README's overlay, with Argo's
+ * install.yaml (not reachable here) swapped for a base shaped like Argo's stock
+ * manifests (the argo-server Deployment with runAsNonRoot and no runAsUser, the
+ * controller ConfigMap) and the Component's path made real; kustomize renders it.
  */
 async function render(): Promise<Record<string, unknown>[]> {
   const dir = mkdtempSync(join(tmpdir(), "deploy-"));
@@ -34,10 +43,14 @@ async function render(): Promise<Record<string, unknown>[]> {
         `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: argo-server}\nspec:\n  selector: {matchLabels: {app: argo-server}}\n  template:\n    metadata: {labels: {app: argo-server}}\n    spec:\n` +
         `      securityContext: {runAsNonRoot: true}\n      containers:\n        - name: argo-server\n          image: quay.io/argoproj/argocli:v4.1.2\n          args: [server]\n          volumeMounts: [{name: tmp, mountPath: /tmp}]\n      volumes: [{name: tmp, emptyDir: {}}]\n`,
     );
+    const overlay = readmeOverlay();
+    expect(overlay).toMatch(/^\s+- https:\/\/github\.com\/argoproj\/argo-workflows\/releases\/download\/v[\d.]+\/install\.yaml$/m);
+    expect(overlay).toContain("path/to/argo-s3-artifact-plugin/deploy");
     writeFileSync(
       join(dir, "kustomization.yaml"),
-      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: argo\nresources: [base.yaml]\ncomponents: [${relative(dir, join(ROOT, "deploy"))}]\n` +
-        `images:\n  - name: argo-s3-artifact-plugin\n    newName: registry.example.com/argo-s3-artifact-plugin\n    newTag: "0.1.0"\n`,
+      overlay
+        .replace(/https:\/\/github\.com\/argoproj\/argo-workflows\/releases\/download\/v[\d.]+\/install\.yaml/, "base.yaml")
+        .replace("path/to/argo-s3-artifact-plugin/deploy", relative(dir, join(ROOT, "deploy"))),
     );
     const { stdout } = await run(await kustomizeBinary(), ["build", "--load-restrictor", "LoadRestrictionsNone", dir], { timeout: 60_000 });
     return parseAllDocuments(stdout).map((d) => d.toJS() as Record<string, unknown>);
@@ -83,14 +96,19 @@ describe("deploy/ (kustomize Component)", () => {
     expect(server.volumeMounts!.map((m) => m.mountPath)).toContain("/tmp");
   });
 
-  it("names the same image in the ConfigMap and the sidecar (argo-server exits on a mismatch) once the operator sets it in both", () => {
+  it("names the image the operator wrote once in images: in the sidecar, artifactDrivers and the images: entry (argo-server exits on a mismatch)", () => {
     const cm = find("ConfigMap")[0]!;
-    const image = (parse(cm.data.artifactDrivers) as { image: string }[])[0]!.image;
+    const written = /newName: (\S+)\n\s+newTag: "([^"]+)"/.exec(readmeOverlay())!;
+    const image = `${written[1]}:${written[2]}`;
     const sidecar = (find("Deployment")[0]!.spec.template.spec.containers as Container[]).find((c) => c.name !== "argo-server")!;
-    // kustomize's images: rewrites the sidecar but not ConfigMap data: the README says to set both.
-    expect(sidecar.image).toBe("registry.example.com/argo-s3-artifact-plugin:0.1.0");
-    expect(image).toBe("argo-s3-artifact-plugin:0.1.0");
-    expect(readFileSync(join(ROOT, "README.md"), "utf8")).toContain("controller-configmap-patch.yaml");
+    expect(sidecar.image).toBe(image);
+    expect((parse(cm.data.artifactDrivers) as { image: string }[])[0]!.image).toBe(image);
+    expect(Object.keys(parse(cm.data.images) as Record<string, unknown>)).toEqual([image]);
+  });
+
+  it("gives argo-server its own pod name (its start-up image check otherwise picks any argo-server pod)", () => {
+    const server = (find("Deployment")[0]!.spec.template.spec.containers as (Container & { env?: unknown[] })[]).find((c) => c.name === "argo-server")!;
+    expect(server.env).toContainEqual({ name: "ARGO_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } });
   });
 
   it("grants get on secrets through a Role and RoleBinding", () => {
