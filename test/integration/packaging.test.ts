@@ -111,11 +111,22 @@ describe("deploy/ (kustomize Component)", () => {
     expect(server.env).toContainEqual({ name: "ARGO_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } });
   });
 
-  it("grants get on secrets through a Role and RoleBinding", () => {
-    const role = find("Role")[0]!;
-    expect(role.rules).toEqual([{ apiGroups: [""], resources: ["secrets"], verbs: ["get"] }]);
-    const binding = find("RoleBinding")[0]!;
+  it("grants nothing on secrets in Argo's namespace (every workflow there could read argo-server's secrets)", () => {
+    expect(find("Role")).toEqual([]);
+    expect(find("RoleBinding")).toEqual([]);
+  });
+});
+
+describe("deploy/workflow-namespace", () => {
+  it("grants get on the named secrets only, to the workflows' service account", async () => {
+    const { stdout } = await run(await kustomizeBinary(), ["build", join(ROOT, "deploy", "workflow-namespace")], { timeout: 60_000 });
+    const docs = parseAllDocuments(stdout).map((d) => d.toJS() as Record<string, any>);
+    const role = docs.find((d) => d["kind"] === "Role")!;
+    expect(role.rules).toEqual([{ apiGroups: [""], resources: ["secrets"], resourceNames: ["s3-credentials"], verbs: ["get"] }]);
+    const binding = docs.find((d) => d["kind"] === "RoleBinding")!;
     expect(binding.roleRef.name).toBe(role.metadata.name);
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "default" }]);
+    expect(role.metadata.namespace, "applied with -n <workflow namespace>").toBeUndefined();
   });
 });
 
