@@ -99,33 +99,37 @@ export async function s5cmdBinary() {
 /**
  * Argo's own binaries for the pod-model tests, built from Argo's Go module as
  * the proxy serves it (test/argo-tools/go.mod pins v4.0.5): argoexec, and
- * argo-lint (the package behind `argo lint`). The module zip lacks argoexec's
+ * argo-lint (the package behind `argo lint`) and argo-configcheck (Argo's
+ * controller-config parser on a ConfigMap). The module zip lacks argoexec's
  * Linux process helpers, so a vendored build gets the test bed's own
  * (test/argo-tools/overlay). Cached by the hash of every input; minutes, once.
- * @returns {Promise<{ argoexec: string, lint: string }>}
+ * @returns {Promise<{ argoexec: string, lint: string, configcheck: string }>}
  */
 export async function argoTools() {
   const src = join(ROOT, "test", "argo-tools");
-  const inputs = ["go.mod", "go.sum", "lint/main.go", "overlay/osspecific_linux.go"];
+  const inputs = ["go.mod", "go.sum", "lint/main.go", "configcheck/main.go", "overlay/osspecific_linux.go"];
   const hash = createHash("sha256");
   for (const f of inputs) hash.update(f).update(readFileSync(join(src, f)));
   const dir = join(cacheDir(), "tools", `argo-tools-${hash.digest("hex").slice(0, 16)}`);
-  const out = { argoexec: join(dir, "argoexec"), lint: join(dir, "argo-lint") };
-  if (existsSync(out.argoexec) && existsSync(out.lint)) return out;
+  const out = { argoexec: join(dir, "argoexec"), lint: join(dir, "argo-lint"), configcheck: join(dir, "argo-configcheck") };
+  if (existsSync(out.argoexec) && existsSync(out.lint) && existsSync(out.configcheck)) return out;
   await requireGo("argo-tools");
   process.stderr.write("building Argo's argoexec and lint from its Go module (minutes, once per machine)...\n");
   const tmp = mkdtempSync(join(tmpdir(), "argo-tools-"));
   const opts = { cwd: tmp, env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 };
   try {
-    for (const f of ["go.mod", "go.sum", "lint/main.go"]) {
+    for (const f of ["go.mod", "go.sum", "lint/main.go", "configcheck/main.go"]) {
       mkdirSync(dirname(join(tmp, f)), { recursive: true });
       copyFileSync(join(src, f), join(tmp, f));
     }
     await run("go", ["mod", "vendor"], opts);
     copyFileSync(join(src, "overlay", "osspecific_linux.go"), join(tmp, "vendor", "github.com", "argoproj", "argo-workflows", "v4", "workflow", "executor", "osspecific", "osspecific_linux.go"));
     mkdirSync(dir, { recursive: true });
-    await run("go", ["build", "-mod=vendor", "-o", join(tmp, "bin") + "/", "github.com/argoproj/argo-workflows/v4/cmd/argoexec", "./lint"], opts);
+    await run("go", ["build", "-mod=vendor", "-o", join(tmp, "bin") + "/", "github.com/argoproj/argo-workflows/v4/cmd/argoexec", "./lint", "./configcheck"], opts);
     // Copied, not renamed: the cache may be on another file system than the temp dir.
+    copyFileSync(join(tmp, "bin", "configcheck"), out.configcheck + ".tmp");
+    chmodSync(out.configcheck + ".tmp", 0o755);
+    renameSync(out.configcheck + ".tmp", out.configcheck);
     copyFileSync(join(tmp, "bin", "lint"), out.lint + ".tmp");
     copyFileSync(join(tmp, "bin", "argoexec"), out.argoexec + ".tmp");
     chmodSync(out.lint + ".tmp", 0o755);

@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
-import { parseAllDocuments, parse } from "yaml";
+import { parseAllDocuments, parse, stringify } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
-import { kustomizeBinary } from "../../scripts/lib/tools.mjs";
+import { argoTools, kustomizeBinary } from "../../scripts/lib/tools.mjs";
 import { ROOT } from "../support/plugin.js";
 
 const run = promisify(execFile);
@@ -59,12 +59,33 @@ async function render(): Promise<Record<string, unknown>[]> {
   }
 }
 
+interface ArgoConfig {
+  artifactDrivers?: { name: string; image: string; connectionTimeoutSeconds?: number }[];
+  images?: Record<string, { entrypoint?: string[] }>;
+  workflowDefaults?: { spec?: { podMetadata?: { annotations?: Record<string, string> } } };
+}
+
+/** A ConfigMap through Argo's controller-config parser (test/argo-tools/configcheck). */
+async function argoParse(cm: Record<string, unknown>): Promise<ArgoConfig> {
+  const dir = mkdtempSync(join(tmpdir(), "cm-"));
+  try {
+    writeFileSync(join(dir, "cm.yaml"), stringify(cm));
+    const r = await run((await argoTools()).configcheck, [join(dir, "cm.yaml")], { timeout: 60_000 }).catch((e: { stderr?: string }) => {
+      throw new Error(`Argo's config parser refused it: ${e.stderr ?? e}`);
+    });
+    return JSON.parse(r.stdout) as ArgoConfig;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe("deploy/ (kustomize Component)", () => {
   let docs: Record<string, any>[];
   beforeAll(async () => {
     docs = await render();
   }, 20 * 60_000);
   const find = (kind: string) => docs.filter((d) => d["kind"] === kind);
+  const sidecarImage = () => (find("Deployment")[0]!.spec.template.spec.containers as Container[]).find((c) => c.name !== "argo-server")!.image!;
 
   it("registers the plugin, with an images: entry whose entrypoint is the Dockerfile's", () => {
     const cm = find("ConfigMap")[0]!;
@@ -104,6 +125,17 @@ describe("deploy/ (kustomize Component)", () => {
     expect(sidecar.image).toBe(image);
     expect((parse(cm.data.artifactDrivers) as { image: string }[])[0]!.image).toBe(image);
     expect(Object.keys(parse(cm.data.images) as Record<string, unknown>)).toEqual([image]);
+  });
+
+  it("is a controller config Argo's own parser accepts: the driver, its image's entrypoint, the sidecar's kill command", async () => {
+    const cm = find("ConfigMap")[0]!;
+    const parsed = await argoParse(cm);
+    expect(parsed.artifactDrivers).toEqual([{ name: "s3", image: sidecarImage(), connectionTimeoutSeconds: 10 }]);
+    expect(parsed.images?.[sidecarImage()]?.entrypoint).toEqual(["node", "/app/dist/main.js"]);
+    const annotations = parsed.workflowDefaults?.spec?.podMetadata?.annotations ?? {};
+    expect(JSON.parse(annotations["workflows.argoproj.io/kill-cmd-artifact-plugin-s3"] ?? "null")).toEqual(["/var/run/argo/argoexec", "kill", "0", "1"]);
+    // The parser can fail: a key beside the others that Argo does not know stops the controller.
+    await expect(argoParse({ ...cm, data: { ...cm.data, artifactDriver: "[]" } })).rejects.toThrow(/unknown field "artifactDriver"/);
   });
 
   it("gives argo-server its own pod name (its start-up image check otherwise picks any argo-server pod)", () => {
