@@ -8,6 +8,7 @@ import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { parseAllDocuments, parse, stringify } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readmeOverlay } from "../../scripts/lib/argo-install.mjs";
 import { argoTools, kustomizeBinary } from "../../scripts/lib/tools.mjs";
 import { ROOT } from "../support/plugin.js";
 
@@ -18,14 +19,6 @@ interface Container {
   image?: string;
   args?: string[];
   volumeMounts?: { name: string; mountPath: string }[];
-}
-
-/** The install overlay exactly as the README prints it (Install, step 2). */
-export function readmeOverlay(): string {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const block = /^ *```yaml\n *# kustomization\.yaml\n([\s\S]*?)^ *```/m.exec(readme)?.[1];
-  if (!block) throw new Error("README has no ```yaml block starting with '# kustomization.yaml'");
-  return block.replace(/^ {3}/gm, "");
 }
 
 /**

@@ -1,0 +1,149 @@
+// @ts-check
+// Argo Workflows installed into the test cluster the way the README tells an
+// operator to: Argo's own manifests (cluster-install, from the Go module zip,
+// the same tree Argo's release install.yaml is rendered from), our deploy/
+// Component and the README's overlay as printed, applied with the README's
+// command (kubectl apply --server-side -k). The only edits are what a
+// registry-less cluster needs: the overlay's remote install.yaml becomes the
+// local manifests, Argo's images point at images the setup built, and the test
+// patch (below, kept apart from the overlay) speeds the controller up and turns
+// argo-server's auth to `server` so the test can call its API.
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, readdirSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { ROOT } from "./tools.mjs";
+
+export const NAMESPACE = "argo";
+export const ARGO_IMAGES = {
+  controller: "local/workflow-controller:v4.0.5",
+  cli: "local/argocli:v4.0.5",
+  exec: "local/argoexec:v4.0.5",
+};
+
+/** The README's install overlay, exactly as printed (Install, step 2). */
+export function readmeOverlay() {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const block = /^ *```yaml\n *# kustomization\.yaml\n([\s\S]*?)^ *```/m.exec(readme)?.[1];
+  if (!block) throw new Error("README has no ```yaml block starting with '# kustomization.yaml'");
+  return block.replace(/^ {3}/gm, "");
+}
+
+/** The README's apply command, exactly as printed. */
+export function readmeApplyCommand() {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const cmd = /^ *```sh\n *(kubectl apply[^\n]*)\n *```/m.exec(readme)?.[1];
+  if (!cmd) throw new Error("README has no ```sh block with the kubectl apply command");
+  return cmd.trim().split(/\s+/).slice(1);
+}
+
+/** A writable copy of a read-only tree (the Go module cache is 0444). @param {string} from @param {string} to */
+function copyTree(from, to) {
+  cpSync(from, to, { recursive: true });
+  const walk = (/** @type {string} */ d) => {
+    chmodSync(d, 0o755);
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else chmodSync(p, 0o644);
+    }
+  };
+  walk(to);
+}
+
+/**
+ * @param {{ kubectl: (args: string[], opts?: { input?: string, timeoutMs?: number }) => Promise<{ stdout: string, stderr: string }> }} cluster
+ * @param {{ argoModule: string, pluginImage: string, executorMemory?: string, controllerConfig?: string, workflowSecrets?: string[] }} opts
+ *   pluginImage: "name:tag" as imported into the cluster; executorMemory: the executor's memory limit
+ *   (the plugin containers inherit it); controllerConfig: extra controller ConfigMap data keys (YAML);
+ *   workflowSecrets: the secrets workflows in Argo's namespace may name (the Role's resourceNames).
+ * @returns {Promise<{ dir: string, overlay: string, cleanup: () => void }>}
+ */
+export async function installArgo(cluster, opts) {
+  const dir = mkdtempSync(join(tmpdir(), "argo-install-"));
+  copyTree(join(opts.argoModule, "manifests"), join(dir, "argo-manifests"));
+  copyTree(join(ROOT, "deploy"), join(dir, "argo-s3-artifact-plugin", "deploy"));
+  const app = join(dir, "install");
+  mkdirSync(app);
+  const [pluginName, pluginTag] = splitImage(opts.pluginImage);
+  let overlay = readmeOverlay();
+  const remote = /https:\/\/github\.com\/argoproj\/argo-workflows\/releases\/download\/v[\d.]+\/install\.yaml/;
+  if (!remote.test(overlay)) throw new Error("the README's overlay no longer names Argo's install.yaml; update scripts/lib/argo-install.mjs");
+  overlay = overlay
+    .replace(remote, relative(app, join(dir, "argo-manifests", "cluster-install")))
+    .replace("path/to/argo-s3-artifact-plugin/deploy", relative(app, join(dir, "argo-s3-artifact-plugin", "deploy")))
+    .replace(/newName: registry\.example\.com\/argo-s3-artifact-plugin\n(\s+)newTag: "[^"]*"/, `newName: ${pluginName}\n$1newTag: "${pluginTag}"`);
+  if (!overlay.includes(`newName: ${pluginName}`)) throw new Error("could not put the plugin image into the README's overlay");
+  // A registry-less cluster: Argo's images are the ones the setup built and imported.
+  const [ctlName, ctlTag] = splitImage(ARGO_IMAGES.controller);
+  const [cliName, cliTag] = splitImage(ARGO_IMAGES.cli);
+  overlay = overlay.replace(
+    /^images:\n/m,
+    `images:\n  - {name: quay.io/argoproj/workflow-controller, newName: ${ctlName}, newTag: "${ctlTag}"}\n  - {name: quay.io/argoproj/argocli, newName: ${cliName}, newTag: "${cliTag}"}\n`,
+  );
+  overlay += `patches:\n  - path: test-patch.yaml\n`;
+  writeFileSync(join(app, "kustomization.yaml"), overlay);
+  const executorMemory = opts.executorMemory ?? "256Mi";
+  writeFileSync(
+    join(app, "test-patch.yaml"),
+    [
+      "apiVersion: apps/v1",
+      "kind: Deployment",
+      "metadata: {name: workflow-controller}",
+      "spec:",
+      "  template:",
+      "    spec:",
+      "      containers:",
+      "        - name: workflow-controller",
+      `          args: [--executor-image, ${ARGO_IMAGES.exec}]`,
+      "          env:",
+      "            - {name: LEADER_ELECTION_DISABLE, value: \"true\"}",
+      "            - {name: DEFAULT_REQUEUE_TIME, value: 1s}",
+      "---",
+      "apiVersion: apps/v1",
+      "kind: Deployment",
+      "metadata: {name: argo-server}",
+      "spec:",
+      "  template:",
+      "    spec:",
+      "      containers:",
+      "        - name: argo-server",
+      "          args: [server, --auth-mode=server]",
+      "---",
+      "apiVersion: v1",
+      "kind: ConfigMap",
+      "metadata: {name: workflow-controller-configmap}",
+      "data:",
+      "  executor: |",
+      "    resources:",
+      `      requests: {cpu: 10m, memory: 64Mi}`,
+      `      limits: {memory: ${executorMemory}}`,
+      ...(opts.controllerConfig ? [opts.controllerConfig] : []),
+      "",
+    ].join("\n"),
+  );
+  await cluster.kubectl(["create", "namespace", NAMESPACE]);
+  await cluster.kubectl([...readmeApplyCommand().slice(0, -1), app], { timeoutMs: 180_000 });
+  // README, Install step 3: the per-namespace secrets Role, its resourceNames edited to the secrets the workflows name.
+  const wns = join(dir, "argo-s3-artifact-plugin", "deploy", "workflow-namespace");
+  const role = join(wns, "secrets-role.yaml");
+  const roleText = readFileSync(role, "utf8");
+  if (!roleText.includes("resourceNames: [s3-credentials]")) throw new Error("deploy/workflow-namespace/secrets-role.yaml changed shape; update scripts/lib/argo-install.mjs");
+  writeFileSync(role, roleText.replace("resourceNames: [s3-credentials]", `resourceNames: [${(opts.workflowSecrets ?? []).join(", ")}]`));
+  await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "-k", wns]);
+  // What Argo's docs have every workflow namespace grant the workflow's service account (quick-start's roles).
+  const quick = join(dir, "argo-manifests", "quick-start", "base");
+  for (const f of ["executor/emissary/executor-role.yaml", "executor-default-rolebinding.yaml", "artifactgc-role.yaml", "artifactgc-default-rolebinding.yaml"]) {
+    await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "-f", join(quick, f)]);
+  }
+  for (const d of ["workflow-controller", "argo-server"]) {
+    await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", `deploy/${d}`, "--timeout=240s"], { timeoutMs: 250_000 });
+  }
+  return { dir, overlay, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** @param {string} image @returns {[string, string]} */
+function splitImage(image) {
+  const i = image.lastIndexOf(":");
+  if (i < 0 || image.slice(i).includes("/")) throw new Error(`image ${image} has no tag`);
+  return [image.slice(0, i), image.slice(i + 1)];
+}

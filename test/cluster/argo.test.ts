@@ -1,0 +1,265 @@
+// The cluster tier: a real one-node Kubernetes (built from the Go module
+// proxy and Debian's etcd/containerd/runc/CNI) with Argo installed the way the
+// README tells an operator to (scripts/lib/argo-install.mjs), and Workflows run
+// by Argo's real controller, executor and argo-server. Everything with an
+// address lives in a network namespace the setup creates; MinIO runs there on
+// the node's address, and the test reads objects back through curl inside it.
+import { type ChildProcess, execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ARGO_IMAGES, NAMESPACE, installArgo } from "../../scripts/lib/argo-install.mjs";
+import * as clusterLib from "../../scripts/lib/cluster.mjs";
+import { minioBinary } from "../../scripts/lib/tools.mjs";
+import { eventually } from "../support/bounded.js";
+import { ROOT } from "../support/plugin.js";
+import { type Store, examples } from "./examples.js";
+
+const run = promisify(execFile);
+const why = clusterLib.cannotRun?.();
+if (why) process.stdout.write(`cluster tier skipped: ${why}\n`);
+
+type Cluster = Awaited<ReturnType<typeof clusterLib.startCluster>>;
+let cluster: Cluster;
+let minio: ChildProcess | undefined;
+let minioDir: string;
+let store: Store;
+let install: { cleanup: () => void } | undefined;
+const KEYS = { access: "cluster-tier", secret: "cluster-tier-secret-key" };
+const BUSYBOX = "local/busybox:1";
+const PLUGIN_IMAGE = "argo-s3-artifact-plugin:cluster-test";
+
+/** curl inside the cluster's network namespace, SigV4-signed for MinIO. */
+async function s3(method: string, path: string): Promise<Buffer> {
+  const r = await run(
+    "ip",
+    ["netns", "exec", cluster.netns, "curl", "-sS", "--fail-with-body", "-X", method, "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", `${KEYS.access}:${KEYS.secret}`, `http://${store.endpoint}${path}`],
+    { encoding: "buffer", maxBuffer: 2 ** 31 - 1, timeout: 120_000 },
+  );
+  return r.stdout;
+}
+const objectBytes = (key: string) => s3("GET", `/${store.bucket}/${key.split("/").map(encodeURIComponent).join("/")}`);
+async function keysUnder(prefix: string): Promise<string[]> {
+  const xml = (await s3("GET", `/${store.bucket}?list-type=2&prefix=${encodeURIComponent(prefix)}`)).toString();
+  return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!);
+}
+
+interface WorkflowStatus {
+  phase?: string;
+  message?: string;
+  nodes?: Record<string, { type: string; phase: string; message?: string; displayName: string; templateName?: string; outputs?: { artifacts?: { name: string; plugin?: { key: string } }[] } }>;
+}
+
+async function kubectlJson<T>(args: string[]): Promise<T> {
+  return JSON.parse((await cluster.kubectl([...args, "-o", "json"])).stdout) as T;
+}
+
+/** Everything a failing Workflow left: node messages and every container's log. */
+async function diagnose(name: string, ns = NAMESPACE): Promise<string> {
+  const lines: string[] = [];
+  const wf = await kubectlJson<{ status: WorkflowStatus }>(["-n", ns, "get", "wf", name]).catch((e: Error) => ({ status: { message: e.message } as WorkflowStatus }));
+  lines.push(`workflow ${name}: ${wf.status.phase} ${wf.status.message ?? ""}`);
+  for (const n of Object.values(wf.status.nodes ?? {})) lines.push(`  node ${n.displayName}: ${n.phase} ${n.message ?? ""}`);
+  const pods = await kubectlJson<{ items: { metadata: { name: string }; spec: { initContainers?: { name: string }[]; containers: { name: string }[] } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${name}`]).catch(() => ({ items: [] }));
+  for (const p of pods.items) {
+    for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
+      const log = await cluster.kubectl(["-n", ns, "logs", p.metadata.name, "-c", c.name, "--tail=30"]).then((r) => r.stdout, (e: Error) => e.message);
+      lines.push(`--- ${p.metadata.name}/${c.name}\n${log}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+/** Submits a Workflow and waits for it to end; returns its name and status. */
+async function runWorkflow(doc: Record<string, unknown>, ns = NAMESPACE, timeoutMs = 240_000): Promise<{ name: string; status: WorkflowStatus }> {
+  const created = await cluster.kubectl(["-n", ns, "create", "-f", "-", "-o", "jsonpath={.metadata.name}"], { input: stringify(doc) });
+  const name = created.stdout.trim();
+  let status: WorkflowStatus = {};
+  await eventually(
+    `Workflow ${name} to end`,
+    async () => {
+      status = (await kubectlJson<{ status?: WorkflowStatus }>(["-n", ns, "get", "wf", name])).status ?? {};
+      return ["Succeeded", "Failed", "Error"].includes(status.phase ?? "");
+    },
+    timeoutMs,
+  ).catch(async (e: Error) => {
+    throw new Error(`${e.message}\n${await diagnose(name, ns)}`);
+  });
+  return { name, status };
+}
+
+async function expectSucceeded(doc: Record<string, unknown>, ns = NAMESPACE): Promise<{ name: string; status: WorkflowStatus }> {
+  const r = await runWorkflow(doc, ns);
+  if (r.status.phase !== "Succeeded") expect.fail(await diagnose(r.name, ns));
+  return r;
+}
+
+async function podLog(workflow: string, templateName: string, ns = NAMESPACE): Promise<string> {
+  const pods = await kubectlJson<{ items: { metadata: { name: string; annotations?: Record<string, string> } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${workflow}`]);
+  const pod = pods.items.find((p) => p.metadata.name.includes(`-${templateName}-`));
+  if (!pod) throw new Error(`no pod of template ${templateName} in ${workflow}: ${pods.items.map((p) => p.metadata.name).join(", ")}`);
+  const log = (await cluster.kubectl(["-n", ns, "logs", pod.metadata.name, "-c", "main"])).stdout;
+  // The main container's log also carries the emissary's own lines (argoexec's logger): the program's output is the rest.
+  return log
+    .split("\n")
+    .filter((l) => !/^time=\S+ level=\w+ msg=/.test(l))
+    .join("\n");
+}
+
+const ran: Record<string, { name: string; status: WorkflowStatus }> = {};
+
+/** A GET to argo-server's HTTPS port from inside the cluster's namespace (its own self-signed certificate). */
+async function argoServer(path: string): Promise<{ status: number; body: Buffer }> {
+  const pods = await kubectlJson<{ items: { status: { podIP?: string; phase: string } }[] }>(["-n", NAMESPACE, "get", "pods", "-l", "app=argo-server"]);
+  const ip = pods.items.find((p) => p.status.phase === "Running" && p.status.podIP)?.status.podIP;
+  if (!ip) throw new Error("no running argo-server pod");
+  const r = await run("ip", ["netns", "exec", cluster.netns, "curl", "-sSk", "-w", "\n%{http_code}", `https://${ip}:2746${path}`], { encoding: "buffer", maxBuffer: 2 ** 30, timeout: 120_000 });
+  const text = r.stdout;
+  const cut = text.lastIndexOf(0x0a);
+  return { status: Number(text.subarray(cut + 1).toString()), body: text.subarray(0, cut) };
+}
+
+const nodeOf = (status: WorkflowStatus, template: string) => Object.entries(status.nodes ?? {}).find(([, n]) => n.templateName === template && n.type === "Pod")?.[0];
+
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+beforeAll(async () => {
+  if (why) return;
+  const images = await clusterLib.clusterImages(PLUGIN_IMAGE);
+  cluster = await clusterLib.startCluster({ images });
+  // MinIO on the node's address inside the namespace: pods reach it, the host's namespace does not.
+  minioDir = mkdtempSync(join(tmpdir(), "cluster-minio-"));
+  store = { endpoint: `${cluster.nodeIP}:9000`, bucket: "argo", secret: "minio-keys" };
+  // In the cluster's namespace and cgroup: the cluster's stop() ends it too.
+  minio = cluster.spawn(await minioBinary(), ["server", minioDir, "--address", store.endpoint, "--console-address", `${cluster.nodeIP}:9001`, "--quiet"], {
+    env: { PATH: process.env["PATH"] ?? "", HOME: minioDir, MINIO_ROOT_USER: KEYS.access, MINIO_ROOT_PASSWORD: KEYS.secret, MINIO_BROWSER: "off", MINIO_UPDATE: "off" },
+  });
+  await eventually(
+    "MinIO in the cluster's namespace",
+    async () => {
+      await s3("PUT", `/${store.bucket}`).catch(() => undefined);
+      await s3("HEAD", `/${store.bucket}`);
+      return true;
+    },
+    60_000,
+    250,
+  );
+  const i = await installArgo(cluster, { argoModule: await clusterLib.argoModuleDir(), pluginImage: PLUGIN_IMAGE, executorMemory: "256Mi", workflowSecrets: [store.secret] });
+  install = i;
+  await cluster.kubectl(["-n", NAMESPACE, "create", "secret", "generic", store.secret, `--from-literal=accesskey=${KEYS.access}`, `--from-literal=secretkey=${KEYS.secret}`]);
+}, 40 * 60_000);
+
+afterAll(async () => {
+  minio?.kill("SIGKILL");
+  await cluster?.stop();
+  install?.cleanup();
+  if (minioDir) rmSync(minioDir, { recursive: true, force: true });
+}, 120_000);
+
+describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
+  it("installs as the README says: the controller and argo-server run with the plugin's sidecar", async () => {
+    const server = await kubectlJson<{ spec: { template: { spec: { containers: { name: string; image: string }[] } } } }>(["-n", NAMESPACE, "get", "deploy", "argo-server"]);
+    expect(server.spec.template.spec.containers.map((c) => c.image)).toEqual(expect.arrayContaining([ARGO_IMAGES.cli, PLUGIN_IMAGE]));
+    const cm = await kubectlJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", "configmap", "workflow-controller-configmap"]);
+    expect(cm.data["artifactDrivers"]).toContain(PLUGIN_IMAGE);
+  });
+
+  it("runs the file example: the consumer reads the bytes the producer stored", async () => {
+    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
+    const { name, status } = (ran["file"] = await expectSucceeded(wf));
+    const stored = await objectBytes(`runs/${name}/report.txt`);
+    expect(stored.length).toBeGreaterThan(10);
+    expect(await podLog(name, "consume")).toBe(stored.toString());
+  });
+
+  it("runs the directory example (archive none, mode): every file stored, the consumer counts them", async () => {
+    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-directory-artifact.yaml")!.doc;
+    const { name } = (ran["directory"] = await expectSucceeded(wf));
+    const keys = await keysUnder(`runs/${name}/`);
+    expect(keys.filter((k) => k.includes("/logs/part-"))).toHaveLength(50);
+    const numbers = keys.find((k) => k.endsWith("data/numbers.txt"))!;
+    const body = (await objectBytes(numbers)).toString();
+    expect(body).toBe(Array.from({ length: 100000 }, (_, i) => `${i + 1}\n`).join(""));
+    expect(await podLog(name, "consume")).toMatch(/^ok\n100000 \/in\/data\/numbers\.txt\n50\n$/);
+  });
+
+  it("runs the key-only example through the default artifact repository that names the plugin", async () => {
+    const all = examples(ROOT, store, BUSYBOX);
+    const repos = all.find((e) => e.file === "artifact-repository.yaml")!.doc;
+    await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "-f", "-"], { input: stringify(repos) });
+    const { name } = await expectSucceeded(all.find((e) => e.file === "workflow-key-only.yaml")!.doc);
+    const keys = await keysUnder(`artifacts/${name}/`);
+    expect(keys.length).toBeGreaterThan(0);
+    expect(await podLog(name, "consume")).toBe("hello\n");
+  });
+
+  it("saves a 512 MiB output on an emptyDir with the executor's 256 MiB limit, and the next step loads it", async () => {
+    const mib = 512;
+    const wf = examples(ROOT, store, BUSYBOX, (c) => c.replace(/count=\d+/, `count=${mib}`)).find((e) => e.file === "workflow-large-output.yaml" && e.kind === "Workflow")!.doc;
+    const { name, status } = await expectSucceeded(wf);
+    const key = Object.values(status.nodes ?? {})
+      .flatMap((n) => n.outputs?.artifacts ?? [])
+      .find((a) => a.plugin?.key)?.plugin?.key;
+    expect(key, JSON.stringify(status.nodes)).toBeDefined();
+    const stored = await objectBytes(key!);
+    expect(stored.length).toBe(mib * 2 ** 20);
+    expect(await podLog(name, "consume")).toBe(`${sha256(stored)}  /work/in/blob.bin\n`);
+  });
+
+  it("argo-server serves a file and lists a directory through its shared plugin sidecar, once the operator allows the secret", async () => {
+    const file = ran["file"];
+    const dir = ran["directory"];
+    if (!file || !dir) expect.fail("the file and directory examples ran first");
+    // Shared mode: the sidecar reads no secret a workflow names until the operator lists it (README, Install).
+    const before = await argoServer(`/artifacts/${NAMESPACE}/${file.name}/${nodeOf(file.status, "produce")}/report`);
+    expect(before.status).toBe(500);
+    await cluster.kubectl(["-n", NAMESPACE, "set", "env", "deploy/argo-server", "-c", "s3-artifact-plugin", `ARGO_S3_PLUGIN_ALLOWED_SECRETS=${store.secret}`]);
+    await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", "deploy/argo-server", "--timeout=240s"], { timeoutMs: 250_000 });
+    let got: { status: number; body: Buffer } = { status: 0, body: Buffer.alloc(0) };
+    await eventually("argo-server to serve the artifact", async () => {
+      got = await argoServer(`/artifacts/${NAMESPACE}/${file.name}/${nodeOf(file.status, "produce")}/report`);
+      return got.status === 200;
+    }, 60_000).catch((e: Error) => {
+      throw new Error(`${e.message}: HTTP ${got.status} ${got.body.toString().slice(0, 500)}`);
+    });
+    expect(got.body.equals(await objectBytes(`runs/${file.name}/report.txt`))).toBe(true);
+    const listing = await argoServer(`/artifact-files/${NAMESPACE}/workflows/${dir.name}/${nodeOf(dir.status, "produce")}/outputs/results/`);
+    expect(listing.status, listing.body.toString()).toBe(200);
+    expect(listing.body.toString()).toMatch(/status/);
+    expect(listing.body.toString()).toMatch(/logs\//);
+  });
+
+  it("fails a step on a wrong bucket with the plugin's message in the node (what argo get shows)", async () => {
+    const wf = examples(ROOT, { ...store, bucket: "no-such-bucket" }, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
+    const { name, status } = await runWorkflow(wf);
+    expect(status.phase, await diagnose(name)).toBe("Failed");
+    const messages = Object.values(status.nodes ?? {}).map((n) => n.message ?? "").join("\n");
+    expect(messages).toMatch(/no-such-bucket/);
+    expect(messages).toMatch(/NoSuchBucket|does not exist/);
+  });
+
+  it("deletes file and directory artifacts with artifact GC when the Workflow is deleted", async () => {
+    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-directory-artifact.yaml")!.doc as { spec: Record<string, unknown> };
+    wf.spec["artifactGC"] = { strategy: "OnWorkflowDeletion" };
+    const { name } = await expectSucceeded(wf);
+    expect((await keysUnder(`runs/${name}/`)).length).toBeGreaterThan(50);
+    await cluster.kubectl(["-n", NAMESPACE, "delete", "wf", name, "--wait=false"]);
+    let left: string[] = [];
+    let gone = false;
+    await eventually(
+      `artifact GC of ${name}`,
+      async () => {
+        left = await keysUnder(`runs/${name}/`);
+        gone = await cluster.kubectl(["-n", NAMESPACE, "get", "wf", name]).then(() => false, () => true);
+        return left.length === 0 && gone;
+      },
+      180_000,
+    ).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${left.length} objects left, workflow gone: ${gone}\n${await diagnose(name)}`);
+    });
+  });
+});
