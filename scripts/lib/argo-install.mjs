@@ -11,14 +11,12 @@
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { IMAGES, splitRef } from "./cluster.mjs";
 import { ROOT } from "./tools.mjs";
 
 export const NAMESPACE = "argo";
-export const ARGO_IMAGES = {
-  controller: "local/workflow-controller:v4.0.5",
-  cli: "local/argocli:v4.0.5",
-  exec: "local/argoexec:v4.0.5",
-};
+/** Argo's images as the cluster setup builds and imports them. */
+export const ARGO_IMAGES = { controller: IMAGES.workflowController, cli: IMAGES.argoCli, exec: IMAGES.argoexec };
 
 /** The README's install overlay, exactly as printed (Install, step 2). */
 export function readmeOverlay() {
@@ -64,7 +62,8 @@ export async function installArgo(cluster, opts) {
   copyTree(join(ROOT, "deploy"), join(dir, "argo-s3-artifact-plugin", "deploy"));
   const app = join(dir, "install");
   mkdirSync(app);
-  const [pluginName, pluginTag] = splitImage(opts.pluginImage);
+  if (!/:[^/:]+$/.test(opts.pluginImage)) throw new Error(`plugin image ${opts.pluginImage} has no tag`);
+  const [pluginName, pluginTag] = splitRef(opts.pluginImage);
   let overlay = readmeOverlay();
   const remote = /https:\/\/github\.com\/argoproj\/argo-workflows\/releases\/download\/v[\d.]+\/install\.yaml/;
   if (!remote.test(overlay)) throw new Error("the README's overlay no longer names Argo's install.yaml; update scripts/lib/argo-install.mjs");
@@ -74,8 +73,8 @@ export async function installArgo(cluster, opts) {
     .replace(/newName: registry\.example\.com\/argo-s3-artifact-plugin\n(\s+)newTag: "[^"]*"/, `newName: ${pluginName}\n$1newTag: "${pluginTag}"`);
   if (!overlay.includes(`newName: ${pluginName}`)) throw new Error("could not put the plugin image into the README's overlay");
   // A registry-less cluster: Argo's images are the ones the setup built and imported.
-  const [ctlName, ctlTag] = splitImage(ARGO_IMAGES.controller);
-  const [cliName, cliTag] = splitImage(ARGO_IMAGES.cli);
+  const [ctlName, ctlTag] = splitRef(ARGO_IMAGES.controller);
+  const [cliName, cliTag] = splitRef(ARGO_IMAGES.cli);
   overlay = overlay.replace(
     /^images:\n/m,
     `images:\n  - {name: quay.io/argoproj/workflow-controller, newName: ${ctlName}, newTag: "${ctlTag}"}\n  - {name: quay.io/argoproj/argocli, newName: ${cliName}, newTag: "${cliTag}"}\n`,
@@ -139,11 +138,4 @@ export async function installArgo(cluster, opts) {
     await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", `deploy/${d}`, "--timeout=240s"], { timeoutMs: 250_000 });
   }
   return { dir, overlay, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-/** @param {string} image @returns {[string, string]} */
-function splitImage(image) {
-  const i = image.lastIndexOf(":");
-  if (i < 0 || image.slice(i).includes("/")) throw new Error(`image ${image} has no tag`);
-  return [image.slice(0, i), image.slice(i + 1)];
 }

@@ -45,7 +45,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { imageEnv } from "./image-env.mjs";
-import { ROOT, ToolError, cacheDir, toolVersions } from "./tools.mjs";
+import { ROOT, ToolError, cacheDir, publish, requireGo, toolVersions } from "./tools.mjs";
 
 const execFileP = promisify(execFile);
 
@@ -157,21 +157,6 @@ function tail(file, n) {
   }
 }
 
-async function requireGo() {
-  try {
-    await run("go", ["version"], { timeoutMs: 30_000 });
-  } catch {
-    throw new ToolError("the cluster tier builds Kubernetes and Argo from source with Go, and `go` was not found on PATH. Install Go ≥ 1.25 (https://go.dev/dl/).");
-  }
-}
-
-/** Copies a built file into the cache without a window where a half-written file has the final name. @param {string} from @param {string} to */
-function publish(from, to) {
-  copyFileSync(from, `${to}.tmp`);
-  chmodSync(`${to}.tmp`, 0o755);
-  renameSync(`${to}.tmp`, to);
-}
-
 /**
  * Why the cluster tier cannot run on this machine, or undefined when it can
  * (Linux, root, Go, apt-get or the packages already installed).
@@ -225,7 +210,7 @@ export async function clusterBinaries() {
   const out = /** @type {{ [K in keyof typeof BINARIES]: string }} */ (Object.fromEntries(Object.entries(BINARIES).map(([k, v]) => [k, join(dir, v)])));
   const missing = (/** @type {string[]} */ names) => names.some((n) => !existsSync(join(dir, n)));
   if (!missing(K8S_COMMANDS) && !missing(ARGO_COMMANDS)) return out;
-  await requireGo();
+  await requireGo("the cluster tier (Kubernetes and Argo)");
   mkdirSync(dir, { recursive: true });
   const goOpts = (/** @type {string} */ cwd) => ({ cwd, env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false" }, timeoutMs: 60 * 60_000 });
   if (missing(K8S_COMMANDS)) {
@@ -277,7 +262,7 @@ let argoModuleDirPromise;
  */
 export function argoModuleDir() {
   argoModuleDirPromise ??= (async () => {
-    await requireGo();
+    await requireGo("the cluster tier (Kubernetes and Argo)");
     const r = await run("go", ["mod", "download", "-json", `${ARGO_MODULE}@${ARGO_VERSION}`], { cwd: tmpdir(), env: { ...process.env, GOFLAGS: "-mod=mod" }, timeoutMs: 10 * 60_000 });
     const info = /** @type {{ Dir?: string, Error?: string }} */ (JSON.parse(r.stdout));
     if (!info.Dir || !existsSync(join(info.Dir, "manifests"))) throw new Error(`go mod download ${ARGO_MODULE}@${ARGO_VERSION} gave no module directory with manifests/: ${info.Error ?? r.stdout.slice(0, 300)}`);
@@ -469,7 +454,7 @@ export async function pauseImage() {
   const src = join(ROOT, "test", "cluster", "pause", "main.go");
   const key = createHash("sha256").update(readFileSync(src));
   return cachedImage("pause", key, async (out) => {
-    await requireGo();
+    await requireGo("the cluster tier (Kubernetes and Argo)");
     const tmp = mkdtempSync(join(tmpdir(), "cluster-pause-"));
     try {
       copyFileSync(src, join(tmp, "main.go"));
@@ -521,7 +506,7 @@ export const workflowControllerImage = () => argoImage("workflowController", IMA
 export const argoCliImage = () => argoImage("argo", IMAGES.argoCli);
 
 /** @param {string} ref @returns {[string, string]} */
-function splitRef(ref) {
+export function splitRef(ref) {
   const i = ref.lastIndexOf(":");
   if (i <= ref.lastIndexOf("/")) return [ref, "latest"];
   return [ref.slice(0, i), ref.slice(i + 1)];

@@ -29,16 +29,24 @@ export function cacheDir() {
   return join(base, "argo-s3-artifact-plugin");
 }
 
-/** A clear error when Go is missing, instead of a spawn stack trace. @param {string} what */
-async function requireGo(what) {
+/**
+ * A clear error when Go is missing, instead of a spawn stack trace.
+ * @param {string} what what is built @param {string} [envVar] the variable that takes a ready binary instead, if there is one
+ */
+export async function requireGo(what, envVar) {
   try {
     await run("go", ["version"]);
   } catch {
-    const envVar = `${what.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_BIN`;
-    throw new ToolError(
-      `${what} is built from source with Go, and \`go\` was not found on PATH. Install Go ≥ 1.25 (https://go.dev/dl/), or point ${envVar} at a ${what} binary you already have.`,
-    );
+    const instead = envVar ? `, or point ${envVar} at a ${what} binary you already have` : "";
+    throw new ToolError(`${what} is built from source with Go, and \`go\` was not found on PATH. Install Go ≥ 1.25 (https://go.dev/dl/)${instead}.`);
   }
+}
+
+/** Copies a built file into the cache (copied, not renamed: the cache may be on another file system) with no moment where a half-written file has the final name. @param {string} from @param {string} to */
+export function publish(from, to) {
+  copyFileSync(from, `${to}.tmp`);
+  chmodSync(`${to}.tmp`, 0o755);
+  renameSync(`${to}.tmp`, to);
 }
 
 /** A missing prerequisite: scripts print the message alone, without a stack trace. */
@@ -53,7 +61,7 @@ export async function goInstall(module, version, binary) {
   const bin = join(dir, binary);
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
-  await requireGo(binary);
+  await requireGo(binary, `${binary.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_BIN`);
   process.stderr.write(`building ${module}@${version} with go install (minutes, once per machine)...\n`);
   const env = { ...process.env, GOBIN: dir, GOFLAGS: "-buildvcs=false" };
   const opts = { env, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 };
@@ -126,16 +134,9 @@ export async function argoTools() {
     copyFileSync(join(src, "overlay", "osspecific_linux.go"), join(tmp, "vendor", "github.com", "argoproj", "argo-workflows", "v4", "workflow", "executor", "osspecific", "osspecific_linux.go"));
     mkdirSync(dir, { recursive: true });
     await run("go", ["build", "-mod=vendor", "-o", join(tmp, "bin") + "/", "github.com/argoproj/argo-workflows/v4/cmd/argoexec", "./lint", "./configcheck"], opts);
-    // Copied, not renamed: the cache may be on another file system than the temp dir.
-    copyFileSync(join(tmp, "bin", "configcheck"), out.configcheck + ".tmp");
-    chmodSync(out.configcheck + ".tmp", 0o755);
-    renameSync(out.configcheck + ".tmp", out.configcheck);
-    copyFileSync(join(tmp, "bin", "lint"), out.lint + ".tmp");
-    copyFileSync(join(tmp, "bin", "argoexec"), out.argoexec + ".tmp");
-    chmodSync(out.lint + ".tmp", 0o755);
-    chmodSync(out.argoexec + ".tmp", 0o755);
-    renameSync(out.lint + ".tmp", out.lint);
-    renameSync(out.argoexec + ".tmp", out.argoexec);
+    publish(join(tmp, "bin", "configcheck"), out.configcheck);
+    publish(join(tmp, "bin", "lint"), out.lint);
+    publish(join(tmp, "bin", "argoexec"), out.argoexec);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

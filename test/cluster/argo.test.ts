@@ -30,7 +30,7 @@ let minioDir: string;
 let store: Store;
 let install: { cleanup: () => void } | undefined;
 const KEYS = { access: "cluster-tier", secret: "cluster-tier-secret-key" };
-const BUSYBOX = "local/busybox:1";
+const BUSYBOX = clusterLib.IMAGES.busybox;
 const PLUGIN_IMAGE = "argo-s3-artifact-plugin:cluster-test";
 
 /** curl inside the cluster's network namespace, SigV4-signed for MinIO. */

@@ -21,17 +21,13 @@
 //     server.volumeMounts; server.extraContainers follow the argo-server
 //     container; the pod's volumes are `tmp` (server.tmpVolume) then
 //     server.volumes. Each list value is inserted as is (toYaml).
-import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { parse, parseAllDocuments, stringify } from "yaml";
 import { describe, expect, it } from "vitest";
-import { argoTools } from "../../scripts/lib/tools.mjs";
 import { ROOT } from "../support/plugin.js";
+import { argoParse } from "../support/argo-config.js";
 
-const run = promisify(execFile);
 
 /** The release the rendering below stands for: `helm upgrade --install argo-workflows argo/argo-workflows -n argo`. */
 const RELEASE = { name: "argo-workflows", namespace: "argo" };
@@ -60,11 +56,6 @@ interface Container {
   [field: string]: unknown;
 }
 
-interface ArgoConfig {
-  artifactDrivers?: { name: string; image: string; connectionTimeoutSeconds?: number }[];
-  images?: Record<string, { entrypoint?: string[] }>;
-  workflowDefaults?: unknown;
-}
 
 const readYaml = (file: string): Obj => parse(readFileSync(join(ROOT, file), "utf8")) as Obj;
 const helmValues = (): Obj => readYaml("deploy/helm-values.yaml");
@@ -119,19 +110,6 @@ function argoServerPod(values: Obj): { containers: Container[]; volumes: Volume[
   };
 }
 
-/** A ConfigMap through Argo's own controller-config parser (test/argo-tools/configcheck). */
-async function argoParse(cm: Obj): Promise<ArgoConfig> {
-  const dir = mkdtempSync(join(tmpdir(), "helm-cm-"));
-  try {
-    writeFileSync(join(dir, "cm.yaml"), stringify(cm));
-    const r = await run((await argoTools()).configcheck, [join(dir, "cm.yaml")], { timeout: 60_000 }).catch((e: { stderr?: string }) => {
-      throw new Error(`Argo's config parser refused it: ${e.stderr ?? String(e)}`);
-    });
-    return JSON.parse(r.stdout) as ArgoConfig;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /** deploy/argo-server-patch.yaml's pod spec: the argo-server container's additions, the sidecar, the volumes. */
 function kustomizePatch(): { server: Container; sidecar: Container; volumes: Volume[] } {
@@ -162,7 +140,7 @@ describe("deploy/helm-values.yaml (argo-helm chart)", () => {
     expect(fromHelm.images).toEqual({ "argo-s3-artifact-plugin:0.1.0": { entrypoint: ["node", "/app/dist/main.js"] } });
     expect(fromHelm.images).toEqual(fromKustomize.images);
     expect(fromHelm.workflowDefaults).toEqual(fromKustomize.workflowDefaults);
-    const annotations = (fromHelm.workflowDefaults as { spec?: { podMetadata?: { annotations?: Record<string, string> } } }).spec?.podMetadata?.annotations;
+    const annotations = fromHelm.workflowDefaults?.spec?.podMetadata?.annotations;
     expect(annotations).toEqual({ "workflows.argoproj.io/kill-cmd-artifact-plugin-s3": '["/var/run/argo/argoexec", "kill", "0", "1"]' });
   });
 

@@ -6,11 +6,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
-import { parseAllDocuments, parse, stringify } from "yaml";
+import { parseAllDocuments, parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readmeOverlay } from "../../scripts/lib/argo-install.mjs";
-import { argoTools, kustomizeBinary } from "../../scripts/lib/tools.mjs";
+import { kustomizeBinary } from "../../scripts/lib/tools.mjs";
 import { ROOT } from "../support/plugin.js";
+import { argoParse } from "../support/argo-config.js";
 
 const run = promisify(execFile);
 
@@ -52,25 +53,7 @@ async function render(): Promise<Record<string, unknown>[]> {
   }
 }
 
-interface ArgoConfig {
-  artifactDrivers?: { name: string; image: string; connectionTimeoutSeconds?: number }[];
-  images?: Record<string, { entrypoint?: string[] }>;
-  workflowDefaults?: { spec?: { podMetadata?: { annotations?: Record<string, string> } } };
-}
 
-/** A ConfigMap through Argo's controller-config parser (test/argo-tools/configcheck). */
-async function argoParse(cm: Record<string, unknown>): Promise<ArgoConfig> {
-  const dir = mkdtempSync(join(tmpdir(), "cm-"));
-  try {
-    writeFileSync(join(dir, "cm.yaml"), stringify(cm));
-    const r = await run((await argoTools()).configcheck, [join(dir, "cm.yaml")], { timeout: 60_000 }).catch((e: { stderr?: string }) => {
-      throw new Error(`Argo's config parser refused it: ${e.stderr ?? e}`);
-    });
-    return JSON.parse(r.stdout) as ArgoConfig;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 describe("deploy/ (kustomize Component)", () => {
   let docs: Record<string, any>[];
