@@ -6,7 +6,8 @@ import { lstat, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ConfigCache } from "../config/parse.js";
 import { Lru } from "../util/lru.js";
-import { PluginError, describeError } from "../errors.js";
+import { localReadProblem } from "../util/local-access.js";
+import { PluginError } from "../errors.js";
 import { BucketSetup } from "../s3/bucket.js";
 import type { S3Target, S3TargetFactory } from "../s3/client.js";
 import { anyUnder, listPrefix } from "../s3/listing.js";
@@ -151,7 +152,7 @@ export class ArtifactService {
     try {
       st = await stat(path);
     } catch (e) {
-      throw new PluginError("local", `cannot save ${path} to ${t.store.location(key)}: ${describeError(e)}`);
+      throw new PluginError("local", `cannot save ${path} to ${t.store.location(key)}: ${localReadProblem(path, e)}`);
     }
     await this.buckets.ensure(t, signal);
     if (st.isFile()) {

@@ -5,6 +5,8 @@
 // and are counted so the caller can log how many were skipped.
 import { opendir } from "node:fs/promises";
 import { join } from "node:path";
+import { PluginError } from "../errors.js";
+import { localReadProblem } from "../util/local-access.js";
 
 export interface WalkedFile {
   path: string;
@@ -21,7 +23,10 @@ export async function* walkFiles(root: string, stats: WalkStats): AsyncGenerator
   const pending: string[] = [""];
   while (pending.length > 0) {
     const relDir = pending.pop()!;
-    const dir = await opendir(relDir === "" ? root : join(root, relDir));
+    const at = relDir === "" ? root : join(root, relDir);
+    const dir = await opendir(at).catch((e: unknown) => {
+      throw new PluginError("local", `cannot save ${at}: ${localReadProblem(at, e)}`);
+    });
     for await (const entry of dir) {
       const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`;
       if (entry.isSymbolicLink()) stats.skippedSymlinks++;

@@ -4,6 +4,7 @@
 // one multipart runner (multipart.ts), or a single PUT when it is small.
 // Memory is bounded by (parts in flight + 1) × part size, whatever the size.
 import { closeSync, constants, fstatSync, openSync, read, readSync } from "node:fs";
+import { localReadProblem } from "../util/local-access.js";
 import { PluginError } from "../errors.js";
 import type { Buffers } from "./buffer-budget.js";
 import type { JobContext } from "./job.js";
@@ -98,7 +99,7 @@ export async function uploadFile(job: JobContext, key: string, path: string, sig
     src = openLocal(path, within);
   } catch (e) {
     if (e instanceof PluginError) throw e;
-    throw new PluginError("local", `cannot save ${path}: ${(e as Error).message}`);
+    throw new PluginError("local", `cannot save ${path}: ${localReadProblem(path, e)}`);
   }
   try {
     return await uploadOpened(job, key, src, signal);

@@ -232,6 +232,43 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
     300_000,
   );
 
+  it("an output the main container wrote 0600 as root fails with the uid that could not read it, the owner and mode, and what to set", async () => {
+    const sidecar = await startSidecar([]);
+    try {
+      const work = join(pod, `private-${Date.now()}`);
+      mkdirSync(join(work, "dir", "sub"), { recursive: true });
+      chmodSync(work, 0o755);
+      writeFileSync(join(work, "secret.bin"), "not for uid 1000");
+      chmodSync(join(work, "secret.bin"), 0o600); // as root with umask 077
+      chmodSync(join(work, "dir"), 0o755);
+      chmodSync(join(work, "dir", "sub"), 0o700);
+      writeFileSync(join(work, "dir", "sub", "x.txt"), "x");
+      const cfg = join(work, "config.yaml");
+      writeFileSync(cfg, `endpoint: ${minio.endpoint}\nbucket: argo\ninsecure: true\n`);
+      chmodSync(cfg, 0o644);
+      const save = (file: string) =>
+        run(
+          "setpriv",
+          [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", "save", "-socket", sidecar.socket, "-config-file", cfg, "-key", `private-${Date.now()}`, "-file", file],
+          { env: { PATH: process.env["PATH"] ?? "", HOME: work }, timeout: 60_000 },
+        ).then(
+          (r) => ({ ok: true, out: `${r.stdout}${r.stderr}` }),
+          (e: { stdout?: string; stderr?: string }) => ({ ok: false, out: `${e.stdout ?? ""}${e.stderr ?? ""}` }),
+        );
+      const file = await save(join(work, "secret.bin"));
+      expect(file.ok, file.out).toBe(false);
+      expect(file.out).toContain(`cannot save ${join(work, "secret.bin")}: permission denied (EACCES): the plugin (uid ${PLUGIN_UID}, gid ${PLUGIN_UID}) cannot read it`);
+      expect(file.out).toContain("is owned by uid 0 (gid 0) with mode 0600");
+      expect(file.out).toMatch(/umask 022 or chmod -R a\+rX .*securityContext\.runAsUser/);
+      const dir = await save(join(work, "dir"));
+      expect(dir.ok, dir.out).toBe(false);
+      expect(dir.out).toContain(`cannot save ${join(work, "dir", "sub")}: permission denied (EACCES)`);
+      expect(dir.out).toContain("with mode 0700");
+    } finally {
+      expect((await stopSidecar(sidecar)).code).toBe(0);
+    }
+  });
+
   it("a second plugin started on the live socket (as `kubectl exec` could) is refused; the first keeps serving uid 8737", async () => {
     const sidecar = await startSidecar([]);
     const second = await run(process.execPath, [join(ROOT, "dist", "main.js"), sidecar.socket], { timeout: 20_000 }).catch((e: { code?: number; stdout?: string }) => e);
