@@ -18,20 +18,42 @@ export const NAMESPACE = "argo";
 /** Argo's images as the cluster setup builds and imports them. */
 export const ARGO_IMAGES = { controller: IMAGES.workflowController, cli: IMAGES.argoCli, exec: IMAGES.argoexec };
 
-/** The README's install overlay, exactly as printed (Install, step 2). */
-export function readmeOverlay() {
+/**
+ * A ```yaml block of the README whose first line is `firstLine`, exactly as
+ * printed, without the list indentation and without that line.
+ * @param {string} firstLine
+ */
+export function readmeYaml(firstLine) {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const block = /^ *```yaml\n *# kustomization\.yaml\n([\s\S]*?)^ *```/m.exec(readme)?.[1];
-  if (!block) throw new Error("README has no ```yaml block starting with '# kustomization.yaml'");
-  return block.replace(/^ {3}/gm, "");
+  for (const block of readme.matchAll(/^ *```yaml\n([\s\S]*?)^ *```/gm)) {
+    const lines = (block[1] ?? "").replace(/^ {3}/gm, "").split("\n");
+    if (lines[0]?.trim() === firstLine) return lines.slice(1).join("\n");
+  }
+  throw new Error(`README has no \`\`\`yaml block starting with '${firstLine}'`);
 }
 
-/** The README's apply command, exactly as printed. */
-export function readmeApplyCommand() {
+/** The README's install overlay, exactly as printed (Install, step 2). */
+export function readmeOverlay() {
+  return readmeYaml("# kustomization.yaml");
+}
+
+/**
+ * The first command in the README's ```sh blocks that starts with `prefix`,
+ * exactly as printed, split into words (the README's commands have no quoting).
+ * @param {string} prefix
+ */
+export function readmeCommand(prefix) {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const cmd = /^ *```sh\n *(kubectl apply[^\n]*)\n *```/m.exec(readme)?.[1];
-  if (!cmd) throw new Error("README has no ```sh block with the kubectl apply command");
-  return cmd.trim().split(/\s+/).slice(1);
+  for (const block of readme.matchAll(/^ *```sh\n([\s\S]*?)^ *```/gm)) {
+    const line = (block[1] ?? "").split("\n").map((l) => l.trim()).find((l) => l.startsWith(prefix));
+    if (line) return line.split(/\s+/);
+  }
+  throw new Error(`README has no \`\`\`sh block with a command starting "${prefix}"`);
+}
+
+/** The README's apply command, exactly as printed (Install, step 2), without "kubectl". */
+export function readmeApplyCommand() {
+  return readmeCommand("kubectl apply").slice(1);
 }
 
 /** A writable copy of a read-only tree (the Go module cache is 0444). @param {string} from @param {string} to */
@@ -113,6 +135,8 @@ export async function installArgo(cluster, opts) {
       "metadata: {name: workflow-controller-configmap}",
       "data:",
       "  executor: |",
+      // Plugin containers get the executor's args after the socket path (argoexec's flags here).
+      "    args: [--gloglevel, \"2\"]",
       "    resources:",
       `      requests: {cpu: 10m, memory: 64Mi}`,
       `      limits: {memory: ${executorMemory}}`,

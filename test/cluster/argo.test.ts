@@ -6,13 +6,13 @@
 // the node's address, and the test reads objects back through curl inside it.
 import { type ChildProcess, execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ARGO_IMAGES, NAMESPACE, installArgo } from "../../scripts/lib/argo-install.mjs";
+import { ARGO_IMAGES, NAMESPACE, installArgo, readmeCommand } from "../../scripts/lib/argo-install.mjs";
 import * as clusterLib from "../../scripts/lib/cluster.mjs";
 import { minioBinary } from "../../scripts/lib/tools.mjs";
 import { eventually } from "../support/bounded.js";
@@ -98,16 +98,28 @@ async function expectSucceeded(doc: Record<string, unknown>, ns = NAMESPACE): Pr
   return r;
 }
 
-async function podLog(workflow: string, templateName: string, ns = NAMESPACE): Promise<string> {
-  const pods = await kubectlJson<{ items: { metadata: { name: string; annotations?: Record<string, string> } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${workflow}`]);
+/** The log of one container of the pod that ran `templateName`. */
+async function containerLog(workflow: string, templateName: string, container: string, ns = NAMESPACE): Promise<string> {
+  const pods = await kubectlJson<{ items: { metadata: { name: string } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${workflow}`]);
   const pod = pods.items.find((p) => p.metadata.name.includes(`-${templateName}-`));
   if (!pod) throw new Error(`no pod of template ${templateName} in ${workflow}: ${pods.items.map((p) => p.metadata.name).join(", ")}`);
-  const log = (await cluster.kubectl(["-n", ns, "logs", pod.metadata.name, "-c", "main"])).stdout;
+  return (await cluster.kubectl(["-n", ns, "logs", pod.metadata.name, "-c", container])).stdout;
+}
+
+async function podLog(workflow: string, templateName: string, ns = NAMESPACE): Promise<string> {
+  const log = await containerLog(workflow, templateName, "main", ns);
   // The main container's log also carries the emissary's own lines (argoexec's logger): the program's output is the rest.
   return log
     .split("\n")
     .filter((l) => !/^time=\S+ level=\w+ msg=/.test(l))
     .join("\n");
+}
+
+/** The podSpecPatch README Install step 4 gives for a read-only root filesystem, as printed. */
+function readmePodSpecPatch(): string {
+  const m = /^ +podSpecPatch: '([^']+)'$/m.exec(readFileSync(join(ROOT, "README.md"), "utf8"));
+  if (!m) throw new Error("README has no podSpecPatch: '…' line");
+  return m[1]!;
 }
 
 const ran: Record<string, { name: string; status: WorkflowStatus }> = {};
@@ -197,6 +209,21 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     expect(await podLog(name, "consume")).toBe("hello\n");
   });
 
+  it("runs the key-only example on Argo's quick-start layout: its artifact-repositories patched as examples/quick-start-minio.yaml says", async () => {
+    // Argo's own quick-start ConfigMap (from the module's manifests), then the example's merge patch.
+    const quick = join(await clusterLib.argoModuleDir(), "manifests", "quick-start", "base", "artifact-repositories-configmap.yaml");
+    await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "--force-conflicts", "-f", quick]);
+    const all = examples(ROOT, store, BUSYBOX);
+    const patch = all.find((e) => e.file === "quick-start-minio.yaml")!.doc;
+    await cluster.kubectl(["-n", NAMESPACE, "patch", "configmap", "artifact-repositories", "--type", "merge", "-p", JSON.stringify(patch)]);
+    const cm = await kubectlJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", "configmap", "artifact-repositories"]);
+    expect(Object.keys(cm.data), "the quick-start's own entries are kept").toEqual(expect.arrayContaining(["default-v1", "my-key", "plugin-s3"]));
+    const { name } = await expectSucceeded(all.find((e) => e.file === "workflow-key-only.yaml")!.doc);
+    const keys = await keysUnder(`${name}/`);
+    expect(keys.length, keys.join(", ")).toBeGreaterThan(0);
+    expect(await podLog(name, "consume")).toBe("hello\n");
+  });
+
   it("saves a 512 MiB output on an emptyDir with the executor's 256 MiB limit, and the next step loads it", async () => {
     const mib = 512;
     const wf = examples(ROOT, store, BUSYBOX, (c) => c.replace(/count=\d+/, `count=${mib}`)).find((e) => e.file === "workflow-large-output.yaml" && e.kind === "Workflow")!.doc;
@@ -208,20 +235,29 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     const stored = await objectBytes(key!);
     expect(stored.length).toBe(mib * 2 ** 20);
     expect(await podLog(name, "consume")).toBe(`${sha256(stored)}  /work/in/blob.bin\n`);
+    // Argo's limits reached the plugin: its budget follows the executor's 256Mi cgroup, and the executor's args were set aside.
+    const plugin = await containerLog(name, "produce", "artifact-plugin-s3");
+    expect(plugin).toMatch(/"msg":"ready"/);
+    expect(plugin).toContain('"memoryLimitMiB":256');
+    expect(plugin).toContain('"ignoredArgs":["--gloglevel","2"]');
   });
 
   it("argo-server serves a file and lists a directory through its shared plugin sidecar, once the operator allows the secret", async () => {
     const file = ran["file"];
     const dir = ran["directory"];
     if (!file || !dir) expect.fail("the file and directory examples ran first");
-    // Shared mode: the sidecar reads no secret a workflow names until the operator lists it (README, Install).
-    const before = await argoServer(`/artifacts/${NAMESPACE}/${file.name}/${nodeOf(file.status, "produce")}/report`);
+    // Shared mode: the sidecar reads no secret a workflow names until the operator lists it (README, Install, step 5).
+    const download = `/artifact-files/${NAMESPACE}/workflows/${file.name}/${nodeOf(file.status, "produce")}/outputs/report`; // README, Verify
+    const before = await argoServer(download);
     expect(before.status).toBe(500);
-    await cluster.kubectl(["-n", NAMESPACE, "set", "env", "deploy/argo-server", "-c", "s3-artifact-plugin", `ARGO_S3_PLUGIN_ALLOWED_SECRETS=${store.secret}`]);
+    const allow = readmeCommand("kubectl -n argo set env deploy/argo-server");
+    const last = allow.pop()!;
+    expect(last).toMatch(/^ARGO_S3_PLUGIN_ALLOWED_SECRETS=/);
+    await cluster.kubectl([...allow.slice(1), `ARGO_S3_PLUGIN_ALLOWED_SECRETS=${store.secret}`]);
     await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", "deploy/argo-server", "--timeout=240s"], { timeoutMs: 250_000 });
     let got: { status: number; body: Buffer } = { status: 0, body: Buffer.alloc(0) };
     await eventually("argo-server to serve the artifact", async () => {
-      got = await argoServer(`/artifacts/${NAMESPACE}/${file.name}/${nodeOf(file.status, "produce")}/report`);
+      got = await argoServer(download);
       return got.status === 200;
     }, 60_000).catch((e: Error) => {
       throw new Error(`${e.message}: HTTP ${got.status} ${got.body.toString().slice(0, 500)}`);
@@ -261,5 +297,30 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     ).catch(async (e: Error) => {
       throw new Error(`${e.message}: ${left.length} objects left, workflow gone: ${gone}\n${await diagnose(name)}`);
     });
+  });
+
+  it("with the executor's readOnlyRootFilesystem, a plugin input fails in init-artifact-s3 (no volume at the socket's folder); the podSpecPatch the README gives makes it load", async () => {
+    const cm = await kubectlJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", "configmap", "workflow-controller-configmap"]);
+    const executor = cm.data["executor"]!;
+    const reloads = async () => ((await cluster.kubectl(["-n", NAMESPACE, "logs", "deploy/workflow-controller"])).stdout.match(/Configuration updated/g) ?? []).length;
+    const setExecutor = async (text: string) => {
+      const before = await reloads();
+      await cluster.kubectl(["-n", NAMESPACE, "patch", "configmap", "workflow-controller-configmap", "--type", "merge", "-p", JSON.stringify({ data: { executor: text } })]);
+      await eventually("the controller to reload its configuration", async () => (await reloads()) > before, 60_000);
+    };
+    await setExecutor(`${executor.trimEnd()}\nsecurityContext:\n  readOnlyRootFilesystem: true\n`);
+    try {
+      const plain = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
+      const failed = await runWorkflow(plain);
+      const why = await diagnose(failed.name);
+      expect(failed.status.phase, why).not.toBe("Succeeded");
+      expect(why).toMatch(/read-only file system/);
+      const patched = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc as { spec: { templates: { name: string; podSpecPatch?: string }[] } };
+      patched.spec.templates.find((t) => t.name === "consume")!.podSpecPatch = readmePodSpecPatch();
+      const ok = await expectSucceeded(patched);
+      expect(await podLog(ok.name, "consume")).toBe((await objectBytes(`runs/${ok.name}/report.txt`)).toString());
+    } finally {
+      await setExecutor(executor);
+    }
   });
 });

@@ -6,12 +6,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
-import { parseAllDocuments, parse } from "yaml";
+import { parseAllDocuments, parse, stringify } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
-import { readmeOverlay } from "../../scripts/lib/argo-install.mjs";
+import { readmeOverlay, readmeYaml } from "../../scripts/lib/argo-install.mjs";
 import { kustomizeBinary } from "../../scripts/lib/tools.mjs";
 import { ROOT } from "../support/plugin.js";
 import { argoParse } from "../support/argo-config.js";
+import { parseConfig } from "../../src/config/parse.js";
 
 const run = promisify(execFile);
 
@@ -28,12 +29,13 @@ interface Container {
  * manifests (the argo-server Deployment with runAsNonRoot and no runAsUser, the
  * controller ConfigMap) and the Component's path made real; kustomize renders it.
  */
-async function render(): Promise<Record<string, unknown>[]> {
+async function render(opts: { baseData?: Record<string, string>; continued?: string } = {}): Promise<Record<string, unknown>[]> {
   const dir = mkdtempSync(join(tmpdir(), "deploy-"));
   try {
     writeFileSync(
       join(dir, "base.yaml"),
-      `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: workflow-controller-configmap}\ndata: {}\n---\n` +
+      stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "workflow-controller-configmap" }, data: opts.baseData ?? {} }) +
+        `---\n` +
         `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: argo-server}\nspec:\n  selector: {matchLabels: {app: argo-server}}\n  template:\n    metadata: {labels: {app: argo-server}}\n    spec:\n` +
         `      securityContext: {runAsNonRoot: true}\n      containers:\n        - name: argo-server\n          image: quay.io/argoproj/argocli:v4.1.2\n          args: [server]\n          volumeMounts: [{name: tmp, mountPath: /tmp}]\n      volumes: [{name: tmp, emptyDir: {}}]\n`,
     );
@@ -44,7 +46,7 @@ async function render(): Promise<Record<string, unknown>[]> {
       join(dir, "kustomization.yaml"),
       overlay
         .replace(/https:\/\/github\.com\/argoproj\/argo-workflows\/releases\/download\/v[\d.]+\/install\.yaml/, "base.yaml")
-        .replace("path/to/argo-s3-artifact-plugin/deploy", relative(dir, join(ROOT, "deploy"))),
+        .replace("path/to/argo-s3-artifact-plugin/deploy", relative(dir, join(ROOT, "deploy"))) + (opts.continued ?? ""),
     );
     const { stdout } = await run(await kustomizeBinary(), ["build", "--load-restrictor", "LoadRestrictionsNone", dir], { timeout: 60_000 });
     return parseAllDocuments(stdout).map((d) => d.toJS() as Record<string, unknown>);
@@ -112,6 +114,39 @@ describe("deploy/ (kustomize Component)", () => {
     expect(JSON.parse(annotations["workflows.argoproj.io/kill-cmd-artifact-plugin-s3"] ?? "null")).toEqual(["/var/run/argo/argoexec", "kill", "0", "1"]);
     // The parser can fail: a key beside the others that Argo does not know stops the controller.
     await expect(argoParse({ ...cm, data: { ...cm.data, artifactDriver: "[]" } })).rejects.toThrow(/unknown field "artifactDriver"/);
+  });
+
+  it("keeps an images: map the installation already had when the operator adds the README's continued overlay (and loses it without)", async () => {
+    const base = { images: `my-registry.example.com/tool:2.1: {entrypoint: [/usr/bin/tool]}\n` };
+    const imagesOf = async (d: Record<string, any>[]) => (await argoParse(d.find((x) => x["kind"] === "ConfigMap")!)).images ?? {};
+    const without = await imagesOf(await render({ baseData: base }));
+    expect(Object.keys(without), "a ConfigMap value is one string: the Component's replaces the base's").toEqual([sidecarImage()]);
+    const merged = await render({ baseData: base, continued: readmeYaml("# kustomization.yaml, continued: your own images: entries kept") });
+    const images = await imagesOf(merged);
+    const sidecar = ((merged.find((d) => d["kind"] === "Deployment") as Record<string, any>)["spec"].template.spec.containers as Container[]).find((c) => c.name !== "argo-server")!.image!;
+    expect(images[sidecar]?.entrypoint).toEqual(["node", "/app/dist/main.js"]);
+    expect(images["my-registry.example.com/tool:2.1"]?.entrypoint).toEqual(["/usr/bin/tool"]);
+    expect(Object.keys(images)).toHaveLength(2);
+    const parsed = await argoParse(merged.find((d) => d["kind"] === "ConfigMap")!);
+    expect(parsed.artifactDrivers?.[0]?.image).toBe(sidecar);
+  }, 120_000);
+
+  it("plugin.yaml at the root is the registration deploy/ installs, and Argo's parser reads it as a `config` key, with its default repository", async () => {
+    const text = readFileSync(join(ROOT, "plugin.yaml"), "utf8");
+    const fromRoot = await argoParse({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "workflow-controller-configmap" }, data: { config: text } });
+    const installed = await argoParse(find("ConfigMap")[0]!);
+    // deploy/'s image is the operator's (README overlay); the root file keeps the Dockerfile-built name.
+    const image = (c: typeof fromRoot) => c.artifactDrivers![0]!.image;
+    const sameImage = (c: typeof fromRoot, to: string) => JSON.parse(JSON.stringify(c).split(JSON.stringify(image(c)).slice(1, -1)).join(to)) as typeof fromRoot;
+    expect(sameImage(fromRoot, "IMAGE").artifactDrivers).toEqual(sameImage(installed, "IMAGE").artifactDrivers);
+    expect(sameImage(fromRoot, "IMAGE").images).toEqual(sameImage(installed, "IMAGE").images);
+    expect(fromRoot.workflowDefaults).toEqual(installed.workflowDefaults);
+    const raw = parseAllDocuments(readFileSync(join(ROOT, "deploy", "controller-configmap-patch.yaml"), "utf8"))[0]!.toJS() as { data: Record<string, string> };
+    expect(image(fromRoot), "the same image name as the Component before the operator's overlay").toBe((parse(raw.data["artifactDrivers"]!) as { image: string }[])[0]!.image);
+    const repo = fromRoot.artifactRepository?.plugin;
+    expect(repo?.name).toBe(fromRoot.artifactDrivers![0]!.name);
+    expect(parseConfig(repo!.configuration!).bucket).toBeTruthy();
+    expect(repo?.keyFormat).toContain("{{workflow.name}}");
   });
 
   it("gives argo-server its own pod name (its start-up image check otherwise picks any argo-server pod)", () => {

@@ -16,6 +16,7 @@ export interface ArgoConfig {
   artifactDrivers?: { name: string; image: string; connectionTimeoutSeconds?: number }[];
   images?: Record<string, { entrypoint?: string[] }>;
   workflowDefaults?: { spec?: { podMetadata?: { annotations?: Record<string, string> } } };
+  artifactRepository?: { plugin?: { name?: string; keyFormat?: string; configuration?: string } };
 }
 
 /** Parses `cm` with Argo's code; rejects with Argo's error when Argo refuses it. */
