@@ -3,6 +3,7 @@
 // Argo starts the plugin as `<entrypoint> <socket> [executor args...]`: plugin
 // containers inherit the executor's args (e.g. `--loglevel debug --gloglevel
 // 6`), so anything after the socket path is accepted, `--loglevel` honoured.
+import { secretKeyProblem, secretNameProblem } from "./util/kube-names.js";
 import { readFileSync } from "node:fs";
 
 const MiB = 1024 * 1024;
@@ -31,7 +32,8 @@ export interface Settings {
   lateUploadWatchMs: number;
   /** The shared argo-server sidecar: secrets only from the allow list. */
   shared: boolean;
-  allowedSecrets: string[];
+  /** Operator-listed secrets the shared sidecar may read: a whole secret, or one key of it. */
+  allowedSecrets: AllowedSecret[];
   /** host[:port] list; empty: any endpoint that is not link-local / metadata. */
   allowedEndpoints: string[];
 }
@@ -94,6 +96,22 @@ function list(v: string | undefined): string[] {
     .split(/[,\s]+/)
     .map((x) => x.trim())
     .filter((x) => x !== "");
+}
+
+export interface AllowedSecret {
+  name: string;
+  /** Undefined: any key of the secret. */
+  key?: string;
+}
+
+/** One ARGO_S3_PLUGIN_ALLOWED_SECRETS entry, "name" or "name/key", each part as Kubernetes allows it. */
+function allowedSecret(entry: string): AllowedSecret {
+  const parts = entry.split("/");
+  const [name, key] = parts;
+  const problem =
+    parts.length > 2 ? "has more than one '/'" : secretNameProblem(name!) ? `name ${secretNameProblem(name!)}` : key !== undefined && secretKeyProblem(key) ? `key ${secretKeyProblem(key)}` : undefined;
+  if (problem) throw new SettingsError(`ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "${entry}" ${problem}; entries are "name" or "name/key", separated by commas`);
+  return key === undefined ? { name: name! } : { name: name!, key };
 }
 
 /** Strict octal file mode: 3 or 4 octal digits, nothing else. */
@@ -184,7 +202,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       maxConcurrentTransfers: sized.maxConcurrentTransfers,
       lateUploadWatchMs: seconds(env, "ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", 120_000),
       shared: bool(env, "ARGO_S3_PLUGIN_SHARED"),
-      allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]),
+      allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).map(allowedSecret),
       allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),
     };
   } catch (e) {

@@ -5,6 +5,7 @@
 import { parseDocument } from "yaml";
 import { PluginError, describeError } from "../errors.js";
 import { Lru } from "../util/lru.js";
+import { secretKeyProblem, secretNameProblem } from "../util/kube-names.js";
 import {
   type AddressingStyle,
   DEFAULT_TUNING,
@@ -84,6 +85,10 @@ function secretRef(o: Obj, k: string, field: string): SecretRef | undefined {
   const key = str(s, "key", `${field}.key`);
   if (!name) fail(`${field}.name`, "required (the Kubernetes secret's name)");
   if (!key) fail(`${field}.key`, "required (the key inside the secret)");
+  const badName = secretNameProblem(name);
+  if (badName) fail(`${field}.name`, `${JSON.stringify(name)} ${badName}`);
+  const badKey = secretKeyProblem(key);
+  if (badKey) fail(`${field}.key`, `${JSON.stringify(key)} ${badKey}`);
   return { name, key, optional: bool(s, "optional", `${field}.optional`) };
 }
 

@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { request } from "node:https";
 import type { SecretRef } from "../config/types.js";
+import { secretNameProblem } from "../util/kube-names.js";
 import { PluginError, describeError } from "../errors.js";
 
 export const DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -66,6 +67,9 @@ export class KubeSecretSource implements SecretSource {
   }
 
   private async fetchSecret(name: string): Promise<Record<string, string>> {
+    // The configuration parser refuses such names already; no path of the API is built from one anyway.
+    const bad = secretNameProblem(name);
+    if (bad) throw new PluginError("invalid-config", `Kubernetes secret ${JSON.stringify(name)} ${bad}`);
     const { host, port, saDir } = kubeEnv(this.env);
     if (!host) {
       throw new PluginError(
@@ -145,11 +149,12 @@ export class KubeSecretSource implements SecretSource {
 export class SharedModeSecrets implements SecretSource {
   constructor(
     private readonly inner: SecretSource,
-    private readonly allowed: readonly string[],
+    private readonly allowed: readonly { name: string; key?: string }[],
   ) {}
 
   get(ref: SecretRef): Promise<Buffer | undefined> {
-    if (this.allowed.includes(ref.name) || this.allowed.includes(`${ref.name}/${ref.key}`)) return this.inner.get(ref);
+    // Matched part by part: a name is never compared with a whole "name/key" entry.
+    if (this.allowed.some((a) => a.name === ref.name && (a.key === undefined || a.key === ref.key))) return this.inner.get(ref);
     return Promise.reject(
       new PluginError(
         "credentials",

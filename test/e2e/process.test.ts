@@ -56,6 +56,10 @@ describe("command line", () => {
       [{}, ["--loglevel", "loud"], "--loglevel"],
       [{ ARGO_S3_PLUGIN_SOCKET_MODE: "777x" }, [], "ARGO_S3_PLUGIN_SOCKET_MODE"],
       [{ ARGO_S3_PLUGIN_SOCKET_MODE: "8" }, [], "ARGO_S3_PLUGIN_SOCKET_MODE"],
+      // Allow-list entries are Kubernetes names ("name" or "name/key"), checked at start.
+      [{ ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys,Minio_Keys" }, [], "ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry \"Minio_Keys\""],
+      [{ ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/a/b" }, [], "ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry \"minio-keys/a/b\""],
+      [{ ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/a%2Fb" }, [], "ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry \"minio-keys/a%2Fb\" key"],
     ] as const) {
       const { code, stderr } = await runMain([join(tmpdir(), "never.sock"), ...args], env);
       expect(code, name).toBe(2);

@@ -98,6 +98,25 @@ describe("shared mode (the argo-server sidecar)", () => {
     expect(plugin.output()).not.toContain(LEAK_SK);
   });
 
+  it("a secret name equal to an allowed \"name/key\" entry is not that entry: refused as a name Kubernetes cannot have, the API never asked", async () => {
+    const perKey = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/accessKey,minio-keys/secretKey" });
+    try {
+      const before = kube.requests.length;
+      const cfg = `endpoint: 127.0.0.1:${attackerPort}\ninsecure: true\nbucket: loot\naccessKeySecret: {name: minio-keys/accessKey, key: x}\nsecretKeySecret: {name: minio-keys/secretKey, key: x}\n`;
+      const { error } = await perKey.client.listObjects(artifact(cfg, "dir"));
+      expect(error).toContain("accessKeySecret.name");
+      expect(error).toContain("not a Kubernetes secret name");
+      expect(kube.requests.slice(before)).toEqual([]);
+      // The entries themselves still allow those keys.
+      const ok = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n${keysFrom("minio-keys")}`;
+      expect(await perKey.client.listObjects(artifact(ok, "dir"))).toEqual({ objects: ["dir/a.txt"], error: "" });
+      const otherKey = `endpoint: 127.0.0.1:${attackerPort}\ninsecure: true\nbucket: loot\naccessKeySecret: {name: minio-keys, key: accessKey}\nsecretKeySecret: {name: minio-keys, key: ca}\n`;
+      expect((await perKey.client.listObjects(artifact(otherKey, "dir"))).error).toContain('secret "minio-keys" (key "ca") may not be read');
+    } finally {
+      expect(await perKey.stop()).toBe(0);
+    }
+  });
+
   it("an allowed secret works as before", async () => {
     const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n${keysFrom("minio-keys")}`;
     expect(await plugin.client.listObjects(artifact(cfg, "dir"))).toEqual({ objects: ["dir/a.txt"], error: "" });

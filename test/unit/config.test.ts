@@ -201,6 +201,15 @@ describe("parseConfig: rejections name the field", () => {
     expect(err.message).toContain("plugin.key");
   });
 
+  it("secret names and keys as Kubernetes allows them, before any API call", () => {
+    expect(expectRejectedAt("bucket: b\naccessKeySecret: {name: minio-keys/accesskey, key: k}\nsecretKeySecret: {name: s, key: k}\n", "accessKeySecret.name").message).toContain("not a Kubernetes secret name");
+    expectRejectedAt("bucket: b\naccessKeySecret: {name: a, key: k}\nsecretKeySecret: {name: \"..\", key: k}\n", "secretKeySecret.name");
+    expectRejectedAt("bucket: b\ncaSecret: {name: \"a%2Fb\", key: k}\n", "caSecret.name");
+    expectRejectedAt(`bucket: b\ncaSecret: {name: ${"a".repeat(254)}, key: k}\n`, "caSecret.name");
+    expect(expectRejectedAt("bucket: b\ncaSecret: {name: ca, key: \"x/y\"}\n", "caSecret.key").message).toContain("not a key a Kubernetes secret can hold");
+    expect(parseConfig("bucket: b\naccessKeySecret: {name: my-minio-cred.v2, key: access_key-1.txt}\nsecretKeySecret: {name: a1, key: K}\n").accessKeySecret).toEqual({ name: "my-minio-cred.v2", key: "access_key-1.txt", optional: false });
+  });
+
   it("static keys written inline point to the *Secret fields", () => {
     expect(expectRejectedAt("bucket: b\naccessKey: AKIA\n", "accessKey").message).toContain("accessKeySecret");
     expect(expectRejectedAt("bucket: b\nsecretKey: s\n", "secretKey").message).toContain("secretKeySecret");
