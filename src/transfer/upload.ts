@@ -173,6 +173,22 @@ class ChunkReader {
     this.iterator = chunks[Symbol.asyncIterator]();
   }
 
+  /**
+   * Wait for the stream's next bytes without taking them: false when it ended.
+   * A part buffer is taken from the budget only once there is data for it, so
+   * a stream whose sender goes quiet holds none (an idle SaveStream in the
+   * shared sidecar would otherwise sit on a part's worth until the idle limit).
+   */
+  async ready(): Promise<boolean> {
+    while (!this.pending || this.pending.length === 0) {
+      const next = await this.iterator.next();
+      if (next.done) return false;
+      this.pending = next.value;
+      this.total += next.value.length;
+    }
+    return true;
+  }
+
   /** Fill `into` from its start: true when it is full, false when the stream ended first. */
   async fill(into: Buffer): Promise<boolean> {
     this.filled = 0;
@@ -214,8 +230,9 @@ async function* streamParts(job: JobContext, key: string, reader: ChunkReader, h
       if (n + 1 > MAX_PARTS) {
         throw new PluginError("local", `stream for s3://${job.target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
       }
+      if (!(await reader.ready())) return; // the stream ended exactly on a part boundary
       buf = await buffers.acquire(streamPartSize(n + 1, base), signal);
-      if (!(await reader.fill(buf)) && reader.filled === 0) return; // the stream ended exactly on a part boundary
+      await reader.fill(buf);
     }
   } finally {
     if (buf) buffers.release(buf);
@@ -225,6 +242,11 @@ async function* streamParts(job: JobContext, key: string, reader: ChunkReader, h
 export async function uploadStream(job: JobContext, key: string, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<UploadResult> {
   const base = Math.max(bufferedSizes(job).partSize, MIN_PART_SIZE);
   const reader = new ChunkReader(chunks);
+  // No bytes at all: an empty object, with no buffer taken.
+  if (!(await reader.ready())) {
+    await putSmallObject(job, key, Buffer.alloc(0), signal);
+    return { bytes: 0, parts: 1 };
+  }
   // Fill the first part; if the stream ends inside it, one PUT is enough.
   const held: { first?: Buffer | undefined } = { first: await job.buffers.acquire(streamPartSize(1, base), signal) };
   try {

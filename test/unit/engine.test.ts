@@ -175,6 +175,45 @@ describe("upload", () => {
     expect(budget.inUse).toBe(0);
   });
 
+  it("a stream holds no part buffer while its sender is quiet: not before the first chunk, not between parts", async () => {
+    const { store, budget, engine, target } = setup("{partSizeMiB: 5}");
+    const data = randomBytes(7 * MiB);
+    const gate = () => {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      return { promise, resolve };
+    };
+    const gates = [gate(), gate()];
+    async function* quiet(): AsyncGenerator<Buffer> {
+      await gates[0]!.promise; // metadata sent, then nothing for a while
+      yield data.subarray(0, 5 * MiB);
+      await gates[1]!.promise; // one full part, then quiet again
+      yield data.subarray(5 * MiB);
+    }
+    const done = engine.job(target).uploadStream("quiet", quiet(), new AbortController().signal);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(budget.inUse, "before the first chunk").toBe(0);
+    gates[0]!.resolve();
+    await until("the first part stored", () => store.count("part") === 1, 5_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(budget.inUse, "between parts").toBe(0);
+    gates[1]!.resolve();
+    expect(await done).toEqual({ bytes: data.length, parts: 2 });
+    expect(store.objects.get("quiet")!.equals(data)).toBe(true);
+    expect(budget.inUse).toBe(0);
+  });
+
+  it("an empty stream is an empty object, with no buffer taken", async () => {
+    const { store, budget, engine, target } = setup("{}");
+    const seen: number[] = [];
+    const orig = budget.acquire.bind(budget);
+    budget.acquire = (n: number, s: AbortSignal) => (seen.push(n), orig(n, s));
+    async function* none(): AsyncGenerator<Buffer> {}
+    expect(await engine.job(target).uploadStream("empty", none(), new AbortController().signal)).toEqual({ bytes: 0, parts: 1 });
+    expect(store.objects.get("empty")!.length).toBe(0);
+    expect(seen).toEqual([]);
+  });
+
   it("a stream that ends inside its first part is one PUT with the exact bytes", async () => {
     const { store, budget, engine, target } = setup("{partSizeMiB: 5}");
     const data = randomBytes(3 * MiB + 1);
