@@ -4,17 +4,16 @@
 // by Argo's real controller, executor and argo-server. Everything with an
 // address lives in a network namespace the setup creates; MinIO runs there on
 // the node's address, and the test reads objects back through curl inside it.
-import { type ChildProcess, execFile } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ARGO_IMAGES, NAMESPACE, installArgo, readmeCommand } from "../../scripts/lib/argo-install.mjs";
+import { ARGO_IMAGES, NAMESPACE, readmeCommand } from "../../scripts/lib/argo-install.mjs";
+import { startArgoCluster } from "../../scripts/lib/argo-cluster.mjs";
 import * as clusterLib from "../../scripts/lib/cluster.mjs";
-import { minioBinary } from "../../scripts/lib/tools.mjs";
 import { eventually } from "../support/bounded.js";
 import { ROOT } from "../support/plugin.js";
 import { type Store, examples } from "./examples.js";
@@ -23,74 +22,18 @@ const run = promisify(execFile);
 const why = clusterLib.cannotRun?.();
 if (why) process.stdout.write(`cluster tier skipped: ${why}\n`);
 
-type Cluster = Awaited<ReturnType<typeof clusterLib.startCluster>>;
-let cluster: Cluster;
-let minio: ChildProcess | undefined;
-let minioDir: string;
+let env: Awaited<ReturnType<typeof startArgoCluster>>;
+let cluster: Awaited<ReturnType<typeof startArgoCluster>>["cluster"];
 let store: Store;
-let install: { cleanup: () => void } | undefined;
-const KEYS = { access: "cluster-tier", secret: "cluster-tier-secret-key" };
 const BUSYBOX = clusterLib.IMAGES.busybox;
 const PLUGIN_IMAGE = "argo-s3-artifact-plugin:cluster-test";
 
-/** curl inside the cluster's network namespace, SigV4-signed for MinIO. */
-async function s3(method: string, path: string): Promise<Buffer> {
-  const r = await run(
-    "ip",
-    ["netns", "exec", cluster.netns, "curl", "-sS", "--fail-with-body", "-X", method, "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", `${KEYS.access}:${KEYS.secret}`, `http://${store.endpoint}${path}`],
-    { encoding: "buffer", maxBuffer: 2 ** 31 - 1, timeout: 120_000 },
-  );
-  return r.stdout;
-}
-const objectBytes = (key: string) => s3("GET", `/${store.bucket}/${key.split("/").map(encodeURIComponent).join("/")}`);
-async function keysUnder(prefix: string): Promise<string[]> {
-  const xml = (await s3("GET", `/${store.bucket}?list-type=2&prefix=${encodeURIComponent(prefix)}`)).toString();
-  return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!);
-}
-
-interface WorkflowStatus {
-  phase?: string;
-  message?: string;
-  nodes?: Record<string, { type: string; phase: string; message?: string; displayName: string; templateName?: string; outputs?: { artifacts?: { name: string; plugin?: { key: string } }[] } }>;
-}
-
-async function kubectlJson<T>(args: string[]): Promise<T> {
-  return JSON.parse((await cluster.kubectl([...args, "-o", "json"])).stdout) as T;
-}
-
-/** Everything a failing Workflow left: node messages and every container's log. */
-async function diagnose(name: string, ns = NAMESPACE): Promise<string> {
-  const lines: string[] = [];
-  const wf = await kubectlJson<{ status: WorkflowStatus }>(["-n", ns, "get", "wf", name]).catch((e: Error) => ({ status: { message: e.message } as WorkflowStatus }));
-  lines.push(`workflow ${name}: ${wf.status.phase} ${wf.status.message ?? ""}`);
-  for (const n of Object.values(wf.status.nodes ?? {})) lines.push(`  node ${n.displayName}: ${n.phase} ${n.message ?? ""}`);
-  const pods = await kubectlJson<{ items: { metadata: { name: string }; spec: { initContainers?: { name: string }[]; containers: { name: string }[] } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${name}`]).catch(() => ({ items: [] }));
-  for (const p of pods.items) {
-    for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
-      const log = await cluster.kubectl(["-n", ns, "logs", p.metadata.name, "-c", c.name, "--tail=30"]).then((r) => r.stdout, (e: Error) => e.message);
-      lines.push(`--- ${p.metadata.name}/${c.name}\n${log}`);
-    }
-  }
-  return lines.join("\n");
-}
-
-/** Submits a Workflow and waits for it to end; returns its name and status. */
-async function runWorkflow(doc: Record<string, unknown>, ns = NAMESPACE, timeoutMs = 240_000): Promise<{ name: string; status: WorkflowStatus }> {
-  const created = await cluster.kubectl(["-n", ns, "create", "-f", "-", "-o", "jsonpath={.metadata.name}"], { input: stringify(doc) });
-  const name = created.stdout.trim();
-  let status: WorkflowStatus = {};
-  await eventually(
-    `Workflow ${name} to end`,
-    async () => {
-      status = (await kubectlJson<{ status?: WorkflowStatus }>(["-n", ns, "get", "wf", name])).status ?? {};
-      return ["Succeeded", "Failed", "Error"].includes(status.phase ?? "");
-    },
-    timeoutMs,
-  ).catch(async (e: Error) => {
-    throw new Error(`${e.message}\n${await diagnose(name, ns)}`);
-  });
-  return { name, status };
-}
+type WorkflowStatus = import("../../scripts/lib/argo-cluster.mjs").WorkflowStatus;
+const objectBytes = (key: string) => env.objectBytes(key);
+const keysUnder = (prefix: string) => env.keysUnder(prefix);
+const kubectlJson = <T>(args: string[]) => env.kubectlJson(args) as Promise<T>;
+const diagnose = (name: string, ns = NAMESPACE) => env.diagnose(name, ns);
+const runWorkflow = (doc: Record<string, unknown>, ns = NAMESPACE) => env.runWorkflow(doc, ns);
 
 async function expectSucceeded(doc: Record<string, unknown>, ns = NAMESPACE): Promise<{ name: string; status: WorkflowStatus }> {
   const r = await runWorkflow(doc, ns);
@@ -141,35 +84,13 @@ const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 beforeAll(async () => {
   if (why) return;
-  const images = await clusterLib.clusterImages(PLUGIN_IMAGE);
-  cluster = await clusterLib.startCluster({ images });
-  // MinIO on the node's address inside the namespace: pods reach it, the host's namespace does not.
-  minioDir = mkdtempSync(join(tmpdir(), "cluster-minio-"));
-  store = { endpoint: `${cluster.nodeIP}:9000`, bucket: "argo", secret: "minio-keys" };
-  // In the cluster's namespace and cgroup: the cluster's stop() ends it too.
-  minio = cluster.spawn(await minioBinary(), ["server", minioDir, "--address", store.endpoint, "--console-address", `${cluster.nodeIP}:9001`, "--quiet"], {
-    env: { PATH: process.env["PATH"] ?? "", HOME: minioDir, MINIO_ROOT_USER: KEYS.access, MINIO_ROOT_PASSWORD: KEYS.secret, MINIO_BROWSER: "off", MINIO_UPDATE: "off" },
-  });
-  await eventually(
-    "MinIO in the cluster's namespace",
-    async () => {
-      await s3("PUT", `/${store.bucket}`).catch(() => undefined);
-      await s3("HEAD", `/${store.bucket}`);
-      return true;
-    },
-    60_000,
-    250,
-  );
-  const i = await installArgo(cluster, { argoModule: await clusterLib.argoModuleDir(), pluginImage: PLUGIN_IMAGE, executorMemory: "256Mi", workflowSecrets: [store.secret] });
-  install = i;
-  await cluster.kubectl(["-n", NAMESPACE, "create", "secret", "generic", store.secret, `--from-literal=accesskey=${KEYS.access}`, `--from-literal=secretkey=${KEYS.secret}`]);
+  env = await startArgoCluster({ pluginImage: PLUGIN_IMAGE, executorMemory: "256Mi" });
+  cluster = env.cluster;
+  store = env.store;
 }, 40 * 60_000);
 
 afterAll(async () => {
-  minio?.kill("SIGKILL");
-  await cluster?.stop();
-  install?.cleanup();
-  if (minioDir) rmSync(minioDir, { recursive: true, force: true });
+  await env?.stop();
 }, 120_000);
 
 describe.skipIf(Boolean(why))("Argo in a real cluster", () => {

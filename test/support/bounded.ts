@@ -23,20 +23,5 @@ export function exitOf(proc: { exitCode: number | null; once(ev: "exit", f: (cod
   return within(new Promise<number | null>((r) => proc.once("exit", r)), ms, what);
 }
 
-/**
- * Calls `check` (which may talk to a server) every `everyMs` until it returns
- * true, or rejects naming `what` and the last error after `ms`.
- */
-export async function eventually(what: string, check: () => Promise<boolean>, ms: number, everyMs = 1000): Promise<void> {
-  const end = Date.now() + ms;
-  let last = "";
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (e) {
-      last = (e as Error).message;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${last})` : ""}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+/** Polls a check that may talk to a server (shared with the cluster scripts). */
+export { eventually } from "../../scripts/lib/eventually.mjs";
