@@ -31,11 +31,15 @@ environment:
   ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS
                                    an OpenStream client taking no data, or a SaveStream client
                                    sending none, for this long is cut off (default 60)
-  ARGO_S3_PLUGIN_SHARED            true in the shared argo-server sidecar: no Kubernetes secret a
-                                   workflow names is read unless listed below (default false)
+  ARGO_S3_PLUGIN_SHARED            true in the shared argo-server sidecar: no Kubernetes secret or
+                                   role a workflow names is used unless listed below, no loopback
+                                   endpoint (default: true in a Kubernetes pod without a workflow's
+                                   ARGO_WORKFLOW_NAME and ARGO_WORKFLOW_UID, else false)
   ARGO_S3_PLUGIN_ALLOWED_SECRETS   secrets the shared sidecar may read: "name" or "name/key", comma-separated
+  ARGO_S3_PLUGIN_ALLOWED_ROLES     roles (roleARN) the shared sidecar may assume, comma-separated
   ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS endpoints (host or host:port) configurations may use; empty: any
                                    but link-local / metadata addresses, which are always refused
+                                   (and loopback in the shared sidecar, unless listed here)
   ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS
                                    how long a key is watched for an upload created after an
                                    unanswered CreateMultipartUpload (default 120, 0 = off)
@@ -74,7 +78,12 @@ async function main(argv: string[]): Promise<number> {
   // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
   const requestLog = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
   const engine = new TransferEngine(new BufferBudget(settings.bufferBytes), new LateUploadWatch(settings.lateUploadWatchMs, logLateUpload(logger)));
-  const service = new ArtifactService(new S3TargetFactory(secrets, { env: process.env, endpoints: { allowed: settings.allowedEndpoints }, requestLog }), engine);
+  const service = new ArtifactService(new S3TargetFactory(secrets, {
+      env: process.env,
+      endpoints: { allowed: settings.allowedEndpoints, refuseLoopback: settings.shared },
+      roles: settings.shared ? settings.allowedRoles : undefined,
+      requestLog,
+    }), engine);
   const server = new PluginServer({
     socketPath,
     service,
@@ -122,7 +131,9 @@ async function main(argv: string[]): Promise<number> {
       bufferFrom: settings.bufferSource,
       maxConcurrentTransfers: settings.maxConcurrentTransfers,
       shared: settings.shared,
+      sharedBecause: settings.sharedBecause,
       allowedSecrets: settings.shared ? settings.allowedSecrets.length : undefined,
+      allowedRoles: settings.shared ? settings.allowedRoles.length : undefined,
       allowedEndpoints: settings.allowedEndpoints.length > 0 ? settings.allowedEndpoints : undefined,
     },
     "ready",

@@ -4,7 +4,7 @@
 // containers inherit the executor's args (e.g. `--loglevel debug --gloglevel
 // 6`), so anything after the socket path is accepted, `--loglevel` honoured.
 import { secretKeyProblem, secretNameProblem } from "./util/kube-names.js";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 const MiB = 1024 * 1024;
 
@@ -30,8 +30,12 @@ export interface Settings {
   /** RPCs moving data at once; more wait their turn (memory outside the buffer budget grows with them). */
   maxConcurrentTransfers: number;
   lateUploadWatchMs: number;
-  /** The shared argo-server sidecar: secrets only from the allow list. */
+  /** The shared argo-server sidecar: secrets and roles only from the allow lists, no loopback endpoints. */
   shared: boolean;
+  /** Why `shared` is what it is (in the ready line). */
+  sharedBecause: string;
+  /** Roles (roleARN) the shared sidecar may assume. */
+  allowedRoles: string[];
   /** Operator-listed secrets the shared sidecar may read: a whole secret, or one key of it. */
   allowedSecrets: AllowedSecret[];
   /** host[:port] list; empty: any endpoint that is not link-local / metadata. */
@@ -114,6 +118,27 @@ function allowedSecret(entry: string): AllowedSecret {
   return key === undefined ? { name: name! } : { name: name!, key };
 }
 
+/** A Kubernetes pod: the cluster's service environment, or a mounted service-account folder. */
+export function inKubernetesPod(env: NodeJS.ProcessEnv): boolean {
+  return Boolean(env["KUBERNETES_SERVICE_HOST"]) || existsSync(env["ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR"] || "/var/run/secrets/kubernetes.io/serviceaccount");
+}
+
+/**
+ * Shared (the argo-server sidecar) unless told otherwise or plainly in a
+ * workflow's pod. Argo's controller gives every executor container, the
+ * plugin's included, the workflow's name and uid; a plugin in a pod without
+ * them (a sidecar added to argo-server by hand, from Argo's docs) serves every
+ * UI user with argo-server's identity and must not act for any one of them.
+ * Outside Kubernetes (a laptop, the demo, tests) nothing changes.
+ */
+function sharedMode(env: NodeJS.ProcessEnv, inPod: boolean): { shared: boolean; sharedBecause: string } {
+  const explicit = (env["ARGO_S3_PLUGIN_SHARED"] ?? "").trim();
+  if (explicit !== "") return { shared: bool(env, "ARGO_S3_PLUGIN_SHARED"), sharedBecause: `ARGO_S3_PLUGIN_SHARED=${explicit}` };
+  if (!inPod) return { shared: false, sharedBecause: "not in a Kubernetes pod" };
+  if (env["ARGO_WORKFLOW_NAME"] && env["ARGO_WORKFLOW_UID"]) return { shared: false, sharedBecause: "in a workflow's pod (ARGO_WORKFLOW_NAME, ARGO_WORKFLOW_UID)" };
+  return { shared: true, sharedBecause: "in a Kubernetes pod without a workflow's environment (ARGO_WORKFLOW_NAME, ARGO_WORKFLOW_UID): taken for the shared argo-server sidecar" };
+}
+
 /** Strict octal file mode: 3 or 4 octal digits, nothing else. */
 export function parseSocketMode(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;
@@ -176,7 +201,7 @@ export function sizeForMemory(limitBytes: number | undefined): { bufferBytes: nu
   return { bufferBytes, maxConcurrentTransfers };
 }
 
-export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimitBytes = cgroupMemoryLimit()): Settings | { help: true } {
+export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimitBytes = cgroupMemoryLimit(), inPod = inKubernetesPod(env)): Settings | { help: true } {
   const parsed = parseArgs(args);
   if (parsed.help) return parsed;
   const logLevel = parsed.logLevel !== undefined ? logLevelOf("--loglevel", parsed.logLevel) : env["LOG_LEVEL"] ? logLevelOf("LOG_LEVEL", env["LOG_LEVEL"]) : "info";
@@ -201,7 +226,8 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       memoryLimitBytes,
       maxConcurrentTransfers: sized.maxConcurrentTransfers,
       lateUploadWatchMs: seconds(env, "ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", 120_000),
-      shared: bool(env, "ARGO_S3_PLUGIN_SHARED"),
+      ...sharedMode(env, inPod),
+      allowedRoles: list(env["ARGO_S3_PLUGIN_ALLOWED_ROLES"]),
       allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).map(allowedSecret),
       allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),
     };

@@ -10,6 +10,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { PluginConfig } from "../config/types.js";
 import { Lru } from "../util/lru.js";
+import { PluginError } from "../errors.js";
 import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
@@ -226,6 +227,11 @@ export interface TargetOptions {
   /** The process environment as main read it: the AWS SDK's own variables (region, credential chain). */
   env: NodeJS.ProcessEnv;
   endpoints?: EndpointPolicy;
+  /**
+   * The shared argo-server sidecar: the roles (roleARN) a configuration may
+   * have argo-server's identity assume; undefined: any (a workflow's own pod).
+   */
+  roles?: readonly string[] | undefined;
   requestLog?: RequestLog | undefined;
 }
 
@@ -240,6 +246,12 @@ export class S3TargetFactory {
   async get(cfg: PluginConfig, configText: string): Promise<S3Target> {
     // Before anything is read or sent on the configuration's behalf.
     checkEndpoint(cfg.endpoint, this.opts.endpoints ?? { allowed: [] });
+    if (cfg.roleARN && this.opts.roles && !this.opts.roles.includes(cfg.roleARN)) {
+      throw new PluginError(
+        "credentials",
+        `roleARN "${cfg.roleARN}" may not be assumed by this plugin: it is the shared argo-server sidecar, which assumes no role a workflow names with argo-server's identity unless the operator lists it in ARGO_S3_PLUGIN_ALLOWED_ROLES`,
+      );
+    }
     const ca = cfg.caSecret ? await this.secrets.get(cfg.caSecret) : undefined;
     const cacheKey = ca ? `${configText}\0${createHash("sha256").update(ca).digest("hex")}` : configText;
     let target = this.cache.get(cacheKey);
@@ -257,7 +269,8 @@ export class S3TargetFactory {
     // One pool per target, sized for part concurrency × file concurrency.
     const maxSockets = Math.max(16, cfg.tuning.partConcurrency * 2, cfg.tuning.fileConcurrency * 2);
     // Every connection's address is checked after resolution (see endpoint-guard.ts).
-    const agentOpts = { keepAlive: true, maxSockets, lookup: guardedLookup };
+    const lookup = guardedLookup(this.opts.endpoints, cfg.endpoint);
+    const agentOpts = { keepAlive: true, maxSockets, lookup };
     const httpAgent = new HttpAgent(agentOpts);
     // The custom CA is added to the public roots, not put in their place; it applies to the S3 endpoint only.
     const httpsAgent = new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts);
@@ -308,7 +321,7 @@ export class S3TargetFactory {
           region,
           credentials: creds.provider,
           ca: ca ? [...rootCertificates, ca.toString("utf8")] : undefined,
-          lookup: guardedLookup,
+          lookup,
           maxSockets,
           connectTimeoutMs: 10_000,
           requestTimeoutMs: cfg.tuning.requestTimeoutMs,

@@ -12,6 +12,11 @@ import { PluginError } from "../errors.js";
 export interface EndpointPolicy {
   /** host[:port] entries; empty: any endpoint that is not a forbidden address. */
   allowed: readonly string[];
+  /**
+   * The shared argo-server sidecar: loopback (argo-server's own ports, in the
+   * same pod) is refused unless the endpoint is in `allowed`.
+   */
+  refuseLoopback?: boolean;
 }
 
 function v6Words(ip: string): number[] | undefined {
@@ -42,6 +47,19 @@ export function isForbiddenAddress(ip: string): boolean {
   const v4Mapped = w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || w[5] === 0);
   return v4Mapped && w[6]! >> 8 === 169 && (w[6]! & 0xff) === 254;
 }
+
+/** This host itself: 127/8, 0/8 (Linux connects it locally), ::1, ::, and their IPv4-mapped forms. */
+export function isLoopbackAddress(ip: string): boolean {
+  if (isIP(ip) === 4) return ip.startsWith("127.") || ip.startsWith("0.");
+  if (isIP(ip.split("%")[0]!) !== 6) return false;
+  const w = v6Words(ip);
+  if (!w) return false;
+  if (w.slice(0, 7).every((x) => x === 0) && (w[7] === 0 || w[7] === 1)) return true; // :: and ::1
+  const v4Mapped = w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || w[5] === 0);
+  return v4Mapped && (w[6]! >> 8 === 127 || w[6]! >> 8 === 0) && !(w[5] === 0 && w[6] === 0);
+}
+
+const isLocalName = (host: string) => /^(localhost|localhost\.localdomain|[^.]+\.localhost|ip6-localhost|ip6-loopback)\.?$/i.test(host);
 
 /** host of "host", "host:port", "[v6]:port" or a bare IPv6 literal. */
 export function endpointHost(endpoint: string): string {
@@ -82,7 +100,17 @@ export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
       `invalid plugin configuration: endpoint: "${endpoint}" is a link-local / cloud metadata address, never an S3 endpoint; refused`,
     );
   }
-  if (policy.allowed.length > 0 && !policy.allowed.includes(endpoint.toLowerCase()) && !policy.allowed.includes(host.toLowerCase())) {
+  const listed = policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(host.toLowerCase());
+  if (policy.refuseLoopback && !listed) {
+    const canonical = canonicalHost(endpoint);
+    if (isLoopbackAddress(host) || isLoopbackAddress(canonical) || isLocalName(canonical)) {
+      throw new PluginError(
+        "invalid-config",
+        `invalid plugin configuration: endpoint: "${endpoint}" is this pod's own loopback address; the shared argo-server sidecar does not reach it unless the operator lists it in ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS`,
+      );
+    }
+  }
+  if (policy.allowed.length > 0 && !listed) {
     throw new PluginError(
       "invalid-config",
       `invalid plugin configuration: endpoint: "${endpoint}" is not one of the endpoints this shared plugin may reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: ${policy.allowed.join(", ")}); ask the operator to add it`,
@@ -92,21 +120,28 @@ export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
 
 type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
-/** dns.lookup for the S3 sockets: a resolved forbidden address fails the connection. */
-export function guardedLookup(hostname: string, options: LookupOneOptions | LookupAllOptions | number, cb: LookupCb): void {
-  const opts = typeof options === "number" ? { family: options } : options;
-  dnsLookup(hostname, { ...opts, all: true }, (err, addresses) => {
-    if (err) return cb(err, []);
-    const bad = addresses.find((a) => isForbiddenAddress(a.address));
-    if (bad) {
-      const e: NodeJS.ErrnoException = new Error(
-        `endpoint host ${hostname} resolves to ${bad.address}, a link-local / cloud metadata address; refused`,
-      );
-      e.code = "EADDRNOTAVAIL";
-      return cb(e, []);
-    }
-    if ((opts as LookupAllOptions).all) return cb(null, addresses);
-    const first = addresses[0]!;
-    cb(null, first.address, first.family);
-  });
+/**
+ * dns.lookup for the S3 sockets of one endpoint: a resolved forbidden address
+ * fails the connection, and so does a loopback one when the policy refuses
+ * loopback and the endpoint is not listed (a name that resolves to 127.0.0.1).
+ */
+export function guardedLookup(policy: EndpointPolicy = { allowed: [] }, endpoint = "") {
+  const listed = policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase());
+  const refuseLoopback = policy.refuseLoopback === true && !listed;
+  return (hostname: string, options: LookupOneOptions | LookupAllOptions | number, cb: LookupCb): void => {
+    const opts = typeof options === "number" ? { family: options } : options;
+    dnsLookup(hostname, { ...opts, all: true }, (err, addresses) => {
+      if (err) return cb(err, []);
+      const bad = addresses.find((a) => isForbiddenAddress(a.address) || (refuseLoopback && isLoopbackAddress(a.address)));
+      if (bad) {
+        const what = isForbiddenAddress(bad.address) ? "a link-local / cloud metadata address" : "a loopback address the shared sidecar does not reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS)";
+        const e: NodeJS.ErrnoException = new Error(`endpoint host ${hostname} resolves to ${bad.address}, ${what}; refused`);
+        e.code = "EADDRNOTAVAIL";
+        return cb(e, []);
+      }
+      if ((opts as LookupAllOptions).all) return cb(null, addresses);
+      const first = addresses[0]!;
+      cb(null, first.address, first.family);
+    });
+  };
 }

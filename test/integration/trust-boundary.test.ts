@@ -59,12 +59,15 @@ afterAll(async () => {
   await minio?.stop();
 });
 
+const loopbackStores = () => `127.0.0.1:${attackerPort},${minio.endpoint}`;
+const readyLine = (p: PluginProcess) => JSON.parse(p.output().split("\n").find((l) => l.includes('"msg":"ready"'))!) as { shared: boolean; sharedBecause: string };
 const keysFrom = (name: string) => `accessKeySecret: {name: ${name}, key: accessKey}\nsecretKeySecret: {name: ${name}, key: secretKey}\n`;
 
 describe("shared mode (the argo-server sidecar)", () => {
   let plugin: PluginProcess;
   beforeAll(async () => {
-    plugin = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys" });
+    // The author's host and MinIO are on loopback here: listed, as an operator lists a store that really is there.
+    plugin = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys", ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores() });
   });
   afterAll(async () => {
     expect(await plugin?.stop()).toBe(0);
@@ -99,7 +102,7 @@ describe("shared mode (the argo-server sidecar)", () => {
   });
 
   it("a secret name equal to an allowed \"name/key\" entry is not that entry: refused as a name Kubernetes cannot have, the API never asked", async () => {
-    const perKey = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/accessKey,minio-keys/secretKey" });
+    const perKey = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/accessKey,minio-keys/secretKey", ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores() });
     try {
       const before = kube.requests.length;
       const cfg = `endpoint: 127.0.0.1:${attackerPort}\ninsecure: true\nbucket: loot\naccessKeySecret: {name: minio-keys/accessKey, key: x}\nsecretKeySecret: {name: minio-keys/secretKey, key: x}\n`;
@@ -120,6 +123,86 @@ describe("shared mode (the argo-server sidecar)", () => {
   it("an allowed secret works as before", async () => {
     const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n${keysFrom("minio-keys")}`;
     expect(await plugin.client.listObjects(artifact(cfg, "dir"))).toEqual({ objects: ["dir/a.txt"], error: "" });
+  });
+});
+
+describe("shared by default where a plugin cannot be a workflow's (issue #23, case 5)", () => {
+  const handMade = () => {
+    // A sidecar added to argo-server by hand: in a pod (API, service account), without the workflow's name and uid.
+    const env = { ...kube.env };
+    delete env["ARGO_WORKFLOW_NAME"];
+    delete env["ARGO_WORKFLOW_UID"];
+    return env;
+  };
+
+  it("a pod without Argo's workflow environment and no ARGO_S3_PLUGIN_SHARED is the shared sidecar: no secret a workflow names is read", async () => {
+    const p = await startPlugin({ ...handMade(), ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores() });
+    try {
+      expect(readyLine(p)).toMatchObject({ shared: true, sharedBecause: expect.stringContaining("without a workflow's environment") });
+      const before = kube.requests.length;
+      const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n${keysFrom("argo-server-admin")}`;
+      const { error } = await p.client.listObjects(artifact(cfg, "dir"));
+      expect(error).toContain('secret "argo-server-admin" (key "accessKey") may not be read by this plugin: it is the shared argo-server sidecar');
+      expect(kube.requests.slice(before)).toEqual([]);
+    } finally {
+      expect(await p.stop()).toBe(0);
+    }
+  });
+
+  it("a workflow's pod (its name and uid present) and an explicit ARGO_S3_PLUGIN_SHARED=false read the workflow's secrets as before; outside Kubernetes nothing changes", async () => {
+    const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n${keysFrom("minio-keys")}`;
+    for (const env of [kube.env, { ...handMade(), ARGO_S3_PLUGIN_SHARED: "false" }]) {
+      const p = await startPlugin(env);
+      try {
+        expect(readyLine(p).shared).toBe(false);
+        expect(await p.client.listObjects(artifact(cfg, "dir"))).toEqual({ objects: ["dir/a.txt"], error: "" });
+      } finally {
+        expect(await p.stop()).toBe(0);
+      }
+    }
+    const laptop = await startPlugin({});
+    expect(readyLine(laptop)).toMatchObject({ shared: false, sharedBecause: "not in a Kubernetes pod" });
+    expect(await laptop.stop()).toBe(0);
+  });
+
+  it("the shared sidecar reaches no loopback endpoint (argo-server's own ports) unless listed, in any spelling", async () => {
+    const p = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" });
+    try {
+      for (const ep of [`127.0.0.1:${attackerPort}`, `localhost:${attackerPort}`, `[::1]:${attackerPort}`, `2130706433:${attackerPort}`, `127.1:${attackerPort}`, `0x7f.1:${attackerPort}`, `0.0.0.0:${attackerPort}`, `[::ffff:127.0.0.1]:${attackerPort}`, `LOCALHOST.:${attackerPort}`]) {
+        tally({ suite: "hostile: loopback endpoints in the shared sidecar", hostileTried: 1 });
+        const { error } = await p.client.listObjects(artifact(`endpoint: "${ep}"\ninsecure: true\nbucket: b\n`, "dir"));
+        expect(error, ep).toContain("loopback");
+        expect(error, ep).toContain("ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS");
+        tally({ suite: "hostile: loopback endpoints in the shared sidecar", hostileRefused: 1 });
+      }
+      expect(seen).toEqual([]);
+    } finally {
+      expect(await p.stop()).toBe(0);
+    }
+  });
+
+  it("the shared sidecar assumes no role a configuration names unless the operator lists it", async () => {
+    const role = "arn:aws:iam::123456789012:role/argo-server-admin";
+    const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\nroleARN: ${role}\n`;
+    const env = { ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores(), AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true", AWS_ENDPOINT_URL_STS: `http://127.0.0.1:${attackerPort}` };
+    const refusing = await startPlugin(env);
+    try {
+      const before = seen.length;
+      const { error } = await refusing.client.listObjects(artifact(cfg, "dir"));
+      expect(error).toContain(`roleARN "${role}" may not be assumed`);
+      expect(error).toContain("ARGO_S3_PLUGIN_ALLOWED_ROLES");
+      expect(seen.length, "no STS request").toBe(before);
+    } finally {
+      expect(await refusing.stop()).toBe(0);
+    }
+    const listing = await startPlugin({ ...env, ARGO_S3_PLUGIN_ALLOWED_ROLES: role });
+    try {
+      const { error } = await listing.client.listObjects(artifact(cfg, "dir"));
+      expect(error).not.toContain("may not be assumed"); // listed: the plugin goes on to STS (here a stand-in that answers nonsense)
+      expect(error).toMatch(/assuming role/);
+    } finally {
+      expect(await listing.stop()).toBe(0);
+    }
   });
 });
 

@@ -50,7 +50,8 @@ export async function startKubeApi(namespace = "argo"): Promise<KubeApi> {
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : 0;
   return {
-    env: { KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: String(port), ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR: saDir },
+    // A workflow's pod: the API, the service account, and the workflow's name and uid the controller gives executor containers.
+    env: { KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: String(port), ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR: saDir, ARGO_WORKFLOW_NAME: "kube-api-test", ARGO_WORKFLOW_UID: "7f3c4a52-0000-4000-8000-000000000001" },
     saDir,
     token,
     requests,
