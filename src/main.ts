@@ -82,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
       env: process.env,
       endpoints: { allowed: settings.allowedEndpoints, refuseLoopback: settings.shared },
       roles: settings.shared ? settings.allowedRoles : undefined,
+      clamp: settings.shared ? { requestTimeoutMs: 60_000, maxAttempts: 3 } : undefined,
       requestLog,
     }), engine);
   const server = new PluginServer({
@@ -92,6 +93,8 @@ async function main(argv: string[]): Promise<number> {
     progressIntervalMs: settings.progressIntervalMs,
     streamIdleMs: settings.streamIdleMs,
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
+    maxConcurrentListings: settings.shared ? 4 : 8,
+    perTenantLimits: settings.shared,
   });
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
   const { graceMs } = settings;

@@ -31,6 +31,24 @@ export interface ArtifactRef {
 export interface Call {
   signal: AbortSignal;
   progress?: Progress;
+  /** Waits for the call's slot, given what it targets (the wire layer's pools); absent: no slot needed. */
+  admit?: (tenant: Tenant) => Promise<void>;
+}
+
+/**
+ * What a configuration points at: the unit the shared sidecar keeps apart.
+ * `endpoint` alone too, as an author may vary bucket and credentials freely.
+ */
+export interface Tenant {
+  tenant: string;
+  endpoint: string;
+}
+
+function tenantOf(t: S3Target): Tenant {
+  const c = t.cfg;
+  const endpoint = (c.endpoint || "aws").toLowerCase();
+  const creds = c.accessKeySecret ? `secret ${c.accessKeySecret.name}` : c.roleARN ? `role ${c.roleARN}` : "default chain";
+  return { endpoint, tenant: `${endpoint} ${c.bucket} ${creds}` };
 }
 
 /** Outcome figures for the per-RPC log line. */
@@ -60,7 +78,14 @@ export class ArtifactService {
 
   /** The call's transfers against the artifact's target. */
   private async job(artifact: ArtifactRef, call: Call): Promise<Job> {
-    return this.engine.job(await this.target(artifact), call.progress);
+    return this.engine.job(await this.admitted(artifact, call), call.progress);
+  }
+
+  /** The target, once the call has its slot. */
+  private async admitted(artifact: ArtifactRef, call: Call): Promise<S3Target> {
+    const t = await this.target(artifact);
+    await call.admit?.(tenantOf(t));
+    return t;
   }
 
   async load(artifact: ArtifactRef, path: string, call: Call): Promise<TransferSummary> {
@@ -264,9 +289,9 @@ export class ArtifactService {
     return out;
   }
 
-  async isDirectory(artifact: ArtifactRef, { signal }: Call): Promise<boolean> {
-    const t = await this.target(artifact);
-    return anyUnder(t, directoryPrefix(artifact.key), signal);
+  async isDirectory(artifact: ArtifactRef, call: Call): Promise<boolean> {
+    const t = await this.admitted(artifact, call);
+    return anyUnder(t, directoryPrefix(artifact.key), call.signal);
   }
 
   /** The object's bytes in order; a directory or a missing key is an error. */

@@ -166,26 +166,35 @@ export const MAX_NON_DATA_RESPONSE = 8 * 1024 * 1024;
  * MAX_NON_DATA_RESPONSE: a store (or an author's endpoint) answering with
  * hundreds of MiB must not become hundreds of MiB of memory here.
  */
-function capResponses(client: S3Client): void {
+function capResponses(client: S3Client, bodyDeadlineMs: number): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const out = await next(args);
       const res = out.response as { statusCode?: number; body?: unknown };
       const data = context.commandName === "GetObjectCommand" && (res.statusCode ?? 500) < 300;
       if (!data && res.body instanceof Readable) {
+        // A listing asked for N keys has room for N keys (XML escaping included), no more: an
+        // IsDirectory page (one key) is cut at 24 KiB, not at the general cap.
+        const maxKeys = context.commandName === "ListObjectsV2Command" ? (args.input as { MaxKeys?: number }).MaxKeys : undefined;
+        const cap = maxKeys === undefined ? MAX_NON_DATA_RESPONSE : Math.min(MAX_NON_DATA_RESPONSE, 16 * 1024 + maxKeys * 8 * 1024);
         let seen = 0;
         const op = context.commandName?.replace(/Command$/, "") ?? "S3 request";
         const limit = new Transform({
           transform(chunk: Buffer, _enc, done) {
             seen += chunk.length;
-            if (seen > MAX_NON_DATA_RESPONSE) {
-              done(new Error(`the answer to ${op} is larger than ${MAX_NON_DATA_RESPONSE / 1024 / 1024} MiB; refusing to read it (is the endpoint an S3 server?)`));
+            if (seen > cap) {
+              done(new Error(`the answer to ${op} is larger than ${cap >= 1024 * 1024 ? `${Math.round((cap / 1024 / 1024) * 10) / 10} MiB` : `${cap / 1024} KiB`}${maxKeys === undefined ? "" : ` for ${maxKeys} key${maxKeys === 1 ? "" : "s"}`}; refusing to read it (is the endpoint an S3 server?)`));
               return;
             }
             done(null, chunk);
           },
         });
-        res.body = pipeline(res.body, limit, () => undefined);
+        // A body that never completes (a store dripping a byte a second) ends here, naming the wait.
+        const timer = setTimeout(() => limit.destroy(new Error(`the answer to ${op} did not complete within ${Math.round(bodyDeadlineMs / 1000)} s (requestTimeoutSeconds)`)), bodyDeadlineMs);
+        timer.unref();
+        limit.once("close", () => clearTimeout(timer));
+        limit.once("end", () => clearTimeout(timer));
+        res.body = pipeline(res.body, limit, () => clearTimeout(timer));
       }
       return out;
     },
@@ -232,6 +241,12 @@ export interface TargetOptions {
    * have argo-server's identity assume; undefined: any (a workflow's own pod).
    */
   roles?: readonly string[] | undefined;
+  /**
+   * The shared argo-server sidecar: the configuration's requestTimeoutSeconds
+   * and maxAttempts are held to these, so an author's unanswering store cannot
+   * keep a UI call (and its slot) for a day.
+   */
+  clamp?: { requestTimeoutMs: number; maxAttempts: number } | undefined;
   requestLog?: RequestLog | undefined;
 }
 
@@ -243,7 +258,19 @@ export class S3TargetFactory {
     private readonly opts: TargetOptions,
   ) {}
 
-  async get(cfg: PluginConfig, configText: string): Promise<S3Target> {
+  async get(configured: PluginConfig, configText: string): Promise<S3Target> {
+    const clamp = this.opts.clamp;
+    const cfg =
+      clamp && (configured.tuning.requestTimeoutMs > clamp.requestTimeoutMs || configured.tuning.maxAttempts > clamp.maxAttempts)
+        ? {
+            ...configured,
+            tuning: {
+              ...configured.tuning,
+              requestTimeoutMs: Math.min(configured.tuning.requestTimeoutMs, clamp.requestTimeoutMs),
+              maxAttempts: Math.min(configured.tuning.maxAttempts, clamp.maxAttempts),
+            },
+          }
+        : configured;
     // Before anything is read or sent on the configuration's behalf.
     checkEndpoint(cfg.endpoint, this.opts.endpoints ?? { allowed: [] });
     if (cfg.roleARN && this.opts.roles && !this.opts.roles.includes(cfg.roleARN)) {
@@ -304,8 +331,8 @@ export class S3TargetFactory {
       skipPayloadHashing(client);
       skipPayloadHashing(singleAttemptClient);
     }
-    capResponses(client);
-    capResponses(singleAttemptClient);
+    capResponses(client, cfg.tuning.requestTimeoutMs);
+    capResponses(singleAttemptClient, cfg.tuning.requestTimeoutMs);
     contentMd5ForDeleteObjects(client);
     const { requestLog } = this.opts;
     const label = endpoint ?? envEndpointLabel(this.opts.env) ?? `AWS S3 (${region})`;

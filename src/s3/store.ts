@@ -215,8 +215,15 @@ export class ObjectStore {
     return o.single ? this.singleAttempt : this.retrying;
   }
 
-  private opts(o: SendOptions): { abortSignal?: AbortSignal } {
-    return o.signal ? { abortSignal: o.signal } : {};
+  /**
+   * Every exchange but an upload's has a deadline for its answer head (the
+   * handler's requestTimeout; the socket timeout alone is an idle timer a
+   * store dripping a byte at a time resets forever); its body is held to the
+   * same time by the response cap (client.ts). Uploads (PutObject, UploadPart)
+   * send their body before the head can come and are paced by the socket.
+   */
+  private opts(o: SendOptions, upload = false): { abortSignal?: AbortSignal; requestTimeout?: number } {
+    return { ...(o.signal ? { abortSignal: o.signal } : {}), ...(upload ? {} : { requestTimeout: this.requestTimeoutMs }) };
   }
 
   head(key: string, input: Rest<HeadObjectCommandInput>, o: SendOptions): Promise<HeadObjectCommandOutput> {
@@ -235,7 +242,7 @@ export class ObjectStore {
   private async putOnce(key: string, body: Buffer, crc32Base64: string | undefined, sse: WriteSse, o: SendOptions): Promise<PutAnswer> {
     if (!this.lean || !crc32Base64) {
       const input = { Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...(crc32Base64 ? { ChecksumCRC32: crc32Base64 } : {}), ...sse };
-      return this.client(o).send(new PutObjectCommand(input), this.opts(o));
+      return this.client(o).send(new PutObjectCommand(input), this.opts(o, true));
     }
     const lean = this.lean;
     for (let attempt = 1; ; attempt++) {
@@ -267,7 +274,7 @@ export class ObjectStore {
   }
 
   uploadPart(key: string, input: Rest<UploadPartCommandInput>, o: SendOptions): Promise<UploadPartCommandOutput> {
-    return this.named(`UploadPart ${input.PartNumber}`, key, o, () => this.client(o).send(new UploadPartCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
+    return this.named(`UploadPart ${input.PartNumber}`, key, o, () => this.client(o).send(new UploadPartCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o, true)));
   }
 
   completeMultipartUpload(key: string, input: Rest<CompleteMultipartUploadCommandInput>, o: SendOptions): Promise<CompleteMultipartUploadCommandOutput> {

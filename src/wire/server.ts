@@ -6,12 +6,12 @@
 import { setMaxListeners } from "node:events";
 import { chmod, unlink } from "node:fs/promises";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import type { ArtifactService, Call } from "../artifacts/service.js";
+import type { ArtifactService, Call, Tenant } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket } from "./socket.js";
-import { Slots } from "../util/slots.js";
+import { type SlotGroup, TenantSlots } from "../util/tenant-slots.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
@@ -21,6 +21,8 @@ import { unaryHandlers } from "./unary.js";
 
 /** RPCs that move data: they take a transfer slot. */
 const TRANSFERS = new Set(["Load", "Save", "SaveStream", "OpenStream", "Delete"]);
+/** RPCs that read listings whole: they take a listing slot (parsed pages cost memory outside the buffer budget). */
+const LISTINGS = new Set(["ListObjects", "IsDirectory"]);
 
 /** Bigger than Argo's 2 MiB SaveStream chunks with room to spare, small enough to refuse abuse. */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
@@ -33,6 +35,14 @@ export interface ServerOptions {
   socketMode?: number | undefined;
   /** RPCs moving data at once (Load, Save, SaveStream, OpenStream, Delete); later ones wait. */
   maxConcurrentTransfers?: number;
+  /** ListObjects and IsDirectory at once (default 8); later ones wait. */
+  maxConcurrentListings?: number;
+  /**
+   * The shared argo-server sidecar: no tenant (endpoint, bucket, credential
+   * source) holds more than a quarter of either pool, no endpoint more than
+   * half, so what an author's unanswering store ties up leaves the rest free.
+   */
+  perTenantLimits?: boolean;
   /** How often a long RPC logs a progress line (default 10 s). */
   progressIntervalMs?: number;
   /**
@@ -47,7 +57,8 @@ export class PluginServer {
   private readonly inflight = new Set<AbortController>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly discovery: Discovery;
-  private readonly transfers: Slots;
+  private readonly transfers: TenantSlots;
+  private readonly listings: TenantSlots;
   private bound = false;
 
   constructor(private readonly opts: ServerOptions) {
@@ -58,7 +69,8 @@ export class PluginServer {
     widenStreamWindow(this.server);
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
-    this.transfers = new Slots(opts.maxConcurrentTransfers ?? 64);
+    this.transfers = new TenantSlots(opts.maxConcurrentTransfers ?? 64);
+    this.listings = new TenantSlots(opts.maxConcurrentListings ?? 8);
   }
 
   async listen(): Promise<void> {
@@ -113,10 +125,17 @@ export class PluginServer {
       );
     }, this.opts.progressIntervalMs ?? 10_000);
     ticker.unref();
+    // The slot is taken once the call's target is known (the service calls admit): its tenant decides what it may hold.
+    const pool = TRANSFERS.has(method) ? this.transfers : LISTINGS.has(method) ? this.listings : undefined;
+    let release: (() => void) | undefined;
+    const admit = pool
+      ? async (tenant: Tenant) => {
+          if (!release) release = await pool.take(this.groups(pool, tenant), controller.signal);
+        }
+      : undefined;
     const run = async () => {
-      const release = TRANSFERS.has(method) ? await this.transfers.take(controller.signal) : undefined;
       try {
-        return await body({ signal: controller.signal, progress }, fields);
+        return await body({ signal: controller.signal, progress, ...(admit ? { admit } : {}) }, fields);
       } finally {
         release?.();
       }
@@ -135,6 +154,14 @@ export class PluginServer {
       this.inflight.delete(controller);
       this.pending.delete(p);
     }
+  }
+
+  private groups(pool: TenantSlots, t: Tenant): SlotGroup[] {
+    if (!this.opts.perTenantLimits) return [];
+    return [
+      { key: `tenant ${t.tenant}`, cap: Math.max(1, Math.ceil(pool.limit / 4)) },
+      { key: `endpoint ${t.endpoint}`, cap: Math.max(1, Math.ceil(pool.limit / 2)) },
+    ];
   }
 
   private logRpc(method: string, started: bigint, f: RpcLog, outcome: string, error?: string): void {

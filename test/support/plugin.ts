@@ -20,13 +20,17 @@ export interface PluginProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-/** `extraArgs` follow the socket path as Argo's executor args do; `socketPath` overrides the default place under `dir`. */
-export async function startPlugin(env: Record<string, string> = {}, dir?: string, extraArgs: string[] = [], socketPath?: string): Promise<PluginProcess> {
+/**
+ * `extraArgs` follow the socket path as Argo's executor args do; `socketPath` overrides the default place under `dir`;
+ * `wrap` runs the command through another (e.g. into a memory cgroup before it starts, so it reads that limit).
+ */
+export async function startPlugin(env: Record<string, string> = {}, dir?: string, extraArgs: string[] = [], socketPath?: string, wrap: (argv: string[]) => string[] = (a) => a): Promise<PluginProcess> {
   const base = dir ?? mkdtempSync(join(tmpdir(), "plugin-"));
   const socket = socketPath ?? join(base, "artifact-plugins", "s3", "socket");
   // PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.js).
   const main = process.env["PLUGIN_MAIN"] || join(ROOT, "dist", "main.js");
-  const proc = spawn(process.execPath, [main, socket, ...extraArgs], {
+  const [cmd, ...args] = wrap([process.execPath, main, socket, ...extraArgs]);
+  const proc = spawn(cmd!, args, {
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/root", LOG_LEVEL: "debug", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -1,0 +1,238 @@
+// The shared argo-server sidecar between authors (issue #23): the plugin in
+// shared mode inside a 256 MiB memory cgroup (the limit deploy/ gives it),
+// attacked through its configuration as any workflow author can:
+//  1. as many OpenStreams as it has transfer slots, to a store that accepts
+//     and never answers (requestTimeoutSeconds a day, a bucket per call);
+//  2. 40 concurrent ListObjects and IsDirectory against 7.9 MiB answers.
+// Each time another user's call to a healthy store (MinIO) must be served at
+// once, with the right bytes, and nothing may be OOM-killed.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type Server, type Socket, createServer as createNetServer } from "node:net";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { memoryCgroup } from "../../scripts/lib/memcg.mjs";
+import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
+import { tally } from "../support/ledger.js";
+import { adminClient } from "../support/minio-access.js";
+import { within } from "../support/bounded.js";
+import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) process.stdout.write("tenants: skipped, the plugin's 256 MiB memory cgroup needs root (CI runs as root)\n");
+
+const MiB = 1024 * 1024;
+let minio: MinioServer;
+let hung: Server;
+let hungPort: number;
+const hungSockets = new Set<Socket>();
+let fat: HttpServer;
+let fatPort: number;
+let fatAnswers = 0;
+let drip: Server;
+let dripPort: number;
+const dripSockets = new Set<Socket>();
+const victimBytes = randomBytes(8 * MiB + 7);
+
+/** A ListObjectsV2 answer of `bytes`, far more keys than any page may hold. */
+function fatListing(bytes: number): Buffer {
+  const entry = (i: number) => `<Contents><Key>k/${String(i).padStart(8, "0")}-${"x".repeat(1000)}</Key><Size>1</Size><ETag>"e"</ETag></Contents>`;
+  const parts = ['<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>k/</Prefix><IsTruncated>false</IsTruncated>'];
+  let size = parts[0]!.length;
+  for (let i = 0; size < bytes - 100; i++) {
+    const e = entry(i);
+    parts.push(e);
+    size += e.length;
+  }
+  parts.push("</ListBucketResult>");
+  return Buffer.from(parts.join(""));
+}
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  minio = await startMinio();
+  await adminClient(minio).send(new CreateBucketCommand({ Bucket: "victim" }));
+  await adminClient(minio).send(new PutObjectCommand({ Bucket: "victim", Key: "v.bin", Body: victimBytes }));
+  await adminClient(minio).send(new PutObjectCommand({ Bucket: "victim", Key: "dir/a.txt", Body: "a" }));
+  // Accepts and never answers.
+  hung = createNetServer((s) => {
+    hungSockets.add(s);
+    s.on("error", () => undefined);
+    s.on("close", () => hungSockets.delete(s));
+  });
+  await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+  hungPort = (hung.address() as { port: number }).port;
+  const body = fatListing(7.9 * MiB);
+  fat = createHttpServer((req, res) => {
+    fatAnswers++;
+    req.resume();
+    res.writeHead(200, { "content-type": "application/xml", "content-length": body.length });
+    res.end(body);
+  });
+  await new Promise<void>((r) => fat.listen(0, "127.0.0.1", r));
+  fatPort = (fat.address() as { port: number }).port;
+  // One byte a second, forever: the answer head when the request asks for "head-drip", else a listing's body.
+  drip = createNetServer((sock) => {
+    dripSockets.add(sock);
+    sock.on("error", () => undefined);
+    sock.once("data", (req: Buffer) => {
+      const text = req.toString().includes("head-drip")
+        ? "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nX-Slow: " + "a".repeat(100000)
+        : "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 100000\r\n\r\n<?xml version=\"1.0\"?><ListBucketResult>" + " ".repeat(100000);
+      let i = 0;
+      const head = text.indexOf("\r\n\r\n");
+      sock.write(text.slice(0, head >= 0 ? head + 4 : 17));
+      i = head >= 0 ? head + 4 : 17;
+      const t = setInterval(() => (sock.destroyed ? clearInterval(t) : sock.write(text[i++] ?? " ")), 1000);
+      sock.on("close", () => {
+        clearInterval(t);
+        dripSockets.delete(sock);
+      });
+    });
+  });
+  await new Promise<void>((r) => drip.listen(0, "127.0.0.1", r));
+  dripPort = (drip.address() as { port: number }).port;
+}, 600_000);
+
+afterAll(async () => {
+  for (const s of hungSockets) s.destroy();
+  hung?.close();
+  for (const s of dripSockets) s.destroy();
+  drip?.close();
+  fat?.closeAllConnections();
+  fat?.close();
+  await minio?.stop();
+});
+
+interface Shared {
+  plugin: PluginProcess;
+  slots: number;
+  oomKills: () => number;
+  stop: () => Promise<void>;
+}
+
+async function sharedPlugin(): Promise<Shared> {
+  const cgroup = memoryCgroup(`argo-s3-tenants-${process.pid}-${Date.now()}`, 256 * MiB);
+  const dir = mkdtempSync(join(tmpdir(), "tenants-"));
+  const plugin = await startPlugin(
+    {
+      ARGO_S3_PLUGIN_SHARED: "true",
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: `127.0.0.1:${hungPort},127.0.0.1:${fatPort},127.0.0.1:${dripPort},${minio.endpoint}`,
+      ARGO_S3_PLUGIN_GRACE_SECONDS: "1",
+      AWS_ACCESS_KEY_ID: minio.accessKey,
+      AWS_SECRET_ACCESS_KEY: minio.secretKey,
+      AWS_EC2_METADATA_DISABLED: "true",
+      LOG_LEVEL: "info",
+    },
+    dir,
+    [],
+    undefined,
+    cgroup.wrap,
+  );
+  const ready = JSON.parse(plugin.output().split("\n").find((l) => l.includes('"msg":"ready"'))!) as { maxConcurrentTransfers: number; memoryLimitMiB: number };
+  expect(ready.memoryLimitMiB).toBe(256);
+  return {
+    plugin,
+    slots: ready.maxConcurrentTransfers,
+    oomKills: cgroup.oomKills,
+    stop: async () => {
+      await plugin.stop("SIGTERM");
+      cgroup.remove();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const store = (endpoint: string, bucket: string, extra = "") => `endpoint: ${endpoint}\ninsecure: true\nbucket: ${bucket}\n${extra}`;
+
+/** Another user's calls to a healthy store: served, byte for byte; how long each took. */
+async function victim(p: PluginProcess, work: string): Promise<{ loadMs: number; streamMs: number; listMs: number }> {
+  const cfg = store(minio.endpoint, "victim");
+  let t = Date.now();
+  const loaded = await within(p.client.load(artifact(cfg, "v.bin"), join(work, "v.bin")), 20_000, "the victim's Load");
+  const loadMs = Date.now() - t;
+  expect(loaded).toEqual({ success: true, error: "" });
+  expect(readFileSync(join(work, "v.bin")).equals(victimBytes)).toBe(true);
+  t = Date.now();
+  const streamed = await within(p.client.openStream(artifact(cfg, "v.bin")), 20_000, "the victim's OpenStream");
+  const streamMs = Date.now() - t;
+  expect(streamed.data.equals(victimBytes)).toBe(true);
+  t = Date.now();
+  expect(await within(p.client.listObjects(artifact(cfg, "dir")), 20_000, "the victim's ListObjects")).toEqual({ objects: ["dir/a.txt"], error: "" });
+  const listMs = Date.now() - t;
+  return { loadMs, streamMs, listMs };
+}
+
+describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgroup", () => {
+  it("an author holding every slot's worth of OpenStreams to a store that never answers leaves another user's calls served at once", async () => {
+    const s = await sharedPlugin();
+    const work = mkdtempSync(join(tmpdir(), "victim-"));
+    try {
+      // A bucket per call: every call its own tenant, all on one endpoint.
+      const attacks = Array.from({ length: s.slots }, (_, i) =>
+        s.plugin.client.openStream(artifact(store(`127.0.0.1:${hungPort}`, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"), "k"), { discard: true }).catch((e: Error) => e),
+      );
+      tally({ suite: "hostile: one author's unanswering store vs other users", hostileTried: s.slots });
+      // The endpoint holds all it may (half the slots), the rest of the author's calls wait.
+      const deadline = Date.now() + 15_000;
+      while (hungSockets.size < Math.ceil(s.slots / 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(hungSockets.size).toBeGreaterThanOrEqual(Math.ceil(s.slots / 2));
+      await new Promise((r) => setTimeout(r, 300));
+      const times = await victim(s.plugin, work);
+      process.stdout.write(`tenants: victim served beside ${s.slots} hung OpenStreams: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms\n`);
+      expect(s.oomKills()).toBe(0);
+      tally({ suite: "hostile: one author's unanswering store vs other users", hostileRefused: s.slots });
+      void attacks;
+    } finally {
+      await s.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it("40 concurrent ListObjects and IsDirectory against 7.9 MiB answers: refused, no OOM kill, another user's calls served", async () => {
+    const s = await sharedPlugin();
+    const work = mkdtempSync(join(tmpdir(), "victim-"));
+    try {
+      const cfg = store(`127.0.0.1:${fatPort}`, "b");
+      const attacks = Array.from({ length: 40 }, (_, i) =>
+        (i % 2 === 0 ? s.plugin.client.listObjects(artifact(cfg, "k")) : s.plugin.client.isDirectory(artifact(cfg, "k"))).catch((e: Error) => ({ error: `the call failed: ${e.message}` })),
+      );
+      tally({ suite: "hostile: 7.9 MiB listing answers", hostileTried: 40 });
+      const times = await victim(s.plugin, work);
+      const results = await within(Promise.all(attacks), 90_000, "the 40 hostile listings");
+      for (const r of results) expect(r.error).toMatch(/larger than|keys where at most/);
+      tally({ suite: "hostile: 7.9 MiB listing answers", hostileRefused: 40 });
+      process.stdout.write(`tenants: victim served beside 40 fat listings: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms; ${fatAnswers} fat answers sent\n`);
+      expect(s.oomKills()).toBe(0);
+      expect(s.plugin.proc.exitCode).toBeNull();
+    } finally {
+      await s.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 180_000);
+
+  it("a store that drips its answer a byte a second is cut at requestTimeoutSeconds, head or body, with an error naming the endpoint", async () => {
+    const s = await sharedPlugin();
+    try {
+      const cfg = store(`127.0.0.1:${dripPort}`, "b", "tuning: {requestTimeoutSeconds: 3, maxAttempts: 1}\n");
+      for (const key of ["body-drip", "head-drip"]) {
+        tally({ suite: "hostile: a store dripping its answers", hostileTried: 2 });
+        const t = Date.now();
+        const listed = await within(s.plugin.client.listObjects(artifact(cfg, key)), 30_000, `ListObjects of a ${key} store`);
+        const isDir = await within(s.plugin.client.isDirectory(artifact(cfg, key)), 30_000, `IsDirectory of a ${key} store`);
+        const ms = Date.now() - t;
+        for (const r of [listed, isDir]) {
+          expect(r.error, key).toContain(`127.0.0.1:${dripPort}`);
+          expect(r.error, key).toMatch(/within 3 s|timed? ?out|Timeout/i);
+        }
+        expect(ms, key).toBeLessThan(20_000);
+        tally({ suite: "hostile: a store dripping its answers", hostileRefused: 2 });
+      }
+    } finally {
+      await s.stop();
+    }
+  }, 120_000);
+});
