@@ -30,6 +30,7 @@ const SUITES = [
   "test/e2e/pod-identity.test.ts",
   "test/e2e/identity-paths.test.ts",
   "test/integration/trust-boundary.test.ts",
+  "test/e2e/tenants.test.ts",
   "test/e2e/budget-accounting.test.ts",
   "test/integration/ensure-bucket.test.ts",
   "test/unit/save-swapped-links.test.ts",
