@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import type { Socket } from "node:net";
 import { Readable, Transform, pipeline } from "node:stream";
 import { rootCertificates } from "node:tls";
 import { S3Client } from "@aws-sdk/client-s3";
@@ -14,7 +15,7 @@ import { PluginError } from "../errors.js";
 import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
-import { type EndpointPolicy, checkEndpoint, endpointHost, endpointPort, guardedLookup } from "./endpoint-guard.js";
+import { type EndpointPolicy, checkEndpoint, endpointHost, endpointPort, guardedLookup, peerCheck } from "./endpoint-guard.js";
 import { LeanRequests } from "./lean-requests.js";
 import { ObjectStore, type RequestLog } from "./store.js";
 
@@ -232,6 +233,21 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
   );
 }
 
+/** The agent's new sockets are judged by `check` once connected; a refused peer ends the socket before a byte is sent. */
+export function checkingPeers<A extends HttpAgent>(agent: A, check: (address: string | undefined) => string | undefined): A {
+  const a = agent as unknown as { createConnection: (opts: object, cb?: (err: Error | null, s: Socket) => void) => Socket };
+  const create = a.createConnection.bind(agent);
+  a.createConnection = (opts, cb) => {
+    const socket = create(opts, cb);
+    socket.once("connect", () => {
+      const problem = check(socket.remoteAddress);
+      if (problem) socket.destroy(Object.assign(new Error(`endpoint: ${problem}`), { code: "EADDRNOTAVAIL" }));
+    });
+    return socket;
+  };
+  return agent;
+}
+
 export interface TargetOptions {
   /** The process environment as main read it: the AWS SDK's own variables (region, credential chain). */
   env: NodeJS.ProcessEnv;
@@ -297,10 +313,11 @@ export class S3TargetFactory {
     const maxSockets = Math.max(16, cfg.tuning.partConcurrency * 2, cfg.tuning.fileConcurrency * 2);
     // Every connection's address is checked after resolution (see endpoint-guard.ts).
     const lookup = guardedLookup(this.opts.endpoints, cfg.endpoint);
+    const checkPeer = peerCheck(this.opts.endpoints, cfg.endpoint);
     const agentOpts = { keepAlive: true, maxSockets, lookup };
-    const httpAgent = new HttpAgent(agentOpts);
+    const httpAgent = checkingPeers(new HttpAgent(agentOpts), checkPeer);
     // The custom CA is added to the public roots, not put in their place; it applies to the S3 endpoint only.
-    const httpsAgent = new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts);
+    const httpsAgent = checkingPeers(new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts), checkPeer);
     const handler = new NodeHttpHandler({
       httpAgent,
       httpsAgent,
@@ -349,6 +366,7 @@ export class S3TargetFactory {
           credentials: creds.provider,
           ca: ca ? [...rootCertificates, ca.toString("utf8")] : undefined,
           lookup,
+          checkPeer,
           maxSockets,
           connectTimeoutMs: 10_000,
           requestTimeoutMs: cfg.tuning.requestTimeoutMs,

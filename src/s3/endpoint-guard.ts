@@ -121,6 +121,22 @@ export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
 type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
 /**
+ * The last word on every S3 socket, SDK and lean alike: the address it is
+ * actually connected to, whatever path led there (a literal the text checks
+ * missed, a lookup that was bypassed). Undefined when the peer is acceptable.
+ */
+export function peerCheck(policy: EndpointPolicy = { allowed: [] }, endpoint = ""): (address: string | undefined) => string | undefined {
+  const listed = policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase());
+  const refuseLoopback = policy.refuseLoopback === true && !listed;
+  return (address) => {
+    if (address === undefined) return undefined; // not connected (yet): nothing to judge
+    if (isForbiddenAddress(address)) return `connected to ${address}, a link-local / cloud metadata address; refused`;
+    if (refuseLoopback && isLoopbackAddress(address)) return `connected to ${address}, a loopback address the shared sidecar does not reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS); refused`;
+    return undefined;
+  };
+}
+
+/**
  * dns.lookup for the S3 sockets of one endpoint: a resolved forbidden address
  * fails the connection, and so does a loopback one when the policy refuses
  * loopback and the endpoint is not listed (a name that resolves to 127.0.0.1).

@@ -47,6 +47,8 @@ export interface PoolOptions {
   port: number;
   tls: { ca?: string[] | undefined; servername?: string } | undefined;
   lookup: LookupFunction;
+  /** Judges the address a new socket connected to; a problem ends the connection (endpoint-guard.ts). */
+  checkPeer?: ((address: string | undefined) => string | undefined) | undefined;
   maxSockets: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
@@ -115,6 +117,13 @@ class Connection {
       });
     }
     this.socket.setTimeout(opts.connectTimeoutMs);
+    if (opts.checkPeer) {
+      const check = opts.checkPeer;
+      this.socket.once("connect", () => {
+        const problem = check(this.socket.remoteAddress);
+        if (problem) this.socket.destroy(new HttpError(`endpoint ${this.where}: ${problem}`, "EADDRNOTAVAIL"));
+      });
+    }
     const fail = (e: Error) => {
       this.dead = true;
       onDead(this);

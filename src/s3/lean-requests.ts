@@ -46,6 +46,7 @@ export interface LeanOptions {
   credentials: AwsCredentialIdentityProvider;
   ca: string[] | undefined;
   lookup: LookupFunction;
+  checkPeer?: ((address: string | undefined) => string | undefined) | undefined;
   maxSockets: number;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
@@ -111,6 +112,7 @@ export class LeanRequests {
       port: o.port,
       tls: tls ? { ca: o.ca } : undefined,
       lookup: o.lookup,
+      checkPeer: o.checkPeer,
       maxSockets: o.maxSockets,
       connectTimeoutMs: o.connectTimeoutMs,
       idleTimeoutMs: 30_000,

@@ -1,44 +1,96 @@
 // A counting semaphore with FIFO waiters whose cancellation ends the wait.
-// Used for admission of RPCs that move data (memory outside the buffer budget
-// grows with the number of transfers running at once), and for the ranged
-// GETs all files of one directory Load share.
+// Used for admission of RPCs (memory outside the buffer budget grows with the
+// number of transfers running at once), for the ranged GETs all files of one
+// directory Load share, and for a connection pool's sockets.
+//
+// A taker may name groups it belongs to, each with a cap. In the shared
+// argo-server sidecar every workflow author chooses the store a call goes to,
+// so one author's calls to a store that never answers could hold every slot
+// and stall every other user: there a call names its tenant (endpoint, bucket,
+// credential source) and its endpoint, and no group holds more than its cap;
+// what one group cannot take stays free for the others. Waiters are served in
+// arrival order among those whose groups are below their caps.
+
+export interface SlotGroup {
+  key: string;
+  cap: number;
+}
+
+interface Waiter {
+  groups: readonly SlotGroup[];
+  go: () => void;
+}
+
 export class Slots {
   private used = 0;
-  private readonly queue: (() => void)[] = [];
+  private readonly held = new Map<string, number>();
+  private readonly queue: Waiter[] = [];
 
   constructor(readonly limit: number) {}
 
-  async take(signal: AbortSignal): Promise<() => void> {
+  /** Slots in use and calls waiting for one (for the ready line and tests). */
+  get stats(): { used: number; waiting: number } {
+    return { used: this.used, waiting: this.queue.length };
+  }
+
+  async take(signal: AbortSignal, groups: readonly SlotGroup[] = []): Promise<() => void> {
     signal.throwIfAborted();
-    if (this.used < this.limit && this.queue.length === 0) {
-      this.used++;
-      return this.releaser();
+    if (this.fits(groups) && !this.queue.some((w) => this.fits(w.groups))) {
+      this.enter(groups);
+      return this.releaser(groups);
     }
     await new Promise<void>((resolve, reject) => {
-      const go = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
+      const waiter: Waiter = {
+        groups,
+        go: () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        },
       };
       const onAbort = () => {
-        const i = this.queue.indexOf(go);
+        const i = this.queue.indexOf(waiter);
         if (i >= 0) this.queue.splice(i, 1);
         reject(signal.reason);
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.queue.push(go);
+      this.queue.push(waiter);
     });
-    return this.releaser();
+    return this.releaser(groups);
   }
 
-  /** Hands the slot straight to the next waiter, if any; safe to call twice. */
-  private releaser(): () => void {
+  private fits(groups: readonly SlotGroup[]): boolean {
+    return this.used < this.limit && groups.every((g) => (this.held.get(g.key) ?? 0) < g.cap);
+  }
+
+  private enter(groups: readonly SlotGroup[]): void {
+    this.used++;
+    for (const g of groups) this.held.set(g.key, (this.held.get(g.key) ?? 0) + 1);
+  }
+
+  private leave(groups: readonly SlotGroup[]): void {
+    this.used--;
+    for (const g of groups) {
+      const n = (this.held.get(g.key) ?? 1) - 1;
+      if (n === 0) this.held.delete(g.key);
+      else this.held.set(g.key, n);
+    }
+  }
+
+  /** Gives the slot back and starts every waiter that now fits, oldest first; safe to call twice. */
+  private releaser(groups: readonly SlotGroup[]): () => void {
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const next = this.queue.shift();
-      if (next) next();
-      else this.used--;
+      this.leave(groups);
+      for (let i = 0; i < this.queue.length && this.used < this.limit; ) {
+        const w = this.queue[i]!;
+        if (this.fits(w.groups)) {
+          this.queue.splice(i, 1);
+          this.enter(w.groups);
+          w.go();
+        } else i++;
+      }
     };
   }
 }

@@ -11,7 +11,7 @@ import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket } from "./socket.js";
-import { type SlotGroup, TenantSlots } from "../util/tenant-slots.js";
+import { type SlotGroup, Slots } from "../util/slots.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
@@ -57,8 +57,8 @@ export class PluginServer {
   private readonly inflight = new Set<AbortController>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly discovery: Discovery;
-  private readonly transfers: TenantSlots;
-  private readonly listings: TenantSlots;
+  private readonly transfers: Slots;
+  private readonly listings: Slots;
   private bound = false;
 
   constructor(private readonly opts: ServerOptions) {
@@ -69,8 +69,8 @@ export class PluginServer {
     widenStreamWindow(this.server);
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
-    this.transfers = new TenantSlots(opts.maxConcurrentTransfers ?? 64);
-    this.listings = new TenantSlots(opts.maxConcurrentListings ?? 8);
+    this.transfers = new Slots(opts.maxConcurrentTransfers ?? 64);
+    this.listings = new Slots(opts.maxConcurrentListings ?? 8);
   }
 
   async listen(): Promise<void> {
@@ -130,7 +130,7 @@ export class PluginServer {
     let release: (() => void) | undefined;
     const admit = pool
       ? async (tenant: Tenant) => {
-          if (!release) release = await pool.take(this.groups(pool, tenant), controller.signal);
+          if (!release) release = await pool.take(controller.signal, this.groups(pool, tenant));
         }
       : undefined;
     const run = async () => {
@@ -156,7 +156,7 @@ export class PluginServer {
     }
   }
 
-  private groups(pool: TenantSlots, t: Tenant): SlotGroup[] {
+  private groups(pool: Slots, t: Tenant): SlotGroup[] {
     if (!this.opts.perTenantLimits) return [];
     return [
       { key: `tenant ${t.tenant}`, cap: Math.max(1, Math.ceil(pool.limit / 4)) },

@@ -9,6 +9,9 @@ import { createServer as createTlsServer } from "node:tls";
 import { selfSignedCert } from "../../scripts/lib/minio.mjs";
 import { randomBytes } from "node:crypto";
 import { lookup } from "node:dns";
+import { Agent as HttpAgent, get as httpGet } from "node:http";
+import { checkingPeers } from "../../src/s3/client.js";
+import { peerCheck } from "../../src/s3/endpoint-guard.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BodySink, Http1Pool, chunkStep } from "../../src/s3/http1.js";
 import { chunkState } from "../../src/s3/http1-framing.js";
@@ -275,5 +278,30 @@ describe("lean HTTP/1.1 client", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("the connected peer", () => {
+  it("is judged on every new socket: a refused address ends the connection before a byte is sent, whatever the lookup said", async () => {
+    let requests = 0;
+    const port = await serve((sock) => {
+      requests++;
+      sock.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    });
+    const refused = pool(port, { checkPeer: peerCheck({ allowed: [], refuseLoopback: true }, "store.example") });
+    await expect(answer(refused.request(GET, () => "collect", undefined, 5000))).rejects.toThrow(/endpoint 127\.0\.0\.1:\d+: connected to 127\.0\.0\.1, a loopback address/);
+    expect(requests).toBe(0);
+    const allowed = pool(port, { checkPeer: peerCheck({ allowed: [], refuseLoopback: false }, "store.example") });
+    expect((await answer(allowed.request(GET, () => "collect", undefined, 5000))).head.status).toBe(200);
+  });
+
+  it("the SDK's agents judge theirs the same way", async () => {
+    const port = await serve((sock) => sock.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+    const agent = checkingPeers(new HttpAgent(), peerCheck({ allowed: [], refuseLoopback: true }, "store.example"));
+    const err = await new Promise<Error>((resolve) => httpGet({ host: "127.0.0.1", port, agent }, () => resolve(new Error("answered"))).on("error", resolve));
+    expect(err.message).toMatch(/connected to 127\.0\.0\.1, a loopback address/);
+    const plain = checkingPeers(new HttpAgent(), peerCheck({ allowed: [] }, "store.example"));
+    const status = await new Promise<number>((resolve, reject) => httpGet({ host: "127.0.0.1", port, agent: plain }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on("error", reject));
+    expect(status).toBe(200);
   });
 });

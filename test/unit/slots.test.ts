@@ -1,6 +1,6 @@
 // Transfer slots between tenants: a group at its cap waits while others go.
 import { describe, expect, it } from "vitest";
-import { TenantSlots } from "../../src/util/tenant-slots.js";
+import { Slots } from "../../src/util/slots.js";
 
 const g = (tenant: string, endpoint: string) => [
   { key: `t ${tenant}`, cap: 2 },
@@ -8,17 +8,17 @@ const g = (tenant: string, endpoint: string) => [
 ];
 const never = new AbortController().signal;
 
-describe("TenantSlots", () => {
+describe("Slots", () => {
   it("caps a tenant and an endpoint, lets others through, and hands freed slots to the oldest waiter that fits", async () => {
-    const slots = new TenantSlots(6);
-    const a1 = await slots.take(g("a", "x"), never);
-    await slots.take(g("a", "x"), never);
+    const slots = new Slots(6);
+    const a1 = await slots.take(never, g("a", "x"));
+    await slots.take(never, g("a", "x"));
     let a3 = false;
-    const third = slots.take(g("a", "x"), never).then((r) => ((a3 = true), r)); // tenant a at its cap
-    await slots.take(g("b", "x"), never); // endpoint x: 3 of 3
+    const third = slots.take(never, g("a", "x")).then((r) => ((a3 = true), r)); // tenant a at its cap
+    await slots.take(never, g("b", "x")); // endpoint x: 3 of 3
     let b2 = false;
-    void slots.take(g("b", "x"), never).then(() => (b2 = true)); // endpoint at its cap
-    const c = await slots.take(g("c", "y"), never); // another endpoint: goes at once
+    void slots.take(never, g("b", "x")).then(() => (b2 = true)); // endpoint at its cap
+    const c = await slots.take(never, g("c", "y")); // another endpoint: goes at once
     expect(slots.stats).toEqual({ used: 4, waiting: 2 });
     await new Promise((r) => setTimeout(r, 10));
     expect([a3, b2]).toEqual([false, false]);
@@ -32,12 +32,12 @@ describe("TenantSlots", () => {
   });
 
   it("the overall limit holds for calls without groups (a workflow's pod), FIFO; a cancelled wait leaves the queue", async () => {
-    const slots = new TenantSlots(1);
-    const first = await slots.take([], never);
+    const slots = new Slots(1);
+    const first = await slots.take(never);
     const ac = new AbortController();
-    const cancelled = slots.take([], ac.signal);
+    const cancelled = slots.take(ac.signal);
     let second = false;
-    const next = slots.take([], never).then((r) => ((second = true), r));
+    const next = slots.take(never).then((r) => ((second = true), r));
     ac.abort(new Error("gone"));
     await expect(cancelled).rejects.toThrow("gone");
     first();
