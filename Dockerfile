@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build of the Argo S3 artifact plugin.
-# Node 24 is the active LTS line; the code also runs on Node >= 20.19.
+# Node 24 is the active LTS line; the plugin supports Node >= 22. NODE_VERSION is
+# tools/versions.env's NODE_IMAGE_VERSION, the Node the tests also run on
+# (the packaging test holds the two equal).
+ARG NODE_VERSION=24.22.3
 
-FROM node:24-bookworm-slim AS build
+FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
@@ -11,12 +14,12 @@ COPY proto ./proto
 COPY src ./src
 RUN npm run build
 
-FROM node:24-bookworm-slim AS deps
+FROM node:${NODE_VERSION}-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
-FROM node:24-bookworm-slim
+FROM node:${NODE_VERSION}-bookworm-slim
 ENV NODE_ENV=production
 # A fixed mmap threshold: glibc otherwise raises it to the largest block freed,
 # after which the multi-MiB transfer buffers and gRPC messages come from its

