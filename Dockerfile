@@ -20,6 +20,12 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 FROM node:${NODE_VERSION}-bookworm-slim
+# The release, as package.json says (the packaging test holds them equal).
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="argo-s3-artifact-plugin" \
+      org.opencontainers.image.description="Argo Workflows artifact driver plugin for S3" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
 # A fixed mmap threshold: glibc otherwise raises it to the largest block freed,
 # after which the multi-MiB transfer buffers and gRPC messages come from its

@@ -11,9 +11,11 @@ import { BufferBudget } from "./transfer/buffer-budget.js";
 import { TransferEngine } from "./transfer/engine.js";
 import { type LateUploadEvent, LateUploadWatch } from "./transfer/late-uploads.js";
 import { PluginServer } from "./wire/server.js";
+import { VERSION } from "./version.js";
 import { SocketInUseError } from "./wire/socket.js";
 
 const USAGE = `usage: argo-s3-artifact-plugin <socket-path> [--loglevel LEVEL] [other args are ignored]
+       argo-s3-artifact-plugin --version | --help
 
 Serves Argo's ArtifactService for S3 on a unix socket, e.g.
   node dist/main.js /tmp/artifact-plugins/s3/socket
@@ -64,6 +66,10 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return 0;
     }
+    if ("version" in read) {
+      process.stdout.write(`argo-s3-artifact-plugin ${VERSION}\n`);
+      return 0;
+    }
     settings = read;
   } catch (e) {
     if (!(e instanceof SettingsError)) throw e;
@@ -72,6 +78,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const { socketPath } = settings;
   const logger = createLogger(undefined, settings.logLevel);
+  // Node's own warnings (the AWS SDK's multi-line NodeVersionSupportWarning on old Node) as one JSON line, not raw stderr text.
+  process.removeAllListeners("warning");
+  process.on("warning", (w) => logger.warn({ warning: w.name, detail: w.message.replace(/\s+/g, " ").trim() }, "node warning"));
   if (settings.ignoredArgs.length > 0) logger.warn({ ignoredArgs: settings.ignoredArgs }, "ignoring arguments after the socket path (Argo passes the executor's args to plugins)");
   const kubeSecrets = new KubeSecretSource(process.env);
   const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
@@ -126,6 +135,7 @@ async function main(argv: string[]): Promise<number> {
   }
   logger.info(
     {
+      version: VERSION,
       socketPath,
       pid: process.pid,
       node: process.version,

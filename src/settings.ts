@@ -54,11 +54,12 @@ export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv): number {
 /** A start-up problem: printed as one line, exit 2. */
 export class SettingsError extends Error {}
 
-export type ParsedArgs = { help: true } | { help: false; socketPath: string; logLevel: string | undefined; ignoredArgs: string[] };
+export type ParsedArgs = { help: true } | { version: true } | { help: false; socketPath: string; logLevel: string | undefined; ignoredArgs: string[] };
 
 export function parseArgs(args: string[]): ParsedArgs {
   if (args.length === 0) throw new SettingsError("missing the socket path");
   if (args[0] === "-h" || args[0] === "--help") return { help: true };
+  if (args[0] === "--version" || args[0] === "-v") return { version: true };
   const socketPath = args[0]!;
   if (socketPath === "" || socketPath.startsWith("-")) throw new SettingsError(`the first argument must be the socket path, got "${socketPath}"`);
   let logLevel: string | undefined;
@@ -201,9 +202,9 @@ export function sizeForMemory(limitBytes: number | undefined): { bufferBytes: nu
   return { bufferBytes, maxConcurrentTransfers };
 }
 
-export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimitBytes = cgroupMemoryLimit(), inPod = inKubernetesPod(env)): Settings | { help: true } {
+export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimitBytes = cgroupMemoryLimit(), inPod = inKubernetesPod(env)): Settings | { help: true } | { version: true } {
   const parsed = parseArgs(args);
-  if (parsed.help) return parsed;
+  if ("version" in parsed || parsed.help) return parsed;
   const logLevel = parsed.logLevel !== undefined ? logLevelOf("--loglevel", parsed.logLevel) : env["LOG_LEVEL"] ? logLevelOf("LOG_LEVEL", env["LOG_LEVEL"]) : "info";
   const sized = sizeForMemory(memoryLimitBytes);
   let bufferBytes = sized.bufferBytes;

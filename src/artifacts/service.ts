@@ -33,6 +33,8 @@ export interface Call {
   progress?: Progress;
   /** Waits for the call's slot, given what it targets (the wire layer's pools); absent: no slot needed. */
   admit?: (tenant: Tenant) => Promise<void>;
+  /** Told where the call goes as soon as that is known, so a failure's log line names it too. */
+  at?: (where: { bucket: string; endpoint: string }) => void;
 }
 
 /**
@@ -84,6 +86,7 @@ export class ArtifactService {
   /** The target, once the call has its slot. */
   private async admitted(artifact: ArtifactRef, call: Call): Promise<S3Target> {
     const t = await this.target(artifact);
+    call.at?.({ bucket: t.bucket, endpoint: t.endpointLabel });
     await call.admit?.(tenantOf(t));
     return t;
   }

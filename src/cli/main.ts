@@ -12,6 +12,7 @@ import { status } from "@grpc/grpc-js";
 import { type Artifact, ArtifactClient } from "../client/artifact-client.js";
 import { loadedBytes, treeSize } from "./disk.js";
 import { Progress } from "./progress.js";
+import { VERSION } from "../version.js";
 import { printable } from "../config/parse.js";
 
 const PROG = "argo-s3-artifact";
@@ -47,6 +48,7 @@ options:
   --no-stream           save a file with Save instead of SaveStream
   --timeout SECONDS     deadline of one unary RPC (default 3600)
   -h, --help            show this help
+  --version             print the version
 
 Save and Load pass <path> to the plugin, which reads or writes it itself: it
 must be a path the plugin process can reach (same machine or pod volume).
@@ -111,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
         "no-stream": { type: "boolean" },
         timeout: { type: "string" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -119,6 +122,10 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  if (values.version) {
+    process.stdout.write(`argo-s3-artifact ${VERSION}\n`);
     return EXIT.ok;
   }
   if (positionals.length === 0) {

@@ -135,7 +135,11 @@ export class PluginServer {
       : undefined;
     const run = async () => {
       try {
-        return await body({ signal: controller.signal, progress, ...(admit ? { admit } : {}) }, fields);
+        const at = (w: { bucket: string; endpoint: string }) => {
+          fields.bucket ??= w.bucket;
+          fields["endpoint"] ??= w.endpoint;
+        };
+        return await body({ signal: controller.signal, progress, at, ...(admit ? { admit } : {}) }, fields);
       } finally {
         release?.();
       }
@@ -169,8 +173,10 @@ export class PluginServer {
     const line: Record<string, unknown> = { method, ...f, durationMs: Math.round(durationMs * 10) / 10, outcome };
     if (f.bytes !== undefined && durationMs > 0) line["mibPerSec"] = Math.round((f.bytes / 1048576 / (durationMs / 1000)) * 10) / 10;
     if (error !== undefined) line["error"] = error;
+    // A failed RPC fails the workflow step: error, as Argo logs it; a cancelled one (the caller left) is a warning.
     if (outcome === "ok") this.opts.logger.info(line, "rpc");
-    else this.opts.logger.warn(line, "rpc");
+    else if (outcome === "cancelled") this.opts.logger.warn(line, "rpc");
+    else this.opts.logger.error(line, "rpc");
   }
 
   private handlers() {

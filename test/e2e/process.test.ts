@@ -4,7 +4,7 @@
 // and cleaned up) → exit 0.
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
@@ -26,6 +26,33 @@ function runMain(args: readonly string[], env: Record<string, string> = {}): Pro
 }
 
 describe("command line", () => {
+  it("--version on both commands prints package.json's version, exit 0", async () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+    const plugin = await runMain(["--version"]);
+    expect(plugin).toMatchObject({ code: 0, stdout: `argo-s3-artifact-plugin ${version}\n` });
+    const cli = await new Promise<{ code: number | null; stdout: string }>((resolve) =>
+      execFile(process.execPath, [join(ROOT, "dist", "cli", "main.js"), "--version"], (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout })),
+    );
+    expect(cli).toEqual({ code: 0, stdout: `argo-s3-artifact ${version}\n` });
+  });
+
+  it("logs as Argo does: level names, RFC 3339 times, the workflow pod's fields, the version in the ready line; a failed RPC at ERROR naming bucket and endpoint; nothing but JSON lines", async () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+    const plugin = await startPlugin({ LOG_LEVEL: "info", ARGO_WORKFLOW_NAME: "wf-1", ARGO_POD_NAME: "wf-1-produce-123", ARGO_NODE_ID: "wf-1-123", ARGO_CONTAINER_NAME: "artifact-plugin-s3", AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" });
+    // A store that is not there: the SDK client is built (its warnings, if any, must come out as JSON too), the RPC fails.
+    const r = await plugin.client.load(artifact("endpoint: 127.0.0.1:9\ninsecure: true\nbucket: nowhere\ntuning: {maxAttempts: 1}\n", "k"), join(tmpdir(), `never-${process.pid}`));
+    expect(r.success).toBe(false);
+    expect(await plugin.stop()).toBe(0);
+    const lines = plugin.output().trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const l of lines) {
+      expect(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]).toContain(l["level"]);
+      expect(String(l["time"])).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(l).toMatchObject({ workflow: "wf-1", pod: "wf-1-produce-123", nodeId: "wf-1-123", container: "artifact-plugin-s3" });
+    }
+    expect(lines.find((l) => l["msg"] === "ready")).toMatchObject({ level: "INFO", version });
+    expect(lines.find((l) => l["msg"] === "rpc")).toMatchObject({ level: "ERROR", method: "Load", bucket: "nowhere", key: "k", endpoint: "http://127.0.0.1:9", outcome: "storage" });
+  });
+
   it("no argument, or a flag where the socket path belongs: usage on stderr, exit 2; --help: usage on stdout, exit 0", async () => {
     for (const args of [[], ["--loglevel", "debug"]]) {
       const { code, stderr } = await runMain(args);
@@ -44,9 +71,9 @@ describe("command line", () => {
     const plugin = await startPlugin({ LOG_LEVEL: "" }, dir, ["--loglevel", "warn", "--gloglevel", "6"]);
     expect(await plugin.client.getCapabilities()).toEqual({ supportsSaveStream: true });
     expect(await plugin.stop()).toBe(0);
-    const lines = plugin.output().trim().split("\n").map((l) => JSON.parse(l) as { level: number; msg: string; ignoredArgs?: string[] });
+    const lines = plugin.output().trim().split("\n").map((l) => JSON.parse(l) as { level: string; msg: string; ignoredArgs?: string[] });
     expect(lines.filter((l) => l.ignoredArgs)).toEqual([expect.objectContaining({ ignoredArgs: ["--gloglevel", "6"] })]);
-    expect(lines.every((l) => l.level >= 40)).toBe(true); // warn and up only: no ready/info lines
+    expect(lines.every((l) => ["WARN", "ERROR", "FATAL"].includes(l.level))).toBe(true); // warn and up only: no ready/info lines
     rmSync(dir, { recursive: true, force: true });
   });
 

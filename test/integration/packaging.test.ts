@@ -190,6 +190,13 @@ describe("Dockerfile", () => {
     expect(engines).toBe(`>=${versions["NODE_MIN_VERSION"]!.split(".")[0]}`);
   });
 
+  it("labels the image with the release package.json names (OCI labels)", () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+    expect(/^ARG VERSION=(\S+)$/m.exec(text)?.[1]).toBe(version);
+    expect(text).toContain('org.opencontainers.image.version="${VERSION}"');
+    expect(readFileSync(join(ROOT, "CHANGELOG.md"), "utf8")).toMatch(new RegExp(`^## ${version.replaceAll(".", "\\.")}$`, "m"));
+  });
+
   it("installs production dependencies only, runs as non-root, keeps /tmp writable, exec-form ENTRYPOINT", () => {
     expect(text).toMatch(/npm ci --omit=dev/);
     const user = [...text.matchAll(/^USER (\S+)/gm)].at(-1)?.[1];
