@@ -12,6 +12,7 @@ import { TransferEngine } from "./transfer/engine.js";
 import { type LateUploadEvent, LateUploadWatch } from "./transfer/late-uploads.js";
 import { PluginServer } from "./wire/server.js";
 import { VERSION } from "./version.js";
+import { Metrics } from "./metrics.js";
 import { SocketInUseError } from "./wire/socket.js";
 
 const USAGE = `usage: argo-s3-artifact-plugin <socket-path> [--loglevel LEVEL] [other args are ignored]
@@ -42,6 +43,7 @@ environment:
   ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS endpoints (host or host:port) configurations may use; empty: any
                                    but link-local / metadata addresses, which are always refused
                                    (and loopback in the shared sidecar, unless listed here)
+  ARGO_S3_PLUGIN_METRICS_PORT      serve Prometheus metrics on this TCP port at /metrics (default off)
   ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS
                                    how long a key is watched for an upload created after an
                                    unanswered CreateMultipartUpload (default 120, 0 = off)
@@ -85,8 +87,22 @@ async function main(argv: string[]): Promise<number> {
   const kubeSecrets = new KubeSecretSource(process.env);
   const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
   // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
-  const requestLog = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
-  const engine = new TransferEngine(new BufferBudget(settings.bufferBytes), new LateUploadWatch(settings.lateUploadWatchMs, logLateUpload(logger)));
+  const debug = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
+  const budget = new BufferBudget(settings.bufferBytes);
+  // ARGO_S3_PLUGIN_METRICS_PORT: Prometheus metrics; they read the server's pools once it exists.
+  let server: PluginServer | undefined;
+  const metrics =
+    settings.metricsPort === undefined
+      ? undefined
+      : new Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes }), slots: () => server?.slotStats() ?? [], tenants: () => server?.tenantsHolding() ?? 0 });
+  const requestLog =
+    debug && metrics
+      ? (fields: Record<string, unknown>) => {
+          debug(fields);
+          metrics.s3Request(fields);
+        }
+      : (debug ?? (metrics ? (fields: Record<string, unknown>) => metrics.s3Request(fields) : undefined));
+  const engine = new TransferEngine(budget, new LateUploadWatch(settings.lateUploadWatchMs, logLateUpload(logger)));
   const service = new ArtifactService(new S3TargetFactory(secrets, {
       env: process.env,
       endpoints: { allowed: settings.allowedEndpoints, refuseLoopback: settings.shared },
@@ -94,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
       clamp: settings.shared ? { requestTimeoutMs: 60_000, maxAttempts: 3 } : undefined,
       requestLog,
     }), engine);
-  const server = new PluginServer({
+  server = new PluginServer({
     socketPath,
     service,
     logger,
@@ -104,7 +120,9 @@ async function main(argv: string[]): Promise<number> {
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
     maxConcurrentListings: settings.shared ? 4 : 8,
     perTenantLimits: settings.shared,
+    ...(metrics ? { onRpc: metrics.rpc.bind(metrics) } : {}),
   });
+  const served = server;
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
   const { graceMs } = settings;
   let stopping = false;
@@ -113,7 +131,7 @@ async function main(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal, graceMs }, "shutting down");
-      server.shutdown(graceMs).then(
+      served.shutdown(graceMs).then(
         ({ cancelled }) => {
           logger.info({ cancelled }, "stopped");
           resolve(0);
@@ -128,14 +146,24 @@ async function main(argv: string[]): Promise<number> {
     process.on("SIGINT", () => stop("SIGINT"));
   });
   try {
-    await server.listen();
+    await served.listen();
   } catch (e) {
     logger.fatal({ socketPath, error: (e as Error).message }, e instanceof SocketInUseError ? "socket in use" : "cannot listen on the socket");
     return stopping ? stopped : 1;
   }
+  if (metrics && settings.metricsPort !== undefined) {
+    try {
+      await metrics.serve(settings.metricsPort);
+    } catch (e) {
+      logger.fatal({ metricsPort: settings.metricsPort, error: (e as Error).message }, "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another");
+      await served.shutdown(0);
+      return 1;
+    }
+  }
   logger.info(
     {
       version: VERSION,
+      metricsPort: settings.metricsPort,
       socketPath,
       pid: process.pid,
       node: process.version,

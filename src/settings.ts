@@ -36,6 +36,8 @@ export interface Settings {
   sharedBecause: string;
   /** Roles (roleARN) the shared sidecar may assume. */
   allowedRoles: string[];
+  /** Prometheus metrics on this TCP port (GET /metrics); undefined: off. */
+  metricsPort: number | undefined;
   /** Operator-listed secrets the shared sidecar may read: a whole secret, or one key of it. */
   allowedSecrets: AllowedSecret[];
   /** host[:port] list; empty: any endpoint that is not link-local / metadata. */
@@ -117,6 +119,14 @@ function allowedSecret(entry: string): AllowedSecret {
     parts.length > 2 ? "has more than one '/'" : secretNameProblem(name!) ? `name ${secretNameProblem(name!)}` : key !== undefined && secretKeyProblem(key) ? `key ${secretKeyProblem(key)}` : undefined;
   if (problem) throw new SettingsError(`ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "${entry}" ${problem}; entries are "name" or "name/key", separated by commas`);
   return key === undefined ? { name: name! } : { name: name!, key };
+}
+
+/** A TCP port number, or undefined when the variable is unset or empty. */
+function port(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = (env[name] ?? "").trim();
+  if (v === "") return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw new SettingsError(`${name}: "${env[name]}" is not a TCP port (1-65535)`);
+  return Number(v);
 }
 
 /** A Kubernetes pod: the cluster's service environment, or a mounted service-account folder. */
@@ -229,6 +239,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       lateUploadWatchMs: seconds(env, "ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", 120_000),
       ...sharedMode(env, inPod),
       allowedRoles: list(env["ARGO_S3_PLUGIN_ALLOWED_ROLES"]),
+      metricsPort: port(env, "ARGO_S3_PLUGIN_METRICS_PORT"),
       allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).map(allowedSecret),
       allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),
     };

@@ -33,6 +33,13 @@ export class Slots {
     return { used: this.used, waiting: this.queue.length };
   }
 
+  /** Groups whose key starts with `prefix` that hold a slot now. */
+  holders(prefix: string): number {
+    let n = 0;
+    for (const k of this.held.keys()) if (k.startsWith(prefix)) n++;
+    return n;
+  }
+
   async take(signal: AbortSignal, groups: readonly SlotGroup[] = []): Promise<() => void> {
     signal.throwIfAborted();
     if (this.fits(groups) && !this.queue.some((w) => this.fits(w.groups))) {

@@ -35,6 +35,8 @@ export interface ServerOptions {
   socketMode?: number | undefined;
   /** RPCs moving data at once (Load, Save, SaveStream, OpenStream, Delete); later ones wait. */
   maxConcurrentTransfers?: number;
+  /** Told of every RPC's end: method, outcome, seconds, bytes moved (the metrics). */
+  onRpc?: (method: string, outcome: string, seconds: number, bytes: number | undefined) => void;
   /** ListObjects and IsDirectory at once (default 8); later ones wait. */
   maxConcurrentListings?: number;
   /**
@@ -168,8 +170,22 @@ export class PluginServer {
     ];
   }
 
+  /** The slot pools now, for the metrics. */
+  slotStats(): { pool: string; used: number; waiting: number; limit: number }[] {
+    return [
+      { pool: "transfers", ...this.transfers.stats, limit: this.transfers.limit },
+      { pool: "listings", ...this.listings.stats, limit: this.listings.limit },
+    ];
+  }
+
+  /** Tenants holding a slot now (shared mode only; elsewhere calls name no tenant). */
+  tenantsHolding(): number {
+    return this.transfers.holders("tenant ") + this.listings.holders("tenant ");
+  }
+
   private logRpc(method: string, started: bigint, f: RpcLog, outcome: string, error?: string): void {
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    this.opts.onRpc?.(method, outcome, durationMs / 1000, typeof f.bytes === "number" ? f.bytes : undefined);
     const line: Record<string, unknown> = { method, ...f, durationMs: Math.round(durationMs * 10) / 10, outcome };
     if (f.bytes !== undefined && durationMs > 0) line["mibPerSec"] = Math.round((f.bytes / 1048576 / (durationMs / 1000)) * 10) / 10;
     if (error !== undefined) line["error"] = error;

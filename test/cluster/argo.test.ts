@@ -15,6 +15,7 @@ import { ARGO_IMAGES, NAMESPACE, readmeCommand } from "../../scripts/lib/argo-in
 import { startArgoCluster } from "../../scripts/lib/argo-cluster.mjs";
 import * as clusterLib from "../../scripts/lib/cluster.mjs";
 import { eventually } from "../support/bounded.js";
+import { prometheusParse } from "../support/prometheus.js";
 import { ROOT } from "../support/plugin.js";
 import { type Store, examples } from "./examples.js";
 
@@ -68,11 +69,11 @@ function readmePodSpecPatch(): string {
 const ran: Record<string, { name: string; status: WorkflowStatus }> = {};
 
 /** A GET to argo-server's HTTPS port from inside the cluster's namespace (its own self-signed certificate). */
-async function argoServer(path: string): Promise<{ status: number; body: Buffer }> {
+async function argoServer(path: string, port = 2746, scheme = "https"): Promise<{ status: number; body: Buffer }> {
   const pods = await kubectlJson<{ items: { status: { podIP?: string; phase: string } }[] }>(["-n", NAMESPACE, "get", "pods", "-l", "app=argo-server"]);
   const ip = pods.items.find((p) => p.status.phase === "Running" && p.status.podIP)?.status.podIP;
   if (!ip) throw new Error("no running argo-server pod");
-  const r = await run("ip", ["netns", "exec", cluster.netns, "curl", "-sSk", "-w", "\n%{http_code}", `https://${ip}:2746${path}`], { encoding: "buffer", maxBuffer: 2 ** 30, timeout: 120_000 });
+  const r = await run("ip", ["netns", "exec", cluster.netns, "curl", "-sSk", "-w", "\n%{http_code}", `${scheme}://${ip}:${port}${path}`], { encoding: "buffer", maxBuffer: 2 ** 30, timeout: 120_000 });
   const text = r.stdout;
   const cut = text.lastIndexOf(0x0a);
   return { status: Number(text.subarray(cut + 1).toString()), body: text.subarray(0, cut) };
@@ -188,6 +189,12 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     expect(listing.status, listing.body.toString()).toBe(200);
     expect(listing.body.toString()).toMatch(/status/);
     expect(listing.body.toString()).toMatch(/logs\//);
+    // deploy/ turns the sidecar's metrics on: what it served, as Prometheus reads it.
+    const metrics = await prometheusParse((await argoServer("/metrics", 9464, "http")).body.toString());
+    const rpcs = metrics.find((f) => f.name === "argo_s3_plugin_rpcs_total")!;
+    expect(rpcs.type).toBe("COUNTER");
+    const served = rpcs.metrics.filter((m) => m.labels["outcome"] === "ok").reduce((n, m) => n + (m.value ?? 0), 0);
+    expect(served, JSON.stringify(rpcs.metrics)).toBeGreaterThanOrEqual(2);
   });
 
   it("fails a step on a wrong bucket with the plugin's message in the node (what argo get shows)", async () => {

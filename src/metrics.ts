@@ -1,0 +1,88 @@
+// Prometheus metrics, opt-in (ARGO_S3_PLUGIN_METRICS_PORT; deploy/ turns them
+// on for the long-lived argo-server sidecar). prom-client keeps the counters
+// and writes the exposition; this module only names what is counted. Labels
+// are methods, outcomes, S3 operations and status codes: never a bucket, key
+// or endpoint, which any workflow author chooses (unbounded cardinality, and
+// other tenants' names on a shared scrape).
+import { createServer, type Server } from "node:http";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+const PREFIX = "argo_s3_plugin_";
+
+export interface Observed {
+  /** Buffer budget: bytes lent out and the limit. */
+  budget: () => { inUse: number; limit: number };
+  /** Slot pools: in use and waiting, per pool; and the tenants holding slots. */
+  slots: () => { pool: string; used: number; waiting: number; limit: number }[];
+  tenants: () => number;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly rpcs = new Counter({ name: `${PREFIX}rpcs_total`, help: "RPCs served, by method and outcome (ok, cancelled, storage, not-found, credentials, invalid-config, local, ...)", labelNames: ["method", "outcome"], registers: [this.registry] });
+  private readonly rpcSeconds = new Histogram({
+    name: `${PREFIX}rpc_duration_seconds`,
+    help: "Time from an RPC's start to its answer, by method",
+    labelNames: ["method"],
+    buckets: [0.005, 0.025, 0.1, 0.25, 1, 2.5, 10, 30, 60, 300, 900],
+    registers: [this.registry],
+  });
+  private readonly bytes = new Counter({ name: `${PREFIX}transferred_bytes_total`, help: "Artifact bytes moved by RPCs that completed, by method", labelNames: ["method"], registers: [this.registry] });
+  private readonly s3 = new Counter({ name: `${PREFIX}s3_requests_total`, help: "S3 requests, by operation and HTTP status (0: no answer)", labelNames: ["operation", "status"], registers: [this.registry] });
+  private readonly retries = new Counter({ name: `${PREFIX}s3_retries_total`, help: "Extra attempts S3 requests took, by operation", labelNames: ["operation"], registers: [this.registry] });
+
+  constructor(observed: Observed) {
+    collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    const r = [this.registry];
+    new Gauge({ name: `${PREFIX}buffer_bytes_in_use`, help: "Transfer buffer budget lent out", registers: r, collect() { this.set(observed.budget().inUse); } });
+    new Gauge({ name: `${PREFIX}buffer_bytes_limit`, help: "Transfer buffer budget", registers: r, collect() { this.set(observed.budget().limit); } });
+    const slotGauge = (what: "used" | "waiting" | "limit", help: string) =>
+      new Gauge({
+        name: `${PREFIX}slots_${what === "used" ? "in_use" : what}`,
+        help,
+        labelNames: ["pool"],
+        registers: r,
+        collect() {
+          for (const p of observed.slots()) this.set({ pool: p.pool }, p[what]);
+        },
+      });
+    slotGauge("used", "Slots held, by pool (transfers, listings)");
+    slotGauge("waiting", "Calls waiting for a slot, by pool");
+    slotGauge("limit", "Slots a pool has");
+    new Gauge({ name: `${PREFIX}tenants_active`, help: "Tenants (endpoint, bucket, credential source) holding slots now", registers: r, collect() { this.set(observed.tenants()); } });
+  }
+
+  rpc(method: string, outcome: string, seconds: number, bytes: number | undefined): void {
+    this.rpcs.inc({ method, outcome });
+    this.rpcSeconds.observe({ method }, seconds);
+    if (bytes !== undefined && outcome === "ok") this.bytes.inc({ method }, bytes);
+  }
+
+  s3Request(f: Record<string, unknown>): void {
+    const operation = typeof f["s3"] === "string" ? f["s3"] : "unknown";
+    const status = typeof f["status"] === "number" ? String(f["status"]) : "0";
+    this.s3.inc({ operation, status });
+    const attempts = typeof f["attempts"] === "number" ? f["attempts"] : 1;
+    if (attempts > 1) this.retries.inc({ operation }, attempts - 1);
+  }
+
+  /** Serves GET /metrics on `port` (all addresses: Prometheus scrapes the pod's IP). */
+  async serve(port: number): Promise<Server> {
+    const server = createServer((req, res) => {
+      if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": this.registry.contentType }).end(text),
+        (e: unknown) => res.writeHead(500).end(String(e)),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, () => resolve());
+    });
+    server.unref();
+    return server;
+  }
+}
