@@ -126,7 +126,9 @@ export async function startArgoCluster(opts) {
     );
     install = await installArgo(cluster, { argoModule: await clusterLib.argoModuleDir(), pluginImage: opts.pluginImage, executorMemory: opts.executorMemory ?? "256Mi", workflowSecrets: [store.secret] });
     await cluster.kubectl(["-n", NAMESPACE, "create", "secret", "generic", store.secret, `--from-literal=accesskey=${KEYS.access}`, `--from-literal=secretkey=${KEYS.secret}`]);
-    return { cluster, store, s3, objectBytes, keysUnder, kubectlJson, diagnose, runWorkflow, stop };
+    /** MinIO's root keys and URL inside the cluster's namespace (for stand-ins that mint credentials from it). */
+    const minioAccess = { url: `http://${store.endpoint}`, accessKey: KEYS.access, secretKey: KEYS.secret };
+    return { cluster, store, minioAccess, s3, objectBytes, keysUnder, kubectlJson, diagnose, runWorkflow, stop };
   } catch (e) {
     await stop();
     throw e;

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { stringify } from "yaml";
+import { parse, parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ARGO_IMAGES, NAMESPACE, readmeCommand } from "../../scripts/lib/argo-install.mjs";
 import { startArgoCluster } from "../../scripts/lib/argo-cluster.mjs";
@@ -249,6 +249,63 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       expect(await podLog(ok.name, "consume")).toBe((await objectBytes(`runs/${ok.name}/report.txt`)).toString());
     } finally {
       await setExecutor(executor);
+    }
+  });
+
+  it("runs examples/eks-pod-identity.yaml: the plugin sidecar gets credentials from a Pod Identity agent at 169.254.170.23 (the address Argo up to v3.5.11 refused), with no keys anywhere", async () => {
+    const ns = "argo-work";
+    const docs = parseAllDocuments(readFileSync(join(ROOT, "examples", "eks-pod-identity.yaml"), "utf8"))
+      .map((d) => d.toJS() as Record<string, any> | null)
+      .filter((d): d is Record<string, any> => d !== null);
+    await cluster.kubectl(["create", "namespace", ns]);
+    // The example's ServiceAccount and executor Role; its PodIdentityAssociation is EKS's own API, not in this cluster.
+    for (const d of docs.filter((x) => ["ServiceAccount", "Role", "RoleBinding"].includes(x["kind"]))) {
+      await cluster.kubectl(["apply", "--server-side", "-f", "-"], { input: JSON.stringify(d) });
+    }
+    // The agent's link-local address on the node, where pods' traffic to it arrives (EKS runs the agent there too).
+    await run("ip", ["netns", "exec", cluster.netns, "ip", "addr", "add", "169.254.170.23/32", "dev", "lo"]);
+    const agent = cluster.spawn(process.execPath, [join(ROOT, "test", "support", "pod-identity-agent.mjs")], {
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        AGENT_LOG_REQUESTS: "1",
+        AGENT_OPTIONS: JSON.stringify({ listen: [{ host: "169.254.170.23", port: 80 }], audience: "pods.eks.amazonaws.com", minio: env.minioAccess, bucket: store.bucket }),
+      },
+    });
+    let agentOut = "";
+    agent.stdout?.on("data", (c: Buffer) => (agentOut += c.toString()));
+    agent.stderr?.on("data", (c: Buffer) => (agentOut += c.toString()));
+    try {
+      await eventually("the Pod Identity agent stand-in", async () => agentOut.includes('"ready":true'), 20_000, 100);
+      const wf = docs.find((x) => x["kind"] === "Workflow")!;
+      const main = (wf["spec"].templates as Record<string, any>[]).find((t) => t["name"] === "main")!;
+      main["container"].image = BUSYBOX;
+      // The store: MinIO on the node instead of AWS S3; the credentials stay the SDK's default chain (useSDKCreds).
+      const plugin = main["outputs"].artifacts[0].plugin;
+      const cfg = parse(plugin.configuration) as Record<string, unknown>;
+      expect(cfg["useSDKCreds"]).toBe(true);
+      delete cfg["region"];
+      plugin.configuration = stringify({ ...cfg, endpoint: store.endpoint, bucket: store.bucket, insecure: true });
+      // What EKS's Pod Identity webhook adds to a pod's containers, here to the plugin's: the agent's URI, the token file, the projected token.
+      main["podSpecPatch"] = JSON.stringify({
+        volumes: [{ name: "eks-pod-identity-token", projected: { sources: [{ serviceAccountToken: { audience: "pods.eks.amazonaws.com", expirationSeconds: 86400, path: "eks-pod-identity-token" } }] } }],
+        containers: [
+          {
+            name: "artifact-plugin-s3",
+            env: [
+              { name: "AWS_CONTAINER_CREDENTIALS_FULL_URI", value: "http://169.254.170.23/v1/credentials" },
+              { name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", value: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token" },
+            ],
+            volumeMounts: [{ name: "eks-pod-identity-token", mountPath: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount", readOnly: true }],
+          },
+        ],
+      });
+      const { name } = await expectSucceeded(wf, ns);
+      expect((await objectBytes(`runs/${name}/out.txt`)).toString()).toBe("written with Pod Identity credentials\n");
+      const served = agentOut.split("\n").filter((l) => l.startsWith('{"request"')).map((l) => (JSON.parse(l) as { request: { tokenOk: boolean; status: number } }).request);
+      expect(served.length, agentOut).toBeGreaterThan(0);
+      expect(served.every((r) => r.tokenOk && r.status === 200), agentOut).toBe(true);
+    } finally {
+      agent.kill("SIGTERM");
     }
   });
 });

@@ -8,7 +8,8 @@
 // only), so the plugin can use them against MinIO and nothing else.
 //
 // The token is checked against the token file's content *at request time*, so
-// once the test rewrites the file the old token is refused. Behaviour can be
+// once the test rewrites the file the old token is refused (or, with
+// `audience`, taken when it is a service-account JWT for that audience). Behaviour can be
 // switched while running (answer 4xx/5xx, hang, report a short Expiration) and
 // every request is recorded (with a hash of the token it carried, never the
 // token); both go through a small HTTP control API on a unix socket, which the
@@ -28,7 +29,9 @@ import { assumeRole, bucketPolicy } from "./sigv4-sts.mjs";
  * @typedef {{
  *   listen: { host: string, port: number }[],
  *   controlSocket?: string,
- *   tokenFile: string,
+ *   tokenFile?: string,
+ *   audience?: string,
+ *   onRequest?: (r: AgentRequest) => void,
  *   minio: { url: string, accessKey: string, secretKey: string },
  *   bucket: string,
  *   accountId?: string,
@@ -42,6 +45,16 @@ import { assumeRole, bucketPolicy } from "./sigv4-sts.mjs";
  *
  * @typedef {{ at: number, listener: string, path: string, tokenSha: string, tokenOk: boolean, status: number, accessKeyId?: string, expiration?: string }} AgentRequest
  */
+
+/** The `aud` of a JWT's payload (unverified), [] when it is not one. @param {string} token @returns {string[]} */
+function jwtAudiences(token) {
+  try {
+    const payload = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8"));
+    return Array.isArray(payload.aud) ? payload.aud : typeof payload.aud === "string" ? [payload.aud] : [];
+  } catch {
+    return [];
+  }
+}
 
 /** @param {string} s */
 const tokenSha = (s) => createHash("sha256").update(s).digest("hex").slice(0, 16);
@@ -61,18 +74,22 @@ export async function startAgent(opts) {
   const handler = (listener) => async (req, res) => {
     /** @param {number} status @param {object} body @param {Partial<AgentRequest>} [extra] */
     const answer = (status, body, extra = {}) => {
-      requests.push({ at: Date.now(), listener, path: req.url ?? "", tokenSha: tokenSha(auth), tokenOk, status, ...extra });
+      const entry = { at: Date.now(), listener, path: req.url ?? "", tokenSha: tokenSha(auth), tokenOk, status, ...extra };
+      requests.push(entry);
+      opts.onRequest?.(entry);
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
     };
     const auth = typeof req.headers.authorization === "string" ? req.headers.authorization : "";
     let expected = "";
     try {
-      expected = readFileSync(opts.tokenFile, "utf8");
+      expected = opts.tokenFile ? readFileSync(opts.tokenFile, "utf8") : "";
     } catch {
       expected = "";
     }
-    const tokenOk = auth !== "" && auth === expected;
+    // With `audience` (inside the test cluster): a projected service-account token the kubelet
+    // wrote for that audience, as EKS's webhook mounts it; the real agent has EKS verify it.
+    const tokenOk = opts.audience ? jwtAudiences(auth).includes(opts.audience) : auth !== "" && auth === expected;
     if (req.method !== "GET" || req.url !== "/v1/credentials") return answer(404, { Code: "NotFound", Message: `no route ${req.method} ${req.url}` });
     if (mode.hang) {
       requests.push({ at: Date.now(), listener, path: req.url, tokenSha: tokenSha(auth), tokenOk, status: 0 });
@@ -166,6 +183,8 @@ export async function startAgent(opts) {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const opts = /** @type {AgentOptions} */ (JSON.parse(process.env["AGENT_OPTIONS"] ?? "{}"));
+  // AGENT_LOG_REQUESTS=1: one JSON line per request on stdout (a test that cannot reach the control socket).
+  if (process.env["AGENT_LOG_REQUESTS"] === "1") opts.onRequest = (r) => process.stdout.write(`${JSON.stringify({ request: r })}\n`);
   const agent = await startAgent(opts);
   process.stdout.write(`${JSON.stringify({ ready: true, addresses: agent.addresses })}\n`);
   const quit = () => agent.stop().then(() => process.exit(0));
