@@ -12,7 +12,7 @@ import { TransferEngine } from "./transfer/engine.js";
 import { type LateUploadEvent, LateUploadWatch } from "./transfer/late-uploads.js";
 import { PluginServer } from "./wire/server.js";
 import { VERSION } from "./version.js";
-import { Metrics } from "./metrics.js";
+import type { Metrics } from "./metrics.js";
 import { SocketInUseError } from "./wire/socket.js";
 
 const USAGE = `usage: argo-s3-artifact-plugin <socket-path> [--loglevel LEVEL] [other args are ignored]
@@ -91,10 +91,11 @@ async function main(argv: string[]): Promise<number> {
   const budget = new BufferBudget(settings.bufferBytes);
   // ARGO_S3_PLUGIN_METRICS_PORT: Prometheus metrics; they read the server's pools once it exists.
   let server: PluginServer | undefined;
-  const metrics =
+  // Loaded only when asked for: prom-client costs start-up time every pod would pay.
+  const metrics: Metrics | undefined =
     settings.metricsPort === undefined
       ? undefined
-      : new Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes }), slots: () => server?.slotStats() ?? [], tenants: () => server?.tenantsHolding() ?? 0 });
+      : new (await import("./metrics.js")).Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes }), slots: () => server?.slotStats() ?? [], tenants: () => server?.tenantsHolding() ?? 0 });
   const requestLog =
     debug && metrics
       ? (fields: Record<string, unknown>) => {
