@@ -7,7 +7,6 @@ import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Server, ServiceDefinition } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { PROTO_PATH } from "./proto.js";
 
@@ -23,8 +22,7 @@ export class Discovery {
   /** Open Health/Watch streams: they never end by themselves and would hold a graceful shutdown. */
   private readonly watches = new Set<Ending>();
 
-  constructor(server: Server) {
-    new ReflectionService(reflectedProtos()).addToServer(server);
+  constructor(private readonly server: Server) {
     const tracking: HealthServer = {
       addService: (def, impl: HealthHandlers) => {
         const watch = impl["watch"] as ((call: Ending) => void) | undefined;
@@ -42,6 +40,16 @@ export class Discovery {
       },
     };
     this.health.addToServer(tracking);
+  }
+
+  /**
+   * Server reflection, added once the socket is bound: it is for people and
+   * tools (grpcurl), and its modules cost every pod's start about 100 ms
+   * before the socket could appear. grpc-js takes services after binding.
+   */
+  async addReflection(): Promise<void> {
+    const { ReflectionService } = await import("@grpc/reflection");
+    new ReflectionService(reflectedProtos()).addToServer(this.server);
   }
 
   /** The socket is bound: report SERVING. */

@@ -85,6 +85,7 @@ export class PluginServer {
     widenConnectionWindow(this.server);
     await chmod(path, mode);
     this.discovery.serving();
+    await this.discovery.addReflection();
   }
 
   /**
