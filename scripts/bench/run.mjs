@@ -21,6 +21,7 @@ import { randomBytes } from "node:crypto";
 import { startMinio } from "../lib/minio.mjs";
 import { PROFILES, startLink } from "../lib/link.mjs";
 import { ROOT, goBuild, s5cmdBinary, toolVersions } from "../lib/tools.mjs";
+import { benchStartup, startupTable } from "./startup.mjs";
 import { cpuSeconds, peakRssMiB, resetPeak, runMeasured } from "./measure.mjs";
 
 const args = process.argv.slice(2);
@@ -318,6 +319,11 @@ try {
     writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     log(`\nwrote ${relative(ROOT, file)}`);
   }
+  // What every pod pays before a byte moves: start to a listening socket and idle RSS, beside Node's own floor.
+  log("\nstart-up and idle memory (scripts/bench/startup.mjs):");
+  const startup = await benchStartup(QUICK ? 5 : 20);
+  log(startupTable(startup));
+  writeFileSync(join(ROOT, "bench", "results", "startup.json"), `${JSON.stringify({ date: new Date().toISOString(), rows: startup }, null, 2)}\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
