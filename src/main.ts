@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (metrics && settings.metricsPort !== undefined) {
     try {
-      await metrics.serve(settings.metricsPort);
+      await metrics.serve(settings.metricsPort, (e) => logger.warn({ error: e.message }, "metrics server error"));
     } catch (e) {
       logger.fatal({ metricsPort: settings.metricsPort, error: (e as Error).message }, "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another");
       await served.shutdown(0);

@@ -67,7 +67,7 @@ export class Metrics {
   }
 
   /** Serves GET /metrics on `port` (all addresses: Prometheus scrapes the pod's IP). */
-  async serve(port: number): Promise<Server> {
+  async serve(port: number, onError: (e: Error) => void): Promise<Server> {
     const server = createServer((req, res) => {
       if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
         res.writeHead(404).end();
@@ -80,7 +80,12 @@ export class Metrics {
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, () => resolve());
+      server.listen(port, () => {
+        server.off("error", reject);
+        // Later errors (EMFILE on accept, ...) are logged; they must not end the process.
+        server.on("error", onError);
+        resolve();
+      });
     });
     server.unref();
     return server;

@@ -14,6 +14,7 @@ import { anyUnder, listPrefix } from "../s3/listing.js";
 import { type Job, type Progress, TransferEngine } from "../transfer/engine.js";
 import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
 import { mkdirInside } from "./local-dirs.js";
+import { canonicalHost, endpointPort } from "../s3/endpoint-guard.js";
 import { type WalkStats, walkFiles } from "./walk.js";
 
 /** ListObjects answers in one message, under grpc-go's 4 MiB receive limit. */
@@ -48,7 +49,9 @@ export interface Tenant {
 
 function tenantOf(t: S3Target): Tenant {
   const c = t.cfg;
-  const endpoint = (c.endpoint || "aws").toLowerCase();
+  // As the connection will see it ("MINIO:9000", "minio.:9000" and "minio:9000" are one endpoint).
+  const host = c.endpoint ? canonicalHost(c.endpoint).replace(/\.$/, "").toLowerCase() : "aws";
+  const endpoint = `${host}:${(c.endpoint && endpointPort(c.endpoint)) ?? (c.insecure ? 80 : 443)}`;
   const creds = c.accessKeySecret ? `secret ${c.accessKeySecret.name}` : c.roleARN ? `role ${c.roleARN}` : "default chain";
   return { endpoint, tenant: `${endpoint} ${c.bucket} ${creds}` };
 }

@@ -191,8 +191,13 @@ function capResponses(client: S3Client, bodyDeadlineMs: number): void {
           },
         });
         // A body that never completes (a store dripping a byte a second) ends here, naming the wait.
-        const timer = setTimeout(() => limit.destroy(new Error(`the answer to ${op} did not complete within ${Math.round(bodyDeadlineMs / 1000)} s (requestTimeoutSeconds)`)), bodyDeadlineMs);
-        timer.unref();
+        // Not a CompleteMultipartUpload's: S3 answers its head at once and then sends whitespace while it
+        // assembles the object, minutes for a large one; that body keeps to the socket's idle timer.
+        const timer =
+          context.commandName === "CompleteMultipartUploadCommand"
+            ? undefined
+            : setTimeout(() => limit.destroy(new Error(`the answer to ${op} did not complete within ${Math.round(bodyDeadlineMs / 1000)} s (requestTimeoutSeconds)`)), bodyDeadlineMs);
+        timer?.unref();
         limit.once("close", () => clearTimeout(timer));
         limit.once("end", () => clearTimeout(timer));
         res.body = pipeline(res.body, limit, () => clearTimeout(timer));
@@ -233,7 +238,11 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
   );
 }
 
-/** The agent's new sockets are judged by `check` once connected; a refused peer ends the socket before a byte is sent. */
+/**
+ * The agent's new sockets are judged by `check` once connected; a refused peer
+ * ends the socket before any request is written (a TLS socket has sent its
+ * ClientHello by then: the server name, nothing more).
+ */
 export function checkingPeers<A extends HttpAgent>(agent: A, check: (address: string | undefined) => string | undefined): A {
   const a = agent as unknown as { createConnection: (opts: object, cb?: (err: Error | null, s: Socket) => void) => Socket };
   const create = a.createConnection.bind(agent);
@@ -312,8 +321,12 @@ export class S3TargetFactory {
     // One pool per target, sized for part concurrency × file concurrency.
     const maxSockets = Math.max(16, cfg.tuning.partConcurrency * 2, cfg.tuning.fileConcurrency * 2);
     // Every connection's address is checked after resolution (see endpoint-guard.ts).
-    const lookup = guardedLookup(this.opts.endpoints, cfg.endpoint);
-    const checkPeer = peerCheck(this.opts.endpoints, cfg.endpoint);
+    // No endpoint in the configuration: the SDK's own (AWS, or AWS_ENDPOINT_URL_S3 the operator set
+    // in the plugin's environment, perhaps a local proxy): the operator's choice, loopback or not.
+    const operatorChose = cfg.endpoint === "" && Boolean(this.opts.env["AWS_ENDPOINT_URL_S3"] || this.opts.env["AWS_ENDPOINT_URL"]);
+    const policy = operatorChose && this.opts.endpoints ? { ...this.opts.endpoints, refuseLoopback: false } : this.opts.endpoints;
+    const lookup = guardedLookup(policy, cfg.endpoint);
+    const checkPeer = peerCheck(policy, cfg.endpoint);
     const agentOpts = { keepAlive: true, maxSockets, lookup };
     const httpAgent = checkingPeers(new HttpAgent(agentOpts), checkPeer);
     // The custom CA is added to the public roots, not put in their place; it applies to the S3 endpoint only.

@@ -123,7 +123,8 @@ type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddr
 /**
  * The last word on every S3 socket, SDK and lean alike: the address it is
  * actually connected to, whatever path led there (a literal the text checks
- * missed, a lookup that was bypassed). Undefined when the peer is acceptable.
+ * missed, a lookup that was bypassed), judged before any request is written
+ * on it. Undefined when the peer is acceptable.
  */
 export function peerCheck(policy: EndpointPolicy = { allowed: [] }, endpoint = ""): (address: string | undefined) => string | undefined {
   const listed = policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase());

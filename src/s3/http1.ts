@@ -47,7 +47,7 @@ export interface PoolOptions {
   port: number;
   tls: { ca?: string[] | undefined; servername?: string } | undefined;
   lookup: LookupFunction;
-  /** Judges the address a new socket connected to; a problem ends the connection (endpoint-guard.ts). */
+  /** Judges the address a new socket connected to; a problem ends the connection before any request is written (endpoint-guard.ts). */
   checkPeer?: ((address: string | undefined) => string | undefined) | undefined;
   maxSockets: number;
   connectTimeoutMs: number;

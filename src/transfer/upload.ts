@@ -227,10 +227,10 @@ async function* streamParts(job: JobContext, key: string, reader: ChunkReader, h
       buf = undefined; // the part owns it now and gives it back
       yield { body: async () => body, release: () => buffers.release(part) };
       if (!full) return;
+      if (!(await reader.ready())) return; // the stream ended exactly on a part boundary
       if (n + 1 > MAX_PARTS) {
         throw new PluginError("local", `stream for s3://${job.target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
       }
-      if (!(await reader.ready())) return; // the stream ended exactly on a part boundary
       buf = await buffers.acquire(streamPartSize(n + 1, base), signal);
       await reader.fill(buf);
     }

@@ -33,11 +33,9 @@ export class Slots {
     return { used: this.used, waiting: this.queue.length };
   }
 
-  /** Groups whose key starts with `prefix` that hold a slot now. */
-  holders(prefix: string): number {
-    let n = 0;
-    for (const k of this.held.keys()) if (k.startsWith(prefix)) n++;
-    return n;
+  /** Keys of the groups starting with `prefix` that hold a slot now. */
+  holders(prefix: string): string[] {
+    return [...this.held.keys()].filter((k) => k.startsWith(prefix));
   }
 
   async take(signal: AbortSignal, groups: readonly SlotGroup[] = []): Promise<() => void> {

@@ -85,7 +85,8 @@ export class PluginServer {
     widenConnectionWindow(this.server);
     await chmod(path, mode);
     this.discovery.serving();
-    await this.discovery.addReflection();
+    // Reflection is for people and tools: a failure to add it must not stop a plugin that serves.
+    await this.discovery.addReflection().catch((e: unknown) => this.opts.logger.warn({ error: describeError(e) }, "server reflection unavailable"));
   }
 
   /**
@@ -131,10 +132,13 @@ export class PluginServer {
     // The slot is taken once the call's target is known (the service calls admit): its tenant decides what it may hold.
     const pool = TRANSFERS.has(method) ? this.transfers : LISTINGS.has(method) ? this.listings : undefined;
     let release: (() => void) | undefined;
+    let taking: Promise<void> | undefined;
     const admit = pool
-      ? async (tenant: Tenant) => {
-          if (!release) release = await pool.take(controller.signal, this.groups(pool, tenant));
-        }
+      ? (tenant: Tenant) =>
+          // One slot per call, however often (or concurrently) the service asks.
+          (taking ??= pool.take(controller.signal, this.groups(pool, tenant)).then((r) => {
+            release = r;
+          }))
       : undefined;
     const run = async () => {
       try {
@@ -166,8 +170,10 @@ export class PluginServer {
   private groups(pool: Slots, t: Tenant): SlotGroup[] {
     if (!this.opts.perTenantLimits) return [];
     return [
-      { key: `tenant ${t.tenant}`, cap: Math.max(1, Math.ceil(pool.limit / 4)) },
-      { key: `endpoint ${t.endpoint}`, cap: Math.max(1, Math.ceil(pool.limit / 2)) },
+      // A quarter of each pool (at least one slot) always stays for others; a one-repository
+      // install, where every UI call is one tenant, still gets the other three quarters.
+      { key: `tenant ${t.tenant}`, cap: Math.max(1, pool.limit - Math.ceil(pool.limit / 4)) },
+      { key: `endpoint ${t.endpoint}`, cap: Math.max(1, pool.limit - Math.ceil(pool.limit / 4)) },
     ];
   }
 
@@ -181,7 +187,7 @@ export class PluginServer {
 
   /** Tenants holding a slot now (shared mode only; elsewhere calls name no tenant). */
   tenantsHolding(): number {
-    return this.transfers.holders("tenant ") + this.listings.holders("tenant ");
+    return new Set([...this.transfers.holders("tenant "), ...this.listings.holders("tenant ")]).size;
   }
 
   private logRpc(method: string, started: bigint, f: RpcLog, outcome: string, error?: string): void {

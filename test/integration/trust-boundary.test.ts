@@ -181,6 +181,17 @@ describe("shared by default where a plugin cannot be a workflow's (issue #23, ca
     }
   });
 
+  it("an S3 endpoint the operator set in the sidecar's environment (AWS_ENDPOINT_URL_S3) is theirs to choose, loopback included", async () => {
+    const p = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", AWS_ENDPOINT_URL_S3: `http://${minio.endpoint}`, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", AWS_REGION: "us-east-1" });
+    try {
+      expect(await p.client.listObjects(artifact("bucket: shared\n", "dir"))).toEqual({ objects: ["dir/a.txt"], error: "" });
+      // The same address written by an author is still refused.
+      expect((await p.client.listObjects(artifact(`endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n`, "dir"))).error).toContain("loopback");
+    } finally {
+      expect(await p.stop()).toBe(0);
+    }
+  });
+
   it("the shared sidecar assumes no role a configuration names unless the operator lists it", async () => {
     const role = "arn:aws:iam::123456789012:role/argo-server-admin";
     const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\nroleARN: ${role}\n`;

@@ -282,7 +282,7 @@ describe("lean HTTP/1.1 client", () => {
 });
 
 describe("the connected peer", () => {
-  it("is judged on every new socket: a refused address ends the connection before a byte is sent, whatever the lookup said", async () => {
+  it("is judged on every new socket: a refused address ends the connection before a request is written, whatever the lookup said", async () => {
     let requests = 0;
     const port = await serve((sock) => {
       requests++;
