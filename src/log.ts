@@ -28,7 +28,7 @@ function argoFields(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
-export function createLogger(destination?: NodeJS.WritableStream, level = "info", env: NodeJS.ProcessEnv = process.env): Logger {
+export function createLogger(destination?: NodeJS.WritableStream, level = "info", env: NodeJS.ProcessEnv = {}): Logger {
   const opts = {
     level,
     base: { plugin: "argo-s3-artifact-plugin", ...argoFields(env) },

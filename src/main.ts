@@ -79,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { socketPath } = settings;
-  const logger = createLogger(undefined, settings.logLevel);
+  const logger = createLogger(undefined, settings.logLevel, process.env);
   // Node's own warnings (the AWS SDK's multi-line NodeVersionSupportWarning on old Node) as one JSON line, not raw stderr text.
   process.removeAllListeners("warning");
   process.on("warning", (w) => logger.warn({ warning: w.name, detail: w.message.replace(/\s+/g, " ").trim() }, "node warning"));
@@ -96,13 +96,14 @@ async function main(argv: string[]): Promise<number> {
     settings.metricsPort === undefined
       ? undefined
       : new (await import("./metrics.js")).Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes }), slots: () => server?.slotStats() ?? [], tenants: () => server?.tenantsHolding() ?? 0 });
+  // Each S3 request goes to whichever of the two wants it (none: no per-request work at all).
+  const sinks = [debug, metrics && ((fields: Record<string, unknown>) => metrics.s3Request(fields))].filter((f) => f !== undefined);
   const requestLog =
-    debug && metrics
-      ? (fields: Record<string, unknown>) => {
-          debug(fields);
-          metrics.s3Request(fields);
-        }
-      : (debug ?? (metrics ? (fields: Record<string, unknown>) => metrics.s3Request(fields) : undefined));
+    sinks.length === 0
+      ? undefined
+      : (fields: Record<string, unknown>) => {
+          for (const sink of sinks) sink(fields);
+        };
   const engine = new TransferEngine(budget, new LateUploadWatch(settings.lateUploadWatchMs, logLateUpload(logger)));
   const service = new ArtifactService(new S3TargetFactory(secrets, {
       env: process.env,

@@ -3,8 +3,9 @@
 // Argo starts the plugin as `<entrypoint> <socket> [executor args...]`: plugin
 // containers inherit the executor's args (e.g. `--loglevel debug --gloglevel
 // 6`), so anything after the socket path is accepted, `--loglevel` honoured.
-import { secretKeyProblem, secretNameProblem } from "./util/kube-names.js";
 import { existsSync, readFileSync } from "node:fs";
+import { DEFAULT_SERVICEACCOUNT_DIR } from "./s3/kube-secrets.js";
+import { secretKeyProblem, secretNameProblem } from "./util/kube-names.js";
 
 const MiB = 1024 * 1024;
 
@@ -114,11 +115,12 @@ export interface AllowedSecret {
 /** One ARGO_S3_PLUGIN_ALLOWED_SECRETS entry, "name" or "name/key", each part as Kubernetes allows it. */
 function allowedSecret(entry: string): AllowedSecret {
   const parts = entry.split("/");
-  const [name, key] = parts;
-  const problem =
-    parts.length > 2 ? "has more than one '/'" : secretNameProblem(name!) ? `name ${secretNameProblem(name!)}` : key !== undefined && secretKeyProblem(key) ? `key ${secretKeyProblem(key)}` : undefined;
+  const [name = "", key] = parts;
+  const badName = secretNameProblem(name);
+  const badKey = key === undefined ? undefined : secretKeyProblem(key);
+  const problem = parts.length > 2 ? "has more than one '/'" : badName ? `name ${badName}` : badKey ? `key ${badKey}` : undefined;
   if (problem) throw new SettingsError(`ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "${entry}" ${problem}; entries are "name" or "name/key", separated by commas`);
-  return key === undefined ? { name: name! } : { name: name!, key };
+  return key === undefined ? { name } : { name, key };
 }
 
 /** A TCP port number, or undefined when the variable is unset or empty. */
@@ -131,7 +133,7 @@ function port(env: NodeJS.ProcessEnv, name: string): number | undefined {
 
 /** A Kubernetes pod: the cluster's service environment, or a mounted service-account folder. */
 export function inKubernetesPod(env: NodeJS.ProcessEnv): boolean {
-  return Boolean(env["KUBERNETES_SERVICE_HOST"]) || existsSync(env["ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR"] || "/var/run/secrets/kubernetes.io/serviceaccount");
+  return Boolean(env["KUBERNETES_SERVICE_HOST"]) || existsSync(env["ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR"] || DEFAULT_SERVICEACCOUNT_DIR);
 }
 
 /**

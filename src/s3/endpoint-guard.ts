@@ -100,7 +100,7 @@ export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
       `invalid plugin configuration: endpoint: "${endpoint}" is a link-local / cloud metadata address, never an S3 endpoint; refused`,
     );
   }
-  const listed = policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(host.toLowerCase());
+  const listed = isListed(policy, endpoint);
   if (policy.refuseLoopback && !listed) {
     const canonical = canonicalHost(endpoint);
     if (isLoopbackAddress(host) || isLoopbackAddress(canonical) || isLocalName(canonical)) {
@@ -120,6 +120,25 @@ export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {
 
 type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
+/** The operator listed this endpoint (as host:port or host) in ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS. */
+function isListed(policy: EndpointPolicy, endpoint: string): boolean {
+  return policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase());
+}
+
+/**
+ * What is wrong with connecting to `address` for this endpoint, or undefined:
+ * the one rule the lookup (what a name resolves to) and the peer check (what a
+ * socket reached) both apply.
+ */
+function addressRule(policy: EndpointPolicy, endpoint: string): (address: string) => string | undefined {
+  const refuseLoopback = policy.refuseLoopback === true && !isListed(policy, endpoint);
+  return (address) => {
+    if (isForbiddenAddress(address)) return "a link-local / cloud metadata address";
+    if (refuseLoopback && isLoopbackAddress(address)) return "a loopback address the shared sidecar does not reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS)";
+    return undefined;
+  };
+}
+
 /**
  * The last word on every S3 socket, SDK and lean alike: the address it is
  * actually connected to, whatever path led there (a literal the text checks
@@ -127,13 +146,11 @@ type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddr
  * on it. Undefined when the peer is acceptable.
  */
 export function peerCheck(policy: EndpointPolicy = { allowed: [] }, endpoint = ""): (address: string | undefined) => string | undefined {
-  const listed = policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase());
-  const refuseLoopback = policy.refuseLoopback === true && !listed;
+  const rule = addressRule(policy, endpoint);
   return (address) => {
     if (address === undefined) return undefined; // not connected (yet): nothing to judge
-    if (isForbiddenAddress(address)) return `connected to ${address}, a link-local / cloud metadata address; refused`;
-    if (refuseLoopback && isLoopbackAddress(address)) return `connected to ${address}, a loopback address the shared sidecar does not reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS); refused`;
-    return undefined;
+    const what = rule(address);
+    return what && `connected to ${address}, ${what}; refused`;
   };
 }
 
@@ -143,18 +160,18 @@ export function peerCheck(policy: EndpointPolicy = { allowed: [] }, endpoint = "
  * loopback and the endpoint is not listed (a name that resolves to 127.0.0.1).
  */
 export function guardedLookup(policy: EndpointPolicy = { allowed: [] }, endpoint = "") {
-  const listed = policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase());
-  const refuseLoopback = policy.refuseLoopback === true && !listed;
+  const rule = addressRule(policy, endpoint);
   return (hostname: string, options: LookupOneOptions | LookupAllOptions | number, cb: LookupCb): void => {
     const opts = typeof options === "number" ? { family: options } : options;
     dnsLookup(hostname, { ...opts, all: true }, (err, addresses) => {
       if (err) return cb(err, []);
-      const bad = addresses.find((a) => isForbiddenAddress(a.address) || (refuseLoopback && isLoopbackAddress(a.address)));
-      if (bad) {
-        const what = isForbiddenAddress(bad.address) ? "a link-local / cloud metadata address" : "a loopback address the shared sidecar does not reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS)";
-        const e: NodeJS.ErrnoException = new Error(`endpoint host ${hostname} resolves to ${bad.address}, ${what}; refused`);
-        e.code = "EADDRNOTAVAIL";
-        return cb(e, []);
+      for (const a of addresses) {
+        const what = rule(a.address);
+        if (what) {
+          const e: NodeJS.ErrnoException = new Error(`endpoint host ${hostname} resolves to ${a.address}, ${what}; refused`);
+          e.code = "EADDRNOTAVAIL";
+          return cb(e, []);
+        }
       }
       if ((opts as LookupAllOptions).all) return cb(null, addresses);
       const first = addresses[0]!;

@@ -192,19 +192,15 @@ class ChunkReader {
   /** Fill `into` from its start: true when it is full, false when the stream ended first. */
   async fill(into: Buffer): Promise<boolean> {
     this.filled = 0;
-    for (;;) {
-      if (!this.pending) {
-        const next = await this.iterator.next();
-        if (next.done) return false;
-        this.pending = next.value;
-        this.total += next.value.length;
-      }
-      const n = Math.min(this.pending.length, into.length - this.filled);
-      this.pending.copy(into, this.filled, 0, n);
+    while (await this.ready()) {
+      const pending = this.pending!;
+      const n = Math.min(pending.length, into.length - this.filled);
+      pending.copy(into, this.filled, 0, n);
       this.filled += n;
-      this.pending = n < this.pending.length ? this.pending.subarray(n) : undefined;
+      this.pending = n < pending.length ? pending.subarray(n) : undefined;
       if (this.filled === into.length) return true;
     }
+    return false;
   }
 }
 

@@ -41,8 +41,8 @@ export interface ServerOptions {
   maxConcurrentListings?: number;
   /**
    * The shared argo-server sidecar: no tenant (endpoint, bucket, credential
-   * source) holds more than a quarter of either pool, no endpoint more than
-   * half, so what an author's unanswering store ties up leaves the rest free.
+   * source) and no endpoint holds more than three quarters of either pool, so
+   * what an author's unanswering store ties up leaves a quarter free.
    */
   perTenantLimits?: boolean;
   /** How often a long RPC logs a progress line (default 10 s). */
@@ -169,11 +169,12 @@ export class PluginServer {
 
   private groups(pool: Slots, t: Tenant): SlotGroup[] {
     if (!this.opts.perTenantLimits) return [];
+    // A quarter of each pool (at least one slot) always stays for others; a one-repository
+    // install, where every UI call is one tenant, still gets the other three quarters.
+    const cap = Math.max(1, pool.limit - Math.ceil(pool.limit / 4));
     return [
-      // A quarter of each pool (at least one slot) always stays for others; a one-repository
-      // install, where every UI call is one tenant, still gets the other three quarters.
-      { key: `tenant ${t.tenant}`, cap: Math.max(1, pool.limit - Math.ceil(pool.limit / 4)) },
-      { key: `endpoint ${t.endpoint}`, cap: Math.max(1, pool.limit - Math.ceil(pool.limit / 4)) },
+      { key: `tenant ${t.tenant}`, cap },
+      { key: `endpoint ${t.endpoint}`, cap },
     ];
   }
 
