@@ -27,9 +27,9 @@ const minio = await startMinio().catch((/** @type {unknown} */ e) => {
 });
 console.log(`  MinIO at ${minio.url}`);
 
-step("starting the plugin: node dist/main.js <socket>");
+step("starting the plugin: node dist/main.cjs <socket>");
 const socket = join(work, "artifact-plugins", "s3", "socket");
-const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
+const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.cjs"), socket], {
   env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "info" },
   stdio: ["ignore", "pipe", "inherit"],
 });

@@ -1,25 +1,25 @@
 #!/usr/bin/env node
-// Process entry: `node dist/main.js <socket-path> [executor args...]`. Argo
+// Process entry: `node dist/main.cjs <socket-path> [executor args...]`. Argo
 // appends the socket path to the image's ENTRYPOINT, and plugin containers
 // inherit the executor's args after it. SIGTERM (pod stop) ends with exit 0.
-import { ArtifactService } from "./artifacts/service.js";
-import { type Logger, createLogger } from "./log.js";
-import { S3TargetFactory } from "./s3/client.js";
-import { KubeSecretSource, SharedModeSecrets } from "./s3/kube-secrets.js";
-import { type Settings, SettingsError, readSettings } from "./settings.js";
-import { BufferBudget } from "./transfer/buffer-budget.js";
-import { TransferEngine } from "./transfer/engine.js";
-import { type LateUploadEvent, LateUploadWatch } from "./transfer/late-uploads.js";
-import { PluginServer } from "./wire/server.js";
-import { VERSION } from "./version.js";
+//
+// Start-up is on the critical path of every step that moves an artifact: only
+// what binds the socket is imported here; services.ts (the AWS SDK, the
+// transfer engine) is loaded once the socket is there.
+import { whenBuilt } from "./artifacts/ops.js";
+import { createLogger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import type { Built } from "./services.js";
+import { type Settings, SettingsError, readSettings } from "./settings.js";
+import { VERSION } from "./version.js";
+import { PluginServer } from "./wire/server.js";
 import { SocketInUseError } from "./wire/socket.js";
 
 const USAGE = `usage: argo-s3-artifact-plugin <socket-path> [--loglevel LEVEL] [other args are ignored]
        argo-s3-artifact-plugin --version | --help
 
 Serves Argo's ArtifactService for S3 on a unix socket, e.g.
-  node dist/main.js /tmp/artifact-plugins/s3/socket
+  node dist/main.cjs /tmp/artifact-plugins/s3/socket
 Argo appends the executor's args after the socket path; --loglevel is honoured,
 anything else is ignored with one warning.
 
@@ -44,21 +44,15 @@ environment:
                                    but link-local / metadata addresses, which are always refused
                                    (and loopback in the shared sidecar, unless listed here)
   ARGO_S3_PLUGIN_METRICS_PORT      serve Prometheus metrics on this TCP port at /metrics (default off)
+  OTEL_EXPORTER_OTLP_ENDPOINT      OpenTelemetry traces over OTLP (default off); also the other
+                                   standard OTEL_* variables: _PROTOCOL (grpc, http/protobuf),
+                                   _HEADERS, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, ...
   ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS
                                    how long a key is watched for an upload created after an
                                    unanswered CreateMultipartUpload (default 120, 0 = off)
 `;
 
 const MiB = 1024 * 1024;
-
-/** What the late-upload watch did, in the log (see transfer/late-uploads.ts). */
-function logLateUpload(logger: Logger): (e: LateUploadEvent) => void {
-  return (e) => {
-    const { event, ...fields } = e;
-    if (event === "aborted") logger.warn(fields, "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
-    else logger.warn(fields, "could not check for a multipart upload created after an unanswered CreateMultipartUpload; a lifecycle rule has to reclaim it if there is one");
-  };
-}
 
 async function main(argv: string[]): Promise<number> {
   let settings: Settings;
@@ -84,37 +78,17 @@ async function main(argv: string[]): Promise<number> {
   process.removeAllListeners("warning");
   process.on("warning", (w) => logger.warn({ warning: w.name, detail: w.message.replace(/\s+/g, " ").trim() }, "node warning"));
   if (settings.ignoredArgs.length > 0) logger.warn({ ignoredArgs: settings.ignoredArgs }, "ignoring arguments after the socket path (Argo passes the executor's args to plugins)");
-  const kubeSecrets = new KubeSecretSource(process.env);
-  const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
-  // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
-  const debug = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
-  const budget = new BufferBudget(settings.bufferBytes);
-  // ARGO_S3_PLUGIN_METRICS_PORT: Prometheus metrics; they read the server's pools once it exists.
-  let server: PluginServer | undefined;
-  // Loaded only when asked for: prom-client costs start-up time every pod would pay.
-  const metrics: Metrics | undefined =
-    settings.metricsPort === undefined
-      ? undefined
-      : new (await import("./metrics.js")).Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes }), slots: () => server?.slotStats() ?? [], tenants: () => server?.tenantsHolding() ?? 0 });
-  // Each S3 request goes to whichever of the two wants it (none: no per-request work at all).
-  const sinks = [debug, metrics && ((fields: Record<string, unknown>) => metrics.s3Request(fields))].filter((f) => f !== undefined);
-  const requestLog =
-    sinks.length === 0
-      ? undefined
-      : (fields: Record<string, unknown>) => {
-          for (const sink of sinks) sink(fields);
-        };
-  const engine = new TransferEngine(budget, new LateUploadWatch(settings.lateUploadWatchMs, logLateUpload(logger)));
-  const service = new ArtifactService(new S3TargetFactory(secrets, {
-      env: process.env,
-      endpoints: { allowed: settings.allowedEndpoints, refuseLoopback: settings.shared },
-      roles: settings.shared ? settings.allowedRoles : undefined,
-      clamp: settings.shared ? { requestTimeoutMs: 60_000, maxAttempts: 3 } : undefined,
-      requestLog,
-    }), engine);
-  server = new PluginServer({
+  // Calls that arrive before the services are built wait for them.
+  let built!: (services: Built) => void;
+  let failed!: (e: unknown) => void;
+  const services = new Promise<Built>((resolve, reject) => ((built = resolve), (failed = reject)));
+  const service = services.then((b) => b.service);
+  for (const p of [services, service]) p.catch(() => undefined);
+  let metrics: Metrics | undefined;
+  const served = new PluginServer({
     socketPath,
-    service,
+    service: whenBuilt(service),
+    tracer: settings.tracing ? { start: async (method, metadata) => (await services).tracing?.start(method, metadata) } : undefined,
     logger,
     socketMode: settings.socketMode,
     progressIntervalMs: settings.progressIntervalMs,
@@ -122,9 +96,8 @@ async function main(argv: string[]): Promise<number> {
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
     maxConcurrentListings: settings.shared ? 4 : 8,
     perTenantLimits: settings.shared,
-    ...(metrics ? { onRpc: metrics.rpc.bind(metrics) } : {}),
+    onRpc: (...a) => metrics?.rpc(...a),
   });
-  const served = server;
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
   const { graceMs } = settings;
   let stopping = false;
@@ -134,7 +107,9 @@ async function main(argv: string[]): Promise<number> {
       stopping = true;
       logger.info({ signal, graceMs }, "shutting down");
       served.shutdown(graceMs).then(
-        ({ cancelled }) => {
+        async ({ cancelled }) => {
+          // The last spans go out before the pod does (bounded: a collector that hangs does not hold the exit).
+          if (settings.tracing) await Promise.race([services.then((b) => b.tracing?.shutdown()).catch(() => undefined), new Promise((r) => setTimeout(r, 5_000).unref())]);
           logger.info({ cancelled }, "stopped");
           resolve(0);
         },
@@ -153,6 +128,17 @@ async function main(argv: string[]): Promise<number> {
     logger.fatal({ socketPath, error: (e as Error).message }, e instanceof SocketInUseError ? "socket in use" : "cannot listen on the socket");
     return stopping ? stopped : 1;
   }
+  try {
+    const b = await (await import("./services.js")).buildServices(settings, logger, served, process.env);
+    metrics = b.metrics;
+    built(b);
+  } catch (e) {
+    failed(e);
+    logger.fatal({ error: (e as Error).message }, "cannot build the plugin's services");
+    await served.shutdown(0);
+    return 1;
+  }
+  await served.serving();
   if (metrics && settings.metricsPort !== undefined) {
     try {
       await metrics.serve(settings.metricsPort, (e) => logger.warn({ error: e.message }, "metrics server error"));
@@ -166,6 +152,7 @@ async function main(argv: string[]): Promise<number> {
     {
       version: VERSION,
       metricsPort: settings.metricsPort,
+      tracing: settings.tracing ? `otlp ${settings.tracing.protocol}` : undefined,
       socketPath,
       pid: process.pid,
       node: process.version,

@@ -4,8 +4,7 @@
 // containers inherit the executor's args (e.g. `--loglevel debug --gloglevel
 // 6`), so anything after the socket path is accepted, `--loglevel` honoured.
 import { existsSync, readFileSync } from "node:fs";
-import { DEFAULT_SERVICEACCOUNT_DIR } from "./s3/kube-secrets.js";
-import { secretKeyProblem, secretNameProblem } from "./util/kube-names.js";
+import { DEFAULT_SERVICEACCOUNT_DIR, secretKeyProblem, secretNameProblem } from "./util/kube-names.js";
 
 const MiB = 1024 * 1024;
 
@@ -39,6 +38,8 @@ export interface Settings {
   allowedRoles: string[];
   /** Prometheus metrics on this TCP port (GET /metrics); undefined: off. */
   metricsPort: number | undefined;
+  /** OpenTelemetry traces over OTLP, from the standard OTEL_* variables; undefined: off. */
+  tracing: TracingSettings | undefined;
   /** Operator-listed secrets the shared sidecar may read: a whole secret, or one key of it. */
   allowedSecrets: AllowedSecret[];
   /** host[:port] list; empty: any endpoint that is not link-local / metadata. */
@@ -121,6 +122,47 @@ function allowedSecret(entry: string): AllowedSecret {
   const problem = parts.length > 2 ? "has more than one '/'" : badName ? `name ${badName}` : badKey ? `key ${badKey}` : undefined;
   if (problem) throw new SettingsError(`ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "${entry}" ${problem}; entries are "name" or "name/key", separated by commas`);
   return key === undefined ? { name } : { name, key };
+}
+
+export interface TracingSettings {
+  /** OTLP transport; the exporters read the endpoint, headers and timeout from the same environment. */
+  protocol: "grpc" | "http/protobuf";
+  sampler: { kind: "always_on" | "always_off" | "traceidratio"; parentBased: boolean; ratio: number };
+}
+
+const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"];
+
+/**
+ * Traces are on when an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or
+ * its _TRACES_ form) or OTEL_TRACES_EXPORTER=otlp, and off with
+ * OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true: without an endpoint the
+ * OTLP default (localhost) would send every pod's spans nowhere. Values the
+ * plugin cannot honour stop start-up instead of being ignored.
+ */
+function tracing(env: NodeJS.ProcessEnv): TracingSettings | undefined {
+  const get = (name: string) => (env[name] ?? "").trim();
+  if (get("OTEL_SDK_DISABLED").toLowerCase() === "true") return undefined;
+  const exporter = get("OTEL_TRACES_EXPORTER").toLowerCase();
+  if (exporter === "none") return undefined;
+  if (exporter !== "" && exporter !== "otlp") {
+    throw new SettingsError(`OTEL_TRACES_EXPORTER: "${env["OTEL_TRACES_EXPORTER"]}" is not supported; the plugin exports traces over OTLP only: set otlp, or none to turn them off`);
+  }
+  if (exporter === "" && get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") === "" && get("OTEL_EXPORTER_OTLP_ENDPOINT") === "") return undefined;
+  const protocolVar = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") !== "" ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" : "OTEL_EXPORTER_OTLP_PROTOCOL";
+  const protocol = get(protocolVar) || "http/protobuf";
+  if (protocol !== "grpc" && protocol !== "http/protobuf") {
+    throw new SettingsError(`${protocolVar}: "${protocol}" is not supported; set grpc or http/protobuf (the OTLP default)`);
+  }
+  const samplerName = (get("OTEL_TRACES_SAMPLER") || "parentbased_always_on").toLowerCase();
+  if (!SAMPLERS.includes(samplerName)) throw new SettingsError(`OTEL_TRACES_SAMPLER: "${env["OTEL_TRACES_SAMPLER"]}" is not a sampler the plugin knows (${SAMPLERS.join(", ")})`);
+  const parentBased = samplerName.startsWith("parentbased_");
+  const kind = samplerName.replace(/^parentbased_/, "") as TracingSettings["sampler"]["kind"];
+  let ratio = 1;
+  if (kind === "traceidratio" && get("OTEL_TRACES_SAMPLER_ARG") !== "") {
+    ratio = Number(get("OTEL_TRACES_SAMPLER_ARG"));
+    if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new SettingsError(`OTEL_TRACES_SAMPLER_ARG: "${env["OTEL_TRACES_SAMPLER_ARG"]}" is not a ratio between 0 and 1`);
+  }
+  return { protocol, sampler: { kind, parentBased, ratio } };
 }
 
 /** A TCP port number, or undefined when the variable is unset or empty. */
@@ -242,6 +284,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       ...sharedMode(env, inPod),
       allowedRoles: list(env["ARGO_S3_PLUGIN_ALLOWED_ROLES"]),
       metricsPort: port(env, "ARGO_S3_PLUGIN_METRICS_PORT"),
+      tracing: tracing(env),
       allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).map(allowedSecret),
       allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),
     };

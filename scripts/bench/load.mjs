@@ -100,10 +100,10 @@ const minio = await startMinio();
 const socket = join(work, "plugin.sock");
 let pluginOutput = "";
 const cgroup = LIMIT_MIB === undefined ? undefined : memoryCgroup(`argo-s3-load-${process.pid}`, LIMIT_MIB * MiB);
-const argv = [process.execPath, join(ROOT, "dist", "main.js"), socket];
+const argv = [process.execPath, join(ROOT, "dist", "main.cjs"), socket];
 const [cmd, ...cmdArgs] = cgroup ? cgroup.wrap(argv) : argv;
 const plugin = spawn(/** @type {string} */ (cmd), cmdArgs, {
-  env: { ...process.env, ...imageEnv(), AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
+  env: { ...process.env, ...imageEnv(work), AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
   stdio: ["ignore", "pipe", "pipe"],
 });
 plugin.stdout?.on("data", (c) => (pluginOutput = (pluginOutput + c).slice(-200_000)));

@@ -31,7 +31,7 @@ const socket = join(work, "plugin.sock");
 const cfg = join(work, "config.yaml");
 writeFileSync(cfg, `endpoint: ${minio.endpoint}\nbucket: bench\ninsecure: true\nregion: us-east-1\ncreateBucketIfNotPresent: {}\n`);
 const profDir = join(work, "prof");
-const plugin = spawn(process.execPath, ["--cpu-prof", "--cpu-prof-dir", profDir, join(ROOT, "dist", "main.js"), socket], {
+const plugin = spawn(process.execPath, ["--cpu-prof", "--cpu-prof-dir", profDir, join(ROOT, "dist", "main.cjs"), socket], {
   env: { ...process.env, ...creds, LOG_LEVEL: "warn" },
   stdio: ["ignore", "ignore", "inherit"],
 });

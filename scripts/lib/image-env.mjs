@@ -6,12 +6,19 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./tools.mjs";
 
-/** @returns {Record<string, string>} */
-export function imageEnv() {
+/**
+ * @param {string} [app] where the image's /app is: values under /app (the
+ *   compile cache's folder) are moved there when the plugin runs outside the image.
+ * @returns {Record<string, string>}
+ */
+export function imageEnv(app = "/app") {
   const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
   const final = text.slice(text.lastIndexOf("\nFROM "));
   /** @type {Record<string, string>} */
   const env = {};
-  for (const m of final.matchAll(/^ENV (\S+)=(\S+)\s*$/gm)) env[/** @type {string} */ (m[1])] = /** @type {string} */ (m[2]);
+  for (const m of final.matchAll(/^ENV (\S+)=(\S+)\s*$/gm)) {
+    const value = /** @type {string} */ (m[2]);
+    env[/** @type {string} */ (m[1])] = value === "/app" || value.startsWith("/app/") ? app + value.slice("/app".length) : value;
+  }
   return env;
 }

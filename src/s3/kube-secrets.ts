@@ -6,10 +6,9 @@
 import { readFile } from "node:fs/promises";
 import { request } from "node:https";
 import type { SecretRef } from "../config/types.js";
-import { secretNameProblem } from "../util/kube-names.js";
+import { DEFAULT_SERVICEACCOUNT_DIR, secretNameProblem } from "../util/kube-names.js";
 import { PluginError, describeError } from "../errors.js";
 
-export const DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 export interface SecretSource {
   /** The value of one key of one secret, as bytes. */

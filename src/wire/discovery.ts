@@ -7,7 +7,8 @@ import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Server, ServiceDefinition } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import type { HealthImplementation } from "grpc-health-check";
+import { PACKAGE_ROOT } from "../package-root.js";
 import { PROTO_PATH } from "./proto.js";
 
 /** Health service names answered: "" is the whole server, as grpc_health_probe and grpcurl ask by default. */
@@ -18,11 +19,22 @@ type HealthHandlers = Parameters<HealthServer["addService"]>[1];
 type Ending = { end(): void; on(event: "cancelled" | "finish", fn: () => void): unknown };
 
 export class Discovery {
-  private readonly health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, "NOT_SERVING"])));
+  private health: HealthImplementation | undefined;
+  private stopped = false;
   /** Open Health/Watch streams: they never end by themselves and would hold a graceful shutdown. */
   private readonly watches = new Set<Ending>();
 
-  constructor(private readonly server: Server) {
+  constructor(private readonly server: Server) {}
+
+  /**
+   * The plugin is ready for calls: add Health, reporting SERVING. Loaded now,
+   * after the socket is bound, because grpc-health-check parses its .proto
+   * when imported, time every pod's start would otherwise spend before the
+   * socket appears (grpc-js takes services after binding).
+   */
+  async serving(): Promise<void> {
+    const { HealthImplementation } = await import("grpc-health-check");
+    const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, this.stopped ? "NOT_SERVING" : "SERVING"])));
     const tracking: HealthServer = {
       addService: (def, impl: HealthHandlers) => {
         const watch = impl["watch"] as ((call: Ending) => void) | undefined;
@@ -36,30 +48,28 @@ export class Discovery {
             watch(call);
           };
         }
-        server.addService(def as unknown as ServiceDefinition, handlers);
+        this.server.addService(def as unknown as ServiceDefinition, handlers);
       },
     };
-    this.health.addToServer(tracking);
+    health.addToServer(tracking);
+    this.health = health;
   }
 
-  /**
-   * Server reflection, added once the socket is bound: it is for people and
-   * tools (grpcurl), and its modules cost every pod's start about 100 ms
-   * before the socket could appear. grpc-js takes services after binding.
-   */
+  /** Server reflection: for people and tools (grpcurl), so loaded last, like Health. */
   async addReflection(): Promise<void> {
-    const { ReflectionService } = await import("@grpc/reflection");
-    new ReflectionService(reflectedProtos()).addToServer(this.server);
-  }
-
-  /** The socket is bound: report SERVING. */
-  serving(): void {
-    for (const s of HEALTH_SERVICES) this.health.setStatus(s, "SERVING");
+    const [{ ReflectionService }, { protoPath: healthProtoPath }, descriptors] = await Promise.all([
+      import("@grpc/reflection"),
+      import("grpc-health-check"),
+      // CommonJS whose exports are built at run time: only its default (module.exports) has them.
+      import("protobufjs/ext/descriptor/index.js").then((m) => m.default),
+    ]);
+    new ReflectionService(withGoCompatibleMapEntries(reflectedProtos(healthProtoPath), descriptors)).addToServer(this.server);
   }
 
   /** Shutdown has begun: tell watchers NOT_SERVING, then end their streams so draining can finish. */
   stopping(): void {
-    for (const s of HEALTH_SERVICES) this.health.setStatus(s, "NOT_SERVING");
+    this.stopped = true;
+    for (const s of HEALTH_SERVICES) this.health?.setStatus(s, "NOT_SERVING");
     for (const call of this.watches) call.end();
     this.watches.clear();
   }
@@ -70,18 +80,29 @@ export class Discovery {
  * proto field names kept (keepCase) so reflection shows `input_artifact`, not
  * the camelCase names the handlers use.
  */
-function reflectedProtos(): ReturnType<typeof loadSync> {
+function reflectedProtos(healthProtoPath: string): ReturnType<typeof loadSync> {
   const files = [basename(PROTO_PATH), "health/v1/health.proto"];
   const includeDirs = [dirname(PROTO_PATH), join(dirname(healthProtoPath), "..", "..")];
   // The reflection service's own proto sits inside its package (not an exported
   // path); if a later release moves it, reflection still works, it just does
   // not list itself.
-  const reflectionRoot = join(dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")), "build", "proto");
+  const reflectionRoot = reflectionProtos();
   if (existsSync(join(reflectionRoot, REFLECTION_PROTO))) {
     files.push(REFLECTION_PROTO);
     includeDirs.push(reflectionRoot);
   }
-  return withGoCompatibleMapEntries(loadSync(files, { keepCase: true, includeDirs }));
+  return loadSync(files, { keepCase: true, includeDirs });
+}
+
+/** The reflection package's proto folder: beside the bundle (scripts/bundle.mjs copies it), else in node_modules. */
+function reflectionProtos(): string {
+  const bundled = join(PACKAGE_ROOT, "dist", "vendor", "@grpc", "reflection", "build", "proto");
+  if (existsSync(bundled)) return bundled;
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")), "build", "proto");
+  } catch {
+    return bundled;
+  }
 }
 
 type Descriptors = typeof import("protobufjs/ext/descriptor/index.js");
@@ -95,9 +116,7 @@ type FileDescriptor = import("protobufjs/ext/descriptor/index.js").IFileDescript
  * (health.proto's HealthListResponse.statuses). Rename those entries in the
  * serialized descriptors that reflection hands out.
  */
-function withGoCompatibleMapEntries(def: ReturnType<typeof loadSync>): ReturnType<typeof loadSync> {
-  // CommonJS module whose exports are built at run time: load it with require.
-  const { FileDescriptorProto } = createRequire(import.meta.url)("protobufjs/ext/descriptor/index.js") as Descriptors;
+function withGoCompatibleMapEntries(def: ReturnType<typeof loadSync>, { FileDescriptorProto }: Descriptors): ReturnType<typeof loadSync> {
   const fixed = new Map<Buffer, Buffer>();
   const fix = (bin: Buffer): Buffer => {
     let out = fixed.get(bin);

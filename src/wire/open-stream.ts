@@ -1,7 +1,7 @@
 // OpenStream: the object in frames of STREAM_FRAME_BYTES, then an is_end
 // frame; an error after the first frame travels as an error frame.
 import { type ServerWritableStream, status } from "@grpc/grpc-js";
-import type { ArtifactService } from "../artifacts/service.js";
+import type { ArtifactOps } from "../artifacts/ops.js";
 import { PluginError } from "../errors.js";
 import type { ArtifactOnlyRequest, OpenStreamResponse } from "./messages.js";
 import { type Track, artifactRef } from "./rpc.js";
@@ -16,7 +16,7 @@ export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
 /** OpenStream frames written but not yet taken by the transport, per call. */
 const FRAMES_IN_FLIGHT = 2;
 
-export function openStreamHandler(svc: ArtifactService, track: Track, idleMs: number) {
+export function openStreamHandler(svc: ArtifactOps, track: Track, idleMs: number) {
   return (call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>): void => {
     track("OpenStream", call, async (rpc, log) => {
       const { signal } = rpc;

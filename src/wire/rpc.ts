@@ -14,8 +14,25 @@ export interface RpcLog {
   [k: string]: unknown;
 }
 
+/** One RPC's trace span (tracing.ts); the server runs the body inside it and ends it with the outcome. */
+export interface RpcSpan {
+  run<T>(body: () => Promise<T>): Promise<T>;
+  end(outcome: string, fields: RpcLog, error?: string): void;
+}
+
+/** Starts RPC spans from the call's metadata (W3C trace context headers among them). */
+export interface RpcTracer {
+  start(method: string, metadata: Record<string, string | undefined>): RpcSpan | undefined | Promise<RpcSpan | undefined>;
+}
+
+/** What the tracker needs of a grpc-js call: its cancellation, and its metadata for the trace context. */
+export interface TrackedCall {
+  on(ev: "cancelled", fn: () => void): unknown;
+  metadata?: { getMap(): Record<string, unknown> };
+}
+
 /** Runs one RPC body with the call's context (cancellation, byte counter) and its log line. */
-export type Track = <T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (rpc: Call, log: RpcLog) => Promise<T>) => Promise<T>;
+export type Track = <T>(method: string, call: TrackedCall, body: (rpc: Call, log: RpcLog) => Promise<T>) => Promise<T>;
 
 /** The artifact fields the service needs; a missing piece is the caller's mistake. */
 export function artifactRef(a: ArtifactMsg | null | undefined, field: string): ArtifactRef {

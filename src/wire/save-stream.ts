@@ -2,7 +2,7 @@
 // The call is read one message ahead at most, so HTTP/2 flow control holds
 // the client back while the part queue is full.
 import type { ServerReadableStream, sendUnaryData } from "@grpc/grpc-js";
-import type { ArtifactService } from "../artifacts/service.js";
+import type { ArtifactOps } from "../artifacts/ops.js";
 import { PluginError } from "../errors.js";
 import { limitReadAhead } from "./flow-control.js";
 import type { SaveStreamArtifactRequest, SuccessResponse } from "./messages.js";
@@ -11,7 +11,7 @@ import { invalid } from "./status.js";
 import { withIdleLimit } from "./stream-waits.js";
 import { reply } from "./unary.js";
 
-export function saveStreamHandler(svc: ArtifactService, track: Track, idleMs: number) {
+export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number) {
   return (call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>, callback: sendUnaryData<SuccessResponse>): void => {
     const cancelled = () => new PluginError("cancelled", "SaveStream: cancelled by the client");
     reply(

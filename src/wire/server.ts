@@ -6,7 +6,8 @@
 import { setMaxListeners } from "node:events";
 import { chmod, unlink } from "node:fs/promises";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import type { ArtifactService, Call, Tenant } from "../artifacts/service.js";
+import type { ArtifactOps } from "../artifacts/ops.js";
+import type { Call, Tenant } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
@@ -15,7 +16,7 @@ import { type SlotGroup, Slots } from "../util/slots.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
-import type { RpcLog } from "./rpc.js";
+import type { RpcLog, RpcTracer, TrackedCall } from "./rpc.js";
 import { saveStreamHandler } from "./save-stream.js";
 import { unaryHandlers } from "./unary.js";
 
@@ -29,7 +30,7 @@ const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
 
 export interface ServerOptions {
   socketPath: string;
-  service: ArtifactService;
+  service: ArtifactOps;
   logger: Logger;
   /** File mode of the socket; default: follow the folder's sharing (see socket.ts). */
   socketMode?: number | undefined;
@@ -37,6 +38,8 @@ export interface ServerOptions {
   maxConcurrentTransfers?: number;
   /** Told of every RPC's end: method, outcome, seconds, bytes moved (the metrics). */
   onRpc?: (method: string, outcome: string, seconds: number, bytes: number | undefined) => void;
+  /** Starts each RPC's trace span (tracing.ts); undefined: traces off, no per-call work. */
+  tracer?: RpcTracer | undefined;
   /** ListObjects and IsDirectory at once (default 8); later ones wait. */
   maxConcurrentListings?: number;
   /**
@@ -52,6 +55,13 @@ export interface ServerOptions {
    * none, before the call is ended (default 60 s): a stalled peer holds budget buffers.
    */
   streamIdleMs?: number;
+}
+
+/** The call's metadata as text headers (binary ones, "-bin", are left out): where W3C trace context travels. */
+function metadataOf(call: TrackedCall): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(call.metadata?.getMap() ?? {})) if (typeof v === "string") out[k] = v;
+  return out;
 }
 
 export class PluginServer {
@@ -84,8 +94,15 @@ export class PluginServer {
     this.bound = true;
     widenConnectionWindow(this.server);
     await chmod(path, mode);
-    this.discovery.serving();
-    // Reflection is for people and tools: a failure to add it must not stop a plugin that serves.
+  }
+
+  /**
+   * What is behind the socket is built: Health reports SERVING, then
+   * reflection is added. A failure to add reflection, which is for people and
+   * tools, must not stop a plugin that serves.
+   */
+  async serving(): Promise<void> {
+    await this.discovery.serving();
     await this.discovery.addReflection().catch((e: unknown) => this.opts.logger.warn({ error: describeError(e) }, "server reflection unavailable"));
   }
 
@@ -112,7 +129,7 @@ export class PluginServer {
   }
 
   /** Run one RPC body with a cancellation signal and one log line. */
-  private async track<T>(method: string, call: { on(ev: "cancelled", fn: () => void): unknown }, body: (rpc: Call, log: RpcLog) => Promise<T>): Promise<T> {
+  private async track<T>(method: string, call: TrackedCall, body: (rpc: Call, log: RpcLog) => Promise<T>): Promise<T> {
     const controller = new AbortController();
     setMaxListeners(0, controller.signal);
     call.on("cancelled", () => controller.abort(new PluginError("cancelled", `${method}: cancelled by the client`)));
@@ -151,14 +168,19 @@ export class PluginServer {
         release?.();
       }
     };
-    const p = run();
+    // Traces on: the body runs inside the RPC's span, so the S3 requests it makes are its children.
+    const span = this.opts.tracer ? await this.opts.tracer.start(method, metadataOf(call)) : undefined;
+    const p = span ? span.run(run) : run();
     this.pending.add(p);
     try {
       const result = await p;
       this.logRpc(method, started, fields, "ok");
+      span?.end("ok", fields);
       return result;
     } catch (e) {
-      this.logRpc(method, started, fields, e instanceof PluginError ? e.kind : "error", describeError(e));
+      const outcome = e instanceof PluginError ? e.kind : "error";
+      this.logRpc(method, started, fields, outcome, describeError(e));
+      span?.end(outcome, fields, describeError(e));
       throw e;
     } finally {
       clearInterval(ticker);

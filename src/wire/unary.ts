@@ -1,7 +1,8 @@
 // The unary RPCs: each runs one service call under the tracker and answers
 // with its result, or through the one error→status mapping.
 import type { ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
-import type { ArtifactService, Call } from "../artifacts/service.js";
+import type { ArtifactOps } from "../artifacts/ops.js";
+import type { Call } from "../artifacts/service.js";
 import type {
   ArtifactOnlyRequest,
   GetCapabilitiesResponse,
@@ -28,7 +29,7 @@ export function reply<Res>(p: Promise<Res>, callback: sendUnaryData<Res>, onErro
 
 const failed = (error: string): SuccessResponse => ({ success: false, error });
 
-export function unaryHandlers(svc: ArtifactService, track: Track): UntypedServiceImplementation {
+export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImplementation {
   const unary =
     <Req, Res>(method: string, run: (req: Req, rpc: Call, log: RpcLog) => Promise<Res>, onError: (message: string) => Res) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) =>

@@ -85,7 +85,7 @@ async function startSidecar(executorArgs: string[]): Promise<Sidecar> {
   const container = `s3-plugin-${process.pid}-${Date.now()}`;
   const proc = spawn(
     "setpriv",
-    [`--reuid=${PLUGIN_UID}`, `--regid=${PLUGIN_UID}`, "--clear-groups", "--", join(pod, "argoexec"), "artifact-plugin-sidecar", "--", process.execPath, join(ROOT, "dist", "main.js"), socket, ...executorArgs],
+    [`--reuid=${PLUGIN_UID}`, `--regid=${PLUGIN_UID}`, "--clear-groups", "--", join(pod, "argoexec"), "artifact-plugin-sidecar", "--", process.execPath, join(ROOT, "dist", "main.cjs"), socket, ...executorArgs],
     {
       env: { PATH: process.env["PATH"] ?? "", HOME: pod, ARGO_CONTAINER_NAME: container, ...rootKeysEnv(minio) },
       stdio: ["ignore", "pipe", "pipe"],
@@ -271,7 +271,7 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
 
   it("a second plugin started on the live socket (as `kubectl exec` could) is refused; the first keeps serving uid 8737", async () => {
     const sidecar = await startSidecar([]);
-    const second = await run(process.execPath, [join(ROOT, "dist", "main.js"), sidecar.socket], { timeout: 20_000 }).catch((e: { code?: number; stdout?: string }) => e);
+    const second = await run(process.execPath, [join(ROOT, "dist", "main.cjs"), sidecar.socket], { timeout: 20_000 }).catch((e: { code?: number; stdout?: string }) => e);
     expect((second as { code?: number }).code).toBe(1);
     expect(second.stdout).toContain("another process is serving on this socket");
     expect(existsSync(sidecar.socket)).toBe(true);

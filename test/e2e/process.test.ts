@@ -19,7 +19,7 @@ const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 function runMain(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, "dist", "main.js"), ...args], { timeout: 10_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [join(ROOT, "dist", "main.cjs"), ...args], { timeout: 10_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });

@@ -137,7 +137,7 @@ describe("deploy/helm-values.yaml (argo-helm chart)", () => {
 
     expect(fromHelm.artifactDrivers).toEqual([{ name: "s3", image: "argo-s3-artifact-plugin:0.1.0", connectionTimeoutSeconds: 10 }]);
     expect(fromHelm.artifactDrivers).toEqual(fromKustomize.artifactDrivers);
-    expect(fromHelm.images).toEqual({ "argo-s3-artifact-plugin:0.1.0": { entrypoint: ["node", "/app/dist/main.js"] } });
+    expect(fromHelm.images).toEqual({ "argo-s3-artifact-plugin:0.1.0": { entrypoint: ["node", "/app/dist/main.cjs"] } });
     expect(fromHelm.images).toEqual(fromKustomize.images);
     expect(fromHelm.workflowDefaults).toEqual(fromKustomize.workflowDefaults);
     const annotations = fromHelm.workflowDefaults?.spec?.podMetadata?.annotations;

@@ -1,16 +1,20 @@
 // No Docker engine runs here, so this test replays the Dockerfile's recipe by
 // hand: a production-only install from the lockfile into a clean directory,
-// the built output and proto copied beside it, then a Save/Load round trip
-// through the plugin started from there, as the image's ENTRYPOINT would.
+// the final stage's COPY lines as the Dockerfile writes them (the bundle, its
+// vendored protos, the native CRC32 package, proto/, package.json) and its
+// RUN that bakes the compile cache, then a Save/Load round trip through the
+// plugin started from there as uid 1000, as the image's ENTRYPOINT would.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
 import { imageEnv } from "../../scripts/lib/image-env.mjs";
+import { finalStageCopies, finalStageRuns, stageImageApp } from "../../scripts/lib/image-app.mjs";
+import { nodeBinary, toolVersions } from "../../scripts/lib/tools.mjs";
 import { rootKeysEnv } from "../support/minio-access.js";
 import { ArtifactClient, ROOT, artifact } from "../support/plugin.js";
 import { spawn } from "node:child_process";
@@ -19,22 +23,25 @@ import { within } from "../support/bounded.js";
 const run = promisify(execFile);
 let minio: MinioServer;
 let app: string;
-
-/** The files the final stage copies, read from the Dockerfile itself. */
-function finalStageCopies(): string[] {
-  const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
-  const final = text.slice(text.lastIndexOf("\nFROM "));
-  return [...final.matchAll(/^COPY (?:--from=\S+ )?(\S+) /gm)].map((m) => m[1]!);
-}
+/** The image's Node (NODE_IMAGE_VERSION): the compile cache is per Node version. */
+let imageNode: string;
+let imagePath: string;
 
 beforeAll(async () => {
+  imageNode = await nodeBinary(toolVersions()["NODE_IMAGE_VERSION"] ?? "");
+  imagePath = `${dirname(imageNode)}:${process.env["PATH"] ?? ""}`;
   minio = await startMinio();
   app = mkdtempSync(join(tmpdir(), "image-"));
-  cpSync(join(ROOT, "package.json"), join(app, "package.json"));
-  cpSync(join(ROOT, "package-lock.json"), join(app, "package-lock.json"));
-  await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: app, maxBuffer: 16 * 1024 * 1024 });
-  cpSync(join(ROOT, "dist"), join(app, "dist"), { recursive: true });
-  cpSync(join(ROOT, "proto"), join(app, "proto"), { recursive: true });
+  chmodSync(app, 0o755);
+  // The deps stage: a production-only install from the lockfile.
+  const deps = join(app, ".deps");
+  mkdirSync(deps);
+  cpSync(join(ROOT, "package.json"), join(deps, "package.json"));
+  cpSync(join(ROOT, "package-lock.json"), join(deps, "package-lock.json"));
+  await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: deps, maxBuffer: 16 * 1024 * 1024 });
+  // The final stage: its COPY and RUN lines as written (scripts/lib/image-app.mjs).
+  await stageImageApp(app, imageNode, deps);
+  rmSync(deps, { recursive: true, force: true });
 }, 300_000);
 
 afterAll(async () => {
@@ -42,20 +49,35 @@ afterAll(async () => {
   rmSync(app, { recursive: true, force: true });
 });
 
-it("the final stage copies exactly node_modules, dist, proto and package.json", () => {
-  expect(finalStageCopies().sort()).toEqual(["/app/node_modules", "/src/dist", "package.json", "proto"].sort());
+it("the final stage copies the bundle and what it reads, no node_modules but the native CRC32 package", () => {
+  expect(finalStageCopies().map((c) => c.src).sort()).toEqual(
+    ["/app/node_modules/@node-rs", "/src/dist/main.cjs", "/src/dist/main.cjs.LEGAL.txt", "/src/dist/vendor", "/src/dist/probe.js", "package.json", "proto"].sort(),
+  );
+  expect(readdirSync(join(app, "node_modules"))).toEqual(["@node-rs"]);
+  expect(readdirSync(join(app, "dist")).sort()).toEqual(["main.cjs", "main.cjs.LEGAL.txt", "probe.js", "vendor"]);
 });
 
-it("the final stage sets production mode and glibc's fixed mmap threshold", () => {
-  expect(imageEnv()).toEqual({ NODE_ENV: "production", MALLOC_MMAP_THRESHOLD_: "131072" });
+it("the final stage sets production mode, glibc's fixed mmap threshold and a compile cache baked at build, readable by uid 1000", () => {
+  expect(imageEnv()).toEqual({ NODE_ENV: "production", MALLOC_MMAP_THRESHOLD_: "131072", NODE_COMPILE_CACHE: "/app/.compile-cache" });
+  // What scripts/lib/cluster.mjs's plugin image does in two halves (that image has no shell).
+  expect(finalStageRuns()).toEqual(["node dist/main.cjs --version && chmod -R a+rX .compile-cache", "chmod 1777 /tmp"]);
+  const cached = readdirSync(join(app, ".compile-cache"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+  expect(cached.length, "the RUN line baked a compile cache").toBeGreaterThan(0);
+  for (const e of cached) expect(statSync(join(e.parentPath, e.name)).mode & 0o004, `${e.name} is world-readable`).toBe(0o004);
 });
 
-it("a production-only install has no dev tools and runs the plugin: Save/Load round trip, SIGTERM → exit 0", async () => {
-  for (const dev of ["typescript", "vitest", "vite"]) expect(existsSync(join(app, "node_modules", dev))).toBe(false);
+it("the bundle finds the native CRC32 among the image's files", async () => {
+  const { stdout } = await run(imageNode, ["-e", `console.log(require("node:module").createRequire(${JSON.stringify(join(app, "dist", "main.cjs"))})("@node-rs/crc32").crc32(Buffer.from("123456789")))`]);
+  expect(Number(stdout)).toBe(0xcbf43926);
+});
+
+it("runs from the image's files alone, as uid 1000 on the image's Node: Save/Load round trip, SIGTERM → exit 0", async () => {
   const socket = join(app, "tmp", "artifact-plugins", "s3", "socket");
-  const proc = spawn(process.execPath, [join(app, "dist", "main.js"), socket], {
+  mkdirSync(join(app, "tmp"));
+  chmodSync(join(app, "tmp"), 0o1777);
+  const proc = spawn("setpriv", ["--reuid=1000", "--regid=1000", "--clear-groups", "--", imageNode, join(app, "dist", "main.cjs"), socket], {
     cwd: app,
-    env: { PATH: process.env["PATH"] ?? "", ...imageEnv(), ...rootKeysEnv(minio) },
+    env: { PATH: imagePath, ...imageEnv(app), ...rootKeysEnv(minio) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -67,10 +89,12 @@ it("a production-only install has no dev tools and runs the plugin: Save/Load ro
   const client = new ArtifactClient(socket);
   const cfg = `endpoint: ${minio.endpoint}\nbucket: image\ninsecure: true\ncreateBucketIfNotPresent: {}\n`;
   const data = randomBytes(3 * 1024 * 1024 + 1);
-  writeFileSync(join(app, "in.bin"), data);
-  expect(await client.save(artifact(cfg, "img/in.bin"), join(app, "in.bin"))).toEqual({ success: true, error: "" });
-  expect(await client.load(artifact(cfg, "img/in.bin"), join(app, "out.bin"))).toEqual({ success: true, error: "" });
-  expect(readFileSync(join(app, "out.bin")).equals(data)).toBe(true);
+  writeFileSync(join(app, "tmp", "in.bin"), data);
+  expect(await client.save(artifact(cfg, "img/in.bin"), join(app, "tmp", "in.bin"))).toEqual({ success: true, error: "" });
+  expect(await client.load(artifact(cfg, "img/in.bin"), join(app, "tmp", "out.bin"))).toEqual({ success: true, error: "" });
+  expect(readFileSync(join(app, "tmp", "out.bin")).equals(data)).toBe(true);
+  // Nothing came from outside the image's files: the native CRC32 from its one package, the protos from dist/vendor.
+  expect(out).not.toContain("reflection unavailable");
   client.close();
   proc.kill("SIGTERM");
   expect(await within(exited, 30_000, "the image's plugin exit after SIGTERM")).toBe(0);

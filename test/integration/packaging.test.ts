@@ -109,7 +109,7 @@ describe("deploy/ (kustomize Component)", () => {
     const cm = find("ConfigMap")[0]!;
     const parsed = await argoParse(cm);
     expect(parsed.artifactDrivers).toEqual([{ name: "s3", image: sidecarImage(), connectionTimeoutSeconds: 10 }]);
-    expect(parsed.images?.[sidecarImage()]?.entrypoint).toEqual(["node", "/app/dist/main.js"]);
+    expect(parsed.images?.[sidecarImage()]?.entrypoint).toEqual(["node", "/app/dist/main.cjs"]);
     const annotations = parsed.workflowDefaults?.spec?.podMetadata?.annotations ?? {};
     expect(JSON.parse(annotations["workflows.argoproj.io/kill-cmd-artifact-plugin-s3"] ?? "null")).toEqual(["/var/run/argo/argoexec", "kill", "0", "1"]);
     // The parser can fail: a key beside the others that Argo does not know stops the controller.
@@ -124,7 +124,7 @@ describe("deploy/ (kustomize Component)", () => {
     const merged = await render({ baseData: base, continued: readmeYaml("# kustomization.yaml, continued: your own images: entries kept") });
     const images = await imagesOf(merged);
     const sidecar = ((merged.find((d) => d["kind"] === "Deployment") as Record<string, any>)["spec"].template.spec.containers as Container[]).find((c) => c.name !== "argo-server")!.image!;
-    expect(images[sidecar]?.entrypoint).toEqual(["node", "/app/dist/main.js"]);
+    expect(images[sidecar]?.entrypoint).toEqual(["node", "/app/dist/main.cjs"]);
     expect(images["my-registry.example.com/tool:2.1"]?.entrypoint).toEqual(["/usr/bin/tool"]);
     expect(Object.keys(images)).toHaveLength(2);
     const parsed = await argoParse(merged.find((d) => d["kind"] === "ConfigMap")!);
@@ -203,7 +203,7 @@ describe("Dockerfile", () => {
     // Numeric: the kubelet can only check runAsNonRoot (argo-server's pod sets it without runAsUser) against a uid.
     expect(user).toMatch(/^[1-9]\d*(:\d+)?$/);
     expect(text).toMatch(/chmod 1777 \/tmp/);
-    expect(text).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/main\.js"\]$/m);
+    expect(text).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/main\.cjs"\]$/m);
     expect(text).not.toMatch(/^CMD /m);
   });
 });

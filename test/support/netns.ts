@@ -276,13 +276,13 @@ export interface NsPlugin {
   stop: () => Promise<number | null>;
 }
 
-/** `node dist/main.js <socket>` inside the namespace, driven from the host over its socket. */
+/** `node dist/main.cjs <socket>` inside the namespace, driven from the host over its socket. */
 export async function startPluginInNetns(ns: NetNs, env: Record<string, string>, base: string): Promise<NsPlugin> {
   const dir = mkdtempSync(join(base, "plugin-"));
   const socket = join(dir, "artifact-plugins", "s3", "socket");
   const home = join(dir, "home"); // an empty HOME: no ~/.aws files can leak into the SDK chain
   mkdirSync(home);
-  const child = ns.spawn(process.execPath, [join(ROOT, "dist", "main.js"), socket], {
+  const child = ns.spawn(process.execPath, [join(ROOT, "dist", "main.cjs"), socket], {
     PATH: process.env["PATH"] ?? "",
     HOME: home,
     LOG_LEVEL: "debug",

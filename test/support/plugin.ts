@@ -1,4 +1,4 @@
-// Runs the built plugin (`node dist/main.js <socket>`) as a child process, the
+// Runs the built plugin (`node dist/main.cjs <socket>`) as a child process, the
 // way Argo does, and talks to it over its unix socket with a gRPC client made
 // from the same proto. Captures everything the process writes, for the
 // log-scanning tests.
@@ -27,8 +27,8 @@ export interface PluginProcess {
 export async function startPlugin(env: Record<string, string> = {}, dir?: string, extraArgs: string[] = [], socketPath?: string, wrap: (argv: string[]) => string[] = (a) => a): Promise<PluginProcess> {
   const base = dir ?? mkdtempSync(join(tmpdir(), "plugin-"));
   const socket = socketPath ?? join(base, "artifact-plugins", "s3", "socket");
-  // PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.js).
-  const main = process.env["PLUGIN_MAIN"] || join(ROOT, "dist", "main.js");
+  // PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.cjs).
+  const main = process.env["PLUGIN_MAIN"] || join(ROOT, "dist", "main.cjs");
   const [cmd, ...args] = wrap([process.execPath, main, socket, ...extraArgs]);
   const proc = spawn(cmd!, args, {
     env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/root", LOG_LEVEL: "debug", ...env },

@@ -1,0 +1,148 @@
+// OpenTelemetry traces, when the standard OTEL_* environment asks for them
+// (settings.ts): one SERVER span per RPC and one CLIENT span per S3 request
+// under it, exported over OTLP by OpenTelemetry's own SDK and exporters.
+// Loaded only then (services.ts): a plugin without it loads none of this and
+// does no per-call work for it.
+//
+// The parent of an RPC's span, first found wins:
+// - W3C trace context (`traceparent`, `tracestate`) in the call's gRPC
+//   metadata, as a client with a W3C propagator sends it;
+// - the TRACEPARENT / TRACESTATE environment variables (OpenTelemetry's
+//   environment carrier): Argo's controller (v4.1) puts the step's trace
+//   context there on every container of a workflow pod, the plugin's
+//   included, while its plugin client's otelgrpc handler sends no header
+//   (Argo sets no global propagator);
+// - none: a new trace.
+import { type Context, DiagLogLevel, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TextMapGetter, type Tracer, context, diag, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter as GrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
+import { OTLPTraceExporter as ProtobufExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
+import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, type Sampler, TraceIdRatioBasedSampler, TracerProvider } from "@opentelemetry/sdk-trace";
+import type { Logger } from "./log.js";
+import type { TracingSettings } from "./settings.js";
+import type { RpcLog, RpcSpan, RpcTracer } from "./wire/rpc.js";
+
+const SERVICE = "artifact.ArtifactService";
+
+const getter: TextMapGetter<Record<string, string | undefined>> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => carrier[key],
+};
+
+function sampler(s: TracingSettings["sampler"]): Sampler {
+  const root = s.kind === "always_on" ? new AlwaysOnSampler() : s.kind === "always_off" ? new AlwaysOffSampler() : new TraceIdRatioBasedSampler(s.ratio);
+  return s.parentBased ? new ParentBasedSampler({ root }) : root;
+}
+
+/** The gRPC status code an outcome answers with (most failures are answered in the reply, with OK). */
+const grpcCode = (outcome: string) => (outcome === "invalid-argument" ? 3 : outcome === "cancelled" ? 1 : 0);
+
+export class Tracing implements RpcTracer {
+  private readonly provider: TracerProvider;
+  private readonly tracer: Tracer;
+  private readonly propagator = new W3CTraceContextPropagator();
+  /** The trace context Argo's controller gave the pod (TRACEPARENT), or the root. */
+  private readonly podContext: Context;
+
+  constructor(settings: TracingSettings, env: NodeJS.ProcessEnv, version: string, logger: Logger) {
+    // The SDK's own troubles (a collector that refuses or cannot be reached) as warnings in the plugin's log.
+    diag.setLogger(
+      {
+        error: (message: string) => logger.warn({ detail: message }, "tracing: export problem"),
+        warn: (message: string) => logger.warn({ detail: message }, "tracing: export problem"),
+        info: () => undefined,
+        debug: () => undefined,
+        verbose: () => undefined,
+      },
+      DiagLogLevel.WARN,
+    );
+    // Resource: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win over these defaults.
+    const resource = resourceFromAttributes({
+      "service.name": "argo-s3-artifact-plugin",
+      "service.version": version,
+      ...(env["ARGO_POD_NAME"] ? { "k8s.pod.name": env["ARGO_POD_NAME"] } : {}),
+      ...(env["ARGO_WORKFLOW_NAME"] ? { "argo.workflow.name": env["ARGO_WORKFLOW_NAME"] } : {}),
+      ...(env["ARGO_NODE_ID"] ? { "argo.node.id": env["ARGO_NODE_ID"] } : {}),
+    }).merge(detectResources({ detectors: [envDetector] }));
+    // The exporters read endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
+    const exporter = settings.protocol === "grpc" ? new GrpcExporter() : new ProtobufExporter();
+    this.provider = new TracerProvider({ resource, sampler: sampler(settings.sampler), spanProcessors: [new BatchSpanProcessor({ exporter })] });
+    // Async context follows each RPC's awaits, so S3 request spans find their RPC's span.
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    this.tracer = this.provider.getTracer("argo-s3-artifact-plugin", version);
+    this.podContext = this.propagator.extract(ROOT_CONTEXT, { traceparent: env["TRACEPARENT"], tracestate: env["TRACESTATE"] }, getter);
+  }
+
+  /** The RPC's span, child of the caller's trace context (gRPC metadata), else of the pod's. */
+  start(method: string, metadata: Record<string, string | undefined>): RpcSpan {
+    const fromCall = this.propagator.extract(ROOT_CONTEXT, metadata, getter);
+    const parent = trace.getSpanContext(fromCall) ? fromCall : this.podContext;
+    const span = this.tracer.startSpan(
+      `${SERVICE}/${method}`,
+      { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": method } },
+      parent,
+    );
+    const ctx = trace.setSpan(parent, span);
+    return {
+      run: <T>(body: () => Promise<T>) => context.with(ctx, body),
+      end: (outcome: string, fields: RpcLog, error?: string) => {
+        span.setAttributes(attributesOf(fields));
+        span.setAttribute("rpc.grpc.status_code", grpcCode(outcome));
+        span.setAttribute("argo_s3.outcome", outcome);
+        if (outcome !== "ok") span.setStatus({ code: SpanStatusCode.ERROR, ...(error ? { message: error } : {}) });
+        span.end();
+      },
+    };
+  }
+
+  /**
+   * One S3 request, reported when it has ended (the same fields as the debug
+   * line and the metrics): a CLIENT span from its start to now, under the
+   * active RPC's span.
+   */
+  s3Request(f: Record<string, unknown>): void {
+    const ms = typeof f["ms"] === "number" ? f["ms"] : 0;
+    const operation = typeof f["s3"] === "string" ? f["s3"] : "unknown";
+    const span: Span = this.tracer.startSpan(
+      `S3.${operation}`,
+      {
+        kind: SpanKind.CLIENT,
+        startTime: Date.now() - ms,
+        attributes: {
+          "rpc.system": "aws-api",
+          "rpc.service": "S3",
+          "rpc.method": operation,
+          ...(typeof f["bucket"] === "string" ? { "aws.s3.bucket": f["bucket"] } : {}),
+          ...(typeof f["key"] === "string" ? { "aws.s3.key": f["key"] } : {}),
+          ...(typeof f["part"] === "number" ? { "aws.s3.part_number": f["part"] } : {}),
+          ...(typeof f["range"] === "string" ? { "argo_s3.range": f["range"] } : {}),
+          ...(typeof f["endpoint"] === "string" ? { "server.address": f["endpoint"] } : {}),
+          ...(typeof f["status"] === "number" ? { "http.response.status_code": f["status"] } : {}),
+          ...(typeof f["attempts"] === "number" ? { "argo_s3.attempts": f["attempts"] } : {}),
+          ...(typeof f["via"] === "string" ? { "argo_s3.via": f["via"] } : {}),
+        },
+      },
+      context.active(),
+    );
+    if (typeof f["error"] === "string") span.setStatus({ code: SpanStatusCode.ERROR, message: f["error"] });
+    span.end();
+  }
+
+  /** Sends what is buffered; at shutdown, so a pod's last spans are not lost. */
+  async shutdown(): Promise<void> {
+    await this.provider.shutdown();
+  }
+}
+
+/** The RPC's log fields that are worth a span attribute (no secret is ever among them). */
+function attributesOf(f: RpcLog): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  if (typeof f.bucket === "string") out["aws.s3.bucket"] = f.bucket;
+  if (typeof f.key === "string") out["aws.s3.key"] = f.key;
+  if (typeof f["endpoint"] === "string") out["server.address"] = f["endpoint"];
+  if (typeof f.bytes === "number") out["argo_s3.bytes"] = f.bytes;
+  if (typeof f.files === "number") out["argo_s3.files"] = f.files;
+  return out;
+}
