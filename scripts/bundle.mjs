@@ -39,6 +39,26 @@ const assetDirs = {
   },
 };
 
+/**
+ * Packages built with rolldown (OpenTelemetry's) load some CommonJS
+ * dependencies through `createRequire(import.meta.url)` at run time
+ * (`__require("@grpc/grpc-js")`), which a bundle cannot see: in the image
+ * that module is not there, and beside node_modules it is a second grpc-js
+ * whose credentials the bundled one refuses (the OTLP/gRPC exporter sent
+ * nothing). Calls with a literal name become require() and are bundled.
+ * @type {import("esbuild").Plugin}
+ */
+const runtimeRequires = {
+  name: "runtime-requires",
+  setup(b) {
+    b.onLoad({ filter: /node_modules[\\/].*\.mjs$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8");
+      if (!source.includes("__require(")) return undefined;
+      return { contents: source.replace(/\b__require\((["'][^"']+["'])\)/g, "require($1)"), loader: "js" };
+    });
+  },
+};
+
 export async function bundle(entry = join(DIST, "main.js"), outfile = join(DIST, "main.cjs")) {
   rmSync(VENDOR, { recursive: true, force: true });
   // import.meta.url in the compiled modules: the bundle's own file, directly
@@ -55,7 +75,7 @@ export async function bundle(entry = join(DIST, "main.js"), outfile = join(DIST,
     target: "node22",
     define: { "import.meta.url": "importMetaUrl" },
     inject: [meta],
-    plugins: [assetDirs],
+    plugins: [assetDirs, runtimeRequires],
     legalComments: "external",
     // ASCII only: one non-ASCII character (in a comment) makes V8 hold the whole source as UTF-16, twice the memory.
     charset: "ascii",

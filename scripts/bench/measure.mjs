@@ -3,7 +3,8 @@
 // long-running process read from /proc (the plugin), and of a one-shot
 // command through wait4's rusage (s5cmd), via a tiny Python wrapper.
 import { execFile } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
 
 const TICKS = 100; // USER_HZ on Linux
 
@@ -59,4 +60,19 @@ export function runMeasured(cmd, args, env) {
       resolve({ ...r, stdout });
     });
   });
+}
+
+/**
+ * Writes and deletes a file of `bytes` (at least 64 MiB) in `dir` just before a timed run, so the
+ * run writes into pages the VM has handed out before: first-touch pages cost ~3 s of system time
+ * per GiB here (../shared/perf-facts.md), which would measure the VM instead of the tool.
+ * @param {string} dir @param {number} bytes
+ */
+export function warmPages(dir, bytes) {
+  const path = join(dir, "warm.tmp");
+  const fd = openSync(path, "w");
+  const block = Buffer.alloc(8 * 1024 * 1024, 0xa5);
+  for (let off = 0; off < Math.max(bytes, 64 * 1024 * 1024); off += block.length) writeSync(fd, block);
+  closeSync(fd);
+  rmSync(path);
 }

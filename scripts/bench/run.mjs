@@ -22,7 +22,8 @@ import { startMinio } from "../lib/minio.mjs";
 import { PROFILES, startLink } from "../lib/link.mjs";
 import { ROOT, goBuild, s5cmdBinary, toolVersions } from "../lib/tools.mjs";
 import { benchStartup, startupTable } from "./startup.mjs";
-import { cpuSeconds, peakRssMiB, resetPeak, runMeasured } from "./measure.mjs";
+import { benchObservability, observabilityTable } from "./observability.mjs";
+import { cpuSeconds, peakRssMiB, resetPeak, runMeasured, warmPages } from "./measure.mjs";
 
 const args = process.argv.slice(2);
 const ONLY = process.env["BENCH_ONLY"]?.split(",") ?? [];
@@ -153,21 +154,6 @@ async function benchProfile(profileName) {
    * @param {string} name @param {"MiB/s"|"files/s"} unit @param {number} bytes @param {number} files @param {Impl[]} impls
    * @param {Record<string, number>} targets minimum plugin ÷ reference ratios, by reference name
    */
-  /**
-   * Writes and deletes a file of `bytes` (at least 64 MiB) just before a timed run, so the run
-   * writes into pages the VM has handed out before: first-touch pages cost ~3 s of system time
-   * per GiB here (../shared/perf-facts.md), which would measure the VM instead of the tool.
-   * @param {number} bytes
-   */
-  function warmPages(bytes) {
-    const path = join(work, "warm.tmp");
-    const fd = openSync(path, "w");
-    const block = Buffer.alloc(8 * MiB, 0xa5);
-    for (let off = 0; off < Math.max(bytes, 64 * MiB); off += block.length) writeSync(fd, block);
-    closeSync(fd);
-    rmSync(path);
-  }
-
   async function measure(name, unit, bytes, files, impls, targets) {
     // A fresh plugin per case: its peak RSS is this case's, not memory an earlier case left behind.
     await freshPlugin();
@@ -177,7 +163,7 @@ async function benchProfile(profileName) {
       for (let i = 0; i < impls.length; i++) {
         const impl = /** @type {Impl} */ (impls[(i + r) % impls.length]);
         impl.before?.();
-        warmPages(bytes);
+        warmPages(work, bytes);
         (runs[impl.name] ??= []).push(await impl.run());
       }
     }
@@ -324,6 +310,11 @@ try {
   const startup = await benchStartup(QUICK ? 5 : 20);
   log(startupTable(startup));
   writeFileSync(join(ROOT, "bench", "results", "startup.json"), `${JSON.stringify({ date: new Date().toISOString(), ...startup }, null, 2)}\n`);
+  // What metrics and traces cost a transfer, beside the plain plugin.
+  log("\nmetrics and traces on and off (scripts/bench/observability.mjs):");
+  const obs = await benchObservability(QUICK ? { mib: 64, rounds: 1 } : {});
+  log(observabilityTable(obs));
+  writeFileSync(join(ROOT, "bench", "results", "observability.json"), `${JSON.stringify({ date: new Date().toISOString(), ...obs }, null, 2)}\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -1,0 +1,198 @@
+// OpenTelemetry traces, received by a real OTLP receiver on loopback
+// (test/otlpreceiver, built on OpenTelemetry's own protocol definitions):
+// - through Argo's own v4.0.5 plugin client (test/argo-client), with the
+//   TRACEPARENT that Argo 4.1's controller puts on every container of a
+//   workflow pod: the plugin's RPC spans are children of that span, its S3
+//   spans children of the RPC spans, exported over OTLP/HTTP protobuf when
+//   the plugin stops;
+// - a caller's W3C `traceparent` in the gRPC metadata wins over the pod's,
+//   exported over OTLP/gRPC;
+// - without OTEL_* the plugin loads none of it (the ready line says so) and
+//   exports nothing.
+import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+import { Metadata } from "@grpc/grpc-js";
+import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
+import { goBuild } from "../../scripts/lib/tools.mjs";
+import { adminClient, rootKeysEnv } from "../support/minio-access.js";
+import { ROOT, artifact, startPlugin } from "../support/plugin.js";
+import { until, within } from "../support/bounded.js";
+
+const run = promisify(execFile);
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  kind: string;
+  attributes: Record<string, string | number>;
+  status: { code?: string; message?: string };
+  service: string;
+}
+
+/** A running OTLP receiver: its addresses and every span it has received so far. */
+interface Receiver {
+  grpc: string;
+  http: string;
+  spans: () => OtlpSpan[];
+  stop: () => void;
+}
+
+const hex = (b64: string | undefined) => Buffer.from(b64 ?? "", "base64").toString("hex");
+type AnyValue = { stringValue?: string; intValue?: string; doubleValue?: number; boolValue?: boolean };
+const value = (v: AnyValue): string | number => (v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : (v.doubleValue ?? String(v.boolValue))));
+type KeyValue = { key: string; value: AnyValue };
+const attrs = (kvs: KeyValue[] | undefined) => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, value(kv.value)]));
+
+async function startReceiver(): Promise<Receiver> {
+  const bin = await goBuild("test/otlpreceiver");
+  const proc = spawn(bin, [], { stdio: ["pipe", "pipe", "inherit"] });
+  const spans: OtlpSpan[] = [];
+  const lines = createInterface({ input: proc.stdout! });
+  const listening = new Promise<{ grpc: string; http: string }>((resolve, reject) => {
+    proc.once("exit", (code) => reject(new Error(`the OTLP receiver exited (${code})`)));
+    lines.on("line", (line) => {
+      const m = /^listening grpc=(\S+) http=(\S+)$/.exec(line);
+      if (m) return resolve({ grpc: m[1]!, http: m[2]! });
+      type Export = { resourceSpans?: { resource?: { attributes?: KeyValue[] }; scopeSpans?: { spans?: { traceId?: string; spanId?: string; parentSpanId?: string; name: string; kind?: string; attributes?: KeyValue[]; status?: { code?: string; message?: string } }[] }[] }[] };
+      const req = JSON.parse(line) as Export;
+      for (const rs of req.resourceSpans ?? []) {
+        const service = String(attrs(rs.resource?.attributes)["service.name"] ?? "");
+        for (const ss of rs.scopeSpans ?? []) {
+          for (const s of ss.spans ?? []) {
+            spans.push({ traceId: hex(s.traceId), spanId: hex(s.spanId), parentSpanId: hex(s.parentSpanId), name: s.name, kind: s.kind ?? "", attributes: attrs(s.attributes), status: s.status ?? {}, service });
+          }
+        }
+      }
+    });
+  });
+  const addr = await within(listening, 60_000, "the OTLP receiver listening");
+  return { ...addr, spans: () => [...spans], stop: () => proc.kill("SIGKILL") };
+}
+
+let minio: MinioServer;
+let receiver: Receiver;
+let work: string;
+let cfgFile: string;
+const cfg = () => `endpoint: ${minio.endpoint}\nbucket: traces\ninsecure: true\n`;
+const POD_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
+const POD_SPAN = "00f067aa0ba902b7";
+
+beforeAll(async () => {
+  [minio, receiver] = await Promise.all([startMinio(), startReceiver()]);
+  await adminClient(minio).send(new CreateBucketCommand({ Bucket: "traces" }));
+  await adminClient(minio).send(new PutObjectCommand({ Bucket: "traces", Key: "in/small.txt", Body: "hello traces\n" }));
+  work = mkdtempSync(join(tmpdir(), "tracing-"));
+  chmodSync(work, 0o755);
+  cfgFile = join(work, "config.yaml");
+  writeFileSync(cfgFile, cfg());
+}, 600_000);
+
+afterAll(async () => {
+  receiver?.stop();
+  await minio?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe("traces", () => {
+  it("Argo's plugin client: RPC spans continue the pod's TRACEPARENT, S3 spans sit under them; OTLP/HTTP protobuf, flushed at stop", async () => {
+    const clientBin = join(work, "argo-client");
+    await run("go", ["build", "-o", clientBin, "."], { cwd: join(ROOT, "test", "argo-client"), env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 32 * 1024 * 1024 });
+    const plugin = await startPlugin({
+      ...rootKeysEnv(minio),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.http}`,
+      OTEL_SERVICE_NAME: "s3-plugin-under-test",
+      TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01`,
+      ARGO_WORKFLOW_NAME: "wf-traces",
+      ARGO_POD_NAME: "wf-traces-1234",
+    });
+    expect(plugin.output()).toContain('"tracing":"otlp http/protobuf"');
+    const data = randomBytes(3 * 1024 * 1024 + 7);
+    writeFileSync(join(work, "out.bin"), data);
+    const argo = (mode: string, key: string, file: string) =>
+      run(clientBin, ["-socket", plugin.socket, "-config-file", cfgFile, "-bench", mode, "-key", key, "-file", file], { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+    await argo("save", "argo/out.bin", join(work, "out.bin"));
+    await argo("load", "argo/out.bin", join(work, "back.bin"));
+    expect(readFileSync(join(work, "back.bin")).equals(data)).toBe(true);
+    // The batch goes out when the plugin stops (SIGTERM, as a pod ends): nothing is lost.
+    expect(await plugin.stop()).toBe(0);
+    await until("the Load span at the receiver", () => receiver.spans().some((s) => s.name.endsWith("/Load") && s.traceId === POD_TRACE), 20_000);
+    const mine = receiver.spans().filter((s) => s.traceId === POD_TRACE);
+    const rpcs = mine.filter((s) => s.kind === "SPAN_KIND_SERVER");
+    expect(rpcs.map((s) => s.name).sort()).toEqual(["artifact.ArtifactService/Load", "artifact.ArtifactService/Save"]);
+    for (const r of rpcs) {
+      expect(r.parentSpanId, `${r.name}'s parent is the pod's span`).toBe(POD_SPAN);
+      expect(r.service).toBe("s3-plugin-under-test");
+      expect(r.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.service": "artifact.ArtifactService", "aws.s3.bucket": "traces", "aws.s3.key": "argo/out.bin", "rpc.grpc.status_code": 0, "argo_s3.outcome": "ok" });
+      expect(r.attributes["argo_s3.bytes"]).toBe(data.length);
+      expect(r.status.code ?? "STATUS_CODE_UNSET").toBe("STATUS_CODE_UNSET");
+    }
+    const save = rpcs.find((s) => s.name.endsWith("/Save"))!;
+    const load = rpcs.find((s) => s.name.endsWith("/Load"))!;
+    const under = (p: OtlpSpan) => mine.filter((s) => s.parentSpanId === p.spanId && s.kind === "SPAN_KIND_CLIENT").map((s) => s.name);
+    // 3 MiB over a 1 MiB threshold? The default threshold keeps it one PUT; the load is a GET (after a HEAD).
+    expect(under(save).length, `S3 spans under Save: ${under(save).join(", ")}`).toBeGreaterThan(0);
+    expect(under(save).some((n) => /^S3\.(PutObject|UploadPart|CompleteMultipartUpload)$/.test(n))).toBe(true);
+    expect(under(load)).toContain("S3.GetObject");
+    const get = mine.find((s) => s.name === "S3.GetObject" && s.parentSpanId === load.spanId)!;
+    expect(get.attributes).toMatchObject({ "rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": "GetObject", "aws.s3.bucket": "traces", "aws.s3.key": "argo/out.bin" });
+    expect(String(get.attributes["server.address"])).toContain(minio.endpoint.replace(/^https?:\/\//, "").split(":")[0]!);
+    // No credential in any attribute.
+    const text = JSON.stringify(mine);
+    expect(text).not.toContain(minio.secretKey);
+  }, 240_000);
+
+  it("a caller's W3C traceparent in the gRPC metadata wins over the pod's; a failed Load is an error span; OTLP/gRPC", async () => {
+    const plugin = await startPlugin({
+      ...rootKeysEnv(minio),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.grpc}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01`,
+    });
+    expect(plugin.output()).toContain('"tracing":"otlp grpc"');
+    const callerTrace = randomBytes(16).toString("hex");
+    const callerSpan = randomBytes(8).toString("hex");
+    const load = (key: string, dest: string) =>
+      new Promise<{ success: boolean; error: string }>((resolve, reject) => {
+        const md = new Metadata();
+        md.set("traceparent", `00-${callerTrace}-${callerSpan}-01`);
+        const raw = plugin.client.raw as unknown as Record<string, (req: unknown, md: Metadata, opts: object, cb: (e: Error | null, r: { success: boolean; error: string }) => void) => void>;
+        raw["Load"]!.call(plugin.client.raw, { inputArtifact: artifact(cfg(), key), path: dest }, md, { deadline: Date.now() + 30_000 }, (e, r) => (e ? reject(e) : resolve(r)));
+      });
+    expect(await load("in/small.txt", join(work, "small.txt"))).toEqual({ success: true, error: "" });
+    expect(readFileSync(join(work, "small.txt"), "utf8")).toBe("hello traces\n");
+    const missing = await load("in/missing.txt", join(work, "missing.txt"));
+    expect(missing.success).toBe(false);
+    expect(await plugin.stop()).toBe(0);
+    await until("both Load spans at the receiver", () => receiver.spans().filter((s) => s.traceId === callerTrace && s.kind === "SPAN_KIND_SERVER").length === 2, 20_000);
+    const mine = receiver.spans().filter((s) => s.traceId === callerTrace);
+    const [ok, failed] = mine.filter((s) => s.kind === "SPAN_KIND_SERVER").sort((a, b) => String(a.attributes["aws.s3.key"]).localeCompare(String(b.attributes["aws.s3.key"]))).reverse();
+    expect(ok!.parentSpanId).toBe(callerSpan);
+    expect(ok!.attributes["aws.s3.key"]).toBe("in/small.txt");
+    expect(ok!.service).toBe("argo-s3-artifact-plugin");
+    expect(failed!.attributes["aws.s3.key"]).toBe("in/missing.txt");
+    expect(failed!.status.code).toBe("STATUS_CODE_ERROR");
+    expect(failed!.status.message).toBe(missing.error);
+    expect(failed!.attributes["argo_s3.outcome"]).not.toBe("ok");
+    // The pod's trace got none of these.
+    expect(receiver.spans().filter((s) => s.traceId === POD_TRACE && s.attributes["aws.s3.key"] === "in/missing.txt")).toEqual([]);
+  }, 120_000);
+
+  it("off without OTEL_*: no tracing in the ready line, nothing exported", async () => {
+    const before = receiver.spans().length;
+    const plugin = await startPlugin({ ...rootKeysEnv(minio), TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01` });
+    expect(plugin.output()).not.toContain('"tracing"');
+    expect(await plugin.client.load(artifact(cfg(), "in/small.txt"), join(work, "small-off.txt"))).toEqual({ success: true, error: "" });
+    expect(await plugin.stop()).toBe(0);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(receiver.spans().length).toBe(before);
+  }, 60_000);
+});
