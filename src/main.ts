@@ -138,6 +138,8 @@ async function main(argv: string[]): Promise<number> {
     await served.shutdown(0);
     return 1;
   }
+  // A stop that came while the services were built is under way: nothing more to start.
+  if (stopping) return stopped;
   await served.serving();
   if (metrics && settings.metricsPort !== undefined) {
     try {

@@ -9,6 +9,7 @@
 // and each configuration's ratio to plain. Every Load is compared with its
 // source. Part of `npm run bench`; alone:
 //   node scripts/bench/observability.mjs [--mib 512] [--rounds 5]
+//   BENCH_OBS_BEFORE=/path/to/earlier/dist/main.js …   # an earlier build, plain, in the same rotation
 // Results: bench/results/observability.json and a table on stdout.
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
@@ -68,24 +69,28 @@ export async function benchObservability({ mib = 512, rounds = 5 } = {}) {
       { name: "plain", env: {} },
       { name: "metrics on", env: { ARGO_S3_PLUGIN_METRICS_PORT: String(metricsPorts[0]) } },
       { name: "metrics and traces on", env: { ARGO_S3_PLUGIN_METRICS_PORT: String(metricsPorts[1]), OTEL_EXPORTER_OTLP_ENDPOINT: `http://${http}` } },
-    ].map((c, i) => ({ ...c, socket: join(work, `plugin-${i}.sock`), port: c.env.ARGO_S3_PLUGIN_METRICS_PORT }));
-    for (const c of configs) {
-      const p = spawn(process.execPath, [join(ROOT, "dist", "main.cjs"), c.socket], { env: { PATH: process.env["PATH"] ?? "", ...creds, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn", ...c.env }, stdio: ["ignore", "ignore", "inherit"] });
+    ].map((c) => ({ ...c, main: join(ROOT, "dist", "main.cjs") }));
+    // BENCH_OBS_BEFORE=<an earlier build's main file>: that build, plain, in the same rotation (an A/B of the data path).
+    const before = process.env["BENCH_OBS_BEFORE"];
+    if (before) configs.push({ name: `earlier build: ${before}`, env: {}, main: before });
+    const running = configs.map((c, i) => ({ ...c, socket: join(work, `plugin-${i}.sock`), port: "ARGO_S3_PLUGIN_METRICS_PORT" in c.env ? c.env.ARGO_S3_PLUGIN_METRICS_PORT : undefined }));
+    for (const c of running) {
+      const p = spawn(process.execPath, [c.main, c.socket], { env: { PATH: process.env["PATH"] ?? "", ...creds, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "warn", ...c.env }, stdio: ["ignore", "ignore", "inherit"] });
       plugins.push(p);
       for (let i = 0; i < 200 && !existsSocket(c.socket); i++) await new Promise((r) => setTimeout(r, 50));
       if (!existsSocket(c.socket)) throw new Error(`plugin (${c.name}) did not listen within 10 s`);
     }
     // Prometheus' part: a scrape a second of each plugin with metrics on.
     const scrape = setInterval(() => {
-      for (const c of configs) if (c.port) fetch(`http://127.0.0.1:${c.port}/metrics`).then((r) => r.text(), () => "");
+      for (const c of running) if (c.port) fetch(`http://127.0.0.1:${c.port}/metrics`).then((r) => r.text(), () => "");
     }, 1000);
     /** @type {Record<string, { save: { wall: number, cpu: number }[], load: { wall: number, cpu: number }[] }>} */
     const runs = {};
     try {
       for (let r = 0; r < rounds; r++) {
-        for (let i = 0; i < configs.length; i++) {
-          const c = /** @type {(typeof configs)[number]} */ (configs[(i + r) % configs.length]);
-          const pid = /** @type {number} */ (plugins[configs.indexOf(c)]?.pid);
+        for (let i = 0; i < running.length; i++) {
+          const c = /** @type {(typeof running)[number]} */ (running[(i + r) % running.length]);
+          const pid = /** @type {number} */ (plugins[running.indexOf(c)]?.pid);
           const key = `obs/${r}-${i}.bin`;
           const dest = join(work, "dest.bin");
           const one = async (/** @type {string[]} */ a) => {
@@ -108,7 +113,7 @@ export async function benchObservability({ mib = 512, rounds = 5 } = {}) {
     for (const p of plugins) p.kill("SIGTERM");
     await Promise.all(plugins.map((p) => (p.exitCode !== null ? undefined : new Promise((r) => (p.once("exit", r), setTimeout(r, 10_000).unref())))));
     await new Promise((r) => setTimeout(r, 300));
-    const rows = configs.map((c) => {
+    const rows = running.map((c) => {
       const rr = /** @type {(typeof runs)[string]} */ (runs[c.name]);
       const stat = (/** @type {{ wall: number, cpu: number }[]} */ xs) => ({ mibPerSec: round2(mib / median(xs.map((x) => x.wall))), cpuSecondsPerGiB: round2(median(xs.map((x) => x.cpu)) / (mib / 1024)) });
       return { config: c.name, save: stat(rr.save), load: stat(rr.load) };
