@@ -14,7 +14,7 @@
 // The probe (dist/probe.js) imports only node: modules and stays as it is.
 // `npm run build` runs this after tsc; `node scripts/bundle.mjs` alone redoes it.
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
 
@@ -90,7 +90,8 @@ export async function bundle(entry = join(DIST, "main.js"), outfile = join(DIST,
   return result;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (a path that needs URL escaping compares right too).
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
   const result = await bundle();
   const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
   process.stdout.write(`bundled dist/main.cjs (${(bytes / 2 ** 20).toFixed(1)} MiB with its legal notes)\n`);

@@ -140,16 +140,19 @@ async function main(argv: string[]): Promise<number> {
   }
   // A stop that came while the services were built is under way: nothing more to start.
   if (stopping) return stopped;
-  await served.serving();
+  // Health is for probes and people: a failure to add it must not stop a plugin that serves.
+  await served.serving().catch((e: unknown) => logger.error({ error: (e as Error).message }, "grpc.health.v1.Health unavailable: probes that ask it will fail"));
   if (metrics && settings.metricsPort !== undefined) {
     try {
       await metrics.serve(settings.metricsPort, (e) => logger.warn({ error: e.message }, "metrics server error"));
     } catch (e) {
       logger.fatal({ metricsPort: settings.metricsPort, error: (e as Error).message }, "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another");
+      if (stopping) return stopped;
       await served.shutdown(0);
       return 1;
     }
   }
+  if (stopping) return stopped;
   logger.info(
     {
       version: VERSION,

@@ -125,9 +125,69 @@ function allowedSecret(entry: string): AllowedSecret {
 }
 
 export interface TracingSettings {
-  /** OTLP transport; the exporters read the endpoint, headers and timeout from the same environment. */
+  /** OTLP transport; the exporters read the endpoint, headers and timeout from the same environment (checked here). */
   protocol: "grpc" | "http/protobuf";
   sampler: { kind: "always_on" | "always_off" | "traceidratio"; parentBased: boolean; ratio: number };
+  /** The batch span processor (OTEL_BSP_*): spans waiting at most, per export, ms between exports, ms an export may take. */
+  batch: { maxQueueSize: number; maxExportBatchSize: number; scheduledDelayMillis: number; exportTimeoutMillis: number };
+  /** Longest attribute value kept (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT or OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, default 1024): keys are any author's. */
+  attributeValueLengthLimit: number;
+}
+
+/** A positive whole number from the environment, or the default; never echoes more than the variable's name and value. */
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 1): number {
+  const v = (env[name] ?? "").trim();
+  if (v === "") return dflt;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new SettingsError(`${name}: "${v}" is not a whole number${min > 0 ? ` ≥ ${min}` : ""}`);
+  return Number(v);
+}
+
+/**
+ * The OTLP exporter variables the exporters would otherwise take as they come
+ * (a scheme-less endpoint fails every export later; a header value a gRPC
+ * exporter refuses would be quoted in its error): checked at start. A
+ * header's value is never repeated: it is usually a token.
+ */
+function otlpExporterProblems(env: NodeJS.ProcessEnv): void {
+  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]) {
+    const v = (env[name] ?? "").trim();
+    if (v === "") continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(v);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
+      throw new SettingsError(`${name}: not an http:// or https:// URL with a host (e.g. http://otel-collector:4318); the collector's address goes here`);
+    }
+    if (url.username || url.password) throw new SettingsError(`${name}: credentials in the URL are not accepted; put them in OTEL_EXPORTER_OTLP_HEADERS`);
+  }
+  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]) {
+    const v = env[name] ?? "";
+    if (v.trim() === "") continue;
+    for (const pair of v.split(",")) {
+      if (pair.trim() === "") continue;
+      const eq = pair.indexOf("=");
+      const key = (eq < 0 ? pair : pair.slice(0, eq)).trim();
+      if (eq < 0 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) throw new SettingsError(`${name}: an entry is not "key=value" with a header name as key; entries are separated by commas`);
+      let value: string;
+      try {
+        value = decodeURIComponent(pair.slice(eq + 1).trim());
+      } catch {
+        throw new SettingsError(`${name}: the value of "${key}" is not valid percent-encoding (the value is not shown)`);
+      }
+      if (!/^[\x20-\x7e]*$/.test(value)) throw new SettingsError(`${name}: the value of "${key}" holds characters a header cannot carry (control or non-ASCII; the value is not shown)`);
+    }
+  }
+  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]) wholeNumber(env, name, 10_000);
+  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"]) {
+    const v = (env[name] ?? "").trim();
+    if (v !== "" && v !== "gzip" && v !== "none") throw new SettingsError(`${name}: "${v}" is not gzip or none`);
+  }
+  const propagators = (env["OTEL_PROPAGATORS"] ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+  const unknown = propagators.filter((p) => p !== "tracecontext" && p !== "baggage" && p !== "none");
+  if (unknown.length > 0) throw new SettingsError(`OTEL_PROPAGATORS: ${unknown.map((p) => `"${p}"`).join(", ")} not supported; the plugin reads W3C trace context (tracecontext) only`);
 }
 
 const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"];
@@ -162,7 +222,13 @@ function tracing(env: NodeJS.ProcessEnv): TracingSettings | undefined {
     ratio = Number(get("OTEL_TRACES_SAMPLER_ARG"));
     if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new SettingsError(`OTEL_TRACES_SAMPLER_ARG: "${env["OTEL_TRACES_SAMPLER_ARG"]}" is not a ratio between 0 and 1`);
   }
-  return { protocol, sampler: { kind, parentBased, ratio } };
+  otlpExporterProblems(env);
+  const maxQueueSize = wholeNumber(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+  const maxExportBatchSize = wholeNumber(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", Math.min(512, maxQueueSize));
+  if (maxExportBatchSize > maxQueueSize) throw new SettingsError(`OTEL_BSP_MAX_EXPORT_BATCH_SIZE: ${maxExportBatchSize} is more than OTEL_BSP_MAX_QUEUE_SIZE (${maxQueueSize})`);
+  const batch = { maxQueueSize, maxExportBatchSize, scheduledDelayMillis: wholeNumber(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, 0), exportTimeoutMillis: wholeNumber(env, "OTEL_BSP_EXPORT_TIMEOUT", 30_000) };
+  const limitVar = env["OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"]?.trim() ? "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT" : "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+  return { protocol, sampler: { kind, parentBased, ratio }, batch, attributeValueLengthLimit: wholeNumber(env, limitVar, 1024) };
 }
 
 /** A TCP port number, or undefined when the variable is unset or empty. */

@@ -41,6 +41,7 @@ const grpcCode = (outcome: string) => (outcome === "invalid-argument" ? 3 : outc
 
 export class Tracing implements RpcTracer {
   private readonly provider: TracerProvider;
+  private readonly limit: number;
   private readonly tracer: Tracer;
   private readonly propagator = new W3CTraceContextPropagator();
   /** The trace context Argo's controller gave the pod (TRACEPARENT), or the root. */
@@ -66,9 +67,22 @@ export class Tracing implements RpcTracer {
       ...(env["ARGO_WORKFLOW_NAME"] ? { "argo.workflow.name": env["ARGO_WORKFLOW_NAME"] } : {}),
       ...(env["ARGO_NODE_ID"] ? { "argo.node.id": env["ARGO_NODE_ID"] } : {}),
     }).merge(detectResources({ detectors: [envDetector] }));
-    // The exporters read endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
-    const exporter = settings.protocol === "grpc" ? new GrpcExporter() : new ProtobufExporter();
-    this.provider = new TracerProvider({ resource, sampler: sampler(settings.sampler), spanProcessors: [new BatchSpanProcessor({ exporter })] });
+    // The exporters read endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables
+    // (settings.ts checked them). Their own errors can quote a header's value (a token): not passed on.
+    let exporter: GrpcExporter | ProtobufExporter;
+    try {
+      exporter = settings.protocol === "grpc" ? new GrpcExporter() : new ProtobufExporter();
+    } catch (e) {
+      throw new Error(`cannot set up the OTLP ${settings.protocol} exporter from the OTEL_EXPORTER_OTLP_* variables (${(e as Error).name}; its message is not shown, it may quote a header's value): check the endpoint and headers`);
+    }
+    this.limit = settings.attributeValueLengthLimit;
+    this.provider = new TracerProvider({
+      resource,
+      sampler: sampler(settings.sampler),
+      // Bounded whatever an author sends: attribute values (keys, messages) cut, at most maxQueueSize spans waiting.
+      spanLimits: { attributeValueLengthLimit: this.limit },
+      spanProcessors: [new BatchSpanProcessor({ exporter, ...settings.batch })],
+    });
     // Async context follows each RPC's awaits, so S3 request spans find their RPC's span.
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     this.tracer = this.provider.getTracer("argo-s3-artifact-plugin", version);
@@ -91,7 +105,7 @@ export class Tracing implements RpcTracer {
         span.setAttributes(attributesOf(fields));
         span.setAttribute("rpc.grpc.status_code", grpcCode(outcome));
         span.setAttribute("argo_s3.outcome", outcome);
-        if (outcome !== "ok") span.setStatus({ code: SpanStatusCode.ERROR, ...(error ? { message: error } : {}) });
+        if (outcome !== "ok") span.setStatus({ code: SpanStatusCode.ERROR, ...(error ? { message: error.slice(0, this.limit) } : {}) });
         span.end();
       },
     };
@@ -126,7 +140,7 @@ export class Tracing implements RpcTracer {
       },
       context.active(),
     );
-    if (typeof f["error"] === "string") span.setStatus({ code: SpanStatusCode.ERROR, message: f["error"] });
+    if (typeof f["error"] === "string") span.setStatus({ code: SpanStatusCode.ERROR, message: f["error"].slice(0, this.limit) });
     span.end();
   }
 

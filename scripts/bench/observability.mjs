@@ -15,9 +15,10 @@ import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import { startMinio } from "../lib/minio.mjs";
 import { ROOT, goBuild } from "../lib/tools.mjs";
 import { cpuSeconds, runMeasured, warmPages } from "./measure.mjs";
@@ -155,7 +156,8 @@ export function observabilityTable(r) {
   ].join("\n");
 }
 
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (a path that needs URL escaping compares right too).
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
   const { values } = parseArgs({ options: { mib: { type: "string", default: "512" }, rounds: { type: "string", default: "5" } } });
   const result = await benchObservability({ mib: Number(values.mib), rounds: Number(values.rounds) });
   process.stdout.write(`${observabilityTable(result)}\n`);

@@ -18,8 +18,9 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import { imageEnv } from "../lib/image-env.mjs";
 import { stageImageApp, treeBytes } from "../lib/image-app.mjs";
 import { ROOT, nodeBinary, toolVersions } from "../lib/tools.mjs";
@@ -129,7 +130,8 @@ export function startupTable({ rows, images }) {
   ].join("\n");
 }
 
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (a path that needs URL escaping compares right too).
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
   const { values } = parseArgs({ options: { starts: { type: "string", default: "20" } } });
   const result = await benchStartup(Number(values.starts));
   process.stdout.write(`${startupTable(result)}\n`);

@@ -7,10 +7,10 @@
 const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const KEY = /^[-._a-zA-Z0-9]+$/;
 
-/** Why `name` is not a Kubernetes secret name, or undefined when it is one. */
 /** Where Kubernetes mounts a pod's service account token and CA (ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR overrides it). */
 export const DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/** Why `name` is not a Kubernetes secret name, or undefined when it is one. */
 export function secretNameProblem(name: string): string | undefined {
   if (name.length > 253) return `is ${name.length} characters long; a Kubernetes secret name has at most 253`;
   if (!SUBDOMAIN.test(name)) return "is not a Kubernetes secret name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)";

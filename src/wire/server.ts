@@ -16,7 +16,7 @@ import { type SlotGroup, Slots } from "../util/slots.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
-import type { RpcLog, RpcTracer, TrackedCall } from "./rpc.js";
+import type { RpcLog, RpcSpan, RpcTracer, TrackedCall } from "./rpc.js";
 import { saveStreamHandler } from "./save-stream.js";
 import { unaryHandlers } from "./unary.js";
 
@@ -169,8 +169,15 @@ export class PluginServer {
       }
     };
     // Traces on: the body runs inside the RPC's span, so the S3 requests it makes are its children.
-    const span = this.opts.tracer ? await this.opts.tracer.start(method, metadataOf(call)) : undefined;
-    const p = span ? span.run(run) : run();
+    // Starting it may wait for the services (main.ts): inside the tracked promise, so a failure there is this RPC's.
+    let span: RpcSpan | undefined;
+    const tracer = this.opts.tracer;
+    const p = tracer
+      ? (async () => {
+          span = await tracer.start(method, metadataOf(call));
+          return span ? span.run(run) : run();
+        })()
+      : run();
     this.pending.add(p);
     try {
       const result = await p;

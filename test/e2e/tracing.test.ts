@@ -171,17 +171,25 @@ describe("traces", () => {
     expect(readFileSync(join(work, "small.txt"), "utf8")).toBe("hello traces\n");
     const missing = await load("in/missing.txt", join(work, "missing.txt"));
     expect(missing.success).toBe(false);
+    // Any author's key: a span keeps at most 1,024 characters of it (and of the message naming it).
+    const longKey = `in/${"k".repeat(5000)}`;
+    expect((await load(longKey, join(work, "long.txt"))).success).toBe(false);
     expect(await plugin.stop()).toBe(0);
-    await until("both Load spans at the receiver", () => receiver.spans().filter((s) => s.traceId === callerTrace && s.kind === "SPAN_KIND_SERVER").length === 2, 20_000);
+    await until("the three Load spans at the receiver", () => receiver.spans().filter((s) => s.traceId === callerTrace && s.kind === "SPAN_KIND_SERVER").length === 3, 20_000);
     const mine = receiver.spans().filter((s) => s.traceId === callerTrace);
-    const [ok, failed] = mine.filter((s) => s.kind === "SPAN_KIND_SERVER").sort((a, b) => String(a.attributes["aws.s3.key"]).localeCompare(String(b.attributes["aws.s3.key"]))).reverse();
-    expect(ok!.parentSpanId).toBe(callerSpan);
-    expect(ok!.attributes["aws.s3.key"]).toBe("in/small.txt");
-    expect(ok!.service).toBe("argo-s3-artifact-plugin");
-    expect(failed!.attributes["aws.s3.key"]).toBe("in/missing.txt");
-    expect(failed!.status.code).toBe("STATUS_CODE_ERROR");
-    expect(failed!.status.message).toBe(missing.error);
-    expect(failed!.attributes["argo_s3.outcome"]).not.toBe("ok");
+    const servers = mine.filter((s) => s.kind === "SPAN_KIND_SERVER");
+    const long = servers.find((s) => String(s.attributes["aws.s3.key"]).startsWith("in/kkk"))!;
+    expect(String(long.attributes["aws.s3.key"])).toBe(longKey.slice(0, 1024));
+    expect(long.status.code).toBe("STATUS_CODE_ERROR");
+    expect(long.status.message!.length).toBeLessThanOrEqual(1024);
+    for (const s of mine) for (const v of Object.values(s.attributes)) expect(String(v).length).toBeLessThanOrEqual(1024);
+    const ok = servers.find((s) => s.attributes["aws.s3.key"] === "in/small.txt")!;
+    const failed = servers.find((s) => s.attributes["aws.s3.key"] === "in/missing.txt")!;
+    expect(ok.parentSpanId).toBe(callerSpan);
+    expect(ok.service).toBe("argo-s3-artifact-plugin");
+    expect(failed.status.code).toBe("STATUS_CODE_ERROR");
+    expect(failed.status.message).toBe(missing.error);
+    expect(failed.attributes["argo_s3.outcome"]).not.toBe("ok");
     // The pod's trace got none of these.
     expect(receiver.spans().filter((s) => s.traceId === POD_TRACE && s.attributes["aws.s3.key"] === "in/missing.txt")).toEqual([]);
   }, 120_000);
