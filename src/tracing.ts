@@ -42,6 +42,13 @@ const grpcCode = (outcome: string) => (outcome === "invalid-argument" ? 3 : outc
 export class Tracing implements RpcTracer {
   private readonly provider: TracerProvider;
   private readonly limit: number;
+  /**
+   * In Argo's init container (init-<plugin>), argoexec returns as soon as its
+   * last Load is answered and the container's processes are killed, no
+   * signal first: a batch still waiting would be lost. There each RPC's spans
+   * are sent before its reply.
+   */
+  private readonly sendBeforeReply: boolean;
   private readonly tracer: Tracer;
   private readonly propagator = new W3CTraceContextPropagator();
   /** The trace context Argo's controller gave the pod (TRACEPARENT), or the root. */
@@ -76,6 +83,7 @@ export class Tracing implements RpcTracer {
       throw new Error(`cannot set up the OTLP ${settings.protocol} exporter from the OTEL_EXPORTER_OTLP_* variables (${(e as Error).name}; its message is not shown, it may quote a header's value): check the endpoint and headers`);
     }
     this.limit = settings.attributeValueLengthLimit;
+    this.sendBeforeReply = (env["ARGO_CONTAINER_NAME"] ?? "").startsWith("init-");
     this.provider = new TracerProvider({
       resource,
       sampler: sampler(settings.sampler),
@@ -107,6 +115,9 @@ export class Tracing implements RpcTracer {
         span.setAttribute("argo_s3.outcome", outcome);
         if (outcome !== "ok") span.setStatus({ code: SpanStatusCode.ERROR, ...(error ? { message: error.slice(0, this.limit) } : {}) });
         span.end();
+        // Bounded: a collector that does not answer delays the reply by a second at most, and fails nothing.
+        if (this.sendBeforeReply) return Promise.race([this.provider.forceFlush().catch(() => undefined), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+        return undefined;
       },
     };
   }

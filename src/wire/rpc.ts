@@ -17,7 +17,8 @@ export interface RpcLog {
 /** One RPC's trace span (tracing.ts); the server runs the body inside it and ends it with the outcome. */
 export interface RpcSpan {
   run<T>(body: () => Promise<T>): Promise<T>;
-  end(outcome: string, fields: RpcLog, error?: string): void;
+  /** Ends the span; a promise when the span must be sent before the reply goes (see tracing.ts). */
+  end(outcome: string, fields: RpcLog, error?: string): void | Promise<void>;
 }
 
 /** Starts RPC spans from the call's metadata (W3C trace context headers among them). */

@@ -182,12 +182,12 @@ export class PluginServer {
     try {
       const result = await p;
       this.logRpc(method, started, fields, "ok");
-      span?.end("ok", fields);
+      await span?.end("ok", fields);
       return result;
     } catch (e) {
       const outcome = e instanceof PluginError ? e.kind : "error";
       this.logRpc(method, started, fields, outcome, describeError(e));
-      span?.end(outcome, fields, describeError(e));
+      await span?.end(outcome, fields, describeError(e));
       throw e;
     } finally {
       clearInterval(ticker);

@@ -17,6 +17,7 @@ import * as clusterLib from "../../scripts/lib/cluster.mjs";
 import { eventually } from "../support/bounded.js";
 import { prometheusParse } from "../support/prometheus.js";
 import { ROOT } from "../support/plugin.js";
+import { goBuild } from "../../scripts/lib/tools.mjs";
 import { type Store, examples } from "./examples.js";
 
 const run = promisify(execFile);
@@ -227,15 +228,20 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     });
   });
 
-  it("with the executor's readOnlyRootFilesystem, a plugin input fails in init-artifact-s3 (no volume at the socket's folder); the podSpecPatch the README gives makes it load", async () => {
+  /** The controller ConfigMap's `executor` text now, and a setter that waits for the controller to reload it. */
+  async function executorConfig() {
     const cm = await kubectlJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", "configmap", "workflow-controller-configmap"]);
-    const executor = cm.data["executor"]!;
     const reloads = async () => ((await cluster.kubectl(["-n", NAMESPACE, "logs", "deploy/workflow-controller"])).stdout.match(/Configuration updated/g) ?? []).length;
     const setExecutor = async (text: string) => {
       const before = await reloads();
       await cluster.kubectl(["-n", NAMESPACE, "patch", "configmap", "workflow-controller-configmap", "--type", "merge", "-p", JSON.stringify({ data: { executor: text } })]);
       await eventually("the controller to reload its configuration", async () => (await reloads()) > before, 60_000);
     };
+    return { executor: cm.data["executor"]!, setExecutor };
+  }
+
+  it("with the executor's readOnlyRootFilesystem, a plugin input fails in init-artifact-s3 (no volume at the socket's folder); the podSpecPatch the README gives makes it load", async () => {
+    const { executor, setExecutor } = await executorConfig();
     await setExecutor(`${executor.trimEnd()}\nsecurityContext:\n  readOnlyRootFilesystem: true\n`);
     try {
       const plain = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
@@ -249,6 +255,60 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       expect(await podLog(ok.name, "consume")).toBe((await objectBytes(`runs/${ok.name}/report.txt`)).toString());
     } finally {
       await setExecutor(executor);
+    }
+  });
+
+  it("traces the plugin containers of a workflow pod to an OTLP collector on the node, turned on by the executor's env as README Operations says; each RPC's span continues the pod's TRACEPARENT", async () => {
+    // A real OTLP receiver on the node's address, where pods reach it.
+    const receiver = cluster.spawn(await goBuild("test/otlpreceiver"), ["-addr", cluster.nodeIP], { env: { PATH: process.env["PATH"] ?? "" } });
+    let out = "";
+    receiver.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    receiver.stderr?.on("data", (c: Buffer) => (out += c.toString()));
+    const { executor, setExecutor } = await executorConfig();
+    try {
+      await eventually("the OTLP receiver on the node", async () => /^listening /m.test(out), 60_000, 100);
+      const http = /^listening grpc=\S+ http=(\S+)$/m.exec(out)![1]!;
+      // What Argo 4.1's controller puts on every container of the pod (v4.0.5 does not): the step's trace context.
+      const podTrace = createHash("sha256").update(`trace ${Date.now()}`).digest("hex").slice(0, 32);
+      const podSpan = podTrace.slice(0, 16);
+      await setExecutor(
+        `${executor.trimEnd()}\nenv:\n- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: "http://${http}"}\n- {name: OTEL_BSP_SCHEDULE_DELAY, value: "200"}\n- {name: TRACEPARENT, value: "00-${podTrace}-${podSpan}-01"}\n`,
+      );
+      const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
+      const { name } = await expectSucceeded(wf);
+      type Span = { traceId: string; spanId: string; parentSpanId: string; name: string; attributes: Record<string, string>; pod: string };
+      const spans = (): Span[] => {
+        const hex = (b: string | undefined) => Buffer.from(b ?? "", "base64").toString("hex");
+        const all: Span[] = [];
+        for (const line of out.split("\n").filter((l) => l.startsWith("{"))) {
+          type KV = { key: string; value: { stringValue?: string; intValue?: string } };
+          const kv = (a: KV[] | undefined) => Object.fromEntries((a ?? []).map((x) => [x.key, x.value.stringValue ?? x.value.intValue ?? ""]));
+          const req = JSON.parse(line) as { resourceSpans?: { resource?: { attributes?: KV[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: KV[] }[] }[] }[] };
+          for (const rs of req.resourceSpans ?? []) {
+            const pod = kv(rs.resource?.attributes)["k8s.pod.name"] ?? "";
+            for (const ss of rs.scopeSpans ?? []) for (const sp of ss.spans ?? []) all.push({ traceId: hex(sp.traceId), spanId: hex(sp.spanId), parentSpanId: hex(sp.parentSpanId), name: sp.name, attributes: kv(sp.attributes), pod });
+          }
+        }
+        return all.filter((x) => x.traceId === podTrace);
+      };
+      await eventually("the Save and Load spans at the receiver", async () => ["Save", "Load"].every((m) => spans().some((x) => x.name === `artifact.ArtifactService/${m}`)), 60_000, 250).catch(async (e: Error) => {
+        const logs = [await containerLog(name, "produce", "artifact-plugin-s3"), await containerLog(name, "consume", "init-artifact-s3")].join("\n");
+        throw new Error(`${e.message}\nreceiver:\n${out.slice(0, 3000)}\nplugin containers:\n${logs.slice(-6000)}`);
+      });
+      const key = `runs/${name}/report.txt`;
+      for (const [method, op, step] of [["Save", "S3.PutObject", "produce"], ["Load", "S3.GetObject", "consume"]] as const) {
+        const rpc = spans().find((x) => x.name === `artifact.ArtifactService/${method}`)!;
+        expect(rpc.parentSpanId, `${method}'s parent`).toBe(podSpan);
+        expect(rpc.attributes["aws.s3.key"]).toBe(key);
+        expect(rpc.attributes["argo_s3.outcome"]).toBe("ok");
+        // The pod that ran it: the step's own pod (the sidecar saves, the init container loads).
+        expect(rpc.pod).toContain(`${name}-${step}-`);
+        const under = spans().filter((x) => x.parentSpanId === rpc.spanId).map((x) => x.name);
+        expect(under, `S3 spans under ${method}`).toContain(op);
+      }
+    } finally {
+      await setExecutor(executor);
+      receiver.kill("SIGKILL");
     }
   });
 

@@ -194,6 +194,22 @@ describe("traces", () => {
     expect(receiver.spans().filter((s) => s.traceId === POD_TRACE && s.attributes["aws.s3.key"] === "in/missing.txt")).toEqual([]);
   }, 120_000);
 
+  it("in Argo's init container (killed without a signal once its Loads are answered) a Load's spans are sent before its reply", async () => {
+    const plugin = await startPlugin({
+      ...rootKeysEnv(minio),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.http}`,
+      ARGO_CONTAINER_NAME: "init-artifact-s3",
+      TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01`,
+    });
+    const key = `in/init-${Date.now()}.txt`;
+    await adminClient(minio).send(new PutObjectCommand({ Bucket: "traces", Key: key, Body: "for the init container\n" }));
+    expect(await plugin.client.load(artifact(cfg(), key), join(work, "init.txt"))).toEqual({ success: true, error: "" });
+    // As the container ends: SIGKILL, no flush at shutdown.
+    await plugin.stop("SIGKILL");
+    const mine = receiver.spans().filter((s) => s.traceId === POD_TRACE && s.attributes["aws.s3.key"] === key);
+    expect(mine.map((s) => s.name).sort()).toEqual(expect.arrayContaining(["S3.GetObject", "artifact.ArtifactService/Load"]));
+  }, 60_000);
+
   it("off without OTEL_*: no tracing in the ready line, nothing exported", async () => {
     const before = receiver.spans().length;
     const plugin = await startPlugin({ ...rootKeysEnv(minio), TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01` });

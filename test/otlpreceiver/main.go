@@ -1,20 +1,25 @@
 // An OTLP trace receiver for the tests, built on OpenTelemetry's own protocol
 // definitions (go.opentelemetry.io/proto/otlp): it accepts OTLP/gRPC
 // (TraceService/Export) and OTLP/HTTP (POST /v1/traces, protobuf or JSON) on
-// loopback ports, prints one line "listening grpc=HOST:PORT http=HOST:PORT",
-// then each export it receives as one line of protojson. The tests read the
-// spans from those lines.
+// free ports of -addr (default loopback), prints one line
+// "listening grpc=HOST:PORT http=HOST:PORT", then each export it receives as
+// one line of protojson. The tests read the spans from those lines. It runs
+// until its stdin closes when that is a pipe or socket (its parent went away), else
+// until a signal.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
@@ -45,11 +50,13 @@ func (traceService) Export(_ context.Context, req *coltrace.ExportTraceServiceRe
 }
 
 func main() {
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := flag.String("addr", "127.0.0.1", "address to listen on")
+	flag.Parse()
+	gl, err := net.Listen("tcp", net.JoinHostPort(*addr, "0"))
 	if err != nil {
 		panic(err)
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	hl, err := net.Listen("tcp", net.JoinHostPort(*addr, "0"))
 	if err != nil {
 		panic(err)
 	}
@@ -88,7 +95,12 @@ func main() {
 	})
 	go func() { _ = http.Serve(hl, mux) }()
 	fmt.Printf("listening grpc=%s http=%s\n", gl.Addr(), hl.Addr())
-	// Until stdin closes or the process is killed.
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0 {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+	} else {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+	}
 	g.Stop()
 }
