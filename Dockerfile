@@ -13,7 +13,8 @@ COPY tsconfig.json ./
 COPY scripts/bundle.mjs ./scripts/
 COPY proto ./proto
 COPY src ./src
-# tsc, then esbuild: one file, dist/main.cjs, with every dependency (scripts/bundle.mjs).
+# tsc, then esbuild: dist/main.cjs (the plugin) and dist/cli.cjs (the command line
+# client), each one file with every dependency (scripts/bundle.mjs).
 RUN npm run build
 
 # The one dependency the bundle cannot hold: @node-rs/crc32's native binary.
@@ -43,6 +44,8 @@ WORKDIR /app
 COPY --from=deps /app/node_modules/@node-rs ./node_modules/@node-rs
 COPY --from=build /src/dist/main.cjs ./dist/
 COPY --from=build /src/dist/main.cjs.LEGAL.txt ./dist/
+COPY --from=build /src/dist/cli.cjs ./dist/
+COPY --from=build /src/dist/cli.cjs.LEGAL.txt ./dist/
 COPY --from=build /src/dist/vendor ./dist/vendor
 COPY --from=build /src/dist/probe.js ./dist/
 COPY proto ./proto

@@ -1,6 +1,7 @@
 // @ts-check
-// The file the image runs: esbuild bundles the compiled plugin (dist/main.js)
-// with every dependency into one CommonJS file, dist/main.cjs. Why: the plugin
+// The files the image runs: esbuild bundles the compiled plugin (dist/main.js)
+// with every dependency into one CommonJS file, dist/main.cjs, and the command
+// line client (dist/cli/main.js) into dist/cli.cjs (for `kubectl exec`). Why: the plugin
 // starts in every workflow pod, and resolving, reading and linking ~900 module
 // files (ES modules, and Node's ES facades of the built-in modules they import)
 // was most of its start-up (docs/performance.md, "Start-up and idle memory").
@@ -59,15 +60,17 @@ const runtimeRequires = {
   },
 };
 
-export async function bundle(entry = join(DIST, "main.js"), outfile = join(DIST, "main.cjs")) {
+/** @param {Record<string, string>} [entries] output name (dist/<name>.cjs) → compiled entry */
+export async function bundle(entries = { main: join(DIST, "main.js"), cli: join(DIST, "cli", "main.js") }) {
   rmSync(VENDOR, { recursive: true, force: true });
   // import.meta.url in the compiled modules: the bundle's own file, directly
   // under dist/ like dist/package-root.js, which all package paths go through.
   const meta = join(DIST, ".import-meta.mjs");
   writeFileSync(meta, 'export const importMetaUrl = require("node:url").pathToFileURL(__filename).href;\n');
   const result = await build({
-    entryPoints: [entry],
-    outfile,
+    entryPoints: entries,
+    outdir: DIST,
+    outExtension: { ".js": ".cjs" },
     bundle: true,
     platform: "node",
     mainFields: ["module", "main"],
@@ -94,5 +97,5 @@ export async function bundle(entry = join(DIST, "main.js"), outfile = join(DIST,
 if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
   const result = await bundle();
   const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
-  process.stdout.write(`bundled dist/main.cjs (${(bytes / 2 ** 20).toFixed(1)} MiB with its legal notes)\n`);
+  process.stdout.write(`bundled dist/main.cjs and dist/cli.cjs (${(bytes / 2 ** 20).toFixed(1)} MiB with their legal notes)\n`);
 }

