@@ -30,8 +30,10 @@ const ASSETS = { "grpc-health-check": ["proto"], "@grpc/reflection": ["build/pro
 const assetDirs = {
   name: "asset-dirs",
   setup(b) {
-    b.onLoad({ filter: /node_modules[\\/](grpc-health-check|@grpc[\\/]reflection)[\\/].*\.js$/ }, (args) => {
-      const pkg = Object.keys(ASSETS).find((p) => args.path.includes(`node_modules/${p}/`)) ?? "";
+    b.onLoad({ filter: /node_modules[\\/].*\.js$/ }, (args) => {
+      // The packages in ASSETS, and nothing else.
+      const pkg = Object.keys(ASSETS).find((p) => args.path.includes(`node_modules/${p}/`));
+      if (pkg === undefined) return undefined;
       const pkgRoot = args.path.slice(0, args.path.indexOf(`node_modules/${pkg}/`) + `node_modules/${pkg}/`.length);
       const here = relative(pkgRoot, dirname(args.path));
       const source = readFileSync(args.path, "utf8").replace(/\b__dirname\b/g, `require("node:path").join(__dirname, ${JSON.stringify(`vendor/${pkg}/${here}`)})`);

@@ -135,19 +135,7 @@ export class Tracing implements RpcTracer {
       {
         kind: SpanKind.CLIENT,
         startTime: Date.now() - ms,
-        attributes: {
-          "rpc.system": "aws-api",
-          "rpc.service": "S3",
-          "rpc.method": operation,
-          ...(typeof f["bucket"] === "string" ? { "aws.s3.bucket": f["bucket"] } : {}),
-          ...(typeof f["key"] === "string" ? { "aws.s3.key": f["key"] } : {}),
-          ...(typeof f["part"] === "number" ? { "aws.s3.part_number": f["part"] } : {}),
-          ...(typeof f["range"] === "string" ? { "argo_s3.range": f["range"] } : {}),
-          ...(typeof f["endpoint"] === "string" ? { "server.address": f["endpoint"] } : {}),
-          ...(typeof f["status"] === "number" ? { "http.response.status_code": f["status"] } : {}),
-          ...(typeof f["attempts"] === "number" ? { "argo_s3.attempts": f["attempts"] } : {}),
-          ...(typeof f["via"] === "string" ? { "argo_s3.via": f["via"] } : {}),
-        },
+        attributes: { "rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation, ...attributesOf(f) },
       },
       context.active(),
     );
@@ -161,13 +149,28 @@ export class Tracing implements RpcTracer {
   }
 }
 
-/** The RPC's log fields that are worth a span attribute (no secret is ever among them). */
-function attributesOf(f: RpcLog): Record<string, string | number> {
+/**
+ * The log fields worth a span attribute, the RPC line's and the S3 request
+ * line's alike (no secret is ever among them), and the attribute each becomes.
+ */
+const ATTRIBUTES: Record<string, string> = {
+  bucket: "aws.s3.bucket",
+  key: "aws.s3.key",
+  endpoint: "server.address",
+  bytes: "argo_s3.bytes",
+  files: "argo_s3.files",
+  part: "aws.s3.part_number",
+  range: "argo_s3.range",
+  status: "http.response.status_code",
+  attempts: "argo_s3.attempts",
+  via: "argo_s3.via",
+};
+
+function attributesOf(f: Record<string, unknown>): Record<string, string | number> {
   const out: Record<string, string | number> = {};
-  if (typeof f.bucket === "string") out["aws.s3.bucket"] = f.bucket;
-  if (typeof f.key === "string") out["aws.s3.key"] = f.key;
-  if (typeof f["endpoint"] === "string") out["server.address"] = f["endpoint"];
-  if (typeof f.bytes === "number") out["argo_s3.bytes"] = f.bytes;
-  if (typeof f.files === "number") out["argo_s3.files"] = f.files;
+  for (const [field, attribute] of Object.entries(ATTRIBUTES)) {
+    const v = f[field];
+    if (typeof v === "string" || typeof v === "number") out[attribute] = v;
+  }
   return out;
 }

@@ -13,28 +13,18 @@
 // Results: bench/results/observability.json and a table on stdout.
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { startMinio } from "../lib/minio.mjs";
+import { freePort, startMinio } from "../lib/minio.mjs";
 import { ROOT, goBuild } from "../lib/tools.mjs";
 import { cpuSeconds, runMeasured, warmPages } from "./measure.mjs";
 
 const MiB = 1024 * 1024;
 const median = (/** @type {number[]} */ xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? NaN;
 const round2 = (/** @type {number} */ n) => Math.round(n * 100) / 100;
-
-/** A free loopback port. */
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, "127.0.0.1", () => r(undefined)));
-  const port = /** @type {import("node:net").AddressInfo} */ (srv.address()).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** @param {{ mib?: number, rounds?: number }} [o] */
 export async function benchObservability({ mib = 512, rounds = 5 } = {}) {

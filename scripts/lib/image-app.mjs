@@ -5,18 +5,13 @@
 // install) and its RUN lines (the compile cache) with the image's Node. The
 // image-recipe test runs the plugin from it; `npm run bench` times its start.
 import { execFile } from "node:child_process";
-import { cpSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { cpSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { imageEnv } from "./image-env.mjs";
+import { finalStage, imageEnv } from "./image-env.mjs";
 import { ROOT } from "./tools.mjs";
 
 const run = promisify(execFile);
-
-function finalStage() {
-  const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
-  return text.slice(text.lastIndexOf("\nFROM "));
-}
 
 /** The final stage's COPY lines: stage ("context" for the build context), source, destination under WORKDIR /app. */
 export function finalStageCopies() {

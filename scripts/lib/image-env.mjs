@@ -12,8 +12,7 @@ import { ROOT } from "./tools.mjs";
  * @returns {Record<string, string>}
  */
 export function imageEnv(app = "/app") {
-  const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
-  const final = text.slice(text.lastIndexOf("\nFROM "));
+  const final = finalStage();
   /** @type {Record<string, string>} */
   const env = {};
   for (const m of final.matchAll(/^ENV (\S+)=(\S+)\s*$/gm)) {
@@ -21,4 +20,10 @@ export function imageEnv(app = "/app") {
     env[/** @type {string} */ (m[1])] = value === "/app" || value.startsWith("/app/") ? app + value.slice("/app".length) : value;
   }
   return env;
+}
+
+/** The Dockerfile's final stage: from its last FROM line on. */
+export function finalStage() {
+  const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  return text.slice(text.lastIndexOf("\nFROM "));
 }

@@ -18,6 +18,7 @@ import { eventually } from "../support/bounded.js";
 import { prometheusParse } from "../support/prometheus.js";
 import { ROOT } from "../support/plugin.js";
 import { goBuild } from "../../scripts/lib/tools.mjs";
+import { listeningOf, spansOf } from "../support/otlp.js";
 import { type Store, examples } from "./examples.js";
 
 const run = promisify(execFile);
@@ -266,8 +267,10 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     receiver.stderr?.on("data", (c: Buffer) => (out += c.toString()));
     const { executor, setExecutor } = await executorConfig();
     try {
-      await eventually("the OTLP receiver on the node", async () => /^listening /m.test(out), 60_000, 100);
-      const http = /^listening grpc=\S+ http=(\S+)$/m.exec(out)![1]!;
+      // Whole lines only: a chunk may end in the middle of one.
+      const lines = () => out.slice(0, out.lastIndexOf("\n") + 1).split("\n");
+      await eventually("the OTLP receiver on the node", async () => lines().some((l) => listeningOf(l)), 60_000, 100);
+      const { http } = lines().map(listeningOf).find((a) => a !== undefined)!;
       // What Argo 4.1's controller puts on every container of the pod (v4.0.5 does not): the step's trace context.
       const podTrace = createHash("sha256").update(`trace ${Date.now()}`).digest("hex").slice(0, 32);
       const podSpan = podTrace.slice(0, 16);
@@ -276,21 +279,7 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       );
       const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
       const { name } = await expectSucceeded(wf);
-      type Span = { traceId: string; spanId: string; parentSpanId: string; name: string; attributes: Record<string, string>; pod: string };
-      const spans = (): Span[] => {
-        const hex = (b: string | undefined) => Buffer.from(b ?? "", "base64").toString("hex");
-        const all: Span[] = [];
-        for (const line of out.split("\n").filter((l) => l.startsWith("{"))) {
-          type KV = { key: string; value: { stringValue?: string; intValue?: string } };
-          const kv = (a: KV[] | undefined) => Object.fromEntries((a ?? []).map((x) => [x.key, x.value.stringValue ?? x.value.intValue ?? ""]));
-          const req = JSON.parse(line) as { resourceSpans?: { resource?: { attributes?: KV[] }; scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: KV[] }[] }[] }[] };
-          for (const rs of req.resourceSpans ?? []) {
-            const pod = kv(rs.resource?.attributes)["k8s.pod.name"] ?? "";
-            for (const ss of rs.scopeSpans ?? []) for (const sp of ss.spans ?? []) all.push({ traceId: hex(sp.traceId), spanId: hex(sp.spanId), parentSpanId: hex(sp.parentSpanId), name: sp.name, attributes: kv(sp.attributes), pod });
-          }
-        }
-        return all.filter((x) => x.traceId === podTrace);
-      };
+      const spans = () => lines().filter((l) => l.startsWith("{")).flatMap(spansOf).filter((x) => x.traceId === podTrace);
       await eventually("the Save and Load spans at the receiver", async () => ["Save", "Load"].every((m) => spans().some((x) => x.name === `artifact.ArtifactService/${m}`)), 60_000, 250).catch(async (e: Error) => {
         const logs = [await containerLog(name, "produce", "artifact-plugin-s3"), await containerLog(name, "consume", "init-artifact-s3")].join("\n");
         throw new Error(`${e.message}\nreceiver:\n${out.slice(0, 3000)}\nplugin containers:\n${logs.slice(-6000)}`);
@@ -302,7 +291,7 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
         expect(rpc.attributes["aws.s3.key"]).toBe(key);
         expect(rpc.attributes["argo_s3.outcome"]).toBe("ok");
         // The pod that ran it: the step's own pod (the sidecar saves, the init container loads).
-        expect(rpc.pod).toContain(`${name}-${step}-`);
+        expect(String(rpc.resource["k8s.pod.name"])).toContain(`${name}-${step}-`);
         const under = spans().filter((x) => x.parentSpanId === rpc.spanId).map((x) => x.name);
         expect(under, `S3 spans under ${method}`).toContain(op);
       }

@@ -24,19 +24,9 @@ import { goBuild } from "../../scripts/lib/tools.mjs";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
 import { ROOT, artifact, startPlugin } from "../support/plugin.js";
 import { until, within } from "../support/bounded.js";
+import { type OtlpSpan, listeningOf, spansOf } from "../support/otlp.js";
 
 const run = promisify(execFile);
-
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  name: string;
-  kind: string;
-  attributes: Record<string, string | number>;
-  status: { code?: string; message?: string };
-  service: string;
-}
 
 /** A running OTLP receiver: its addresses and every span it has received so far. */
 interface Receiver {
@@ -46,12 +36,6 @@ interface Receiver {
   stop: () => void;
 }
 
-const hex = (b64: string | undefined) => Buffer.from(b64 ?? "", "base64").toString("hex");
-type AnyValue = { stringValue?: string; intValue?: string; doubleValue?: number; boolValue?: boolean };
-const value = (v: AnyValue): string | number => (v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : (v.doubleValue ?? String(v.boolValue))));
-type KeyValue = { key: string; value: AnyValue };
-const attrs = (kvs: KeyValue[] | undefined) => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, value(kv.value)]));
-
 async function startReceiver(): Promise<Receiver> {
   const bin = await goBuild("test/otlpreceiver");
   const proc = spawn(bin, [], { stdio: ["pipe", "pipe", "inherit"] });
@@ -60,18 +44,9 @@ async function startReceiver(): Promise<Receiver> {
   const listening = new Promise<{ grpc: string; http: string }>((resolve, reject) => {
     proc.once("exit", (code) => reject(new Error(`the OTLP receiver exited (${code})`)));
     lines.on("line", (line) => {
-      const m = /^listening grpc=(\S+) http=(\S+)$/.exec(line);
-      if (m) return resolve({ grpc: m[1]!, http: m[2]! });
-      type Export = { resourceSpans?: { resource?: { attributes?: KeyValue[] }; scopeSpans?: { spans?: { traceId?: string; spanId?: string; parentSpanId?: string; name: string; kind?: string; attributes?: KeyValue[]; status?: { code?: string; message?: string } }[] }[] }[] };
-      const req = JSON.parse(line) as Export;
-      for (const rs of req.resourceSpans ?? []) {
-        const service = String(attrs(rs.resource?.attributes)["service.name"] ?? "");
-        for (const ss of rs.scopeSpans ?? []) {
-          for (const s of ss.spans ?? []) {
-            spans.push({ traceId: hex(s.traceId), spanId: hex(s.spanId), parentSpanId: hex(s.parentSpanId), name: s.name, kind: s.kind ?? "", attributes: attrs(s.attributes), status: s.status ?? {}, service });
-          }
-        }
-      }
+      const addr = listeningOf(line);
+      if (addr) return resolve(addr);
+      spans.push(...spansOf(line));
     });
   });
   const addr = await within(listening, 60_000, "the OTLP receiver listening");
@@ -85,6 +60,9 @@ let cfgFile: string;
 const cfg = () => `endpoint: ${minio.endpoint}\nbucket: traces\ninsecure: true\n`;
 const POD_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const POD_SPAN = "00f067aa0ba902b7";
+
+/** The plugin as in a workflow pod of Argo 4.1, whose controller sets TRACEPARENT on every container; `env` adds to that. */
+const podPlugin = (env: Record<string, string>) => startPlugin({ ...rootKeysEnv(minio), TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01`, ...env });
 
 beforeAll(async () => {
   [minio, receiver] = await Promise.all([startMinio(), startReceiver()]);
@@ -106,11 +84,9 @@ describe("traces", () => {
   it("Argo's plugin client: RPC spans continue the pod's TRACEPARENT, S3 spans sit under them; OTLP/HTTP protobuf, flushed at stop", async () => {
     const clientBin = join(work, "argo-client");
     await run("go", ["build", "-o", clientBin, "."], { cwd: join(ROOT, "test", "argo-client"), env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 32 * 1024 * 1024 });
-    const plugin = await startPlugin({
-      ...rootKeysEnv(minio),
+    const plugin = await podPlugin({
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.http}`,
       OTEL_SERVICE_NAME: "s3-plugin-under-test",
-      TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01`,
       ARGO_WORKFLOW_NAME: "wf-traces",
       ARGO_POD_NAME: "wf-traces-1234",
     });
@@ -130,7 +106,7 @@ describe("traces", () => {
     expect(rpcs.map((s) => s.name).sort()).toEqual(["artifact.ArtifactService/Load", "artifact.ArtifactService/Save"]);
     for (const r of rpcs) {
       expect(r.parentSpanId, `${r.name}'s parent is the pod's span`).toBe(POD_SPAN);
-      expect(r.service).toBe("s3-plugin-under-test");
+      expect(r.resource["service.name"]).toBe("s3-plugin-under-test");
       expect(r.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.service": "artifact.ArtifactService", "aws.s3.bucket": "traces", "aws.s3.key": "argo/out.bin", "rpc.grpc.status_code": 0, "argo_s3.outcome": "ok" });
       expect(r.attributes["argo_s3.bytes"]).toBe(data.length);
       expect(r.status.code ?? "STATUS_CODE_UNSET").toBe("STATUS_CODE_UNSET");
@@ -151,12 +127,7 @@ describe("traces", () => {
   }, 240_000);
 
   it("a caller's W3C traceparent in the gRPC metadata wins over the pod's; a failed Load is an error span; OTLP/gRPC", async () => {
-    const plugin = await startPlugin({
-      ...rootKeysEnv(minio),
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.grpc}`,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
-      TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01`,
-    });
+    const plugin = await podPlugin({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.grpc}`, OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" });
     expect(plugin.output()).toContain('"tracing":"otlp grpc"');
     const callerTrace = randomBytes(16).toString("hex");
     const callerSpan = randomBytes(8).toString("hex");
@@ -186,7 +157,7 @@ describe("traces", () => {
     const ok = servers.find((s) => s.attributes["aws.s3.key"] === "in/small.txt")!;
     const failed = servers.find((s) => s.attributes["aws.s3.key"] === "in/missing.txt")!;
     expect(ok.parentSpanId).toBe(callerSpan);
-    expect(ok.service).toBe("argo-s3-artifact-plugin");
+    expect(ok.resource["service.name"]).toBe("argo-s3-artifact-plugin");
     expect(failed.status.code).toBe("STATUS_CODE_ERROR");
     expect(failed.status.message).toBe(missing.error);
     expect(failed.attributes["argo_s3.outcome"]).not.toBe("ok");
@@ -195,12 +166,7 @@ describe("traces", () => {
   }, 120_000);
 
   it("in Argo's init container (killed without a signal once its Loads are answered) a Load's spans are sent before its reply", async () => {
-    const plugin = await startPlugin({
-      ...rootKeysEnv(minio),
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.http}`,
-      ARGO_CONTAINER_NAME: "init-artifact-s3",
-      TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01`,
-    });
+    const plugin = await podPlugin({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.http}`, ARGO_CONTAINER_NAME: "init-artifact-s3" });
     const key = `in/init-${Date.now()}.txt`;
     await adminClient(minio).send(new PutObjectCommand({ Bucket: "traces", Key: key, Body: "for the init container\n" }));
     expect(await plugin.client.load(artifact(cfg(), key), join(work, "init.txt"))).toEqual({ success: true, error: "" });
@@ -212,7 +178,7 @@ describe("traces", () => {
 
   it("off without OTEL_*: no tracing in the ready line, nothing exported", async () => {
     const before = receiver.spans().length;
-    const plugin = await startPlugin({ ...rootKeysEnv(minio), TRACEPARENT: `00-${POD_TRACE}-${POD_SPAN}-01` });
+    const plugin = await podPlugin({});
     expect(plugin.output()).not.toContain('"tracing"');
     expect(await plugin.client.load(artifact(cfg(), "in/small.txt"), join(work, "small-off.txt"))).toEqual({ success: true, error: "" });
     expect(await plugin.stop()).toBe(0);

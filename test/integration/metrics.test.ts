@@ -4,12 +4,11 @@
 // slot pools. No bucket, key or endpoint is ever a label.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
+import { type MinioServer, freePort, startMinio } from "../../scripts/lib/minio.mjs";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
 import { prometheusParse } from "../support/prometheus.js";
@@ -18,14 +17,6 @@ let minio: MinioServer;
 let plugin: PluginProcess;
 let port: number;
 const work = mkdtempSync(join(tmpdir(), "metrics-"));
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 beforeAll(async () => {
   minio = await startMinio();
