@@ -17,6 +17,14 @@ COPY src ./src
 # client), each one file with every dependency (scripts/bundle.mjs).
 RUN npm run build
 
+# The entrypoint: a static launcher that binds the plugin's socket within a few
+# milliseconds and hands it to Node (launcher/main.go), so that argoexec finds
+# the socket at its first look instead of a second later.
+FROM golang:1.26-bookworm AS launcher
+WORKDIR /src
+COPY launcher ./
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /launch .
+
 # The one dependency the bundle cannot hold: @node-rs/crc32's native binary.
 FROM node:${NODE_VERSION}-bookworm-slim AS deps
 WORKDIR /app
@@ -25,7 +33,7 @@ RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 FROM node:${NODE_VERSION}-bookworm-slim
 # The release, as package.json says (the packaging test holds them equal).
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="argo-s3-artifact-plugin" \
       org.opencontainers.image.description="Argo Workflows artifact driver plugin for S3" \
       org.opencontainers.image.version="${VERSION}" \
@@ -38,7 +46,7 @@ ENV NODE_ENV=production
 ENV MALLOC_MMAP_THRESHOLD_=131072
 # V8's compiled code for the bundle, made once here and read by every start
 # (about a fifth of the start-up; docs/performance.md). Node reads it without
-# writing when the folder is read-only, as it is to uid 1000.
+# writing when the folder is read-only, as it is to the image's user.
 ENV NODE_COMPILE_CACHE=/app/.compile-cache
 WORKDIR /app
 COPY --from=deps /app/node_modules/@node-rs ./node_modules/@node-rs
@@ -48,15 +56,18 @@ COPY --from=build /src/dist/cli.cjs ./dist/
 COPY --from=build /src/dist/cli.cjs.LEGAL.txt ./dist/
 COPY --from=build /src/dist/vendor ./dist/vendor
 COPY --from=build /src/dist/probe.js ./dist/
+COPY --from=launcher /launch ./launch
 COPY proto ./proto
 COPY package.json ./
 RUN node dist/main.cjs --version && chmod -R a+rX .compile-cache
 # /tmp must exist and be writable by the container user (Argo loads artifacts there).
 RUN chmod 1777 /tmp
-# The image's built-in unprivileged user "node", by number: Kubernetes can only
-# check runAsNonRoot (set by Argo's argo-server pod without runAsUser) against
-# a numeric USER, and refuses to start the container otherwise.
-USER 1000:1000
-# Node itself is PID 1 and handles SIGTERM (graceful drain, exit 0).
-# Argo appends the socket path as the only argument.
-ENTRYPOINT ["node", "/app/dist/main.cjs"]
+# Argo's executor uid (the argoexec and argocli images' user), by number:
+# Kubernetes can only check runAsNonRoot (set by Argo's argo-server pod without
+# runAsUser) against a numeric USER. The same uid as the executor because in
+# v4.1's init-less layout Argo's supervisor chmods the files the plugin loaded,
+# which only their owner may do.
+USER 8737:8737
+# The launcher execs Node in its own place (same PID), which handles SIGTERM
+# (graceful drain, exit 0). Argo appends the socket path as the only argument.
+ENTRYPOINT ["/app/launch", "/usr/local/bin/node", "/app/dist/main.cjs"]

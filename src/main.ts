@@ -91,6 +91,7 @@ async function main(argv: string[]): Promise<number> {
     tracer: settings.tracing ? { start: async (method, metadata) => (await services).tracing?.start(method, metadata) } : undefined,
     logger,
     socketMode: settings.socketMode,
+    listenFd: settings.listenFd,
     progressIntervalMs: settings.progressIntervalMs,
     streamIdleMs: settings.streamIdleMs,
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
@@ -159,6 +160,8 @@ async function main(argv: string[]): Promise<number> {
       metricsPort: settings.metricsPort,
       tracing: settings.tracing ? `otlp ${settings.tracing.protocol}` : undefined,
       socketPath,
+      // "launcher": bound by the image's entrypoint before Node started (launcher/main.go).
+      socketFrom: settings.listenFd === undefined ? "plugin" : "launcher",
       pid: process.pid,
       node: process.version,
       memoryLimitMiB: settings.memoryLimitBytes === undefined ? "none" : Math.round(settings.memoryLimitBytes / MiB),

@@ -19,6 +19,8 @@ export interface Settings {
   graceMs: number;
   /** Explicit socket mode; undefined: follow the socket folder's sharing (see wire/socket.ts). */
   socketMode: number | undefined;
+  /** A socket the image's launcher (launcher/main.go) already bound and listens on, for socketPath. */
+  listenFd: number | undefined;
   progressIntervalMs: number;
   streamIdleMs: number;
   /** Transfer buffer budget in bytes. */
@@ -268,6 +270,16 @@ export function parseSocketMode(v: string | undefined): number | undefined {
 }
 
 /**
+ * The listening descriptor the launcher left, when it was bound for this very
+ * path; anything else (another path, a malformed number) is not ours to use.
+ */
+function inheritedSocket(env: NodeJS.ProcessEnv, socketPath: string): number | undefined {
+  const fd = env["ARGO_S3_PLUGIN_LISTEN_FD"];
+  if (fd === undefined || env["ARGO_S3_PLUGIN_LISTEN_PATH"] !== socketPath || !/^[3-9]$/.test(fd)) return undefined;
+  return Number(fd);
+}
+
+/**
  * The memory limit of this process's cgroup (v2 memory.max, else v1
  * memory.limit_in_bytes), the smallest along its path; undefined when unlimited.
  */
@@ -340,6 +352,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       ignoredArgs: parsed.ignoredArgs,
       graceMs: seconds(env, "ARGO_S3_PLUGIN_GRACE_SECONDS", 25_000),
       socketMode: parseSocketMode(env["ARGO_S3_PLUGIN_SOCKET_MODE"]),
+      listenFd: inheritedSocket(env, parsed.socketPath),
       progressIntervalMs: seconds(env, "ARGO_S3_PLUGIN_PROGRESS_SECONDS", 10_000, 1),
       streamIdleMs: seconds(env, "ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS", 60_000, 1),
       bufferBytes,

@@ -44,8 +44,9 @@ import {
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { imageEnv } from "./image-env.mjs";
-import { ROOT, ToolError, cacheDir, nodeBinary, publish, requireGo, toolVersions } from "./tools.mjs";
+import { ARGO_SYMLINKS, restoreArgoSymlinks } from "./argo-module.mjs";
+import { imageEntrypoint, imageEnv, imageUser } from "./image-env.mjs";
+import { ROOT, ToolError, cacheDir, launcherBinary, nodeBinary, publish, requireGo, toolVersions } from "./tools.mjs";
 
 const execFileP = promisify(execFile);
 
@@ -191,8 +192,8 @@ const ARGO_COMMANDS = ["argo", "argoexec", "workflow-controller"];
 
 /** The cache directory of the cluster binaries: named by the hash of every build input. */
 export function clusterBinariesDir() {
-  const hash = createHash("sha256").update(`${RECIPE} ${K8S_VERSION} ${ARGO_MODULE}@${ARGO_VERSION}\n`);
-  for (const f of ["test/cluster/k8s/go.mod", "test/cluster/k8s/go.sum", "test/cluster/argo/go.mod", "test/cluster/argo/go.sum", "test/argo-tools/overlay/osspecific_linux.go"]) {
+  const hash = createHash("sha256").update(`${RECIPE} ${K8S_VERSION} ${ARGO_MODULE}@${ARGO_VERSION} ${JSON.stringify(ARGO_SYMLINKS)}\n`);
+  for (const f of ["test/cluster/k8s/go.mod", "test/cluster/k8s/go.sum", "test/cluster/argo/go.mod", "test/cluster/argo/go.sum"]) {
     hash.update(`${f}\0`).update(readFileSync(join(ROOT, f)));
   }
   return join(cacheDir(), "tools", `cluster-${hash.digest("hex").slice(0, 16)}`);
@@ -238,8 +239,8 @@ export async function clusterBinaries() {
       await run("go", ["mod", "vendor", "-e"], { ...goOpts(tmp), what: "go mod vendor of Argo's wrapper module" });
       const vendored = join(tmp, "vendor", ...ARGO_MODULE.split("/"));
       if (!existsSync(vendored)) throw new Error(`go mod vendor did not produce ${vendored}`);
-      // The module zip also lacks argoexec's Linux process helpers: the test bed's own.
-      copyFileSync(join(ROOT, "test", "argo-tools", "overlay", "osspecific_linux.go"), join(vendored, "workflow", "executor", "osspecific", "osspecific_linux.go"));
+      // The module zip also drops the repository's symlinks (argoexec's Linux process handling): Argo's own files back.
+      restoreArgoSymlinks(vendored);
       mkdirSync(join(vendored, "ui", "dist", "app"), { recursive: true });
       writeFileSync(join(vendored, "ui", "dist", "app", "index.html"), "<!doctype html><title>Argo</title><p>UI not built in the cluster tier; the API works.</p>\n");
       await run("go", ["build", "-mod=vendor", "-trimpath", "-o", `${join(tmp, "bin")}/`, ...ARGO_COMMANDS.map((c) => `${ARGO_MODULE}/cmd/${c}`)], { ...goOpts(tmp), what: `go build of Argo ${ARGO_VERSION} (in ${tmp})` });
@@ -555,8 +556,8 @@ function nativeAddons(dir) {
  * client's bundle (dist/cli.cjs), dist/probe.js, the
  * native CRC32 package from `npm ci --omit=dev`, proto/ and package.json; the
  * compile cache baked by the image's own node in a chroot, as the Dockerfile's
- * RUN does; the Dockerfile's ENV, USER 1000:1000, WORKDIR /app,
- * ENTRYPOINT ["node", "/app/dist/main.cjs"]. Tagged argo-s3-artifact-plugin:<tag>.
+ * RUN does; the launcher (launcher/, static); the Dockerfile's ENV, USER,
+ * WORKDIR /app and ENTRYPOINT. Tagged argo-s3-artifact-plugin:<tag>.
  * @param {string} tag
  */
 export async function pluginImage(tag) {
@@ -567,7 +568,10 @@ export async function pluginImage(tag) {
     await run("npm", ["run", "build"], { cwd: ROOT, timeoutMs: 10 * 60_000 });
   }
   const env = imageEnv();
-  const key = createHash("sha256").update(`${version}\0${tag}\0${JSON.stringify(env)}\0`);
+  const user = imageUser();
+  const entrypoint = imageEntrypoint();
+  const launcher = await launcherBinary();
+  const key = createHash("sha256").update(`${version}\0${tag}\0${JSON.stringify(env)}\0${user}\0${JSON.stringify(entrypoint)}\0`).update(readFileSync(launcher));
   for (const f of ["package.json", "package-lock.json"]) key.update(readFileSync(join(ROOT, f)));
   hashTree(key.update("dist\0"), join(ROOT, "dist"));
   hashTree(key.update("proto\0"), join(ROOT, "proto"));
@@ -583,8 +587,8 @@ export async function pluginImage(tag) {
       /** @type {Record<string, ImageFile>} */
       const files = {
         ...userFiles(),
-        "/home/node": { dir: true, uid: 1000, gid: 1000 },
         "/usr/local/bin/node": { hostPath: node, mode: 0o755 },
+        "/app/launch": { hostPath: launcher, mode: 0o755 },
         "/app/package.json": { hostPath: join(ROOT, "package.json"), mode: 0o644 },
         "/app/node_modules/@node-rs": { hostPath: join(deps, "node_modules", "@node-rs") },
         "/app/dist/main.cjs": { hostPath: join(ROOT, "dist", "main.cjs"), mode: 0o644 },
@@ -602,10 +606,10 @@ export async function pluginImage(tag) {
         tag,
         out,
         files,
-        env: { ...env, HOME: "/home/node" },
-        user: "1000:1000",
+        env,
+        user,
         workdir: "/app",
-        entrypoint: ["node", "/app/dist/main.cjs"],
+        entrypoint,
         // The image's node must start and load every native addon with only what the image holds,
         // then bakes the compile cache as the Dockerfile's RUN does.
         verify: async (root) => {

@@ -8,8 +8,8 @@ import { execFile } from "node:child_process";
 import { cpSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { finalStage, imageEnv } from "./image-env.mjs";
-import { ROOT } from "./tools.mjs";
+import { finalStage, imageEntrypoint, imageEnv } from "./image-env.mjs";
+import { ROOT, launcherBinary } from "./tools.mjs";
 
 const run = promisify(execFile);
 
@@ -28,7 +28,8 @@ export const finalStageRuns = () => [...finalStage().matchAll(/^RUN (.*)$/gm)].m
  */
 export async function stageImageApp(app, node, depsRoot) {
   for (const { from, src, dest } of finalStageCopies()) {
-    const source = from === "deps" ? join(depsRoot, src.replace(/^\/app\//, "")) : from === "build" ? join(ROOT, src.replace(/^\/src\//, "")) : join(ROOT, src);
+    const source =
+      from === "deps" ? join(depsRoot, src.replace(/^\/app\//, "")) : from === "build" ? join(ROOT, src.replace(/^\/src\//, "")) : from === "launcher" ? await launcherBinary() : join(ROOT, src);
     const target = dest.endsWith("/") ? join(app, dest, basename(src)) : join(app, dest);
     cpSync(source, target, { recursive: true });
   }
@@ -36,6 +37,14 @@ export async function stageImageApp(app, node, depsRoot) {
   for (const line of finalStageRuns().filter((l) => l.startsWith("node "))) {
     await run("sh", ["-c", line], { cwd: app, env: { PATH: `${dirname(node)}:${process.env["PATH"] ?? ""}`, ...imageEnv(app) } });
   }
+}
+
+/**
+ * The ENTRYPOINT as it runs outside the image: /app is `app`, the image's node is `node`.
+ * @param {string} app @param {string} node @returns {string[]}
+ */
+export function entrypointAt(app, node) {
+  return imageEntrypoint().map((a) => (a === "/usr/local/bin/node" ? node : a.startsWith("/app/") ? join(app, a.slice("/app/".length)) : a));
 }
 
 /** Bytes under a folder (regular files). @param {string} dir */

@@ -27,3 +27,17 @@ export function finalStage() {
   const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
   return text.slice(text.lastIndexOf("\nFROM "));
 }
+
+/** The final stage's ENTRYPOINT (exec form). @returns {string[]} */
+export function imageEntrypoint() {
+  const m = /^ENTRYPOINT (\[.*\])\s*$/m.exec(finalStage());
+  if (!m?.[1]) throw new Error("the Dockerfile's final stage has no exec-form ENTRYPOINT");
+  return JSON.parse(m[1]);
+}
+
+/** The final stage's USER, numeric "uid:gid". */
+export function imageUser() {
+  const m = [...finalStage().matchAll(/^USER (\d+:\d+)\s*$/gm)].at(-1);
+  if (!m?.[1]) throw new Error("the Dockerfile's final stage has no numeric USER uid:gid");
+  return m[1];
+}

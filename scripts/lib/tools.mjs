@@ -9,6 +9,7 @@ import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { ARGO_SYMLINKS, restoreArgoSymlinks } from "./argo-module.mjs";
 
 const run = promisify(execFile);
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -134,15 +135,16 @@ export async function s5cmdBinary() {
  * Argo's own binaries for the pod-model tests, built from Argo's Go module as
  * the proxy serves it (test/argo-tools/go.mod pins v4.0.5): argoexec, and
  * argo-lint (the package behind `argo lint`) and argo-configcheck (Argo's
- * controller-config parser on a ConfigMap). The module zip lacks argoexec's
- * Linux process helpers, so a vendored build gets the test bed's own
- * (test/argo-tools/overlay). Cached by the hash of every input; minutes, once.
+ * controller-config parser on a ConfigMap). The module zip drops the symlinks
+ * of Argo's repository; a vendored build gets them back as copies of their
+ * targets (argo-module.mjs), so argoexec is Argo's own code. Cached by the hash
+ * of every input; minutes, once.
  * @returns {Promise<{ argoexec: string, lint: string, configcheck: string }>}
  */
 export async function argoTools() {
   const src = join(ROOT, "test", "argo-tools");
-  const inputs = ["go.mod", "go.sum", "lint/main.go", "configcheck/main.go", "overlay/osspecific_linux.go"];
-  const hash = createHash("sha256");
+  const inputs = ["go.mod", "go.sum", "lint/main.go", "configcheck/main.go"];
+  const hash = createHash("sha256").update(JSON.stringify(ARGO_SYMLINKS));
   for (const f of inputs) hash.update(f).update(readFileSync(join(src, f)));
   const dir = join(cacheDir(), "tools", `argo-tools-${hash.digest("hex").slice(0, 16)}`);
   const out = { argoexec: join(dir, "argoexec"), lint: join(dir, "argo-lint"), configcheck: join(dir, "argo-configcheck") };
@@ -157,7 +159,7 @@ export async function argoTools() {
       copyFileSync(join(src, f), join(tmp, f));
     }
     await run("go", ["mod", "vendor"], opts);
-    copyFileSync(join(src, "overlay", "osspecific_linux.go"), join(tmp, "vendor", "github.com", "argoproj", "argo-workflows", "v4", "workflow", "executor", "osspecific", "osspecific_linux.go"));
+    restoreArgoSymlinks(join(tmp, "vendor", "github.com", "argoproj", "argo-workflows", "v4"));
     mkdirSync(dir, { recursive: true });
     await run("go", ["build", "-mod=vendor", "-o", join(tmp, "bin") + "/", "github.com/argoproj/argo-workflows/v4/cmd/argoexec", "./lint", "./configcheck"], opts);
     publish(join(tmp, "bin", "configcheck"), out.configcheck);
@@ -216,11 +218,12 @@ export async function motoServerBinary() {
  * One of this repository's own Go programs (a folder with its go.mod), built
  * once per content: cached by the hash of its Go sources, go.mod and go.sum.
  * @param {string} folder relative to the repository root, e.g. "bench/link"
+ * @param {{ static?: boolean }} [opts] static: no cgo, stripped (for an image)
  * @returns {Promise<string>} the binary's path
  */
-export async function goBuild(folder) {
+export async function goBuild(folder, opts = {}) {
   const src = join(ROOT, folder);
-  const hash = createHash("sha256");
+  const hash = createHash("sha256").update(opts.static ? "static\0" : "");
   for (const f of readdirSync(src).sort()) if (/\.go$|^go\.(mod|sum)$/.test(f)) hash.update(f).update(readFileSync(join(src, f)));
   const name = folder.split("/").at(-1) ?? "program";
   const dir = join(cacheDir(), "tools", `${name}-${hash.digest("hex").slice(0, 16)}`);
@@ -228,7 +231,14 @@ export async function goBuild(folder) {
   if (existsSync(bin)) return bin;
   await requireGo(name);
   mkdirSync(dir, { recursive: true });
-  await run("go", ["build", "-o", `${bin}.tmp`, "."], { cwd: src, env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 });
+  const flags = opts.static ? ["-trimpath", "-ldflags", "-s -w"] : [];
+  const env = { ...process.env, GOFLAGS: "-buildvcs=false", ...(opts.static ? { CGO_ENABLED: "0" } : {}) };
+  await run("go", ["build", ...flags, "-o", `${bin}.tmp`, "."], { cwd: src, env, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 });
   renameSync(`${bin}.tmp`, bin);
   return bin;
+}
+
+/** The image's entrypoint, launcher/ (binds the socket before Node starts), static as in the image. */
+export function launcherBinary() {
+  return goBuild("launcher", { static: true });
 }

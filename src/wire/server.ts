@@ -5,13 +5,14 @@
 // is the one place a failure becomes what the client sees.
 import { setMaxListeners } from "node:events";
 import { chmod, unlink } from "node:fs/promises";
+import type { Server as NetServer } from "node:net";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
 import type { Call, Tenant } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
-import { prepareSocket } from "./socket.js";
+import { prepareSocket, serveInherited } from "./socket.js";
 import { type SlotGroup, Slots } from "../util/slots.js";
 import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
@@ -34,6 +35,8 @@ export interface ServerOptions {
   logger: Logger;
   /** File mode of the socket; default: follow the folder's sharing (see socket.ts). */
   socketMode?: number | undefined;
+  /** A listening descriptor already bound to socketPath (the image's launcher): served as it is. */
+  listenFd?: number | undefined;
   /** RPCs moving data at once (Load, Save, SaveStream, OpenStream, Delete); later ones wait. */
   maxConcurrentTransfers?: number;
   /** Told of every RPC's end: method, outcome, seconds, bytes moved (the metrics). */
@@ -72,6 +75,7 @@ export class PluginServer {
   private readonly transfers: Slots;
   private readonly listings: Slots;
   private bound = false;
+  private inherited: NetServer | undefined;
 
   constructor(private readonly opts: ServerOptions) {
     this.server = new Server({
@@ -87,6 +91,14 @@ export class PluginServer {
 
   async listen(): Promise<void> {
     const path = this.opts.socketPath;
+    if (this.opts.listenFd !== undefined) {
+      // Bound, mode set and listening since before Node started (launcher/main.go): clients
+      // already queued on it get their HTTP/2 handshake as soon as the descriptor is served.
+      this.inherited = await serveInherited(this.server, this.opts.listenFd, (e) => this.opts.logger.warn({ error: describeError(e) }, "accepting a connection failed"));
+      this.bound = true;
+      widenConnectionWindow(this.server);
+      return;
+    }
     const mode = await prepareSocket(path, this.opts.socketMode);
     await new Promise<void>((resolve, reject) => {
       this.server.bindAsync(`unix:${path}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
@@ -112,6 +124,7 @@ export class PluginServer {
    */
   async shutdown(graceMs: number): Promise<{ cancelled: number }> {
     this.discovery.stopping();
+    this.inherited?.close();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
     const outcome = await Promise.race([drained.then(() => "drained" as const), timer]);

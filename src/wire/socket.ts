@@ -6,8 +6,9 @@
 // itself (a laptop, a shared host) gets no world access and the socket 0660.
 // An explicit ARGO_S3_PLUGIN_SOCKET_MODE overrides both.
 import { lstat, mkdir, stat, unlink } from "node:fs/promises";
-import { createConnection } from "node:net";
+import { type Server as NetServer, createConnection, createServer } from "node:net";
 import { dirname } from "node:path";
+import { type Server, ServerCredentials } from "@grpc/grpc-js";
 
 export class SocketInUseError extends Error {}
 
@@ -57,4 +58,22 @@ function probe(path: string): Promise<string> {
     c.once("connect", () => done("live"));
     c.once("error", (e: NodeJS.ErrnoException) => done(e.code === "ECONNREFUSED" || e.code === "ENOENT" ? "dead" : (e.code ?? "error")));
   });
+}
+
+/**
+ * Serve gRPC on a socket someone else bound and listens on (the launcher's fd):
+ * each accepted connection goes to grpc-js as if it had bound the socket itself.
+ */
+export async function serveInherited(grpc: Server, fd: number, onError: (e: Error) => void): Promise<NetServer> {
+  const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
+  const server = createServer({ pauseOnConnect: false }, (socket) => injector.injectConnection(socket));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ fd }, () => {
+      server.off("error", reject);
+      server.on("error", onError); // e.g. EMFILE on accept: the server keeps listening
+      resolve();
+    });
+  });
+  return server;
 }

@@ -129,19 +129,18 @@ describe("deploy/helm-values.yaml (argo-helm chart)", () => {
     expect(Object.keys(cms[0]!["data"])).toEqual(["config"]);
   });
 
-  it("gives Argo's parser the same artifactDrivers, images and workflowDefaults as deploy/controller-configmap-patch.yaml", async () => {
+  it("gives Argo's parser the same artifactDrivers and images as deploy/controller-configmap-patch.yaml, and no workflowDefaults", async () => {
     const [cm] = controllerConfigMaps(helmValues());
     const fromHelm = await argoParse(cm!);
     const deployCm = readYaml("deploy/controller-configmap-patch.yaml");
     const fromKustomize = await argoParse({ ...deployCm, metadata: { name: CONFIGMAP_NAME, namespace: RELEASE.namespace } });
 
-    expect(fromHelm.artifactDrivers).toEqual([{ name: "s3", image: "argo-s3-artifact-plugin:0.1.0", connectionTimeoutSeconds: 10 }]);
+    expect(fromHelm.artifactDrivers).toEqual([{ name: "s3", image: "argo-s3-artifact-plugin:0.2.0", connectionTimeoutSeconds: 10 }]);
     expect(fromHelm.artifactDrivers).toEqual(fromKustomize.artifactDrivers);
-    expect(fromHelm.images).toEqual({ "argo-s3-artifact-plugin:0.1.0": { entrypoint: ["node", "/app/dist/main.cjs"] } });
+    expect(fromHelm.images).toEqual({ "argo-s3-artifact-plugin:0.2.0": { entrypoint: ["/app/launch", "/usr/local/bin/node", "/app/dist/main.cjs"] } });
     expect(fromHelm.images).toEqual(fromKustomize.images);
-    expect(fromHelm.workflowDefaults).toEqual(fromKustomize.workflowDefaults);
-    const annotations = fromHelm.workflowDefaults?.spec?.podMetadata?.annotations;
-    expect(annotations).toEqual({ "workflows.argoproj.io/kill-cmd-artifact-plugin-s3": '["/var/run/argo/argoexec", "kill", "0", "1"]' });
+    expect(fromHelm.workflowDefaults).toBeUndefined();
+    expect(fromKustomize.workflowDefaults).toBeUndefined();
   });
 
   it("is refused by Argo's parser once a key sits beside `config` (why the kustomize patch cannot go onto a Helm install)", async () => {

@@ -3,7 +3,8 @@
 // the final stage's COPY lines as the Dockerfile writes them (the bundle, its
 // vendored protos, the native CRC32 package, proto/, package.json) and its
 // RUN that bakes the compile cache, then a Save/Load round trip through the
-// plugin started from there as uid 1000, as the image's ENTRYPOINT would.
+// plugin started from there by the image's ENTRYPOINT (the launcher, then
+// Node) as the image's user.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -12,8 +13,8 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
-import { imageEnv } from "../../scripts/lib/image-env.mjs";
-import { finalStageCopies, finalStageRuns, stageImageApp } from "../../scripts/lib/image-app.mjs";
+import { imageEnv, imageUser } from "../../scripts/lib/image-env.mjs";
+import { entrypointAt, finalStageCopies, finalStageRuns, stageImageApp } from "../../scripts/lib/image-app.mjs";
 import { nodeBinary, toolVersions } from "../../scripts/lib/tools.mjs";
 import { rootKeysEnv } from "../support/minio-access.js";
 import { ArtifactClient, ROOT, artifact } from "../support/plugin.js";
@@ -21,6 +22,8 @@ import { spawn } from "node:child_process";
 import { within } from "../support/bounded.js";
 
 const run = promisify(execFile);
+/** The Dockerfile's USER (numeric uid:gid). */
+const [UID, GID] = imageUser().split(":") as [string, string];
 let minio: MinioServer;
 let app: string;
 /** The image's Node (NODE_IMAGE_VERSION): the compile cache is per Node version. */
@@ -51,13 +54,14 @@ afterAll(async () => {
 
 it("the final stage copies the bundle and what it reads, no node_modules but the native CRC32 package", () => {
   expect(finalStageCopies().map((c) => c.src).sort()).toEqual(
-    ["/app/node_modules/@node-rs", "/src/dist/main.cjs", "/src/dist/main.cjs.LEGAL.txt", "/src/dist/cli.cjs", "/src/dist/cli.cjs.LEGAL.txt", "/src/dist/vendor", "/src/dist/probe.js", "package.json", "proto"].sort(),
+    ["/launch", "/app/node_modules/@node-rs", "/src/dist/main.cjs", "/src/dist/main.cjs.LEGAL.txt", "/src/dist/cli.cjs", "/src/dist/cli.cjs.LEGAL.txt", "/src/dist/vendor", "/src/dist/probe.js", "package.json", "proto"].sort(),
   );
   expect(readdirSync(join(app, "node_modules"))).toEqual(["@node-rs"]);
+  expect(statSync(join(app, "launch")).mode & 0o111, "the launcher is executable").toBe(0o111);
   expect(readdirSync(join(app, "dist")).sort()).toEqual(["cli.cjs", "cli.cjs.LEGAL.txt", "main.cjs", "main.cjs.LEGAL.txt", "probe.js", "vendor"]);
 });
 
-it("the final stage sets production mode, glibc's fixed mmap threshold and a compile cache baked at build, readable by uid 1000", () => {
+it("the final stage sets production mode, glibc's fixed mmap threshold and a compile cache baked at build, readable by the image's user", () => {
   expect(imageEnv()).toEqual({ NODE_ENV: "production", MALLOC_MMAP_THRESHOLD_: "131072", NODE_COMPILE_CACHE: "/app/.compile-cache" });
   // What scripts/lib/cluster.mjs's plugin image does in two halves (that image has no shell).
   expect(finalStageRuns()).toEqual(["node dist/main.cjs --version && chmod -R a+rX .compile-cache", "chmod 1777 /tmp"]);
@@ -71,11 +75,14 @@ it("the bundle finds the native CRC32 among the image's files", async () => {
   expect(Number(stdout)).toBe(0xcbf43926);
 });
 
-it("runs from the image's files alone, as uid 1000 on the image's Node: Save/Load round trip, SIGTERM → exit 0", async () => {
+it("runs from the image's files alone by its ENTRYPOINT, as its user on its Node: socket bound by the launcher, Save/Load round trip, SIGTERM → exit 0", async () => {
   const socket = join(app, "tmp", "artifact-plugins", "s3", "socket");
   mkdirSync(join(app, "tmp"));
   chmodSync(join(app, "tmp"), 0o1777);
-  const proc = spawn("setpriv", ["--reuid=1000", "--regid=1000", "--clear-groups", "--", imageNode, join(app, "dist", "main.cjs"), socket], {
+  mkdirSync(dirname(socket), { recursive: true });
+  chmodSync(join(app, "tmp", "artifact-plugins"), 0o777);
+  chmodSync(dirname(socket), 0o777); // Argo's emptyDir
+  const proc = spawn("setpriv", [`--reuid=${UID}`, `--regid=${GID}`, "--clear-groups", "--", ...entrypointAt(app, imageNode), socket], {
     cwd: app,
     env: { PATH: imagePath, ...imageEnv(app), ...rootKeysEnv(minio) },
     stdio: ["ignore", "pipe", "pipe"],
@@ -86,6 +93,9 @@ it("runs from the image's files alone, as uid 1000 on the image's Node: Save/Loa
   const exited = new Promise<number | null>((r) => proc.once("exit", r));
   for (let i = 0; i < 100 && !out.includes('"msg":"ready"'); i++) await new Promise((r) => setTimeout(r, 100));
   expect(out).toContain('"msg":"ready"');
+  expect(out, "Node serves the socket the launcher bound").toContain('"socketFrom":"launcher"');
+  expect(statSync(socket).uid).toBe(Number(UID));
+  expect(statSync(socket).mode & 0o777).toBe(0o666);
   const client = new ArtifactClient(socket);
   const cfg = `endpoint: ${minio.endpoint}\nbucket: image\ninsecure: true\ncreateBucketIfNotPresent: {}\n`;
   const cfgFile = join(app, "tmp", "s3.yaml");
@@ -97,8 +107,8 @@ it("runs from the image's files alone, as uid 1000 on the image's Node: Save/Loa
   expect(readFileSync(join(app, "tmp", "out.bin")).equals(data)).toBe(true);
   // Nothing came from outside the image's files: the native CRC32 from its one package, the protos from dist/vendor.
   expect(out).not.toContain("reflection unavailable");
-  // The command line client the README points `kubectl exec` at, from the image's files, as uid 1000.
-  const cli = await run("setpriv", ["--reuid=1000", "--regid=1000", "--clear-groups", "--", imageNode, join(app, "dist", "cli.cjs"), "ls", "img/", "--config", cfgFile], {
+  // The command line client the README points `kubectl exec` at, from the image's files, as the image's user.
+  const cli = await run("setpriv", [`--reuid=${UID}`, `--regid=${GID}`, "--clear-groups", "--", imageNode, join(app, "dist", "cli.cjs"), "ls", "img/", "--config", cfgFile], {
     cwd: app,
     env: { PATH: imagePath, ARGO_S3_PLUGIN_SOCKET: socket },
   });

@@ -105,13 +105,13 @@ describe("deploy/ (kustomize Component)", () => {
     expect(Object.keys(parse(cm.data.images) as Record<string, unknown>)).toEqual([image]);
   });
 
-  it("is a controller config Argo's own parser accepts: the driver, its image's entrypoint, the sidecar's kill command", async () => {
+  it("is a controller config Argo's own parser accepts: the driver and its image's entrypoint, and no workflowDefaults of its own", async () => {
     const cm = find("ConfigMap")[0]!;
     const parsed = await argoParse(cm);
     expect(parsed.artifactDrivers).toEqual([{ name: "s3", image: sidecarImage(), connectionTimeoutSeconds: 10 }]);
-    expect(parsed.images?.[sidecarImage()]?.entrypoint).toEqual(["node", "/app/dist/main.cjs"]);
-    const annotations = parsed.workflowDefaults?.spec?.podMetadata?.annotations ?? {};
-    expect(JSON.parse(annotations["workflows.argoproj.io/kill-cmd-artifact-plugin-s3"] ?? "null")).toEqual(["/var/run/argo/argoexec", "kill", "0", "1"]);
+    expect(parsed.images?.[sidecarImage()]?.entrypoint).toEqual(["/app/launch", "/usr/local/bin/node", "/app/dist/main.cjs"]);
+    // Argo's own argoexec keeps a Save going through the controller's stop (argo-pod-model.test.ts): nothing to override.
+    expect(parsed.workflowDefaults).toBeUndefined();
     // The parser can fail: a key beside the others that Argo does not know stops the controller.
     await expect(argoParse({ ...cm, data: { ...cm.data, artifactDriver: "[]" } })).rejects.toThrow(/unknown field "artifactDriver"/);
   });
@@ -124,7 +124,7 @@ describe("deploy/ (kustomize Component)", () => {
     const merged = await render({ baseData: base, continued: readmeYaml("# kustomization.yaml, continued: your own images: entries kept") });
     const images = await imagesOf(merged);
     const sidecar = ((merged.find((d) => d["kind"] === "Deployment") as Record<string, any>)["spec"].template.spec.containers as Container[]).find((c) => c.name !== "argo-server")!.image!;
-    expect(images[sidecar]?.entrypoint).toEqual(["node", "/app/dist/main.cjs"]);
+    expect(images[sidecar]?.entrypoint).toEqual(["/app/launch", "/usr/local/bin/node", "/app/dist/main.cjs"]);
     expect(images["my-registry.example.com/tool:2.1"]?.entrypoint).toEqual(["/usr/bin/tool"]);
     expect(Object.keys(images)).toHaveLength(2);
     const parsed = await argoParse(merged.find((d) => d["kind"] === "ConfigMap")!);
@@ -197,13 +197,15 @@ describe("Dockerfile", () => {
     expect(readFileSync(join(ROOT, "CHANGELOG.md"), "utf8")).toMatch(new RegExp(`^## ${version.replaceAll(".", "\\.")}$`, "m"));
   });
 
-  it("installs production dependencies only, runs as non-root, keeps /tmp writable, exec-form ENTRYPOINT", () => {
+  it("installs production dependencies only, runs as Argo's executor uid, keeps /tmp writable, exec-form ENTRYPOINT through the launcher", () => {
     expect(text).toMatch(/npm ci --omit=dev/);
     const user = [...text.matchAll(/^USER (\S+)/gm)].at(-1)?.[1];
     // Numeric: the kubelet can only check runAsNonRoot (argo-server's pod sets it without runAsUser) against a uid.
-    expect(user).toMatch(/^[1-9]\d*(:\d+)?$/);
+    // 8737, the argoexec image's: in v4.1's init-less layout Argo's supervisor chmods what the plugin loaded.
+    expect(user).toBe("8737:8737");
     expect(text).toMatch(/chmod 1777 \/tmp/);
-    expect(text).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/main\.cjs"\]$/m);
+    expect(text).toMatch(/^ENTRYPOINT \["\/app\/launch", "\/usr\/local\/bin\/node", "\/app\/dist\/main\.cjs"\]$/m);
+    expect(text).toMatch(/^COPY --from=launcher \/launch \.\/launch$/m);
     expect(text).not.toMatch(/^CMD /m);
   });
 });

@@ -1,0 +1,3 @@
+module github.com/argo-s3-artifact-plugin/launcher
+
+go 1.25

@@ -1,0 +1,186 @@
+// The image's entrypoint, launcher/ (a static Go program): it binds the
+// plugin's socket before Node starts and hands it over as fd 3, so argoexec's
+// first look (about 10 ms after it starts the container) finds the socket.
+// Here: a client that connects while Node has not even started is served once
+// it has; the launcher's socket mode is the plugin's own rule (folder sharing,
+// ARGO_S3_PLUGIN_SOCKET_MODE); whatever the launcher cannot do it leaves to
+// the plugin, whose own errors the user then reads.
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launcherBinary } from "../../scripts/lib/tools.mjs";
+import { exitOf, until, within } from "../support/bounded.js";
+import { ArtifactClient, ROOT } from "../support/plugin.js";
+
+let launch: string;
+let base: string;
+
+beforeAll(async () => {
+  launch = await launcherBinary();
+  base = mkdtempSync(join(tmpdir(), "launcher-"));
+}, 600_000);
+afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+interface Launched {
+  proc: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** launch <program> <script> <socket>: program and script are Node and the plugin unless given. */
+function start(socket: string, env: Record<string, string> = {}, program = process.execPath, script = join(ROOT, "dist", "main.cjs")): Launched {
+  const proc = spawn(launch, [program, script, socket], { env: { PATH: process.env["PATH"] ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+  proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
+  return { proc, output: () => out, exited };
+}
+
+async function stop(l: Launched): Promise<number | null> {
+  if (l.proc.exitCode === null) l.proc.kill("SIGTERM");
+  return within(l.exited, 30_000, "the plugin's exit after SIGTERM");
+}
+
+function folder(mode: number): string {
+  const dir = mkdtempSync(join(base, "sock-"));
+  chmodSync(dir, mode);
+  return dir;
+}
+
+describe("the launcher", () => {
+  it("binds before Node starts: a client that connected then is served once Node takes the socket over", async () => {
+    const dir = folder(0o777);
+    const socket = join(dir, "socket");
+    // A program that waits 1.5 s before it becomes the plugin: the socket must be there all along.
+    const slow = join(dir, "slow.sh");
+    writeFileSync(slow, `sleep 1.5\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, "dist", "main.cjs"))} "$1"\n`);
+    const l = start(socket, {}, "/bin/sh", slow);
+    try {
+      await until("the launcher's socket", () => existsSync(socket), 10_000);
+      expect(statSync(socket).isSocket()).toBe(true);
+      expect(l.output(), "Node has not started yet").toBe("");
+      const client = new ArtifactClient(socket);
+      try {
+        const caps = await within(client.getCapabilities(), 30_000, "GetCapabilities sent before Node started");
+        expect(caps.supportsSaveStream).toBe(true);
+      } finally {
+        client.close();
+      }
+      await until("the ready line", () => l.output().includes('"msg":"ready"'), 20_000);
+      expect(l.output()).toContain('"socketFrom":"launcher"');
+      expect(await stop(l)).toBe(0);
+      expect(existsSync(socket), "the plugin removes its socket at the end").toBe(false);
+    } finally {
+      l.proc.kill("SIGKILL");
+    }
+  });
+
+  it.each([
+    ["a folder any uid may write (Argo's emptyDir)", 0o777, {}, 0o666],
+    ["a folder without world access", 0o750, {}, 0o660],
+    ["ARGO_S3_PLUGIN_SOCKET_MODE=0600", 0o777, { ARGO_S3_PLUGIN_SOCKET_MODE: "0600" }, 0o600],
+    ["ARGO_S3_PLUGIN_SOCKET_MODE=640", 0o750, { ARGO_S3_PLUGIN_SOCKET_MODE: "640" }, 0o640],
+  ] as const)("gives the socket the plugin's own mode in %s", async (_what, dirMode, env, expected) => {
+    for (const via of ["launcher", "plugin"] as const) {
+      const socket = join(folder(dirMode), "socket");
+      const l =
+        via === "launcher"
+          ? start(socket, env)
+          : (() => {
+              const proc = spawn(process.execPath, [join(ROOT, "dist", "main.cjs"), socket], { env: { PATH: process.env["PATH"] ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+              let out = "";
+              proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+              proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+              return { proc, output: () => out, exited: new Promise<number | null>((r) => proc.once("exit", (code) => r(code))) };
+            })();
+      try {
+        await until(`the ready line (${via})`, () => l.output().includes('"msg":"ready"'), 20_000);
+        expect(l.output()).toContain(`"socketFrom":"${via}"`);
+        expect(statSync(socket).mode & 0o777, `socket mode when bound by the ${via}`).toBe(expected);
+        expect(await stop(l)).toBe(0);
+      } finally {
+        l.proc.kill("SIGKILL");
+      }
+    }
+  });
+
+  it("replaces a dead socket left by a killed plugin", async () => {
+    const socket = join(folder(0o777), "socket");
+    const first = start(socket);
+    await until("the first ready line", () => first.output().includes('"msg":"ready"'), 20_000);
+    first.proc.kill("SIGKILL");
+    await exitOf(first.proc, 10_000);
+    expect(existsSync(socket), "SIGKILL leaves the socket file").toBe(true);
+    const second = start(socket);
+    try {
+      await until("the second ready line", () => second.output().includes('"msg":"ready"'), 20_000);
+      expect(second.output()).toContain('"socketFrom":"launcher"');
+      expect(await stop(second)).toBe(0);
+    } finally {
+      second.proc.kill("SIGKILL");
+    }
+  });
+
+  it.each([
+    ["a folder that does not exist", (dir: string) => join(dir, "made", "socket"), {}, 0, /"socketFrom":"plugin"/],
+    ["a bad ARGO_S3_PLUGIN_SOCKET_MODE", (dir: string) => join(dir, "socket"), { ARGO_S3_PLUGIN_SOCKET_MODE: "rw-rw-rw-" }, 2, /ARGO_S3_PLUGIN_SOCKET_MODE: "rw-rw-rw-" is not an octal file mode/],
+    [
+      "a regular file at the path",
+      (dir: string) => {
+        writeFileSync(join(dir, "socket"), "not a socket");
+        return join(dir, "socket");
+      },
+      {},
+      1,
+      /exists and is not a unix socket; refusing to replace it/,
+    ],
+  ] as const)("leaves %s to the plugin, which says what is wrong", async (_what, place, env, code, says) => {
+    const dir = folder(0o777);
+    const socket = place(dir);
+    const l = start(socket, env);
+    try {
+      if (code === 0) {
+        await until("the ready line", () => l.output().includes('"msg":"ready"'), 20_000);
+        expect(await stop(l)).toBe(0);
+      } else {
+        expect(await within(l.exited, 20_000, "the plugin's refusal")).toBe(code);
+      }
+      expect(l.output()).toMatch(says);
+    } finally {
+      l.proc.kill("SIGKILL");
+    }
+  });
+
+  it("leaves a live socket alone: the second plugin is refused, the first keeps serving", async () => {
+    const dir = folder(0o777);
+    const socket = join(dir, "socket");
+    const other = createServer();
+    await new Promise<void>((r) => other.listen(socket, r));
+    try {
+      const l = start(socket);
+      expect(await within(l.exited, 20_000, "the refusal")).toBe(1);
+      expect(l.output()).toMatch(/another process is serving on this socket/);
+      expect(statSync(socket).isSocket()).toBe(true);
+    } finally {
+      other.close();
+    }
+  });
+
+  it("runs a program without a socket argument as it is (e.g. --version)", async () => {
+    const l = start("--version");
+    expect(await within(l.exited, 20_000, "--version")).toBe(0);
+    expect(l.output()).toMatch(/^argo-s3-artifact-plugin \d+\.\d+\.\d+/);
+  });
+});
+
+it("says how to call it when given nothing to run", async () => {
+  const proc = spawn(await launcherBinary(), [], { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  proc.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+  expect(await exitOf(proc, 10_000)).toBe(2);
+  expect(err).toContain("usage: launch <program> <script> <socket-path>");
+});
