@@ -39,6 +39,6 @@ export function localReadProblem(path: string, e: unknown): string {
   return (
     `permission denied (${err.code}): ${who} cannot read it; ${what}. ` +
     `Argo runs the plugin as its own user, not as the step's main container, so outputs must be readable by others: ` +
-    `write them with umask 022 or chmod -R a+rX them at the end of the step, or run the main container as uid ${uid ?? 1000} (securityContext.runAsUser)`
+    `write them with umask 022 or chmod -R a+rX them at the end of the step, or run the main container as uid ${uid ?? 8737} (securityContext.runAsUser)`
   );
 }
