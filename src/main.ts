@@ -44,6 +44,8 @@ environment:
                                    but link-local / metadata addresses, which are always refused
                                    (and loopback in the shared sidecar, unless listed here)
   ARGO_S3_PLUGIN_METRICS_PORT      serve Prometheus metrics on this TCP port at /metrics (default off)
+  ARGO_S3_PLUGIN_METRICS_ADDRESS   the IP address the metrics port listens on (default: all, as
+                                   Prometheus scrapes the pod's IP; 127.0.0.1 for a scraper in the pod)
   OTEL_EXPORTER_OTLP_ENDPOINT      OpenTelemetry traces over OTLP (default off); also the other
                                    standard OTEL_* variables: _PROTOCOL (grpc, http/protobuf),
                                    _HEADERS, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, ...
@@ -145,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
   await served.serving().catch((e: unknown) => logger.error({ error: (e as Error).message }, "grpc.health.v1.Health unavailable: probes that ask it will fail"));
   if (metrics && settings.metricsPort !== undefined) {
     try {
-      await metrics.serve(settings.metricsPort, (e) => logger.warn({ error: e.message }, "metrics server error"));
+      await metrics.serve(settings.metricsPort, settings.metricsAddress, (e) => logger.warn({ error: e.message }, "metrics server error"));
     } catch (e) {
       logger.fatal({ metricsPort: settings.metricsPort, error: (e as Error).message }, "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another");
       if (stopping) return stopped;
@@ -158,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
     {
       version: VERSION,
       metricsPort: settings.metricsPort,
+      metricsAddress: settings.metricsPort === undefined ? undefined : (settings.metricsAddress ?? "all"),
       tracing: settings.tracing ? `otlp ${settings.tracing.protocol}` : undefined,
       socketPath,
       // "launcher": bound by the image's entrypoint before Node started (launcher/main.go).

@@ -9,6 +9,16 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 const PREFIX = "argo_s3_plugin_";
 
+/**
+ * HTTP statuses S3 and its look-alikes answer with, and 0 for no answer: the only
+ * values of the status label. A hostile store may answer anything; every other
+ * status is counted as "other", so no store can add series.
+ */
+const S3_STATUSES = new Set([0, 200, 204, 206, 301, 304, 307, 400, 401, 403, 404, 405, 409, 411, 412, 416, 429, 500, 501, 502, 503, 504]);
+
+/** What the metrics server holds for its scrapers: a few connections, none for long. */
+export const METRICS_SERVER_LIMITS: { maxConnections: number; idleMs: number; headersMs: number; requestMs: number } = { maxConnections: 16, idleMs: 10_000, headersMs: 5_000, requestMs: 10_000 };
+
 export interface Observed {
   /** Buffer budget: bytes lent out and the limit. */
   budget: () => { inUse: number; limit: number };
@@ -28,7 +38,7 @@ export class Metrics {
     registers: [this.registry],
   });
   private readonly bytes = new Counter({ name: `${PREFIX}transferred_bytes_total`, help: "Artifact bytes moved by RPCs that completed, by method", labelNames: ["method"], registers: [this.registry] });
-  private readonly s3 = new Counter({ name: `${PREFIX}s3_requests_total`, help: "S3 requests, by operation and HTTP status (0: no answer)", labelNames: ["operation", "status"], registers: [this.registry] });
+  private readonly s3 = new Counter({ name: `${PREFIX}s3_requests_total`, help: "S3 requests, by operation and HTTP status (0: no answer; other: a status S3 does not use)", labelNames: ["operation", "status"], registers: [this.registry] });
   private readonly retries = new Counter({ name: `${PREFIX}s3_retries_total`, help: "Extra attempts S3 requests took, by operation", labelNames: ["operation"], registers: [this.registry] });
 
   constructor(observed: Observed) {
@@ -59,15 +69,21 @@ export class Metrics {
   }
 
   s3Request(f: Record<string, unknown>): void {
-    const operation = typeof f["s3"] === "string" ? f["s3"] : "unknown";
-    const status = typeof f["status"] === "number" ? String(f["status"]) : "0";
+    const operation = typeof f["s3"] === "string" && /^[A-Za-z]{1,40}$/.test(f["s3"]) ? f["s3"] : "other";
+    const code = typeof f["status"] === "number" ? f["status"] : 0;
+    const status = S3_STATUSES.has(code) ? String(code) : "other";
     this.s3.inc({ operation, status });
     const attempts = typeof f["attempts"] === "number" ? f["attempts"] : 1;
     if (attempts > 1) this.retries.inc({ operation }, attempts - 1);
   }
 
-  /** Serves GET /metrics on `port` (all addresses: Prometheus scrapes the pod's IP). */
-  async serve(port: number, onError: (e: Error) => void): Promise<Server> {
+  /**
+   * Serves GET /metrics on `port` at `host` (undefined: every address, as Prometheus
+   * scrapes the pod's IP). At most METRICS_SERVER_LIMITS.maxConnections at once (more are
+   * closed on accept), and a connection that sends nothing for idleMs is closed: an idle
+   * flood cannot hold the process's memory or descriptors.
+   */
+  async serve(port: number, host: string | undefined, onError: (e: Error) => void, limits: typeof METRICS_SERVER_LIMITS = METRICS_SERVER_LIMITS): Promise<Server> {
     const server = createServer((req, res) => {
       if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
         res.writeHead(404).end();
@@ -78,9 +94,14 @@ export class Metrics {
         (e: unknown) => res.writeHead(500).end(String(e)),
       );
     });
+    server.maxConnections = limits.maxConnections;
+    server.headersTimeout = limits.headersMs;
+    server.requestTimeout = limits.requestMs;
+    server.keepAliveTimeout = limits.idleMs;
+    server.setTimeout(limits.idleMs, (socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, () => {
+      server.listen({ port, host }, () => {
         server.off("error", reject);
         // Later errors (EMFILE on accept, ...) are logged; they must not end the process.
         server.on("error", onError);

@@ -4,6 +4,7 @@
 // containers inherit the executor's args (e.g. `--loglevel debug --gloglevel
 // 6`), so anything after the socket path is accepted, `--loglevel` honoured.
 import { existsSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { DEFAULT_SERVICEACCOUNT_DIR, secretKeyProblem, secretNameProblem } from "./util/kube-names.js";
 
 const MiB = 1024 * 1024;
@@ -40,6 +41,8 @@ export interface Settings {
   allowedRoles: string[];
   /** Prometheus metrics on this TCP port (GET /metrics); undefined: off. */
   metricsPort: number | undefined;
+  /** The IP address the metrics port listens on; undefined: every address. */
+  metricsAddress: string | undefined;
   /** OpenTelemetry traces over OTLP, from the standard OTEL_* variables; undefined: off. */
   tracing: TracingSettings | undefined;
   /** Operator-listed secrets the shared sidecar may read: a whole secret, or one key of it. */
@@ -241,6 +244,13 @@ function port(env: NodeJS.ProcessEnv, name: string): number | undefined {
   return Number(v);
 }
 
+function ipAddress(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const v = (env[name] ?? "").trim();
+  if (v === "") return undefined;
+  if (isIP(v) === 0) throw new SettingsError(`${name}: "${env[name]}" is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::)`);
+  return v;
+}
+
 /** A Kubernetes pod: the cluster's service environment, or a mounted service-account folder. */
 export function inKubernetesPod(env: NodeJS.ProcessEnv): boolean {
   return Boolean(env["KUBERNETES_SERVICE_HOST"]) || existsSync(env["ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR"] || DEFAULT_SERVICEACCOUNT_DIR);
@@ -363,6 +373,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       ...sharedMode(env, inPod),
       allowedRoles: list(env["ARGO_S3_PLUGIN_ALLOWED_ROLES"]),
       metricsPort: port(env, "ARGO_S3_PLUGIN_METRICS_PORT"),
+      metricsAddress: ipAddress(env, "ARGO_S3_PLUGIN_METRICS_ADDRESS"),
       tracing: tracing(env),
       allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).map(allowedSecret),
       allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),

@@ -27,17 +27,20 @@ export function widenStreamWindow(server: Server): void {
 
 /** After bind: raise each new connection's window, which SETTINGS cannot. */
 export function widenConnectionWindow(server: Server): void {
+  watchSessions(server, (session) => {
+    try {
+      session.setLocalWindowSize(WINDOW_BYTES);
+    } catch {
+      // An already-closing session: nothing to widen.
+    }
+  });
+}
+
+/** After bind: `onSession` for every new HTTP/2 session of the server's listeners (guarded as above). */
+export function watchSessions(server: Server, onSession: (session: ServerHttp2Session) => void): void {
   const servers = (server as unknown as GrpcServerInternals).http2Servers;
   if (!(servers instanceof Map)) return;
-  for (const http2Server of servers.keys()) {
-    http2Server.on("session", (session: ServerHttp2Session) => {
-      try {
-        session.setLocalWindowSize(WINDOW_BYTES);
-      } catch {
-        // An already-closing session: nothing to widen.
-      }
-    });
-  }
+  for (const http2Server of servers.keys()) http2Server.on("session", onSession);
 }
 
 interface ReadableInternals {

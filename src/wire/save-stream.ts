@@ -27,10 +27,12 @@ export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
         const stalled = () => new PluginError("cancelled", `SaveStream to key "${ref.key}": the client sent no data for ${idleMs / 1000} s; upload aborted`);
         async function* chunks(): AsyncGenerator<Buffer> {
           if (head && head.length > 0) yield head;
+          // The idle limit runs from the last byte of data, not the last frame: empty chunks are not progress.
+          let lastData = Date.now();
           for (;;) {
             let next: IteratorResult<SaveStreamArtifactRequest>;
             try {
-              next = await withIdleLimit(it.next(), idleMs, stalled);
+              next = await withIdleLimit(it.next(), Math.max(0, lastData + idleMs - Date.now()), stalled);
             } catch (e) {
               // A client that cancels (or hits its deadline) mid-stream surfaces here as a
               // premature close of the call: report it as the cancellation it is.
@@ -38,7 +40,10 @@ export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
               throw e;
             }
             if (next.done) break;
-            if (next.value.chunk && next.value.chunk.length > 0) yield next.value.chunk;
+            if (next.value.chunk && next.value.chunk.length > 0) {
+              yield next.value.chunk;
+              lastData = Date.now();
+            }
           }
           // A cancelled client stream can look like a clean end: never complete a truncated upload.
           if (signal.aborted || call.cancelled) throw cancelled();

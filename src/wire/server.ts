@@ -5,16 +5,17 @@
 // is the one place a failure becomes what the client sees.
 import { setMaxListeners } from "node:events";
 import { chmod, unlink } from "node:fs/promises";
-import type { Server as NetServer } from "node:net";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { Server as NetServer, Socket } from "node:net";
+import { Server } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
 import type { Call, Tenant } from "../artifacts/service.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
-import { prepareSocket, serveInherited } from "./socket.js";
+import { prepareSocket, serveOn } from "./socket.js";
+import { CONNECTION_LIMITS, ClientConnections, type ConnectionLimits } from "./connections.js";
 import { type SlotGroup, Slots } from "../util/slots.js";
-import { widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
+import { watchSessions, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
 import type { RpcLog, RpcSpan, RpcTracer, TrackedCall } from "./rpc.js";
@@ -37,6 +38,8 @@ export interface ServerOptions {
   socketMode?: number | undefined;
   /** A listening descriptor already bound to socketPath (the image's launcher): served as it is. */
   listenFd?: number | undefined;
+  /** Client connections at most, and how long one may sit without a call (default CONNECTION_LIMITS). */
+  connectionLimits?: ConnectionLimits;
   /** RPCs moving data at once (Load, Save, SaveStream, OpenStream, Delete); later ones wait. */
   maxConcurrentTransfers?: number;
   /** Told of every RPC's end: method, outcome, seconds, bytes moved (the metrics). */
@@ -75,13 +78,17 @@ export class PluginServer {
   private readonly transfers: Slots;
   private readonly listings: Slots;
   private bound = false;
-  private inherited: NetServer | undefined;
+  private listener: NetServer | undefined;
+  private readonly connections: ClientConnections;
 
   constructor(private readonly opts: ServerOptions) {
+    const limits = opts.connectionLimits ?? CONNECTION_LIMITS;
     this.server = new Server({
       "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
       "grpc.max_send_message_length": 4 * 1024 * 1024,
+      "grpc.max_connection_idle_ms": limits.idleMs,
     });
+    this.connections = new ClientConnections(limits.max);
     widenStreamWindow(this.server);
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
@@ -91,21 +98,21 @@ export class PluginServer {
 
   async listen(): Promise<void> {
     const path = this.opts.socketPath;
+    const onError = (e: Error) => this.opts.logger.warn({ error: describeError(e) }, "accepting a connection failed");
+    const admit = (socket: Socket) => this.connections.admit(socket);
     if (this.opts.listenFd !== undefined) {
       // Bound, mode set and listening since before Node started (launcher/main.go): clients
       // already queued on it get their HTTP/2 handshake as soon as the descriptor is served.
-      this.inherited = await serveInherited(this.server, this.opts.listenFd, (e) => this.opts.logger.warn({ error: describeError(e) }, "accepting a connection failed"));
+      this.listener = await serveOn(this.server, { fd: this.opts.listenFd }, admit, onError);
       this.bound = true;
-      widenConnectionWindow(this.server);
-      return;
+    } else {
+      const mode = await prepareSocket(path, this.opts.socketMode);
+      this.listener = await serveOn(this.server, { path }, admit, onError);
+      this.bound = true;
+      await chmod(path, mode);
     }
-    const mode = await prepareSocket(path, this.opts.socketMode);
-    await new Promise<void>((resolve, reject) => {
-      this.server.bindAsync(`unix:${path}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-    });
-    this.bound = true;
     widenConnectionWindow(this.server);
-    await chmod(path, mode);
+    watchSessions(this.server, (session) => this.connections.watch(session));
   }
 
   /**
@@ -124,7 +131,7 @@ export class PluginServer {
    */
   async shutdown(graceMs: number): Promise<{ cancelled: number }> {
     this.discovery.stopping();
-    this.inherited?.close();
+    this.listener?.close();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
     const outcome = await Promise.race([drained.then(() => "drained" as const), timer]);

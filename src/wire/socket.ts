@@ -6,7 +6,7 @@
 // itself (a laptop, a shared host) gets no world access and the socket 0660.
 // An explicit ARGO_S3_PLUGIN_SOCKET_MODE overrides both.
 import { lstat, mkdir, stat, unlink } from "node:fs/promises";
-import { type Server as NetServer, createConnection, createServer } from "node:net";
+import { type Server as NetServer, type Socket, createConnection, createServer } from "node:net";
 import { dirname } from "node:path";
 import { type Server, ServerCredentials } from "@grpc/grpc-js";
 
@@ -61,15 +61,19 @@ function probe(path: string): Promise<string> {
 }
 
 /**
- * Serve gRPC on a socket someone else bound and listens on (the launcher's fd):
- * each accepted connection goes to grpc-js as if it had bound the socket itself.
+ * Serve gRPC on a unix socket through a listener of our own: bound here to
+ * `path`, or bound and listening already (the launcher's descriptor). Every
+ * accepted connection passes `admit` first, then goes to grpc-js as if it had
+ * bound the socket itself.
  */
-export async function serveInherited(grpc: Server, fd: number, onError: (e: Error) => void): Promise<NetServer> {
+export async function serveOn(grpc: Server, where: { fd: number } | { path: string }, admit: (socket: Socket) => boolean, onError: (e: Error) => void): Promise<NetServer> {
   const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
-  const server = createServer({ pauseOnConnect: false }, (socket) => injector.injectConnection(socket));
+  const server = createServer((socket) => {
+    if (admit(socket)) injector.injectConnection(socket);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ fd }, () => {
+    server.listen({ ...where, backlog: 511 }, () => {
       server.off("error", reject);
       server.on("error", onError); // e.g. EMFILE on accept: the server keeps listening
       resolve();

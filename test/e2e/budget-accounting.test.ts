@@ -186,6 +186,24 @@ it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes 
   await Promise.all(outcomes.map((o) => within(o, 10_000, "stalled OpenStream")));
 });
 
+it("ends a SaveStream that sends only empty chunks: they are not progress, the idle limit runs from the last data", async () => {
+  const raw = client.raw as unknown as Record<string, (...a: unknown[]) => { cancel(): void; write(m: unknown): boolean }>;
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = new Promise<string>((resolve) => {
+    const c = raw["SaveStream"]!.call(client.raw, new Metadata(), (err: unknown, res: { error?: string }) => resolve(err ? String(err) : (res.error ?? "")));
+    c.write({ outputArtifact: artifact(cfg(), "empty-chunks") });
+    c.write({ chunk: big.subarray(0, 1024) });
+    // An empty chunk every 100 ms, far more often than the idle limit.
+    timer = setInterval(() => c.write({ chunk: Buffer.alloc(0) }), 100);
+  });
+  try {
+    expect(await within(outcome, IDLE_MS + 10_000, "SaveStream of empty chunks")).toMatch(/sent no data for 1\.5 s/);
+  } finally {
+    clearInterval(timer);
+  }
+  await until("budget in use back to 0", () => budget.inUse === 0, 10_000);
+});
+
 it("does not wedge on a part size beyond memory: tuning.partSizeMiB 5120 saves with bounded buffers", async () => {
   const src = join(work, "up.bin");
   const res = await within(client.save(artifact(cfg(5120, 5120), "huge-part"), src), 60_000, "Save");
