@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateBucketCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type MotoServer, startMoto } from "../../scripts/lib/moto.mjs";
@@ -82,4 +82,16 @@ it("an object uploaded by another client as multipart with CRC32 loads (moto's c
   const dest = join(work, "composite.back");
   expect(await plugin.client.load(artifact(cfg(), "composite.bin"), dest)).toEqual({ success: true, error: "" });
   expect(sha(readFileSync(dest))).toBe(sha(data));
+});
+
+it("keys that S3 keeps apart but that name one local file (a/b, a//b, a/./b) fail the Load naming the key; no file is made of two objects", async () => {
+  const objects = { "same/a/b": randomBytes(3000), "same/a//b": randomBytes(3000), "same/a/./b": randomBytes(3000) };
+  for (const [Key, Body] of Object.entries(objects)) await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body }));
+  for (const k of Object.keys(objects)) expect((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: k }))).ContentLength, `moto keeps ${k}`).toBe(3000);
+  const dest = join(work, "same-back");
+  const res = await plugin.client.load(artifact(cfg(), "same"), dest);
+  expect(res.success).toBe(false);
+  expect(res.error).toMatch(/refusing to load object "same\/a(\/\/|\/\.\/)b" .*names the same file as another key would/);
+  // The target was made by this Load: a refused Load removes it whole.
+  expect(() => readFileSync(join(dest, "a", "b"))).toThrow();
 });

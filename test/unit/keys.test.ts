@@ -66,8 +66,14 @@ describe("localPathFor", () => {
     expect(p.startsWith(root + sep)).toBe(true);
     expect(localPathFor(root, "dir/", "dir/file")).toBe(join(root, "file"));
     expect(localPathFor(root, "", "top.txt")).toBe(join(root, "top.txt"));
-    // "." segments and doubled slashes inside are harmless.
-    expect(localPathFor(root, "dir/", "dir/a/./b//c")).toBe(join(root, "a", "b", "c"));
+  });
+
+  it("refuses keys that name the same file as another key (a//b, a/./b beside a/b): two objects never mix into one file", () => {
+    for (const k of ["dir/a//b", "dir/a/./b", "dir/./a", "dir/a/b//c", "dir/a/."]) {
+      expect(refusal(k).message).toMatch(/names the same file as another key would .*rename the object/);
+    }
+    expect(localPathFor(root, "dir/", "dir/a/b")).toBe(join(root, "a", "b"));
+    expect(localPathFor(root, "dir/", "dir/a.b/.c")).toBe(join(root, "a.b", ".c"));
   });
 
   it("returns an absolute path for a relative root", () => {
