@@ -115,7 +115,9 @@ export async function installArgo(cluster, opts) {
       "    spec:",
       "      containers:",
       "        - name: workflow-controller",
-      `          args: [--executor-image, ${ARGO_IMAGES.exec}]`,
+      // Debug: argoexec in plugin containers logs at the controller's level, and only at debug does it say when it
+      // looked for the plugin's socket and found none (the cluster tier asserts the first look finds it).
+      `          args: [--executor-image, ${ARGO_IMAGES.exec}, --loglevel, debug]`,
       "          env:",
       "            - {name: LEADER_ELECTION_DISABLE, value: \"true\"}",
       "            - {name: DEFAULT_REQUEUE_TIME, value: 1s}",

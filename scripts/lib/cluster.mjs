@@ -42,7 +42,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { ARGO_SYMLINKS, restoreArgoSymlinks } from "./argo-module.mjs";
 import { imageEntrypoint, imageEnv, imageUser } from "./image-env.mjs";
@@ -64,13 +64,50 @@ const API_SERVICE_IP = "10.215.0.1";
 const NODE_NAME = "argo-s3-k8s";
 const PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/**
+ * CLUSTER_ARGO_SRC: a checkout of argo-workflows (e.g. tag v4.1.2, which the Go
+ * module proxy does not serve) to build Argo's three binaries from and install
+ * from its manifests/, instead of v4.0.5 from the proxy. For developers who
+ * have the source; CI never sets it, and nothing of it is kept in this repository.
+ * @returns {{ dir: string, version: string, identity: string } | undefined}
+ */
+export function argoSource() {
+  const dir = process.env["CLUSTER_ARGO_SRC"];
+  if (!dir) return undefined;
+  const abs = resolve(dir);
+  if (!existsSync(join(abs, "cmd", "argoexec")) || !existsSync(join(abs, "manifests"))) {
+    throw new ToolError(`CLUSTER_ARGO_SRC=${dir}: not a checkout of argo-workflows (no cmd/argoexec or manifests/)`);
+  }
+  const git = (/** @type {string[]} */ args) => execFileSync("git", ["-C", abs, ...args], { encoding: "utf8" }).trim();
+  let version;
+  let identity;
+  try {
+    version = git(["describe", "--tags", "--always"]);
+    // The commit and any local change: a new build when either differs.
+    // The commit, and the content of any file changed since (a checkout may lack blobs git cannot diff).
+    const changed = git(["status", "--porcelain", "--untracked-files=no"]);
+    const h = createHash("sha256").update(`${git(["rev-parse", "HEAD"])}\n${changed}\n`);
+    for (const line of changed.split("\n")) {
+      const f = join(abs, line.slice(3));
+      if (line.length > 3 && existsSync(f) && statSync(f).isFile()) h.update(readFileSync(f));
+    }
+    identity = h.digest("hex");
+  } catch (e) {
+    throw new ToolError(`CLUSTER_ARGO_SRC=${dir}: git cannot describe it (${/** @type {Error} */ (e).message.split("\n")[0]}); a git checkout is needed to name the build`);
+  }
+  return { dir: abs, version, identity };
+}
+
+/** The Argo version the cluster tier runs: CLUSTER_ARGO_SRC's tag, else the module proxy's v4.0.5. */
+export const ARGO_RUN_VERSION = argoSource()?.version ?? ARGO_VERSION;
+
 /** The image references the ready-made images carry (what pod specs name). */
 export const IMAGES = {
   pause: "local/pause:3.10",
   busybox: "local/busybox:1",
-  argoexec: "local/argoexec:v4.0.5",
-  workflowController: "local/workflow-controller:v4.0.5",
-  argoCli: "local/argocli:v4.0.5",
+  argoexec: `local/argoexec:${ARGO_RUN_VERSION}`,
+  workflowController: `local/workflow-controller:${ARGO_RUN_VERSION}`,
+  argoCli: `local/argocli:${ARGO_RUN_VERSION}`,
 };
 export const PLUGIN_IMAGE_NAME = "argo-s3-artifact-plugin";
 
@@ -199,22 +236,33 @@ export function clusterBinariesDir() {
   return join(cacheDir(), "tools", `cluster-${hash.digest("hex").slice(0, 16)}`);
 }
 
+/** Where Argo's three binaries are: beside Kubernetes', or (CLUSTER_ARGO_SRC) per source tree. */
+function argoBinariesDir() {
+  const src = argoSource();
+  if (!src) return clusterBinariesDir();
+  const hash = createHash("sha256").update(`${RECIPE} ${src.version}\n${src.identity}`);
+  return join(cacheDir(), "tools", `argo-src-${hash.digest("hex").slice(0, 16)}`);
+}
+
 /**
  * Kubernetes' server binaries and kubectl (v1.33.13) and Argo's
- * workflow-controller, argo and argoexec (v4.0.5), all static, built from the
- * Go module proxy once per content of their inputs (minutes of CPU; the two
- * builds run one after the other).
+ * workflow-controller, argo and argoexec (v4.0.5, or CLUSTER_ARGO_SRC's), all
+ * static, built once per content of their inputs (minutes of CPU; the builds
+ * run one after the other).
  * @returns {Promise<{ kubeApiserver: string, kubeControllerManager: string, kubeScheduler: string, kubelet: string, kubeProxy: string, kubectl: string, workflowController: string, argo: string, argoexec: string }>}
  */
 export async function clusterBinaries() {
   const dir = clusterBinariesDir();
-  const out = /** @type {{ [K in keyof typeof BINARIES]: string }} */ (Object.fromEntries(Object.entries(BINARIES).map(([k, v]) => [k, join(dir, v)])));
-  const missing = (/** @type {string[]} */ names) => names.some((n) => !existsSync(join(dir, n)));
-  if (!missing(K8S_COMMANDS) && !missing(ARGO_COMMANDS)) return out;
+  const argoDir = argoBinariesDir();
+  const isArgo = (/** @type {string} */ v) => ARGO_COMMANDS.includes(v);
+  const out = /** @type {{ [K in keyof typeof BINARIES]: string }} */ (Object.fromEntries(Object.entries(BINARIES).map(([k, v]) => [k, join(isArgo(v) ? argoDir : dir, v)])));
+  const missing = (/** @type {string} */ d, /** @type {string[]} */ names) => names.some((n) => !existsSync(join(d, n)));
+  if (!missing(dir, K8S_COMMANDS) && !missing(argoDir, ARGO_COMMANDS)) return out;
   await requireGo("the cluster tier (Kubernetes and Argo)");
   mkdirSync(dir, { recursive: true });
+  mkdirSync(argoDir, { recursive: true });
   const goOpts = (/** @type {string} */ cwd) => ({ cwd, env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false" }, timeoutMs: 60 * 60_000 });
-  if (missing(K8S_COMMANDS)) {
+  if (missing(dir, K8S_COMMANDS)) {
     process.stderr.write(`building Kubernetes ${K8S_VERSION} (${K8S_COMMANDS.join(", ")}) from the Go module proxy: ~10 min of CPU, once per machine...\n`);
     const tmp = mkdtempSync(join(tmpdir(), "cluster-k8s-build-"));
     try {
@@ -229,28 +277,71 @@ export async function clusterBinaries() {
       rmSync(tmp, { recursive: true, force: true });
     }
   }
-  if (missing(ARGO_COMMANDS)) {
-    process.stderr.write(`building Argo ${ARGO_VERSION} (${ARGO_COMMANDS.join(", ")}) from the Go module proxy: ~6 min of CPU, once per machine...\n`);
-    const tmp = mkdtempSync(join(tmpdir(), "cluster-argo-build-"));
-    try {
-      for (const f of ["go.mod", "go.sum"]) copyFileSync(join(ROOT, "test", "cluster", "argo", f), join(tmp, f));
-      const t0 = Date.now();
-      // -e: the module zip lacks the UI bundle `argo` embeds; the placeholder below stands in for it.
-      await run("go", ["mod", "vendor", "-e"], { ...goOpts(tmp), what: "go mod vendor of Argo's wrapper module" });
-      const vendored = join(tmp, "vendor", ...ARGO_MODULE.split("/"));
-      if (!existsSync(vendored)) throw new Error(`go mod vendor did not produce ${vendored}`);
-      // The module zip also drops the repository's symlinks (argoexec's Linux process handling): Argo's own files back.
-      restoreArgoSymlinks(vendored);
-      mkdirSync(join(vendored, "ui", "dist", "app"), { recursive: true });
-      writeFileSync(join(vendored, "ui", "dist", "app", "index.html"), "<!doctype html><title>Argo</title><p>UI not built in the cluster tier; the API works.</p>\n");
-      await run("go", ["build", "-mod=vendor", "-trimpath", "-o", `${join(tmp, "bin")}/`, ...ARGO_COMMANDS.map((c) => `${ARGO_MODULE}/cmd/${c}`)], { ...goOpts(tmp), what: `go build of Argo ${ARGO_VERSION} (in ${tmp})` });
-      for (const c of ARGO_COMMANDS) publish(join(tmp, "bin", c), join(dir, c));
-      process.stderr.write(`built Argo in ${Math.round((Date.now() - t0) / 1000)} s\n`);
-    } finally {
-      rmSync(tmp, { recursive: true, force: true });
-    }
+  if (missing(argoDir, ARGO_COMMANDS)) {
+    const src = argoSource();
+    if (src) await buildArgoFromSource(src, argoDir, goOpts(src.dir));
+    else await buildArgoFromProxy(argoDir, goOpts);
   }
   return out;
+}
+
+/**
+ * Argo v4.0.5 from the module proxy, through a vendored wrapper module, with the symlinks the zip dropped put back.
+ * @param {string} dir @param {(cwd: string) => { cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number }} goOpts
+ */
+async function buildArgoFromProxy(dir, goOpts) {
+  process.stderr.write(`building Argo ${ARGO_VERSION} (${ARGO_COMMANDS.join(", ")}) from the Go module proxy: ~6 min of CPU, once per machine...\n`);
+  const tmp = mkdtempSync(join(tmpdir(), "cluster-argo-build-"));
+  try {
+    for (const f of ["go.mod", "go.sum"]) copyFileSync(join(ROOT, "test", "cluster", "argo", f), join(tmp, f));
+    const t0 = Date.now();
+    // -e: the module zip lacks the UI bundle `argo` embeds; the placeholder below stands in for it.
+    await run("go", ["mod", "vendor", "-e"], { ...goOpts(tmp), what: "go mod vendor of Argo's wrapper module" });
+    const vendored = join(tmp, "vendor", ...ARGO_MODULE.split("/"));
+    if (!existsSync(vendored)) throw new Error(`go mod vendor did not produce ${vendored}`);
+    // The module zip also drops the repository's symlinks (argoexec's Linux process handling): Argo's own files back.
+    restoreArgoSymlinks(vendored);
+    placeholderUi(vendored);
+    await run("go", ["build", "-mod=vendor", "-trimpath", "-o", `${join(tmp, "bin")}/`, ...ARGO_COMMANDS.map((c) => `${ARGO_MODULE}/cmd/${c}`)], { ...goOpts(tmp), what: `go build of Argo ${ARGO_VERSION} (in ${tmp})` });
+    for (const c of ARGO_COMMANDS) publish(join(tmp, "bin", c), join(dir, c));
+    process.stderr.write(`built Argo in ${Math.round((Date.now() - t0) / 1000)} s\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Argo from a checkout (CLUSTER_ARGO_SRC), dependencies from the Go module proxy. The checkout
+ * is left as it was: a placeholder UI is written only where none was built, and removed after.
+ * @param {{ dir: string, version: string }} src @param {string} dir @param {{ cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number }} opts
+ */
+async function buildArgoFromSource(src, dir, opts) {
+  process.stderr.write(`building Argo ${src.version} (${ARGO_COMMANDS.join(", ")}) from ${src.dir} (CLUSTER_ARGO_SRC): ~7 min of CPU, once per source...\n`);
+  const t0 = Date.now();
+  const made = placeholderUi(src.dir);
+  const tmp = mkdtempSync(join(tmpdir(), "cluster-argo-src-build-"));
+  try {
+    await run("go", ["build", "-trimpath", "-ldflags", `-X ${ARGO_MODULE}.version=${src.version}`, "-o", `${tmp}/`, ...ARGO_COMMANDS.map((c) => `./cmd/${c}`)], { ...opts, what: `go build of Argo ${src.version} in ${src.dir}` });
+    for (const c of ARGO_COMMANDS) publish(join(tmp, c), join(dir, c));
+  } finally {
+    if (made) rmSync(made, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.stderr.write(`built Argo ${src.version} in ${Math.round((Date.now() - t0) / 1000)} s\n`);
+}
+
+/**
+ * `argo` embeds the UI bundle, which neither the module zip nor a plain checkout holds: a
+ * placeholder page lets it compile (blank UI, working API). Returns the folder it made, if any.
+ * @param {string} root @returns {string | undefined}
+ */
+function placeholderUi(root) {
+  const app = join(root, "ui", "dist", "app");
+  if (existsSync(join(app, "index.html"))) return undefined;
+  const made = existsSync(join(root, "ui", "dist")) ? app : join(root, "ui", "dist");
+  mkdirSync(app, { recursive: true });
+  writeFileSync(join(app, "index.html"), "<!doctype html><title>Argo</title><p>UI not built in the cluster tier; the API works.</p>\n");
+  return made;
 }
 
 /** @type {Promise<string> | undefined} */
@@ -262,6 +353,8 @@ let argoModuleDirPromise;
  * @returns {Promise<string>}
  */
 export function argoModuleDir() {
+  const src = argoSource();
+  if (src) return Promise.resolve(src.dir);
   argoModuleDirPromise ??= (async () => {
     await requireGo("the cluster tier (Kubernetes and Argo)");
     const r = await run("go", ["mod", "download", "-json", `${ARGO_MODULE}@${ARGO_VERSION}`], { cwd: tmpdir(), env: { ...process.env, GOFLAGS: "-mod=mod" }, timeoutMs: 10 * 60_000 });

@@ -52,6 +52,15 @@ async function containerLog(workflow: string, templateName: string, container: s
   return (await cluster.kubectl(["-n", ns, "logs", pod.metadata.name, "-c", container])).stdout;
 }
 
+/** The value a container of the pod that ran `templateName` gets for `name` (the last entry of that name wins, as in Kubernetes). */
+async function containerEnv(workflow: string, templateName: string, container: string, name: string, ns = NAMESPACE): Promise<string | undefined> {
+  type C = { name: string; env?: { name: string; value?: string }[] };
+  const pods = await kubectlJson<{ items: { metadata: { name: string }; spec: { containers: C[]; initContainers?: C[] } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${workflow}`]);
+  const pod = pods.items.find((p) => p.metadata.name.includes(`-${templateName}-`));
+  const c = [...(pod?.spec.containers ?? []), ...(pod?.spec.initContainers ?? [])].find((x) => x.name === container);
+  return c?.env?.filter((e) => e.name === name).at(-1)?.value;
+}
+
 async function podLog(workflow: string, templateName: string, ns = NAMESPACE): Promise<string> {
   const log = await containerLog(workflow, templateName, "main", ns);
   // The main container's log also carries the emissary's own lines (argoexec's logger): the program's output is the rest.
@@ -110,6 +119,18 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     const stored = await objectBytes(`runs/${name}/report.txt`);
     expect(stored.length).toBeGreaterThan(10);
     expect(await podLog(name, "consume")).toBe(stored.toString());
+  });
+
+  it("finds the plugin's socket at argoexec's first look in the init container (the launcher binds it before Node starts)", async () => {
+    const { name } = ran["file"]!;
+    const log = await containerLog(name, "consume", "init-artifact-s3");
+    // argoexec's own lines (text format; at debug it says when a look found no socket).
+    expect(log, log).toMatch(/plugin socket file exists and is a unix socket/);
+    expect(log, log).not.toMatch(/plugin socket not found, retrying/);
+    expect(log).toMatch(/level=debug/); // the controller's --loglevel debug reached argoexec: the absence above means something
+    // The ready line may not make it out of an init container (argoexec ends it as soon as the Load is answered): the sidecar's.
+    expect(await containerLog(name, "produce", "artifact-plugin-s3")).toContain('"socketFrom":"launcher"');
+    process.stdout.write(`init-artifact-s3 of ${name}:\n${log.split("\n").slice(0, 40).join("\n")}\n`);
   });
 
   it("runs the directory example (archive none, mode): every file stored, the consumer counts them", async () => {
@@ -279,15 +300,27 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       );
       const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
       const { name } = await expectSucceeded(wf);
-      const spans = () => lines().filter((l) => l.startsWith("{")).flatMap(spansOf).filter((x) => x.traceId === podTrace);
-      await eventually("the Save and Load spans at the receiver", async () => ["Save", "Load"].every((m) => spans().some((x) => x.name === `artifact.ArtifactService/${m}`)), 60_000, 250).catch(async (e: Error) => {
+      // The trace context each plugin container got: the executor's, unless the controller put its own after it
+      // (Argo 4.1 gives every container the step's TRACEPARENT after the executor's env; the last one wins).
+      const steps = [["Save", "S3.PutObject", "produce", "artifact-plugin-s3"], ["Load", "S3.GetObject", "consume", "init-artifact-s3"]] as const;
+      const expected = new Map<string, { traceId: string; spanId: string }>();
+      for (const [method, , step, container] of steps) {
+        const tp = await containerEnv(name, step, container, "TRACEPARENT");
+        const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(tp ?? "");
+        expect(m, `${step}/${container}'s TRACEPARENT ${tp}`).not.toBeNull();
+        expected.set(method, { traceId: m![1]!, spanId: m![2]! });
+        if (m![1] !== podTrace) process.stdout.write(`tracing: ${step}/${container} runs in the controller's trace ${m![1]} (Argo >= 4.1), not the executor's\n`);
+      }
+      const spans = () => lines().filter((l) => l.startsWith("{")).flatMap(spansOf);
+      const rpcSpan = (method: string) => spans().find((x) => x.name === `artifact.ArtifactService/${method}` && x.traceId === expected.get(method)!.traceId);
+      await eventually("the Save and Load spans at the receiver", async () => ["Save", "Load"].every((m) => rpcSpan(m) !== undefined), 60_000, 250).catch(async (e: Error) => {
         const logs = [await containerLog(name, "produce", "artifact-plugin-s3"), await containerLog(name, "consume", "init-artifact-s3")].join("\n");
         throw new Error(`${e.message}\nreceiver:\n${out.slice(0, 3000)}\nplugin containers:\n${logs.slice(-6000)}`);
       });
       const key = `runs/${name}/report.txt`;
-      for (const [method, op, step] of [["Save", "S3.PutObject", "produce"], ["Load", "S3.GetObject", "consume"]] as const) {
-        const rpc = spans().find((x) => x.name === `artifact.ArtifactService/${method}`)!;
-        expect(rpc.parentSpanId, `${method}'s parent`).toBe(podSpan);
+      for (const [method, op, step] of steps) {
+        const rpc = rpcSpan(method)!;
+        expect(rpc.parentSpanId, `${method}'s parent`).toBe(expected.get(method)!.spanId);
         expect(rpc.attributes["aws.s3.key"]).toBe(key);
         expect(rpc.attributes["argo_s3.outcome"]).toBe("ok");
         // The pod that ran it: the step's own pod (the sidecar saves, the init container loads).
