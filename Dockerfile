@@ -17,13 +17,13 @@ COPY src ./src
 # client), each one file with every dependency (scripts/bundle.mjs).
 RUN npm run build
 
-# The entrypoint: a static launcher that binds the plugin's socket within a few
-# milliseconds and hands it to Node (launcher/main.go), so that argoexec finds
+# The entrypoint: a static launcher that binds the plugin's socket within a
+# millisecond and hands it to Node (launcher/launch.c), so that argoexec finds
 # the socket at its first look instead of a second later.
-FROM golang:1.26-bookworm AS launcher
+FROM gcc:12-bookworm AS launcher
 WORKDIR /src
-COPY launcher ./
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /launch .
+COPY launcher/launch.c ./
+RUN gcc -O2 -Wall -Wextra -Werror -static -s -o /launch launch.c
 
 # The one dependency the bundle cannot hold: @node-rs/crc32's native binary.
 FROM node:${NODE_VERSION}-bookworm-slim AS deps

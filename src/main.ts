@@ -163,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
       metricsAddress: settings.metricsPort === undefined ? undefined : (settings.metricsAddress ?? "all"),
       tracing: settings.tracing ? `otlp ${settings.tracing.protocol}` : undefined,
       socketPath,
-      // "launcher": bound by the image's entrypoint before Node started (launcher/main.go).
+      // "launcher": bound by the image's entrypoint before Node started (launcher/launch.c).
       socketFrom: settings.listenFd === undefined ? "plugin" : "launcher",
       pid: process.pid,
       node: process.version,

@@ -20,7 +20,7 @@ export interface Settings {
   graceMs: number;
   /** Explicit socket mode; undefined: follow the socket folder's sharing (see wire/socket.ts). */
   socketMode: number | undefined;
-  /** A socket the image's launcher (launcher/main.go) already bound and listens on, for socketPath. */
+  /** A socket the image's launcher (launcher/launch.c) already bound and listens on, for socketPath. */
   listenFd: number | undefined;
   progressIntervalMs: number;
   streamIdleMs: number;

@@ -20,6 +20,17 @@ export const PROFILES = {
   },
 };
 
+/** The link program (bench/link). */
+export const linkBinary = () => goBuild("bench/link");
+
+/**
+ * The link's arguments for a profile: listen on `listen`, forward to `upstream`.
+ * @param {Profile} profile @param {string} listen @param {string} upstream
+ */
+export function linkArgs(profile, listen, upstream) {
+  return ["-listen", listen, "-upstream", upstream, "-delay", `${profile.rttMs / 2}ms`, "-conn-rate", String(profile.connMBps * 1e6), "-total-rate", String(profile.totalMBps * 1e6)];
+}
+
 /**
  * Starts the link in front of `upstream` ("host:port") for a profile; the
  * loopback profile returns the upstream itself.
@@ -28,12 +39,7 @@ export const PROFILES = {
  */
 export async function startLink(profile, upstream) {
   if (profile.rttMs === 0 && profile.connMBps === 0) return { hostPort: upstream, stop: async () => {} };
-  const bin = await goBuild("bench/link");
-  const proc = spawn(
-    bin,
-    ["-listen", "127.0.0.1:0", "-upstream", upstream, "-delay", `${profile.rttMs / 2}ms`, "-conn-rate", String(profile.connMBps * 1e6), "-total-rate", String(profile.totalMBps * 1e6)],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
+  const proc = spawn(await linkBinary(), linkArgs(profile, "127.0.0.1:0", upstream), { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: /** @type {import("node:stream").Readable} */ (proc.stdout) });
   const hostPort = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("bench/link did not start within 10 s")), 10_000);

@@ -238,7 +238,23 @@ export async function goBuild(folder, opts = {}) {
   return bin;
 }
 
-/** The image's entrypoint, launcher/ (binds the socket before Node starts), static as in the image. */
-export function launcherBinary() {
-  return goBuild("launcher", { static: true });
+/**
+ * The image's entrypoint, launcher/launch.c (binds the socket before Node
+ * starts), static as in the image; cached by the hash of its source.
+ * @returns {Promise<string>}
+ */
+export async function launcherBinary() {
+  const src = join(ROOT, "launcher", "launch.c");
+  const hash = createHash("sha256").update("gcc -O2 -static -s\0").update(readFileSync(src));
+  const dir = join(cacheDir(), "tools", `launcher-${hash.digest("hex").slice(0, 16)}`);
+  const bin = join(dir, "launch");
+  if (existsSync(bin)) return bin;
+  mkdirSync(dir, { recursive: true });
+  try {
+    await run("gcc", ["-O2", "-Wall", "-Wextra", "-Werror", "-static", "-s", "-o", `${bin}.tmp`, src], { maxBuffer: 16 * 1024 * 1024, timeout: 5 * 60_000 });
+  } catch (e) {
+    throw new ToolError(`building the launcher (launcher/launch.c) needs a C compiler with static glibc (Debian: gcc, libc6-dev): ${/** @type {Error} */ (e).message.split("\n")[0]}`);
+  }
+  renameSync(`${bin}.tmp`, bin);
+  return bin;
 }

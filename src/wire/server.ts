@@ -101,7 +101,7 @@ export class PluginServer {
     const onError = (e: Error) => this.opts.logger.warn({ error: describeError(e) }, "accepting a connection failed");
     const admit = (socket: Socket) => this.connections.admit(socket);
     if (this.opts.listenFd !== undefined) {
-      // Bound, mode set and listening since before Node started (launcher/main.go): clients
+      // Bound, mode set and listening since before Node started (launcher/launch.c): clients
       // already queued on it get their HTTP/2 handshake as soon as the descriptor is served.
       this.listener = await serveOn(this.server, { fd: this.opts.listenFd }, admit, onError);
       this.bound = true;

@@ -1,6 +1,6 @@
-// The image's entrypoint, launcher/ (a static Go program): it binds the
+// The image's entrypoint, launcher/launch.c (a small static C program): it binds the
 // plugin's socket before Node starts and hands it over as fd 3, so argoexec's
-// first look (about 10 ms after it starts the container) finds the socket.
+// first look (about 4 ms after it starts the plugin) finds the socket.
 // Here: a client that connects while Node has not even started is served once
 // it has; the launcher's socket mode is the plugin's own rule (folder sharing,
 // ARGO_S3_PLUGIN_SOCKET_MODE); whatever the launcher cannot do it leaves to

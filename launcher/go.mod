@@ -1,3 +1,0 @@
-module github.com/argo-s3-artifact-plugin/launcher
-
-go 1.25
