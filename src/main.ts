@@ -38,6 +38,9 @@ environment:
                                    role a workflow names is used unless listed below, no loopback
                                    endpoint (default: true in a Kubernetes pod without a workflow's
                                    ARGO_WORKFLOW_NAME and ARGO_WORKFLOW_UID, else false)
+  ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS
+                                   in the shared sidecar, a whole ListObjects or IsDirectory (every
+                                   page) ends within this (default 60)
   ARGO_S3_PLUGIN_ALLOWED_SECRETS   secrets the shared sidecar may read: "name" or "name/key", comma-separated
   ARGO_S3_PLUGIN_ALLOWED_ROLES     roles (roleARN) the shared sidecar may assume, comma-separated
   ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS endpoints (host or host:port) configurations may use; empty: any
@@ -99,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
     maxConcurrentListings: settings.shared ? 4 : 8,
     perTenantLimits: settings.shared,
+    // A listing's pages, however slowly or endlessly a store serves them, end within the operator's bound.
+    callDeadlinesMs: settings.shared ? { ListObjects: settings.sharedListingMs, IsDirectory: settings.sharedListingMs } : undefined,
     onRpc: (...a) => metrics?.rpc(...a),
   });
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.

@@ -35,6 +35,8 @@ export interface Settings {
   lateUploadWatchMs: number;
   /** The shared argo-server sidecar: secrets and roles only from the allow lists, no loopback endpoints. */
   shared: boolean;
+  /** In the shared sidecar: the bound on a whole ListObjects or IsDirectory, every page included. */
+  sharedListingMs: number;
   /** Why `shared` is what it is (in the ready line). */
   sharedBecause: string;
   /** Roles (roleARN) the shared sidecar may assume. */
@@ -371,6 +373,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       maxConcurrentTransfers: sized.maxConcurrentTransfers,
       lateUploadWatchMs: seconds(env, "ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", 120_000),
       ...sharedMode(env, inPod),
+      sharedListingMs: seconds(env, "ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS", 60_000, 1),
       allowedRoles: list(env["ARGO_S3_PLUGIN_ALLOWED_ROLES"]),
       metricsPort: port(env, "ARGO_S3_PLUGIN_METRICS_PORT"),
       metricsAddress: ipAddress(env, "ARGO_S3_PLUGIN_METRICS_ADDRESS"),

@@ -32,7 +32,9 @@ const KEYS = { access: "cluster-tier", secret: "cluster-tier-secret-key" };
  */
 export async function startArgoCluster(opts) {
   const images = await clusterLib.clusterImages(opts.pluginImage);
-  const cluster = await clusterLib.startCluster({ images });
+  // CLUSTER_ARGO_LAYOUT=initless: Argo's init-less pod layout, on a node with image volumes.
+  const initless = clusterLib.argoLayout() === "initless";
+  const cluster = await clusterLib.startCluster({ images, imageVolumes: initless });
   /** @type {import("node:child_process").ChildProcess | undefined} */
   let minio;
   /** @type {{ cleanup: () => void } | undefined} */
@@ -124,7 +126,13 @@ export async function startArgoCluster(opts) {
       60_000,
       250,
     );
-    install = await installArgo(cluster, { argoModule: await clusterLib.argoModuleDir(), pluginImage: opts.pluginImage, executorMemory: opts.executorMemory ?? "256Mi", workflowSecrets: [store.secret] });
+    install = await installArgo(cluster, {
+      argoModule: await clusterLib.argoModuleDir(),
+      pluginImage: opts.pluginImage,
+      executorMemory: opts.executorMemory ?? "256Mi",
+      workflowSecrets: [store.secret],
+      ...(initless ? { controllerConfig: "  initlessPod: |\n    enabled: true" } : {}),
+    });
     await cluster.kubectl(["-n", NAMESPACE, "create", "secret", "generic", store.secret, `--from-literal=accesskey=${KEYS.access}`, `--from-literal=secretkey=${KEYS.secret}`]);
     /** MinIO's root keys and URL inside the cluster's namespace (for stand-ins that mint credentials from it). */
     const minioAccess = { url: `http://${store.endpoint}`, accessKey: KEYS.access, secretKey: KEYS.secret };

@@ -98,6 +98,45 @@ export function argoSource() {
   return { dir: abs, version, identity };
 }
 
+/**
+ * CLUSTER_ARGO_LAYOUT=initless: Argo's init-less pod layout (v4.1 and later, beta): the controller's
+ * `initlessPod: {enabled: true}`, and what it needs from the node: Kubernetes image volumes (the
+ * ImageVolume feature gate on the apiserver and kubelet) and a runtime that mounts them (containerd
+ * 2.x, built from the module proxy; Debian's 1.6 cannot). Unset: Argo's default layout.
+ */
+export function argoLayout() {
+  const v = process.env["CLUSTER_ARGO_LAYOUT"] ?? "";
+  if (v === "" || v === "default") return "default";
+  if (v === "initless") return "initless";
+  throw new ToolError(`CLUSTER_ARGO_LAYOUT=${v}: one of default, initless`);
+}
+
+const CONTAINERD2_MODULE = "github.com/containerd/containerd/v2";
+const CONTAINERD2_VERSION = "v2.2.9";
+const CONTAINERD2_COMMANDS = ["containerd", "containerd-shim-runc-v2", "ctr"];
+
+/** containerd 2.x (containerd, its runc shim, ctr), static, from the Go module proxy; once per machine. @returns {Promise<string>} their folder */
+export async function containerd2() {
+  const dir = join(cacheDir(), "tools", `containerd-${CONTAINERD2_VERSION}`);
+  if (CONTAINERD2_COMMANDS.every((c) => existsSync(join(dir, c)))) return dir;
+  await requireGo("containerd 2 for image volumes (CLUSTER_ARGO_LAYOUT=initless)");
+  process.stderr.write(`building containerd ${CONTAINERD2_VERSION} from the Go module proxy (image volumes): ~2 min of CPU, once per machine...\n`);
+  const tmp = mkdtempSync(join(tmpdir(), "containerd2-"));
+  try {
+    await run("go", ["install", "-trimpath", "-tags", "no_btrfs no_devmapper no_zfs", ...CONTAINERD2_COMMANDS.map((c) => `${CONTAINERD2_MODULE}/cmd/${c}@${CONTAINERD2_VERSION}`)], {
+      cwd: tmp,
+      env: { ...process.env, CGO_ENABLED: "0", GOBIN: join(tmp, "bin"), GOFLAGS: "-buildvcs=false" },
+      timeoutMs: 30 * 60_000,
+      what: `go install of containerd ${CONTAINERD2_VERSION}`,
+    });
+    mkdirSync(dir, { recursive: true });
+    for (const c of CONTAINERD2_COMMANDS) publish(join(tmp, "bin", c), join(dir, c));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return dir;
+}
+
 /** The Argo version the cluster tier runs: CLUSTER_ARGO_SRC's tag, else the module proxy's v4.0.5. */
 export const ARGO_RUN_VERSION = argoSource()?.version ?? ARGO_VERSION;
 
@@ -921,7 +960,8 @@ let clusterCount = 0;
  * scheduler, containerd, kubelet, kube-proxy) in a network namespace of its
  * own, imports the pause image and every image tar in `images`, and resolves
  * once the node is Ready and the default ServiceAccount exists.
- * @param {{ images?: string[], timeoutMs?: number }} [opts]
+ * With imageVolumes, the node serves Kubernetes image volumes (containerd 2, the ImageVolume gate).
+ * @param {{ images?: string[], timeoutMs?: number, imageVolumes?: boolean }} [opts]
  * @returns {Promise<Cluster>}
  */
 export async function startCluster(opts = {}) {
@@ -932,6 +972,10 @@ export async function startCluster(opts = {}) {
   for (const c of ["etcd", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "iptables", "conntrack"]) if (!onPath(c)) throw new ToolError(`\`${c}\` is not on PATH after installing ${HOST_PACKAGES.join(" ")}`);
   for (const p of ["bridge", "host-local", "loopback"]) if (!existsSync(join(CNI_BIN_DIR, p))) throw new ToolError(`CNI plugin ${CNI_BIN_DIR}/${p} is missing (Debian package containernetworking-plugins)`);
   const bins = await clusterBinaries();
+  // Image volumes: containerd 2 and its shim first on the daemons' PATH (containerd finds its shim there), ctr with them.
+  const runtimeDir = opts.imageVolumes ? await containerd2() : undefined;
+  const daemonPath = runtimeDir ? `${runtimeDir}:${PATH_ENV}` : PATH_ENV;
+  const featureGates = opts.imageVolumes ? ["--feature-gates=ImageVolume=true"] : [];
   const pause = await pauseImage();
   const images = [pause, ...(opts.images ?? [])];
   for (const i of images) if (!existsSync(i)) throw new Error(`image tar ${i} does not exist`);
@@ -1089,7 +1133,7 @@ rm -rf ${shq(dir)}
   const startProcess = (label, argv, o = {}) => {
     const enter = o.enter === "net" ? nsenterNet : ["nsenter", "-t", String(supervisorPid), "-m", "-n", "--"];
     const logFd = openSync(join(logDir, `${label}.log`), "a");
-    const child = spawn("sh", ["-c", intoCgroups, "sh", ...enter, ...argv], { cwd: o.cwd ?? dir, env: o.env ?? { ...process.env, PATH: PATH_ENV }, stdio: ["ignore", logFd, logFd] });
+    const child = spawn("sh", ["-c", intoCgroups, "sh", ...enter, ...argv], { cwd: o.cwd ?? dir, env: o.env ?? { ...process.env, PATH: daemonPath }, stdio: ["ignore", logFd, logFd] });
     closeSync(logFd);
     child.on("exit", (code, signal) => {
       daemons.delete(label);
@@ -1234,6 +1278,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         syncFrequency: "10s",
         fileCheckFrequency: "20s",
         shutdownGracePeriod: "0s",
+        ...(opts.imageVolumes ? { featureGates: { ImageVolume: true } } : {}),
       }),
     );
     writeFileSync(
@@ -1289,11 +1334,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       "--allow-privileged=true",
       "--profiling=false",
       `--cert-dir=${join(state, "apiserver-certs")}`,
+      ...featureGates,
       "--v=1",
     ]);
-    startProcess("containerd", [onPath("containerd") ?? "containerd", "--config", join(dir, "containerd.toml")]);
+    startProcess("containerd", [runtimeDir ? join(runtimeDir, "containerd") : (onPath("containerd") ?? "containerd"), "--config", join(dir, "containerd.toml")]);
 
-    const ctr = (/** @type {string[]} */ ...args) => run("nsenter", ["-t", String(supervisorPid), "-m", "-n", "--", "ctr", "--address", sock, ...args], { timeoutMs: 5 * 60_000, what: `ctr ${args.join(" ")}` });
+    const ctrBin = runtimeDir ? join(runtimeDir, "ctr") : "ctr";
+    const ctr = (/** @type {string[]} */ ...args) => run("nsenter", ["-t", String(supervisorPid), "-m", "-n", "--", ctrBin, "--address", sock, ...args], { timeoutMs: 5 * 60_000, what: `ctr ${args.join(" ")}` });
     await waitFor("containerd's socket", 30_000, async () => (await ctr("version"), true));
     // Imports (unpacked now, so a pod's first start does not pay for it) overlap the control plane's start.
     const tImport = Date.now();

@@ -54,6 +54,11 @@ export interface ServerOptions {
    * what an author's unanswering store ties up leaves a quarter free.
    */
   perTenantLimits?: boolean;
+  /**
+   * A bound on the whole of a call, by method (the shared sidecar's listings: every page of a
+   * ListObjects, an IsDirectory), whatever pace the store keeps; unset: none.
+   */
+  callDeadlinesMs?: Partial<Record<string, number>>;
   /** How often a long RPC logs a progress line (default 10 s). */
   progressIntervalMs?: number;
   /**
@@ -156,6 +161,20 @@ export class PluginServer {
     this.inflight.add(controller);
     const started = process.hrtime.bigint();
     const fields: RpcLog = {};
+    const deadlineMs = this.opts.callDeadlinesMs?.[method];
+    const overdue = () =>
+      new PluginError(
+        "storage",
+        `${method}${fields.key !== undefined ? ` of key "${String(fields.key)}"` : ""} in bucket ${String(fields.bucket ?? "?")} (endpoint ${String(fields["endpoint"] ?? "?")}) did not finish within ${deadlineMs! / 1000} s, the bound the operator set for it (ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS): the store answers too slowly or its listing does not end`,
+      );
+    let late = false;
+    const deadline = deadlineMs
+      ? setTimeout(() => {
+          late = true;
+          controller.abort(overdue());
+        }, deadlineMs)
+      : undefined;
+    deadline?.unref();
     const progress = { bytes: 0 };
     // Long transfers say how far they are at a fixed interval.
     const ticker = setInterval(() => {
@@ -204,12 +223,15 @@ export class PluginServer {
       this.logRpc(method, started, fields, "ok");
       await span?.end("ok", fields);
       return result;
-    } catch (e) {
+    } catch (caught) {
+      // Past its bound, whatever the abort surfaced as below: say which bound and why.
+      const e = late ? overdue() : caught;
       const outcome = e instanceof PluginError ? e.kind : "error";
       this.logRpc(method, started, fields, outcome, describeError(e));
       await span?.end(outcome, fields, describeError(e));
       throw e;
     } finally {
+      clearTimeout(deadline);
       clearInterval(ticker);
       this.inflight.delete(controller);
       this.pending.delete(p);

@@ -32,6 +32,9 @@ const hungSockets = new Set<Socket>();
 let fat: HttpServer;
 let fatPort: number;
 let fatAnswers = 0;
+let endless: HttpServer;
+let endlessPort: number;
+let endlessPages = 0;
 let drip: Server;
 let dripPort: number;
 const dripSockets = new Set<Socket>();
@@ -95,6 +98,17 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => drip.listen(0, "127.0.0.1", r));
   dripPort = (drip.address() as { port: number }).port;
+  // A listing that never ends: every page one key, promptly, and "there is more".
+  endless = createHttpServer((req, res) => {
+    endlessPages++;
+    req.resume();
+    const n = endlessPages;
+    const body = `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>k/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextContinuationToken>t${n}</NextContinuationToken><Contents><Key>k/f${n}</Key><Size>1</Size><ETag>"x"</ETag></Contents></ListBucketResult>`;
+    res.writeHead(200, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  });
+  await new Promise<void>((r) => endless.listen(0, "127.0.0.1", r));
+  endlessPort = (endless.address() as { port: number }).port;
 }, 600_000);
 
 afterAll(async () => {
@@ -102,6 +116,8 @@ afterAll(async () => {
   hung?.close();
   for (const s of dripSockets) s.destroy();
   drip?.close();
+  endless?.closeAllConnections();
+  endless?.close();
   fat?.closeAllConnections();
   fat?.close();
   await minio?.stop();
@@ -114,18 +130,19 @@ interface Shared {
   stop: () => Promise<void>;
 }
 
-async function sharedPlugin(): Promise<Shared> {
+async function sharedPlugin(extraEnv: Record<string, string> = {}): Promise<Shared> {
   const cgroup = memoryCgroup(`argo-s3-tenants-${process.pid}-${Date.now()}`, 256 * MiB);
   const dir = mkdtempSync(join(tmpdir(), "tenants-"));
   const plugin = await startPlugin(
     {
       ARGO_S3_PLUGIN_SHARED: "true",
-      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: `127.0.0.1:${hungPort},127.0.0.1:${fatPort},127.0.0.1:${dripPort},${minio.endpoint}`,
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: `127.0.0.1:${hungPort},127.0.0.1:${fatPort},127.0.0.1:${dripPort},127.0.0.1:${endlessPort},${minio.endpoint}`,
       ARGO_S3_PLUGIN_GRACE_SECONDS: "1",
       AWS_ACCESS_KEY_ID: minio.accessKey,
       AWS_SECRET_ACCESS_KEY: minio.secretKey,
       AWS_EC2_METADATA_DISABLED: "true",
       LOG_LEVEL: "info",
+      ...extraEnv,
     },
     dir,
     [],
@@ -216,6 +233,27 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
       rmSync(work, { recursive: true, force: true });
     }
   }, 180_000);
+
+  it("a listing that never ends (one key a page, always truncated) ends at ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS, naming the bound, the bucket and the endpoint", async () => {
+    const s = await sharedPlugin({ ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS: "3" });
+    try {
+      tally({ suite: "hostile: a listing that never ends", hostileTried: 1 });
+      const before = endlessPages;
+      const res = await within(
+        s.plugin.client.listObjects(artifact(store(`127.0.0.1:${endlessPort}`, "b"), "k")).catch((e: Error) => ({ objects: [], error: `the call failed: ${e.message}` })),
+        30_000,
+        "the endless ListObjects",
+      );
+      expect(res.error).toMatch(new RegExp(`ListObjects of key "k" in bucket b \\(endpoint http://127\\.0\\.0\\.1:${endlessPort}\\) did not finish within 3 s, the bound the operator set for it \\(ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS\\)`));
+      expect(endlessPages - before, "it did read pages until the bound").toBeGreaterThan(1);
+      const after = endlessPages;
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(endlessPages, "no page is asked for after the call ended").toBe(after);
+      tally({ suite: "hostile: a listing that never ends", hostileRefused: 1 });
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
 
   it("a store that drips its answer a byte a second is cut at requestTimeoutSeconds, head or body, with an error naming the endpoint", async () => {
     const s = await sharedPlugin();
