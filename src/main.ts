@@ -6,6 +6,7 @@
 // Start-up is on the critical path of every step that moves an artifact: only
 // what binds the socket is imported here; services.ts (the AWS SDK, the
 // transfer engine) is loaded once the socket is there.
+import type { AddressInfo } from "node:net";
 import { whenBuilt } from "./artifacts/ops.js";
 import { createLogger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -150,9 +151,11 @@ async function main(argv: string[]): Promise<number> {
   if (stopping) return stopped;
   // Health is for probes and people: a failure to add it must not stop a plugin that serves.
   await served.serving().catch((e: unknown) => logger.error({ error: (e as Error).message }, "grpc.health.v1.Health unavailable: probes that ask it will fail"));
+  let metricsPort = settings.metricsPort;
   if (metrics && settings.metricsPort !== undefined) {
     try {
-      await metrics.serve(settings.metricsPort, settings.metricsAddress, (e) => logger.warn({ error: e.message }, "metrics server error"));
+      // Port 0: one of the system's choosing, said in the ready line.
+      metricsPort = ((await metrics.serve(settings.metricsPort, settings.metricsAddress, (e) => logger.warn({ error: e.message }, "metrics server error"))).address() as AddressInfo).port;
     } catch (e) {
       logger.fatal({ metricsPort: settings.metricsPort, error: (e as Error).message }, "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another");
       if (stopping) return stopped;
@@ -164,7 +167,7 @@ async function main(argv: string[]): Promise<number> {
   logger.info(
     {
       version: VERSION,
-      metricsPort: settings.metricsPort,
+      metricsPort,
       metricsAddress: settings.metricsPort === undefined ? undefined : (settings.metricsAddress ?? "all"),
       tracing: settings.tracing ? `otlp ${settings.tracing.protocol}` : undefined,
       socketPath,

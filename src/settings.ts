@@ -239,10 +239,11 @@ function tracing(env: NodeJS.ProcessEnv): TracingSettings | undefined {
 }
 
 /** A TCP port number, or undefined when the variable is unset or empty. */
+/** A TCP port; 0 lets the system choose one (the ready line says which). */
 function port(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const v = (env[name] ?? "").trim();
   if (v === "") return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw new SettingsError(`${name}: "${env[name]}" is not a TCP port (1-65535)`);
+  if (!/^\d+$/.test(v) || Number(v) > 65535) throw new SettingsError(`${name}: "${env[name]}" is not a TCP port (0-65535; 0: any free one)`);
   return Number(v);
 }
 

@@ -11,6 +11,7 @@ import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { listeningPorts } from "./listening.mjs";
 import { minioBinary } from "./tools.mjs";
 
 const run = promisify(execFile);
@@ -75,8 +76,9 @@ function allThreadsStopped(pid) {
 export async function startMinio(opts = {}) {
   const bin = await minioBinary();
   const host = opts.host ?? "127.0.0.1";
-  const port = await freePort();
-  const consolePort = await freePort();
+  // Port 0: MinIO binds one of its own choosing, read back from /proc (no port is picked here and
+  // lost to another process before MinIO binds it). A restart binds the same one again.
+  let port = 0;
   const base = mkdtempSync(join(tmpdir(), "minio-"));
   const dataDir = join(base, "data");
   const certsDir = join(base, "certs");
@@ -91,7 +93,7 @@ export async function startMinio(opts = {}) {
   const accessKey = "minio-root";
   const secretKey = `minio-secret-${Math.random().toString(36).slice(2)}`;
   const hostInUrl = host.includes(":") ? `[${host}]` : host;
-  const url = `${opts.tls ? "https" : "http"}://${hostInUrl}:${port}`;
+  const urlOf = (/** @type {number} */ p) => `${opts.tls ? "https" : "http"}://${hostInUrl}:${p}`;
   /** @type {import("node:child_process").ChildProcess | undefined} */
   let child;
   /** @type {Promise<unknown>} */
@@ -104,7 +106,8 @@ export async function startMinio(opts = {}) {
   const launch = async () => {
     const c = spawn(
       bin,
-      ["server", dataDir, "--address", `${host}:${port}`, "--console-address", `${host}:${consolePort}`, "--certs-dir", certsDir, "--quiet"],
+      // The console is off (MINIO_BROWSER), so the API's is the only port it listens on.
+      ["server", dataDir, "--address", `${hostInUrl}:${port}`, "--console-address", `${hostInUrl}:0`, "--certs-dir", certsDir, "--quiet"],
       {
         env: {
           PATH: process.env["PATH"] ?? "",
@@ -127,10 +130,13 @@ export async function startMinio(opts = {}) {
     const deadline = Date.now() + 60_000;
     for (;;) {
       if (c.exitCode !== null) throw new Error(`minio exited with ${c.exitCode}:\n${output}`);
-      if (await healthy(url, caPem)) return;
+      // Only a port this very process listens on counts (not another server's that answers health checks too).
+      const mine = c.pid ? listeningPorts(c.pid) : [];
+      if (port === 0 && mine.length === 1) port = /** @type {number} */ (mine[0]);
+      if (port !== 0 && mine.includes(port) && (await healthy(urlOf(port), caPem))) return;
       if (Date.now() > deadline) {
         c.kill("SIGKILL");
-        throw new Error(`minio did not become healthy at ${url} in 60 s:\n${output}`);
+        throw new Error(`minio did not become healthy${port ? ` at ${urlOf(port)}` : ""} in 60 s (listening on ${JSON.stringify(mine)}):\n${output}`);
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -144,7 +150,7 @@ export async function startMinio(opts = {}) {
   await launch();
   return {
     endpoint: `${hostInUrl}:${port}`,
-    url,
+    url: urlOf(port),
     port,
     accessKey,
     secretKey,

@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "./minio.mjs";
 import { startServerProcess } from "./server.mjs";
 import { versitygwBinary } from "./tools.mjs";
 
@@ -15,12 +14,12 @@ import { versitygwBinary } from "./tools.mjs";
  * @returns {Promise<VersitygwServer>}
  */
 export async function startVersitygw() {
-  const port = await freePort();
   const base = mkdtempSync(join(tmpdir(), "versitygw-"));
   const accessKey = "vgw-root";
   const secretKey = `vgw-secret-${Math.random().toString(36).slice(2)}`;
   const env = { PATH: process.env["PATH"] ?? "", HOME: base, ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey };
-  const proc = await startServerProcess("versitygw", await versitygwBinary(), ["--port", `127.0.0.1:${port}`, "--quiet", "posix", base], env, port, 30_000);
+  const proc = await startServerProcess("versitygw", await versitygwBinary(), ["--port", "127.0.0.1:0", "--quiet", "posix", base], env, 30_000);
+  const { port } = proc;
   return {
     endpoint: `127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}`,

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type MinioServer, freePort, startMinio } from "../../scripts/lib/minio.mjs";
+import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
 import { adminClient, rootKeysEnv } from "../support/minio-access.js";
 import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
 import { prometheusParse } from "../support/prometheus.js";
@@ -21,8 +21,10 @@ const work = mkdtempSync(join(tmpdir(), "metrics-"));
 beforeAll(async () => {
   minio = await startMinio();
   await adminClient(minio).send(new CreateBucketCommand({ Bucket: "metrics" }));
-  port = await freePort();
-  plugin = await startPlugin({ ...rootKeysEnv(minio), ARGO_S3_PLUGIN_METRICS_PORT: String(port), LOG_LEVEL: "info" });
+  // Port 0: the plugin binds one of the system's choosing and says which in its ready line.
+  plugin = await startPlugin({ ...rootKeysEnv(minio), ARGO_S3_PLUGIN_METRICS_PORT: "0", LOG_LEVEL: "info" });
+  port = (JSON.parse(plugin.output().split("\n").find((l) => l.includes('"msg":"ready"'))!) as { metricsPort: number }).metricsPort;
+  expect(port).toBeGreaterThan(0);
 }, 600_000);
 
 afterAll(async () => {
