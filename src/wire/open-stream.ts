@@ -20,8 +20,7 @@ export function openStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
   return (call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>): void => {
     track("OpenStream", call, async (rpc, log) => {
       const { signal } = rpc;
-      const ref = artifactRef(call.request.artifact, "artifact");
-      Object.assign(log, { key: ref.key });
+      const ref = artifactRef(call.request.artifact, "artifact", log);
       const { bucket, chunks } = await svc.openStream(ref, rpc);
       log.bucket = bucket;
       const stalled = () =>

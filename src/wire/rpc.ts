@@ -35,13 +35,26 @@ export interface TrackedCall {
 /** Runs one RPC body with the call's context (cancellation, byte counter) and its log line. */
 export type Track = <T>(method: string, call: TrackedCall, body: (rpc: Call, log: RpcLog) => Promise<T>) => Promise<T>;
 
-/** The artifact fields the service needs; a missing piece is the caller's mistake. */
-export function artifactRef(a: ArtifactMsg | null | undefined, field: string): ArtifactRef {
+/** S3's longest object key, in UTF-8 bytes. */
+export const MAX_KEY_BYTES = 1024;
+
+/**
+ * The artifact fields the service needs, its key recorded in the call's log line; a missing
+ * piece, or a key no S3 store accepts, is the caller's mistake and refused before any request.
+ */
+export function artifactRef(a: ArtifactMsg | null | undefined, field: string, log: RpcLog): ArtifactRef {
   if (!a) throw invalid(`request has no ${field}`);
   const label = a.name ? `artifact "${a.name}"` : "artifact";
   if (!a.plugin) throw invalid(`${label} has no plugin block (${field}.plugin)`);
+  // Logged whole up to a little past S3's limit; an over-long key's line says how long it was.
+  const k = a.plugin.key;
+  log.key = k.length > MAX_KEY_BYTES + 64 ? `${k.slice(0, MAX_KEY_BYTES + 64)}... (${Buffer.byteLength(k)} bytes)` : k;
   if (!a.plugin.configuration || a.plugin.configuration.trim() === "") {
     throw invalid(`${label}: plugin.configuration is empty; it must hold the S3 configuration (at least bucket)`);
+  }
+  const keyBytes = Buffer.byteLength(a.plugin.key);
+  if (keyBytes > MAX_KEY_BYTES) {
+    throw invalid(`${label}: plugin.key is ${keyBytes} bytes; S3 object keys are at most ${MAX_KEY_BYTES} bytes (UTF-8): shorten the key or its keyFormat`);
   }
   return { name: a.name, configuration: a.plugin.configuration, key: a.plugin.key };
 }

@@ -21,8 +21,7 @@ export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
         const it = (call as AsyncIterable<SaveStreamArtifactRequest>)[Symbol.asyncIterator]();
         const first = await withIdleLimit(it.next(), idleMs, () => new PluginError("cancelled", `SaveStream: no first frame within ${idleMs / 1000} s`));
         if (first.done) throw invalid("SaveStream: the stream ended before its first (metadata) frame");
-        const ref = artifactRef(first.value.outputArtifact, "output_artifact (first SaveStream frame)");
-        Object.assign(log, { key: ref.key });
+        const ref = artifactRef(first.value.outputArtifact, "output_artifact (first SaveStream frame)", log);
         const head = first.value.chunk;
         const stalled = () => new PluginError("cancelled", `SaveStream to key "${ref.key}": the client sent no data for ${idleMs / 1000} s; upload aborted`);
         async function* chunks(): AsyncGenerator<Buffer> {

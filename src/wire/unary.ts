@@ -43,8 +43,7 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
     Load: unary<LoadArtifactRequest, SuccessResponse>(
       "Load",
       async (req, rpc, log) => {
-        const ref = artifactRef(req.inputArtifact, "input_artifact");
-        Object.assign(log, { key: ref.key });
+        const ref = artifactRef(req.inputArtifact, "input_artifact", log);
         if (!req.path) throw invalid("Load request has no path");
         Object.assign(log, await svc.load(ref, req.path, rpc));
         return { success: true, error: "" };
@@ -54,8 +53,7 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
     Save: unary<SaveArtifactRequest, SuccessResponse>(
       "Save",
       async (req, rpc, log) => {
-        const ref = artifactRef(req.outputArtifact, "output_artifact");
-        Object.assign(log, { key: ref.key });
+        const ref = artifactRef(req.outputArtifact, "output_artifact", log);
         if (!req.path) throw invalid("Save request has no path");
         Object.assign(log, await svc.save(ref, req.path, rpc));
         return { success: true, error: "" };
@@ -65,7 +63,7 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
     Delete: unary<ArtifactOnlyRequest, SuccessResponse>(
       "Delete",
       async (req, rpc, log) => {
-        Object.assign(log, await svc.delete(artifactRef(req.artifact, "artifact"), rpc));
+        Object.assign(log, await svc.delete(artifactRef(req.artifact, "artifact", log), rpc));
         return { success: true, error: "" };
       },
       failed,
@@ -73,8 +71,7 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
     ListObjects: unary<ArtifactOnlyRequest, ListObjectsResponse>(
       "ListObjects",
       async (req, rpc, log) => {
-        const ref = artifactRef(req.artifact, "artifact");
-        Object.assign(log, { key: ref.key });
+        const ref = artifactRef(req.artifact, "artifact", log);
         const objects = await svc.listObjects(ref, rpc);
         log.files = objects.length;
         return { objects, error: "" };
@@ -84,8 +81,7 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
     IsDirectory: unary<ArtifactOnlyRequest, IsDirectoryResponse>(
       "IsDirectory",
       async (req, rpc, log) => {
-        const ref = artifactRef(req.artifact, "artifact");
-        Object.assign(log, { key: ref.key });
+        const ref = artifactRef(req.artifact, "artifact", log);
         return { isDirectory: await svc.isDirectory(ref, rpc), error: "" };
       },
       (error) => ({ isDirectory: false, error }),

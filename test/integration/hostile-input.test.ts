@@ -129,6 +129,33 @@ describe("hostile configuration", () => {
   });
 });
 
+describe("keys longer than S3 allows", () => {
+  it("a key over 1,024 bytes (UTF-8) is refused at once with INVALID_ARGUMENT, by every RPC, before any request; 1,024 bytes pass", async () => {
+    const over = `k/${"ä".repeat(512)}`; // 1,026 bytes, 514 characters
+    const src = join(work, "long-key.bin");
+    writeFileSync(src, "x");
+    const before = proxy.requests;
+    const expectRefused = async (p: Promise<unknown>) => {
+      const e = (await p.then(() => expect.fail("accepted"), (x: unknown) => x)) as { code?: number; details?: string };
+      expect(e.code).toBe(3); // INVALID_ARGUMENT
+      expect(e.details).toMatch(/plugin\.key is 1026 bytes; S3 object keys are at most 1024 bytes/);
+    };
+    const viaProxy = (extra = "") => `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
+    await expectRefused(plugin.client.load(artifact(viaProxy(), over), join(work, "never")));
+    await expectRefused(plugin.client.save(artifact(viaProxy(), over), src));
+    await expectRefused(plugin.client.openStream(artifact(viaProxy(), over)));
+    await expectRefused(plugin.client.listObjects(artifact(viaProxy(), over)));
+    await expectRefused(plugin.client.isDirectory(artifact(viaProxy(), over)));
+    await expectRefused(plugin.client.delete(artifact(viaProxy(), over)));
+    expect(proxy.requests, "no request reached the store").toBe(before);
+    // Segments of 200 bytes: MinIO keeps each on a file system (255 bytes a name).
+    const exact = `${`${"a".repeat(200)}/`.repeat(5)}${"b".repeat(19)}`;
+    expect(Buffer.byteLength(exact)).toBe(1024);
+    expect(await plugin.client.save(artifact(config(), exact), src)).toEqual({ success: true, error: "" });
+    tally({ suite: "hostile: over-long keys", hostileTried: 6, hostileRefused: 6 });
+  });
+});
+
 describe("Save of a directory with symbolic links", () => {
   it("uploads the regular files only: no link is followed, nothing outside the tree is read", async () => {
     const base = join(work, "symlinks");
