@@ -216,9 +216,11 @@ function tracing(env: NodeJS.ProcessEnv): TracingSettings | undefined {
   }
   if (exporter === "" && get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") === "" && get("OTEL_EXPORTER_OTLP_ENDPOINT") === "") return undefined;
   const protocolVar = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") !== "" ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" : "OTEL_EXPORTER_OTLP_PROTOCOL";
-  const protocol = get(protocolVar) || "http/protobuf";
+  // gRPC by default, as Argo's controller and argoexec (util/telemetry): plugin containers inherit the
+  // executor's env, so an operator who sets only the endpoint for Argo gets the plugin's spans too.
+  const protocol = get(protocolVar) || "grpc";
   if (protocol !== "grpc" && protocol !== "http/protobuf") {
-    throw new SettingsError(`${protocolVar}: "${protocol}" is not supported; set grpc or http/protobuf (the OTLP default)`);
+    throw new SettingsError(`${protocolVar}: "${protocol}" is not supported; set grpc (the default, as Argo's) or http/protobuf`);
   }
   const samplerName = (get("OTEL_TRACES_SAMPLER") || "parentbased_always_on").toLowerCase();
   if (!SAMPLERS.includes(samplerName)) throw new SettingsError(`OTEL_TRACES_SAMPLER: "${env["OTEL_TRACES_SAMPLER"]}" is not a sampler the plugin knows (${SAMPLERS.join(", ")})`);

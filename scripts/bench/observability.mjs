@@ -59,7 +59,7 @@ export async function benchObservability({ mib = 512, rounds = 5 } = {}) {
     const configs = [
       { name: "plain", env: {} },
       { name: "metrics on", env: { ARGO_S3_PLUGIN_METRICS_PORT: String(metricsPorts[0]) } },
-      { name: "metrics and traces on", env: { ARGO_S3_PLUGIN_METRICS_PORT: String(metricsPorts[1]), OTEL_EXPORTER_OTLP_ENDPOINT: `http://${http}` } },
+      { name: "metrics and traces on", env: { ARGO_S3_PLUGIN_METRICS_PORT: String(metricsPorts[1]), OTEL_EXPORTER_OTLP_ENDPOINT: `http://${http}`, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" } },
     ].map((c) => ({ ...c, main: join(ROOT, "dist", "main.cjs") }));
     // BENCH_OBS_BEFORE=<an earlier build's main file>: that build, plain, in the same rotation (an A/B of the data path).
     const before = process.env["BENCH_OBS_BEFORE"];

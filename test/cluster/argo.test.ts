@@ -289,12 +289,13 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       // Whole lines only: a chunk may end in the middle of one.
       const lines = () => out.slice(0, out.lastIndexOf("\n") + 1).split("\n");
       await eventually("the OTLP receiver on the node", async () => lines().some((l) => listeningOf(l)), 60_000, 100);
-      const { http } = lines().map(listeningOf).find((a) => a !== undefined)!;
+      // Only the endpoint, as Argo's docs say: argoexec and the plugin both default to OTLP/gRPC.
+      const { grpc } = lines().map(listeningOf).find((a) => a !== undefined)!;
       // What Argo 4.1's controller puts on every container of the pod (v4.0.5 does not): the step's trace context.
       const podTrace = createHash("sha256").update(`trace ${Date.now()}`).digest("hex").slice(0, 32);
       const podSpan = podTrace.slice(0, 16);
       await setExecutor(
-        `${executor.trimEnd()}\nenv:\n- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: "http://${http}"}\n- {name: OTEL_BSP_SCHEDULE_DELAY, value: "200"}\n- {name: TRACEPARENT, value: "00-${podTrace}-${podSpan}-01"}\n`,
+        `${executor.trimEnd()}\nenv:\n- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: "http://${grpc}"}\n- {name: OTEL_BSP_SCHEDULE_DELAY, value: "200"}\n- {name: TRACEPARENT, value: "00-${podTrace}-${podSpan}-01"}\n`,
       );
       const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
       const { name } = await expectSucceeded(wf);

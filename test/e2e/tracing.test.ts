@@ -86,6 +86,7 @@ describe("traces", () => {
     await run("go", ["build", "-o", clientBin, "."], { cwd: join(ROOT, "test", "argo-client"), env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 32 * 1024 * 1024 });
     const plugin = await podPlugin({
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.http}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
       OTEL_SERVICE_NAME: "s3-plugin-under-test",
       ARGO_WORKFLOW_NAME: "wf-traces",
       ARGO_POD_NAME: "wf-traces-1234",
@@ -167,7 +168,8 @@ describe("traces", () => {
   }, 120_000);
 
   it("in Argo's init container (killed without a signal once its Loads are answered) a Load's spans are sent before its reply", async () => {
-    const plugin = await podPlugin({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.http}`, ARGO_CONTAINER_NAME: "init-artifact-s3" });
+    // Only the endpoint, as Argo's docs have operators set it: gRPC, Argo's default and the plugin's.
+    const plugin = await podPlugin({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://${receiver.grpc}`, ARGO_CONTAINER_NAME: "init-artifact-s3" });
     const key = `in/init-${Date.now()}.txt`;
     await adminClient(minio).send(new PutObjectCommand({ Bucket: "traces", Key: key, Body: "for the init container\n" }));
     expect(await plugin.client.load(artifact(cfg(), key), join(work, "init.txt"))).toEqual({ success: true, error: "" });

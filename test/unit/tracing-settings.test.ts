@@ -21,9 +21,9 @@ describe("tracing settings", () => {
     expect(tracing({ TRACEPARENT: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", OTEL_TRACES_SAMPLER: "always_on" })).toBeUndefined();
   });
 
-  it("on with an endpoint (either form) or OTEL_TRACES_EXPORTER=otlp; http/protobuf and parent-based always-on by default", () => {
+  it("on with an endpoint (either form) or OTEL_TRACES_EXPORTER=otlp; gRPC (as Argo's executor) and parent-based always-on by default", () => {
     const want = {
-      protocol: "http/protobuf",
+      protocol: "grpc",
       sampler: { kind: "always_on", parentBased: true, ratio: 1 },
       batch: { maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMillis: 5000, exportTimeoutMillis: 30_000 },
       attributeValueLengthLimit: 1024,
@@ -71,7 +71,7 @@ describe("tracing settings", () => {
       expect(message).not.toContain("s3cr3t");
     }
     expect(refused({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c", OTEL_EXPORTER_OTLP_TRACES_HEADERS: "no-equals-sign" })).toMatch(/^OTEL_EXPORTER_OTLP_TRACES_HEADERS: an entry is not "key=value"/);
-    expect(tracing({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c", OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20abc,x-tenant=t1" })?.protocol).toBe("http/protobuf");
+    expect(tracing({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c", OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20abc,x-tenant=t1" })?.protocol).toBe("grpc");
     expect(refused({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c", OTEL_EXPORTER_OTLP_TIMEOUT: "10s" })).toMatch(/^OTEL_EXPORTER_OTLP_TIMEOUT: "10s" is not a whole number/);
     expect(refused({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c", OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" })).toMatch(/^OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" is not gzip or none/);
     expect(refused({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c", OTEL_PROPAGATORS: "tracecontext,b3" })).toMatch(/^OTEL_PROPAGATORS: "b3" not supported/);
