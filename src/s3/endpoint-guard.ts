@@ -35,6 +35,17 @@ function v6Words(ip: string): number[] | undefined {
   return words.length === 8 && words.every((w) => Number.isInteger(w)) ? words : undefined;
 }
 
+/**
+ * The IPv4 address an IPv6 one carries to an IPv4 host, as its two high and low words: the
+ * IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) forms, and NAT64's well-known
+ * prefix (64:ff9b::a.b.c.d, RFC 6052), which a NAT64 gateway turns into a.b.c.d.
+ */
+function embeddedV4(w: number[]): [number, number] | undefined {
+  const mapped = w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || w[5] === 0);
+  const nat64 = w[0] === 0x64 && w[1] === 0xff9b && w.slice(2, 6).every((x) => x === 0);
+  return mapped || nat64 ? [w[6]!, w[7]!] : undefined;
+}
+
 /** Link-local or cloud metadata: never an S3 endpoint. */
 export function isForbiddenAddress(ip: string): boolean {
   if (isIP(ip) === 4) return ip.startsWith("169.254.");
@@ -43,9 +54,9 @@ export function isForbiddenAddress(ip: string): boolean {
   if (!w) return false;
   if ((w[0]! & 0xffc0) === 0xfe80) return true; // fe80::/10
   if (w[0] === 0xfd00 && w[1] === 0x0ec2) return true; // fd00:ec2::/32
-  // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible forms of 169.254/16.
-  const v4Mapped = w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || w[5] === 0);
-  return v4Mapped && w[6]! >> 8 === 169 && (w[6]! & 0xff) === 254;
+  // 169.254/16 carried in an IPv6 address.
+  const v4 = embeddedV4(w);
+  return v4 !== undefined && v4[0] >> 8 === 169 && (v4[0] & 0xff) === 254;
 }
 
 /** This host itself: 127/8, 0/8 (Linux connects it locally), ::1, ::, and their IPv4-mapped forms. */
@@ -55,8 +66,9 @@ export function isLoopbackAddress(ip: string): boolean {
   const w = v6Words(ip);
   if (!w) return false;
   if (w.slice(0, 7).every((x) => x === 0) && (w[7] === 0 || w[7] === 1)) return true; // :: and ::1
-  const v4Mapped = w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || w[5] === 0);
-  return v4Mapped && (w[6]! >> 8 === 127 || w[6]! >> 8 === 0) && !(w[5] === 0 && w[6] === 0);
+  const v4 = embeddedV4(w);
+  // (Not :: and ::1 as IPv4-compatible forms, handled above.)
+  return v4 !== undefined && (v4[0] >> 8 === 127 || v4[0] >> 8 === 0) && !(w[5] === 0 && v4[0] === 0 && w[0] === 0);
 }
 
 const isLocalName = (host: string) => /^(localhost|localhost\.localdomain|[^.]+\.localhost|ip6-localhost|ip6-loopback)\.?$/i.test(host);

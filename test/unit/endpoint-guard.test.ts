@@ -14,6 +14,17 @@ describe("endpoint guard", () => {
     expect(isForbiddenAddress("127.0.0.1")).toBe(false);
   });
 
+  it("sees IPv4 inside NAT64's well-known prefix (64:ff9b::/96): metadata there is refused always, loopback in the shared sidecar", () => {
+    for (const ip of ["64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254", "64:ff9b:0:0:0:0:a9fe:1"]) expect(isForbiddenAddress(ip), ip).toBe(true);
+    for (const ip of ["64:ff9b::7f00:1", "64:ff9b::127.0.0.1"]) expect(isLoopbackAddress(ip), ip).toBe(true);
+    for (const ip of ["64:ff9b::a00:1", "64:ff9b:1::a9fe:a9fe", "2001:db8::a9fe:a9fe"]) {
+      expect(isForbiddenAddress(ip), ip).toBe(false);
+      expect(isLoopbackAddress(ip), ip).toBe(false);
+    }
+    expect(() => checkEndpoint("[64:ff9b::a9fe:a9fe]:80", { allowed: [] })).toThrow();
+    expect(() => checkEndpoint("[64:ff9b::7f00:1]:9000", { allowed: [], refuseLoopback: true })).toThrow(/loopback/);
+  });
+
   it("refuses loopback only where the policy says so, and lets a listed endpoint through", () => {
     const shared = { allowed: [], refuseLoopback: true };
     for (const ep of ["127.0.0.1:9000", "localhost", "Localhost.:80", "foo.localhost", "[::1]:9000", "2130706433", "0x7f000001:1", "127.1", "0", "[::ffff:7f00:1]"]) {
