@@ -404,6 +404,10 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     }
     process.stdout.write(`socket found at argoexec's first look in ${looks.filter((l) => l.first).length} of ${looks.length} ${client} containers: ${JSON.stringify(looks)}\n`);
     expect(looks.length, `${client} containers with argoexec's debug lines`).toBeGreaterThanOrEqual(5);
+    // Init-less: the supervisor dials a sidecar the kubelet starts after it, in another container, so
+    // the supervisor's first look comes before the plugin's container runs at all; no start-up of the
+    // plugin's can change that (measured: the steps that load missed it, the ones that only save did not).
+    if (INITLESS) return;
     // A race on a 2-core node running the whole cluster: most, not all (docs/performance.md).
     expect(looks.filter((l) => l.first).length).toBeGreaterThan(looks.length / 2);
   });
