@@ -34,7 +34,7 @@ import { eventually } from "../lib/eventually.mjs";
 import { PROFILES, linkArgs, linkBinary } from "../lib/link.mjs";
 import { ROOT, ToolError } from "../lib/tools.mjs";
 
-const ALL_CASES = ["file", "dir", "fanout", "small", "rootfs"];
+const ALL_CASES = ["small", "file", "rootfs", "fanout", "dir"];
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, profile: { type: "string", default: "loopback" }, cases: { type: "string", default: ALL_CASES.join(",") } } });
 const ROUNDS = Number(values.rounds);
 const PROFILE = PROFILES[values.profile ?? ""];

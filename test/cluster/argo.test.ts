@@ -178,6 +178,9 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     expect(plugin).toMatch(/"msg":"ready"/);
     expect(plugin).toContain('"memoryLimitMiB":256');
     expect(plugin).toContain('"ignoredArgs":["--gloglevel","2"]');
+    // The controller stopped the sidecar (argoexec kill 15 1) once main ended, during the Save: Argo's
+    // own wrapper ignored it and the Save above completed, with no kill-cmd annotation (0.1.0 had one).
+    expect(plugin).toMatch(/msg="ignore signal".*signal=terminated/);
   });
 
   it("argo-server serves a file and lists a directory through its shared plugin sidecar, once the operator allows the secret", async () => {
