@@ -7,6 +7,7 @@
 // what binds the socket is imported here; services.ts (the AWS SDK, the
 // transfer engine) is loaded once the socket is there.
 import type { AddressInfo } from "node:net";
+import { sharedPolicy } from "./admission/shared-policy.js";
 import { whenBuilt } from "./artifacts/ops.js";
 import { createLogger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -91,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
   const service = services.then((b) => b.service);
   for (const p of [services, service]) p.catch(() => undefined);
   let metrics: Metrics | undefined;
+  const policy = sharedPolicy(settings);
   const served = new PluginServer({
     socketPath,
     service: whenBuilt(service),
@@ -101,10 +103,9 @@ async function main(argv: string[]): Promise<number> {
     progressIntervalMs: settings.progressIntervalMs,
     streamIdleMs: settings.streamIdleMs,
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
-    maxConcurrentListings: settings.shared ? 4 : 8,
-    perTenantLimits: settings.shared,
-    // A listing's pages, however slowly or endlessly a store serves them, end within the operator's bound.
-    callDeadlinesMs: settings.shared ? { ListObjects: settings.sharedListingMs, IsDirectory: settings.sharedListingMs } : undefined,
+    maxConcurrentListings: policy.maxConcurrentListings,
+    perTenantLimits: policy.perTenantLimits,
+    callDeadlinesMs: policy.callDeadlinesMs,
     onRpc: (...a) => metrics?.rpc(...a),
   });
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
@@ -138,7 +139,7 @@ async function main(argv: string[]): Promise<number> {
     return stopping ? stopped : 1;
   }
   try {
-    const b = await (await import("./services.js")).buildServices(settings, logger, served, process.env);
+    const b = await (await import("./services.js")).buildServices(settings, policy, logger, served, process.env);
     metrics = b.metrics;
     built(b);
   } catch (e) {
@@ -179,10 +180,10 @@ async function main(argv: string[]): Promise<number> {
       bufferMiB: Math.round(settings.bufferBytes / MiB),
       bufferFrom: settings.bufferSource,
       maxConcurrentTransfers: settings.maxConcurrentTransfers,
-      shared: settings.shared,
+      shared: policy.shared,
       sharedBecause: settings.sharedBecause,
-      allowedSecrets: settings.shared ? settings.allowedSecrets.length : undefined,
-      allowedRoles: settings.shared ? settings.allowedRoles.length : undefined,
+      allowedSecrets: policy.allowedSecrets?.length,
+      allowedRoles: policy.allowedRoles?.length,
       allowedEndpoints: settings.allowedEndpoints.length > 0 ? settings.allowedEndpoints : undefined,
     },
     "ready",

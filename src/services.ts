@@ -3,6 +3,7 @@
 // the artifact service, and the metrics and traces when asked for. Kept out of main's
 // imports so that loading them (the AWS SDK most of all) does not hold back
 // the socket Argo's client is waiting for.
+import type { SharedPolicy } from "./admission/shared-policy.js";
 import { ArtifactService } from "./artifacts/service.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -31,9 +32,9 @@ export interface Built {
   tracing: Tracing | undefined;
 }
 
-export async function buildServices(settings: Settings, logger: Logger, server: PluginServer, env: NodeJS.ProcessEnv): Promise<Built> {
+export async function buildServices(settings: Settings, policy: SharedPolicy, logger: Logger, server: PluginServer, env: NodeJS.ProcessEnv): Promise<Built> {
   const kubeSecrets = new KubeSecretSource(env);
-  const secrets = settings.shared ? new SharedModeSecrets(kubeSecrets, settings.allowedSecrets) : kubeSecrets;
+  const secrets = policy.allowedSecrets ? new SharedModeSecrets(kubeSecrets, policy.allowedSecrets) : kubeSecrets;
   // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
   const debug = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
   const budget = new BufferBudget(settings.bufferBytes);
@@ -60,9 +61,9 @@ export async function buildServices(settings: Settings, logger: Logger, server: 
   const service = new ArtifactService(
     new S3TargetFactory(secrets, {
       env,
-      endpoints: { allowed: settings.allowedEndpoints, refuseLoopback: settings.shared },
-      roles: settings.shared ? settings.allowedRoles : undefined,
-      clamp: settings.shared ? { requestTimeoutMs: 60_000, maxAttempts: 3 } : undefined,
+      endpoints: policy.endpoints,
+      roles: policy.allowedRoles,
+      clamp: policy.clamp,
       requestLog,
     }),
     engine,
