@@ -20,8 +20,8 @@ const S3_STATUSES = new Set([0, 200, 204, 206, 301, 304, 307, 400, 401, 403, 404
 export const METRICS_SERVER_LIMITS: { maxConnections: number; idleMs: number; headersMs: number; requestMs: number } = { maxConnections: 16, idleMs: 10_000, headersMs: 5_000, requestMs: 10_000 };
 
 export interface Observed {
-  /** Buffer budget: bytes lent out and the limit. */
-  budget: () => { inUse: number; limit: number };
+  /** Buffer budget: bytes lent out, the limit, and requests waiting for a buffer. */
+  budget: () => { inUse: number; limit: number; waiting: number };
   /** Slot pools: in use and waiting, per pool; and the tenants holding slots. */
   slots: () => { pool: string; used: number; waiting: number; limit: number }[];
   tenants: () => number;
@@ -46,6 +46,7 @@ export class Metrics {
     const r = [this.registry];
     new Gauge({ name: `${PREFIX}buffer_bytes_in_use`, help: "Transfer buffer budget lent out", registers: r, collect() { this.set(observed.budget().inUse); } });
     new Gauge({ name: `${PREFIX}buffer_bytes_limit`, help: "Transfer buffer budget", registers: r, collect() { this.set(observed.budget().limit); } });
+    new Gauge({ name: `${PREFIX}buffer_waiting`, help: "Buffer requests waiting because the budget (or the caller's fair share of it) is spent", registers: r, collect() { this.set(observed.budget().waiting); } });
     const slotGauge = (what: "used" | "waiting" | "limit", help: string) =>
       new Gauge({
         name: `${PREFIX}slots_${what === "used" ? "in_use" : what}`,

@@ -42,7 +42,7 @@ export async function buildServices(settings: Settings, policy: SharedPolicy, lo
   const metrics: Metrics | undefined =
     settings.metricsPort === undefined
       ? undefined
-      : new (await import("./metrics.js")).Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes }), slots: () => server.slotStats(), tenants: () => server.tenantsHolding() });
+      : new (await import("./metrics.js")).Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes, waiting: budget.waiting }), slots: () => server.slotStats(), tenants: () => server.tenantsHolding() });
   // OTEL_*: OpenTelemetry traces, loaded only then, like the metrics.
   const tracing: Tracing | undefined = settings.tracing === undefined ? undefined : new (await import("./tracing.js")).Tracing(settings.tracing, env, VERSION, logger);
   // Each S3 request goes to whichever of the three wants it (none: no per-request work at all).

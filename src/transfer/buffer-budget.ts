@@ -74,6 +74,11 @@ export class BufferBudget implements Buffers {
     return this.freeBytes;
   }
 
+  /** Requests waiting for a buffer now (callers held up by the budget, not just using it). */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   /** Shares that currently hold or wait for buffers. */
   get activeShares(): number {
     return this.active.size;

@@ -70,6 +70,7 @@ describe("metrics (ARGO_S3_PLUGIN_METRICS_PORT)", () => {
     expect(value("s3_requests_total", { operation: "HeadObject", status: "404" })).toBeGreaterThanOrEqual(1);
     expect(value("buffer_bytes_in_use", {})).toBe(0);
     expect(value("buffer_bytes_limit", {})).toBeGreaterThan(0);
+    expect(value("buffer_waiting", {})).toBe(0);
     expect(value("slots_in_use", { pool: "transfers" })).toBe(0);
     expect(value("slots_limit", { pool: "transfers" })).toBeGreaterThan(0);
     expect(value("slots_waiting", { pool: "listings" })).toBe(0);

@@ -110,3 +110,14 @@ describe("BufferBudget", () => {
     expect((await b.acquire(10)).length).toBe(10);
   });
 });
+
+it("counts the requests waiting for a buffer (the metrics' users-waiting signal), not those served", async () => {
+  const b = new BufferBudget(8 * 1024 * 1024);
+  const held = await b.acquire(8 * 1024 * 1024);
+  expect(b.waiting).toBe(0);
+  const later = b.acquire(1024 * 1024);
+  expect(b.waiting).toBe(1);
+  b.release(held);
+  b.release(await later);
+  expect(b.waiting).toBe(0);
+});

@@ -7,7 +7,7 @@ import { afterEach, expect, it } from "vitest";
 import { METRICS_SERVER_LIMITS, Metrics } from "../../src/metrics.js";
 import { until, within } from "../support/bounded.js";
 
-const observed = { budget: () => ({ inUse: 0, limit: 1 }), slots: () => [], tenants: () => 0 };
+const observed = { budget: () => ({ inUse: 0, limit: 1, waiting: 0 }), slots: () => [], tenants: () => 0 };
 const open: Socket[] = [];
 afterEach(() => {
   for (const s of open.splice(0)) s.destroy();
