@@ -1,0 +1,190 @@
+// The wire, in process: a PluginServer on a temporary socket with a fake
+// service behind it (no MinIO, no S3), driven by the plugin's own gRPC client.
+// Each error kind reaches the client as Argo's client needs it; OpenStream's
+// frames and SaveStream's chunks arrive whole and in order; the shared
+// sidecar's call deadline ends a call that runs too long; a client's
+// cancellation reaches the service; shutdown lets calls in flight finish.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ArtifactOps } from "../../../src/artifacts/ops.js";
+import type { ArtifactRef, Call } from "../../../src/artifacts/service.js";
+import { ArtifactClient, artifact } from "../../../src/client/artifact-client.js";
+import { type ErrorKind, PluginError } from "../../../src/errors.js";
+import { createLogger } from "../../../src/log.js";
+import { PluginServer, type ServerOptions } from "../../../src/wire/server.js";
+import { until, within } from "../../support/bounded.js";
+
+const quiet = createLogger(new Writable({ write: (_c, _e, cb) => cb() }));
+const cfg = "bucket: b\n";
+const started: { server: PluginServer; client: ArtifactClient; dir: string }[] = [];
+
+afterEach(async () => {
+  for (const s of started.splice(0)) {
+    s.client.close();
+    await s.server.shutdown(0);
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+});
+
+/** A service whose every operation does what `impl` says; the rest fail loudly. */
+function fake(impl: Partial<ArtifactOps>): ArtifactOps {
+  const no = (name: string) => () => Promise.reject(new Error(`${name} not expected in this test`));
+  return {
+    load: impl.load ?? no("load"),
+    save: impl.save ?? no("save"),
+    saveStream: impl.saveStream ?? no("saveStream"),
+    delete: impl.delete ?? no("delete"),
+    listObjects: impl.listObjects ?? no("listObjects"),
+    isDirectory: impl.isDirectory ?? no("isDirectory"),
+    openStream: impl.openStream ?? no("openStream"),
+  };
+}
+
+async function serve(service: ArtifactOps, opts: Partial<ServerOptions> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "wire-"));
+  const server = new PluginServer({ socketPath: join(dir, "socket"), service, logger: quiet, ...opts });
+  await server.listen();
+  const client = new ArtifactClient(join(dir, "socket"));
+  started.push({ server, client, dir });
+  return { server, client };
+}
+
+const summary = { bucket: "b", key: "k", kind: "file" as const, bytes: 1, files: 1 };
+
+describe("the wire, in process", () => {
+  it.each<[ErrorKind, "status" | "field", number | undefined]>([
+    ["invalid-argument", "status", 3],
+    ["cancelled", "status", 1],
+    ["invalid-config", "field", undefined],
+    ["not-found", "field", undefined],
+    ["local", "field", undefined],
+    ["credentials", "field", undefined],
+    ["storage", "field", undefined],
+  ])("a %s failure reaches the client as %s", async (kind, how, code) => {
+    const { client } = await serve(fake({ load: () => Promise.reject(new PluginError(kind, `the ${kind} words`)) }));
+    const got = await client.load(artifact(cfg, "k"), "/tmp/x").then(
+      (r) => ({ field: r.error, code: undefined }),
+      (e: { code?: number; details?: string }) => ({ field: e.details, code: e.code }),
+    );
+    expect(got.field).toBe(`the ${kind} words`);
+    expect(got.code).toBe(how === "status" ? code : undefined);
+  });
+
+  it("a request without an artifact is INVALID_ARGUMENT before the service is called", async () => {
+    let called = false;
+    const { client } = await serve(fake({ load: async () => ((called = true), summary) }));
+    const raw = client.raw as unknown as Record<string, (req: unknown, cb: (e: { code?: number } | null) => void) => void>;
+    const e = await new Promise<{ code?: number } | null>((r) => raw["Load"]!.call(client.raw, { path: "/tmp/x" }, r));
+    expect(e?.code).toBe(3);
+    expect(called).toBe(false);
+  });
+
+  it("OpenStream: the service's bytes arrive whole, in frames under grpc-go's 4 MiB limit, then is_end", async () => {
+    const parts = [Buffer.alloc(5 * 1024 * 1024, 1), Buffer.alloc(3, 2), Buffer.alloc(1024 * 1024 + 1, 3)];
+    const { client } = await serve(
+      fake({
+        openStream: async () => ({
+          bucket: "b",
+          key: "k",
+          chunks: (async function* () {
+            for (const p of parts) yield p;
+          })(),
+        }),
+      }),
+    );
+    const frames = [];
+    for await (const f of client.openStreamFrames(artifact(cfg, "k"))) frames.push(f);
+    expect(frames.at(-1)?.isEnd).toBe(true);
+    for (const f of frames) expect(f.data.length).toBeLessThan(4 * 1024 * 1024);
+    expect(Buffer.concat(frames.map((f) => f.data)).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it("SaveStream: the chunks reach the service whole and in order, empty ones dropped", async () => {
+    const received: Buffer[] = [];
+    const { client } = await serve(
+      fake({
+        saveStream: async (_a: ArtifactRef, chunks: AsyncIterable<Buffer>) => {
+          for await (const c of chunks) received.push(Buffer.from(c));
+          return summary;
+        },
+      }),
+    );
+    const chunks = [Buffer.alloc(2 * 1024 * 1024, 7), Buffer.alloc(0), Buffer.from("tail")];
+    expect(await client.saveStream(artifact(cfg, "k"), chunks)).toEqual({ success: true, error: "" });
+    expect(received.map((b) => b.length)).toEqual([2 * 1024 * 1024, 4]);
+    expect(Buffer.concat(received).equals(Buffer.concat(chunks))).toBe(true);
+  });
+
+  it("a call deadline (the shared sidecar's listing bound) ends a listing that does not, naming the bound", async () => {
+    let aborted = false;
+    const { client } = await serve(
+      fake({
+        listObjects: (_a: ArtifactRef, call: Call) =>
+          new Promise((_, reject) =>
+            call.signal.addEventListener("abort", () => {
+              aborted = true;
+              reject(call.signal.reason);
+            }),
+          ),
+      }),
+      { callDeadlinesMs: { ListObjects: 300 } },
+    );
+    const r = await within(client.listObjects(artifact(cfg, "k")), 10_000, "the bounded ListObjects");
+    expect(r.error).toMatch(/ListObjects of key "k" .* did not finish within 0.3 s, the bound the operator set for it/);
+    expect(aborted).toBe(true);
+  });
+
+  it("a client's cancellation reaches the service's signal", async () => {
+    let sawAbort = false;
+    const { client } = await serve(
+      fake({
+        load: (_a: ArtifactRef, _p: string, call: Call) =>
+          new Promise((_, reject) =>
+            call.signal.addEventListener("abort", () => {
+              sawAbort = true;
+              reject(call.signal.reason);
+            }),
+          ),
+      }),
+    );
+    const raw = client.raw as unknown as Record<string, (req: unknown, cb: () => void) => { cancel(): void }>;
+    const c = raw["Load"]!.call(client.raw, { inputArtifact: artifact(cfg, "k"), path: "/tmp/x" }, () => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    c.cancel();
+    await until("the service saw the cancellation", () => sawAbort, 10_000);
+  });
+
+  it("shutdown lets a call in flight finish within the grace, then the socket is gone", async () => {
+    let finish!: () => void;
+    const { server, client } = await serve(fake({ save: () => new Promise((r) => (finish = () => r(summary))) }));
+    const save = client.save(artifact(cfg, "k"), "/tmp/x");
+    await until("the Save in flight", () => finish !== undefined, 10_000);
+    const stopping = server.shutdown(10_000);
+    setTimeout(() => finish(), 200);
+    expect(await within(save, 10_000, "the Save through shutdown")).toEqual({ success: true, error: "" });
+    expect((await within(stopping, 10_000, "the shutdown")).cancelled).toBe(0);
+  });
+
+  it("shutdown past the grace cancels what is left, and the service sees it", async () => {
+    let sawAbort = false;
+    const { server, client } = await serve(
+      fake({
+        save: (_a: ArtifactRef, _p: string, call: Call) =>
+          new Promise((_, reject) =>
+            call.signal.addEventListener("abort", () => {
+              sawAbort = true;
+              reject(call.signal.reason);
+            }),
+          ),
+      }),
+    );
+    const save = client.save(artifact(cfg, "k"), "/tmp/x").catch((e: Error) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await within(server.shutdown(200), 15_000, "the shutdown")).cancelled).toBe(1);
+    expect(sawAbort).toBe(true);
+    await within(save, 10_000, "the cancelled Save's answer");
+  });
+});
