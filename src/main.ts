@@ -62,6 +62,9 @@ environment:
 const MiB = 1024 * 1024;
 
 async function main(argv: string[]): Promise<number> {
+  // The image's uid (8737) has no passwd entry: container runtimes then set HOME=/, but a process
+  // started without HOME would have os.homedir() throw inside the AWS SDK's config-file lookup.
+  if (!process.env["HOME"]) process.env["HOME"] = "/";
   let settings: Settings;
   try {
     const read = readSettings(argv.slice(2), process.env);

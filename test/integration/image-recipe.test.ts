@@ -7,7 +7,7 @@
 // Node) as the image's user.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -31,11 +31,16 @@ let imageNode: string;
 let imagePath: string;
 
 beforeAll(async () => {
-  imageNode = await nodeBinary(toolVersions()["NODE_IMAGE_VERSION"] ?? "");
-  imagePath = `${dirname(imageNode)}:${process.env["PATH"] ?? ""}`;
   minio = await startMinio();
   app = mkdtempSync(join(tmpdir(), "image-"));
   chmodSync(app, 0o755);
+  // The image's Node where the image's user can run it (the tools cache may sit in a home only root can enter).
+  const cached = await nodeBinary(toolVersions()["NODE_IMAGE_VERSION"] ?? "");
+  mkdirSync(join(app, ".node"), { mode: 0o755 });
+  imageNode = join(app, ".node", "node");
+  copyFileSync(cached, imageNode);
+  chmodSync(imageNode, 0o755);
+  imagePath = `${dirname(imageNode)}:${process.env["PATH"] ?? ""}`;
   // The deps stage: a production-only install from the lockfile.
   const deps = join(app, ".deps");
   mkdirSync(deps);

@@ -177,9 +177,12 @@ describe("Dockerfile", () => {
   const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
   const stages = text.split("\n").filter((l) => l.startsWith("FROM "));
 
-  it("is multi-stage on one pinned Node: the tested NODE_IMAGE_VERSION, an LTS line at or above the lowest supported", () => {
+  it("is multi-stage on one pinned Node: the tested NODE_IMAGE_VERSION, an LTS line at or above the lowest supported; the launcher from a pinned C toolchain", () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    for (const s of stages) expect(s).toMatch(/^FROM node:\$\{NODE_VERSION\}-/);
+    // Every Node stage on the one pinned Node; the launcher (static C) from a pinned gcc image, copied into the last.
+    for (const s of stages.filter((x) => !/ AS launcher$/.test(x))) expect(s).toMatch(/^FROM node:\$\{NODE_VERSION\}-/);
+    expect(stages.filter((x) => / AS launcher$/.test(x))).toEqual([expect.stringMatching(/^FROM gcc:\d+-bookworm AS launcher$/)]);
+    expect(stages.at(-1)).toMatch(/^FROM node:\$\{NODE_VERSION\}-/);
     const pinned = /^ARG NODE_VERSION=(\S+)$/m.exec(text)?.[1];
     const versions = toolVersions();
     expect(pinned, "the Dockerfile's Node is the one the tests run on").toBe(versions["NODE_IMAGE_VERSION"]);
