@@ -78,6 +78,8 @@ function metadataOf(call: TrackedCall): Record<string, string | undefined> {
 export class PluginServer {
   private readonly server: Server;
   private readonly inflight = new Set<AbortController>();
+  /** Told when the last call in flight ends (shutdown's drain). */
+  private readonly idleWaiters: (() => void)[] = [];
   private readonly pending = new Set<Promise<unknown>>();
   private readonly discovery: Discovery;
   private readonly transfers: Slots;
@@ -130,6 +132,11 @@ export class PluginServer {
     await this.discovery.addReflection().catch((e: unknown) => this.opts.logger.warn({ error: describeError(e) }, "server reflection unavailable"));
   }
 
+  /** Resolves once no call is in flight. */
+  private noneInFlight(): Promise<void> {
+    return this.inflight.size === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   /**
    * Stop accepting calls, let in-flight ones finish for up to `graceMs`, then
    * cancel the rest (their uploads are aborted) and wait for their cleanup.
@@ -137,7 +144,9 @@ export class PluginServer {
   async shutdown(graceMs: number): Promise<{ cancelled: number }> {
     this.discovery.stopping();
     this.listener?.close();
-    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // Drained: grpc-js has closed its sessions and no call is in flight. grpc-js does not wait for
+    // calls on connections handed to it (createConnectionInjector), so the calls are counted here.
+    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())).then(() => this.noneInFlight());
     const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
     const outcome = await Promise.race([drained.then(() => "drained" as const), timer]);
     let cancelled = 0;
@@ -234,6 +243,7 @@ export class PluginServer {
       clearTimeout(deadline);
       clearInterval(ticker);
       this.inflight.delete(controller);
+      if (this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pending.delete(p);
     }
   }

@@ -224,6 +224,7 @@ describe("graceful shutdown", () => {
     expect(outcome instanceof Error || (outcome as { success: boolean }).success === false).toBe(true);
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "shutdown" }));
     tally({ suite: "SIGTERM to the plugin mid-transfer", orphanUploads: (uploads.Uploads ?? []).length });
+    if ((uploads.Uploads ?? []).length > 0) process.stdout.write(`an upload was left behind; the plugin said:\n${plugin.output()}\n`);
     expect(uploads.Uploads ?? []).toEqual([]);
     await expect(s3.send(new HeadObjectCommand({ Bucket: "shutdown", Key: "cut-off.bin" }))).rejects.toMatchObject({ name: "NotFound" });
     expect(scanForSecrets("SIGTERM", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);

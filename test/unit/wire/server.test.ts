@@ -168,6 +168,33 @@ describe("the wire, in process", () => {
     expect((await within(stopping, 10_000, "the shutdown")).cancelled).toBe(0);
   });
 
+  it("shutdown past the grace cancels a SaveStream still receiving data", async () => {
+    let sawAbort = false;
+    const { server, client } = await serve(
+      fake({
+        saveStream: async (_a: ArtifactRef, chunks: AsyncIterable<Buffer>, call: Call) => {
+          call.signal.addEventListener("abort", () => (sawAbort = true));
+          for await (const c of chunks) void c;
+          return summary;
+        },
+      }),
+    );
+    let stop = false;
+    const endless = (async function* () {
+      while (!stop) {
+        yield Buffer.alloc(64 * 1024, 1);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const save = client.saveStream(artifact(cfg, "k"), endless).catch((e: Error) => e);
+    await new Promise((r) => setTimeout(r, 200));
+    const { cancelled } = await within(server.shutdown(300), 15_000, "the shutdown");
+    stop = true;
+    expect(cancelled).toBe(1);
+    expect(sawAbort).toBe(true);
+    await within(save, 10_000, "the cancelled SaveStream's answer");
+  });
+
   it("shutdown past the grace cancels what is left, and the service sees it", async () => {
     let sawAbort = false;
     const { server, client } = await serve(
