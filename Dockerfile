@@ -17,8 +17,8 @@ COPY src ./src
 # client), each one file with every dependency (scripts/bundle.mjs).
 RUN npm run build
 
-# The entrypoint: a static launcher that binds the plugin's socket within a
-# millisecond and hands it to Node (launcher/launch.c), so that argoexec finds
+# The entrypoint: a static launcher that binds the plugin's socket within a few
+# milliseconds and hands it to Node (launcher/launch.c), so that argoexec finds
 # the socket at its first look instead of a second later.
 FROM gcc:12-bookworm AS launcher
 WORKDIR /src
