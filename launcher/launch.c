@@ -31,6 +31,7 @@ extern char **environ;
 
 /* Where Node finds the socket (ARGO_S3_PLUGIN_LISTEN_FD). */
 #define LISTEN_FD 3
+#define LISTEN_FD_TEXT "3"
 
 static int unix_addr(const char *path, struct sockaddr_un *a) {
   size_t n = strlen(path);
@@ -115,9 +116,9 @@ int main(int argc, char **argv) {
   }
   const char *socket_path = argc > 3 ? argv[3] : NULL;
   if (socket_path && socket_path[0] != '\0' && socket_path[0] != '-' && bind_socket(socket_path)) {
-    char fd_var[64];
-    snprintf(fd_var, sizeof fd_var, "ARGO_S3_PLUGIN_LISTEN_FD=%d", LISTEN_FD);
-    if (setenv("ARGO_S3_PLUGIN_LISTEN_FD", fd_var + strlen("ARGO_S3_PLUGIN_LISTEN_FD="), 1) != 0 || setenv("ARGO_S3_PLUGIN_LISTEN_PATH", socket_path, 1) != 0) {
+    /* Node serves the descriptor only when both say so; without them it binds the path itself. */
+    if (setenv("ARGO_S3_PLUGIN_LISTEN_FD", LISTEN_FD_TEXT, 1) != 0 || setenv("ARGO_S3_PLUGIN_LISTEN_PATH", socket_path, 1) != 0) {
+      unsetenv("ARGO_S3_PLUGIN_LISTEN_FD");
       close(LISTEN_FD);
       unlink(socket_path);
     }
