@@ -36,6 +36,8 @@ export interface Call {
   admit?: (tenant: Tenant) => Promise<void>;
   /** Told where the call goes as soon as that is known, so a failure's log line names it too. */
   at?: (where: { bucket: string; endpoint: string }) => void;
+  /** The shared sidecar: the call's buffers count toward its endpoint's share of the budget. */
+  budgetPerEndpoint?: boolean;
 }
 
 /**
@@ -83,7 +85,8 @@ export class ArtifactService {
 
   /** The call's transfers against the artifact's target. */
   private async job(artifact: ArtifactRef, call: Call): Promise<Job> {
-    return this.engine.job(await this.admitted(artifact, call), call.progress);
+    const t = await this.admitted(artifact, call);
+    return this.engine.job(t, call.progress, call.budgetPerEndpoint ? `endpoint ${tenantOf(t).endpoint}` : undefined);
   }
 
   /** The target, once the call has its slot. */

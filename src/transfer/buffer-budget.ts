@@ -23,11 +23,15 @@ const MiB = 1024 * 1024;
 /** Requests from this size up are "large": they may evict kept buffers of other sizes. */
 const LARGE = 4 * MiB;
 
-/** One RPC's standing with the budget. */
+/** One RPC's standing with the budget, and the group it counts in (if any). */
 class BudgetShare {
   held = 0;
   waiting = 0;
+  constructor(readonly group?: string) {}
 }
+
+/** What a group of shares (one endpoint's calls in the shared sidecar) may hold together. */
+const GROUP_CAP = 3 / 4;
 
 /** What the engine takes transfer buffers from: the budget as one RPC sees it. */
 export interface Buffers {
@@ -57,6 +61,8 @@ export class BufferBudget implements Buffers {
   private readonly owners = new WeakMap<Buffer, BudgetShare>();
   /** Shares holding or waiting for buffers. */
   private readonly active = new Set<BudgetShare>();
+  /** Bytes held by each group of shares. */
+  private readonly groupHeld = new Map<string, number>();
 
   /** `idleMs`: how long nothing must be handed out before kept buffers are let go. */
   constructor(
@@ -84,9 +90,14 @@ export class BufferBudget implements Buffers {
     return this.active.size;
   }
 
-  /** One RPC's view of the budget: what it takes is charged to its own fair share. */
-  share(): Buffers {
-    const share = new BudgetShare();
+  /**
+   * One RPC's view of the budget: what it takes is charged to its own fair share. With a group
+   * (the shared sidecar: the call's endpoint), the group's shares together hold at most three
+   * quarters of the budget, so calls to one store that sends slowly (or never) leave a quarter
+   * to everyone else, however many of them there are.
+   */
+  share(group?: string): Buffers {
+    const share = new BudgetShare(group);
     return {
       limitBytes: this.limitBytes,
       acquire: (size, signal) => this.acquire(size, signal, share),
@@ -133,6 +144,7 @@ export class BufferBudget implements Buffers {
     if (share) {
       this.owners.delete(buf);
       share.held -= buf.length;
+      if (share.group !== undefined) this.groupHeld.set(share.group, (this.groupHeld.get(share.group) ?? 0) - buf.length);
       this.settleShare(share);
     }
     // A buffer may be a view of a larger pooled block (see take): account for, and keep, the block.
@@ -152,8 +164,9 @@ export class BufferBudget implements Buffers {
     }
   }
 
-  /** Within its fair share: holds nothing yet, or stays within budget ÷ active shares. */
+  /** Within its fair share: holds nothing yet, or stays within budget ÷ active shares; and its group within its cap. */
   private eligible(share: BudgetShare | undefined, size: number): boolean {
+    if (share?.group !== undefined && (this.groupHeld.get(share.group) ?? 0) + size > this.limitBytes * GROUP_CAP && (this.groupHeld.get(share.group) ?? 0) > 0) return false;
     if (!share || share.held === 0) return true;
     const n = Math.max(1, this.active.size + (this.active.has(share) ? 0 : 1));
     return share.held + size <= this.limitBytes / n;
@@ -167,6 +180,7 @@ export class BufferBudget implements Buffers {
 
   private settleShare(share: BudgetShare): void {
     if (share.held <= 0 && share.waiting <= 0) this.active.delete(share);
+    if (share.group !== undefined && (this.groupHeld.get(share.group) ?? 0) <= 0) this.groupHeld.delete(share.group);
   }
 
   /** Take a buffer and charge it to `share`; an allocation that fails changes no count. */
@@ -175,6 +189,7 @@ export class BufferBudget implements Buffers {
     if (share) {
       this.owners.set(buf, share);
       share.held += buf.length;
+      if (share.group !== undefined) this.groupHeld.set(share.group, (this.groupHeld.get(share.group) ?? 0) + buf.length);
       this.active.add(share);
     }
     return buf;

@@ -26,13 +26,16 @@ export class TransferEngine {
     readonly lateUploads: LateUploadWatch = new LateUploadWatch(),
   ) {}
 
-  /** The transfers of one RPC against `target`, counting into `progress`. */
-  job(target: S3Target, progress: Progress = { bytes: 0 }): Job {
+  /**
+   * The transfers of one RPC against `target`, counting into `progress`; with a budget group, its
+   * buffers count toward that group's cap (see BufferBudget.share).
+   */
+  job(target: S3Target, progress: Progress = { bytes: 0 }, budgetGroup?: string): Job {
     const tuning = target.cfg.tuning;
     return new Job({
       target,
       tuning,
-      buffers: this.budget.share(),
+      buffers: this.budget.share(budgetGroup),
       progress,
       lateUploads: this.lateUploads,
       rangeSlots: new Slots(Math.max(tuning.partConcurrency, tuning.fileConcurrency)),

@@ -211,7 +211,7 @@ export class PluginServer {
           fields.bucket ??= w.bucket;
           fields["endpoint"] ??= w.endpoint;
         };
-        return await body({ signal: controller.signal, progress, at, ...(admit ? { admit } : {}) }, fields);
+        return await body({ signal: controller.signal, progress, at, ...(admit ? { admit } : {}), ...(this.opts.perTenantLimits ? { budgetPerEndpoint: true } : {}) }, fields);
       } finally {
         release?.();
       }

@@ -121,3 +121,44 @@ it("counts the requests waiting for a buffer (the metrics' users-waiting signal)
   b.release(await later);
   expect(b.waiting).toBe(0);
 });
+
+it("a group of shares (one endpoint's calls in the shared sidecar) holds at most three quarters: a slow store's calls leave room for another's", async () => {
+  const MiB = 1024 * 1024;
+  const b = new BufferBudget(8 * MiB);
+  // Three calls to one slow store, each holding its buffers for as long as the store trickles: 6 of 8 MiB, the group's cap.
+  const slow = Array.from({ length: 3 }, () => b.share("endpoint slow:9000"));
+  const held: Buffer[][] = [];
+  for (const s of slow) held.push([await s.acquire(MiB), await s.acquire(MiB)]);
+  // A fourth call to the same store waits, though the budget has room: the group is at its cap.
+  const fourth = b.share("endpoint slow:9000");
+  let fourthGot = false;
+  const pending = fourth.acquire(MiB).then((x) => ((fourthGot = true), x));
+  // Another endpoint's call, arriving now, is served at once from the quarter left.
+  const other = b.share("endpoint healthy:9000");
+  const got = await Promise.race([other.acquire(MiB), new Promise<"waited">((r) => setTimeout(() => r("waited"), 500))]);
+  expect(got).not.toBe("waited");
+  expect(fourthGot).toBe(false);
+  expect(b.waiting).toBe(1);
+  other.release(got as Buffer);
+  // The slow group gets more only as its own buffers come back.
+  await new Promise((r) => setTimeout(r, 50));
+  expect(fourthGot, "another endpoint's release does not lift the group's cap").toBe(false);
+  slow[0]!.release(held[0]![0]!);
+  const fourthBuf = await pending;
+  expect(fourthBuf.length).toBe(MiB);
+  fourth.release(fourthBuf);
+  slow[0]!.release(held[0]![1]!);
+  for (const [i, s] of slow.entries()) if (i > 0) for (const x of held[i]!) s.release(x);
+  expect(b.inUse).toBe(0);
+  expect(b.waiting).toBe(0);
+});
+
+it("ungrouped shares (a workflow pod) may use the whole budget", async () => {
+  const MiB = 1024 * 1024;
+  const b = new BufferBudget(8 * MiB);
+  const s = b.share();
+  const bufs = [];
+  for (let i = 0; i < 8; i++) bufs.push(await s.acquire(MiB));
+  expect(b.inUse).toBe(8 * MiB);
+  for (const x of bufs) s.release(x);
+});
