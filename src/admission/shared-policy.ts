@@ -5,6 +5,7 @@
 // layer (secrets, roles, endpoints, clamps). In a workflow pod the same
 // object says "not shared" and changes nothing. Security in the README is
 // this file in prose.
+import { SHARED_MIN_BODY_RATE } from "../s3/pace.js";
 import type { AllowedSecret, Settings } from "../settings.js";
 
 export interface SharedPolicy {
@@ -15,8 +16,11 @@ export interface SharedPolicy {
   allowedRoles: readonly string[] | undefined;
   /** Endpoints: the operator's list (empty: any), and whether loopback is refused (shared mode). */
   endpoints: { allowed: readonly string[]; refuseLoopback: boolean };
-  /** A configuration's requestTimeoutSeconds and maxAttempts held to these (shared mode). */
-  clamp: { requestTimeoutMs: number; maxAttempts: number } | undefined;
+  /**
+   * A configuration's requestTimeoutSeconds and maxAttempts held to these, and the slowest answer
+   * body accepted (shared mode): each exchange, a ranged GET included, ends within a bound.
+   */
+  clamp: { requestTimeoutMs: number; maxAttempts: number; minBodyRate: number } | undefined;
   /** Listing calls at once (ListObjects, IsDirectory): their parsed pages cost memory outside the buffer budget. */
   maxConcurrentListings: number;
   /** No tenant and no endpoint holds more than three quarters of a slot pool (shared mode). */
@@ -25,8 +29,12 @@ export interface SharedPolicy {
   callDeadlinesMs: Partial<Record<string, number>> | undefined;
 }
 
-/** The shared sidecar's clamp of a configuration's tuning: an unanswering store frees a UI call in minutes. */
-const SHARED_CLAMP = { requestTimeoutMs: 60_000, maxAttempts: 3 };
+/**
+ * The shared sidecar's clamp of a configuration's tuning: an unanswering store frees a UI call in
+ * minutes, and a range's body (16 MiB at most with the default part size) at 64 KiB/s or faster
+ * ends within about four minutes after its head.
+ */
+const SHARED_CLAMP = { requestTimeoutMs: 60_000, maxAttempts: 3, minBodyRate: SHARED_MIN_BODY_RATE };
 
 export function sharedPolicy(s: Settings): SharedPolicy {
   const shared = s.shared;

@@ -269,9 +269,10 @@ export interface TargetOptions {
   /**
    * The shared argo-server sidecar: the configuration's requestTimeoutSeconds
    * and maxAttempts are held to these, so an author's unanswering store cannot
-   * keep a UI call (and its slot) for a day.
+   * keep a UI call (and its slot) for a day; and an answer's body must keep
+   * minBodyRate, so a store that trickles ends each range within minutes.
    */
-  clamp?: { requestTimeoutMs: number; maxAttempts: number } | undefined;
+  clamp?: { requestTimeoutMs: number; maxAttempts: number; minBodyRate?: number } | undefined;
   requestLog?: RequestLog | undefined;
 }
 
@@ -383,12 +384,13 @@ export class S3TargetFactory {
           maxSockets,
           connectTimeoutMs: 10_000,
           requestTimeoutMs: cfg.tuning.requestTimeoutMs,
+          minBodyRate: this.opts.clamp?.minBodyRate,
         })
       : undefined;
     return {
       cfg,
       bucket: cfg.bucket,
-      store: new ObjectStore({ bucket: cfg.bucket, endpoint: label, retrying: client, singleAttempt: singleAttemptClient, lean, requestLog, maxAttempts: cfg.tuning.maxAttempts, requestTimeoutMs: cfg.tuning.requestTimeoutMs }),
+      store: new ObjectStore({ bucket: cfg.bucket, endpoint: label, retrying: client, singleAttempt: singleAttemptClient, lean, requestLog, maxAttempts: cfg.tuning.maxAttempts, requestTimeoutMs: cfg.tuning.requestTimeoutMs, minBodyRate: this.opts.clamp?.minBodyRate }),
       lean,
       clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),

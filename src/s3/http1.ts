@@ -52,6 +52,8 @@ export interface PoolOptions {
   maxSockets: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Slowest answer body accepted, bytes/s (pace.ts; default MIN_BODY_RATE). */
+  minBodyRate?: number | undefined;
 }
 
 /** Largest body collected (error answers are a few hundred bytes). */
@@ -197,7 +199,7 @@ class Connection {
     const check = () => {
       if (this.phase.kind === "idle" || this.phase.kind === "head") return;
       const held = this.held();
-      const slow = tooSlow(this.received - mark, windowMs, held - heldMark);
+      const slow = tooSlow(this.received - mark, windowMs, held - heldMark, this.opts.minBodyRate);
       mark = this.received;
       heldMark = held;
       if (slow) {

@@ -50,6 +50,8 @@ export interface LeanOptions {
   maxSockets: number;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
+  /** Slowest answer body accepted, bytes/s (pace.ts). */
+  minBodyRate?: number | undefined;
 }
 
 /** SHA-256 / HMAC-SHA-256 in the shape the signer asks for. */
@@ -116,6 +118,7 @@ export class LeanRequests {
       maxSockets: o.maxSockets,
       connectTimeoutMs: o.connectTimeoutMs,
       idleTimeoutMs: 30_000,
+      minBodyRate: o.minBodyRate,
     });
     this.signer = new SignatureV4({ service: "s3", region: o.region, credentials: memoized(o.credentials), sha256: Sha256, uriEscapePath: false, applyChecksum: false });
     const defaultPort = tls ? 443 : 80;

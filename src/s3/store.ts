@@ -74,6 +74,8 @@ export interface StoreOptions {
   maxAttempts?: number;
   /** The answer head's deadline and the window a body's rate is judged over (pace.ts). */
   requestTimeoutMs?: number;
+  /** Slowest answer body accepted, bytes/s (pace.ts; default MIN_BODY_RATE). */
+  minBodyRate?: number | undefined;
 }
 
 export class ObjectStore {
@@ -85,6 +87,7 @@ export class ObjectStore {
   private readonly log: { requestLog: RequestLog; endpoint: string } | undefined;
   private readonly maxAttempts: number;
   private readonly requestTimeoutMs: number;
+  private readonly minBodyRate: number | undefined;
 
   constructor(o: StoreOptions) {
     this.bucket = o.bucket;
@@ -95,6 +98,7 @@ export class ObjectStore {
     this.log = o.requestLog ? { requestLog: o.requestLog, endpoint: o.endpoint } : undefined;
     this.maxAttempts = o.maxAttempts ?? 3;
     this.requestTimeoutMs = o.requestTimeoutMs ?? DEFAULT_TUNING.requestTimeoutMs;
+    this.minBodyRate = o.minBodyRate;
   }
 
   /** "s3://bucket/key (endpoint …)", as messages name an object (or the bucket, without a key). */
@@ -171,7 +175,7 @@ export class ObjectStore {
     let holdingSince: number | undefined;
     const pace = setInterval(() => {
       const now = performance.now();
-      const slow = tooSlow(got, windowMs, heldMs + (holdingSince !== undefined ? now - holdingSince : 0));
+      const slow = tooSlow(got, windowMs, heldMs + (holdingSince !== undefined ? now - holdingSince : 0), this.minBodyRate);
       got = heldMs = 0;
       if (holdingSince !== undefined) holdingSince = now;
       if (slow) body?.destroy(Object.assign(new Error(`the answer's body from ${this.endpoint} came at ${slow}`), { code: "ETIMEDOUT" }));

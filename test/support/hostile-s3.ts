@@ -23,6 +23,7 @@ export const GET_FAULTS = [
   "http10", // HTTP/1.0 answer kept open
   "error-500", // an S3 error answer
   "drip", // the head, then a byte every 300 ms
+  "trickle", // the head, then 2 KiB a second: above the plugin's general minimum rate, below the shared sidecar's
   "head-drip", // the head itself a byte every 100 ms
   "silent", // nothing at all
   "corrupt", // one byte flipped (only where the object has a CRC32 to catch it)
@@ -177,6 +178,14 @@ export async function startHostileS3(bucket: string): Promise<HostileS3> {
         let i = 0;
         const drip = () => !sock.destroyed && i < body.length && (sock.write(body.subarray(i, ++i)), later(300, drip));
         drip();
+        return;
+      }
+      case "trickle": {
+        sock.write(headLines(status, okHead));
+        let i = 0;
+        const step = 2048;
+        const trickle = () => !sock.destroyed && i < body.length && (sock.write(body.subarray(i, (i += step))), later(1000, trickle));
+        trickle();
         return;
       }
       case "head-drip": {
