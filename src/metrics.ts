@@ -6,6 +6,7 @@
 // other tenants' names on a shared scrape).
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { listen } from "./util/listen.js";
 
 const PREFIX = "argo_s3_plugin_";
 
@@ -100,15 +101,7 @@ export class Metrics {
     server.requestTimeout = limits.requestMs;
     server.keepAliveTimeout = limits.idleMs;
     server.setTimeout(limits.idleMs, (socket) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen({ port, host }, () => {
-        server.off("error", reject);
-        // Later errors (EMFILE on accept, ...) are logged; they must not end the process.
-        server.on("error", onError);
-        resolve();
-      });
-    });
+    await listen(server, { port, host }, onError);
     server.unref();
     return server;
   }

@@ -166,7 +166,10 @@ export class BufferBudget implements Buffers {
 
   /** Within its fair share: holds nothing yet, or stays within budget ÷ active shares; and its group within its cap. */
   private eligible(share: BudgetShare | undefined, size: number): boolean {
-    if (share?.group !== undefined && (this.groupHeld.get(share.group) ?? 0) + size > this.limitBytes * GROUP_CAP && (this.groupHeld.get(share.group) ?? 0) > 0) return false;
+    // Keyed by name, not by object: a group emptied and forgotten is the same group when its calls take again.
+    // One that holds nothing is always served, so no part size can wedge it.
+    const groupHeld = share?.group === undefined ? 0 : (this.groupHeld.get(share.group) ?? 0);
+    if (groupHeld > 0 && groupHeld + size > this.limitBytes * GROUP_CAP) return false;
     if (!share || share.held === 0) return true;
     const n = Math.max(1, this.active.size + (this.active.has(share) ? 0 : 1));
     return share.held + size <= this.limitBytes / n;

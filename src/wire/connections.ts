@@ -33,20 +33,12 @@ export const CONNECTION_LIMITS: ConnectionLimits = { max: 512, idleMs: 120_000 }
 
 export class ClientConnections {
   private readonly open = new Set<Tracked>();
-  /** Connections closed to make room, refused at the cap (for the log and the tests). */
-  evicted = 0;
-  refused = 0;
 
   constructor(private readonly max: number) {}
-
-  get size(): number {
-    return this.open.size;
-  }
 
   /** A new connection: true to serve it (room made if needed), false when it was closed. */
   admit(socket: Socket): boolean {
     if (this.open.size >= this.max && !this.evictIdlest()) {
-      this.refused++;
       socket.destroy();
       return false;
     }
@@ -80,7 +72,6 @@ export class ClientConnections {
     if (!idlest) return false;
     this.open.delete(idlest);
     idlest.destroy();
-    this.evicted++;
     return true;
   }
 }

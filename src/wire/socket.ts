@@ -9,6 +9,7 @@ import { lstat, mkdir, stat, unlink } from "node:fs/promises";
 import { type Server as NetServer, type Socket, createConnection, createServer } from "node:net";
 import { dirname } from "node:path";
 import { type Server, ServerCredentials } from "@grpc/grpc-js";
+import { listen } from "../util/listen.js";
 
 export class SocketInUseError extends Error {}
 
@@ -71,13 +72,6 @@ export async function serveOn(grpc: Server, where: { fd: number } | { path: stri
   const server = createServer((socket) => {
     if (admit(socket)) injector.injectConnection(socket);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ ...where, backlog: 511 }, () => {
-      server.off("error", reject);
-      server.on("error", onError); // e.g. EMFILE on accept: the server keeps listening
-      resolve();
-    });
-  });
+  await listen(server, { ...where, backlog: 511 }, onError);
   return server;
 }

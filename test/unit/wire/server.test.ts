@@ -54,6 +54,16 @@ async function serve(service: ArtifactOps, opts: Partial<ServerOptions> = {}) {
 
 const summary = { bucket: "b", key: "k", kind: "file" as const, bytes: 1, files: 1 };
 
+/** A service operation that runs until the call is aborted, tells `seen`, then fails with the abort's reason. */
+function untilAborted(call: Call, seen: () => void): Promise<never> {
+  return new Promise((_, reject) =>
+    call.signal.addEventListener("abort", () => {
+      seen();
+      reject(call.signal.reason);
+    }),
+  );
+}
+
 describe("the wire, in process", () => {
   it.each<[ErrorKind, "status" | "field", number | undefined]>([
     ["invalid-argument", "status", 3],
@@ -123,12 +133,7 @@ describe("the wire, in process", () => {
     const { client } = await serve(
       fake({
         listObjects: (_a: ArtifactRef, call: Call) =>
-          new Promise((_, reject) =>
-            call.signal.addEventListener("abort", () => {
-              aborted = true;
-              reject(call.signal.reason);
-            }),
-          ),
+          untilAborted(call, () => (aborted = true)),
       }),
       { callDeadlinesMs: { ListObjects: 300 } },
     );
@@ -142,12 +147,7 @@ describe("the wire, in process", () => {
     const { client } = await serve(
       fake({
         load: (_a: ArtifactRef, _p: string, call: Call) =>
-          new Promise((_, reject) =>
-            call.signal.addEventListener("abort", () => {
-              sawAbort = true;
-              reject(call.signal.reason);
-            }),
-          ),
+          untilAborted(call, () => (sawAbort = true)),
       }),
     );
     const raw = client.raw as unknown as Record<string, (req: unknown, cb: () => void) => { cancel(): void }>;
@@ -200,12 +200,7 @@ describe("the wire, in process", () => {
     const { server, client } = await serve(
       fake({
         save: (_a: ArtifactRef, _p: string, call: Call) =>
-          new Promise((_, reject) =>
-            call.signal.addEventListener("abort", () => {
-              sawAbort = true;
-              reject(call.signal.reason);
-            }),
-          ),
+          untilAborted(call, () => (sawAbort = true)),
       }),
     );
     const save = client.save(artifact(cfg, "k"), "/tmp/x").catch((e: Error) => e);
