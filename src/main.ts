@@ -48,7 +48,8 @@ environment:
   ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS endpoints (host or host:port) configurations may use; empty: any
                                    but link-local / metadata addresses, which are always refused
                                    (and loopback in the shared sidecar, unless listed here)
-  ARGO_S3_PLUGIN_METRICS_PORT      serve Prometheus metrics on this TCP port at /metrics (default off)
+  ARGO_S3_PLUGIN_METRICS_PORT      serve Prometheus metrics on this TCP port at /metrics (default off;
+                                   0: any free port, named in the ready line)
   ARGO_S3_PLUGIN_METRICS_ADDRESS   the IP address the metrics port listens on (default: all, as
                                    Prometheus scrapes the pod's IP; 127.0.0.1 for a scraper in the pod)
   OTEL_EXPORTER_OTLP_ENDPOINT      OpenTelemetry traces over OTLP (default off); also the other
