@@ -48,6 +48,10 @@ environment:
   ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS endpoints (host or host:port) configurations may use; empty: any
                                    but link-local / metadata addresses, which are always refused
                                    (and loopback in the shared sidecar, unless listed here)
+  ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS
+                                   your own stores (host or host:port); in the shared sidecar the
+                                   calls to every other endpoint together hold at most half of the
+                                   slots and of the buffer budget (default: none named, no such cap)
   ARGO_S3_PLUGIN_METRICS_PORT      serve Prometheus metrics on this TCP port at /metrics (default off;
                                    0: any free port, named in the ready line)
   ARGO_S3_PLUGIN_METRICS_ADDRESS   the IP address the metrics port listens on (default: all, as
@@ -108,7 +112,7 @@ async function main(argv: string[]): Promise<number> {
     streamIdleMs: settings.streamIdleMs,
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
     maxConcurrentListings: policy.maxConcurrentListings,
-    perTenantLimits: policy.perTenantLimits,
+    shares: policy.shares,
     callDeadlinesMs: policy.callDeadlinesMs,
     onRpc: (...a) => metrics?.rpc(...a),
   });

@@ -51,6 +51,8 @@ export interface Settings {
   allowedSecrets: AllowedSecret[];
   /** host[:port] list; empty: any endpoint that is not link-local / metadata. */
   allowedEndpoints: string[];
+  /** host[:port] list: the operator's own stores; in the shared sidecar every other endpoint is an author's. */
+  operatorEndpoints: string[];
 }
 
 /** ARGO_S3_PLUGIN_BUFFER_MIB in bytes (default 96 MiB); throws a readable error when malformed. */
@@ -383,6 +385,7 @@ export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimit
       tracing: tracing(env),
       allowedSecrets: list(env["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).map(allowedSecret),
       allowedEndpoints: list(env["ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS"]).map((e) => e.toLowerCase()),
+      operatorEndpoints: list(env["ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS"]).map((e) => e.toLowerCase()),
     };
   } catch (e) {
     if (e instanceof SettingsError) throw e;

@@ -5,8 +5,10 @@
 // layer (secrets, roles, endpoints, clamps). In a workflow pod the same
 // object says "not shared" and changes nothing. Security in the README is
 // this file in prose.
+import type { Tenant } from "../artifacts/service.js";
 import { SHARED_MIN_BODY_RATE } from "../s3/pace.js";
 import type { AllowedSecret, Settings } from "../settings.js";
+import type { ShareGroup } from "../util/slots.js";
 
 export interface SharedPolicy {
   shared: boolean;
@@ -23,8 +25,11 @@ export interface SharedPolicy {
   clamp: { requestTimeoutMs: number; maxAttempts: number; minBodyRate: number } | undefined;
   /** Listing calls at once (ListObjects, IsDirectory): their parsed pages cost memory outside the buffer budget. */
   maxConcurrentListings: number;
-  /** No tenant and no endpoint holds more than three quarters of a slot pool (shared mode). */
-  perTenantLimits: boolean;
+  /**
+   * The groups a call to this tenant counts in, each holding at most its fraction of every slot
+   * pool and of the buffer budget together (shared mode; elsewhere none).
+   */
+  shares: (t: Tenant) => readonly ShareGroup[];
   /** A bound on the whole of a call, by method (shared mode: every page of a listing). */
   callDeadlinesMs: Partial<Record<string, number>> | undefined;
 }
@@ -36,6 +41,30 @@ export interface SharedPolicy {
  */
 const SHARED_CLAMP = { requestTimeoutMs: 60_000, maxAttempts: 3, minBodyRate: SHARED_MIN_BODY_RATE };
 
+/** One tenant (endpoint, bucket, credential source) and one host (any port) hold at most this. */
+const TENANT_FRACTION = 3 / 4;
+/** The calls to every store that is not the operator's, together (ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS). */
+const AUTHORS_FRACTION = 1 / 2;
+
+/**
+ * Fair shares in the shared sidecar. An author chooses endpoint, bucket and credentials freely,
+ * so a cap per tenant alone is multiplied by buckets, and a cap per endpoint by ports: a host
+ * (whatever port) is capped too. Names and addresses cost an author little more, so once the
+ * operator names their own stores, the calls to every other store share one cap between them,
+ * and the operator's stores keep the other half whatever any number of authors' hosts do.
+ */
+function sharesIn(operatorEndpoints: readonly string[]): (t: Tenant) => readonly ShareGroup[] {
+  return (t) => {
+    const groups: ShareGroup[] = [{ key: `tenant ${t.tenant}`, fraction: TENANT_FRACTION }];
+    // AWS S3 itself (no endpoint) is nobody's to slow down.
+    const operators = t.host === "aws" || operatorEndpoints.includes(t.endpoint) || operatorEndpoints.includes(t.host);
+    if (operators) return groups;
+    groups.push({ key: `host ${t.host}`, fraction: TENANT_FRACTION });
+    if (operatorEndpoints.length > 0) groups.push({ key: "authors", fraction: AUTHORS_FRACTION });
+    return groups;
+  };
+}
+
 export function sharedPolicy(s: Settings): SharedPolicy {
   const shared = s.shared;
   return {
@@ -45,7 +74,7 @@ export function sharedPolicy(s: Settings): SharedPolicy {
     endpoints: { allowed: s.allowedEndpoints, refuseLoopback: shared },
     clamp: shared ? SHARED_CLAMP : undefined,
     maxConcurrentListings: shared ? 4 : 8,
-    perTenantLimits: shared,
+    shares: shared ? sharesIn(s.operatorEndpoints) : () => [],
     callDeadlinesMs: shared ? { ListObjects: s.sharedListingMs, IsDirectory: s.sharedListingMs } : undefined,
   };
 }

@@ -6,6 +6,7 @@ import { lstat, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ConfigCache } from "../config/parse.js";
 import { Lru } from "../util/lru.js";
+import type { ShareGroup } from "../util/slots.js";
 import { localReadProblem } from "../util/local-access.js";
 import { PluginError } from "../errors.js";
 import { BucketSetup } from "../s3/bucket.js";
@@ -32,21 +33,25 @@ export interface ArtifactRef {
 export interface Call {
   signal: AbortSignal;
   progress?: Progress;
-  /** Waits for the call's slot, given what it targets (the wire layer's pools); absent: no slot needed. */
-  admit?: (tenant: Tenant) => Promise<void>;
+  /**
+   * Waits for the call's slot, given what it targets (the wire layer's pools), and answers the
+   * groups its transfer buffers count in (the shared sidecar's fair shares); absent: no slot needed.
+   */
+  admit?: (tenant: Tenant) => Promise<readonly ShareGroup[]>;
   /** Told where the call goes as soon as that is known, so a failure's log line names it too. */
   at?: (where: { bucket: string; endpoint: string }) => void;
-  /** The shared sidecar: the call's buffers count toward its endpoint's share of the budget. */
-  budgetPerEndpoint?: boolean;
 }
 
 /**
  * What a configuration points at: the unit the shared sidecar keeps apart.
- * `endpoint` alone too, as an author may vary bucket and credentials freely.
+ * `endpoint` (host:port) and `host` alone too, as an author may vary bucket,
+ * credentials and port freely.
  */
 export interface Tenant {
   tenant: string;
   endpoint: string;
+  /** "aws" when the configuration names no endpoint (AWS S3 itself). */
+  host: string;
 }
 
 function tenantOf(t: S3Target): Tenant {
@@ -55,7 +60,7 @@ function tenantOf(t: S3Target): Tenant {
   const host = c.endpoint ? canonicalHost(c.endpoint).replace(/\.$/, "").toLowerCase() : "aws";
   const endpoint = `${host}:${(c.endpoint && endpointPort(c.endpoint)) ?? (c.insecure ? 80 : 443)}`;
   const creds = c.accessKeySecret ? `secret ${c.accessKeySecret.name}` : c.roleARN ? `role ${c.roleARN}` : "default chain";
-  return { endpoint, tenant: `${endpoint} ${c.bucket} ${creds}` };
+  return { endpoint, host, tenant: `${endpoint} ${c.bucket} ${creds}` };
 }
 
 /** Outcome figures for the per-RPC log line. */
@@ -85,16 +90,16 @@ export class ArtifactService {
 
   /** The call's transfers against the artifact's target. */
   private async job(artifact: ArtifactRef, call: Call): Promise<Job> {
-    const t = await this.admitted(artifact, call);
-    return this.engine.job(t, call.progress, call.budgetPerEndpoint ? `endpoint ${tenantOf(t).endpoint}` : undefined);
+    const { t, shares } = await this.admitted(artifact, call);
+    return this.engine.job(t, call.progress, shares);
   }
 
-  /** The target, once the call has its slot. */
-  private async admitted(artifact: ArtifactRef, call: Call): Promise<S3Target> {
+  /** The target, once the call has its slot, and the groups its buffers count in. */
+  private async admitted(artifact: ArtifactRef, call: Call): Promise<{ t: S3Target; shares: readonly ShareGroup[] }> {
     const t = await this.target(artifact);
     call.at?.({ bucket: t.bucket, endpoint: t.endpointLabel });
-    await call.admit?.(tenantOf(t));
-    return t;
+    const shares = (await call.admit?.(tenantOf(t))) ?? [];
+    return { t, shares };
   }
 
   async load(artifact: ArtifactRef, path: string, call: Call): Promise<TransferSummary> {
@@ -299,7 +304,7 @@ export class ArtifactService {
   }
 
   async isDirectory(artifact: ArtifactRef, call: Call): Promise<boolean> {
-    const t = await this.admitted(artifact, call);
+    const { t } = await this.admitted(artifact, call);
     return anyUnder(t, directoryPrefix(artifact.key), call.signal);
   }
 

@@ -17,21 +17,19 @@
 // a client that stalls) cannot take the whole budget from the rest. Within a
 // share, and among requests that are within their share, order is FIFO.
 import { PluginError } from "../errors.js";
+import type { ShareGroup } from "../util/slots.js";
 
 const MiB = 1024 * 1024;
 
 /** Requests from this size up are "large": they may evict kept buffers of other sizes. */
 const LARGE = 4 * MiB;
 
-/** One RPC's standing with the budget, and the group it counts in (if any). */
+/** One RPC's standing with the budget, and the groups it counts in (the shared sidecar's fair shares). */
 class BudgetShare {
   held = 0;
   waiting = 0;
-  constructor(readonly group?: string) {}
+  constructor(readonly groups: readonly ShareGroup[] = []) {}
 }
-
-/** What a group of shares (one endpoint's calls in the shared sidecar) may hold together. */
-const GROUP_CAP = 3 / 4;
 
 /** What the engine takes transfer buffers from: the budget as one RPC sees it. */
 export interface Buffers {
@@ -61,7 +59,7 @@ export class BufferBudget implements Buffers {
   private readonly owners = new WeakMap<Buffer, BudgetShare>();
   /** Shares holding or waiting for buffers. */
   private readonly active = new Set<BudgetShare>();
-  /** Bytes held by each group of shares. */
+  /** Bytes held by each group of shares, by key. */
   private readonly groupHeld = new Map<string, number>();
 
   /** `idleMs`: how long nothing must be handed out before kept buffers are let go. */
@@ -91,13 +89,13 @@ export class BufferBudget implements Buffers {
   }
 
   /**
-   * One RPC's view of the budget: what it takes is charged to its own fair share. With a group
-   * (the shared sidecar: the call's endpoint), the group's shares together hold at most three
-   * quarters of the budget, so calls to one store that sends slowly (or never) leave a quarter
-   * to everyone else, however many of them there are.
+   * One RPC's view of the budget: what it takes is charged to its own fair share. With groups
+   * (the shared sidecar: the call's tenant, host, and the authors' stores together), each
+   * group's shares together hold at most its fraction of the budget, so calls to a store that
+   * sends slowly (or never) leave the rest to everyone else, however many of them there are.
    */
-  share(group?: string): Buffers {
-    const share = new BudgetShare(group);
+  share(groups: readonly ShareGroup[] = []): Buffers {
+    const share = new BudgetShare(groups);
     return {
       limitBytes: this.limitBytes,
       acquire: (size, signal) => this.acquire(size, signal, share),
@@ -144,7 +142,7 @@ export class BufferBudget implements Buffers {
     if (share) {
       this.owners.delete(buf);
       share.held -= buf.length;
-      if (share.group !== undefined) this.groupHeld.set(share.group, (this.groupHeld.get(share.group) ?? 0) - buf.length);
+      this.chargeGroups(share, -buf.length);
       this.settleShare(share);
     }
     // A buffer may be a view of a larger pooled block (see take): account for, and keep, the block.
@@ -164,12 +162,14 @@ export class BufferBudget implements Buffers {
     }
   }
 
-  /** Within its fair share: holds nothing yet, or stays within budget ÷ active shares; and its group within its cap. */
+  /** Within its fair share: holds nothing yet, or stays within budget ÷ active shares; and each of its groups within its cap. */
   private eligible(share: BudgetShare | undefined, size: number): boolean {
     // Keyed by name, not by object: a group emptied and forgotten is the same group when its calls take again.
     // One that holds nothing is always served, so no part size can wedge it.
-    const groupHeld = share?.group === undefined ? 0 : (this.groupHeld.get(share.group) ?? 0);
-    if (groupHeld > 0 && groupHeld + size > this.limitBytes * GROUP_CAP) return false;
+    for (const g of share?.groups ?? []) {
+      const held = this.groupHeld.get(g.key) ?? 0;
+      if (held > 0 && held + size > this.limitBytes * g.fraction) return false;
+    }
     if (!share || share.held === 0) return true;
     const n = Math.max(1, this.active.size + (this.active.has(share) ? 0 : 1));
     return share.held + size <= this.limitBytes / n;
@@ -183,7 +183,11 @@ export class BufferBudget implements Buffers {
 
   private settleShare(share: BudgetShare): void {
     if (share.held <= 0 && share.waiting <= 0) this.active.delete(share);
-    if (share.group !== undefined && (this.groupHeld.get(share.group) ?? 0) <= 0) this.groupHeld.delete(share.group);
+    for (const g of share.groups) if ((this.groupHeld.get(g.key) ?? 0) <= 0) this.groupHeld.delete(g.key);
+  }
+
+  private chargeGroups(share: BudgetShare, bytes: number): void {
+    for (const g of share.groups) this.groupHeld.set(g.key, (this.groupHeld.get(g.key) ?? 0) + bytes);
   }
 
   /** Take a buffer and charge it to `share`; an allocation that fails changes no count. */
@@ -192,7 +196,7 @@ export class BufferBudget implements Buffers {
     if (share) {
       this.owners.set(buf, share);
       share.held += buf.length;
-      if (share.group !== undefined) this.groupHeld.set(share.group, (this.groupHeld.get(share.group) ?? 0) + buf.length);
+      this.chargeGroups(share, buf.length);
       this.active.add(share);
     }
     return buf;

@@ -13,6 +13,7 @@ import { readObject } from "./object-stream.js";
 import { type ObjectInfo, headObject } from "./range-reader.js";
 import { TaskGroup } from "./task-group.js";
 import { type UploadResult, uploadFile, uploadStream } from "./upload.js";
+import type { ShareGroup } from "../util/slots.js";
 
 export type { DownloadOptions, ObjectInfo, Progress, UploadResult };
 export { TaskGroup };
@@ -27,15 +28,15 @@ export class TransferEngine {
   ) {}
 
   /**
-   * The transfers of one RPC against `target`, counting into `progress`; with a budget group, its
-   * buffers count toward that group's cap (see BufferBudget.share).
+   * The transfers of one RPC against `target`, counting into `progress`; with share groups, its
+   * buffers count toward each group's cap (see BufferBudget.share).
    */
-  job(target: S3Target, progress: Progress = { bytes: 0 }, budgetGroup?: string): Job {
+  job(target: S3Target, progress: Progress = { bytes: 0 }, groups: readonly ShareGroup[] = []): Job {
     const tuning = target.cfg.tuning;
     return new Job({
       target,
       tuning,
-      buffers: this.budget.share(budgetGroup),
+      buffers: this.budget.share(groups),
       progress,
       lateUploads: this.lateUploads,
       rangeSlots: new Slots(Math.max(tuning.partConcurrency, tuning.fileConcurrency)),

@@ -16,6 +16,17 @@ export interface SlotGroup {
   cap: number;
 }
 
+/** A group a call counts in, with the fraction of a pool (or of the buffer budget) it may hold together. */
+export interface ShareGroup {
+  key: string;
+  fraction: number;
+}
+
+/** Share groups as a pool of `limit` slots caps them: at least one slot each, what is left for others rounded up. */
+export function slotGroups(shares: readonly ShareGroup[], limit: number): SlotGroup[] {
+  return shares.map((g) => ({ key: g.key, cap: Math.max(1, limit - Math.ceil(limit * (1 - g.fraction))) }));
+}
+
 interface Waiter {
   groups: readonly SlotGroup[];
   go: () => void;

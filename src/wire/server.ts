@@ -14,7 +14,7 @@ import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket, serveOn } from "./socket.js";
 import { CONNECTION_LIMITS, ClientConnections, type ConnectionLimits } from "./connections.js";
-import { type SlotGroup, Slots } from "../util/slots.js";
+import { type ShareGroup, Slots, slotGroups } from "../util/slots.js";
 import { watchSessions, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
@@ -49,11 +49,10 @@ export interface ServerOptions {
   /** ListObjects and IsDirectory at once (default 8); later ones wait. */
   maxConcurrentListings?: number;
   /**
-   * The shared argo-server sidecar: no tenant (endpoint, bucket, credential
-   * source) and no endpoint holds more than three quarters of either pool, so
-   * what an author's unanswering store ties up leaves a quarter free.
+   * The groups a call to a tenant counts in, each capped at its fraction of either pool (and of
+   * the buffer budget): the shared sidecar's fair shares (admission/shared-policy.ts); unset: none.
    */
-  perTenantLimits?: boolean;
+  shares?: (t: Tenant) => readonly ShareGroup[];
   /**
    * A bound on the whole of a call, by method (the shared sidecar's listings: every page of a
    * ListObjects, an IsDirectory), whatever pace the store keeps; unset: none.
@@ -197,13 +196,16 @@ export class PluginServer {
     // The slot is taken once the call's target is known (the service calls admit): its tenant decides what it may hold.
     const pool = TRANSFERS.has(method) ? this.transfers : LISTINGS.has(method) ? this.listings : undefined;
     let release: (() => void) | undefined;
-    let taking: Promise<void> | undefined;
+    let taking: Promise<readonly ShareGroup[]> | undefined;
     const admit = pool
-      ? (tenant: Tenant) =>
+      ? (tenant: Tenant) => {
+          const shares = this.opts.shares?.(tenant) ?? [];
           // One slot per call, however often (or concurrently) the service asks.
-          (taking ??= pool.take(controller.signal, this.groups(pool, tenant)).then((r) => {
+          return (taking ??= pool.take(controller.signal, slotGroups(shares, pool.limit)).then((r) => {
             release = r;
-          }))
+            return shares;
+          }));
+        }
       : undefined;
     const run = async () => {
       try {
@@ -211,7 +213,7 @@ export class PluginServer {
           fields.bucket ??= w.bucket;
           fields["endpoint"] ??= w.endpoint;
         };
-        return await body({ signal: controller.signal, progress, at, ...(admit ? { admit } : {}), ...(this.opts.perTenantLimits ? { budgetPerEndpoint: true } : {}) }, fields);
+        return await body({ signal: controller.signal, progress, at, ...(admit ? { admit } : {}) }, fields);
       } finally {
         release?.();
       }
@@ -246,17 +248,6 @@ export class PluginServer {
       if (this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pending.delete(p);
     }
-  }
-
-  private groups(pool: Slots, t: Tenant): SlotGroup[] {
-    if (!this.opts.perTenantLimits) return [];
-    // A quarter of each pool (at least one slot) always stays for others; a one-repository
-    // install, where every UI call is one tenant, still gets the other three quarters.
-    const cap = Math.max(1, pool.limit - Math.ceil(pool.limit / 4));
-    return [
-      { key: `tenant ${t.tenant}`, cap },
-      { key: `endpoint ${t.endpoint}`, cap },
-    ];
   }
 
   /** The slot pools now, for the metrics. */

@@ -3,7 +3,9 @@
 // attacked through its configuration as any workflow author can:
 //  1. as many OpenStreams as it has transfer slots, to a store that accepts
 //     and never answers (requestTimeoutSeconds a day, a bucket per call);
-//  2. 40 concurrent ListObjects and IsDirectory against 7.9 MiB answers.
+//  2. 40 concurrent ListObjects and IsDirectory against 7.9 MiB answers;
+//  3. the same OpenStreams spread over two ports of one host, then over
+//     three hosts, against the operator's named store (issue #34 case 1).
 // Each time another user's call to a healthy store (MinIO) must be served at
 // once, with the right bytes, and nothing may be OOM-killed.
 import { randomBytes } from "node:crypto";
@@ -29,6 +31,9 @@ let minio: MinioServer;
 let hung: Server;
 let hungPort: number;
 const hungSockets = new Set<Socket>();
+// The author's other stores that never answer: a second port of hung's host, and two more hosts.
+const moreHung: Server[] = [];
+const moreHungAt: string[] = [];
 let fat: HttpServer;
 let fatPort: number;
 let fatAnswers = 0;
@@ -60,14 +65,22 @@ beforeAll(async () => {
   await adminClient(minio).send(new CreateBucketCommand({ Bucket: "victim" }));
   await adminClient(minio).send(new PutObjectCommand({ Bucket: "victim", Key: "v.bin", Body: victimBytes }));
   await adminClient(minio).send(new PutObjectCommand({ Bucket: "victim", Key: "dir/a.txt", Body: "a" }));
-  // Accepts and never answers.
-  hung = createNetServer((s) => {
-    hungSockets.add(s);
-    s.on("error", () => undefined);
-    s.on("close", () => hungSockets.delete(s));
-  });
-  await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+  // Accepts and never answers; on 127.0.0.2, a host of its own beside MinIO's 127.0.0.1.
+  const hangs = () =>
+    createNetServer((s) => {
+      hungSockets.add(s);
+      s.on("error", () => undefined);
+      s.on("close", () => hungSockets.delete(s));
+    });
+  hung = hangs();
+  await new Promise<void>((r) => hung.listen(0, "127.0.0.2", r));
   hungPort = (hung.address() as { port: number }).port;
+  for (const host of ["127.0.0.2", "127.0.0.3", "127.0.0.4"]) {
+    const srv = hangs();
+    await new Promise<void>((r) => srv.listen(0, host, r));
+    moreHung.push(srv);
+    moreHungAt.push(`${host}:${(srv.address() as { port: number }).port}`);
+  }
   const body = fatListing(7.9 * MiB);
   fat = createHttpServer((req, res) => {
     fatAnswers++;
@@ -114,6 +127,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of hungSockets) s.destroy();
   hung?.close();
+  for (const srv of moreHung) srv.close();
   for (const s of dripSockets) s.destroy();
   drip?.close();
   endless?.closeAllConnections();
@@ -136,7 +150,7 @@ async function sharedPlugin(extraEnv: Record<string, string> = {}): Promise<Shar
   const plugin = await startPlugin(
     {
       ARGO_S3_PLUGIN_SHARED: "true",
-      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: `127.0.0.1:${hungPort},127.0.0.1:${fatPort},127.0.0.1:${dripPort},127.0.0.1:${endlessPort},${minio.endpoint}`,
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: `127.0.0.2:${hungPort},${moreHungAt.join(",")},127.0.0.1:${fatPort},127.0.0.1:${dripPort},127.0.0.1:${endlessPort},${minio.endpoint}`,
       ARGO_S3_PLUGIN_GRACE_SECONDS: "1",
       AWS_ACCESS_KEY_ID: minio.accessKey,
       AWS_SECRET_ACCESS_KEY: minio.secretKey,
@@ -190,7 +204,7 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
     try {
       // A bucket per call: every call its own tenant, all on one endpoint.
       const attacks = Array.from({ length: s.slots }, (_, i) =>
-        s.plugin.client.openStream(artifact(store(`127.0.0.1:${hungPort}`, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"), "k"), { discard: true }).catch((e: Error) => e),
+        s.plugin.client.openStream(artifact(store(`127.0.0.2:${hungPort}`, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"), "k"), { discard: true }).catch((e: Error) => e),
       );
       tally({ suite: "hostile: one author's unanswering store vs other users", hostileTried: s.slots });
       // The endpoint holds all it may (all but a quarter of the slots), the rest of the author's calls wait.
@@ -211,6 +225,45 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
       rmSync(work, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it("an author's OpenStreams over two ports of one host hold three quarters of the slots; over three hosts, with the operator's store named, half; another user's calls are served either way", async () => {
+    const hosts = [`127.0.0.2:${hungPort}`, moreHungAt[0]!, moreHungAt[1]!, moreHungAt[2]!];
+    for (const [operator, endpoints, share] of [
+      ["", hosts.slice(0, 2), 3 / 4],
+      [minio.endpoint, hosts, 1 / 2],
+    ] as const) {
+      // What an earlier plugin left (its sockets close as it exits) is not this plugin's.
+      for (const sock of hungSockets) sock.destroy();
+      hungSockets.clear();
+      const s = await sharedPlugin(operator ? { ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS: operator } : {});
+      const work = mkdtempSync(join(tmpdir(), "victim-"));
+      try {
+        const suite = `hostile: one author's unanswering stores on ${endpoints.length} endpoints vs other users`;
+        const attacks = Array.from({ length: s.slots }, (_, i) =>
+          s.plugin.client
+            .openStream(artifact(store(endpoints[i % endpoints.length]!, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"), "k"), { discard: true })
+            .catch((e: Error) => e),
+        );
+        tally({ suite, hostileTried: s.slots });
+        const cap = s.slots - Math.ceil(s.slots * (1 - share));
+        const deadline = Date.now() + 15_000;
+        while (hungSockets.size < cap && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        expect(hungSockets.size).toBeGreaterThanOrEqual(cap);
+        await new Promise((r) => setTimeout(r, 500));
+        expect(hungSockets.size, `no more than ${cap} of ${s.slots} slots over ${endpoints.join(", ")}`).toBe(cap);
+        const times = await victim(s.plugin, work);
+        process.stdout.write(
+          `tenants: victim served beside ${cap} hung OpenStreams over ${endpoints.length} endpoints${operator ? " (operator's store named)" : ""}: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms\n`,
+        );
+        expect(s.oomKills()).toBe(0);
+        tally({ suite, hostileRefused: s.slots });
+        void attacks;
+      } finally {
+        await s.stop();
+        rmSync(work, { recursive: true, force: true });
+      }
+    }
+  }, 180_000);
 
   it("40 concurrent ListObjects and IsDirectory against 7.9 MiB answers: refused, no OOM kill, another user's calls served", async () => {
     const s = await sharedPlugin();
