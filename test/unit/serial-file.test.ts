@@ -1,0 +1,53 @@
+// download-to-file's SerialFile: a file's ranged writes one at a time, on the
+// event loop while they are quick, through the thread pool once one was slow.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import { SerialFile } from "../../src/transfer/download-to-file.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function writeInPieces(slowMs: number): Promise<{ file: SerialFile; bytes: Buffer; path: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "serial-"));
+  dirs.push(dir);
+  const path = join(dir, "f");
+  const fh = await open(path, "wx");
+  const file = new SerialFile(fh, slowMs);
+  const bytes = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) >>> 3;
+  // Pieces out of order, as parallel ranges hand them over; none awaited before the next is asked.
+  const pieces = [3, 0, 2, 1].map((n) => ({ at: n * 256 * 1024, data: bytes.subarray(n * 256 * 1024, (n + 1) * 256 * 1024) }));
+  await Promise.all(pieces.map((p) => file.write(p.data, p.at)));
+  await fh.close();
+  return { file, bytes, path };
+}
+
+it("writes each piece at its offset, on the event loop while writes are quick", async () => {
+  const { file, bytes, path } = await writeInPieces(10_000);
+  expect(file.pooled).toBe(false);
+  expect(readFileSync(path).equals(bytes)).toBe(true);
+});
+
+it("after a slow write, the file's later writes go through the thread pool, still at their offsets", async () => {
+  const { file, bytes, path } = await writeInPieces(-1);
+  expect(file.pooled).toBe(true);
+  expect(readFileSync(path).equals(bytes)).toBe(true);
+});
+
+it("a failed write rejects, in either mode, naming the system's error", async () => {
+  for (const slowMs of [10_000, -1]) {
+    const dir = mkdtempSync(join(tmpdir(), "serial-"));
+    dirs.push(dir);
+    await (await open(join(dir, "f"), "wx")).close();
+    const fh = await open(join(dir, "f"), "r"); // opened for reading: every write fails with EBADF
+    const file = new SerialFile(fh, slowMs);
+    file.pooled = slowMs < 0;
+    await expect(file.write(Buffer.from("y"), 1)).rejects.toThrow(/EBADF/);
+    await fh.close();
+  }
+});
