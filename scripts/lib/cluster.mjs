@@ -21,7 +21,6 @@ import { execFile, execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync,
-  chownSync,
   closeSync,
   copyFileSync,
   createReadStream,

@@ -28,7 +28,6 @@ export const MAX_CONFIG_COLONS = 2000;
 
 /** Control characters (a NUL, terminal escapes) shown as escapes, long text cut. */
 export function printable(s: string, max = 80): string {
-  // eslint-disable-next-line no-control-regex
   const escaped = s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }

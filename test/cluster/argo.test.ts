@@ -120,7 +120,7 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
 
   it("runs the file example: the consumer reads the bytes the producer stored", async () => {
     const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
-    const { name, status } = (ran["file"] = await expectSucceeded(wf));
+    const { name } = (ran["file"] = await expectSucceeded(wf));
     const stored = await objectBytes(`runs/${name}/report.txt`);
     expect(stored.length).toBeGreaterThan(10);
     expect(await podLog(name, "consume")).toBe(stored.toString());

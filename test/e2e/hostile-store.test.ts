@@ -50,7 +50,7 @@ async function startRoute(name: Route["name"]): Promise<Route> {
       healthFailures.push(`${name}: ${String(e)}`);
     }
     slowestHealthMs = Math.max(slowestHealthMs, performance.now() - t);
-    route.polling = setTimeout(poll, 100);
+    route.polling = setTimeout(() => void poll(), 100);
   };
   void poll();
   return route;

@@ -23,7 +23,7 @@
 //     server.volumes. Each list value is inserted as is (toYaml).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse, parseAllDocuments, stringify } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { describe, expect, it } from "vitest";
 import { ROOT } from "../support/plugin.js";
 import { argoParse } from "../support/argo-config.js";

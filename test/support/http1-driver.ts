@@ -43,7 +43,7 @@ function sinkOf(capacity: number, pauseEvery: number): BodySink & { bytes(): Buf
 
 const GET = "GET /b/k HTTP/1.1\r\nhost: x\r\n\r\n";
 
-parentPort!.on("message", async (m: { id: number; port: number; requests: DriverRequest[] }) => {
+async function drive(m: { id: number; port: number; requests: DriverRequest[] }): Promise<void> {
   const pool = new Http1Pool({ host: "127.0.0.1", port: m.port, tls: undefined, lookup, maxSockets: 1, connectTimeoutMs: 5000, idleTimeoutMs: 5000 });
   const outcomes: DriverOutcome[] = [];
   for (const r of m.requests) {
@@ -59,4 +59,6 @@ parentPort!.on("message", async (m: { id: number; port: number; requests: Driver
   }
   pool.close();
   parentPort!.postMessage({ id: m.id, outcomes });
-});
+}
+
+parentPort!.on("message", (m: { id: number; port: number; requests: DriverRequest[] }) => void drive(m));

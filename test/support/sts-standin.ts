@@ -65,7 +65,7 @@ export async function startStsStandin(opts: {
   lookupCaller: (accessKeyId: string) => Promise<CallerCredential | undefined>;
 }): Promise<StsStandin> {
   const requests: StsRequest[] = [];
-  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+  const answer = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const body = await readBody(req);
     const form = new URLSearchParams(body);
     const rec: StsRequest = {
@@ -102,7 +102,8 @@ export async function startStsStandin(opts: {
     } catch (e) {
       fail(500, "InternalFailure", (e as Error).message);
     }
-  });
+  };
+  const server = createServer((req, res) => void answer(req, res));
   const port = await listen(server);
   return { url: `http://127.0.0.1:${port}`, requests, stop: () => close(server) };
 }

@@ -24,19 +24,22 @@ beforeAll(async () => {
   server = createServer((sock) => {
     let head = "";
     sock.on("error", () => undefined);
-    sock.on("data", async (d) => {
-      if (head.includes("\r\n\r\n")) return;
-      head += d.toString("latin1");
-      if (!head.includes("\r\n\r\n")) return;
-      const id = Number(/^GET \/case\/(\d+) /.exec(head)?.[1]);
-      const answer = answers.get(id);
-      if (!answer) return void sock.destroy();
+    const send = async (answer: GeneratedAnswer) => {
       for (const piece of answer.pieces) {
         if (sock.destroyed) return;
         sock.write(piece);
         await new Promise((r) => setImmediate(r));
       }
       sock.end();
+    };
+    sock.on("data", (d) => {
+      if (head.includes("\r\n\r\n")) return;
+      head += d.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      const id = Number(/^GET \/case\/(\d+) /.exec(head)?.[1]);
+      const answer = answers.get(id);
+      if (!answer) return void sock.destroy();
+      void send(answer);
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
