@@ -36,7 +36,10 @@ const assetDirs = {
       if (pkg === undefined) return undefined;
       const pkgRoot = args.path.slice(0, args.path.indexOf(`node_modules/${pkg}/`) + `node_modules/${pkg}/`.length);
       const here = relative(pkgRoot, dirname(args.path));
-      const source = readFileSync(args.path, "utf8").replace(/\b__dirname\b/g, `require("node:path").join(__dirname, ${JSON.stringify(`vendor/${pkg}/${here}`)})`);
+      const source = readFileSync(args.path, "utf8").replace(
+        /\b__dirname\b/g,
+        `require("node:path").join(__dirname, ${JSON.stringify(`vendor/${pkg}/${here}`)})`,
+      );
       return { contents: source, loader: "js" };
     });
   },
@@ -99,5 +102,7 @@ export async function bundle(entries = { main: join(DIST, "main.js"), cli: join(
 if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
   const result = await bundle();
   const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
-  process.stdout.write(`bundled dist/main.cjs and dist/cli.cjs (${(bytes / 2 ** 20).toFixed(1)} MiB with their legal notes)\n`);
+  process.stdout.write(
+    `bundled dist/main.cjs and dist/cli.cjs (${(bytes / 2 ** 20).toFixed(1)} MiB with their legal notes)\n`,
+  );
 }

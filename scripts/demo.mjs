@@ -30,7 +30,13 @@ console.log(`  MinIO at ${minio.url}`);
 step("starting the plugin: node dist/main.cjs <socket>");
 const socket = join(work, "artifact-plugins", "s3", "socket");
 const plugin = spawn(process.execPath, [join(ROOT, "dist", "main.cjs"), socket], {
-  env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", LOG_LEVEL: "info" },
+  env: {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: minio.accessKey,
+    AWS_SECRET_ACCESS_KEY: minio.secretKey,
+    AWS_EC2_METADATA_DISABLED: "true",
+    LOG_LEVEL: "info",
+  },
   stdio: ["ignore", "pipe", "inherit"],
 });
 await new Promise((resolve, reject) => {
@@ -43,7 +49,12 @@ await new Promise((resolve, reject) => {
   plugin.once("exit", (code) => reject(new Error(`plugin exited early with ${code}`)));
 });
 
-const configuration = [`endpoint: ${minio.endpoint}`, "bucket: demo", "insecure: true", "createBucketIfNotPresent: {}"].join("\n");
+const configuration = [
+  `endpoint: ${minio.endpoint}`,
+  "bucket: demo",
+  "insecure: true",
+  "createBucketIfNotPresent: {}",
+].join("\n");
 console.log(`  plugin.configuration:\n${configuration.replace(/^/gm, "    ")}`);
 const client = new ArtifactClient(socket);
 let failed = false;
@@ -80,7 +91,10 @@ try {
   check(got.equals(data), `file bytes equal (sha256 ${sha(data)} → ${sha(got)})`);
   const dirBack = join(work, "loaded", "results.tmp");
   check((await client.load(artifact(configuration, "demo/results"), dirBack)).success, "Load directory");
-  check(readFileSync(join(dirBack, "plots", "loss.csv"), "utf8") === readFileSync(join(dir, "plots", "loss.csv"), "utf8"), "directory contents equal");
+  check(
+    readFileSync(join(dirBack, "plots", "loss.csv"), "utf8") === readFileSync(join(dir, "plots", "loss.csv"), "utf8"),
+    "directory contents equal",
+  );
 
   step("OpenStream the file (what the Argo UI download uses)");
   const streamed = await client.openStream(artifact(configuration, "demo/model.bin"));

@@ -21,11 +21,15 @@ async function main() {
     if (!version) throw new ToolError(`${pin} is not set in tools/versions.env`);
     const node = await nodeBinary(version);
     process.stdout.write(`\n== unit and integration tiers on Node ${version} (${pin}) ==\n`);
-    const r = spawnSync(node, [join(ROOT, "node_modules", "vitest", "vitest.mjs"), "run", "test/unit", "test/integration"], {
-      cwd: ROOT,
-      stdio: "inherit",
-      env: { ...process.env, PATH: `${dirname(node)}:${process.env["PATH"] ?? ""}` },
-    });
+    const r = spawnSync(
+      node,
+      [join(ROOT, "node_modules", "vitest", "vitest.mjs"), "run", "test/unit", "test/integration"],
+      {
+        cwd: ROOT,
+        stdio: "inherit",
+        env: { ...process.env, PATH: `${dirname(node)}:${process.env["PATH"] ?? ""}` },
+      },
+    );
     if (r.status !== 0) throw new ToolError(`the unit and integration tiers failed on Node ${version} (${pin})`);
     process.stdout.write(`== Node ${version} (${pin}): unit and integration tiers passed ==\n`);
   }

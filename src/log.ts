@@ -48,8 +48,13 @@ export function createLogger(destination?: NodeJS.WritableStream, level = "info"
     },
   };
   // As Argo's own JSON logs (slog): "level":"INFO", "time" in RFC 3339.
-  const json = { ...opts, formatters: { level: (label: string) => ({ level: label.toUpperCase() }) }, timestamp: pino.stdTimeFunctions.isoTime };
+  const json = {
+    ...opts,
+    formatters: { level: (label: string) => ({ level: label.toUpperCase() }) },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
   if (destination) return pino(json, destination as pino.DestinationStream);
-  if (process.stdout.isTTY) return pino(opts, pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,plugin" }));
+  if (process.stdout.isTTY)
+    return pino(opts, pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,plugin" }));
   return pino(json);
 }

@@ -91,8 +91,14 @@ async function main(argv: string[]): Promise<number> {
   const logger = createLogger(undefined, settings.logLevel, process.env);
   // Node's own warnings (the AWS SDK's multi-line NodeVersionSupportWarning on old Node) as one JSON line, not raw stderr text.
   process.removeAllListeners("warning");
-  process.on("warning", (w) => logger.warn({ warning: w.name, detail: w.message.replace(/\s+/g, " ").trim() }, "node warning"));
-  if (settings.ignoredArgs.length > 0) logger.warn({ ignoredArgs: settings.ignoredArgs }, "ignoring arguments after the socket path (Argo passes the executor's args to plugins)");
+  process.on("warning", (w) =>
+    logger.warn({ warning: w.name, detail: w.message.replace(/\s+/g, " ").trim() }, "node warning"),
+  );
+  if (settings.ignoredArgs.length > 0)
+    logger.warn(
+      { ignoredArgs: settings.ignoredArgs },
+      "ignoring arguments after the socket path (Argo passes the executor's args to plugins)",
+    );
   // Calls that arrive before the services are built wait for them.
   let built!: (services: Built) => void;
   let failed!: (e: unknown) => void;
@@ -104,7 +110,9 @@ async function main(argv: string[]): Promise<number> {
   const served = new PluginServer({
     socketPath,
     service: whenBuilt(service),
-    tracer: settings.tracing ? { start: async (method, metadata) => (await services).tracing?.start(method, metadata) } : undefined,
+    tracer: settings.tracing
+      ? { start: async (method, metadata) => (await services).tracing?.start(method, metadata) }
+      : undefined,
     logger,
     socketMode: settings.socketMode,
     listenFd: settings.listenFd,
@@ -127,7 +135,11 @@ async function main(argv: string[]): Promise<number> {
       served.shutdown(graceMs).then(
         async ({ cancelled }) => {
           // The last spans go out before the pod does (bounded: a collector that hangs does not hold the exit).
-          if (settings.tracing) await Promise.race([services.then((b) => b.tracing?.shutdown()).catch(() => undefined), new Promise((r) => setTimeout(r, 5_000).unref())]);
+          if (settings.tracing)
+            await Promise.race([
+              services.then((b) => b.tracing?.shutdown()).catch(() => undefined),
+              new Promise((r) => setTimeout(r, 5_000).unref()),
+            ]);
           logger.info({ cancelled }, "stopped");
           resolve(0);
         },
@@ -143,7 +155,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     await served.listen();
   } catch (e) {
-    logger.fatal({ socketPath, error: (e as Error).message }, e instanceof SocketInUseError ? "socket in use" : "cannot listen on the socket");
+    logger.fatal(
+      { socketPath, error: (e as Error).message },
+      e instanceof SocketInUseError ? "socket in use" : "cannot listen on the socket",
+    );
     return stopping ? stopped : 1;
   }
   try {
@@ -159,14 +174,27 @@ async function main(argv: string[]): Promise<number> {
   // A stop that came while the services were built is under way: nothing more to start.
   if (stopping) return stopped;
   // Health is for probes and people: a failure to add it must not stop a plugin that serves.
-  await served.serving().catch((e: unknown) => logger.error({ error: (e as Error).message }, "grpc.health.v1.Health unavailable: probes that ask it will fail"));
+  await served
+    .serving()
+    .catch((e: unknown) =>
+      logger.error({ error: (e as Error).message }, "grpc.health.v1.Health unavailable: probes that ask it will fail"),
+    );
   let metricsPort = settings.metricsPort;
   if (metrics && settings.metricsPort !== undefined) {
     try {
       // Port 0: one of the system's choosing, said in the ready line.
-      metricsPort = ((await metrics.serve(settings.metricsPort, settings.metricsAddress, (e) => logger.warn({ error: e.message }, "metrics server error"))).address() as AddressInfo).port;
+      metricsPort = (
+        (
+          await metrics.serve(settings.metricsPort, settings.metricsAddress, (e) =>
+            logger.warn({ error: e.message }, "metrics server error"),
+          )
+        ).address() as AddressInfo
+      ).port;
     } catch (e) {
-      logger.fatal({ metricsPort: settings.metricsPort, error: (e as Error).message }, "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another");
+      logger.fatal(
+        { metricsPort: settings.metricsPort, error: (e as Error).message },
+        "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another",
+      );
       if (stopping) return stopped;
       await served.shutdown(0);
       return 1;

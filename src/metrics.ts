@@ -15,10 +15,17 @@ const PREFIX = "argo_s3_plugin_";
  * values of the status label. A hostile store may answer anything; every other
  * status is counted as "other", so no store can add series.
  */
-const S3_STATUSES = new Set([0, 200, 204, 206, 301, 304, 307, 400, 401, 403, 404, 405, 409, 411, 412, 416, 429, 500, 501, 502, 503, 504]);
+const S3_STATUSES = new Set([
+  0, 200, 204, 206, 301, 304, 307, 400, 401, 403, 404, 405, 409, 411, 412, 416, 429, 500, 501, 502, 503, 504,
+]);
 
 /** What the metrics server holds for its scrapers: a few connections, none for long. */
-export const METRICS_SERVER_LIMITS: { maxConnections: number; idleMs: number; headersMs: number; requestMs: number } = { maxConnections: 16, idleMs: 10_000, headersMs: 5_000, requestMs: 10_000 };
+export const METRICS_SERVER_LIMITS: { maxConnections: number; idleMs: number; headersMs: number; requestMs: number } = {
+  maxConnections: 16,
+  idleMs: 10_000,
+  headersMs: 5_000,
+  requestMs: 10_000,
+};
 
 export interface Observed {
   /** Buffer budget: bytes lent out, the limit, and requests waiting for a buffer. */
@@ -30,7 +37,12 @@ export interface Observed {
 
 export class Metrics {
   readonly registry = new Registry();
-  private readonly rpcs = new Counter({ name: `${PREFIX}rpcs_total`, help: "RPCs served, by method and outcome (ok, cancelled, storage, not-found, credentials, invalid-config, local, ...)", labelNames: ["method", "outcome"], registers: [this.registry] });
+  private readonly rpcs = new Counter({
+    name: `${PREFIX}rpcs_total`,
+    help: "RPCs served, by method and outcome (ok, cancelled, storage, not-found, credentials, invalid-config, local, ...)",
+    labelNames: ["method", "outcome"],
+    registers: [this.registry],
+  });
   private readonly rpcSeconds = new Histogram({
     name: `${PREFIX}rpc_duration_seconds`,
     help: "Time from an RPC's start to its answer, by method",
@@ -38,16 +50,52 @@ export class Metrics {
     buckets: [0.005, 0.025, 0.1, 0.25, 1, 2.5, 10, 30, 60, 300, 900],
     registers: [this.registry],
   });
-  private readonly bytes = new Counter({ name: `${PREFIX}transferred_bytes_total`, help: "Artifact bytes moved by RPCs that completed, by method", labelNames: ["method"], registers: [this.registry] });
-  private readonly s3 = new Counter({ name: `${PREFIX}s3_requests_total`, help: "S3 requests, by operation and HTTP status (0: no answer; other: a status S3 does not use)", labelNames: ["operation", "status"], registers: [this.registry] });
-  private readonly retries = new Counter({ name: `${PREFIX}s3_retries_total`, help: "Extra attempts S3 requests took, by operation", labelNames: ["operation"], registers: [this.registry] });
+  private readonly bytes = new Counter({
+    name: `${PREFIX}transferred_bytes_total`,
+    help: "Artifact bytes moved by RPCs that completed, by method",
+    labelNames: ["method"],
+    registers: [this.registry],
+  });
+  private readonly s3 = new Counter({
+    name: `${PREFIX}s3_requests_total`,
+    help: "S3 requests, by operation and HTTP status (0: no answer; other: a status S3 does not use)",
+    labelNames: ["operation", "status"],
+    registers: [this.registry],
+  });
+  private readonly retries = new Counter({
+    name: `${PREFIX}s3_retries_total`,
+    help: "Extra attempts S3 requests took, by operation",
+    labelNames: ["operation"],
+    registers: [this.registry],
+  });
 
   constructor(observed: Observed) {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     const r = [this.registry];
-    new Gauge({ name: `${PREFIX}buffer_bytes_in_use`, help: "Transfer buffer budget lent out", registers: r, collect() { this.set(observed.budget().inUse); } });
-    new Gauge({ name: `${PREFIX}buffer_bytes_limit`, help: "Transfer buffer budget", registers: r, collect() { this.set(observed.budget().limit); } });
-    new Gauge({ name: `${PREFIX}buffer_waiting`, help: "Buffer requests waiting because the budget (or the caller's fair share of it) is spent", registers: r, collect() { this.set(observed.budget().waiting); } });
+    new Gauge({
+      name: `${PREFIX}buffer_bytes_in_use`,
+      help: "Transfer buffer budget lent out",
+      registers: r,
+      collect() {
+        this.set(observed.budget().inUse);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}buffer_bytes_limit`,
+      help: "Transfer buffer budget",
+      registers: r,
+      collect() {
+        this.set(observed.budget().limit);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}buffer_waiting`,
+      help: "Buffer requests waiting because the budget (or the caller's fair share of it) is spent",
+      registers: r,
+      collect() {
+        this.set(observed.budget().waiting);
+      },
+    });
     const slotGauge = (what: "used" | "waiting" | "limit", help: string) =>
       new Gauge({
         name: `${PREFIX}slots_${what === "used" ? "in_use" : what}`,
@@ -61,7 +109,14 @@ export class Metrics {
     slotGauge("used", "Slots held, by pool (transfers, listings)");
     slotGauge("waiting", "Calls waiting for a slot, by pool");
     slotGauge("limit", "Slots a pool has");
-    new Gauge({ name: `${PREFIX}tenants_active`, help: "Tenants (endpoint, bucket, credential source) holding slots now", registers: r, collect() { this.set(observed.tenants()); } });
+    new Gauge({
+      name: `${PREFIX}tenants_active`,
+      help: "Tenants (endpoint, bucket, credential source) holding slots now",
+      registers: r,
+      collect() {
+        this.set(observed.tenants());
+      },
+    });
   }
 
   rpc(method: string, outcome: string, seconds: number, bytes: number | undefined): void {
@@ -85,7 +140,12 @@ export class Metrics {
    * closed on accept), and a connection that sends nothing for idleMs is closed: an idle
    * flood cannot hold the process's memory or descriptors.
    */
-  async serve(port: number, host: string | undefined, onError: (e: Error) => void, limits: typeof METRICS_SERVER_LIMITS = METRICS_SERVER_LIMITS): Promise<Server> {
+  async serve(
+    port: number,
+    host: string | undefined,
+    onError: (e: Error) => void,
+    limits: typeof METRICS_SERVER_LIMITS = METRICS_SERVER_LIMITS,
+  ): Promise<Server> {
     const server = createServer((req, res) => {
       if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
         res.writeHead(404).end();

@@ -23,7 +23,12 @@ function probe(socket: string, timeoutMs: number): Promise<string | undefined> {
     };
     const timer = setTimeout(() => done(`no answer from ${socket} within ${timeoutMs / 1000} s`), timeoutMs);
     session.on("error", (e) => done(`cannot reach the plugin at ${socket}: ${e.message}`));
-    const req = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/grpc.health.v1.Health/Check",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     let grpcStatus: string | undefined;
     const parts: Buffer[] = [];
     req.on("response", (h) => (grpcStatus = h["grpc-status"] as string | undefined));

@@ -21,8 +21,16 @@ import type { PluginServer } from "./wire/server.js";
 function logLateUpload(logger: Logger): (e: LateUploadEvent) => void {
   return (e) => {
     const { event, ...fields } = e;
-    if (event === "aborted") logger.warn(fields, "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
-    else logger.warn(fields, "could not check for a multipart upload created after an unanswered CreateMultipartUpload; a lifecycle rule has to reclaim it if there is one");
+    if (event === "aborted")
+      logger.warn(
+        fields,
+        "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered",
+      );
+    else
+      logger.warn(
+        fields,
+        "could not check for a multipart upload created after an unanswered CreateMultipartUpload; a lifecycle rule has to reclaim it if there is one",
+      );
   };
 }
 
@@ -32,19 +40,34 @@ export interface Built {
   tracing: Tracing | undefined;
 }
 
-export async function buildServices(settings: Settings, policy: SharedPolicy, logger: Logger, server: PluginServer, env: NodeJS.ProcessEnv): Promise<Built> {
+export async function buildServices(
+  settings: Settings,
+  policy: SharedPolicy,
+  logger: Logger,
+  server: PluginServer,
+  env: NodeJS.ProcessEnv,
+): Promise<Built> {
   const kubeSecrets = new KubeSecretSource(env);
   const secrets = policy.allowedSecrets ? new SharedModeSecrets(kubeSecrets, policy.allowedSecrets) : kubeSecrets;
   // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
-  const debug = logger.isLevelEnabled("debug") ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request") : undefined;
+  const debug = logger.isLevelEnabled("debug")
+    ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request")
+    : undefined;
   const budget = new BufferBudget(settings.bufferBytes);
   // ARGO_S3_PLUGIN_METRICS_PORT: Prometheus metrics. Loaded only when asked for: prom-client costs start-up time every pod would pay.
   const metrics: Metrics | undefined =
     settings.metricsPort === undefined
       ? undefined
-      : new (await import("./metrics.js")).Metrics({ budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes, waiting: budget.waiting }), slots: () => server.slotStats(), tenants: () => server.tenantsHolding() });
+      : new (await import("./metrics.js")).Metrics({
+          budget: () => ({ inUse: budget.inUse, limit: budget.limitBytes, waiting: budget.waiting }),
+          slots: () => server.slotStats(),
+          tenants: () => server.tenantsHolding(),
+        });
   // OTEL_*: OpenTelemetry traces, loaded only then, like the metrics.
-  const tracing: Tracing | undefined = settings.tracing === undefined ? undefined : new (await import("./tracing.js")).Tracing(settings.tracing, env, VERSION, logger);
+  const tracing: Tracing | undefined =
+    settings.tracing === undefined
+      ? undefined
+      : new (await import("./tracing.js")).Tracing(settings.tracing, env, VERSION, logger);
   // Each S3 request goes to whichever of the three wants it (none: no per-request work at all).
   const sinks = [
     debug,

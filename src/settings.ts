@@ -60,21 +60,26 @@ export function bufferBudgetFromEnv(env: NodeJS.ProcessEnv): number {
   const v = env["ARGO_S3_PLUGIN_BUFFER_MIB"];
   if (!v) return DEFAULT_BUFFER;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 8) throw new Error(`ARGO_S3_PLUGIN_BUFFER_MIB: "${v}" is not a whole number of MiB ≥ 8`);
+  if (!Number.isInteger(n) || n < 8)
+    throw new Error(`ARGO_S3_PLUGIN_BUFFER_MIB: "${v}" is not a whole number of MiB ≥ 8`);
   return n * MiB;
 }
 
 /** A start-up problem: printed as one line, exit 2. */
 export class SettingsError extends Error {}
 
-export type ParsedArgs = { help: true } | { version: true } | { help: false; socketPath: string; logLevel: string | undefined; ignoredArgs: string[] };
+export type ParsedArgs =
+  | { help: true }
+  | { version: true }
+  | { help: false; socketPath: string; logLevel: string | undefined; ignoredArgs: string[] };
 
 export function parseArgs(args: string[]): ParsedArgs {
   if (args.length === 0) throw new SettingsError("missing the socket path");
   if (args[0] === "-h" || args[0] === "--help") return { help: true };
   if (args[0] === "--version" || args[0] === "-v") return { version: true };
   const socketPath = args[0]!;
-  if (socketPath === "" || socketPath.startsWith("-")) throw new SettingsError(`the first argument must be the socket path, got "${socketPath}"`);
+  if (socketPath === "" || socketPath.startsWith("-"))
+    throw new SettingsError(`the first argument must be the socket path, got "${socketPath}"`);
   let logLevel: string | undefined;
   const ignoredArgs: string[] = [];
   for (let i = 1; i < args.length; i++) {
@@ -90,7 +95,8 @@ function logLevelOf(name: string, v: string): LogLevel {
   const l = v.toLowerCase();
   // Argo's executor speaks logrus: "warning" and "panic" are its spellings.
   const mapped = l === "warning" ? "warn" : l === "panic" ? "fatal" : l;
-  if (!(LOG_LEVELS as readonly string[]).includes(mapped)) throw new SettingsError(`${name}: "${v}" is not a log level (one of ${LOG_LEVELS.join(", ")})`);
+  if (!(LOG_LEVELS as readonly string[]).includes(mapped))
+    throw new SettingsError(`${name}: "${v}" is not a log level (one of ${LOG_LEVELS.join(", ")})`);
   return mapped as LogLevel;
 }
 
@@ -98,7 +104,8 @@ function seconds(env: NodeJS.ProcessEnv, name: string, fallbackMs: number, min =
   const v = env[name];
   if (!v) return fallbackMs;
   const n = Number(v);
-  if (!/^\s*[0-9.]+\s*$/.test(v) || !Number.isFinite(n) || n < min) throw new SettingsError(`${name}: "${v}" is not a number of seconds${min > 0 ? ` ≥ ${min}` : ""}`);
+  if (!/^\s*[0-9.]+\s*$/.test(v) || !Number.isFinite(n) || n < min)
+    throw new SettingsError(`${name}: "${v}" is not a number of seconds${min > 0 ? ` ≥ ${min}` : ""}`);
   return n * 1000;
 }
 
@@ -128,8 +135,12 @@ function allowedSecret(entry: string): AllowedSecret {
   const [name = "", key] = parts;
   const badName = secretNameProblem(name);
   const badKey = key === undefined ? undefined : secretKeyProblem(key);
-  const problem = parts.length > 2 ? "has more than one '/'" : badName ? `name ${badName}` : badKey ? `key ${badKey}` : undefined;
-  if (problem) throw new SettingsError(`ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "${entry}" ${problem}; entries are "name" or "name/key", separated by commas`);
+  const problem =
+    parts.length > 2 ? "has more than one '/'" : badName ? `name ${badName}` : badKey ? `key ${badKey}` : undefined;
+  if (problem)
+    throw new SettingsError(
+      `ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "${entry}" ${problem}; entries are "name" or "name/key", separated by commas`,
+    );
   return key === undefined ? { name } : { name, key };
 }
 
@@ -138,7 +149,12 @@ export interface TracingSettings {
   protocol: "grpc" | "http/protobuf";
   sampler: { kind: "always_on" | "always_off" | "traceidratio"; parentBased: boolean; ratio: number };
   /** The batch span processor (OTEL_BSP_*): spans waiting at most, per export, ms between exports, ms an export may take. */
-  batch: { maxQueueSize: number; maxExportBatchSize: number; scheduledDelayMillis: number; exportTimeoutMillis: number };
+  batch: {
+    maxQueueSize: number;
+    maxExportBatchSize: number;
+    scheduledDelayMillis: number;
+    exportTimeoutMillis: number;
+  };
   /** Longest attribute value kept (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT or OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, default 1024): keys are any author's. */
   attributeValueLengthLimit: number;
 }
@@ -147,7 +163,8 @@ export interface TracingSettings {
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 1): number {
   const v = (env[name] ?? "").trim();
   if (v === "") return dflt;
-  if (!/^\d+$/.test(v) || Number(v) < min) throw new SettingsError(`${name}: "${v}" is not a whole number${min > 0 ? ` ≥ ${min}` : ""}`);
+  if (!/^\d+$/.test(v) || Number(v) < min)
+    throw new SettingsError(`${name}: "${v}" is not a whole number${min > 0 ? ` ≥ ${min}` : ""}`);
   return Number(v);
 }
 
@@ -168,9 +185,14 @@ function otlpExporterProblems(env: NodeJS.ProcessEnv): void {
       url = undefined;
     }
     if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
-      throw new SettingsError(`${name}: not an http:// or https:// URL with a host (e.g. http://otel-collector:4318); the collector's address goes here`);
+      throw new SettingsError(
+        `${name}: not an http:// or https:// URL with a host (e.g. http://otel-collector:4318); the collector's address goes here`,
+      );
     }
-    if (url.username || url.password) throw new SettingsError(`${name}: credentials in the URL are not accepted; put them in OTEL_EXPORTER_OTLP_HEADERS`);
+    if (url.username || url.password)
+      throw new SettingsError(
+        `${name}: credentials in the URL are not accepted; put them in OTEL_EXPORTER_OTLP_HEADERS`,
+      );
   }
   for (const name of ["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]) {
     const v = env[name] ?? "";
@@ -179,27 +201,49 @@ function otlpExporterProblems(env: NodeJS.ProcessEnv): void {
       if (pair.trim() === "") continue;
       const eq = pair.indexOf("=");
       const key = (eq < 0 ? pair : pair.slice(0, eq)).trim();
-      if (eq < 0 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) throw new SettingsError(`${name}: an entry is not "key=value" with a header name as key; entries are separated by commas`);
+      if (eq < 0 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key))
+        throw new SettingsError(
+          `${name}: an entry is not "key=value" with a header name as key; entries are separated by commas`,
+        );
       let value: string;
       try {
         value = decodeURIComponent(pair.slice(eq + 1).trim());
       } catch {
-        throw new SettingsError(`${name}: the value of "${key}" is not valid percent-encoding (the value is not shown)`);
+        throw new SettingsError(
+          `${name}: the value of "${key}" is not valid percent-encoding (the value is not shown)`,
+        );
       }
-      if (!/^[\x20-\x7e]*$/.test(value)) throw new SettingsError(`${name}: the value of "${key}" holds characters a header cannot carry (control or non-ASCII; the value is not shown)`);
+      if (!/^[\x20-\x7e]*$/.test(value))
+        throw new SettingsError(
+          `${name}: the value of "${key}" holds characters a header cannot carry (control or non-ASCII; the value is not shown)`,
+        );
     }
   }
-  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]) wholeNumber(env, name, 10_000);
+  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"])
+    wholeNumber(env, name, 10_000);
   for (const name of ["OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"]) {
     const v = (env[name] ?? "").trim();
     if (v !== "" && v !== "gzip" && v !== "none") throw new SettingsError(`${name}: "${v}" is not gzip or none`);
   }
-  const propagators = (env["OTEL_PROPAGATORS"] ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+  const propagators = (env["OTEL_PROPAGATORS"] ?? "")
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
   const unknown = propagators.filter((p) => p !== "tracecontext" && p !== "baggage" && p !== "none");
-  if (unknown.length > 0) throw new SettingsError(`OTEL_PROPAGATORS: ${unknown.map((p) => `"${p}"`).join(", ")} not supported; the plugin reads W3C trace context (tracecontext) only`);
+  if (unknown.length > 0)
+    throw new SettingsError(
+      `OTEL_PROPAGATORS: ${unknown.map((p) => `"${p}"`).join(", ")} not supported; the plugin reads W3C trace context (tracecontext) only`,
+    );
 }
 
-const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"];
+const SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+];
 
 /**
  * Traces are on when an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or
@@ -214,32 +258,61 @@ function tracing(env: NodeJS.ProcessEnv): TracingSettings | undefined {
   const exporter = get("OTEL_TRACES_EXPORTER").toLowerCase();
   if (exporter === "none") return undefined;
   if (exporter !== "" && exporter !== "otlp") {
-    throw new SettingsError(`OTEL_TRACES_EXPORTER: "${env["OTEL_TRACES_EXPORTER"]}" is not supported; the plugin exports traces over OTLP only: set otlp, or none to turn them off`);
+    throw new SettingsError(
+      `OTEL_TRACES_EXPORTER: "${env["OTEL_TRACES_EXPORTER"]}" is not supported; the plugin exports traces over OTLP only: set otlp, or none to turn them off`,
+    );
   }
-  if (exporter === "" && get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") === "" && get("OTEL_EXPORTER_OTLP_ENDPOINT") === "") return undefined;
-  const protocolVar = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") !== "" ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" : "OTEL_EXPORTER_OTLP_PROTOCOL";
+  if (exporter === "" && get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") === "" && get("OTEL_EXPORTER_OTLP_ENDPOINT") === "")
+    return undefined;
+  const protocolVar =
+    get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") !== ""
+      ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+      : "OTEL_EXPORTER_OTLP_PROTOCOL";
   // gRPC by default, as Argo's controller and argoexec (util/telemetry): plugin containers inherit the
   // executor's env, so an operator who sets only the endpoint for Argo gets the plugin's spans too.
   const protocol = get(protocolVar) || "grpc";
   if (protocol !== "grpc" && protocol !== "http/protobuf") {
-    throw new SettingsError(`${protocolVar}: "${protocol}" is not supported; set grpc (the default, as Argo's) or http/protobuf`);
+    throw new SettingsError(
+      `${protocolVar}: "${protocol}" is not supported; set grpc (the default, as Argo's) or http/protobuf`,
+    );
   }
   const samplerName = (get("OTEL_TRACES_SAMPLER") || "parentbased_always_on").toLowerCase();
-  if (!SAMPLERS.includes(samplerName)) throw new SettingsError(`OTEL_TRACES_SAMPLER: "${env["OTEL_TRACES_SAMPLER"]}" is not a sampler the plugin knows (${SAMPLERS.join(", ")})`);
+  if (!SAMPLERS.includes(samplerName))
+    throw new SettingsError(
+      `OTEL_TRACES_SAMPLER: "${env["OTEL_TRACES_SAMPLER"]}" is not a sampler the plugin knows (${SAMPLERS.join(", ")})`,
+    );
   const parentBased = samplerName.startsWith("parentbased_");
   const kind = samplerName.replace(/^parentbased_/, "") as TracingSettings["sampler"]["kind"];
   let ratio = 1;
   if (kind === "traceidratio" && get("OTEL_TRACES_SAMPLER_ARG") !== "") {
     ratio = Number(get("OTEL_TRACES_SAMPLER_ARG"));
-    if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new SettingsError(`OTEL_TRACES_SAMPLER_ARG: "${env["OTEL_TRACES_SAMPLER_ARG"]}" is not a ratio between 0 and 1`);
+    if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1)
+      throw new SettingsError(
+        `OTEL_TRACES_SAMPLER_ARG: "${env["OTEL_TRACES_SAMPLER_ARG"]}" is not a ratio between 0 and 1`,
+      );
   }
   otlpExporterProblems(env);
   const maxQueueSize = wholeNumber(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
   const maxExportBatchSize = wholeNumber(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", Math.min(512, maxQueueSize));
-  if (maxExportBatchSize > maxQueueSize) throw new SettingsError(`OTEL_BSP_MAX_EXPORT_BATCH_SIZE: ${maxExportBatchSize} is more than OTEL_BSP_MAX_QUEUE_SIZE (${maxQueueSize})`);
-  const batch = { maxQueueSize, maxExportBatchSize, scheduledDelayMillis: wholeNumber(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, 0), exportTimeoutMillis: wholeNumber(env, "OTEL_BSP_EXPORT_TIMEOUT", 30_000) };
-  const limitVar = env["OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"]?.trim() ? "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT" : "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
-  return { protocol, sampler: { kind, parentBased, ratio }, batch, attributeValueLengthLimit: wholeNumber(env, limitVar, 1024) };
+  if (maxExportBatchSize > maxQueueSize)
+    throw new SettingsError(
+      `OTEL_BSP_MAX_EXPORT_BATCH_SIZE: ${maxExportBatchSize} is more than OTEL_BSP_MAX_QUEUE_SIZE (${maxQueueSize})`,
+    );
+  const batch = {
+    maxQueueSize,
+    maxExportBatchSize,
+    scheduledDelayMillis: wholeNumber(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, 0),
+    exportTimeoutMillis: wholeNumber(env, "OTEL_BSP_EXPORT_TIMEOUT", 30_000),
+  };
+  const limitVar = env["OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"]?.trim()
+    ? "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"
+    : "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+  return {
+    protocol,
+    sampler: { kind, parentBased, ratio },
+    batch,
+    attributeValueLengthLimit: wholeNumber(env, limitVar, 1024),
+  };
 }
 
 /** A TCP port number, or undefined when the variable is unset or empty. */
@@ -247,20 +320,25 @@ function tracing(env: NodeJS.ProcessEnv): TracingSettings | undefined {
 function port(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const v = (env[name] ?? "").trim();
   if (v === "") return undefined;
-  if (!/^\d+$/.test(v) || Number(v) > 65535) throw new SettingsError(`${name}: "${env[name]}" is not a TCP port (0-65535; 0: any free one)`);
+  if (!/^\d+$/.test(v) || Number(v) > 65535)
+    throw new SettingsError(`${name}: "${env[name]}" is not a TCP port (0-65535; 0: any free one)`);
   return Number(v);
 }
 
 function ipAddress(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const v = (env[name] ?? "").trim();
   if (v === "") return undefined;
-  if (isIP(v) === 0) throw new SettingsError(`${name}: "${env[name]}" is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::)`);
+  if (isIP(v) === 0)
+    throw new SettingsError(`${name}: "${env[name]}" is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::)`);
   return v;
 }
 
 /** A Kubernetes pod: the cluster's service environment, or a mounted service-account folder. */
 export function inKubernetesPod(env: NodeJS.ProcessEnv): boolean {
-  return Boolean(env["KUBERNETES_SERVICE_HOST"]) || existsSync(env["ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR"] || DEFAULT_SERVICEACCOUNT_DIR);
+  return (
+    Boolean(env["KUBERNETES_SERVICE_HOST"]) ||
+    existsSync(env["ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR"] || DEFAULT_SERVICEACCOUNT_DIR)
+  );
 }
 
 /**
@@ -273,16 +351,23 @@ export function inKubernetesPod(env: NodeJS.ProcessEnv): boolean {
  */
 function sharedMode(env: NodeJS.ProcessEnv, inPod: boolean): { shared: boolean; sharedBecause: string } {
   const explicit = (env["ARGO_S3_PLUGIN_SHARED"] ?? "").trim();
-  if (explicit !== "") return { shared: bool(env, "ARGO_S3_PLUGIN_SHARED"), sharedBecause: `ARGO_S3_PLUGIN_SHARED=${explicit}` };
+  if (explicit !== "")
+    return { shared: bool(env, "ARGO_S3_PLUGIN_SHARED"), sharedBecause: `ARGO_S3_PLUGIN_SHARED=${explicit}` };
   if (!inPod) return { shared: false, sharedBecause: "not in a Kubernetes pod" };
-  if (env["ARGO_WORKFLOW_NAME"] && env["ARGO_WORKFLOW_UID"]) return { shared: false, sharedBecause: "in a workflow's pod (ARGO_WORKFLOW_NAME, ARGO_WORKFLOW_UID)" };
-  return { shared: true, sharedBecause: "in a Kubernetes pod without a workflow's environment (ARGO_WORKFLOW_NAME, ARGO_WORKFLOW_UID): taken for the shared argo-server sidecar" };
+  if (env["ARGO_WORKFLOW_NAME"] && env["ARGO_WORKFLOW_UID"])
+    return { shared: false, sharedBecause: "in a workflow's pod (ARGO_WORKFLOW_NAME, ARGO_WORKFLOW_UID)" };
+  return {
+    shared: true,
+    sharedBecause:
+      "in a Kubernetes pod without a workflow's environment (ARGO_WORKFLOW_NAME, ARGO_WORKFLOW_UID): taken for the shared argo-server sidecar",
+  };
 }
 
 /** Strict octal file mode: 3 or 4 octal digits, nothing else. */
 export function parseSocketMode(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;
-  if (!/^0?[0-7]{3}$/.test(v)) throw new SettingsError(`ARGO_S3_PLUGIN_SOCKET_MODE: "${v}" is not an octal file mode such as 660 or 666`);
+  if (!/^0?[0-7]{3}$/.test(v))
+    throw new SettingsError(`ARGO_S3_PLUGIN_SOCKET_MODE: "${v}" is not an octal file mode such as 660 or 666`);
   return Number.parseInt(v, 8);
 }
 
@@ -318,7 +403,9 @@ export function cgroupMemoryLimit(read: (path: string) => string | undefined = t
     const parts = path.split("/").filter(Boolean);
     for (let i = parts.length; i >= 0; i--) {
       const dir = i === 0 ? "" : `/${parts.slice(0, i).join("/")}`;
-      consider(v2 ? read(`/sys/fs/cgroup${dir}/memory.max`) : read(`/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes`));
+      consider(
+        v2 ? read(`/sys/fs/cgroup${dir}/memory.max`) : read(`/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes`),
+      );
     }
   }
   return limit;
@@ -347,14 +434,27 @@ export function sizeForMemory(limitBytes: number | undefined): { bufferBytes: nu
   if (limitBytes === undefined) return { bufferBytes: DEFAULT_BUFFER, maxConcurrentTransfers: DEFAULT_TRANSFERS };
   const spare = Math.max(0, limitBytes - BASE_BYTES);
   const bufferBytes = Math.min(DEFAULT_BUFFER, Math.max(8 * MiB, Math.floor(spare / 3 / MiB) * MiB));
-  const maxConcurrentTransfers = Math.min(DEFAULT_TRANSFERS, Math.max(2, Math.floor((spare - bufferBytes) / PER_TRANSFER_BYTES)));
+  const maxConcurrentTransfers = Math.min(
+    DEFAULT_TRANSFERS,
+    Math.max(2, Math.floor((spare - bufferBytes) / PER_TRANSFER_BYTES)),
+  );
   return { bufferBytes, maxConcurrentTransfers };
 }
 
-export function readSettings(args: string[], env: NodeJS.ProcessEnv, memoryLimitBytes = cgroupMemoryLimit(), inPod = inKubernetesPod(env)): Settings | { help: true } | { version: true } {
+export function readSettings(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  memoryLimitBytes = cgroupMemoryLimit(),
+  inPod = inKubernetesPod(env),
+): Settings | { help: true } | { version: true } {
   const parsed = parseArgs(args);
   if ("version" in parsed || parsed.help) return parsed;
-  const logLevel = parsed.logLevel !== undefined ? logLevelOf("--loglevel", parsed.logLevel) : env["LOG_LEVEL"] ? logLevelOf("LOG_LEVEL", env["LOG_LEVEL"]) : "info";
+  const logLevel =
+    parsed.logLevel !== undefined
+      ? logLevelOf("--loglevel", parsed.logLevel)
+      : env["LOG_LEVEL"]
+        ? logLevelOf("LOG_LEVEL", env["LOG_LEVEL"])
+        : "info";
   const sized = sizeForMemory(memoryLimitBytes);
   let bufferBytes = sized.bufferBytes;
   let bufferSource: Settings["bufferSource"] = memoryLimitBytes === undefined ? "default" : "memory limit";

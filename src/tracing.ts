@@ -13,13 +13,33 @@
 //   included, while its plugin client's otelgrpc handler sends no header
 //   (Argo sets no global propagator);
 // - none: a new trace.
-import { type Context, DiagLogLevel, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TextMapGetter, type Tracer, context, diag, trace } from "@opentelemetry/api";
+import {
+  type Context,
+  DiagLogLevel,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  type Tracer,
+  context,
+  diag,
+  trace,
+} from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter as GrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
 import { OTLPTraceExporter as ProtobufExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
-import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, type Sampler, TraceIdRatioBasedSampler, TracerProvider } from "@opentelemetry/sdk-trace";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from "@opentelemetry/sdk-trace";
 import type { Logger } from "./log.js";
 import type { TracingSettings } from "./settings.js";
 import type { RpcLog, RpcSpan, RpcTracer } from "./wire/rpc.js";
@@ -32,7 +52,12 @@ const getter: TextMapGetter<Record<string, string | undefined>> = {
 };
 
 function sampler(s: TracingSettings["sampler"]): Sampler {
-  const root = s.kind === "always_on" ? new AlwaysOnSampler() : s.kind === "always_off" ? new AlwaysOffSampler() : new TraceIdRatioBasedSampler(s.ratio);
+  const root =
+    s.kind === "always_on"
+      ? new AlwaysOnSampler()
+      : s.kind === "always_off"
+        ? new AlwaysOffSampler()
+        : new TraceIdRatioBasedSampler(s.ratio);
   return s.parentBased ? new ParentBasedSampler({ root }) : root;
 }
 
@@ -80,7 +105,9 @@ export class Tracing implements RpcTracer {
     try {
       exporter = settings.protocol === "grpc" ? new GrpcExporter() : new ProtobufExporter();
     } catch (e) {
-      throw new Error(`cannot set up the OTLP ${settings.protocol} exporter from the OTEL_EXPORTER_OTLP_* variables (${(e as Error).name}; its message is not shown, it may quote a header's value): check the endpoint and headers`);
+      throw new Error(
+        `cannot set up the OTLP ${settings.protocol} exporter from the OTEL_EXPORTER_OTLP_* variables (${(e as Error).name}; its message is not shown, it may quote a header's value): check the endpoint and headers`,
+      );
     }
     this.limit = settings.attributeValueLengthLimit;
     this.sendBeforeReply = (env["ARGO_CONTAINER_NAME"] ?? "").startsWith("init-");
@@ -94,7 +121,11 @@ export class Tracing implements RpcTracer {
     // Async context follows each RPC's awaits, so S3 request spans find their RPC's span.
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     this.tracer = this.provider.getTracer("argo-s3-artifact-plugin", version);
-    this.podContext = this.propagator.extract(ROOT_CONTEXT, { traceparent: env["TRACEPARENT"], tracestate: env["TRACESTATE"] }, getter);
+    this.podContext = this.propagator.extract(
+      ROOT_CONTEXT,
+      { traceparent: env["TRACEPARENT"], tracestate: env["TRACESTATE"] },
+      getter,
+    );
   }
 
   /** The RPC's span, child of the caller's trace context (gRPC metadata), else of the pod's. */
@@ -113,10 +144,15 @@ export class Tracing implements RpcTracer {
         span.setAttributes(attributesOf(fields));
         span.setAttribute("rpc.grpc.status_code", grpcCode(outcome));
         span.setAttribute("argo_s3.outcome", outcome);
-        if (outcome !== "ok") span.setStatus({ code: SpanStatusCode.ERROR, ...(error ? { message: error.slice(0, this.limit) } : {}) });
+        if (outcome !== "ok")
+          span.setStatus({ code: SpanStatusCode.ERROR, ...(error ? { message: error.slice(0, this.limit) } : {}) });
         span.end();
         // Bounded: a collector that does not answer delays the reply by a second at most, and fails nothing.
-        if (this.sendBeforeReply) return Promise.race([this.provider.forceFlush().catch(() => undefined), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+        if (this.sendBeforeReply)
+          return Promise.race([
+            this.provider.forceFlush().catch(() => undefined),
+            new Promise<void>((r) => setTimeout(r, 1000).unref()),
+          ]);
         return undefined;
       },
     };
@@ -139,7 +175,8 @@ export class Tracing implements RpcTracer {
       },
       context.active(),
     );
-    if (typeof f["error"] === "string") span.setStatus({ code: SpanStatusCode.ERROR, message: f["error"].slice(0, this.limit) });
+    if (typeof f["error"] === "string")
+      span.setStatus({ code: SpanStatusCode.ERROR, message: f["error"].slice(0, this.limit) });
     span.end();
   }
 

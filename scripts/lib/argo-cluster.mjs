@@ -54,7 +54,21 @@ export async function startArgoCluster(opts) {
     const s3 = async (method, path) => {
       const r = await run(
         "ip",
-        ["netns", "exec", cluster.netns, "curl", "-sS", "--fail-with-body", "-X", method, "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", `${KEYS.access}:${KEYS.secret}`, `http://${store.endpoint}${path}`],
+        [
+          "netns",
+          "exec",
+          cluster.netns,
+          "curl",
+          "-sS",
+          "--fail-with-body",
+          "-X",
+          method,
+          "--aws-sigv4",
+          "aws:amz:us-east-1:s3",
+          "--user",
+          `${KEYS.access}:${KEYS.secret}`,
+          `http://${store.endpoint}${path}`,
+        ],
         { encoding: "buffer", maxBuffer: 2 ** 31 - 1, timeout: 120_000 },
       );
       return r.stdout;
@@ -73,14 +87,22 @@ export async function startArgoCluster(opts) {
     const diagnose = async (name, ns = NAMESPACE) => {
       const lines = [];
       /** @type {{ status: WorkflowStatus }} */
-      const wf = await kubectlJson(["-n", ns, "get", "wf", name]).catch((/** @type {Error} */ e) => ({ status: { message: e.message } }));
+      const wf = await kubectlJson(["-n", ns, "get", "wf", name]).catch((/** @type {Error} */ e) => ({
+        status: { message: e.message },
+      }));
       lines.push(`workflow ${name}: ${wf.status.phase} ${wf.status.message ?? ""}`);
-      for (const n of Object.values(wf.status.nodes ?? {})) lines.push(`  node ${n.displayName}: ${n.phase} ${n.message ?? ""}`);
+      for (const n of Object.values(wf.status.nodes ?? {}))
+        lines.push(`  node ${n.displayName}: ${n.phase} ${n.message ?? ""}`);
       /** @type {{ items: { metadata: { name: string }, spec: { initContainers?: { name: string }[], containers: { name: string }[] } }[] }} */
-      const pods = await kubectlJson(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${name}`]).catch(() => ({ items: [] }));
+      const pods = await kubectlJson(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${name}`]).catch(
+        () => ({ items: [] }),
+      );
       for (const p of pods.items) {
         for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
-          const log = await cluster.kubectl(["-n", ns, "logs", p.metadata.name, "-c", c.name, "--tail=30"]).then((r) => r.stdout, (/** @type {Error} */ e) => e.message);
+          const log = await cluster.kubectl(["-n", ns, "logs", p.metadata.name, "-c", c.name, "--tail=30"]).then(
+            (r) => r.stdout,
+            (/** @type {Error} */ e) => e.message,
+          );
           lines.push(`--- ${p.metadata.name}/${c.name}\n${log}`);
         }
       }
@@ -93,7 +115,9 @@ export async function startArgoCluster(opts) {
      * @returns {Promise<{ name: string, status: WorkflowStatus }>}
      */
     const runWorkflow = async (doc, ns = NAMESPACE, timeoutMs = 240_000) => {
-      const created = await cluster.kubectl(["-n", ns, "create", "-o", "jsonpath={.metadata.name}", "-f", "-"], { input: JSON.stringify(doc) });
+      const created = await cluster.kubectl(["-n", ns, "create", "-o", "jsonpath={.metadata.name}", "-f", "-"], {
+        input: JSON.stringify(doc),
+      });
       const name = created.stdout.trim();
       /** @type {WorkflowStatus} */
       let status = {};
@@ -113,9 +137,20 @@ export async function startArgoCluster(opts) {
     };
 
     // In the cluster's namespace and cgroup: the cluster's stop() ends it too.
-    minio = cluster.spawn(await minioBinary(), ["server", minioDir, "--address", store.endpoint, "--console-address", `${cluster.nodeIP}:9001`, "--quiet"], {
-      env: { PATH: process.env["PATH"] ?? "", HOME: minioDir, MINIO_ROOT_USER: KEYS.access, MINIO_ROOT_PASSWORD: KEYS.secret, MINIO_BROWSER: "off", MINIO_UPDATE: "off" },
-    });
+    minio = cluster.spawn(
+      await minioBinary(),
+      ["server", minioDir, "--address", store.endpoint, "--console-address", `${cluster.nodeIP}:9001`, "--quiet"],
+      {
+        env: {
+          PATH: process.env["PATH"] ?? "",
+          HOME: minioDir,
+          MINIO_ROOT_USER: KEYS.access,
+          MINIO_ROOT_PASSWORD: KEYS.secret,
+          MINIO_BROWSER: "off",
+          MINIO_UPDATE: "off",
+        },
+      },
+    );
     await eventually(
       "MinIO in the cluster's namespace",
       async () => {
@@ -133,7 +168,16 @@ export async function startArgoCluster(opts) {
       workflowSecrets: [store.secret],
       ...(initless ? { controllerConfig: "  initlessPod: |\n    enabled: true" } : {}),
     });
-    await cluster.kubectl(["-n", NAMESPACE, "create", "secret", "generic", store.secret, `--from-literal=accesskey=${KEYS.access}`, `--from-literal=secretkey=${KEYS.secret}`]);
+    await cluster.kubectl([
+      "-n",
+      NAMESPACE,
+      "create",
+      "secret",
+      "generic",
+      store.secret,
+      `--from-literal=accesskey=${KEYS.access}`,
+      `--from-literal=secretkey=${KEYS.secret}`,
+    ]);
     /** MinIO's root keys and URL inside the cluster's namespace (for stand-ins that mint credentials from it). */
     const minioAccess = { url: `http://${store.endpoint}`, accessKey: KEYS.access, secretKey: KEYS.secret };
     return { cluster, store, minioAccess, s3, objectBytes, keysUnder, kubectlJson, diagnose, runWorkflow, stop };

@@ -8,7 +8,17 @@
 // local manifests, Argo's images point at images the setup built, and the test
 // patch (below, kept apart from the overlay) speeds the controller up and turns
 // argo-server's auth to `server` so the test can call its API.
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, readdirSync, statSync } from "node:fs";
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  chmodSync,
+  readdirSync,
+  statSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { IMAGES, splitRef } from "./cluster.mjs";
@@ -45,7 +55,10 @@ export function readmeOverlay() {
 export function readmeCommand(prefix) {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
   for (const block of readme.matchAll(/^ *```sh\n([\s\S]*?)^ *```/gm)) {
-    const line = (block[1] ?? "").split("\n").map((l) => l.trim()).find((l) => l.startsWith(prefix));
+    const line = (block[1] ?? "")
+      .split("\n")
+      .map((l) => l.trim())
+      .find((l) => l.startsWith(prefix));
     if (line) return line.split(/\s+/);
   }
   throw new Error(`README has no \`\`\`sh block with a command starting "${prefix}"`);
@@ -88,12 +101,17 @@ export async function installArgo(cluster, opts) {
   const [pluginName, pluginTag] = splitRef(opts.pluginImage);
   let overlay = readmeOverlay();
   const remote = /https:\/\/github\.com\/argoproj\/argo-workflows\/releases\/download\/v[\d.]+\/install\.yaml/;
-  if (!remote.test(overlay)) throw new Error("the README's overlay no longer names Argo's install.yaml; update scripts/lib/argo-install.mjs");
+  if (!remote.test(overlay))
+    throw new Error("the README's overlay no longer names Argo's install.yaml; update scripts/lib/argo-install.mjs");
   overlay = overlay
     .replace(remote, relative(app, join(dir, "argo-manifests", "cluster-install")))
     .replace("path/to/argo-s3-artifact-plugin/deploy", relative(app, join(dir, "argo-s3-artifact-plugin", "deploy")))
-    .replace(/newName: registry\.example\.com\/argo-s3-artifact-plugin\n(\s+)newTag: "[^"]*"/, `newName: ${pluginName}\n$1newTag: "${pluginTag}"`);
-  if (!overlay.includes(`newName: ${pluginName}`)) throw new Error("could not put the plugin image into the README's overlay");
+    .replace(
+      /newName: registry\.example\.com\/argo-s3-artifact-plugin\n(\s+)newTag: "[^"]*"/,
+      `newName: ${pluginName}\n$1newTag: "${pluginTag}"`,
+    );
+  if (!overlay.includes(`newName: ${pluginName}`))
+    throw new Error("could not put the plugin image into the README's overlay");
   // A registry-less cluster: Argo's images are the ones the setup built and imported.
   const [ctlName, ctlTag] = splitRef(ARGO_IMAGES.controller);
   const [cliName, cliTag] = splitRef(ARGO_IMAGES.cli);
@@ -119,7 +137,7 @@ export async function installArgo(cluster, opts) {
       // looked for the plugin's socket and found none (the cluster tier asserts the first look finds it).
       `          args: [--executor-image, ${ARGO_IMAGES.exec}, --loglevel, debug]`,
       "          env:",
-      "            - {name: LEADER_ELECTION_DISABLE, value: \"true\"}",
+      '            - {name: LEADER_ELECTION_DISABLE, value: "true"}',
       "            - {name: DEFAULT_REQUEUE_TIME, value: 1s}",
       "---",
       "apiVersion: apps/v1",
@@ -138,7 +156,7 @@ export async function installArgo(cluster, opts) {
       "data:",
       "  executor: |",
       // Plugin containers get the executor's args after the socket path (argoexec's flags here).
-      "    args: [--gloglevel, \"2\"]",
+      '    args: [--gloglevel, "2"]',
       "    resources:",
       `      requests: {cpu: 10m, memory: 64Mi}`,
       `      limits: {memory: ${executorMemory}}`,
@@ -152,16 +170,27 @@ export async function installArgo(cluster, opts) {
   const wns = join(dir, "argo-s3-artifact-plugin", "deploy", "workflow-namespace");
   const role = join(wns, "secrets-role.yaml");
   const roleText = readFileSync(role, "utf8");
-  if (!roleText.includes("resourceNames: [s3-credentials]")) throw new Error("deploy/workflow-namespace/secrets-role.yaml changed shape; update scripts/lib/argo-install.mjs");
-  writeFileSync(role, roleText.replace("resourceNames: [s3-credentials]", `resourceNames: [${(opts.workflowSecrets ?? []).join(", ")}]`));
+  if (!roleText.includes("resourceNames: [s3-credentials]"))
+    throw new Error("deploy/workflow-namespace/secrets-role.yaml changed shape; update scripts/lib/argo-install.mjs");
+  writeFileSync(
+    role,
+    roleText.replace("resourceNames: [s3-credentials]", `resourceNames: [${(opts.workflowSecrets ?? []).join(", ")}]`),
+  );
   await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "-k", wns]);
   // What Argo's docs have every workflow namespace grant the workflow's service account (quick-start's roles).
   const quick = join(dir, "argo-manifests", "quick-start", "base");
-  for (const f of ["executor/emissary/executor-role.yaml", "executor-default-rolebinding.yaml", "artifactgc-role.yaml", "artifactgc-default-rolebinding.yaml"]) {
+  for (const f of [
+    "executor/emissary/executor-role.yaml",
+    "executor-default-rolebinding.yaml",
+    "artifactgc-role.yaml",
+    "artifactgc-default-rolebinding.yaml",
+  ]) {
     await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "-f", join(quick, f)]);
   }
   for (const d of ["workflow-controller", "argo-server"]) {
-    await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", `deploy/${d}`, "--timeout=240s"], { timeoutMs: 250_000 });
+    await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", `deploy/${d}`, "--timeout=240s"], {
+      timeoutMs: 250_000,
+    });
   }
   return { dir, overlay, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

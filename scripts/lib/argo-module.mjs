@@ -22,6 +22,7 @@ export function restoreArgoSymlinks(moduleRoot) {
     const to = join(moduleRoot, link);
     const from = join(dirname(to), target);
     copyFileSync(from, to);
-    if (!readFileSync(from).equals(readFileSync(to))) throw new Error(`restoring Argo's ${link} from ${target}: the copy differs`);
+    if (!readFileSync(from).equals(readFileSync(to)))
+      throw new Error(`restoring Argo's ${link} from ${target}: the copy differs`);
   }
 }

@@ -92,7 +92,9 @@ export function argoSource() {
     }
     identity = h.digest("hex");
   } catch (e) {
-    throw new ToolError(`CLUSTER_ARGO_SRC=${dir}: git cannot describe it (${/** @type {Error} */ (e).message.split("\n")[0]}); a git checkout is needed to name the build`);
+    throw new ToolError(
+      `CLUSTER_ARGO_SRC=${dir}: git cannot describe it (${/** @type {Error} */ (e).message.split("\n")[0]}); a git checkout is needed to name the build`,
+    );
   }
   return { dir: abs, version, identity };
 }
@@ -119,15 +121,27 @@ export async function containerd2() {
   const dir = join(cacheDir(), "tools", `containerd-${CONTAINERD2_VERSION}`);
   if (CONTAINERD2_COMMANDS.every((c) => existsSync(join(dir, c)))) return dir;
   await requireGo("containerd 2 for image volumes (CLUSTER_ARGO_LAYOUT=initless)");
-  process.stderr.write(`building containerd ${CONTAINERD2_VERSION} from the Go module proxy (image volumes): ~2 min of CPU, once per machine...\n`);
+  process.stderr.write(
+    `building containerd ${CONTAINERD2_VERSION} from the Go module proxy (image volumes): ~2 min of CPU, once per machine...\n`,
+  );
   const tmp = mkdtempSync(join(tmpdir(), "containerd2-"));
   try {
-    await run("go", ["install", "-trimpath", "-tags", "no_btrfs no_devmapper no_zfs", ...CONTAINERD2_COMMANDS.map((c) => `${CONTAINERD2_MODULE}/cmd/${c}@${CONTAINERD2_VERSION}`)], {
-      cwd: tmp,
-      env: { ...process.env, CGO_ENABLED: "0", GOBIN: join(tmp, "bin"), GOFLAGS: "-buildvcs=false" },
-      timeoutMs: 30 * 60_000,
-      what: `go install of containerd ${CONTAINERD2_VERSION}`,
-    });
+    await run(
+      "go",
+      [
+        "install",
+        "-trimpath",
+        "-tags",
+        "no_btrfs no_devmapper no_zfs",
+        ...CONTAINERD2_COMMANDS.map((c) => `${CONTAINERD2_MODULE}/cmd/${c}@${CONTAINERD2_VERSION}`),
+      ],
+      {
+        cwd: tmp,
+        env: { ...process.env, CGO_ENABLED: "0", GOBIN: join(tmp, "bin"), GOFLAGS: "-buildvcs=false" },
+        timeoutMs: 30 * 60_000,
+        what: `go install of containerd ${CONTAINERD2_VERSION}`,
+      },
+    );
     mkdirSync(dir, { recursive: true });
     for (const c of CONTAINERD2_COMMANDS) publish(join(tmp, "bin", c), join(dir, c));
   } finally {
@@ -150,7 +164,15 @@ export const IMAGES = {
 export const PLUGIN_IMAGE_NAME = "argo-s3-artifact-plugin";
 
 /** The Debian packages the cluster runs on. */
-export const HOST_PACKAGES = ["etcd-server", "containerd", "runc", "containernetworking-plugins", "conntrack", "iptables", "busybox-static"];
+export const HOST_PACKAGES = [
+  "etcd-server",
+  "containerd",
+  "runc",
+  "containernetworking-plugins",
+  "conntrack",
+  "iptables",
+  "busybox-static",
+];
 
 // ---------------------------------------------------------------------------
 // small helpers
@@ -164,7 +186,13 @@ export const HOST_PACKAGES = ["etcd-server", "containerd", "runc", "containernet
  */
 async function run(cmd, args, opts = {}) {
   const timeout = opts.timeoutMs ?? 120_000;
-  const p = execFileP(cmd, args, { cwd: opts.cwd, env: opts.env, timeout, maxBuffer: 256 * 1024 * 1024, encoding: "utf8" });
+  const p = execFileP(cmd, args, {
+    cwd: opts.cwd,
+    env: opts.env,
+    timeout,
+    maxBuffer: 256 * 1024 * 1024,
+    encoding: "utf8",
+  });
   if (opts.input !== undefined) {
     p.child.stdin?.on("error", () => undefined);
     p.child.stdin?.end(opts.input);
@@ -174,8 +202,16 @@ async function run(cmd, args, opts = {}) {
   } catch (e) {
     const err = /** @type {Error & { stderr?: string, code?: unknown, killed?: boolean, signal?: string }} */ (e);
     const what = opts.what ?? `${cmd} ${args.join(" ")}`.slice(0, 300);
-    const stderr = String(err.stderr ?? "").trim().split("\n").slice(-15).join("\n");
-    const how = err.killed ? `timed out after ${Math.round(timeout / 1000)} s` : err.code === "ENOENT" ? `not found on PATH` : `failed (exit ${err.code ?? err.signal})`;
+    const stderr = String(err.stderr ?? "")
+      .trim()
+      .split("\n")
+      .slice(-15)
+      .join("\n");
+    const how = err.killed
+      ? `timed out after ${Math.round(timeout / 1000)} s`
+      : err.code === "ENOENT"
+        ? `not found on PATH`
+        : `failed (exit ${err.code ?? err.signal})`;
     throw new Error(`${what}: ${how}${stderr ? `\n${stderr}` : ""}`);
   }
 }
@@ -185,7 +221,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** @param {string} cmd */
 function onPath(cmd) {
-  for (const d of PATH_ENV.split(":").concat((process.env["PATH"] ?? "").split(":"))) if (d && existsSync(join(d, cmd))) return join(d, cmd);
+  for (const d of PATH_ENV.split(":").concat((process.env["PATH"] ?? "").split(":")))
+    if (d && existsSync(join(d, cmd))) return join(d, cmd);
   return undefined;
 }
 
@@ -240,10 +277,13 @@ function tail(file, n) {
  */
 export function cannotRun() {
   if (process.platform !== "linux") return `the cluster tier needs Linux (this is ${process.platform})`;
-  if (process.getuid?.() !== 0) return `the cluster tier needs root (network namespaces, mounts, cgroups); uid is ${process.getuid?.()}`;
+  if (process.getuid?.() !== 0)
+    return `the cluster tier needs root (network namespaces, mounts, cgroups); uid is ${process.getuid?.()}`;
   if (!onPath("go")) return "the cluster tier builds Kubernetes and Argo with Go; `go` is not on PATH";
-  for (const c of ["ip", "nsenter", "unshare", "openssl", "tar"]) if (!onPath(c)) return `the cluster tier needs \`${c}\` on PATH`;
-  if (!onPath("apt-get") && !onPath("containerd")) return "the cluster tier needs Debian's etcd-server, containerd, runc, containernetworking-plugins (apt-get is not here to install them)";
+  for (const c of ["ip", "nsenter", "unshare", "openssl", "tar"])
+    if (!onPath(c)) return `the cluster tier needs \`${c}\` on PATH`;
+  if (!onPath("apt-get") && !onPath("containerd"))
+    return "the cluster tier needs Debian's etcd-server, containerd, runc, containernetworking-plugins (apt-get is not here to install them)";
   if (!existsSync("/sys/fs/cgroup")) return "the cluster tier needs cgroups mounted at /sys/fs/cgroup";
   return undefined;
 }
@@ -262,13 +302,27 @@ const BINARIES = /** @type {const} */ ({
   argo: "argo",
   argoexec: "argoexec",
 });
-const K8S_COMMANDS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"];
+const K8S_COMMANDS = [
+  "kube-apiserver",
+  "kube-controller-manager",
+  "kube-scheduler",
+  "kubelet",
+  "kube-proxy",
+  "kubectl",
+];
 const ARGO_COMMANDS = ["argo", "argoexec", "workflow-controller"];
 
 /** The cache directory of the cluster binaries: named by the hash of every build input. */
 export function clusterBinariesDir() {
-  const hash = createHash("sha256").update(`${RECIPE} ${K8S_VERSION} ${ARGO_MODULE}@${ARGO_VERSION} ${JSON.stringify(ARGO_SYMLINKS)}\n`);
-  for (const f of ["test/cluster/k8s/go.mod", "test/cluster/k8s/go.sum", "test/cluster/argo/go.mod", "test/cluster/argo/go.sum"]) {
+  const hash = createHash("sha256").update(
+    `${RECIPE} ${K8S_VERSION} ${ARGO_MODULE}@${ARGO_VERSION} ${JSON.stringify(ARGO_SYMLINKS)}\n`,
+  );
+  for (const f of [
+    "test/cluster/k8s/go.mod",
+    "test/cluster/k8s/go.sum",
+    "test/cluster/argo/go.mod",
+    "test/cluster/argo/go.sum",
+  ]) {
     hash.update(`${f}\0`).update(readFileSync(join(ROOT, f)));
   }
   return join(cacheDir(), "tools", `cluster-${hash.digest("hex").slice(0, 16)}`);
@@ -293,22 +347,43 @@ export async function clusterBinaries() {
   const dir = clusterBinariesDir();
   const argoDir = argoBinariesDir();
   const isArgo = (/** @type {string} */ v) => ARGO_COMMANDS.includes(v);
-  const out = /** @type {{ [K in keyof typeof BINARIES]: string }} */ (Object.fromEntries(Object.entries(BINARIES).map(([k, v]) => [k, join(isArgo(v) ? argoDir : dir, v)])));
-  const missing = (/** @type {string} */ d, /** @type {string[]} */ names) => names.some((n) => !existsSync(join(d, n)));
+  const out = /** @type {{ [K in keyof typeof BINARIES]: string }} */ (
+    Object.fromEntries(Object.entries(BINARIES).map(([k, v]) => [k, join(isArgo(v) ? argoDir : dir, v)]))
+  );
+  const missing = (/** @type {string} */ d, /** @type {string[]} */ names) =>
+    names.some((n) => !existsSync(join(d, n)));
   if (!missing(dir, K8S_COMMANDS) && !missing(argoDir, ARGO_COMMANDS)) return out;
   await requireGo("the cluster tier (Kubernetes and Argo)");
   mkdirSync(dir, { recursive: true });
   mkdirSync(argoDir, { recursive: true });
-  const goOpts = (/** @type {string} */ cwd) => ({ cwd, env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false" }, timeoutMs: 60 * 60_000 });
+  const goOpts = (/** @type {string} */ cwd) => ({
+    cwd,
+    env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false" },
+    timeoutMs: 60 * 60_000,
+  });
   if (missing(dir, K8S_COMMANDS)) {
-    process.stderr.write(`building Kubernetes ${K8S_VERSION} (${K8S_COMMANDS.join(", ")}) from the Go module proxy: ~10 min of CPU, once per machine...\n`);
+    process.stderr.write(
+      `building Kubernetes ${K8S_VERSION} (${K8S_COMMANDS.join(", ")}) from the Go module proxy: ~10 min of CPU, once per machine...\n`,
+    );
     const tmp = mkdtempSync(join(tmpdir(), "cluster-k8s-build-"));
     try {
       for (const f of ["go.mod", "go.sum"]) copyFileSync(join(ROOT, "test", "cluster", "k8s", f), join(tmp, f));
       const minor = /^v1\.(\d+)\./.exec(K8S_VERSION)?.[1] ?? "";
       const ldflags = `-X k8s.io/component-base/version.gitVersion=${K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}`;
       const t0 = Date.now();
-      await run("go", ["build", "-trimpath", "-ldflags", ldflags, "-o", `${join(tmp, "bin")}/`, ...K8S_COMMANDS.map((c) => `k8s.io/kubernetes/cmd/${c}`)], { ...goOpts(tmp), what: `go build of Kubernetes ${K8S_VERSION} (in ${tmp})` });
+      await run(
+        "go",
+        [
+          "build",
+          "-trimpath",
+          "-ldflags",
+          ldflags,
+          "-o",
+          `${join(tmp, "bin")}/`,
+          ...K8S_COMMANDS.map((c) => `k8s.io/kubernetes/cmd/${c}`),
+        ],
+        { ...goOpts(tmp), what: `go build of Kubernetes ${K8S_VERSION} (in ${tmp})` },
+      );
       for (const c of K8S_COMMANDS) publish(join(tmp, "bin", c), join(dir, c));
       process.stderr.write(`built Kubernetes in ${Math.round((Date.now() - t0) / 1000)} s\n`);
     } finally {
@@ -328,7 +403,9 @@ export async function clusterBinaries() {
  * @param {string} dir @param {(cwd: string) => { cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number }} goOpts
  */
 async function buildArgoFromProxy(dir, goOpts) {
-  process.stderr.write(`building Argo ${ARGO_VERSION} (${ARGO_COMMANDS.join(", ")}) from the Go module proxy: ~6 min of CPU, once per machine...\n`);
+  process.stderr.write(
+    `building Argo ${ARGO_VERSION} (${ARGO_COMMANDS.join(", ")}) from the Go module proxy: ~6 min of CPU, once per machine...\n`,
+  );
   const tmp = mkdtempSync(join(tmpdir(), "cluster-argo-build-"));
   try {
     for (const f of ["go.mod", "go.sum"]) copyFileSync(join(ROOT, "test", "cluster", "argo", f), join(tmp, f));
@@ -340,7 +417,18 @@ async function buildArgoFromProxy(dir, goOpts) {
     // The module zip also drops the repository's symlinks (argoexec's Linux process handling): Argo's own files back.
     restoreArgoSymlinks(vendored);
     placeholderUi(vendored);
-    await run("go", ["build", "-mod=vendor", "-trimpath", "-o", `${join(tmp, "bin")}/`, ...ARGO_COMMANDS.map((c) => `${ARGO_MODULE}/cmd/${c}`)], { ...goOpts(tmp), what: `go build of Argo ${ARGO_VERSION} (in ${tmp})` });
+    await run(
+      "go",
+      [
+        "build",
+        "-mod=vendor",
+        "-trimpath",
+        "-o",
+        `${join(tmp, "bin")}/`,
+        ...ARGO_COMMANDS.map((c) => `${ARGO_MODULE}/cmd/${c}`),
+      ],
+      { ...goOpts(tmp), what: `go build of Argo ${ARGO_VERSION} (in ${tmp})` },
+    );
     for (const c of ARGO_COMMANDS) publish(join(tmp, "bin", c), join(dir, c));
     process.stderr.write(`built Argo in ${Math.round((Date.now() - t0) / 1000)} s\n`);
   } finally {
@@ -354,12 +442,26 @@ async function buildArgoFromProxy(dir, goOpts) {
  * @param {{ dir: string, version: string }} src @param {string} dir @param {{ cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number }} opts
  */
 async function buildArgoFromSource(src, dir, opts) {
-  process.stderr.write(`building Argo ${src.version} (${ARGO_COMMANDS.join(", ")}) from ${src.dir} (CLUSTER_ARGO_SRC): ~7 min of CPU, once per source...\n`);
+  process.stderr.write(
+    `building Argo ${src.version} (${ARGO_COMMANDS.join(", ")}) from ${src.dir} (CLUSTER_ARGO_SRC): ~7 min of CPU, once per source...\n`,
+  );
   const t0 = Date.now();
   const made = placeholderUi(src.dir);
   const tmp = mkdtempSync(join(tmpdir(), "cluster-argo-src-build-"));
   try {
-    await run("go", ["build", "-trimpath", "-ldflags", `-X ${ARGO_MODULE}.version=${src.version}`, "-o", `${tmp}/`, ...ARGO_COMMANDS.map((c) => `./cmd/${c}`)], { ...opts, what: `go build of Argo ${src.version} in ${src.dir}` });
+    await run(
+      "go",
+      [
+        "build",
+        "-trimpath",
+        "-ldflags",
+        `-X ${ARGO_MODULE}.version=${src.version}`,
+        "-o",
+        `${tmp}/`,
+        ...ARGO_COMMANDS.map((c) => `./cmd/${c}`),
+      ],
+      { ...opts, what: `go build of Argo ${src.version} in ${src.dir}` },
+    );
     for (const c of ARGO_COMMANDS) publish(join(tmp, c), join(dir, c));
   } finally {
     if (made) rmSync(made, { recursive: true, force: true });
@@ -378,7 +480,10 @@ function placeholderUi(root) {
   if (existsSync(join(app, "index.html"))) return undefined;
   const made = existsSync(join(root, "ui", "dist")) ? app : join(root, "ui", "dist");
   mkdirSync(app, { recursive: true });
-  writeFileSync(join(app, "index.html"), "<!doctype html><title>Argo</title><p>UI not built in the cluster tier; the API works.</p>\n");
+  writeFileSync(
+    join(app, "index.html"),
+    "<!doctype html><title>Argo</title><p>UI not built in the cluster tier; the API works.</p>\n",
+  );
   return made;
 }
 
@@ -395,9 +500,16 @@ export function argoModuleDir() {
   if (src) return Promise.resolve(src.dir);
   argoModuleDirPromise ??= (async () => {
     await requireGo("the cluster tier (Kubernetes and Argo)");
-    const r = await run("go", ["mod", "download", "-json", `${ARGO_MODULE}@${ARGO_VERSION}`], { cwd: tmpdir(), env: { ...process.env, GOFLAGS: "-mod=mod" }, timeoutMs: 10 * 60_000 });
+    const r = await run("go", ["mod", "download", "-json", `${ARGO_MODULE}@${ARGO_VERSION}`], {
+      cwd: tmpdir(),
+      env: { ...process.env, GOFLAGS: "-mod=mod" },
+      timeoutMs: 10 * 60_000,
+    });
     const info = /** @type {{ Dir?: string, Error?: string }} */ (JSON.parse(r.stdout));
-    if (!info.Dir || !existsSync(join(info.Dir, "manifests"))) throw new Error(`go mod download ${ARGO_MODULE}@${ARGO_VERSION} gave no module directory with manifests/: ${info.Error ?? r.stdout.slice(0, 300)}`);
+    if (!info.Dir || !existsSync(join(info.Dir, "manifests")))
+      throw new Error(
+        `go mod download ${ARGO_MODULE}@${ARGO_VERSION} gave no module directory with manifests/: ${info.Error ?? r.stdout.slice(0, 300)}`,
+      );
     return info.Dir;
   })();
   argoModuleDirPromise.catch(() => (argoModuleDirPromise = undefined));
@@ -416,11 +528,20 @@ export async function ensureHostPackages() {
     if (!r.stdout.includes("install ok installed")) missing.push(p);
   }
   if (missing.length === 0) return;
-  if (process.getuid?.() !== 0) throw new ToolError(`the cluster tier needs these Debian packages: ${missing.join(" ")}; install them as root (apt-get install ${missing.join(" ")})`);
-  if (!onPath("apt-get")) throw new ToolError(`the cluster tier needs these Debian packages and apt-get is not here: ${missing.join(" ")}`);
+  if (process.getuid?.() !== 0)
+    throw new ToolError(
+      `the cluster tier needs these Debian packages: ${missing.join(" ")}; install them as root (apt-get install ${missing.join(" ")})`,
+    );
+  if (!onPath("apt-get"))
+    throw new ToolError(`the cluster tier needs these Debian packages and apt-get is not here: ${missing.join(" ")}`);
   process.stderr.write(`installing Debian packages for the cluster tier: ${missing.join(" ")}...\n`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  const install = () => run("apt-get", ["install", "-y", "--no-install-recommends", ...missing], { env, timeoutMs: 15 * 60_000, what: `apt-get install ${missing.join(" ")}` });
+  const install = () =>
+    run("apt-get", ["install", "-y", "--no-install-recommends", ...missing], {
+      env,
+      timeoutMs: 15 * 60_000,
+      what: `apt-get install ${missing.join(" ")}`,
+    });
   try {
     await install();
   } catch {
@@ -478,14 +599,16 @@ export async function buildImage(spec) {
   try {
     const entries = Object.entries(spec.files).sort(([a], [b]) => (a < b ? -1 : 1));
     for (const [path, f] of entries) {
-      if (!path.startsWith("/") || path.split("/").includes("..")) throw new Error(`image path must be absolute and without '..': ${path}`);
+      if (!path.startsWith("/") || path.split("/").includes(".."))
+        throw new Error(`image path must be absolute and without '..': ${path}`);
       const p = join(root, path);
       mkdirSync(dirname(p), { recursive: true });
       if (f.dir) mkdirSync(p, { recursive: true });
       else if (f.symlink !== undefined) symlinkSync(f.symlink, p);
       else if (f.content !== undefined) writeFileSync(p, f.content);
       else if (f.hostPath !== undefined) {
-        if (statSync(f.hostPath).isDirectory()) await run("cp", ["-a", "--", f.hostPath, p], { timeoutMs: 10 * 60_000 });
+        if (statSync(f.hostPath).isDirectory())
+          await run("cp", ["-a", "--", f.hostPath, p], { timeoutMs: 10 * 60_000 });
         else copyFileSync(f.hostPath, p);
       } else throw new Error(`image entry ${path} has none of hostPath, content, symlink, dir`);
     }
@@ -500,7 +623,9 @@ export async function buildImage(spec) {
     if (spec.verify) await spec.verify(root);
     const layerTmp = join(oci, "layer.tar");
     const top = readdirSync(root).sort();
-    await run("tar", ["--sort=name", "--numeric-owner", "--mtime=@0", "-C", root, "-cf", layerTmp, "--", ...top], { timeoutMs: 10 * 60_000 });
+    await run("tar", ["--sort=name", "--numeric-owner", "--mtime=@0", "-C", root, "-cf", layerTmp, "--", ...top], {
+      timeoutMs: 10 * 60_000,
+    });
     const layerDigest = await sha256File(layerTmp);
     const layerSize = statSync(layerTmp).size;
     renameSync(layerTmp, join(oci, "blobs", "sha256", layerDigest));
@@ -530,7 +655,9 @@ export async function buildImage(spec) {
       schemaVersion: 2,
       mediaType: "application/vnd.oci.image.manifest.v1+json",
       config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-      layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", digest: `sha256:${layerDigest}`, size: layerSize }],
+      layers: [
+        { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: `sha256:${layerDigest}`, size: layerSize },
+      ],
     });
     writeFileSync(join(oci, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
     writeFileSync(
@@ -543,7 +670,10 @@ export async function buildImage(spec) {
             mediaType: "application/vnd.oci.image.manifest.v1+json",
             ...manifest,
             platform: { architecture: "amd64", os: "linux" },
-            annotations: { "io.containerd.image.name": normalizeRef(`${spec.name}:${spec.tag}`), "org.opencontainers.image.ref.name": spec.tag },
+            annotations: {
+              "io.containerd.image.name": normalizeRef(`${spec.name}:${spec.tag}`),
+              "org.opencontainers.image.ref.name": spec.tag,
+            },
           },
         ],
       }),
@@ -551,7 +681,9 @@ export async function buildImage(spec) {
     const safe = `${spec.name}-${spec.tag}`.replace(/[^A-Za-z0-9._-]/g, "_");
     const out = spec.out ?? join(cacheDir(), "images", `${safe}-${manifest.digest.slice(7, 23)}.tar`);
     mkdirSync(dirname(out), { recursive: true });
-    await run("tar", ["--numeric-owner", "-C", oci, "-cf", `${out}.tmp`, "oci-layout", "index.json", "blobs"], { timeoutMs: 10 * 60_000 });
+    await run("tar", ["--numeric-owner", "-C", oci, "-cf", `${out}.tmp`, "oci-layout", "index.json", "blobs"], {
+      timeoutMs: 10 * 60_000,
+    });
     renameSync(`${out}.tmp`, out);
     return out;
   } finally {
@@ -575,7 +707,10 @@ async function cachedImage(label, key, make) {
 /** /etc/passwd and /etc/group naming the images' users. @returns {Record<string, ImageFile>} */
 function userFiles() {
   return {
-    "/etc/passwd": { content: "root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\nargo:x:8737:8737::/home/argo:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n" },
+    "/etc/passwd": {
+      content:
+        "root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\nargo:x:8737:8737::/home/argo:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    },
     "/etc/group": { content: "root:x:0:\nnode:x:1000:\nargo:x:8737:\nnogroup:x:65534:\n" },
     "/tmp": { dir: true, mode: 0o1777 },
   };
@@ -590,9 +725,21 @@ export async function pauseImage() {
     const tmp = mkdtempSync(join(tmpdir(), "cluster-pause-"));
     try {
       copyFileSync(src, join(tmp, "main.go"));
-      await run("go", ["build", "-trimpath", "-ldflags", "-s -w", "-o", join(tmp, "pause"), "./main.go"], { cwd: tmp, env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false", GO111MODULE: "on" }, timeoutMs: 10 * 60_000, what: "go build of test/cluster/pause" });
+      await run("go", ["build", "-trimpath", "-ldflags", "-s -w", "-o", join(tmp, "pause"), "./main.go"], {
+        cwd: tmp,
+        env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-buildvcs=false", GO111MODULE: "on" },
+        timeoutMs: 10 * 60_000,
+        what: "go build of test/cluster/pause",
+      });
       const [name, tag] = splitRef(IMAGES.pause);
-      await buildImage({ name, tag, out, files: { "/pause": { hostPath: join(tmp, "pause"), mode: 0o755 } }, entrypoint: ["/pause"], user: "65535:65535" });
+      await buildImage({
+        name,
+        tag,
+        out,
+        files: { "/pause": { hostPath: join(tmp, "pause"), mode: 0o755 } },
+        entrypoint: ["/pause"],
+        user: "65535:65535",
+      });
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
@@ -600,7 +747,38 @@ export async function pauseImage() {
 }
 
 /** Applets the busybox image links to /bin/busybox. */
-const BUSYBOX_APPLETS = ["sh", "cat", "head", "tail", "dd", "sleep", "ls", "echo", "test", "[", "sha256sum", "mkdir", "true", "false", "env", "wc", "rm", "cp", "mv", "printf", "grep", "tr", "seq", "date", "stat", "touch", "find", "tar", "gzip", "du"];
+const BUSYBOX_APPLETS = [
+  "sh",
+  "cat",
+  "head",
+  "tail",
+  "dd",
+  "sleep",
+  "ls",
+  "echo",
+  "test",
+  "[",
+  "sha256sum",
+  "mkdir",
+  "true",
+  "false",
+  "env",
+  "wc",
+  "rm",
+  "cp",
+  "mv",
+  "printf",
+  "grep",
+  "tr",
+  "seq",
+  "date",
+  "stat",
+  "touch",
+  "find",
+  "tar",
+  "gzip",
+  "du",
+];
 
 /** Debian's busybox-static with the usual applets, tagged IMAGES.busybox. */
 export async function busyboxImage() {
@@ -623,10 +801,20 @@ export async function busyboxImage() {
 async function argoImage(which, ref) {
   const bins = await clusterBinaries();
   const bin = bins[which];
-  const key = createHash("sha256").update(basename(dirname(bin))).update(ref);
+  const key = createHash("sha256")
+    .update(basename(dirname(bin)))
+    .update(ref);
   return cachedImage(basename(bin), key, async (out) => {
     const [name, tag] = splitRef(ref);
-    await buildImage({ name, tag, out, files: { ...userFiles(), [`/bin/${basename(bin)}`]: { hostPath: bin, mode: 0o755 } }, entrypoint: [basename(bin)], user: "8737", env: { PATH: "/bin" } });
+    await buildImage({
+      name,
+      tag,
+      out,
+      files: { ...userFiles(), [`/bin/${basename(bin)}`]: { hostPath: bin, mode: 0o755 } },
+      entrypoint: [basename(bin)],
+      user: "8737",
+      env: { PATH: "/bin" },
+    });
   });
 }
 
@@ -643,7 +831,6 @@ export function splitRef(ref) {
   if (i <= ref.lastIndexOf("/")) return [ref, "latest"];
   return [ref.slice(0, i), ref.slice(i + 1)];
 }
-
 
 /**
  * The shared libraries `ldd` lists for these ELF files, as { path in the
@@ -693,7 +880,8 @@ function nativeAddons(dir) {
  */
 export async function pluginImage(tag) {
   const version = toolVersions()["NODE_IMAGE_VERSION"];
-  if (!version) throw new ToolError("tools/versions.env has no NODE_IMAGE_VERSION (the Node version of the plugin image)");
+  if (!version)
+    throw new ToolError("tools/versions.env has no NODE_IMAGE_VERSION (the Node version of the plugin image)");
   if (!["main.cjs", "cli.cjs", "probe.js"].every((f) => existsSync(join(ROOT, "dist", f)))) {
     process.stderr.write("dist/ is missing: running npm run build for the plugin image...\n");
     await run("npm", ["run", "build"], { cwd: ROOT, timeoutMs: 10 * 60_000 });
@@ -702,7 +890,9 @@ export async function pluginImage(tag) {
   const user = imageUser();
   const entrypoint = imageEntrypoint();
   const launcher = await launcherBinary();
-  const key = createHash("sha256").update(`${version}\0${tag}\0${JSON.stringify(env)}\0${user}\0${JSON.stringify(entrypoint)}\0`).update(readFileSync(launcher));
+  const key = createHash("sha256")
+    .update(`${version}\0${tag}\0${JSON.stringify(env)}\0${user}\0${JSON.stringify(entrypoint)}\0`)
+    .update(readFileSync(launcher));
   for (const f of ["package.json", "package-lock.json"]) key.update(readFileSync(join(ROOT, f)));
   hashTree(key.update("dist\0"), join(ROOT, "dist"));
   hashTree(key.update("proto\0"), join(ROOT, "proto"));
@@ -712,7 +902,11 @@ export async function pluginImage(tag) {
     try {
       for (const f of ["package.json", "package-lock.json"]) copyFileSync(join(ROOT, f), join(deps, f));
       process.stderr.write("npm ci --omit=dev for the plugin image...\n");
-      await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: deps, timeoutMs: 15 * 60_000, what: "npm ci --omit=dev --ignore-scripts (plugin image)" });
+      await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], {
+        cwd: deps,
+        timeoutMs: 15 * 60_000,
+        what: "npm ci --omit=dev --ignore-scripts (plugin image)",
+      });
       const addons = nativeAddons(join(deps, "node_modules", "@node-rs"));
       const libs = await sharedLibraries([node, ...addons]);
       /** @type {Record<string, ImageFile>} */
@@ -744,11 +938,17 @@ export async function pluginImage(tag) {
         // The image's node must start and load every native addon with only what the image holds,
         // then bakes the compile cache as the Dockerfile's RUN does.
         verify: async (root) => {
-          const inImage = addons.map((a) => `/app/node_modules/@node-rs/${a.slice(join(deps, "node_modules", "@node-rs").length + 1)}`);
-          await run("chroot", [root, "/usr/local/bin/node", "-e", "for (const f of process.argv.slice(1)) require(f)", ...inImage], {
-            env: { PATH: PATH_ENV },
-            what: `the plugin image's node loading its native addons in a chroot (${inImage.join(", ")})`,
-          });
+          const inImage = addons.map(
+            (a) => `/app/node_modules/@node-rs/${a.slice(join(deps, "node_modules", "@node-rs").length + 1)}`,
+          );
+          await run(
+            "chroot",
+            [root, "/usr/local/bin/node", "-e", "for (const f of process.argv.slice(1)) require(f)", ...inImage],
+            {
+              env: { PATH: PATH_ENV },
+              what: `the plugin image's node loading its native addons in a chroot (${inImage.join(", ")})`,
+            },
+          );
           // The Dockerfile's `RUN node dist/main.cjs --version && chmod -R a+rX .compile-cache`
           // (the image has no shell: the two halves, the first in the chroot).
           await run("chroot", [root, "/usr/local/bin/node", "/app/dist/main.cjs", "--version"], {
@@ -774,7 +974,13 @@ export async function clusterImages(pluginRef) {
   const [name, tag] = pluginRef.includes(":") ? splitRef(pluginRef) : [PLUGIN_IMAGE_NAME, pluginRef];
   if (name !== PLUGIN_IMAGE_NAME) throw new Error(`the plugin image is named ${PLUGIN_IMAGE_NAME}, not ${name}`);
   await clusterBinaries();
-  return [await busyboxImage(), await argoexecImage(), await workflowControllerImage(), await argoCliImage(), await pluginImage(tag)];
+  return [
+    await busyboxImage(),
+    await argoexecImage(),
+    await workflowControllerImage(),
+    await argoCliImage(),
+    await pluginImage(tag),
+  ];
 }
 
 // ---------------------------------------------------------------------------
@@ -840,7 +1046,11 @@ function hostKubeChains() {
     if (!onPath(tool)) continue;
     for (const table of ["filter", "nat", "mangle"]) {
       try {
-        const text = execFileSync(tool, ["-w", "5", "-t", table, "-S"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 15_000 });
+        const text = execFileSync(tool, ["-w", "5", "-t", table, "-S"], {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "ignore"],
+          timeout: 15_000,
+        });
         for (const m of text.matchAll(/^-N (KUBE-\S+)/gm)) out.push(`${tool} ${table} ${m[1]}`);
       } catch {
         // table absent
@@ -857,21 +1067,70 @@ function hostKubeChains() {
  */
 async function makePki(pki) {
   mkdirSync(pki, { mode: 0o700 });
-  const o = (/** @type {string[]} */ args) => run("openssl", args, { cwd: pki, what: `openssl ${args[0]} (cluster PKI)` });
-  const key = (/** @type {string} */ name) => o(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`]);
+  const o = (/** @type {string[]} */ args) =>
+    run("openssl", args, { cwd: pki, what: `openssl ${args[0]} (cluster PKI)` });
+  const key = (/** @type {string} */ name) =>
+    o(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`]);
   await key("ca");
-  await o(["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=argo-s3-k8s-ca", "-days", "7", "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"]);
+  await o([
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    "ca.key",
+    "-subj",
+    "/CN=argo-s3-k8s-ca",
+    "-days",
+    "7",
+    "-out",
+    "ca.crt",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+  ]);
   await key("sa");
   await o(["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
   /** @param {string} name @param {string} subj @param {"server" | "client"} usage @param {string} [san] */
   const leaf = async (name, subj, usage, san) => {
     await key(name);
     await o(["req", "-new", "-key", `${name}.key`, "-subj", subj, "-out", `${name}.csr`]);
-    const ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment", `extendedKeyUsage=${usage}Auth`, ...(san ? [`subjectAltName=${san}`] : [])];
+    const ext = [
+      "basicConstraints=critical,CA:FALSE",
+      "keyUsage=critical,digitalSignature,keyEncipherment",
+      `extendedKeyUsage=${usage}Auth`,
+      ...(san ? [`subjectAltName=${san}`] : []),
+    ];
     writeFileSync(join(pki, `${name}.ext`), `${ext.join("\n")}\n`);
-    await o(["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", `0x${randomBytes(12).toString("hex")}`, "-days", "7", "-extfile", `${name}.ext`, "-out", `${name}.crt`]);
+    await o([
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-set_serial",
+      `0x${randomBytes(12).toString("hex")}`,
+      "-days",
+      "7",
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.crt`,
+    ]);
   };
-  const sans = ["IP:" + NODE_IP, "IP:" + API_SERVICE_IP, "IP:127.0.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"].join(",");
+  const sans = [
+    "IP:" + NODE_IP,
+    "IP:" + API_SERVICE_IP,
+    "IP:127.0.0.1",
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+  ].join(",");
   await Promise.all([
     leaf("apiserver", "/CN=kube-apiserver", "server", sans),
     leaf("admin", "/O=system:masters/CN=argo-s3-admin", "client"),
@@ -892,7 +1151,9 @@ function kubeconfig(pki, user, server) {
       apiVersion: "v1",
       kind: "Config",
       clusters: [{ name: NODE_NAME, cluster: { server, "certificate-authority-data": b64("ca.crt") } }],
-      users: [{ name: user, user: { "client-certificate-data": b64(`${user}.crt`), "client-key-data": b64(`${user}.key`) } }],
+      users: [
+        { name: user, user: { "client-certificate-data": b64(`${user}.crt`), "client-key-data": b64(`${user}.key`) } },
+      ],
       contexts: [{ name: NODE_NAME, context: { cluster: NODE_NAME, user } }],
       "current-context": NODE_NAME,
     },
@@ -924,7 +1185,8 @@ function trackCluster(/** @type {() => void} */ stopSync) {
 }
 function untrackAll() {
   process.off("exit", onExit);
-  if (onSignal) for (const s of /** @type {NodeJS.Signals[]} */ (["SIGINT", "SIGTERM", "SIGHUP"])) process.off(s, onSignal);
+  if (onSignal)
+    for (const s of /** @type {NodeJS.Signals[]} */ (["SIGINT", "SIGTERM", "SIGHUP"])) process.off(s, onSignal);
   onSignal = undefined;
 }
 function untrackCluster(/** @type {() => void} */ stopSync) {
@@ -968,8 +1230,11 @@ export async function startCluster(opts = {}) {
   if (why) throw new ToolError(why);
   const timeoutMs = opts.timeoutMs ?? 180_000;
   await ensureHostPackages();
-  for (const c of ["etcd", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "iptables", "conntrack"]) if (!onPath(c)) throw new ToolError(`\`${c}\` is not on PATH after installing ${HOST_PACKAGES.join(" ")}`);
-  for (const p of ["bridge", "host-local", "loopback"]) if (!existsSync(join(CNI_BIN_DIR, p))) throw new ToolError(`CNI plugin ${CNI_BIN_DIR}/${p} is missing (Debian package containernetworking-plugins)`);
+  for (const c of ["etcd", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "iptables", "conntrack"])
+    if (!onPath(c)) throw new ToolError(`\`${c}\` is not on PATH after installing ${HOST_PACKAGES.join(" ")}`);
+  for (const p of ["bridge", "host-local", "loopback"])
+    if (!existsSync(join(CNI_BIN_DIR, p)))
+      throw new ToolError(`CNI plugin ${CNI_BIN_DIR}/${p} is missing (Debian package containernetworking-plugins)`);
   const bins = await clusterBinaries();
   // Image volumes: containerd 2 and its shim first on the daemons' PATH (containerd finds its shim there), ctr with them.
   const runtimeDir = opts.imageVolumes ? await containerd2() : undefined;
@@ -1088,20 +1353,32 @@ rm -rf ${shq(dir)}
     stopPromise = (async () => {
       lastLogs = logs();
       watchdog?.kill("SIGKILL");
-      await run("sh", [cleanup], { timeoutMs: 90_000, what: `teardown of ${name} (${cleanup})` }).catch((e) => process.stderr.write(`${e.message}\n`));
+      await run("sh", [cleanup], { timeoutMs: 90_000, what: `teardown of ${name} (${cleanup})` }).catch((e) =>
+        process.stderr.write(`${e.message}\n`),
+      );
       untrackCluster(stopSync);
       /** @type {string[]} */
       const left = [];
       if (existsSync(`/run/netns/${name}`)) left.push(`network namespace ${name}`);
       for (const r of cgRoots) if (existsSync(r)) left.push(`cgroup ${r}`);
       if (existsSync(dir)) left.push(`directory ${dir}`);
-      if (left.length) throw new Error(`teardown of ${name} left: ${left.join(", ")}; run \`sh ${cleanup}\` again or remove them by hand`);
+      if (left.length)
+        throw new Error(
+          `teardown of ${name} left: ${left.join(", ")}; run \`sh ${cleanup}\` again or remove them by hand`,
+        );
     })();
     return stopPromise;
   };
   trackCluster(stopSync);
   // If this process dies without running stop() (SIGKILL), the watchdog tears down.
-  watchdog = spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; [ -f ${shq(cleanup)} ] && exec sh ${shq(cleanup)}`], { detached: true, stdio: "ignore" });
+  watchdog = spawn(
+    "sh",
+    [
+      "-c",
+      `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; [ -f ${shq(cleanup)} ] && exec sh ${shq(cleanup)}`,
+    ],
+    { detached: true, stdio: "ignore" },
+  );
   watchdog.unref();
 
   /** @param {string} what @param {number} ms @param {() => Promise<boolean>} probe */
@@ -1113,9 +1390,15 @@ rm -rf ${shq(dir)}
       try {
         if (await probe()) return;
       } catch (e) {
-        last = String(/** @type {Error} */ (e).message ?? e).split("\n").slice(0, 4).join(" | ");
+        last = String(/** @type {Error} */ (e).message ?? e)
+          .split("\n")
+          .slice(0, 4)
+          .join(" | ");
       }
-      if (Date.now() > end) throw new Error(`timed out after ${Math.round((Date.now() - t0) / 1000)} s of cluster start-up waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
+      if (Date.now() > end)
+        throw new Error(
+          `timed out after ${Math.round((Date.now() - t0) / 1000)} s of cluster start-up waiting for ${what}${last ? ` (last error: ${last})` : ""}`,
+        );
       await sleep(250);
     }
   };
@@ -1132,7 +1415,11 @@ rm -rf ${shq(dir)}
   const startProcess = (label, argv, o = {}) => {
     const enter = o.enter === "net" ? nsenterNet : ["nsenter", "-t", String(supervisorPid), "-m", "-n", "--"];
     const logFd = openSync(join(logDir, `${label}.log`), "a");
-    const child = spawn("sh", ["-c", intoCgroups, "sh", ...enter, ...argv], { cwd: o.cwd ?? dir, env: o.env ?? { ...process.env, PATH: daemonPath }, stdio: ["ignore", logFd, logFd] });
+    const child = spawn("sh", ["-c", intoCgroups, "sh", ...enter, ...argv], {
+      cwd: o.cwd ?? dir,
+      env: o.env ?? { ...process.env, PATH: daemonPath },
+      stdio: ["ignore", logFd, logFd],
+    });
     closeSync(logFd);
     child.on("exit", (code, signal) => {
       daemons.delete(label);
@@ -1157,7 +1444,9 @@ rm -rf ${shq(dir)}
       for (const d of [join(h, cgroupName), join(h, cgroupName, "daemons")]) {
         mkdirSync(d, { recursive: true });
         if (existsSync(join(d, "cpuset.cpus")) && !unifiedOnly) {
-          for (const f of ["cpuset.cpus", "cpuset.mems"]) if (!readFileSync(join(d, f), "utf8").trim()) writeFileSync(join(d, f), readFileSync(join(dirname(d), f), "utf8").trim());
+          for (const f of ["cpuset.cpus", "cpuset.mems"])
+            if (!readFileSync(join(d, f), "utf8").trim())
+              writeFileSync(join(d, f), readFileSync(join(dirname(d), f), "utf8").trim());
         }
       }
       if (unifiedOnly) {
@@ -1174,7 +1463,8 @@ rm -rf ${shq(dir)}
 
     await makePki(pki);
     writeFileSync(kubeconfigPath, kubeconfig(pki, "admin", `https://${NODE_IP}:6443`), { mode: 0o600 });
-    for (const u of ["controller-manager", "scheduler", "kube-proxy", "kubelet"]) writeFileSync(join(dir, `${u}.kubeconfig`), kubeconfig(pki, u, `https://${NODE_IP}:6443`), { mode: 0o600 });
+    for (const u of ["controller-manager", "scheduler", "kube-proxy", "kubelet"])
+      writeFileSync(join(dir, `${u}.kubeconfig`), kubeconfig(pki, u, `https://${NODE_IP}:6443`), { mode: 0o600 });
 
     // The private mount namespace, held by a supervisor: fresh tmpfs on /run (containerd's shim
     // sockets, runc state, pod network namespaces), /var/lib (libcni's cache), /var/log (pod logs)
@@ -1187,11 +1477,27 @@ rm -rf ${shq(dir)}
       `mount -n -t tmpfs -o mode=0700 ${name}-etcd ${shq(join(state, "etcd"))}`,
       `mkdir -p /var/lib/cni /run/netns`,
     ].join(" && "); // -n: no /run/mount/utab on the host (the first mount happens before /run is private)
-    const supervisor = spawn("sh", ["-c", intoCgroups, "sh", ...nsenterNet, "unshare", "--mount", "--propagation", "private", "sh", "-c", `${mounts} && echo ready && exec sleep infinity`], {
-      cwd: dir,
-      stdio: ["ignore", "pipe", openSync(join(logDir, "supervisor.log"), "a")],
-      env: { PATH: PATH_ENV },
-    });
+    const supervisor = spawn(
+      "sh",
+      [
+        "-c",
+        intoCgroups,
+        "sh",
+        ...nsenterNet,
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        `${mounts} && echo ready && exec sleep infinity`,
+      ],
+      {
+        cwd: dir,
+        stdio: ["ignore", "pipe", openSync(join(logDir, "supervisor.log"), "a")],
+        env: { PATH: PATH_ENV },
+      },
+    );
     supervisor.on("exit", (code, signal) => {
       if (!stopping) exits.push(`the mount-namespace supervisor exited (${signal ?? `code ${code}`})`);
     });
@@ -1208,7 +1514,21 @@ rm -rf ${shq(dir)}
       JSON.stringify({
         cniVersion: "1.0.0",
         name: "argo-s3-k8s",
-        plugins: [{ type: "bridge", bridge: "cni0", isGateway: true, ipMasq: false, hairpinMode: true, ipam: { type: "host-local", ranges: [[{ subnet: POD_CIDR }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(state, "cni-ipam") } }],
+        plugins: [
+          {
+            type: "bridge",
+            bridge: "cni0",
+            isGateway: true,
+            ipMasq: false,
+            hairpinMode: true,
+            ipam: {
+              type: "host-local",
+              ranges: [[{ subnet: POD_CIDR }]],
+              routes: [{ dst: "0.0.0.0/0" }],
+              dataDir: join(state, "cni-ipam"),
+            },
+          },
+        ],
       }),
     );
     writeFileSync(
@@ -1258,13 +1578,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         cgroupDriver: "cgroupfs",
         cgroupRoot: `/${cgroupName}`,
         failSwapOn: false,
-        authentication: { x509: { clientCAFile: join(pki, "ca.crt") }, webhook: { enabled: true }, anonymous: { enabled: false } },
+        authentication: {
+          x509: { clientCAFile: join(pki, "ca.crt") },
+          webhook: { enabled: true },
+          anonymous: { enabled: false },
+        },
         authorization: { mode: "Webhook" },
         clusterDomain: "cluster.local",
         resolvConf: join(dir, "resolv.conf"),
         podLogsDir: join(state, "pod-logs"),
         volumePluginDir: join(state, "kubelet-plugins"),
-        evictionHard: { "memory.available": "1Mi", "nodefs.available": "1%", "nodefs.inodesFree": "1%", "imagefs.available": "1%", "imagefs.inodesFree": "1%" },
+        evictionHard: {
+          "memory.available": "1Mi",
+          "nodefs.available": "1%",
+          "nodefs.inodesFree": "1%",
+          "imagefs.available": "1%",
+          "imagefs.inodesFree": "1%",
+        },
         evictionPressureTransitionPeriod: "5s",
         imageGCHighThresholdPercent: 100,
         imageGCLowThresholdPercent: 99,
@@ -1336,10 +1666,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       ...featureGates,
       "--v=1",
     ]);
-    startProcess("containerd", [runtimeDir ? join(runtimeDir, "containerd") : (onPath("containerd") ?? "containerd"), "--config", join(dir, "containerd.toml")]);
+    startProcess("containerd", [
+      runtimeDir ? join(runtimeDir, "containerd") : (onPath("containerd") ?? "containerd"),
+      "--config",
+      join(dir, "containerd.toml"),
+    ]);
 
     const ctrBin = runtimeDir ? join(runtimeDir, "ctr") : "ctr";
-    const ctr = (/** @type {string[]} */ ...args) => run("nsenter", ["-t", String(supervisorPid), "-m", "-n", "--", ctrBin, "--address", sock, ...args], { timeoutMs: 5 * 60_000, what: `ctr ${args.join(" ")}` });
+    const ctr = (/** @type {string[]} */ ...args) =>
+      run("nsenter", ["-t", String(supervisorPid), "-m", "-n", "--", ctrBin, "--address", sock, ...args], {
+        timeoutMs: 5 * 60_000,
+        what: `ctr ${args.join(" ")}`,
+      });
     await waitFor("containerd's socket", 30_000, async () => (await ctr("version"), true));
     // Imports (unpacked now, so a pod's first start does not pay for it) overlap the control plane's start.
     const tImport = Date.now();
@@ -1352,13 +1690,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     /** @param {string[]} args @param {{ input?: string, timeoutMs?: number }} [o] */
     const kubectl = (args, o = {}) =>
-      run(nsenterNet[0] ?? "nsenter", [...nsenterNet.slice(1), bins.kubectl, `--kubeconfig=${kubeconfigPath}`, `--cache-dir=${join(dir, "kubectl-cache")}`, ...args], {
-        input: o.input,
-        timeoutMs: o.timeoutMs ?? 60_000,
-        what: `kubectl ${args.join(" ").slice(0, 200)}`,
-        env: { ...process.env, PATH: PATH_ENV },
-      });
-    await waitFor("kube-apiserver /readyz", 90_000, async () => (await kubectl(["get", "--raw=/readyz"], { timeoutMs: 10_000 })).stdout.trim() === "ok");
+      run(
+        nsenterNet[0] ?? "nsenter",
+        [
+          ...nsenterNet.slice(1),
+          bins.kubectl,
+          `--kubeconfig=${kubeconfigPath}`,
+          `--cache-dir=${join(dir, "kubectl-cache")}`,
+          ...args,
+        ],
+        {
+          input: o.input,
+          timeoutMs: o.timeoutMs ?? 60_000,
+          what: `kubectl ${args.join(" ").slice(0, 200)}`,
+          env: { ...process.env, PATH: PATH_ENV },
+        },
+      );
+    await waitFor(
+      "kube-apiserver /readyz",
+      90_000,
+      async () => (await kubectl(["get", "--raw=/readyz"], { timeoutMs: 10_000 })).stdout.trim() === "ok",
+    );
     const apiSeconds = (Date.now() - t0) / 1000;
 
     startProcess("kube-controller-manager", [
@@ -1372,12 +1724,29 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       "--secure-port=0",
       "--v=1",
     ]);
-    startProcess("kube-scheduler", [bins.kubeScheduler, `--kubeconfig=${join(dir, "scheduler.kubeconfig")}`, "--leader-elect=false", "--secure-port=0", "--v=1"]);
-    startProcess("kubelet", [bins.kubelet, `--config=${join(dir, "kubelet.json")}`, `--kubeconfig=${join(dir, "kubelet.kubeconfig")}`, `--root-dir=${join(state, "kubelet")}`, `--node-ip=${NODE_IP}`, `--hostname-override=${NODE_NAME}`, "--v=1"]);
+    startProcess("kube-scheduler", [
+      bins.kubeScheduler,
+      `--kubeconfig=${join(dir, "scheduler.kubeconfig")}`,
+      "--leader-elect=false",
+      "--secure-port=0",
+      "--v=1",
+    ]);
+    startProcess("kubelet", [
+      bins.kubelet,
+      `--config=${join(dir, "kubelet.json")}`,
+      `--kubeconfig=${join(dir, "kubelet.kubeconfig")}`,
+      `--root-dir=${join(state, "kubelet")}`,
+      `--node-ip=${NODE_IP}`,
+      `--hostname-override=${NODE_NAME}`,
+      "--v=1",
+    ]);
     startProcess("kube-proxy", [bins.kubeProxy, `--config=${join(dir, "kube-proxy.json")}`, "--v=1"]);
 
     await waitFor(`node ${NODE_NAME} Ready`, 90_000, async () => {
-      const r = await kubectl(["get", "node", NODE_NAME, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'], { timeoutMs: 10_000 });
+      const r = await kubectl(
+        ["get", "node", NODE_NAME, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'],
+        { timeoutMs: 10_000 },
+      );
       return r.stdout.trim() === "True";
     });
     await imported;
@@ -1386,7 +1755,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       await kubectl(["-n", "default", "get", "configmap", "kube-root-ca.crt"], { timeoutMs: 10_000 });
       return true;
     });
-    process.stderr.write(`cluster ${name} up in ${((Date.now() - t0) / 1000).toFixed(1)} s (apiserver ready at ${apiSeconds.toFixed(1)} s; ${images.length} images imported in ${importSeconds.toFixed(1)} s)\n`);
+    process.stderr.write(
+      `cluster ${name} up in ${((Date.now() - t0) / 1000).toFixed(1)} s (apiserver ready at ${apiSeconds.toFixed(1)} s; ${images.length} images imported in ${importSeconds.toFixed(1)} s)\n`,
+    );
 
     return {
       netns: name,
@@ -1397,10 +1768,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       kubeconfig: kubeconfigPath,
       dir,
       kubectl,
-      exec: (cmd, args, o = {}) => run(nsenterNet[0] ?? "nsenter", [...nsenterNet.slice(1), cmd, ...args], { input: o.input, timeoutMs: o.timeoutMs ?? 120_000, env: o.env ?? process.env, what: `${cmd} ${args.join(" ").slice(0, 200)} (in ${name})` }),
+      exec: (cmd, args, o = {}) =>
+        run(nsenterNet[0] ?? "nsenter", [...nsenterNet.slice(1), cmd, ...args], {
+          input: o.input,
+          timeoutMs: o.timeoutMs ?? 120_000,
+          env: o.env ?? process.env,
+          what: `${cmd} ${args.join(" ").slice(0, 200)} (in ${name})`,
+        }),
       spawn: (cmd, args, o = {}) => {
         if (o.log) return startProcess(o.log, [cmd, ...args], { enter: "net", env: o.env, cwd: o.cwd });
-        return spawn("sh", ["-c", intoCgroups, "sh", ...nsenterNet, cmd, ...args], { cwd: o.cwd, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+        return spawn("sh", ["-c", intoCgroups, "sh", ...nsenterNet, cmd, ...args], {
+          cwd: o.cwd,
+          env: o.env ?? process.env,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
       },
       logs,
       stop,

@@ -15,7 +15,11 @@ const run = promisify(execFile);
 
 /** The final stage's COPY lines: stage ("context" for the build context), source, destination under WORKDIR /app. */
 export function finalStageCopies() {
-  return [...finalStage().matchAll(/^COPY (?:--from=(\S+) )?(\S+) (\S+)\s*$/gm)].map((m) => ({ from: m[1] ?? "context", src: /** @type {string} */ (m[2]), dest: /** @type {string} */ (m[3]) }));
+  return [...finalStage().matchAll(/^COPY (?:--from=(\S+) )?(\S+) (\S+)\s*$/gm)].map((m) => ({
+    from: m[1] ?? "context",
+    src: /** @type {string} */ (m[2]),
+    dest: /** @type {string} */ (m[3]),
+  }));
 }
 
 /** The final stage's RUN lines. */
@@ -29,13 +33,22 @@ export const finalStageRuns = () => [...finalStage().matchAll(/^RUN (.*)$/gm)].m
 export async function stageImageApp(app, node, depsRoot) {
   for (const { from, src, dest } of finalStageCopies()) {
     const source =
-      from === "deps" ? join(depsRoot, src.replace(/^\/app\//, "")) : from === "build" ? join(ROOT, src.replace(/^\/src\//, "")) : from === "launcher" ? await launcherBinary() : join(ROOT, src);
+      from === "deps"
+        ? join(depsRoot, src.replace(/^\/app\//, ""))
+        : from === "build"
+          ? join(ROOT, src.replace(/^\/src\//, ""))
+          : from === "launcher"
+            ? await launcherBinary()
+            : join(ROOT, src);
     const target = dest.endsWith("/") ? join(app, dest, basename(src)) : join(app, dest);
     cpSync(source, target, { recursive: true });
   }
   // The RUN lines that run node in /app (the compile cache); the others act on the image's root (chmod /tmp), not on /app.
   for (const line of finalStageRuns().filter((l) => l.startsWith("node "))) {
-    await run("sh", ["-c", line], { cwd: app, env: { PATH: `${dirname(node)}:${process.env["PATH"] ?? ""}`, ...imageEnv(app) } });
+    await run("sh", ["-c", line], {
+      cwd: app,
+      env: { PATH: `${dirname(node)}:${process.env["PATH"] ?? ""}`, ...imageEnv(app) },
+    });
   }
 }
 
@@ -44,12 +57,15 @@ export async function stageImageApp(app, node, depsRoot) {
  * @param {string} app @param {string} node @returns {string[]}
  */
 export function entrypointAt(app, node) {
-  return imageEntrypoint().map((a) => (a === "/usr/local/bin/node" ? node : a.startsWith("/app/") ? join(app, a.slice("/app/".length)) : a));
+  return imageEntrypoint().map((a) =>
+    a === "/usr/local/bin/node" ? node : a.startsWith("/app/") ? join(app, a.slice("/app/".length)) : a,
+  );
 }
 
 /** Bytes under a folder (regular files). @param {string} dir */
 export function treeBytes(dir) {
   let n = 0;
-  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true })) if (e.isFile()) n += statSync(join(e.parentPath, e.name)).size;
+  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }))
+    if (e.isFile()) n += statSync(join(e.parentPath, e.name)).size;
   return n;
 }

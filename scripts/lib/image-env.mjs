@@ -17,7 +17,8 @@ export function imageEnv(app = "/app") {
   const env = {};
   for (const m of final.matchAll(/^ENV (\S+)=(\S+)\s*$/gm)) {
     const value = /** @type {string} */ (m[2]);
-    env[/** @type {string} */ (m[1])] = value === "/app" || value.startsWith("/app/") ? app + value.slice("/app".length) : value;
+    env[/** @type {string} */ (m[1])] =
+      value === "/app" || value.startsWith("/app/") ? app + value.slice("/app".length) : value;
   }
   return env;
 }

@@ -10,7 +10,13 @@ import { goBuild } from "./tools.mjs";
 
 /** @type {Record<string, Profile>} */
 export const PROFILES = {
-  loopback: { name: "loopback", rttMs: 0, connMBps: 0, totalMBps: 0, note: "MinIO on 127.0.0.1, no shaping: every stream is CPU-bound" },
+  loopback: {
+    name: "loopback",
+    rttMs: 0,
+    connMBps: 0,
+    totalMBps: 0,
+    note: "MinIO on 127.0.0.1, no shaping: every stream is CPU-bound",
+  },
   "s3-like": {
     name: "s3-like",
     rttMs: 20,
@@ -28,7 +34,18 @@ export const linkBinary = () => goBuild("bench/link");
  * @param {Profile} profile @param {string} listen @param {string} upstream
  */
 export function linkArgs(profile, listen, upstream) {
-  return ["-listen", listen, "-upstream", upstream, "-delay", `${profile.rttMs / 2}ms`, "-conn-rate", String(profile.connMBps * 1e6), "-total-rate", String(profile.totalMBps * 1e6)];
+  return [
+    "-listen",
+    listen,
+    "-upstream",
+    upstream,
+    "-delay",
+    `${profile.rttMs / 2}ms`,
+    "-conn-rate",
+    String(profile.connMBps * 1e6),
+    "-total-rate",
+    String(profile.totalMBps * 1e6),
+  ];
 }
 
 /**
@@ -39,7 +56,9 @@ export function linkArgs(profile, listen, upstream) {
  */
 export async function startLink(profile, upstream) {
   if (profile.rttMs === 0 && profile.connMBps === 0) return { hostPort: upstream, stop: async () => {} };
-  const proc = spawn(await linkBinary(), linkArgs(profile, "127.0.0.1:0", upstream), { stdio: ["ignore", "pipe", "inherit"] });
+  const proc = spawn(await linkBinary(), linkArgs(profile, "127.0.0.1:0", upstream), {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const lines = createInterface({ input: /** @type {import("node:stream").Readable} */ (proc.stdout) });
   const hostPort = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("bench/link did not start within 10 s")), 10_000);

@@ -11,7 +11,9 @@ import { join } from "node:path";
  * @returns {{ dir: string, version: 1 | 2, wrap: (argv: string[]) => string[], oomKills: () => number, peakBytes: () => number, remove: () => void }}
  */
 export function memoryCgroup(name, limitBytes) {
-  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers") && readFileSync("/sys/fs/cgroup/cgroup.controllers", "utf8").includes("memory");
+  const v2 =
+    existsSync("/sys/fs/cgroup/cgroup.controllers") &&
+    readFileSync("/sys/fs/cgroup/cgroup.controllers", "utf8").includes("memory");
   const dir = v2 ? join("/sys/fs/cgroup", name) : join("/sys/fs/cgroup/memory", name);
   mkdirSync(dir, { recursive: true });
   if (v2) writeFileSync(join(dir, "memory.max"), String(limitBytes));

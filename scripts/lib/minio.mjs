@@ -38,10 +38,25 @@ export async function selfSignedCert(dir, cn = "127.0.0.1") {
   const cert = join(dir, "public.crt");
   const key = join(dir, "private.key");
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", key, "-out", cert, "-days", "2", "-subj", `/CN=${cn}`,
-    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    "-addext", "basicConstraints=critical,CA:TRUE",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${cn}`,
+    "-addext",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
   ]);
   return { cert, key };
 }
@@ -107,7 +122,17 @@ export async function startMinio(opts = {}) {
     const c = spawn(
       bin,
       // The console is off (MINIO_BROWSER), so the API's is the only port it listens on.
-      ["server", dataDir, "--address", `${hostInUrl}:${port}`, "--console-address", `${hostInUrl}:0`, "--certs-dir", certsDir, "--quiet"],
+      [
+        "server",
+        dataDir,
+        "--address",
+        `${hostInUrl}:${port}`,
+        "--console-address",
+        `${hostInUrl}:0`,
+        "--certs-dir",
+        certsDir,
+        "--quiet",
+      ],
       {
         env: {
           PATH: process.env["PATH"] ?? "",
@@ -136,7 +161,9 @@ export async function startMinio(opts = {}) {
       if (port !== 0 && mine.includes(port) && (await healthy(urlOf(port), caPem))) return;
       if (Date.now() > deadline) {
         c.kill("SIGKILL");
-        throw new Error(`minio did not become healthy${port ? ` at ${urlOf(port)}` : ""} in 60 s (listening on ${JSON.stringify(mine)}):\n${output}`);
+        throw new Error(
+          `minio did not become healthy${port ? ` at ${urlOf(port)}` : ""} in 60 s (listening on ${JSON.stringify(mine)}):\n${output}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -169,7 +196,8 @@ export async function startMinio(opts = {}) {
       // SIGSTOP takes effect per thread, as each next enters the kernel; right after a
       // SIGCONT some threads can still serve a request. Return only once every thread is stopped.
       const until = Date.now() + 5_000;
-      while (Date.now() < until && !allThreadsStopped(child.pid)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      while (Date.now() < until && !allThreadsStopped(child.pid))
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
     },
     thaw: () => void child?.kill("SIGCONT"),
     pid: () => child?.pid,
@@ -191,10 +219,14 @@ export async function startMinio(opts = {}) {
 /** @param {string} url @param {string | undefined} ca */
 function healthy(url, ca) {
   return new Promise((resolve) => {
-    const req = (url.startsWith("https") ? httpsRequest : httpRequest)(`${url}/minio/health/live`, { ca, timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
+    const req = (url.startsWith("https") ? httpsRequest : httpRequest)(
+      `${url}/minio/health/live`,
+      { ca, timeout: 1000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
     req.on("error", () => resolve(false));
     req.on("timeout", () => req.destroy());
     req.end();

@@ -11,7 +11,13 @@ import { motoServerBinary } from "./tools.mjs";
  */
 export async function startMoto() {
   const env = { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/tmp" };
-  const proc = await startServerProcess("moto_server", await motoServerBinary(), ["-H", "127.0.0.1", "-p", "0"], env, 60_000);
+  const proc = await startServerProcess(
+    "moto_server",
+    await motoServerBinary(),
+    ["-H", "127.0.0.1", "-p", "0"],
+    env,
+    60_000,
+  );
   const { port } = proc;
   return {
     endpoint: `127.0.0.1:${port}`,

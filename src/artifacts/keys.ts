@@ -35,7 +35,9 @@ export function localPathFor(root: string, prefix: string, objectKey: string): s
     // "a//b", "a/./b" and "a/b" are three keys but one file: loaded concurrently they would
     // mix into it. Only the plain form maps to a file, so no two keys share one.
     if (seg === "" || seg === ".")
-      refuse(`key has an ${seg === "" ? 'empty ("//")' : '"."'} path segment, so it names the same file as another key would (a/b, a//b and a/./b are one file); rename the object`);
+      refuse(
+        `key has an ${seg === "" ? 'empty ("//")' : '"."'} path segment, so it names the same file as another key would (a/b, a//b and a/./b are one file); rename the object`,
+      );
     if (Buffer.byteLength(seg) > MAX_NAME_BYTES) refuse(`a path segment is longer than ${MAX_NAME_BYTES} bytes`);
   }
   const rootAbs = resolve(root);

@@ -26,7 +26,12 @@ export async function mkdirInside(root: string, dir: string): Promise<void> {
       });
       st = await lstat(at);
     }
-    if (st.isSymbolicLink()) throw new PluginError("local", `refusing to load into ${dir}: ${at} is a symbolic link, and following it could write outside the target directory ${root}`);
-    if (!st.isDirectory()) throw new PluginError("local", `cannot load into ${dir}: ${at} exists and is not a directory`);
+    if (st.isSymbolicLink())
+      throw new PluginError(
+        "local",
+        `refusing to load into ${dir}: ${at} is a symbolic link, and following it could write outside the target directory ${root}`,
+      );
+    if (!st.isDirectory())
+      throw new PluginError("local", `cannot load into ${dir}: ${at} exists and is not a directory`);
   }
 }

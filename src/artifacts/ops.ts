@@ -3,7 +3,10 @@
 // is still being built without loading it.
 import type { ArtifactService } from "./service.js";
 
-export type ArtifactOps = Pick<ArtifactService, "load" | "save" | "saveStream" | "delete" | "listObjects" | "isDirectory" | "openStream">;
+export type ArtifactOps = Pick<
+  ArtifactService,
+  "load" | "save" | "saveStream" | "delete" | "listObjects" | "isDirectory" | "openStream"
+>;
 
 /**
  * The operations of a service still being built: each call waits for it.

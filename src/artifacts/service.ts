@@ -59,7 +59,11 @@ function tenantOf(t: S3Target): Tenant {
   // As the connection will see it ("MINIO:9000", "minio.:9000" and "minio:9000" are one endpoint).
   const host = c.endpoint ? canonicalHost(c.endpoint).replace(/\.$/, "").toLowerCase() : "aws";
   const endpoint = `${host}:${(c.endpoint && endpointPort(c.endpoint)) ?? (c.insecure ? 80 : 443)}`;
-  const creds = c.accessKeySecret ? `secret ${c.accessKeySecret.name}` : c.roleARN ? `role ${c.roleARN}` : "default chain";
+  const creds = c.accessKeySecret
+    ? `secret ${c.accessKeySecret.name}`
+    : c.roleARN
+      ? `role ${c.roleARN}`
+      : "default chain";
   return { endpoint, host, tenant: `${endpoint} ${c.bucket} ${creds}` };
 }
 
@@ -140,7 +144,12 @@ export class ArtifactService {
     );
   }
 
-  private async loadDirectory(job: Job, prefix: string, root: string, signal: AbortSignal): Promise<{ bytes: number; files: number }> {
+  private async loadDirectory(
+    job: Job,
+    prefix: string,
+    root: string,
+    signal: AbortSignal,
+  ): Promise<{ bytes: number; files: number }> {
     const existed = await lstat(root).then(
       () => true,
       () => false,
@@ -168,7 +177,11 @@ export class ArtifactService {
           // Small files are written in place (no temporary sibling, no rename) only in a target
           // this call created, which a failure removes whole. In one that existed, a write that
           // fails halfway (disk full) must not leave a damaged copy of the file that was there.
-          bytes += await job.download(obj.key, local, s, { known: { size: obj.size, etag: obj.etag }, inPlace: !existed, within: realRoot });
+          bytes += await job.download(obj.key, local, s, {
+            known: { size: obj.size, etag: obj.etag },
+            inPlace: !existed,
+            within: realRoot,
+          });
           files++;
         });
       }
@@ -196,7 +209,10 @@ export class ArtifactService {
     await this.buckets.ensure(t, signal);
     if (st.isFile()) {
       if (key === "" || key.endsWith("/")) {
-        throw new PluginError("invalid-argument", `cannot save file ${path}: key "${key}" is empty or ends with "/"; a file needs an object key`);
+        throw new PluginError(
+          "invalid-argument",
+          `cannot save file ${path}: key "${key}" is empty or ends with "/"; a file needs an object key`,
+        );
       }
       const { bytes } = await job.uploadFile(key, path, signal);
       return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
@@ -229,7 +245,10 @@ export class ArtifactService {
     const t = job.target;
     const key = artifact.key;
     if (key === "" || key.endsWith("/")) {
-      throw new PluginError("invalid-argument", `cannot stream to key "${key}": empty or ends with "/"; a stream needs an object key`);
+      throw new PluginError(
+        "invalid-argument",
+        `cannot stream to key "${key}": empty or ends with "/"; a stream needs an object key`,
+      );
     }
     await this.buckets.ensure(t, signal);
     const { bytes } = await job.uploadStream(key, chunks, signal);
@@ -244,7 +263,11 @@ export class ArtifactService {
     // Artifact GC sends a directory artifact's key without its trailing "/" (Argo's
     // built-in driver then deletes nothing, argo-workflows#14387): when no object has
     // the key but objects exist under key/, the prefix is what the artifact was.
-    const prefixOnly = key !== "" && !key.endsWith("/") && !(await this.objectExists(job, key, signal)) && (await anyUnder(t, directoryPrefix(key), signal));
+    const prefixOnly =
+      key !== "" &&
+      !key.endsWith("/") &&
+      !(await this.objectExists(job, key, signal)) &&
+      (await anyUnder(t, directoryPrefix(key), signal));
     if (!key.endsWith("/") && !prefixOnly) {
       await t.store.deleteObject(key, { signal });
       return { bucket: t.bucket, key, files: 1 };
@@ -309,7 +332,10 @@ export class ArtifactService {
   }
 
   /** The object's bytes in order; a directory or a missing key is an error. */
-  async openStream(artifact: ArtifactRef, call: Call): Promise<{ bucket: string; key: string; chunks: AsyncIterableIterator<Buffer> }> {
+  async openStream(
+    artifact: ArtifactRef,
+    call: Call,
+  ): Promise<{ bucket: string; key: string; chunks: AsyncIterableIterator<Buffer> }> {
     const job = await this.job(artifact, call);
     const { signal } = call;
     const t = job.target;

@@ -143,7 +143,8 @@ async function main(argv: string[]): Promise<number> {
       throw usage(`takes ${want}, got ${rest.length} argument${rest.length === 1 ? "" : "s"}`);
     }
     for (const [i, a] of cmd.args.entries()) if (rest[i] === "") throw usage(`<${a}> is empty`);
-    if (values.key !== undefined && name !== "save") throw usage("--key is for save; this command takes the key as an argument");
+    if (values.key !== undefined && name !== "save")
+      throw usage("--key is for save; this command takes the key as an argument");
     if (name === "save" && !values.key) throw usage("needs --key KEY");
     if (values["no-stream"] && name !== "save") throw usage("--no-stream is for save only");
     const timeoutMs = parseTimeout(values.timeout);
@@ -224,13 +225,22 @@ async function probeSocket(socket: string): Promise<void> {
     await once(conn, "connect");
   } catch (e) {
     const code = (e as { code?: string }).code;
-    const isSocket = await lstat(socket).then((st) => st.isSocket(), () => false);
+    const isSocket = await lstat(socket).then(
+      (st) => st.isSocket(),
+      () => false,
+    );
     const why =
-      code === "ENOENT" ? "no such socket"
-      : code === "ECONNREFUSED" && !isSocket ? "not a unix socket"
-      : code === "ECONNREFUSED" ? "nothing is listening (stale socket)"
-      : (e as Error).message;
-    throw new CliError(EXIT.unreachable, `cannot reach the plugin at ${socket}: ${why}; is it running? (--socket or ARGO_S3_PLUGIN_SOCKET)`);
+      code === "ENOENT"
+        ? "no such socket"
+        : code === "ECONNREFUSED" && !isSocket
+          ? "not a unix socket"
+          : code === "ECONNREFUSED"
+            ? "nothing is listening (stale socket)"
+            : (e as Error).message;
+    throw new CliError(
+      EXIT.unreachable,
+      `cannot reach the plugin at ${socket}: ${why}; is it running? (--socket or ARGO_S3_PLUGIN_SOCKET)`,
+    );
   } finally {
     clearTimeout(timer);
     conn.destroy();
@@ -270,7 +280,10 @@ async function save(ctx: Context, [path]: string[]): Promise<void> {
     return;
   }
   const tree = st.isDirectory() ? await treeSize(abs) : { files: 1, bytes: st.size };
-  const progress = new Progress(`save ${key}`, { total: tree.bytes, note: st.isDirectory() ? `${tree.files} files` : "" });
+  const progress = new Progress(`save ${key}`, {
+    total: tree.bytes,
+    note: st.isDirectory() ? `${tree.files} files` : "",
+  });
   try {
     check(await ctx.client.save(a, abs));
   } finally {

@@ -1,7 +1,14 @@
 // A promise-shaped gRPC client for the plugin's socket, speaking the same
 // proto as Argo. Used by the demo, the benchmark and the tests; it is how a
 // person (or a script) talks to a running plugin without Argo.
-import { type Client, type ClientDuplexStream, Metadata, credentials, loadPackageDefinition, makeGenericClientConstructor } from "@grpc/grpc-js";
+import {
+  type Client,
+  type ClientDuplexStream,
+  Metadata,
+  credentials,
+  loadPackageDefinition,
+  makeGenericClientConstructor,
+} from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import { loadArtifactService } from "../wire/proto.js";
@@ -61,11 +68,19 @@ export class ArtifactClient {
   health(service = ""): Promise<{ status: string }> {
     if (!this.healthClient) {
       const def = loadSync(healthProtoPath, { keepCase: false, enums: String, defaults: true });
-      const pkg = loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (a: string, c: ReturnType<typeof credentials.createInsecure>) => HealthClient } } } };
+      const pkg = loadPackageDefinition(def) as unknown as {
+        grpc: {
+          health: { v1: { Health: new (a: string, c: ReturnType<typeof credentials.createInsecure>) => HealthClient } };
+        };
+      };
       this.healthClient = new pkg.grpc.health.v1.Health(this.target, credentials.createInsecure());
     }
     const c: HealthClient = this.healthClient;
-    return new Promise((resolve, reject) => c.check({ service }, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))));
+    return new Promise((resolve, reject) =>
+      c.check({ service }, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      ),
+    );
   }
 
   private unary<T>(method: string, req: unknown): Promise<T> {
@@ -139,9 +154,15 @@ export class ArtifactClient {
   }
 
   /** SaveStream as Argo v4.1 does it: one metadata frame, then chunks. */
-  saveStream(a: Artifact, chunks: Iterable<Buffer> | AsyncIterable<Buffer>, opts: { cancelAfter?: number } = {}): Promise<SuccessReply> {
+  saveStream(
+    a: Artifact,
+    chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
+    opts: { cancelAfter?: number } = {},
+  ): Promise<SuccessReply> {
     return new Promise((resolve, reject) => {
-      const fn = this.raw["SaveStream"] as (cb: Cb<SuccessReply>) => ClientDuplexStream<unknown, unknown> & { cancel(): void };
+      const fn = this.raw["SaveStream"] as (
+        cb: Cb<SuccessReply>,
+      ) => ClientDuplexStream<unknown, unknown> & { cancel(): void };
       const call = fn.call(this.raw, (err, res) => (err ? reject(err) : resolve(res)));
       (async () => {
         call.write({ outputArtifact: a });

@@ -28,7 +28,10 @@ export const MAX_CONFIG_COLONS = 2000;
 
 /** Control characters (a NUL, terminal escapes) shown as escapes, long text cut. */
 export function printable(s: string, max = 80): string {
-  const escaped = s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  const escaped = s.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
   return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }
 
@@ -56,7 +59,10 @@ function checkKeys(o: Obj, field: string, allowed: readonly string[], hints: Rec
     if (!allowed.includes(k)) {
       const where = field ? `${field}.${k}` : k;
       // Own properties only: "constructor" is not a hint.
-      fail(where, (Object.hasOwn(hints, k) ? hints[k] : undefined) ?? `unknown field (allowed here: ${allowed.join(", ")})`);
+      fail(
+        where,
+        (Object.hasOwn(hints, k) ? hints[k] : undefined) ?? `unknown field (allowed here: ${allowed.join(", ")})`,
+      );
     }
   }
 }
@@ -114,14 +120,17 @@ function parseTuning(v: unknown): Tuning {
     "checksum",
   ]);
   const checksum = o["checksum"] ?? DEFAULT_TUNING.checksum;
-  if (checksum !== "crc32" && checksum !== "none") fail("tuning.checksum", `expected "crc32" or "none", got ${typeName(checksum)}`);
+  if (checksum !== "crc32" && checksum !== "none")
+    fail("tuning.checksum", `expected "crc32" or "none", got ${typeName(checksum)}`);
   const partMiB = positiveInt(o, "partSizeMiB", "tuning.partSizeMiB", 5, 5 * 1024);
   const thresholdMiB = positiveInt(o, "multipartThresholdMiB", "tuning.multipartThresholdMiB", 1, 5 * 1024);
   const timeout = positiveInt(o, "requestTimeoutSeconds", "tuning.requestTimeoutSeconds", 1, 24 * 3600);
   return {
     partSize: partMiB !== undefined ? partMiB * MiB : DEFAULT_TUNING.partSize,
-    partConcurrency: positiveInt(o, "partConcurrency", "tuning.partConcurrency", 1, 64) ?? DEFAULT_TUNING.partConcurrency,
-    fileConcurrency: positiveInt(o, "fileConcurrency", "tuning.fileConcurrency", 1, 256) ?? DEFAULT_TUNING.fileConcurrency,
+    partConcurrency:
+      positiveInt(o, "partConcurrency", "tuning.partConcurrency", 1, 64) ?? DEFAULT_TUNING.partConcurrency,
+    fileConcurrency:
+      positiveInt(o, "fileConcurrency", "tuning.fileConcurrency", 1, 256) ?? DEFAULT_TUNING.fileConcurrency,
     multipartThreshold: thresholdMiB !== undefined ? thresholdMiB * MiB : DEFAULT_TUNING.multipartThreshold,
     maxAttempts: positiveInt(o, "maxAttempts", "tuning.maxAttempts", 1, 20) ?? DEFAULT_TUNING.maxAttempts,
     requestTimeoutMs: timeout !== undefined ? timeout * 1000 : DEFAULT_TUNING.requestTimeoutMs,
@@ -141,7 +150,10 @@ function parseEndpoint(raw: string): string {
   const e = raw.trim();
   if (!e) return "";
   if (e.includes("://")) {
-    fail("endpoint", `expected host[:port] without a scheme, got "${shownEndpoint(e)}" (use insecure: true for plain HTTP)`);
+    fail(
+      "endpoint",
+      `expected host[:port] without a scheme, got "${shownEndpoint(e)}" (use insecure: true for plain HTTP)`,
+    );
   }
   if (/[/?#@\s]/.test(e)) {
     fail("endpoint", `expected host[:port] only: no path, query, user or spaces, got "${shownEndpoint(e)}"`);
@@ -172,7 +184,11 @@ function parseEncryption(o: Obj, insecure: boolean): EncryptionOptions | undefin
     enableEncryption: bool(e, "enableEncryption", "encryptionOptions.enableEncryption"),
     kmsKeyId: str(e, "kmsKeyId", "encryptionOptions.kmsKeyId"),
     kmsEncryptionContext: str(e, "kmsEncryptionContext", "encryptionOptions.kmsEncryptionContext"),
-    serverSideCustomerKeySecret: secretRef(e, "serverSideCustomerKeySecret", "encryptionOptions.serverSideCustomerKeySecret"),
+    serverSideCustomerKeySecret: secretRef(
+      e,
+      "serverSideCustomerKeySecret",
+      "encryptionOptions.serverSideCustomerKeySecret",
+    ),
   };
   if (opts.kmsKeyId && opts.serverSideCustomerKeySecret) {
     fail("encryptionOptions", "kmsKeyId and serverSideCustomerKeySecret cannot be set together");
@@ -224,7 +240,11 @@ export function parseConfig(text: string): PluginConfig {
   }
   let colons = 0;
   for (let i = text.indexOf(":"); i >= 0 && colons <= MAX_CONFIG_COLONS; i = text.indexOf(":", i + 1)) colons++;
-  if (colons > MAX_CONFIG_COLONS) fail("(configuration)", `more than ${MAX_CONFIG_COLONS} keys or colons; a plugin configuration has a few dozen. Refusing to parse it`);
+  if (colons > MAX_CONFIG_COLONS)
+    fail(
+      "(configuration)",
+      `more than ${MAX_CONFIG_COLONS} keys or colons; a plugin configuration has a few dozen. Refusing to parse it`,
+    );
   if (text.trim() === "") fail("(configuration)", "empty: at least `bucket` is required");
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
@@ -232,7 +252,10 @@ export function parseConfig(text: string): PluginConfig {
     const line = first.linePos?.[0]?.line;
     // Name the offending text (for a duplicate key, the key itself) and where it is.
     const lineEnd = text.indexOf("\n", first.pos[0]);
-    const near = text.slice(first.pos[0], lineEnd < 0 ? undefined : lineEnd).slice(0, 60).trim();
+    const near = text
+      .slice(first.pos[0], lineEnd < 0 ? undefined : lineEnd)
+      .slice(0, 60)
+      .trim();
     const where = `${line !== undefined ? ` at line ${line}` : ""}${near ? ` ("${near}")` : ""}`;
     const what = (first.message.split("\n")[0] ?? "").replace(/\s+at line \d+, column \d+:?$/, "");
     fail("(configuration)", `not valid YAML${where}: ${what}`);
@@ -276,7 +299,10 @@ export function parseConfig(text: string): PluginConfig {
     tuning: parseTuning(root["tuning"]),
   };
   if (!!cfg.accessKeySecret !== !!cfg.secretKeySecret) {
-    fail(cfg.accessKeySecret ? "secretKeySecret" : "accessKeySecret", "accessKeySecret and secretKeySecret must be set together");
+    fail(
+      cfg.accessKeySecret ? "secretKeySecret" : "accessKeySecret",
+      "accessKeySecret and secretKeySecret must be set together",
+    );
   }
   if (cfg.sessionTokenSecret && !cfg.accessKeySecret) {
     fail("sessionTokenSecret", "needs accessKeySecret and secretKeySecret");

@@ -42,7 +42,8 @@ export class BucketSetup {
     try {
       await t.store.createBucket(objectLocking, { signal });
     } catch (e) {
-      if (!(e instanceof S3Error && (e.code === "BucketAlreadyOwnedByYou" || e.code === "BucketAlreadyExists"))) throw e;
+      if (!(e instanceof S3Error && (e.code === "BucketAlreadyOwnedByYou" || e.code === "BucketAlreadyExists")))
+        throw e;
       return;
     }
     this.unsettled.add(id);
@@ -56,7 +57,16 @@ export class BucketSetup {
       const kmsKeyId = t.cfg.encryptionOptions?.kmsKeyId;
       try {
         await t.store.putBucketEncryption(
-          { Rules: [{ ApplyServerSideEncryptionByDefault: mode === "sse-kms" ? { SSEAlgorithm: "aws:kms", KMSMasterKeyID: kmsKeyId } : { SSEAlgorithm: "AES256" } }] },
+          {
+            Rules: [
+              {
+                ApplyServerSideEncryptionByDefault:
+                  mode === "sse-kms"
+                    ? { SSEAlgorithm: "aws:kms", KMSMasterKeyID: kmsKeyId }
+                    : { SSEAlgorithm: "AES256" },
+              },
+            ],
+          },
           { signal },
         );
       } catch (e) {

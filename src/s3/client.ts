@@ -15,7 +15,14 @@ import { PluginError } from "../errors.js";
 import { type CredentialSource, chooseCredentials } from "./credentials.js";
 import { Encryption } from "./encryption.js";
 import type { SecretSource } from "./kube-secrets.js";
-import { type EndpointPolicy, checkEndpoint, endpointHost, endpointPort, guardedLookup, peerCheck } from "./endpoint-guard.js";
+import {
+  type EndpointPolicy,
+  checkEndpoint,
+  endpointHost,
+  endpointPort,
+  guardedLookup,
+  peerCheck,
+} from "./endpoint-guard.js";
 import { LeanRequests } from "./lean-requests.js";
 import { ObjectStore, type RequestLog } from "./store.js";
 
@@ -65,7 +72,11 @@ export function envEndpointLabel(env: NodeJS.ProcessEnv): string | undefined {
   }
 }
 
-export function leanGetRoute(cfg: PluginConfig, region: string, env: NodeJS.ProcessEnv): { protocol: "http:" | "https:"; host: string; port: number; pathStyle: boolean } | undefined {
+export function leanGetRoute(
+  cfg: PluginConfig,
+  region: string,
+  env: NodeJS.ProcessEnv,
+): { protocol: "http:" | "https:"; host: string; port: number; pathStyle: boolean } | undefined {
   const truthy = (v: string | undefined) => v !== undefined && /^(true|1)$/i.test(v.trim());
   if (truthy(env["AWS_USE_FIPS_ENDPOINT"]) || truthy(env["AWS_USE_DUALSTACK_ENDPOINT"])) return undefined;
   if (!cfg.endpoint && (env["AWS_ENDPOINT_URL_S3"] || env["AWS_ENDPOINT_URL"])) return undefined;
@@ -149,7 +160,11 @@ function contentMd5ForDeleteObjects(client: S3Client): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const req = args.request as { headers?: Record<string, string>; body?: unknown };
-      if (context.commandName === "DeleteObjectsCommand" && req.headers && (typeof req.body === "string" || req.body instanceof Uint8Array)) {
+      if (
+        context.commandName === "DeleteObjectsCommand" &&
+        req.headers &&
+        (typeof req.body === "string" || req.body instanceof Uint8Array)
+      ) {
         req.headers["content-md5"] = createHash("md5").update(req.body).digest("base64");
       }
       return next(args);
@@ -176,15 +191,23 @@ function capResponses(client: S3Client, bodyDeadlineMs: number): void {
       if (!data && res.body instanceof Readable) {
         // A listing asked for N keys has room for N keys (XML escaping included), no more: an
         // IsDirectory page (one key) is cut at 24 KiB, not at the general cap.
-        const maxKeys = context.commandName === "ListObjectsV2Command" ? (args.input as { MaxKeys?: number }).MaxKeys : undefined;
-        const cap = maxKeys === undefined ? MAX_NON_DATA_RESPONSE : Math.min(MAX_NON_DATA_RESPONSE, 16 * 1024 + maxKeys * 8 * 1024);
+        const maxKeys =
+          context.commandName === "ListObjectsV2Command" ? (args.input as { MaxKeys?: number }).MaxKeys : undefined;
+        const cap =
+          maxKeys === undefined
+            ? MAX_NON_DATA_RESPONSE
+            : Math.min(MAX_NON_DATA_RESPONSE, 16 * 1024 + maxKeys * 8 * 1024);
         let seen = 0;
         const op = context.commandName?.replace(/Command$/, "") ?? "S3 request";
         const limit = new Transform({
           transform(chunk: Buffer, _enc, done) {
             seen += chunk.length;
             if (seen > cap) {
-              done(new Error(`the answer to ${op} is larger than ${cap >= 1024 * 1024 ? `${Math.round((cap / 1024 / 1024) * 10) / 10} MiB` : `${cap / 1024} KiB`}${maxKeys === undefined ? "" : ` for ${maxKeys} key${maxKeys === 1 ? "" : "s"}`}; refusing to read it (is the endpoint an S3 server?)`));
+              done(
+                new Error(
+                  `the answer to ${op} is larger than ${cap >= 1024 * 1024 ? `${Math.round((cap / 1024 / 1024) * 10) / 10} MiB` : `${cap / 1024} KiB`}${maxKeys === undefined ? "" : ` for ${maxKeys} key${maxKeys === 1 ? "" : "s"}`}; refusing to read it (is the endpoint an S3 server?)`,
+                ),
+              );
               return;
             }
             done(null, chunk);
@@ -196,7 +219,15 @@ function capResponses(client: S3Client, bodyDeadlineMs: number): void {
         const timer =
           context.commandName === "CompleteMultipartUploadCommand"
             ? undefined
-            : setTimeout(() => limit.destroy(new Error(`the answer to ${op} did not complete within ${Math.round(bodyDeadlineMs / 1000)} s (requestTimeoutSeconds)`)), bodyDeadlineMs);
+            : setTimeout(
+                () =>
+                  limit.destroy(
+                    new Error(
+                      `the answer to ${op} did not complete within ${Math.round(bodyDeadlineMs / 1000)} s (requestTimeoutSeconds)`,
+                    ),
+                  ),
+                bodyDeadlineMs,
+              );
         timer?.unref();
         limit.once("close", () => clearTimeout(timer));
         limit.once("end", () => clearTimeout(timer));
@@ -212,7 +243,13 @@ function capResponses(client: S3Client, bodyDeadlineMs: number): void {
 function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      const input = args.input as { Bucket?: string; Key?: string; Prefix?: string; Range?: string; PartNumber?: number };
+      const input = args.input as {
+        Bucket?: string;
+        Key?: string;
+        Prefix?: string;
+        Range?: string;
+        PartNumber?: number;
+      };
       const started = process.hrtime.bigint();
       const base = {
         s3: context.commandName?.replace(/Command$/, ""),
@@ -230,7 +267,13 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
         return out;
       } catch (e) {
         const err = e as { name?: string; $metadata?: { httpStatusCode?: number; attempts?: number } };
-        log({ ...base, status: err.$metadata?.httpStatusCode, attempts: err.$metadata?.attempts, error: err.name, ms: ms() });
+        log({
+          ...base,
+          status: err.$metadata?.httpStatusCode,
+          attempts: err.$metadata?.attempts,
+          error: err.name,
+          ms: ms(),
+        });
         throw e;
       }
     },
@@ -243,8 +286,13 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
  * ends the socket before any request is written (a TLS socket has sent its
  * ClientHello by then: the server name, nothing more).
  */
-export function checkingPeers<A extends HttpAgent>(agent: A, check: (address: string | undefined) => string | undefined): A {
-  const a = agent as unknown as { createConnection: (opts: object, cb?: (err: Error | null, s: Socket) => void) => Socket };
+export function checkingPeers<A extends HttpAgent>(
+  agent: A,
+  check: (address: string | undefined) => string | undefined,
+): A {
+  const a = agent as unknown as {
+    createConnection: (opts: object, cb?: (err: Error | null, s: Socket) => void) => Socket;
+  };
   const create = a.createConnection.bind(agent);
   a.createConnection = (opts, cb) => {
     const socket = create(opts, cb);
@@ -287,7 +335,8 @@ export class S3TargetFactory {
   async get(configured: PluginConfig, configText: string): Promise<S3Target> {
     const clamp = this.opts.clamp;
     const cfg =
-      clamp && (configured.tuning.requestTimeoutMs > clamp.requestTimeoutMs || configured.tuning.maxAttempts > clamp.maxAttempts)
+      clamp &&
+      (configured.tuning.requestTimeoutMs > clamp.requestTimeoutMs || configured.tuning.maxAttempts > clamp.maxAttempts)
         ? {
             ...configured,
             tuning: {
@@ -324,14 +373,19 @@ export class S3TargetFactory {
     // Every connection's address is checked after resolution (see endpoint-guard.ts).
     // No endpoint in the configuration: the SDK's own (AWS, or AWS_ENDPOINT_URL_S3 the operator set
     // in the plugin's environment, perhaps a local proxy): the operator's choice, loopback or not.
-    const operatorChose = cfg.endpoint === "" && Boolean(this.opts.env["AWS_ENDPOINT_URL_S3"] || this.opts.env["AWS_ENDPOINT_URL"]);
-    const policy = operatorChose && this.opts.endpoints ? { ...this.opts.endpoints, refuseLoopback: false } : this.opts.endpoints;
+    const operatorChose =
+      cfg.endpoint === "" && Boolean(this.opts.env["AWS_ENDPOINT_URL_S3"] || this.opts.env["AWS_ENDPOINT_URL"]);
+    const policy =
+      operatorChose && this.opts.endpoints ? { ...this.opts.endpoints, refuseLoopback: false } : this.opts.endpoints;
     const lookup = guardedLookup(policy, cfg.endpoint);
     const checkPeer = peerCheck(policy, cfg.endpoint);
     const agentOpts = { keepAlive: true, maxSockets, lookup };
     const httpAgent = checkingPeers(new HttpAgent(agentOpts), checkPeer);
     // The custom CA is added to the public roots, not put in their place; it applies to the S3 endpoint only.
-    const httpsAgent = checkingPeers(new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts), checkPeer);
+    const httpsAgent = checkingPeers(
+      new HttpsAgent(ca ? { ...agentOpts, ca: [...rootCertificates, ca.toString("utf8")] } : agentOpts),
+      checkPeer,
+    );
     const handler = new NodeHttpHandler({
       httpAgent,
       httpsAgent,
@@ -390,7 +444,17 @@ export class S3TargetFactory {
     return {
       cfg,
       bucket: cfg.bucket,
-      store: new ObjectStore({ bucket: cfg.bucket, endpoint: label, retrying: client, singleAttempt: singleAttemptClient, lean, requestLog, maxAttempts: cfg.tuning.maxAttempts, requestTimeoutMs: cfg.tuning.requestTimeoutMs, minBodyRate: this.opts.clamp?.minBodyRate }),
+      store: new ObjectStore({
+        bucket: cfg.bucket,
+        endpoint: label,
+        retrying: client,
+        singleAttempt: singleAttemptClient,
+        lean,
+        requestLog,
+        maxAttempts: cfg.tuning.maxAttempts,
+        requestTimeoutMs: cfg.tuning.requestTimeoutMs,
+        minBodyRate: this.opts.clamp?.minBodyRate,
+      }),
       lean,
       clients: [client, singleAttemptClient],
       encryption: new Encryption(cfg, this.secrets),

@@ -43,7 +43,9 @@ export function containerEndpoint(env: NodeJS.ProcessEnv): string | undefined {
 }
 
 function endpointText(env: NodeJS.ProcessEnv, url: string): string {
-  const variable = env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] ? "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" : "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+  const variable = env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
+    ? "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+    : "AWS_CONTAINER_CREDENTIALS_FULL_URI";
   return `container credentials endpoint ${url} (${variable})`;
 }
 
@@ -63,15 +65,24 @@ async function diagnoseContainer(env: NodeJS.ProcessEnv): Promise<string | undef
     const x = e as { code?: string; Code?: string; Message?: string };
     const msg = flat(describeError(e));
     // fromHttp wraps network errors in its own error type; a bare system error comes from reading the token file.
-    if (tokenFile && x.code && /^E[A-Z]+$/.test(x.code) && !(e instanceof Error && e.name === "CredentialsProviderError")) {
+    if (
+      tokenFile &&
+      x.code &&
+      /^E[A-Z]+$/.test(x.code) &&
+      !(e instanceof Error && e.name === "CredentialsProviderError")
+    ) {
       return `cannot read the token file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${tokenFile}: ${msg}`;
     }
     if (tokenFile && /Invalid character in header content \["Authorization"\]/i.test(msg)) {
       return `the token in AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${tokenFile} is not a valid header value (a trailing newline?)`;
     }
-    if (/^URL not accepted/.test(msg)) return `the AWS SDK refuses this plain-HTTP host (${msg.replace(/^URL not accepted\. /, "")})`;
+    if (/^URL not accepted/.test(msg))
+      return `the AWS SDK refuses this plain-HTTP host (${msg.replace(/^URL not accepted\. /, "")})`;
     if (/^Server responded with status/.test(msg)) {
-      const detail = [x.Code, x.Message].filter((v) => typeof v === "string" && v).join(": ").slice(0, 300);
+      const detail = [x.Code, x.Message]
+        .filter((v) => typeof v === "string" && v)
+        .join(": ")
+        .slice(0, 300);
       return `the endpoint answered HTTP ${msg.replace(/\D+/g, "")}${detail ? ` (${detail})` : ""}`;
     }
     return msg;
@@ -83,9 +94,17 @@ async function diagnoseContainer(env: NodeJS.ProcessEnv): Promise<string | undef
 let diagnosis: Promise<string | undefined> | undefined;
 
 /** The failure of a credential fetch as one readable line (without the "could not obtain…" lead). */
-export async function explainCredentialFailure(e: unknown, timedOut: boolean, timeoutMs: number, env: NodeJS.ProcessEnv): Promise<string> {
+export async function explainCredentialFailure(
+  e: unknown,
+  timedOut: boolean,
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv,
+): Promise<string> {
   const container = containerEndpoint(env);
-  const irsa = env["AWS_WEB_IDENTITY_TOKEN_FILE"] && env["AWS_ROLE_ARN"] && !(env["AWS_ACCESS_KEY_ID"] && env["AWS_SECRET_ACCESS_KEY"]);
+  const irsa =
+    env["AWS_WEB_IDENTITY_TOKEN_FILE"] &&
+    env["AWS_ROLE_ARN"] &&
+    !(env["AWS_ACCESS_KEY_ID"] && env["AWS_SECRET_ACCESS_KEY"]);
   // Where the chain gets its credentials from, as far as the environment tells.
   const source = container
     ? ` (credentials source: ${endpointText(env, container)})`

@@ -23,7 +23,12 @@ export interface CredentialChoice {
 const SECRET_KEYS_TTL_MS = 60_000;
 
 /** `env`: the process environment as main read it (the SDK's chain reads it too, for the same values). */
-export function chooseCredentials(cfg: PluginConfig, secrets: SecretSource, region: string, env: NodeJS.ProcessEnv): CredentialChoice {
+export function chooseCredentials(
+  cfg: PluginConfig,
+  secrets: SecretSource,
+  region: string,
+  env: NodeJS.ProcessEnv,
+): CredentialChoice {
   const { accessKeySecret, secretKeySecret, sessionTokenSecret } = cfg;
   if (accessKeySecret && secretKeySecret) {
     const provider: AwsCredentialIdentityProvider = async (): Promise<AwsCredentialIdentity> => {
@@ -53,9 +58,15 @@ export function chooseCredentials(cfg: PluginConfig, secrets: SecretSource, regi
       clientConfig: { region },
       masterCredentials: fromNodeProviderChain(),
     });
-    return { source: "assume-role", provider: cached(wrapProviderErrors(provider, `assuming role ${cfg.roleARN}`, env)) };
+    return {
+      source: "assume-role",
+      provider: cached(wrapProviderErrors(provider, `assuming role ${cfg.roleARN}`, env)),
+    };
   }
-  return { source: "sdk-default-chain", provider: wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain", env) };
+  return {
+    source: "sdk-default-chain",
+    provider: wrapProviderErrors(fromNodeProviderChain(), "the AWS SDK default credential chain", env),
+  };
 }
 
 /** Refresh this long before credentials expire. */
@@ -98,7 +109,11 @@ function cached(p: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider
  * handler, which trusts the workflow's caSecret. A workflow's CA is for its S3
  * endpoint only, never for the exchange that spends the pod's identity token.
  */
-function wrapProviderErrors(p: AwsCredentialIdentityProvider, what: string, env: NodeJS.ProcessEnv): AwsCredentialIdentityProvider {
+function wrapProviderErrors(
+  p: AwsCredentialIdentityProvider,
+  what: string,
+  env: NodeJS.ProcessEnv,
+): AwsCredentialIdentityProvider {
   const timeoutMs = credentialsTimeoutMs(env);
   return async () => {
     const opts = undefined;

@@ -65,7 +65,9 @@ export class Encryption {
       case "sse-kms": {
         const out: WriteSse = { ServerSideEncryption: "aws:kms", SSEKMSKeyId: e!.kmsKeyId };
         if (e!.kmsEncryptionContext) {
-          out.SSEKMSEncryptionContext = Buffer.from(JSON.stringify(JSON.parse(e!.kmsEncryptionContext))).toString("base64");
+          out.SSEKMSEncryptionContext = Buffer.from(JSON.stringify(JSON.parse(e!.kmsEncryptionContext))).toString(
+            "base64",
+          );
         }
         return out;
       }
@@ -94,7 +96,10 @@ export class Encryption {
    * a store that ignores the headers stores plaintext and says nothing. Returns
    * what is missing, or undefined when confirmed (or nothing was asked).
    */
-  unconfirmed(answer: { ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined }): string | undefined {
+  unconfirmed(answer: {
+    ServerSideEncryption?: string | undefined;
+    SSECustomerAlgorithm?: string | undefined;
+  }): string | undefined {
     switch (this.mode) {
       case "none":
         return undefined;
@@ -103,9 +108,13 @@ export class Encryption {
           ? undefined
           : `the store did not confirm SSE-S3 (its answer has no x-amz-server-side-encryption: AES256)`;
       case "sse-kms":
-        return answer.ServerSideEncryption?.startsWith("aws:kms") ? undefined : `the store did not confirm SSE-KMS (its answer has no x-amz-server-side-encryption: aws:kms)`;
+        return answer.ServerSideEncryption?.startsWith("aws:kms")
+          ? undefined
+          : `the store did not confirm SSE-KMS (its answer has no x-amz-server-side-encryption: aws:kms)`;
       case "sse-c":
-        return answer.SSECustomerAlgorithm === "AES256" ? undefined : `the store did not confirm SSE-C (its answer has no x-amz-server-side-encryption-customer-algorithm: AES256)`;
+        return answer.SSECustomerAlgorithm === "AES256"
+          ? undefined
+          : `the store did not confirm SSE-C (its answer has no x-amz-server-side-encryption-customer-algorithm: AES256)`;
     }
   }
 }

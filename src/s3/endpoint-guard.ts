@@ -71,7 +71,8 @@ export function isLoopbackAddress(ip: string): boolean {
   return v4 !== undefined && (v4[0] >> 8 === 127 || v4[0] >> 8 === 0) && !(w[5] === 0 && v4[0] === 0 && w[0] === 0);
 }
 
-const isLocalName = (host: string) => /^(localhost|localhost\.localdomain|[^.]+\.localhost|ip6-localhost|ip6-loopback)\.?$/i.test(host);
+const isLocalName = (host: string) =>
+  /^(localhost|localhost\.localdomain|[^.]+\.localhost|ip6-localhost|ip6-loopback)\.?$/i.test(host);
 
 /** host of "host", "host:port", "[v6]:port" or a bare IPv6 literal. */
 export function endpointHost(endpoint: string): string {
@@ -134,7 +135,9 @@ type LookupCb = (err: NodeJS.ErrnoException | null, address: string | LookupAddr
 
 /** The operator listed this endpoint (as host:port or host) in ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS. */
 function isListed(policy: EndpointPolicy, endpoint: string): boolean {
-  return policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase());
+  return (
+    policy.allowed.includes(endpoint.toLowerCase()) || policy.allowed.includes(endpointHost(endpoint).toLowerCase())
+  );
 }
 
 /**
@@ -146,7 +149,8 @@ function addressRule(policy: EndpointPolicy, endpoint: string): (address: string
   const refuseLoopback = policy.refuseLoopback === true && !isListed(policy, endpoint);
   return (address) => {
     if (isForbiddenAddress(address)) return "a link-local / cloud metadata address";
-    if (refuseLoopback && isLoopbackAddress(address)) return "a loopback address the shared sidecar does not reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS)";
+    if (refuseLoopback && isLoopbackAddress(address))
+      return "a loopback address the shared sidecar does not reach (ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS)";
     return undefined;
   };
 }
@@ -157,7 +161,10 @@ function addressRule(policy: EndpointPolicy, endpoint: string): (address: string
  * missed, a lookup that was bypassed), judged before any request is written
  * on it. Undefined when the peer is acceptable.
  */
-export function peerCheck(policy: EndpointPolicy = { allowed: [] }, endpoint = ""): (address: string | undefined) => string | undefined {
+export function peerCheck(
+  policy: EndpointPolicy = { allowed: [] },
+  endpoint = "",
+): (address: string | undefined) => string | undefined {
   const rule = addressRule(policy, endpoint);
   return (address) => {
     if (address === undefined) return undefined; // not connected (yet): nothing to judge
@@ -180,7 +187,9 @@ export function guardedLookup(policy: EndpointPolicy = { allowed: [] }, endpoint
       for (const a of addresses) {
         const what = rule(a.address);
         if (what) {
-          const e: NodeJS.ErrnoException = new Error(`endpoint host ${hostname} resolves to ${a.address}, ${what}; refused`);
+          const e: NodeJS.ErrnoException = new Error(
+            `endpoint host ${hostname} resolves to ${a.address}, ${what}; refused`,
+          );
           e.code = "EADDRNOTAVAIL";
           return cb(e, []);
         }

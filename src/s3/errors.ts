@@ -77,7 +77,18 @@ export class S3Error extends PluginError {
   /** The HTTP status; undefined when no answer came (refused, reset, timed out, cancelled). */
   readonly status: number | undefined;
 
-  constructor(kind: "not-found" | "storage" | "cancelled", message: string, f: { operation: string; where: S3Where; code: string | undefined; status: number | undefined; retryable: boolean; cause: unknown }) {
+  constructor(
+    kind: "not-found" | "storage" | "cancelled",
+    message: string,
+    f: {
+      operation: string;
+      where: S3Where;
+      code: string | undefined;
+      status: number | undefined;
+      retryable: boolean;
+      cause: unknown;
+    },
+  ) {
     super(kind, message, { cause: f.cause, retryable: f.retryable });
     this.name = "S3Error";
     this.operation = f.operation;
@@ -101,7 +112,14 @@ export function mayRetry(e: unknown, signal?: AbortSignal): boolean {
 
 /** `op` at `w` ended by cancellation; `reason` (the signal's) is kept as the cause. */
 export function cancelledRequest(op: string, w: S3Where, reason: unknown): S3Error {
-  return new S3Error("cancelled", `${op} ${location(w)}: cancelled`, { operation: op, where: w, code: undefined, status: undefined, retryable: false, cause: reason });
+  return new S3Error("cancelled", `${op} ${location(w)}: cancelled`, {
+    operation: op,
+    where: w,
+    code: undefined,
+    status: undefined,
+    retryable: false,
+    cause: reason,
+  });
 }
 
 /** Wrap a failure of `op` (e.g. "GetObject") at `w`; our own errors pass through unchanged. */
@@ -111,7 +129,8 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   if (isAbort(e, signal)) return cancelledRequest(op, w, e);
   let code = s3ErrorCode(e);
   // Bodiless answers (every HEAD) come back as "Unknown"; the status still says what happened.
-  if ((code === undefined || code === "Unknown" || code === "UnknownError") && status !== undefined) code = STATUS_CODES[status] ?? code;
+  if ((code === undefined || code === "Unknown" || code === "UnknownError") && status !== undefined)
+    code = STATUS_CODES[status] ?? code;
   let detail = describeError(e);
   // SDK messages for bodiless errors (HEAD) are just "UnknownError" or the code itself.
   if (!detail || detail === code || detail === "UnknownError") detail = status ? `HTTP ${status}` : "no details";
@@ -119,7 +138,11 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   if (bodiless && status !== undefined && BODILESS_HINTS[status]) detail += ` (${BODILESS_HINTS[status]})`;
   // A store that names the region it expects (AWS and MinIO do, in the error body) says what to configure.
   const expected = (e as { Region?: unknown }).Region;
-  if (code === "AuthorizationHeaderMalformed" && typeof expected === "string" && /^[A-Za-z0-9-]{1,64}$/.test(expected)) {
+  if (
+    code === "AuthorizationHeaderMalformed" &&
+    typeof expected === "string" &&
+    /^[A-Za-z0-9-]{1,64}$/.test(expected)
+  ) {
     detail += ` (the store expects region "${expected}": set \`region: ${expected}\` in the configuration)`;
   }
   if (/wrong version number|WRONG_VERSION_NUMBER|packet length too long/i.test(detail)) {
@@ -127,10 +150,21 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   }
   // The SDK's endpoint rules refuse a configured endpoint with these switches, in words that name neither.
   if ((e as { name?: string }).name === "EndpointError") {
-    if (/FIPS/i.test(detail)) detail += " (AWS_USE_FIPS_ENDPOINT is set in the plugin's environment: unset it, or remove `endpoint` from the configuration to use AWS's FIPS endpoints)";
-    else if (/dual-?stack/i.test(detail)) detail += " (AWS_USE_DUALSTACK_ENDPOINT is set in the plugin's environment: unset it, or remove `endpoint` from the configuration to use AWS's dual-stack endpoints)";
+    if (/FIPS/i.test(detail))
+      detail +=
+        " (AWS_USE_FIPS_ENDPOINT is set in the plugin's environment: unset it, or remove `endpoint` from the configuration to use AWS's FIPS endpoints)";
+    else if (/dual-?stack/i.test(detail))
+      detail +=
+        " (AWS_USE_DUALSTACK_ENDPOINT is set in the plugin's environment: unset it, or remove `endpoint` from the configuration to use AWS's dual-stack endpoints)";
   }
   const codePart = code && code !== "Error" ? `${code}: ` : "";
   const kind = isNotFound(e) ? "not-found" : "storage";
-  return new S3Error(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, { operation: op, where: w, code, status, retryable: mayRetry(e), cause: e });
+  return new S3Error(kind, `${op} ${location(w)} failed: ${codePart}${detail}`, {
+    operation: op,
+    where: w,
+    code,
+    status,
+    retryable: mayRetry(e),
+    cause: e,
+  });
 }

@@ -57,7 +57,8 @@ const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/
 
 /** One header line into `headers`, or why it is refused. */
 function headerLine(line: string, headers: Record<string, string>): string | undefined {
-  if (line.startsWith(" ") || line.startsWith("\t")) return "the answer folds a header over two lines (obsolete line folding)";
+  if (line.startsWith(" ") || line.startsWith("\t"))
+    return "the answer folds a header over two lines (obsolete line folding)";
   const colon = line.indexOf(":");
   const name = colon < 0 ? "" : line.slice(0, colon);
   if (!TOKEN.test(name)) return `the answer has a malformed header line ${JSON.stringify(line.slice(0, 40))}`;
@@ -100,17 +101,23 @@ export function framingOf(head: ResponseHead): Framing | { error: string } {
   const cl = head.headers["content-length"];
   // A Content-Length is judged wherever it appears, even where it delimits nothing (204, 304).
   if (cl !== undefined) {
-    if (!/^\d+$/.test(cl)) return { error: `the answer's Content-Length ${JSON.stringify(cl.slice(0, 40))} is not a number` };
-    if (cl.replace(/^0+(?=\d)/, "").length > MAX_LENGTH_DIGITS) return { error: `the answer's Content-Length ${cl.slice(0, 40)} is too large` };
+    if (!/^\d+$/.test(cl))
+      return { error: `the answer's Content-Length ${JSON.stringify(cl.slice(0, 40))} is not a number` };
+    if (cl.replace(/^0+(?=\d)/, "").length > MAX_LENGTH_DIGITS)
+      return { error: `the answer's Content-Length ${cl.slice(0, 40)} is too large` };
   }
-  if (te !== undefined && cl !== undefined) return { error: "the answer has both Content-Length and Transfer-Encoding" };
+  if (te !== undefined && cl !== undefined)
+    return { error: "the answer has both Content-Length and Transfer-Encoding" };
   if (head.status === 204 || head.status === 304) {
     if (te !== undefined) return { error: `a ${head.status} answer with Transfer-Encoding` };
     return { kind: "length", length: 0 };
   }
   if (te !== undefined) {
     if (head.minor === 0) return { error: "an HTTP/1.0 answer with Transfer-Encoding" };
-    if (te.toLowerCase() !== "chunked") return { error: `the answer's Transfer-Encoding ${JSON.stringify(te.slice(0, 40))} is not supported (only chunked)` };
+    if (te.toLowerCase() !== "chunked")
+      return {
+        error: `the answer's Transfer-Encoding ${JSON.stringify(te.slice(0, 40))} is not supported (only chunked)`,
+      };
     return { kind: "chunked" };
   }
   if (cl === undefined) return { error: "the answer has neither Content-Length nor chunked encoding" };
@@ -155,7 +162,8 @@ export function chunkStep(s: ChunkState, chunk: Buffer, off: number): { off: num
     }
     case "data-crlf": {
       const want = s.crlf === 0 ? 13 : 10;
-      if (chunk[off] !== want) return { off, error: "a chunk's data is not followed by CRLF (the chunk is longer than its size says)" };
+      if (chunk[off] !== want)
+        return { off, error: "a chunk's data is not followed by CRLF (the chunk is longer than its size says)" };
       if (++s.crlf === 2) s.at = "size";
       return { off: off + 1 };
     }
@@ -172,7 +180,11 @@ function chunkLine(s: ChunkState, chunk: Buffer, off: number): { off: number; er
   const end = nl < 0 ? chunk.length : nl + 1;
   s.line += chunk.toString("latin1", off, end);
   if (s.at === "trailer") s.trailer += end - off;
-  if (s.at === "size" ? s.line.length > MAX_CHUNK_LINE : s.trailer > MAX_HEAD) return { off: end, error: s.at === "size" ? "a chunk-size line of the answer is too long" : "the answer's trailers are too large" };
+  if (s.at === "size" ? s.line.length > MAX_CHUNK_LINE : s.trailer > MAX_HEAD)
+    return {
+      off: end,
+      error: s.at === "size" ? "a chunk-size line of the answer is too long" : "the answer's trailers are too large",
+    };
   if (nl < 0) return { off: end };
   if (!s.line.endsWith("\r\n")) return { off: end, error: "a line of the chunked body ends in a bare LF" };
   const line = s.line.slice(0, -2);
@@ -189,7 +201,8 @@ function chunkLine(s: ChunkState, chunk: Buffer, off: number): { off: number; er
   const m = CHUNK_SIZE.exec(line);
   if (!m) return { off: end, error: `bad chunk size ${JSON.stringify(line.slice(0, 20))} in the answer` };
   const digits = (m[1] as string).replace(/^0+(?=[0-9A-Fa-f])/, "");
-  if (digits.length > MAX_CHUNK_DIGITS) return { off: end, error: `a chunk size of the answer is too large (${digits.length} hex digits)` };
+  if (digits.length > MAX_CHUNK_DIGITS)
+    return { off: end, error: `a chunk size of the answer is too large (${digits.length} hex digits)` };
   const size = Number.parseInt(digits, 16);
   if (size === 0) s.at = "trailer";
   else {

@@ -18,7 +18,19 @@ import { type Socket, connect as netConnect } from "node:net";
 import { type LookupFunction } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { Slots } from "../util/slots.js";
-import { type ChunkState, type Framing, MAX_HEAD, MAX_INTERIM, type ResponseHead, chunkState, chunkStep, framingOf, keepsAlive, parseHead, scanHead } from "./http1-framing.js";
+import {
+  type ChunkState,
+  type Framing,
+  MAX_HEAD,
+  MAX_INTERIM,
+  type ResponseHead,
+  chunkState,
+  chunkStep,
+  framingOf,
+  keepsAlive,
+  parseHead,
+  scanHead,
+} from "./http1-framing.js";
 import { rateWindowMs, tooSlow } from "./pace.js";
 
 export { type ResponseHead, chunkStep };
@@ -110,7 +122,11 @@ class Connection {
     this.where = `${opts.host}:${opts.port}`;
     const common = { host: opts.host, port: opts.port, lookup: opts.lookup, noDelay: true };
     if (opts.tls) {
-      this.socket = tlsConnect({ ...common, ca: opts.tls.ca, servername: opts.tls.servername ?? (isIp(opts.host) ? undefined : opts.host) });
+      this.socket = tlsConnect({
+        ...common,
+        ca: opts.tls.ca,
+        servername: opts.tls.servername ?? (isIp(opts.host) ? undefined : opts.host),
+      });
       this.socket.on("data", (chunk: Buffer) => this.feedCopy(chunk));
     } else {
       this.socket = netConnect({
@@ -132,14 +148,21 @@ class Connection {
       this.finish(e);
     };
     this.socket.on("timeout", () => {
-      const e = new HttpError(this.phase.kind === "idle" ? "idle" : `no data from ${this.where} for ${Math.round(this.timeoutMs / 1000)} s`, "ETIMEDOUT");
+      const e = new HttpError(
+        this.phase.kind === "idle" ? "idle" : `no data from ${this.where} for ${Math.round(this.timeoutMs / 1000)} s`,
+        "ETIMEDOUT",
+      );
       this.socket.destroy(e);
     });
     this.socket.on("error", fail);
     this.socket.on("close", () => {
       const p = this.phase;
       const what =
-        p.kind === "body" ? `the answer was truncated: the connection closed after ${this.received} of ${this.received + p.remaining} body bytes` : p.kind === "idle" ? "idle connection closed" : "the connection closed before the answer was complete";
+        p.kind === "body"
+          ? `the answer was truncated: the connection closed after ${this.received} of ${this.received + p.remaining} body bytes`
+          : p.kind === "idle"
+            ? "idle connection closed"
+            : "the connection closed before the answer was complete";
       fail(new HttpError(`${what} (${this.where})`, "ECONNRESET"));
     });
     this.timeoutMs = opts.idleTimeoutMs;
@@ -153,7 +176,13 @@ class Connection {
     // sending, however it trickles in.
     const headDeadline = () =>
       this.arm(timeoutMs, () => {
-        if (this.phase.kind === "head") this.fail(new HttpError(`no complete answer head from ${this.where} within ${Math.round(timeoutMs / 1000)} s`, "ETIMEDOUT"));
+        if (this.phase.kind === "head")
+          this.fail(
+            new HttpError(
+              `no complete answer head from ${this.where} within ${Math.round(timeoutMs / 1000)} s`,
+              "ETIMEDOUT",
+            ),
+          );
       });
     if (this.socket.connecting) {
       this.socket.once("connect", () => {
@@ -347,16 +376,19 @@ class Connection {
     if ("error" in scan) return this.fail(new HttpError(scan.error, "EPROTO"));
     if ("next" in scan) {
       this.scanned = scan.next;
-      if (this.headLen >= MAX_HEAD) return this.fail(new HttpError(`the answer's headers are larger than ${MAX_HEAD / 1024} KiB`, "EPROTO"));
+      if (this.headLen >= MAX_HEAD)
+        return this.fail(new HttpError(`the answer's headers are larger than ${MAX_HEAD / 1024} KiB`, "EPROTO"));
       return true;
     }
     const end = scan.end;
     const head = parseHead(this.headBuf.toString("latin1", 0, end - 4));
     if ("error" in head) return this.fail(new HttpError(head.error, "EPROTO"));
     if (head.status < 200) {
-      if (head.status === 101) return this.fail(new HttpError("the answer switches protocols (101), which no S3 request asks for", "EPROTO"));
+      if (head.status === 101)
+        return this.fail(new HttpError("the answer switches protocols (101), which no S3 request asks for", "EPROTO"));
       // Informational (100 Continue, 103 Early Hints…): dropped, and the real head read next.
-      if (++this.interim > MAX_INTERIM) return this.fail(new HttpError(`the answer sent more than ${MAX_INTERIM} informational (1xx) heads`, "EPROTO"));
+      if (++this.interim > MAX_INTERIM)
+        return this.fail(new HttpError(`the answer sent more than ${MAX_INTERIM} informational (1xx) heads`, "EPROTO"));
       this.headBuf.copy(this.headBuf, 0, end, this.headLen);
       this.headLen -= end;
       this.scanned = 0;
@@ -376,7 +408,14 @@ class Connection {
     this.headLen = 0;
     const chunked = framing.kind === "chunked";
     const length = framing.kind === "length" ? framing.length : Infinity;
-    if (target === "collect") this.phase = { kind: "collect", parts: [], remaining: length, chunked: chunked ? chunkState() : undefined, size: 0 };
+    if (target === "collect")
+      this.phase = {
+        kind: "collect",
+        parts: [],
+        remaining: length,
+        chunked: chunked ? chunkState() : undefined,
+        size: 0,
+      };
     else if (chunked) this.phase = { kind: "chunked", sink: target, state: chunkState() };
     else this.phase = { kind: "body", sink: target, remaining: length };
     if (length === 0) {
@@ -423,7 +462,12 @@ class Connection {
    * or `take` stopping); the exchange is done once the last chunk and its
    * trailers have passed.
    */
-  private walkChunks(s: ChunkState, chunk: Buffer, off: number, take: (data: Buffer, next: number) => boolean): number | undefined {
+  private walkChunks(
+    s: ChunkState,
+    chunk: Buffer,
+    off: number,
+    take: (data: Buffer, next: number) => boolean,
+  ): number | undefined {
     while (off < chunk.length && s.at !== "done") {
       const step = chunkStep(s, chunk, off);
       if (step.error) {
@@ -441,7 +485,7 @@ class Connection {
   private chunkedBytes(p: Extract<Phase, { kind: "chunked" }>, chunk: Buffer, off: number): number | undefined {
     const s = p.state;
     return this.walkChunks(s, chunk, off, (data, next) => {
-      for (let d = data; d.length > 0; ) {
+      for (let d = data; d.length > 0;) {
         const dest = p.sink.space();
         const n = Math.min(dest.length, d.length);
         if (n === 0) return this.fail(longer());
@@ -566,7 +610,13 @@ export class Http1Pool {
    * signal destroys the connection; a connection is reused only after a
    * complete, clean answer.
    */
-  async request(head: string, onHead: OnHead, signal: AbortSignal | undefined, timeoutMs: number, body?: Buffer): Promise<ExchangeResult> {
+  async request(
+    head: string,
+    onHead: OnHead,
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+    body?: Buffer,
+  ): Promise<ExchangeResult> {
     const leave = await this.slots.take(signal ?? NEVER);
     try {
       // A kept connection the server closed while it sat idle fails before any answer
@@ -581,7 +631,14 @@ export class Http1Pool {
           return await this.exchange(conn, head, onHead, signal, timeoutMs, body);
         } catch (e) {
           const code = (e as { code?: string }).code;
-          if (reused && attempt === 1 && !conn.answered && (code === "ECONNRESET" || code === "EPIPE") && !signal?.aborted) continue;
+          if (
+            reused &&
+            attempt === 1 &&
+            !conn.answered &&
+            (code === "ECONNRESET" || code === "EPIPE") &&
+            !signal?.aborted
+          )
+            continue;
           throw e;
         }
       }
@@ -590,7 +647,14 @@ export class Http1Pool {
     }
   }
 
-  private async exchange(conn: Connection, head: string, onHead: OnHead, signal: AbortSignal | undefined, timeoutMs: number, body?: Buffer): Promise<ExchangeResult> {
+  private async exchange(
+    conn: Connection,
+    head: string,
+    onHead: OnHead,
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+    body?: Buffer,
+  ): Promise<ExchangeResult> {
     const onAbort = () => conn.destroy(abortError(signal));
     try {
       signal?.throwIfAborted();

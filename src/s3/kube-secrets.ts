@@ -9,7 +9,6 @@ import type { SecretRef } from "../config/types.js";
 import { DEFAULT_SERVICEACCOUNT_DIR, secretNameProblem } from "../util/kube-names.js";
 import { PluginError, describeError } from "../errors.js";
 
-
 export interface SecretSource {
   /** The value of one key of one secret, as bytes. */
   get(ref: SecretRef): Promise<Buffer | undefined>;
@@ -93,7 +92,15 @@ export class KubeSecretSource implements SecretSource {
     const where = `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
     const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(
-        { host, port, path, method: "GET", ca, headers: { authorization: `Bearer ${token}`, accept: "application/json" }, timeout: 10_000 },
+        {
+          host,
+          port,
+          path,
+          method: "GET",
+          ca,
+          headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+          timeout: 10_000,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -110,7 +117,10 @@ export class KubeSecretSource implements SecretSource {
       req.on("error", reject);
       req.end();
     }).catch((e: unknown) => {
-      throw new PluginError("credentials", `cannot read Kubernetes secret "${name}" from ${where}: ${describeError(e)}`);
+      throw new PluginError(
+        "credentials",
+        `cannot read Kubernetes secret "${name}" from ${where}: ${describeError(e)}`,
+      );
     });
     if (status !== 200) {
       const why =
@@ -121,13 +131,19 @@ export class KubeSecretSource implements SecretSource {
             : status === 401
               ? "unauthorized (service-account token rejected)"
               : `HTTP ${status}`;
-      throw new PluginError("credentials", `cannot read Kubernetes secret "${name}" in namespace "${namespace}" from ${where}: ${why}`);
+      throw new PluginError(
+        "credentials",
+        `cannot read Kubernetes secret "${name}" in namespace "${namespace}" from ${where}: ${why}`,
+      );
     }
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
     } catch {
-      throw new PluginError("credentials", `cannot read Kubernetes secret "${name}" from ${where}: response is not JSON`);
+      throw new PluginError(
+        "credentials",
+        `cannot read Kubernetes secret "${name}" from ${where}: response is not JSON`,
+      );
     }
     const data = (parsed as { data?: unknown }).data;
     if (data === undefined || data === null) return {};
@@ -153,7 +169,8 @@ export class SharedModeSecrets implements SecretSource {
 
   get(ref: SecretRef): Promise<Buffer | undefined> {
     // Matched part by part: a name is never compared with a whole "name/key" entry.
-    if (this.allowed.some((a) => a.name === ref.name && (a.key === undefined || a.key === ref.key))) return this.inner.get(ref);
+    if (this.allowed.some((a) => a.name === ref.name && (a.key === undefined || a.key === ref.key)))
+      return this.inner.get(ref);
     return Promise.reject(
       new PluginError(
         "credentials",

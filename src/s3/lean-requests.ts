@@ -56,7 +56,12 @@ export interface LeanOptions {
 
 /** SHA-256 / HMAC-SHA-256 in the shape the signer asks for. */
 type Source = string | ArrayBuffer | ArrayBufferView;
-const bytes = (d: Source): string | Uint8Array => (typeof d === "string" ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+const bytes = (d: Source): string | Uint8Array =>
+  typeof d === "string"
+    ? d
+    : d instanceof ArrayBuffer
+      ? new Uint8Array(d)
+      : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 
 class Sha256 {
   private readonly h;
@@ -120,7 +125,14 @@ export class LeanRequests {
       idleTimeoutMs: 30_000,
       minBodyRate: o.minBodyRate,
     });
-    this.signer = new SignatureV4({ service: "s3", region: o.region, credentials: memoized(o.credentials), sha256: Sha256, uriEscapePath: false, applyChecksum: false });
+    this.signer = new SignatureV4({
+      service: "s3",
+      region: o.region,
+      credentials: memoized(o.credentials),
+      sha256: Sha256,
+      uriEscapePath: false,
+      applyChecksum: false,
+    });
     const defaultPort = tls ? 443 : 80;
     const hostText = o.host.includes(":") ? `[${o.host}]` : o.host;
     this.hostHeader = o.port === defaultPort ? hostText : `${hostText}:${o.port}`;
@@ -131,7 +143,13 @@ export class LeanRequests {
    * with the answer once every body byte is in place; an S3 error answer is
    * thrown in the SDK's error shape (name = S3 code, $metadata.httpStatusCode).
    */
-  async get(key: string, input: GetInput, sse: ReadSse, signal: AbortSignal | undefined, sinkFor: SinkFor): Promise<GetAnswer> {
+  async get(
+    key: string,
+    input: GetInput,
+    sse: ReadSse,
+    signal: AbortSignal | undefined,
+    sinkFor: SinkFor,
+  ): Promise<GetAnswer> {
     const headers: Record<string, string> = { "x-amz-content-sha256": EMPTY_SHA256 };
     if (input.Range) headers["range"] = input.Range;
     if (input.IfMatch) headers["if-match"] = input.IfMatch;
@@ -157,7 +175,13 @@ export class LeanRequests {
    * payload itself unsigned, as the SDK path does: S3 verifies the CRC32).
    * One attempt; an S3 error answer is thrown in the SDK's error shape.
    */
-  async put(key: string, body: Buffer, crc32Base64: string, sse: WriteSse, signal: AbortSignal | undefined): Promise<PutAnswer> {
+  async put(
+    key: string,
+    body: Buffer,
+    crc32Base64: string,
+    sse: WriteSse,
+    signal: AbortSignal | undefined,
+  ): Promise<PutAnswer> {
     const headers: Record<string, string> = {
       "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
       "content-length": String(body.length),
@@ -169,7 +193,13 @@ export class LeanRequests {
     if (sse.SSEKMSKeyId) headers["x-amz-server-side-encryption-aws-kms-key-id"] = sse.SSEKMSKeyId;
     if (sse.SSEKMSEncryptionContext) headers["x-amz-server-side-encryption-context"] = sse.SSEKMSEncryptionContext;
     sseHeaders(headers, sse);
-    const r = await this.pool.request(await this.head("PUT", key, headers), () => "collect", signal, this.o.requestTimeoutMs, body);
+    const r = await this.pool.request(
+      await this.head("PUT", key, headers),
+      () => "collect",
+      signal,
+      this.o.requestTimeoutMs,
+      body,
+    );
     if (r.head.status !== 200) throw s3Error(r.head, r.body);
     const h = r.head.headers;
     return {
@@ -184,7 +214,15 @@ export class LeanRequests {
   private async head(method: "GET" | "PUT", key: string, headers: Record<string, string>): Promise<string> {
     const path = this.o.pathStyle ? `/${encodeKey(this.o.bucket)}/${encodeKey(key)}` : `/${encodeKey(key)}`;
     headers["host"] = this.hostHeader;
-    const signed = await this.signer.sign({ method, protocol: this.o.protocol, hostname: this.o.host, port: this.o.port, path, query: {}, headers });
+    const signed = await this.signer.sign({
+      method,
+      protocol: this.o.protocol,
+      hostname: this.o.host,
+      port: this.o.port,
+      path,
+      query: {},
+      headers,
+    });
     let head = `${method} ${path} HTTP/1.1\r\n`;
     for (const [name, value] of Object.entries(signed.headers)) {
       if (/[\r\n]/.test(value)) throw new Error(`header ${name} of the request contains a line break`);
@@ -203,7 +241,9 @@ function sseHeaders(headers: Record<string, string>, sse: ReadSse): void {
   if (!sse.SSECustomerKey) return;
   headers["x-amz-server-side-encryption-customer-algorithm"] = sse.SSECustomerAlgorithm ?? "AES256";
   headers["x-amz-server-side-encryption-customer-key"] = sse.SSECustomerKey;
-  headers["x-amz-server-side-encryption-customer-key-md5"] = createHash("md5").update(Buffer.from(sse.SSECustomerKey, "base64")).digest("base64");
+  headers["x-amz-server-side-encryption-customer-key-md5"] = createHash("md5")
+    .update(Buffer.from(sse.SSECustomerKey, "base64"))
+    .digest("base64");
 }
 
 function answerOf(h: ResponseHead, framing: Framing): GetAnswer {
@@ -222,7 +262,12 @@ export function s3Error(h: ResponseHead, body: Buffer | undefined): Error {
   const tag = (name: string) => new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml)?.[1]?.trim();
   const code = tag("Code");
   const message = tag("Message");
-  const e = new Error(message ?? (code ? code : `HTTP ${h.status}`)) as Error & { $metadata: { httpStatusCode: number; attempts: number }; $fault: string; Code?: string; Region?: string };
+  const e = new Error(message ?? (code ? code : `HTTP ${h.status}`)) as Error & {
+    $metadata: { httpStatusCode: number; attempts: number };
+    $fault: string;
+    Code?: string;
+    Region?: string;
+  };
   e.name = code ?? "Unknown";
   if (code) e.Code = code;
   // The region the store expects, when it says (a request signed for another one), as the SDK keeps it.

@@ -127,11 +127,26 @@ export class ObjectStore {
    */
   getInto(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
     const op = input.Range ? `GetObject ${input.Range}` : "GetObject";
-    return this.named(op, key, o, () => (this.lean ? this.leanGet(this.lean, key, input, sse, o, sinkFor) : this.getIntoViaSdk(key, input, sse, o, sinkFor)));
+    return this.named(op, key, o, () =>
+      this.lean
+        ? this.leanGet(this.lean, key, input, sse, o, sinkFor)
+        : this.getIntoViaSdk(key, input, sse, o, sinkFor),
+    );
   }
 
-  private leanGet(lean: LeanRequests, key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
-    return this.leanLogged({ s3: "GetObject", via: "lean", key, range: input.Range, attempts: 1 }, input.Range ? 206 : 200, () => lean.get(key, input, sse, o.signal, sinkFor));
+  private leanGet(
+    lean: LeanRequests,
+    key: string,
+    input: GetInput,
+    sse: ReadSse,
+    o: SendOptions,
+    sinkFor: SinkFor,
+  ): Promise<GetAnswer> {
+    return this.leanLogged(
+      { s3: "GetObject", via: "lean", key, range: input.Range, attempts: 1 },
+      input.Range ? 206 : 200,
+      () => lean.get(key, input, sse, o.signal, sinkFor),
+    );
   }
 
   /** One debug line per lean request, as client.ts's middleware writes for the SDK's. */
@@ -140,7 +155,13 @@ export class ObjectStore {
     const { requestLog, endpoint } = this.log;
     const started = process.hrtime.bigint();
     const line = (extra: Record<string, unknown>) =>
-      requestLog({ ...fields, bucket: this.bucket, endpoint, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ...extra });
+      requestLog({
+        ...fields,
+        bucket: this.bucket,
+        endpoint,
+        ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10,
+        ...extra,
+      });
     try {
       const out = await send();
       line({ status: okStatus });
@@ -158,15 +179,35 @@ export class ObjectStore {
    * the head arrives), its body at least MIN_BODY_RATE over each window, and
    * never a byte past the sink or past the length it announced.
    */
-  private async getIntoViaSdk(key: string, input: GetInput, sse: ReadSse, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+  private async getIntoViaSdk(
+    key: string,
+    input: GetInput,
+    sse: ReadSse,
+    o: SendOptions,
+    sinkFor: SinkFor,
+  ): Promise<GetAnswer> {
     const out = await this.client(o)
-      .send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...input, ...sse }), { ...this.opts(o), requestTimeout: this.requestTimeoutMs })
+      .send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...input, ...sse }), {
+        ...this.opts(o),
+        requestTimeout: this.requestTimeoutMs,
+      })
       .catch((e: unknown) => {
         // The handler's words name its own setting; say what happened and where.
         if ((e as { name?: string }).name !== "TimeoutError") throw e;
-        throw Object.assign(new Error(`no complete answer head from ${this.endpoint} within ${Math.round(this.requestTimeoutMs / 1000)} s`), { code: "ETIMEDOUT" });
+        throw Object.assign(
+          new Error(
+            `no complete answer head from ${this.endpoint} within ${Math.round(this.requestTimeoutMs / 1000)} s`,
+          ),
+          { code: "ETIMEDOUT" },
+        );
       });
-    const answer: GetAnswer = { ContentLength: out.ContentLength, ContentRange: out.ContentRange, ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32, ChecksumType: out.ChecksumType };
+    const answer: GetAnswer = {
+      ContentLength: out.ContentLength,
+      ContentRange: out.ContentRange,
+      ETag: out.ETag,
+      ChecksumCRC32: out.ChecksumCRC32,
+      ChecksumType: out.ChecksumType,
+    };
     const announced = answer.ContentLength;
     const body = out.Body as Readable | undefined;
     const windowMs = rateWindowMs(this.requestTimeoutMs);
@@ -175,10 +216,18 @@ export class ObjectStore {
     let holdingSince: number | undefined;
     const pace = setInterval(() => {
       const now = performance.now();
-      const slow = tooSlow(got, windowMs, heldMs + (holdingSince !== undefined ? now - holdingSince : 0), this.minBodyRate);
+      const slow = tooSlow(
+        got,
+        windowMs,
+        heldMs + (holdingSince !== undefined ? now - holdingSince : 0),
+        this.minBodyRate,
+      );
       got = heldMs = 0;
       if (holdingSince !== undefined) holdingSince = now;
-      if (slow) body?.destroy(Object.assign(new Error(`the answer's body from ${this.endpoint} came at ${slow}`), { code: "ETIMEDOUT" }));
+      if (slow)
+        body?.destroy(
+          Object.assign(new Error(`the answer's body from ${this.endpoint} came at ${slow}`), { code: "ETIMEDOUT" }),
+        );
     }, windowMs);
     pace.unref();
     try {
@@ -187,12 +236,16 @@ export class ObjectStore {
       for await (const chunk of (body ?? []) as AsyncIterable<Buffer>) {
         received += chunk.length;
         got += chunk.length;
-        if (announced !== undefined && received > announced) throw Object.assign(new Error(`the server sent more than the ${announced} bytes it announced`), { code: "EPROTO" });
-        for (let off = 0; off < chunk.length; ) {
+        if (announced !== undefined && received > announced)
+          throw Object.assign(new Error(`the server sent more than the ${announced} bytes it announced`), {
+            code: "EPROTO",
+          });
+        for (let off = 0; off < chunk.length;) {
           const dest = sink.space();
           const n = Math.min(dest.length, chunk.length - off);
           // A full sink: the body is longer than what was asked for (never written past it).
-          if (n === 0) throw Object.assign(new Error("the answer's body is longer than what was asked for"), { code: "EPROTO" });
+          if (n === 0)
+            throw Object.assign(new Error("the answer's body is longer than what was asked for"), { code: "EPROTO" });
           chunk.copy(dest, 0, off, off + n);
           off += n;
           const pending = sink.took(n);
@@ -205,7 +258,10 @@ export class ObjectStore {
           }
         }
       }
-      if (announced !== undefined && received !== announced) throw Object.assign(new Error(`the answer ended after ${received} of ${announced} bytes`), { code: "ECONNRESET" });
+      if (announced !== undefined && received !== announced)
+        throw Object.assign(new Error(`the answer ended after ${received} of ${announced} bytes`), {
+          code: "ECONNRESET",
+        });
       return answer;
     } catch (e) {
       body?.destroy();
@@ -227,11 +283,16 @@ export class ObjectStore {
    * send their body before the head can come and are paced by the socket.
    */
   private opts(o: SendOptions, upload = false): { abortSignal?: AbortSignal; requestTimeout?: number } {
-    return { ...(o.signal ? { abortSignal: o.signal } : {}), ...(upload ? {} : { requestTimeout: this.requestTimeoutMs }) };
+    return {
+      ...(o.signal ? { abortSignal: o.signal } : {}),
+      ...(upload ? {} : { requestTimeout: this.requestTimeoutMs }),
+    };
   }
 
   head(key: string, input: Rest<HeadObjectCommandInput>, o: SendOptions): Promise<HeadObjectCommandOutput> {
-    return this.named("HeadObject", key, o, () => this.client(o).send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
+    return this.named("HeadObject", key, o, () =>
+      this.client(o).send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)),
+    );
   }
 
   /**
@@ -243,15 +304,30 @@ export class ObjectStore {
     return this.named("PutObject", key, o, () => this.putOnce(key, body, crc32Base64, sse, o));
   }
 
-  private async putOnce(key: string, body: Buffer, crc32Base64: string | undefined, sse: WriteSse, o: SendOptions): Promise<PutAnswer> {
+  private async putOnce(
+    key: string,
+    body: Buffer,
+    crc32Base64: string | undefined,
+    sse: WriteSse,
+    o: SendOptions,
+  ): Promise<PutAnswer> {
     if (!this.lean || !crc32Base64) {
-      const input = { Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...(crc32Base64 ? { ChecksumCRC32: crc32Base64 } : {}), ...sse };
+      const input = {
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.length,
+        ...(crc32Base64 ? { ChecksumCRC32: crc32Base64 } : {}),
+        ...sse,
+      };
       return this.client(o).send(new PutObjectCommand(input), this.opts(o, true));
     }
     const lean = this.lean;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.leanLogged({ s3: "PutObject", via: "lean", key, attempts: attempt }, 200, () => lean.put(key, body, crc32Base64, sse, o.signal));
+        return await this.leanLogged({ s3: "PutObject", via: "lean", key, attempts: attempt }, 200, () =>
+          lean.put(key, body, crc32Base64, sse, o.signal),
+        );
       } catch (e) {
         if (!mayRetry(e, o.signal) || o.single || attempt >= this.maxAttempts) throw e;
         await backoff(attempt);
@@ -260,52 +336,110 @@ export class ObjectStore {
   }
 
   async deleteObject(key: string, o: SendOptions): Promise<void> {
-    await this.named("DeleteObject", key, o, () => this.client(o).send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), this.opts(o)));
+    await this.named("DeleteObject", key, o, () =>
+      this.client(o).send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), this.opts(o)),
+    );
   }
 
   /** `prefix`: what the keys are under, for messages. */
   deleteObjects(keys: readonly string[], prefix: string, o: SendOptions): Promise<DeleteObjectsCommandOutput> {
     const Objects = keys.map((Key) => ({ Key }));
-    return this.named("DeleteObjects", prefix, o, () => this.client(o).send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects, Quiet: true } }), this.opts(o)));
+    return this.named("DeleteObjects", prefix, o, () =>
+      this.client(o).send(
+        new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects, Quiet: true } }),
+        this.opts(o),
+      ),
+    );
   }
 
-  listObjects(prefix: string, token: string | undefined, maxKeys: number | undefined, o: SendOptions): Promise<ListObjectsV2CommandOutput> {
-    return this.named("ListObjectsV2", prefix, o, () => this.client(o).send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: maxKeys }), this.opts(o)));
+  listObjects(
+    prefix: string,
+    token: string | undefined,
+    maxKeys: number | undefined,
+    o: SendOptions,
+  ): Promise<ListObjectsV2CommandOutput> {
+    return this.named("ListObjectsV2", prefix, o, () =>
+      this.client(o).send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: maxKeys }),
+        this.opts(o),
+      ),
+    );
   }
 
-  createMultipartUpload(key: string, input: Rest<CreateMultipartUploadCommandInput>, o: SendOptions): Promise<CreateMultipartUploadCommandOutput> {
-    return this.named("CreateMultipartUpload", key, o, () => this.client(o).send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
+  createMultipartUpload(
+    key: string,
+    input: Rest<CreateMultipartUploadCommandInput>,
+    o: SendOptions,
+  ): Promise<CreateMultipartUploadCommandOutput> {
+    return this.named("CreateMultipartUpload", key, o, () =>
+      this.client(o).send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)),
+    );
   }
 
   uploadPart(key: string, input: Rest<UploadPartCommandInput>, o: SendOptions): Promise<UploadPartCommandOutput> {
-    return this.named(`UploadPart ${input.PartNumber}`, key, o, () => this.client(o).send(new UploadPartCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o, true)));
+    return this.named(`UploadPart ${input.PartNumber}`, key, o, () =>
+      this.client(o).send(new UploadPartCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o, true)),
+    );
   }
 
-  completeMultipartUpload(key: string, input: Rest<CompleteMultipartUploadCommandInput>, o: SendOptions): Promise<CompleteMultipartUploadCommandOutput> {
-    return this.named("CompleteMultipartUpload", key, o, () => this.client(o).send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
+  completeMultipartUpload(
+    key: string,
+    input: Rest<CompleteMultipartUploadCommandInput>,
+    o: SendOptions,
+  ): Promise<CompleteMultipartUploadCommandOutput> {
+    return this.named("CompleteMultipartUpload", key, o, () =>
+      this.client(o).send(
+        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...input }),
+        this.opts(o),
+      ),
+    );
   }
 
   abortMultipartUpload(key: string, uploadId: string, o: SendOptions): Promise<AbortMultipartUploadCommandOutput> {
-    return this.named("AbortMultipartUpload", key, o, () => this.client(o).send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), this.opts(o)));
+    return this.named("AbortMultipartUpload", key, o, () =>
+      this.client(o).send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
+        this.opts(o),
+      ),
+    );
   }
 
   listMultipartUploads(prefix: string, o: SendOptions): Promise<ListMultipartUploadsCommandOutput> {
-    return this.named("ListMultipartUploads", prefix, o, () => this.client(o).send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix }), this.opts(o)));
+    return this.named("ListMultipartUploads", prefix, o, () =>
+      this.client(o).send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix }), this.opts(o)),
+    );
   }
 
   listParts(key: string, input: Rest<ListPartsCommandInput>, o: SendOptions): Promise<ListPartsCommandOutput> {
-    return this.named("ListParts", key, o, () => this.client(o).send(new ListPartsCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)));
+    return this.named("ListParts", key, o, () =>
+      this.client(o).send(new ListPartsCommand({ Bucket: this.bucket, Key: key, ...input }), this.opts(o)),
+    );
   }
 
   async headBucket(o: SendOptions): Promise<void> {
-    await this.named("HeadBucket", undefined, o, () => this.client(o).send(new HeadBucketCommand({ Bucket: this.bucket }), this.opts(o)));
+    await this.named("HeadBucket", undefined, o, () =>
+      this.client(o).send(new HeadBucketCommand({ Bucket: this.bucket }), this.opts(o)),
+    );
   }
 
   async createBucket(objectLocking: boolean, o: SendOptions): Promise<void> {
-    await this.named("CreateBucket", undefined, o, () => this.client(o).send(new CreateBucketCommand({ Bucket: this.bucket, ObjectLockEnabledForBucket: objectLocking || undefined }), this.opts(o)));
+    await this.named("CreateBucket", undefined, o, () =>
+      this.client(o).send(
+        new CreateBucketCommand({ Bucket: this.bucket, ObjectLockEnabledForBucket: objectLocking || undefined }),
+        this.opts(o),
+      ),
+    );
   }
 
-  async putBucketEncryption(config: PutBucketEncryptionCommandInput["ServerSideEncryptionConfiguration"], o: SendOptions): Promise<void> {
-    await this.named("PutBucketEncryption", undefined, o, () => this.client(o).send(new PutBucketEncryptionCommand({ Bucket: this.bucket, ServerSideEncryptionConfiguration: config }), this.opts(o)));
+  async putBucketEncryption(
+    config: PutBucketEncryptionCommandInput["ServerSideEncryptionConfiguration"],
+    o: SendOptions,
+  ): Promise<void> {
+    await this.named("PutBucketEncryption", undefined, o, () =>
+      this.client(o).send(
+        new PutBucketEncryptionCommand({ Bucket: this.bucket, ServerSideEncryptionConfiguration: config }),
+        this.opts(o),
+      ),
+    );
   }
 }

@@ -106,7 +106,11 @@ export class BufferBudget implements Buffers {
   /** A buffer of exactly `size` bytes, charged to `share` (none: outside any share). */
   acquire(size: number, signal?: AbortSignal, share?: BudgetShare): Promise<Buffer> {
     signal?.throwIfAborted();
-    if (!this.waiters.some((w) => this.eligible(w.share, w.size) || w.share === share) && this.fits(size) && this.eligible(share, size)) {
+    if (
+      !this.waiters.some((w) => this.eligible(w.share, w.size) || w.share === share) &&
+      this.fits(size) &&
+      this.eligible(share, size)
+    ) {
       try {
         return Promise.resolve(this.grant(size, share));
       } catch (e) {
@@ -146,7 +150,10 @@ export class BufferBudget implements Buffers {
       this.settleShare(share);
     }
     // A buffer may be a view of a larger pooled block (see take): account for, and keep, the block.
-    const block = buf.byteOffset === 0 && buf.length === buf.buffer.byteLength ? buf : Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
+    const block =
+      buf.byteOffset === 0 && buf.length === buf.buffer.byteLength
+        ? buf
+        : Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
     this.outstanding -= block.length;
     // Keep it for reuse while what is kept plus what is out stays within the budget.
     if (this.outstanding + this.freeBytes + block.length <= this.limitBytes) {
@@ -264,7 +271,7 @@ export class BufferBudget implements Buffers {
    */
   private wake(): void {
     const passed = new Set<BudgetShare | undefined>();
-    for (let i = 0; i < this.waiters.length; ) {
+    for (let i = 0; i < this.waiters.length;) {
       const w = this.waiters[i]!;
       if (passed.has(w.share) || !this.eligible(w.share, w.size)) {
         if (w.share) passed.add(w.share);

@@ -15,8 +15,13 @@ export type Crc32 = (data: Buffer, value?: number) => number;
  */
 function fastest(): Crc32 {
   try {
-    const native = createRequire(import.meta.url)("@node-rs/crc32") as { crc32: (input: Buffer, initial?: number) => number };
-    if (native.crc32(Buffer.from("123456789")) === 0xcbf43926 && native.crc32(Buffer.from("56789"), native.crc32(Buffer.from("1234"))) === 0xcbf43926) {
+    const native = createRequire(import.meta.url)("@node-rs/crc32") as {
+      crc32: (input: Buffer, initial?: number) => number;
+    };
+    if (
+      native.crc32(Buffer.from("123456789")) === 0xcbf43926 &&
+      native.crc32(Buffer.from("56789"), native.crc32(Buffer.from("1234"))) === 0xcbf43926
+    ) {
       return (data, value = 0) => native.crc32(data, value);
     }
   } catch {

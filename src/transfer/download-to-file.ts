@@ -10,7 +10,17 @@ import { PluginError } from "../errors.js";
 import { isAbort } from "../s3/errors.js";
 import type { JobContext } from "./job.js";
 import { PieceCrcs } from "./crc32.js";
-import { type BodySink, type ObjectInfo, type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer, withRangeRetries } from "./range-reader.js";
+import {
+  type BodySink,
+  type ObjectInfo,
+  type ObjectRead,
+  type RangeResult,
+  checkCrc,
+  getRange,
+  headObject,
+  intoBuffer,
+  withRangeRetries,
+} from "./range-reader.js";
 import { outsideRoot } from "./opened-inside.js";
 import { TaskGroup } from "./task-group.js";
 
@@ -45,7 +55,8 @@ export class SerialFile {
     if (!this.pooled) {
       const t0 = performance.now();
       try {
-        for (let done = 0; done < buf.length; ) done += writeSync(this.fh.fd, buf, done, buf.length - done, position + done);
+        for (let done = 0; done < buf.length;)
+          done += writeSync(this.fh.fd, buf, done, buf.length - done, position + done);
       } catch (e) {
         return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }
@@ -68,7 +79,11 @@ const SLOW_WRITE_MS = 10;
  * hand-over, and `drain` waits for the write in flight (a retry must not
  * reuse a half the file system is still reading).
  */
-function fileSink(file: SerialFile, start: number, batch: Buffer): BodySink & { finish(): Promise<void>; drain(): Promise<void> } {
+function fileSink(
+  file: SerialFile,
+  start: number,
+  batch: Buffer,
+): BodySink & { finish(): Promise<void>; drain(): Promise<void> } {
   const half = batch.length >> 1;
   const halves = [batch.subarray(0, half), batch.subarray(half, 2 * half)] as const;
   let cur = 0;
@@ -83,9 +98,11 @@ function fileSink(file: SerialFile, start: number, batch: Buffer): BodySink & { 
     filled = 0;
     cur ^= 1;
     const previous = writing;
-    writing = previous.then(() => file.write(data, at)).catch((e: unknown) => {
-      failure ??= e;
-    });
+    writing = previous
+      .then(() => file.write(data, at))
+      .catch((e: unknown) => {
+        failure ??= e;
+      });
     // The half we switch to is free once the write before this one is done.
     return previous.then(() => {
       if (failure !== undefined) throw failure;
@@ -110,7 +127,13 @@ function fileSink(file: SerialFile, start: number, batch: Buffer): BodySink & { 
  * GET a range straight into the file at its offset: no range is ever held
  * whole in memory. Rewriting the same offsets on a retry is harmless.
  */
-async function rangeToFile(read: ObjectRead, start: number, length: number, file: SerialFile, signal: AbortSignal): Promise<RangeResult> {
+async function rangeToFile(
+  read: ObjectRead,
+  start: number,
+  length: number,
+  file: SerialFile,
+  signal: AbortSignal,
+): Promise<RangeResult> {
   const leave = await read.job.rangeSlots.take(signal);
   const budget = read.job.buffers;
   let batch: Buffer;
@@ -145,7 +168,13 @@ async function rangeToFile(read: ObjectRead, start: number, length: number, file
  */
 export const SMALL_OBJECT = 256 * 1024;
 
-async function smallToFile(read: ObjectRead, dest: string, signal: AbortSignal, inPlace: boolean, within: string | undefined): Promise<number> {
+async function smallToFile(
+  read: ObjectRead,
+  dest: string,
+  signal: AbortSignal,
+  inPlace: boolean,
+  within: string | undefined,
+): Promise<number> {
   const { job, key, info } = read;
   const budget = job.buffers;
   const buf = await budget.acquire(info.size, signal);
@@ -192,7 +221,10 @@ async function openTemp(tmp: string, within: string | undefined): Promise<FileHa
   if (real !== undefined) {
     await fh.close();
     await rm(real, { force: true });
-    throw new PluginError("local", `refusing to load into ${dirname(tmp)}: it now resolves to ${dirname(real)}, outside the target directory ${within}; was a directory replaced by a link?`);
+    throw new PluginError(
+      "local",
+      `refusing to load into ${dirname(tmp)}: it now resolves to ${dirname(real)}, outside the target directory ${within}; was a directory replaced by a link?`,
+    );
   }
   return fh;
 }
@@ -227,7 +259,13 @@ export interface DownloadOptions {
  * temporary sibling renamed into place. Ranged GETs take the job's range
  * slots, so files × ranges per file in flight stay bounded.
  */
-export async function downloadToFile(job: JobContext, key: string, dest: string, signal: AbortSignal, opts: DownloadOptions = {}): Promise<number> {
+export async function downloadToFile(
+  job: JobContext,
+  key: string,
+  dest: string,
+  signal: AbortSignal,
+  opts: DownloadOptions = {},
+): Promise<number> {
   const { target, tuning } = job;
   const { known, inPlace = false, within } = opts;
   const { partSize, partConcurrency, multipartThreshold, checksum } = tuning;
@@ -268,7 +306,11 @@ export async function downloadToFile(job: JobContext, key: string, dest: string,
     }
     // What is verified is the file, not only the bytes received: exactly the object's size.
     const written = (await fh.stat()).size;
-    if (written !== info.size) throw new PluginError("storage", `Load of ${target.store.location(key)}: the file holds ${written} bytes, the object ${info.size}; not kept`);
+    if (written !== info.size)
+      throw new PluginError(
+        "storage",
+        `Load of ${target.store.location(key)}: the file holds ${written} bytes, the object ${info.size}; not kept`,
+      );
     await fh.close();
     closed = true;
     await rename(tmp, dest);

@@ -57,7 +57,13 @@ export class LateUploadWatch {
         young = await this.sweep(target, key, attemptStartedMs, minAge, aborted);
       } catch (e) {
         // The store may still be down; the next look retries. Only the last one reports.
-        if (Date.now() + every > until) this.report({ event: "failed", bucket: target.bucket, key, error: e instanceof Error ? e.message : String(e) });
+        if (Date.now() + every > until)
+          this.report({
+            event: "failed",
+            bucket: target.bucket,
+            key,
+            error: e instanceof Error ? e.message : String(e),
+          });
       }
       const next = Date.now() + every;
       if (next <= until || (young && next <= until + minAge + every)) setTimeout(() => void look(), every).unref();
@@ -70,11 +76,18 @@ export class LateUploadWatch {
    * long after creation: nobody is writing it. Returns whether one was seen that is
    * still younger than that.
    */
-  private async sweep(target: S3Target, key: string, attemptStartedMs: number, minAge: number, aborted: Set<string>): Promise<boolean> {
+  private async sweep(
+    target: S3Target,
+    key: string,
+    attemptStartedMs: number,
+    minAge: number,
+    aborted: Set<string>,
+  ): Promise<boolean> {
     const out = await target.store.listMultipartUploads(key, {});
     let young = false;
     for (const u of out.Uploads ?? []) {
-      if (u.Key !== key || !u.UploadId || !u.Initiated || this.live.has(u.UploadId) || aborted.has(u.UploadId)) continue;
+      if (u.Key !== key || !u.UploadId || !u.Initiated || this.live.has(u.UploadId) || aborted.has(u.UploadId))
+        continue;
       const initiated = u.Initiated.getTime();
       if (initiated < attemptStartedMs - CLOCK_SLACK_MS) continue;
       if (Date.now() - initiated < minAge) {
@@ -87,7 +100,13 @@ export class LateUploadWatch {
       if ((parts.Parts ?? []).length > 0) continue;
       await target.store.abortMultipartUpload(key, u.UploadId, {});
       aborted.add(u.UploadId);
-      this.report({ event: "aborted", bucket: target.bucket, key, uploadId: u.UploadId, initiated: u.Initiated.toISOString() });
+      this.report({
+        event: "aborted",
+        bucket: target.bucket,
+        key,
+        uploadId: u.UploadId,
+        initiated: u.Initiated.toISOString(),
+      });
     }
     return young;
   }

@@ -66,7 +66,10 @@ async function failUnencrypted(target: S3Target, key: string, op: string, proble
   } catch (e) {
     cleanup = `deleting it failed too (${describeError(e)}): delete it by hand`;
   }
-  throw new PluginError("storage", `${op} ${target.store.location(key)}: ${problem}; ${cleanup}. The store ignores the encryption asked for: use one that supports it, or drop encryptionOptions`);
+  throw new PluginError(
+    "storage",
+    `${op} ${target.store.location(key)}: ${problem}; ${cleanup}. The store ignores the encryption asked for: use one that supports it, or drop encryptionOptions`,
+  );
 }
 
 /**
@@ -129,7 +132,11 @@ export class MultipartUpload {
         create.dispose();
       }
       // Answered: from here on, nothing calls for the late-upload watch.
-      if (!out.UploadId) throw new PluginError("storage", `CreateMultipartUpload ${target.store.location(key)}: no UploadId in the answer`);
+      if (!out.UploadId)
+        throw new PluginError(
+          "storage",
+          `CreateMultipartUpload ${target.store.location(key)}: no UploadId in the answer`,
+        );
       job.lateUploads.started(out.UploadId);
       const upload = new MultipartUpload(job, key, out.UploadId, sse, checksums);
       if (signal.aborted) {
@@ -152,7 +159,15 @@ export class MultipartUpload {
     }
     const out = await this.target.store.uploadPart(
       this.key,
-      { UploadId: this.uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ChecksumCRC32: checksum, SSECustomerAlgorithm, SSECustomerKey },
+      {
+        UploadId: this.uploadId,
+        PartNumber: partNumber,
+        Body: body,
+        ContentLength: body.length,
+        ChecksumCRC32: checksum,
+        SSECustomerAlgorithm,
+        SSECustomerKey,
+      },
       { signal },
     );
     this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
@@ -173,7 +188,9 @@ export class MultipartUpload {
         {
           UploadId: this.uploadId,
           MultipartUpload: { Parts: parts },
-          ...(this.checksums ? { ChecksumCRC32: crc32ToBase64(this.crcs.combine(parts.length)), ChecksumType: "FULL_OBJECT" as const } : {}),
+          ...(this.checksums
+            ? { ChecksumCRC32: crc32ToBase64(this.crcs.combine(parts.length)), ChecksumType: "FULL_OBJECT" as const }
+            : {}),
           SSECustomerAlgorithm,
           SSECustomerKey,
         },
@@ -235,7 +252,12 @@ export interface Part {
  * parts in flight settle and the upload is aborted, once. The source is pulled
  * only when a part may start, which is the backpressure on whatever feeds it.
  */
-export async function runMultipart(job: JobContext, key: string, parts: AsyncIterable<Part> | Iterable<Part>, signal: AbortSignal): Promise<number> {
+export async function runMultipart(
+  job: JobContext,
+  key: string,
+  parts: AsyncIterable<Part> | Iterable<Part>,
+  signal: AbortSignal,
+): Promise<number> {
   const mpu = await MultipartUpload.start(job, key, await job.target.encryption.forWrite(key), signal);
   const group = new TaskGroup(job.tuning.partConcurrency, signal);
   let count = 0;
@@ -244,7 +266,11 @@ export async function runMultipart(job: JobContext, key: string, parts: AsyncIte
       const n = ++count;
       let started = false;
       try {
-        if (n > MAX_PARTS) throw new PluginError("local", `s3://${job.target.bucket}/${key} needs more than ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
+        if (n > MAX_PARTS)
+          throw new PluginError(
+            "local",
+            `s3://${job.target.bucket}/${key} needs more than ${MAX_PARTS} parts; raise tuning.partSizeMiB`,
+          );
         await group.add(async (s) => {
           started = true;
           try {
@@ -267,6 +293,10 @@ export async function runMultipart(job: JobContext, key: string, parts: AsyncIte
     if (!abortErr) throw e;
     // The upload failed and so did its cleanup: say both, the first cause first.
     const first = e instanceof Error ? e.message : String(e);
-    throw new PluginError("storage", `${first}; additionally ${abortErr.message} (upload id ${mpu.uploadId} may be left behind)`, { cause: e });
+    throw new PluginError(
+      "storage",
+      `${first}; additionally ${abortErr.message} (upload id ${mpu.uploadId} may be left behind)`,
+      { cause: e },
+    );
   }
 }

@@ -16,7 +16,12 @@ const STREAM_WINDOW = 4;
  * FRAME_HEADROOM spare bytes in front (see util/headroom.ts); the caller
  * releases `full`.
  */
-async function getRangeBuffer(read: ObjectRead, start: number, length: number, signal: AbortSignal): Promise<{ full: Buffer; buf: Buffer; result: RangeResult }> {
+async function getRangeBuffer(
+  read: ObjectRead,
+  start: number,
+  length: number,
+  signal: AbortSignal,
+): Promise<{ full: Buffer; buf: Buffer; result: RangeResult }> {
   const budget: Buffers = read.job.buffers;
   const full = await budget.acquire(length + FRAME_HEADROOM, signal);
   const buf = markHeadroom(full.subarray(FRAME_HEADROOM, FRAME_HEADROOM + length));
@@ -73,7 +78,8 @@ export async function* readObject(job: JobContext, key: string, signal: AbortSig
       lent = full;
       crc = received === 0 ? result.crc : crc32Combine(crc, result.crc, buf.length);
       received += buf.length;
-      if (received === info.size && tuning.checksum === "crc32") checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
+      if (received === info.size && tuning.checksum === "crc32")
+        checkCrc(target, key, info.crc32 ?? result.objectCrc, crc);
       schedule();
       yield buf;
     }
@@ -82,6 +88,10 @@ export async function* readObject(job: JobContext, key: string, signal: AbortSig
     signal.removeEventListener("abort", onAbort);
     if (lent) budget.release(lent);
     // Ranges still in flight give their buffers back as they settle.
-    for (const p of window) p.then(({ full }) => budget.release(full), () => undefined);
+    for (const p of window)
+      p.then(
+        ({ full }) => budget.release(full),
+        () => undefined,
+      );
   }
 }

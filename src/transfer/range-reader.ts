@@ -24,19 +24,36 @@ export interface ObjectInfo {
  * type at all on a multipart object (its ETag ends in "-N"; some stores send
  * a composite value without saying so, which would read as corruption).
  */
-function fullObjectCrc(value: string | undefined, type: string | undefined, etag: string | undefined): number | undefined {
+function fullObjectCrc(
+  value: string | undefined,
+  type: string | undefined,
+  etag: string | undefined,
+): number | undefined {
   if (!value || value.includes("-") || (type !== undefined && type !== "FULL_OBJECT")) return undefined;
   if (type === undefined && etag !== undefined && /-\d+"?$/.test(etag)) return undefined;
   return crc32FromBase64(value);
 }
 
 /** `single`: one attempt only (OpenStream). */
-export async function headObject(job: JobContext, key: string, signal: AbortSignal, single = false): Promise<ObjectInfo> {
+export async function headObject(
+  job: JobContext,
+  key: string,
+  signal: AbortSignal,
+  single = false,
+): Promise<ObjectInfo> {
   const { target } = job;
   const sse = await target.encryption.forRead(key);
   const checksums = job.tuning.checksum === "crc32";
-  const out = await target.store.head(key, { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse }, { signal, single });
-  return { size: out.ContentLength ?? 0, etag: out.ETag, crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined };
+  const out = await target.store.head(
+    key,
+    { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse },
+    { signal, single },
+  );
+  return {
+    size: out.ContentLength ?? 0,
+    etag: out.ETag,
+    crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined,
+  };
 }
 
 /** Where a range's bytes go: buffers handed out in order (see s3/http1.ts). */
@@ -65,11 +82,20 @@ export interface ObjectRead {
  * object of the known size (a server that ignores Range answers 200 without
  * one), and a whole-object GET with no range or the whole one.
  */
-export function contentRangeProblem(value: string | undefined, start: number, length: number, size: number, ranged: boolean): string | undefined {
+export function contentRangeProblem(
+  value: string | undefined,
+  start: number,
+  length: number,
+  size: number,
+  ranged: boolean,
+): string | undefined {
   const expected = `bytes ${start}-${start + length - 1}/${size}`;
-  if (value === undefined) return ranged ? `the server ignored the Range (no Content-Range in its answer; expected ${expected})` : undefined;
-  if (!ranged && length === 0) return `the server answered with Content-Range ${JSON.stringify(value.slice(0, 60))} for an empty object`;
-  if (value.trim() !== expected) return `the server answered with Content-Range ${JSON.stringify(value.slice(0, 60))}, not the ${expected} asked for`;
+  if (value === undefined)
+    return ranged ? `the server ignored the Range (no Content-Range in its answer; expected ${expected})` : undefined;
+  if (!ranged && length === 0)
+    return `the server answered with Content-Range ${JSON.stringify(value.slice(0, 60))} for an empty object`;
+  if (value.trim() !== expected)
+    return `the server answered with Content-Range ${JSON.stringify(value.slice(0, 60))}, not the ${expected} asked for`;
   return undefined;
 }
 
@@ -79,7 +105,13 @@ export function contentRangeProblem(value: string | undefined, start: number, le
  * is longer (whatever its framing says) fails before a byte lands outside
  * its range, so a retry can never leave stray bytes behind.
  */
-export async function getRange(read: ObjectRead, start: number, length: number, signal: AbortSignal, sink: BodySink): Promise<RangeResult> {
+export async function getRange(
+  read: ObjectRead,
+  start: number,
+  length: number,
+  signal: AbortSignal,
+  sink: BodySink,
+): Promise<RangeResult> {
   const { single, job, key, info, sse } = read;
   const { target, progress } = job;
   const whole = start === 0 && length === info.size;
@@ -88,18 +120,21 @@ export async function getRange(read: ObjectRead, start: number, length: number, 
   const checksums = job.tuning.checksum === "crc32";
   let received = 0;
   let crc = 0;
-  const refuse = (why: string) => new PluginError("storage", `${label} ${target.store.location(key)}: ${why}`, { retryable: true });
+  const refuse = (why: string) =>
+    new PluginError("storage", `${label} ${target.store.location(key)}: ${why}`, { retryable: true });
   const answer = await target.store.getInto(
     key,
     { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" as const } : {}) },
     sse,
     { signal, single },
     (a) => {
-      if (a.ContentLength !== undefined && a.ContentLength !== length) throw refuse(`the server answered with ${a.ContentLength} bytes for the ${length} asked for`);
+      if (a.ContentLength !== undefined && a.ContentLength !== length)
+        throw refuse(`the server answered with ${a.ContentLength} bytes for the ${length} asked for`);
       const problem = contentRangeProblem(a.ContentRange, start, length, info.size, !whole);
       if (problem) throw refuse(problem);
       // The GET is pinned to this ETag (If-Match): an answer naming another is not this object's.
-      if (info.etag !== undefined && a.ETag !== undefined && a.ETag !== info.etag) throw refuse(`the answer is for ETag ${a.ETag.slice(0, 80)}, not the ${info.etag} asked for`);
+      if (info.etag !== undefined && a.ETag !== undefined && a.ETag !== info.etag)
+        throw refuse(`the answer is for ETag ${a.ETag.slice(0, 80)}, not the ${info.etag} asked for`);
       let last: Buffer = Buffer.alloc(0);
       return {
         space: () => {
@@ -118,7 +153,10 @@ export async function getRange(read: ObjectRead, start: number, length: number, 
     },
   );
   if (received !== length) throw refuse(`truncated, got ${received} of ${length} bytes`);
-  return { crc, objectCrc: checksums && whole ? fullObjectCrc(answer.ChecksumCRC32, answer.ChecksumType, answer.ETag) : undefined };
+  return {
+    crc,
+    objectCrc: checksums && whole ? fullObjectCrc(answer.ChecksumCRC32, answer.ChecksumType, answer.ETag) : undefined,
+  };
 }
 
 export function checkCrc(target: S3Target, key: string, expected: number | undefined, actual: number): void {
@@ -138,7 +176,11 @@ function retriable(e: unknown): boolean {
  * Run one range attempt again when its body broke mid-way (the SDK retries
  * only before the body starts); the attempt must be safe to repeat.
  */
-export async function withRangeRetries<T>(read: ObjectRead, signal: AbortSignal, attempt: () => Promise<T>): Promise<T> {
+export async function withRangeRetries<T>(
+  read: ObjectRead,
+  signal: AbortSignal,
+  attempt: () => Promise<T>,
+): Promise<T> {
   for (let n = 1; ; n++) {
     try {
       return await attempt();

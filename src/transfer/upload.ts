@@ -28,9 +28,13 @@ async function uploadWhole(job: JobContext, key: string, src: LocalFile, signal:
   try {
     if (size > SMALL_FILE) await readFully(fd, buf, 0, path);
     else {
-      for (let done = 0; done < size; ) {
+      for (let done = 0; done < size;) {
         const n = readSync(fd, buf, done, size - done, done);
-        if (n === 0) throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`);
+        if (n === 0)
+          throw new PluginError(
+            "local",
+            `${path} shrank while it was being uploaded (expected ${size} bytes, got ${done})`,
+          );
         done += n;
       }
     }
@@ -60,7 +64,11 @@ function openLocal(path: string, within: string | undefined): LocalFile {
   try {
     fd = openSync(path, within === undefined ? constants.O_RDONLY : constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ELOOP") throw new PluginError("local", `refusing to save ${path}: it was replaced by a symbolic link after the directory was read`);
+    if ((e as NodeJS.ErrnoException).code === "ELOOP")
+      throw new PluginError(
+        "local",
+        `refusing to save ${path}: it was replaced by a symbolic link after the directory was read`,
+      );
     throw e;
   }
   try {
@@ -68,7 +76,10 @@ function openLocal(path: string, within: string | undefined): LocalFile {
     if (!st.isFile()) throw new PluginError("local", `cannot save ${path}: not a regular file any more`);
     const real = within === undefined ? undefined : outsideRoot(fd, within);
     if (real !== undefined) {
-      throw new PluginError("local", `refusing to save ${path}: it now resolves to ${real}, outside the directory being saved (${within}); was it replaced by a link?`);
+      throw new PluginError(
+        "local",
+        `refusing to save ${path}: it now resolves to ${real}, outside the directory being saved (${within}); was it replaced by a link?`,
+      );
     }
     return { fd, size: st.size, path };
   } catch (e) {
@@ -93,7 +104,13 @@ function bufferedSizes(job: JobContext): { partSize: number; multipartThreshold:
  * for files found by its walk (see openLocal). The size is the file's when it
  * is opened: the file is read as it is now.
  */
-export async function uploadFile(job: JobContext, key: string, path: string, signal: AbortSignal, within?: string): Promise<UploadResult> {
+export async function uploadFile(
+  job: JobContext,
+  key: string,
+  path: string,
+  signal: AbortSignal,
+  within?: string,
+): Promise<UploadResult> {
   let src: LocalFile;
   try {
     src = openLocal(path, within);
@@ -145,7 +162,10 @@ async function readFully(fd: number, into: Buffer, position: number, path: strin
       read(fd, into, done, into.length - done, position + done, (err, n) => (err ? reject(err) : resolve(n))),
     );
     if (bytesRead === 0) {
-      throw new PluginError("local", `${path} shrank while it was being uploaded (expected ${into.length - done} more bytes at offset ${position + done})`);
+      throw new PluginError(
+        "local",
+        `${path} shrank while it was being uploaded (expected ${into.length - done} more bytes at offset ${position + done})`,
+      );
     }
     done += bytesRead;
   }
@@ -210,7 +230,14 @@ class ChunkReader {
  * in `held` until this generator starts: one that never starts (the upload's
  * Create failed) runs no finally, so the caller gives it back.
  */
-async function* streamParts(job: JobContext, key: string, reader: ChunkReader, held: { first?: Buffer | undefined }, base: number, signal: AbortSignal): AsyncGenerator<Part> {
+async function* streamParts(
+  job: JobContext,
+  key: string,
+  reader: ChunkReader,
+  held: { first?: Buffer | undefined },
+  base: number,
+  signal: AbortSignal,
+): AsyncGenerator<Part> {
   const buffers = job.buffers;
   let buf: Buffer | undefined = held.first;
   held.first = undefined;
@@ -225,7 +252,10 @@ async function* streamParts(job: JobContext, key: string, reader: ChunkReader, h
       if (!full) return;
       if (!(await reader.ready())) return; // the stream ended exactly on a part boundary
       if (n + 1 > MAX_PARTS) {
-        throw new PluginError("local", `stream for s3://${job.target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`);
+        throw new PluginError(
+          "local",
+          `stream for s3://${job.target.bucket}/${key} exceeds ${MAX_PARTS} parts; raise tuning.partSizeMiB`,
+        );
       }
       buf = await buffers.acquire(streamPartSize(n + 1, base), signal);
       await reader.fill(buf);
@@ -235,7 +265,12 @@ async function* streamParts(job: JobContext, key: string, reader: ChunkReader, h
   }
 }
 
-export async function uploadStream(job: JobContext, key: string, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<UploadResult> {
+export async function uploadStream(
+  job: JobContext,
+  key: string,
+  chunks: AsyncIterable<Buffer>,
+  signal: AbortSignal,
+): Promise<UploadResult> {
   const base = Math.max(bufferedSizes(job).partSize, MIN_PART_SIZE);
   const reader = new ChunkReader(chunks);
   // No bytes at all: an empty object, with no buffer taken.

@@ -13,13 +13,15 @@ export const DEFAULT_SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/servic
 /** Why `name` is not a Kubernetes secret name, or undefined when it is one. */
 export function secretNameProblem(name: string): string | undefined {
   if (name.length > 253) return `is ${name.length} characters long; a Kubernetes secret name has at most 253`;
-  if (!SUBDOMAIN.test(name)) return "is not a Kubernetes secret name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)";
+  if (!SUBDOMAIN.test(name))
+    return "is not a Kubernetes secret name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)";
   return undefined;
 }
 
 /** Why `key` is not a key a Kubernetes secret can hold, or undefined when it is one. */
 export function secretKeyProblem(key: string): string | undefined {
   if (key.length > 253) return `is ${key.length} characters long; a secret key has at most 253`;
-  if (!KEY.test(key) || key === "." || key === "..") return "is not a key a Kubernetes secret can hold (letters, digits, '-', '_' and '.')";
+  if (!KEY.test(key) || key === "." || key === "..")
+    return "is not a key a Kubernetes secret can hold (letters, digits, '-', '_' and '.')";
   return undefined;
 }

@@ -34,7 +34,9 @@ export function localReadProblem(path: string, e: unknown): string {
         if (dir === dirname(dir)) break;
       }
     }
-    what = st ? `a directory on its way (at or below ${dir}, uid ${st.uid}, mode ${mode(st.mode)}) cannot be entered` : "no directory on its way can be entered";
+    what = st
+      ? `a directory on its way (at or below ${dir}, uid ${st.uid}, mode ${mode(st.mode)}) cannot be entered`
+      : "no directory on its way can be entered";
   }
   return (
     `permission denied (${err.code}): ${who} cannot read it; ${what}. ` +

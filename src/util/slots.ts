@@ -99,7 +99,7 @@ export class Slots {
       if (done) return;
       done = true;
       this.leave(groups);
-      for (let i = 0; i < this.queue.length && this.used < this.limit; ) {
+      for (let i = 0; i < this.queue.length && this.used < this.limit;) {
         const w = this.queue[i]!;
         if (this.fits(w.groups)) {
           this.queue.splice(i, 1);

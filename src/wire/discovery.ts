@@ -34,7 +34,9 @@ export class Discovery {
    */
   async serving(): Promise<void> {
     const { HealthImplementation } = await import("grpc-health-check");
-    const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, this.stopped ? "NOT_SERVING" : "SERVING"])));
+    const health = new HealthImplementation(
+      Object.fromEntries(HEALTH_SERVICES.map((s) => [s, this.stopped ? "NOT_SERVING" : "SERVING"])),
+    );
     const tracking: HealthServer = {
       addService: (def, impl: HealthHandlers) => {
         const watch = impl["watch"] as ((call: Ending) => void) | undefined;
@@ -63,7 +65,9 @@ export class Discovery {
       // CommonJS whose exports are built at run time: only its default (module.exports) has them.
       import("protobufjs/ext/descriptor/index.js").then((m) => m.default),
     ]);
-    new ReflectionService(withGoCompatibleMapEntries(reflectedProtos(healthProtoPath), descriptors)).addToServer(this.server);
+    new ReflectionService(withGoCompatibleMapEntries(reflectedProtos(healthProtoPath), descriptors)).addToServer(
+      this.server,
+    );
   }
 
   /** Shutdown has begun: tell watchers NOT_SERVING, then end their streams so draining can finish. */
@@ -116,7 +120,10 @@ type FileDescriptor = import("protobufjs/ext/descriptor/index.js").IFileDescript
  * (health.proto's HealthListResponse.statuses). Rename those entries in the
  * serialized descriptors that reflection hands out.
  */
-function withGoCompatibleMapEntries(def: ReturnType<typeof loadSync>, { FileDescriptorProto }: Descriptors): ReturnType<typeof loadSync> {
+function withGoCompatibleMapEntries(
+  def: ReturnType<typeof loadSync>,
+  { FileDescriptorProto }: Descriptors,
+): ReturnType<typeof loadSync> {
   const fixed = new Map<Buffer, Buffer>();
   const fix = (bin: Buffer): Buffer => {
     let out = fixed.get(bin);
@@ -141,7 +148,8 @@ function withGoCompatibleMapEntries(def: ReturnType<typeof loadSync>, { FileDesc
     return out;
   };
   for (const value of Object.values(def) as { fileDescriptorProtos?: unknown }[]) {
-    if (Array.isArray(value.fileDescriptorProtos)) value.fileDescriptorProtos = (value.fileDescriptorProtos as Buffer[]).map(fix);
+    if (Array.isArray(value.fileDescriptorProtos))
+      value.fileDescriptorProtos = (value.fileDescriptorProtos as Buffer[]).map(fix);
   }
   return def;
 }

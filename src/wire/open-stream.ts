@@ -24,7 +24,10 @@ export function openStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
       const { bucket, chunks } = await svc.openStream(ref, rpc);
       log.bucket = bucket;
       const stalled = () =>
-        new PluginError("cancelled", `OpenStream s3://${bucket}/${ref.key}: the client took no data for ${idleMs / 1000} s; stream ended to free its buffers`);
+        new PluginError(
+          "cancelled",
+          `OpenStream s3://${bucket}/${ref.key}: the client took no data for ${idleMs / 1000} s; stream ended to free its buffers`,
+        );
       const idle = <T>(p: Promise<T>) => withIdleLimit(p, idleMs, stalled);
       let bytes = 0;
       // Frames wait in the call's queue as views of a range's buffer, which goes

@@ -11,12 +11,15 @@ export const PROTO_PATH = join(PACKAGE_ROOT, "proto", "artifact.proto");
 
 export function loadArtifactService(): ServiceDefinition {
   const def = loadSync(PROTO_PATH, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
-  const pkg = loadPackageDefinition(def) as unknown as { artifact: { ArtifactService: { service: ServiceDefinition } } };
+  const pkg = loadPackageDefinition(def) as unknown as {
+    artifact: { ArtifactService: { service: ServiceDefinition } };
+  };
   const service = pkg.artifact.ArtifactService.service;
   const open = service["OpenStream"];
   if (!open) return service;
   // Data frames marked inPlace are encoded in the room in front of their bytes (util/headroom.ts).
   const serialize = open.responseSerialize;
-  const inPlace = (msg: { data?: Buffer; inPlace?: boolean }): Buffer => (msg.inPlace && msg.data ? encodeBytesFieldInPlace(msg.data) : serialize(msg));
+  const inPlace = (msg: { data?: Buffer; inPlace?: boolean }): Buffer =>
+    msg.inPlace && msg.data ? encodeBytesFieldInPlace(msg.data) : serialize(msg);
   return { ...service, OpenStream: { ...open, responseSerialize: inPlace } };
 }

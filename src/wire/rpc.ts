@@ -23,7 +23,10 @@ export interface RpcSpan {
 
 /** Starts RPC spans from the call's metadata (W3C trace context headers among them). */
 export interface RpcTracer {
-  start(method: string, metadata: Record<string, string | undefined>): RpcSpan | undefined | Promise<RpcSpan | undefined>;
+  start(
+    method: string,
+    metadata: Record<string, string | undefined>,
+  ): RpcSpan | undefined | Promise<RpcSpan | undefined>;
 }
 
 /** What the tracker needs of a grpc-js call: its cancellation, and its metadata for the trace context. */
@@ -54,7 +57,9 @@ export function artifactRef(a: ArtifactMsg | null | undefined, field: string, lo
   }
   const keyBytes = Buffer.byteLength(a.plugin.key);
   if (keyBytes > MAX_KEY_BYTES) {
-    throw invalid(`${label}: plugin.key is ${keyBytes} bytes; S3 object keys are at most ${MAX_KEY_BYTES} bytes (UTF-8): shorten the key or its keyFormat`);
+    throw invalid(
+      `${label}: plugin.key is ${keyBytes} bytes; S3 object keys are at most ${MAX_KEY_BYTES} bytes (UTF-8): shorten the key or its keyFormat`,
+    );
   }
   return { name: a.name, configuration: a.plugin.configuration, key: a.plugin.key };
 }

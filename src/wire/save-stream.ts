@@ -12,18 +12,29 @@ import { withIdleLimit } from "./stream-waits.js";
 import { reply } from "./unary.js";
 
 export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number) {
-  return (call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>, callback: sendUnaryData<SuccessResponse>): void => {
+  return (
+    call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>,
+    callback: sendUnaryData<SuccessResponse>,
+  ): void => {
     const cancelled = () => new PluginError("cancelled", "SaveStream: cancelled by the client");
     reply(
       track("SaveStream", call, async (rpc, log) => {
         const { signal } = rpc;
         limitReadAhead(call, 1);
         const it = (call as AsyncIterable<SaveStreamArtifactRequest>)[Symbol.asyncIterator]();
-        const first = await withIdleLimit(it.next(), idleMs, () => new PluginError("cancelled", `SaveStream: no first frame within ${idleMs / 1000} s`));
+        const first = await withIdleLimit(
+          it.next(),
+          idleMs,
+          () => new PluginError("cancelled", `SaveStream: no first frame within ${idleMs / 1000} s`),
+        );
         if (first.done) throw invalid("SaveStream: the stream ended before its first (metadata) frame");
         const ref = artifactRef(first.value.outputArtifact, "output_artifact (first SaveStream frame)", log);
         const head = first.value.chunk;
-        const stalled = () => new PluginError("cancelled", `SaveStream to key "${ref.key}": the client sent no data for ${idleMs / 1000} s; upload aborted`);
+        const stalled = () =>
+          new PluginError(
+            "cancelled",
+            `SaveStream to key "${ref.key}": the client sent no data for ${idleMs / 1000} s; upload aborted`,
+          );
         async function* chunks(): AsyncGenerator<Buffer> {
           if (head && head.length > 0) yield head;
           // The idle limit runs from the last byte of data, not the last frame: empty chunks are not progress.
@@ -35,7 +46,8 @@ export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
             } catch (e) {
               // A client that cancels (or hits its deadline) mid-stream surfaces here as a
               // premature close of the call: report it as the cancellation it is.
-              if (signal.aborted || call.cancelled || (e as { code?: string }).code === "ERR_STREAM_PREMATURE_CLOSE") throw cancelled();
+              if (signal.aborted || call.cancelled || (e as { code?: string }).code === "ERR_STREAM_PREMATURE_CLOSE")
+                throw cancelled();
               throw e;
             }
             if (next.done) break;

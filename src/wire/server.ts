@@ -128,7 +128,9 @@ export class PluginServer {
    */
   async serving(): Promise<void> {
     await this.discovery.serving();
-    await this.discovery.addReflection().catch((e: unknown) => this.opts.logger.warn({ error: describeError(e) }, "server reflection unavailable"));
+    await this.discovery
+      .addReflection()
+      .catch((e: unknown) => this.opts.logger.warn({ error: describeError(e) }, "server reflection unavailable"));
   }
 
   /** Resolves once no call is in flight. */
@@ -145,7 +147,9 @@ export class PluginServer {
     this.listener?.close();
     // Drained: grpc-js has closed its sessions and no call is in flight. grpc-js does not wait for
     // calls on connections handed to it (createConnectionInjector), so the calls are counted here.
-    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())).then(() => this.noneInFlight());
+    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())).then(() =>
+      this.noneInFlight(),
+    );
     const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
     const outcome = await Promise.race([drained.then(() => "drained" as const), timer]);
     let cancelled = 0;
@@ -188,7 +192,14 @@ export class PluginServer {
     const ticker = setInterval(() => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.opts.logger.info(
-        { method, bucket: fields.bucket, key: fields.key, bytes: progress.bytes, seconds: Math.round(seconds), mibPerSec: Math.round((progress.bytes / 1048576 / seconds) * 10) / 10 },
+        {
+          method,
+          bucket: fields.bucket,
+          key: fields.key,
+          bytes: progress.bytes,
+          seconds: Math.round(seconds),
+          mibPerSec: Math.round((progress.bytes / 1048576 / seconds) * 10) / 10,
+        },
         "progress",
       );
     }, this.opts.progressIntervalMs ?? 10_000);
@@ -267,7 +278,8 @@ export class PluginServer {
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     this.opts.onRpc?.(method, outcome, durationMs / 1000, typeof f.bytes === "number" ? f.bytes : undefined);
     const line: Record<string, unknown> = { method, ...f, durationMs: Math.round(durationMs * 10) / 10, outcome };
-    if (f.bytes !== undefined && durationMs > 0) line["mibPerSec"] = Math.round((f.bytes / 1048576 / (durationMs / 1000)) * 10) / 10;
+    if (f.bytes !== undefined && durationMs > 0)
+      line["mibPerSec"] = Math.round((f.bytes / 1048576 / (durationMs / 1000)) * 10) / 10;
     if (error !== undefined) line["error"] = error;
     // A failed RPC fails the workflow step: error, as Argo logs it; a cancelled one (the caller left) is a warning.
     if (outcome === "ok") this.opts.logger.info(line, "rpc");
@@ -279,6 +291,10 @@ export class PluginServer {
     const svc = this.opts.service;
     const idleMs = this.opts.streamIdleMs ?? 60_000;
     const track = this.track.bind(this);
-    return { ...unaryHandlers(svc, track), OpenStream: openStreamHandler(svc, track, idleMs), SaveStream: saveStreamHandler(svc, track, idleMs) };
+    return {
+      ...unaryHandlers(svc, track),
+      OpenStream: openStreamHandler(svc, track, idleMs),
+      SaveStream: saveStreamHandler(svc, track, idleMs),
+    };
   }
 }

@@ -42,7 +42,8 @@ async function clearStaleSocket(path: string): Promise<void> {
       `${path}: another process is serving on this socket; refusing to take it over (stop that process first, or give this one another path)`,
     );
   }
-  if (answer !== "dead") throw new Error(`${path}: cannot tell whether the socket is in use (${answer}); remove it if no plugin is running`);
+  if (answer !== "dead")
+    throw new Error(`${path}: cannot tell whether the socket is in use (${answer}); remove it if no plugin is running`);
   await unlink(path);
 }
 
@@ -57,7 +58,9 @@ function probe(path: string): Promise<string> {
     };
     const timer = setTimeout(() => done("live"), 2000); // a listener with a full backlog still counts as live
     c.once("connect", () => done("live"));
-    c.once("error", (e: NodeJS.ErrnoException) => done(e.code === "ECONNREFUSED" || e.code === "ENOENT" ? "dead" : (e.code ?? "error")));
+    c.once("error", (e: NodeJS.ErrnoException) =>
+      done(e.code === "ECONNREFUSED" || e.code === "ENOENT" ? "dead" : (e.code ?? "error")),
+    );
   });
 }
 
@@ -67,7 +70,12 @@ function probe(path: string): Promise<string> {
  * accepted connection passes `admit` first, then goes to grpc-js as if it had
  * bound the socket itself.
  */
-export async function serveOn(grpc: Server, where: { fd: number } | { path: string }, admit: (socket: Socket) => boolean, onError: (e: Error) => void): Promise<NetServer> {
+export async function serveOn(
+  grpc: Server,
+  where: { fd: number } | { path: string },
+  admit: (socket: Socket) => boolean,
+  onError: (e: Error) => void,
+): Promise<NetServer> {
   const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
   const server = createServer((socket) => {
     if (admit(socket)) injector.injectConnection(socket);

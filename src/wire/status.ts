@@ -6,10 +6,12 @@
 import { status } from "@grpc/grpc-js";
 import { PluginError, describeError } from "../errors.js";
 
-export type Outcome = { status: status.INVALID_ARGUMENT | status.CANCELLED; details: string } | { status: undefined; message: string };
+export type Outcome =
+  { status: status.INVALID_ARGUMENT | status.CANCELLED; details: string } | { status: undefined; message: string };
 
 export function outcomeOf(e: unknown): Outcome {
-  if (e instanceof PluginError && e.kind === "invalid-argument") return { status: status.INVALID_ARGUMENT, details: e.message };
+  if (e instanceof PluginError && e.kind === "invalid-argument")
+    return { status: status.INVALID_ARGUMENT, details: e.message };
   if (e instanceof PluginError && e.kind === "cancelled") return { status: status.CANCELLED, details: e.message };
   return { status: undefined, message: describeError(e) };
 }

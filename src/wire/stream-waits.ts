@@ -5,7 +5,6 @@ import { once } from "node:events";
 import type { EventEmitter } from "node:events";
 import type { PluginError } from "../errors.js";
 
-
 /** `p`, or `onIdle()` thrown when it has not settled within `ms`. */
 export function withIdleLimit<T>(p: Promise<T>, ms: number, onIdle: () => PluginError): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

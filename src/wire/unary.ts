@@ -31,7 +31,11 @@ const failed = (error: string): SuccessResponse => ({ success: false, error });
 
 export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImplementation {
   const unary =
-    <Req, Res>(method: string, run: (req: Req, rpc: Call, log: RpcLog) => Promise<Res>, onError: (message: string) => Res) =>
+    <Req, Res>(
+      method: string,
+      run: (req: Req, rpc: Call, log: RpcLog) => Promise<Res>,
+      onError: (message: string) => Res,
+    ) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) =>
       reply(
         track(method, call, (rpc, log) => run(call.request, rpc, log)),
@@ -86,7 +90,10 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
       },
       (error) => ({ isDirectory: false, error }),
     ),
-    GetCapabilities: (_call: ServerUnaryCall<unknown, GetCapabilitiesResponse>, callback: sendUnaryData<GetCapabilitiesResponse>) => {
+    GetCapabilities: (
+      _call: ServerUnaryCall<unknown, GetCapabilitiesResponse>,
+      callback: sendUnaryData<GetCapabilitiesResponse>,
+    ) => {
       callback(null, { supportsSaveStream: true });
     },
   };

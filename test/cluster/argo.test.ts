@@ -27,7 +27,9 @@ const why = clusterLib.cannotRun?.();
 const INITLESS = !why && clusterLib.argoLayout() === "initless";
 /** The container in the consuming pod that runs the plugin for its Load. */
 const LOADING_PLUGIN = INITLESS ? "artifact-plugin-s3" : "init-artifact-s3";
-process.stdout.write(`cluster tier: Argo ${clusterLib.ARGO_RUN_VERSION}, ${INITLESS ? "init-less" : "default"} pod layout\n`);
+process.stdout.write(
+  `cluster tier: Argo ${clusterLib.ARGO_RUN_VERSION}, ${INITLESS ? "init-less" : "default"} pod layout\n`,
+);
 if (why) process.stdout.write(`cluster tier skipped: ${why}\n`);
 
 let env: Awaited<ReturnType<typeof startArgoCluster>>;
@@ -43,24 +45,50 @@ const kubectlJson = <T>(args: string[]) => env.kubectlJson(args) as Promise<T>;
 const diagnose = (name: string, ns = NAMESPACE) => env.diagnose(name, ns);
 const runWorkflow = (doc: Record<string, unknown>, ns = NAMESPACE) => env.runWorkflow(doc, ns);
 
-async function expectSucceeded(doc: Record<string, unknown>, ns = NAMESPACE): Promise<{ name: string; status: WorkflowStatus }> {
+async function expectSucceeded(
+  doc: Record<string, unknown>,
+  ns = NAMESPACE,
+): Promise<{ name: string; status: WorkflowStatus }> {
   const r = await runWorkflow(doc, ns);
   if (r.status.phase !== "Succeeded") expect.fail(await diagnose(r.name, ns));
   return r;
 }
 
 /** The log of one container of the pod that ran `templateName`. */
-async function containerLog(workflow: string, templateName: string, container: string, ns = NAMESPACE): Promise<string> {
-  const pods = await kubectlJson<{ items: { metadata: { name: string } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${workflow}`]);
+async function containerLog(
+  workflow: string,
+  templateName: string,
+  container: string,
+  ns = NAMESPACE,
+): Promise<string> {
+  const pods = await kubectlJson<{ items: { metadata: { name: string } }[] }>([
+    "-n",
+    ns,
+    "get",
+    "pods",
+    "-l",
+    `workflows.argoproj.io/workflow=${workflow}`,
+  ]);
   const pod = pods.items.find((p) => p.metadata.name.includes(`-${templateName}-`));
-  if (!pod) throw new Error(`no pod of template ${templateName} in ${workflow}: ${pods.items.map((p) => p.metadata.name).join(", ")}`);
+  if (!pod)
+    throw new Error(
+      `no pod of template ${templateName} in ${workflow}: ${pods.items.map((p) => p.metadata.name).join(", ")}`,
+    );
   return (await cluster.kubectl(["-n", ns, "logs", pod.metadata.name, "-c", container])).stdout;
 }
 
 /** The value a container of the pod that ran `templateName` gets for `name` (the last entry of that name wins, as in Kubernetes). */
-async function containerEnv(workflow: string, templateName: string, container: string, name: string, ns = NAMESPACE): Promise<string | undefined> {
+async function containerEnv(
+  workflow: string,
+  templateName: string,
+  container: string,
+  name: string,
+  ns = NAMESPACE,
+): Promise<string | undefined> {
   type C = { name: string; env?: { name: string; value?: string }[] };
-  const pods = await kubectlJson<{ items: { metadata: { name: string }; spec: { containers: C[]; initContainers?: C[] } }[] }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${workflow}`]);
+  const pods = await kubectlJson<{
+    items: { metadata: { name: string }; spec: { containers: C[]; initContainers?: C[] } }[];
+  }>(["-n", ns, "get", "pods", "-l", `workflows.argoproj.io/workflow=${workflow}`]);
   const pod = pods.items.find((p) => p.metadata.name.includes(`-${templateName}-`));
   const c = [...(pod?.spec.containers ?? []), ...(pod?.spec.initContainers ?? [])].find((x) => x.name === container);
   return c?.env?.filter((e) => e.name === name).at(-1)?.value;
@@ -86,16 +114,28 @@ const ran: Record<string, { name: string; status: WorkflowStatus }> = {};
 
 /** A GET to argo-server's HTTPS port from inside the cluster's namespace (its own self-signed certificate). */
 async function argoServer(path: string, port = 2746, scheme = "https"): Promise<{ status: number; body: Buffer }> {
-  const pods = await kubectlJson<{ items: { status: { podIP?: string; phase: string } }[] }>(["-n", NAMESPACE, "get", "pods", "-l", "app=argo-server"]);
+  const pods = await kubectlJson<{ items: { status: { podIP?: string; phase: string } }[] }>([
+    "-n",
+    NAMESPACE,
+    "get",
+    "pods",
+    "-l",
+    "app=argo-server",
+  ]);
   const ip = pods.items.find((p) => p.status.phase === "Running" && p.status.podIP)?.status.podIP;
   if (!ip) throw new Error("no running argo-server pod");
-  const r = await run("ip", ["netns", "exec", cluster.netns, "curl", "-sSk", "-w", "\n%{http_code}", `${scheme}://${ip}:${port}${path}`], { encoding: "buffer", maxBuffer: 2 ** 30, timeout: 120_000 });
+  const r = await run(
+    "ip",
+    ["netns", "exec", cluster.netns, "curl", "-sSk", "-w", "\n%{http_code}", `${scheme}://${ip}:${port}${path}`],
+    { encoding: "buffer", maxBuffer: 2 ** 30, timeout: 120_000 },
+  );
   const text = r.stdout;
   const cut = text.lastIndexOf(0x0a);
   return { status: Number(text.subarray(cut + 1).toString()), body: text.subarray(0, cut) };
 }
 
-const nodeOf = (status: WorkflowStatus, template: string) => Object.entries(status.nodes ?? {}).find(([, n]) => n.templateName === template && n.type === "Pod")?.[0];
+const nodeOf = (status: WorkflowStatus, template: string) =>
+  Object.entries(status.nodes ?? {}).find(([, n]) => n.templateName === template && n.type === "Pod")?.[0];
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -112,9 +152,19 @@ afterAll(async () => {
 
 describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
   it("installs as the README says: the controller and argo-server run with the plugin's sidecar", async () => {
-    const server = await kubectlJson<{ spec: { template: { spec: { containers: { name: string; image: string }[] } } } }>(["-n", NAMESPACE, "get", "deploy", "argo-server"]);
-    expect(server.spec.template.spec.containers.map((c) => c.image)).toEqual(expect.arrayContaining([ARGO_IMAGES.cli, PLUGIN_IMAGE]));
-    const cm = await kubectlJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", "configmap", "workflow-controller-configmap"]);
+    const server = await kubectlJson<{
+      spec: { template: { spec: { containers: { name: string; image: string }[] } } };
+    }>(["-n", NAMESPACE, "get", "deploy", "argo-server"]);
+    expect(server.spec.template.spec.containers.map((c) => c.image)).toEqual(
+      expect.arrayContaining([ARGO_IMAGES.cli, PLUGIN_IMAGE]),
+    );
+    const cm = await kubectlJson<{ data: Record<string, string> }>([
+      "-n",
+      NAMESPACE,
+      "get",
+      "configmap",
+      "workflow-controller-configmap",
+    ]);
     expect(cm.data["artifactDrivers"]).toContain(PLUGIN_IMAGE);
   });
 
@@ -149,13 +199,37 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
 
   it("runs the key-only example on Argo's quick-start layout: its artifact-repositories patched as examples/quick-start-minio.yaml says", async () => {
     // Argo's own quick-start ConfigMap (from the module's manifests), then the example's merge patch.
-    const quick = join(await clusterLib.argoModuleDir(), "manifests", "quick-start", "base", "artifact-repositories-configmap.yaml");
+    const quick = join(
+      await clusterLib.argoModuleDir(),
+      "manifests",
+      "quick-start",
+      "base",
+      "artifact-repositories-configmap.yaml",
+    );
     await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "--force-conflicts", "-f", quick]);
     const all = examples(ROOT, store, BUSYBOX);
     const patch = all.find((e) => e.file === "quick-start-minio.yaml")!.doc;
-    await cluster.kubectl(["-n", NAMESPACE, "patch", "configmap", "artifact-repositories", "--type", "merge", "-p", JSON.stringify(patch)]);
-    const cm = await kubectlJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", "configmap", "artifact-repositories"]);
-    expect(Object.keys(cm.data), "the quick-start's own entries are kept").toEqual(expect.arrayContaining(["default-v1", "my-key", "plugin-s3"]));
+    await cluster.kubectl([
+      "-n",
+      NAMESPACE,
+      "patch",
+      "configmap",
+      "artifact-repositories",
+      "--type",
+      "merge",
+      "-p",
+      JSON.stringify(patch),
+    ]);
+    const cm = await kubectlJson<{ data: Record<string, string> }>([
+      "-n",
+      NAMESPACE,
+      "get",
+      "configmap",
+      "artifact-repositories",
+    ]);
+    expect(Object.keys(cm.data), "the quick-start's own entries are kept").toEqual(
+      expect.arrayContaining(["default-v1", "my-key", "plugin-s3"]),
+    );
     const { name } = await expectSucceeded(all.find((e) => e.file === "workflow-key-only.yaml")!.doc);
     const keys = await keysUnder(`${name}/`);
     expect(keys.length, keys.join(", ")).toBeGreaterThan(0);
@@ -164,7 +238,9 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
 
   it("saves a 512 MiB output on an emptyDir with the executor's 256 MiB limit, and the next step loads it", async () => {
     const mib = 512;
-    const wf = examples(ROOT, store, BUSYBOX, (c) => c.replace(/count=\d+/, `count=${mib}`)).find((e) => e.file === "workflow-large-output.yaml" && e.kind === "Workflow")!.doc;
+    const wf = examples(ROOT, store, BUSYBOX, (c) => c.replace(/count=\d+/, `count=${mib}`)).find(
+      (e) => e.file === "workflow-large-output.yaml" && e.kind === "Workflow",
+    )!.doc;
     const { name, status } = await expectSucceeded(wf);
     const key = Object.values(status.nodes ?? {})
       .flatMap((n) => n.outputs?.artifacts ?? [])
@@ -195,16 +271,24 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     const last = allow.pop()!;
     expect(last).toMatch(/^ARGO_S3_PLUGIN_ALLOWED_SECRETS=/);
     await cluster.kubectl([...allow.slice(1), `ARGO_S3_PLUGIN_ALLOWED_SECRETS=${store.secret}`]);
-    await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", "deploy/argo-server", "--timeout=240s"], { timeoutMs: 250_000 });
+    await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", "deploy/argo-server", "--timeout=240s"], {
+      timeoutMs: 250_000,
+    });
     let got: { status: number; body: Buffer } = { status: 0, body: Buffer.alloc(0) };
-    await eventually("argo-server to serve the artifact", async () => {
-      got = await argoServer(download);
-      return got.status === 200;
-    }, 60_000).catch((e: Error) => {
+    await eventually(
+      "argo-server to serve the artifact",
+      async () => {
+        got = await argoServer(download);
+        return got.status === 200;
+      },
+      60_000,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}: HTTP ${got.status} ${got.body.toString().slice(0, 500)}`);
     });
     expect(got.body.equals(await objectBytes(`runs/${file.name}/report.txt`))).toBe(true);
-    const listing = await argoServer(`/artifact-files/${NAMESPACE}/workflows/${dir.name}/${nodeOf(dir.status, "produce")}/outputs/results/`);
+    const listing = await argoServer(
+      `/artifact-files/${NAMESPACE}/workflows/${dir.name}/${nodeOf(dir.status, "produce")}/outputs/results/`,
+    );
     expect(listing.status, listing.body.toString()).toBe(200);
     expect(listing.body.toString()).toMatch(/status/);
     expect(listing.body.toString()).toMatch(/logs\//);
@@ -217,16 +301,22 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
   });
 
   it("fails a step on a wrong bucket with the plugin's message in the node (what argo get shows)", async () => {
-    const wf = examples(ROOT, { ...store, bucket: "no-such-bucket" }, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc;
+    const wf = examples(ROOT, { ...store, bucket: "no-such-bucket" }, BUSYBOX).find(
+      (e) => e.file === "workflow-file-artifact.yaml",
+    )!.doc;
     const { name, status } = await runWorkflow(wf);
     expect(status.phase, await diagnose(name)).toBe("Failed");
-    const messages = Object.values(status.nodes ?? {}).map((n) => n.message ?? "").join("\n");
+    const messages = Object.values(status.nodes ?? {})
+      .map((n) => n.message ?? "")
+      .join("\n");
     expect(messages).toMatch(/no-such-bucket/);
     expect(messages).toMatch(/NoSuchBucket|does not exist/);
   });
 
   it("deletes file and directory artifacts with artifact GC when the Workflow is deleted", async () => {
-    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-directory-artifact.yaml")!.doc as { spec: Record<string, unknown> };
+    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-directory-artifact.yaml")!.doc as {
+      spec: Record<string, unknown>;
+    };
     wf.spec["artifactGC"] = { strategy: "OnWorkflowDeletion" };
     const { name } = await expectSucceeded(wf);
     expect((await keysUnder(`runs/${name}/`)).length).toBeGreaterThan(50);
@@ -237,7 +327,10 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       `artifact GC of ${name}`,
       async () => {
         left = await keysUnder(`runs/${name}/`);
-        gone = await cluster.kubectl(["-n", NAMESPACE, "get", "wf", name]).then(() => false, () => true);
+        gone = await cluster.kubectl(["-n", NAMESPACE, "get", "wf", name]).then(
+          () => false,
+          () => true,
+        );
         return left.length === 0 && gone;
       },
       180_000,
@@ -248,11 +341,32 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
 
   /** The controller ConfigMap's `executor` text now, and a setter that waits for the controller to reload it. */
   async function executorConfig() {
-    const cm = await kubectlJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", "configmap", "workflow-controller-configmap"]);
-    const reloads = async () => ((await cluster.kubectl(["-n", NAMESPACE, "logs", "deploy/workflow-controller"])).stdout.match(/Configuration updated/g) ?? []).length;
+    const cm = await kubectlJson<{ data: Record<string, string> }>([
+      "-n",
+      NAMESPACE,
+      "get",
+      "configmap",
+      "workflow-controller-configmap",
+    ]);
+    const reloads = async () =>
+      (
+        (await cluster.kubectl(["-n", NAMESPACE, "logs", "deploy/workflow-controller"])).stdout.match(
+          /Configuration updated/g,
+        ) ?? []
+      ).length;
     const setExecutor = async (text: string) => {
       const before = await reloads();
-      await cluster.kubectl(["-n", NAMESPACE, "patch", "configmap", "workflow-controller-configmap", "--type", "merge", "-p", JSON.stringify({ data: { executor: text } })]);
+      await cluster.kubectl([
+        "-n",
+        NAMESPACE,
+        "patch",
+        "configmap",
+        "workflow-controller-configmap",
+        "--type",
+        "merge",
+        "-p",
+        JSON.stringify({ data: { executor: text } }),
+      ]);
       await eventually("the controller to reload its configuration", async () => (await reloads()) > before, 60_000);
     };
     return { executor: cm.data["executor"]!, setExecutor };
@@ -261,7 +375,9 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
   it("with the executor's readOnlyRootFilesystem, a plugin input fails in init-artifact-s3 (no volume at the socket's folder); the podSpecPatch the README gives makes it load", async () => {
     if (INITLESS) {
       // The README says not to use that patch in this layout: there is no init-artifact-s3 to patch (the sidecar has its socket volume).
-      process.stdout.write("cluster tier: the readOnlyRootFilesystem podSpecPatch is for the default layout only; skipped in the init-less layout\n");
+      process.stdout.write(
+        "cluster tier: the readOnlyRootFilesystem podSpecPatch is for the default layout only; skipped in the init-less layout\n",
+      );
       return;
     }
     const { executor, setExecutor } = await executorConfig();
@@ -272,7 +388,9 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       const why = await diagnose(failed.name);
       expect(failed.status.phase, why).not.toBe("Succeeded");
       expect(why).toMatch(/read-only file system/);
-      const patched = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc as { spec: { templates: { name: string; podSpecPatch?: string }[] } };
+      const patched = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc as {
+        spec: { templates: { name: string; podSpecPatch?: string }[] };
+      };
       patched.spec.templates.find((t) => t.name === "consume")!.podSpecPatch = readmePodSpecPatch();
       const ok = await expectSucceeded(patched);
       expect(await podLog(ok.name, "consume")).toBe((await objectBytes(`runs/${ok.name}/report.txt`)).toString());
@@ -283,7 +401,9 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
 
   it("traces the plugin containers of a workflow pod to an OTLP collector on the node, turned on by the executor's env as README Operations says; each RPC's span continues the pod's TRACEPARENT", async () => {
     // A real OTLP receiver on the node's address, where pods reach it.
-    const receiver = cluster.spawn(await goBuild("test/otlpreceiver"), ["-addr", cluster.nodeIP], { env: { PATH: process.env["PATH"] ?? "" } });
+    const receiver = cluster.spawn(await goBuild("test/otlpreceiver"), ["-addr", cluster.nodeIP], {
+      env: { PATH: process.env["PATH"] ?? "" },
+    });
     let out = "";
     receiver.stdout?.on("data", (c: Buffer) => (out += c.toString()));
     receiver.stderr?.on("data", (c: Buffer) => (out += c.toString()));
@@ -293,7 +413,9 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       const lines = () => out.slice(0, out.lastIndexOf("\n") + 1).split("\n");
       await eventually("the OTLP receiver on the node", async () => lines().some((l) => listeningOf(l)), 60_000, 100);
       // Only the endpoint, as Argo's docs say: argoexec and the plugin both default to OTLP/gRPC.
-      const { grpc } = lines().map(listeningOf).find((a) => a !== undefined)!;
+      const { grpc } = lines()
+        .map(listeningOf)
+        .find((a) => a !== undefined)!;
       // What Argo 4.1's controller puts on every container of the pod (v4.0.5 does not): the step's trace context.
       const podTrace = createHash("sha256").update(`trace ${Date.now()}`).digest("hex").slice(0, 32);
       const podSpan = podTrace.slice(0, 16);
@@ -304,19 +426,39 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       const { name } = await expectSucceeded(wf);
       // The trace context each plugin container got: the executor's, unless the controller put its own after it
       // (Argo 4.1 gives every container the step's TRACEPARENT after the executor's env; the last one wins).
-      const steps = [["Save", "S3.PutObject", "produce", "artifact-plugin-s3"], ["Load", "S3.GetObject", "consume", LOADING_PLUGIN]] as const;
+      const steps = [
+        ["Save", "S3.PutObject", "produce", "artifact-plugin-s3"],
+        ["Load", "S3.GetObject", "consume", LOADING_PLUGIN],
+      ] as const;
       const expected = new Map<string, { traceId: string; spanId: string }>();
       for (const [method, , step, container] of steps) {
         const tp = await containerEnv(name, step, container, "TRACEPARENT");
         const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(tp ?? "");
         expect(m, `${step}/${container}'s TRACEPARENT ${tp}`).not.toBeNull();
         expected.set(method, { traceId: m![1]!, spanId: m![2]! });
-        if (m![1] !== podTrace) process.stdout.write(`tracing: ${step}/${container} runs in the controller's trace ${m![1]} (Argo >= 4.1), not the executor's\n`);
+        if (m![1] !== podTrace)
+          process.stdout.write(
+            `tracing: ${step}/${container} runs in the controller's trace ${m![1]} (Argo >= 4.1), not the executor's\n`,
+          );
       }
-      const spans = () => lines().filter((l) => l.startsWith("{")).flatMap(spansOf);
-      const rpcSpan = (method: string) => spans().find((x) => x.name === `artifact.ArtifactService/${method}` && x.traceId === expected.get(method)!.traceId);
-      await eventually("the Save and Load spans at the receiver", async () => ["Save", "Load"].every((m) => rpcSpan(m) !== undefined), 60_000, 250).catch(async (e: Error) => {
-        const logs = [await containerLog(name, "produce", "artifact-plugin-s3"), await containerLog(name, "consume", LOADING_PLUGIN)].join("\n");
+      const spans = () =>
+        lines()
+          .filter((l) => l.startsWith("{"))
+          .flatMap(spansOf);
+      const rpcSpan = (method: string) =>
+        spans().find(
+          (x) => x.name === `artifact.ArtifactService/${method}` && x.traceId === expected.get(method)!.traceId,
+        );
+      await eventually(
+        "the Save and Load spans at the receiver",
+        async () => ["Save", "Load"].every((m) => rpcSpan(m) !== undefined),
+        60_000,
+        250,
+      ).catch(async (e: Error) => {
+        const logs = [
+          await containerLog(name, "produce", "artifact-plugin-s3"),
+          await containerLog(name, "consume", LOADING_PLUGIN),
+        ].join("\n");
         throw new Error(`${e.message}\nreceiver:\n${out.slice(0, 3000)}\nplugin containers:\n${logs.slice(-6000)}`);
       });
       const key = `runs/${name}/report.txt`;
@@ -327,7 +469,9 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
         expect(rpc.attributes["argo_s3.outcome"]).toBe("ok");
         // The pod that ran it: the step's own pod (the sidecar saves, the init container loads).
         expect(String(rpc.resource["k8s.pod.name"])).toContain(`${name}-${step}-`);
-        const under = spans().filter((x) => x.parentSpanId === rpc.spanId).map((x) => x.name);
+        const under = spans()
+          .filter((x) => x.parentSpanId === rpc.spanId)
+          .map((x) => x.name);
         expect(under, `S3 spans under ${method}`).toContain(op);
       }
     } finally {
@@ -352,7 +496,12 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       env: {
         PATH: process.env["PATH"] ?? "",
         AGENT_LOG_REQUESTS: "1",
-        AGENT_OPTIONS: JSON.stringify({ listen: [{ host: "169.254.170.23", port: 80 }], audience: "pods.eks.amazonaws.com", minio: env.minioAccess, bucket: store.bucket }),
+        AGENT_OPTIONS: JSON.stringify({
+          listen: [{ host: "169.254.170.23", port: 80 }],
+          audience: "pods.eks.amazonaws.com",
+          minio: env.minioAccess,
+          bucket: store.bucket,
+        }),
       },
     });
     let agentOut = "";
@@ -371,23 +520,53 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       plugin.configuration = stringify({ ...cfg, endpoint: store.endpoint, bucket: store.bucket, insecure: true });
       // What EKS's Pod Identity webhook adds to a pod's containers, here to the plugin's: the agent's URI, the token file, the projected token.
       main["podSpecPatch"] = JSON.stringify({
-        volumes: [{ name: "eks-pod-identity-token", projected: { sources: [{ serviceAccountToken: { audience: "pods.eks.amazonaws.com", expirationSeconds: 86400, path: "eks-pod-identity-token" } }] } }],
+        volumes: [
+          {
+            name: "eks-pod-identity-token",
+            projected: {
+              sources: [
+                {
+                  serviceAccountToken: {
+                    audience: "pods.eks.amazonaws.com",
+                    expirationSeconds: 86400,
+                    path: "eks-pod-identity-token",
+                  },
+                },
+              ],
+            },
+          },
+        ],
         containers: [
           {
             name: "artifact-plugin-s3",
             env: [
               { name: "AWS_CONTAINER_CREDENTIALS_FULL_URI", value: "http://169.254.170.23/v1/credentials" },
-              { name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", value: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token" },
+              {
+                name: "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                value: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token",
+              },
             ],
-            volumeMounts: [{ name: "eks-pod-identity-token", mountPath: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount", readOnly: true }],
+            volumeMounts: [
+              {
+                name: "eks-pod-identity-token",
+                mountPath: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount",
+                readOnly: true,
+              },
+            ],
           },
         ],
       });
       const { name } = await expectSucceeded(wf, ns);
       expect((await objectBytes(`runs/${name}/out.txt`)).toString()).toBe("written with Pod Identity credentials\n");
-      const served = agentOut.split("\n").filter((l) => l.startsWith('{"request"')).map((l) => (JSON.parse(l) as { request: { tokenOk: boolean; status: number } }).request);
+      const served = agentOut
+        .split("\n")
+        .filter((l) => l.startsWith('{"request"'))
+        .map((l) => (JSON.parse(l) as { request: { tokenOk: boolean; status: number } }).request);
       expect(served.length, agentOut).toBeGreaterThan(0);
-      expect(served.every((r) => r.tokenOk && r.status === 200), agentOut).toBe(true);
+      expect(
+        served.every((r) => r.tokenOk && r.status === 200),
+        agentOut,
+      ).toBe(true);
     } finally {
       agent.kill("SIGTERM");
     }
@@ -397,15 +576,34 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     // --loglevel reaches it) it says when that look found nothing and it waits a second for the next.
     // Default layout: client and plugin in one init container. Init-less: the supervisor dials the sidecar.
     const client = INITLESS ? "supervisor" : "init-artifact-s3";
-    const pods = await kubectlJson<{ items: { metadata: { name: string }; spec: { containers: { name: string }[]; initContainers?: { name: string }[] } }[] }>(["-n", NAMESPACE, "get", "pods"]);
+    const pods = await kubectlJson<{
+      items: {
+        metadata: { name: string };
+        spec: { containers: { name: string }[]; initContainers?: { name: string }[] };
+      }[];
+    }>(["-n", NAMESPACE, "get", "pods"]);
     const looks: { pod: string; first: boolean; execToSocketMs: number }[] = [];
-    for (const p of pods.items.filter((x) => [...x.spec.containers, ...(x.spec.initContainers ?? [])].some((c) => c.name === LOADING_PLUGIN) && [...x.spec.containers, ...(x.spec.initContainers ?? [])].some((c) => c.name === client))) {
-      const log = await cluster.kubectl(["-n", NAMESPACE, "logs", p.metadata.name, "-c", client]).then((r) => r.stdout, () => "");
-      const at = (re: RegExp) => Date.parse(/time="?(\S+?Z)"?/.exec(log.split("\n").find((l) => re.test(l)) ?? "")?.[1] ?? "");
+    for (const p of pods.items.filter(
+      (x) =>
+        [...x.spec.containers, ...(x.spec.initContainers ?? [])].some((c) => c.name === LOADING_PLUGIN) &&
+        [...x.spec.containers, ...(x.spec.initContainers ?? [])].some((c) => c.name === client),
+    )) {
+      const log = await cluster.kubectl(["-n", NAMESPACE, "logs", p.metadata.name, "-c", client]).then(
+        (r) => r.stdout,
+        () => "",
+      );
+      const at = (re: RegExp) =>
+        Date.parse(/time="?(\S+?Z)"?/.exec(log.split("\n").find((l) => re.test(l)) ?? "")?.[1] ?? "");
       if (!/level=DEBUG/.test(log) || !/plugin socket file exists/.test(log)) continue;
-      looks.push({ pod: p.metadata.name, first: !/plugin socket not found, retrying/.test(log), execToSocketMs: at(/plugin socket file exists/) - at(/msg="starting command"/) });
+      looks.push({
+        pod: p.metadata.name,
+        first: !/plugin socket not found, retrying/.test(log),
+        execToSocketMs: at(/plugin socket file exists/) - at(/msg="starting command"/),
+      });
     }
-    process.stdout.write(`socket found at argoexec's first look in ${looks.filter((l) => l.first).length} of ${looks.length} ${client} containers: ${JSON.stringify(looks)}\n`);
+    process.stdout.write(
+      `socket found at argoexec's first look in ${looks.filter((l) => l.first).length} of ${looks.length} ${client} containers: ${JSON.stringify(looks)}\n`,
+    );
     expect(looks.length, `${client} containers with argoexec's debug lines`).toBeGreaterThanOrEqual(5);
     // Init-less: the supervisor dials a sidecar the kubelet starts after it, in another container, so
     // the supervisor's first look comes before the plugin's container runs at all; no start-up of the

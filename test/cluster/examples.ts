@@ -14,22 +14,34 @@ export interface Store {
 }
 
 export function storeConfiguration(s: Store, extra = ""): string {
-  return [
-    `endpoint: ${s.endpoint}`,
-    `bucket: ${s.bucket}`,
-    "insecure: true",
-    `accessKeySecret: {name: ${s.secret}, key: accesskey}`,
-    `secretKeySecret: {name: ${s.secret}, key: secretkey}`,
-    extra,
-  ]
-    .filter(Boolean)
-    .join("\n") + "\n";
+  return (
+    [
+      `endpoint: ${s.endpoint}`,
+      `bucket: ${s.bucket}`,
+      "insecure: true",
+      `accessKeySecret: {name: ${s.secret}, key: accesskey}`,
+      `secretKeySecret: {name: ${s.secret}, key: secretkey}`,
+      extra,
+    ]
+      .filter(Boolean)
+      .join("\n") + "\n"
+  );
 }
 
 /** The example's own configuration with the store's address and keys in place of AWS's; the rest (tuning, ...) kept. */
 function retarget(configuration: string, s: Store): string {
   const cfg = (parse(configuration) ?? {}) as Record<string, unknown>;
-  for (const k of ["endpoint", "bucket", "region", "useSDKCreds", "insecure", "accessKeySecret", "secretKeySecret", "createBucketIfNotPresent"]) delete cfg[k];
+  for (const k of [
+    "endpoint",
+    "bucket",
+    "region",
+    "useSDKCreds",
+    "insecure",
+    "accessKeySecret",
+    "secretKeySecret",
+    "createBucketIfNotPresent",
+  ])
+    delete cfg[k];
   const rest = Object.keys(cfg).length ? stringify(cfg) : "";
   return storeConfiguration(s, rest.trimEnd());
 }
@@ -66,7 +78,9 @@ export interface Example {
 export function examples(root: string, s: Store, image: string, scale: (cmd: string) => string = (c) => c): Example[] {
   const dir = join(root, "examples");
   const out: Example[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()) {
     for (const d of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
       const doc = d.toJS() as Record<string, unknown> | null;
       if (!doc) continue;

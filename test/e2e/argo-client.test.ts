@@ -47,9 +47,13 @@ it("passes every step of the Go program on Argo's plugin driver", async () => {
     cfgFile,
     `endpoint: ${minio.endpoint}\nbucket: argo\ninsecure: true\ntuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 1\n`,
   );
-  const result = await run(binary, ["-socket", plugin.socket, "-config-file", cfgFile, "-prefix", `run-${Date.now()}`, "-workdir", work], {
-    maxBuffer: 16 * 1024 * 1024,
-  }).catch((e: { stdout?: string; stderr?: string; code?: number }) => e);
+  const result = await run(
+    binary,
+    ["-socket", plugin.socket, "-config-file", cfgFile, "-prefix", `run-${Date.now()}`, "-workdir", work],
+    {
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  ).catch((e: { stdout?: string; stderr?: string; code?: number }) => e);
   const stdout = result.stdout ?? "";
   process.stdout.write(stdout);
   expect(stdout, `${stdout}\n${result.stderr ?? ""}`).toMatch(/^11 passed, 0 failed$/m);

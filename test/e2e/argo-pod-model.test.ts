@@ -15,7 +15,19 @@
 // starts as the image starts it: the launcher (launcher/), then Node. Also:
 // Argo's linter on every example workflow.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -88,7 +100,20 @@ async function startSidecar(executorArgs: string[]): Promise<Sidecar> {
   const container = `s3-plugin-${process.pid}-${Date.now()}`;
   const proc = spawn(
     "setpriv",
-    [`--reuid=${PLUGIN_UID}`, `--regid=${PLUGIN_UID}`, "--clear-groups", "--", join(pod, "argoexec"), "artifact-plugin-sidecar", "--", join(pod, "launch"), process.execPath, join(ROOT, "dist", "main.cjs"), socket, ...executorArgs],
+    [
+      `--reuid=${PLUGIN_UID}`,
+      `--regid=${PLUGIN_UID}`,
+      "--clear-groups",
+      "--",
+      join(pod, "argoexec"),
+      "artifact-plugin-sidecar",
+      "--",
+      join(pod, "launch"),
+      process.execPath,
+      join(ROOT, "dist", "main.cjs"),
+      socket,
+      ...executorArgs,
+    ],
     {
       env: { PATH: process.env["PATH"] ?? "", HOME: pod, ARGO_CONTAINER_NAME: container, ...rootKeysEnv(minio) },
       stdio: ["ignore", "pipe", "pipe"],
@@ -119,41 +144,54 @@ async function stopSidecar(s: Sidecar): Promise<{ code: number | null; pluginExi
 }
 
 describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
-  it(
-    "uid 8737 runs every step of Argo's plugin client against the plugin started through the image's launcher with Argo's executor args; exit 0 on Argo's stop",
-    async () => {
-      const sidecar = await startSidecar(["--loglevel", "debug", "--gloglevel", "6"]);
-      // The socket takes the sharing of its folder: any uid in the pod may connect.
-      expect(statSync(sidecar.socket).mode & 0o777).toBe(0o666);
-      expect(statSync(sidecar.socket).uid).toBe(PLUGIN_UID);
-      const work = join(pod, `client-${Date.now()}`);
-      mkdirSync(work);
-      chownSync(work, CLIENT_UID, CLIENT_UID);
-      // The artifacts' volume is an emptyDir (0777) shared by the executor and the plugin.
-      mkdirSync(join(work, "scratch"));
-      chmodSync(join(work, "scratch"), 0o777);
-      const cfg = join(work, "config.yaml");
-      writeFileSync(cfg, `endpoint: ${minio.endpoint}\nbucket: argo\ninsecure: true\ntuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 1\n`);
-      chmodSync(cfg, 0o644);
-      const result = await run(
-        "setpriv",
-        [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-socket", sidecar.socket, "-config-file", cfg, "-prefix", `pod-${Date.now()}`, "-workdir", join(work, "scratch")],
-        { env: { PATH: process.env["PATH"] ?? "", HOME: work }, maxBuffer: 16 * 1024 * 1024, timeout: 300_000 },
-      ).catch((e: { stdout?: string; stderr?: string }) => e);
-      const stdout = result.stdout ?? "";
-      expect(stdout, `${stdout}\n${result.stderr ?? ""}\n${sidecar.output()}`).toMatch(/^11 passed, 0 failed$/m);
-      // Files the client made were made by uid 8737 from bytes the plugin loaded.
-      expect(statSync(join(work, "scratch", "loaded-dir")).uid).toBe(PLUGIN_UID);
-      // The executor's --loglevel reached the plugin; the rest was set aside with one warning.
-      expect(sidecar.output()).toContain('"ignoredArgs":["--gloglevel","6"]');
-      const { code, pluginExit } = await stopSidecar(sidecar);
-      expect(code).toBe(0);
-      expect(pluginExit).toBe("0");
-      const uploads = await adminClient(minio).send(new ListMultipartUploadsCommand({ Bucket: "argo" }));
-      expect(uploads.Uploads ?? []).toEqual([]);
-    },
-    600_000,
-  );
+  it("uid 8737 runs every step of Argo's plugin client against the plugin started through the image's launcher with Argo's executor args; exit 0 on Argo's stop", async () => {
+    const sidecar = await startSidecar(["--loglevel", "debug", "--gloglevel", "6"]);
+    // The socket takes the sharing of its folder: any uid in the pod may connect.
+    expect(statSync(sidecar.socket).mode & 0o777).toBe(0o666);
+    expect(statSync(sidecar.socket).uid).toBe(PLUGIN_UID);
+    const work = join(pod, `client-${Date.now()}`);
+    mkdirSync(work);
+    chownSync(work, CLIENT_UID, CLIENT_UID);
+    // The artifacts' volume is an emptyDir (0777) shared by the executor and the plugin.
+    mkdirSync(join(work, "scratch"));
+    chmodSync(join(work, "scratch"), 0o777);
+    const cfg = join(work, "config.yaml");
+    writeFileSync(
+      cfg,
+      `endpoint: ${minio.endpoint}\nbucket: argo\ninsecure: true\ntuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 1\n`,
+    );
+    chmodSync(cfg, 0o644);
+    const result = await run(
+      "setpriv",
+      [
+        `--reuid=${CLIENT_UID}`,
+        `--regid=${CLIENT_UID}`,
+        "--clear-groups",
+        "--",
+        clientBin,
+        "-socket",
+        sidecar.socket,
+        "-config-file",
+        cfg,
+        "-prefix",
+        `pod-${Date.now()}`,
+        "-workdir",
+        join(work, "scratch"),
+      ],
+      { env: { PATH: process.env["PATH"] ?? "", HOME: work }, maxBuffer: 16 * 1024 * 1024, timeout: 300_000 },
+    ).catch((e: { stdout?: string; stderr?: string }) => e);
+    const stdout = result.stdout ?? "";
+    expect(stdout, `${stdout}\n${result.stderr ?? ""}\n${sidecar.output()}`).toMatch(/^11 passed, 0 failed$/m);
+    // Files the client made were made by uid 8737 from bytes the plugin loaded.
+    expect(statSync(join(work, "scratch", "loaded-dir")).uid).toBe(PLUGIN_UID);
+    // The executor's --loglevel reached the plugin; the rest was set aside with one warning.
+    expect(sidecar.output()).toContain('"ignoredArgs":["--gloglevel","6"]');
+    const { code, pluginExit } = await stopSidecar(sidecar);
+    expect(code).toBe(0);
+    expect(pluginExit).toBe("0");
+    const uploads = await adminClient(minio).send(new ListMultipartUploadsCommand({ Bucket: "argo" }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+  }, 600_000);
 
   // Once main ends, Argo's controller execs the container's kill command in
   // every running container, by default `/var/run/argo/argoexec kill 15 1`;
@@ -164,11 +202,16 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
     expect(argv.at(-1), "the kill command addresses PID 1, the wrapper").toBe("1");
     argv[argv.length - 1] = String(s.proc.pid);
     if (argv[0] === `${VAR_RUN_ARGO}/argoexec`) argv[0] = join(pod, "argoexec");
-    await run("setpriv", [`--reuid=${PLUGIN_UID}`, `--regid=${PLUGIN_UID}`, "--clear-groups", "--", ...argv], { timeout: 30_000 });
+    await run("setpriv", [`--reuid=${PLUGIN_UID}`, `--regid=${PLUGIN_UID}`, "--clear-groups", "--", ...argv], {
+      timeout: 30_000,
+    });
   }
 
   /** A Save through Argo's client that is still uploading when `during` runs (its parts' answers are held back 1.5 s each). */
-  async function saveWhile(s: Sidecar, during: () => Promise<void>): Promise<{ ok: boolean; out: string; key: string; bytes: Buffer }> {
+  async function saveWhile(
+    s: Sidecar,
+    during: () => Promise<void>,
+  ): Promise<{ ok: boolean; out: string; key: string; bytes: Buffer }> {
     const proxy = await startFaultProxy(minio.port);
     try {
       const work = join(pod, `kill-${Date.now()}`);
@@ -179,13 +222,32 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
       writeFileSync(file, bytes);
       chmodSync(file, 0o644);
       const cfg = join(work, "config.yaml");
-      writeFileSync(cfg, `endpoint: ${proxy.endpoint}\nbucket: argo\ninsecure: true\ntuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 1\n`);
+      writeFileSync(
+        cfg,
+        `endpoint: ${proxy.endpoint}\nbucket: argo\ninsecure: true\ntuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 1\n`,
+      );
       chmodSync(cfg, 0o644);
       proxy.inject(3, "slow-answer", (req) => req.method === "PUT");
       const key = `kill-${Date.now()}/big.bin`;
       const save = run(
         "setpriv",
-        [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", "save", "-socket", s.socket, "-config-file", cfg, "-key", key, "-file", file],
+        [
+          `--reuid=${CLIENT_UID}`,
+          `--regid=${CLIENT_UID}`,
+          "--clear-groups",
+          "--",
+          clientBin,
+          "-bench",
+          "save",
+          "-socket",
+          s.socket,
+          "-config-file",
+          cfg,
+          "-key",
+          key,
+          "-file",
+          file,
+        ],
         { env: { PATH: process.env["PATH"] ?? "", HOME: work }, maxBuffer: 16 * 1024 * 1024, timeout: 120_000 },
       ).then(
         (r) => ({ ok: true, out: `${r.stdout}${r.stderr}` }),
@@ -200,26 +262,22 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
     }
   }
 
-  it(
-    "the controller's stop of a running sidecar (argoexec kill 15 1, twice) leaves the Save to finish: Argo's own argoexec ignores SIGTERM and cannot kill a released child",
-    async () => {
-      const sidecar = await startSidecar([]);
-      const saved = await saveWhile(sidecar, async () => {
-        // The controller's default kill command for every container still running once main ends.
-        await controllerKill(sidecar, [`${VAR_RUN_ARGO}/argoexec`, "kill", "%d", "1"], 15);
-        await new Promise((r) => setTimeout(r, 1_000));
-        await controllerKill(sidecar, [`${VAR_RUN_ARGO}/argoexec`, "kill", "%d", "1"], 15);
-      });
-      expect(saved.ok, `${saved.out}\n${sidecar.output()}`).toBe(true);
-      const got = await adminClient(minio).send(new GetObjectCommand({ Bucket: "argo", Key: saved.key }));
-      expect(Buffer.from(await got.Body!.transformToByteArray()).equals(saved.bytes)).toBe(true);
-      expect(sidecar.proc.exitCode, "argoexec's wrapper is still serving").toBeNull();
-      const { code, pluginExit } = await stopSidecar(sidecar);
-      expect(code).toBe(0);
-      expect(pluginExit).toBe("0");
-    },
-    300_000,
-  );
+  it("the controller's stop of a running sidecar (argoexec kill 15 1, twice) leaves the Save to finish: Argo's own argoexec ignores SIGTERM and cannot kill a released child", async () => {
+    const sidecar = await startSidecar([]);
+    const saved = await saveWhile(sidecar, async () => {
+      // The controller's default kill command for every container still running once main ends.
+      await controllerKill(sidecar, [`${VAR_RUN_ARGO}/argoexec`, "kill", "%d", "1"], 15);
+      await new Promise((r) => setTimeout(r, 1_000));
+      await controllerKill(sidecar, [`${VAR_RUN_ARGO}/argoexec`, "kill", "%d", "1"], 15);
+    });
+    expect(saved.ok, `${saved.out}\n${sidecar.output()}`).toBe(true);
+    const got = await adminClient(minio).send(new GetObjectCommand({ Bucket: "argo", Key: saved.key }));
+    expect(Buffer.from(await got.Body!.transformToByteArray()).equals(saved.bytes)).toBe(true);
+    expect(sidecar.proc.exitCode, "argoexec's wrapper is still serving").toBeNull();
+    const { code, pluginExit } = await stopSidecar(sidecar);
+    expect(code).toBe(0);
+    expect(pluginExit).toBe("0");
+  }, 300_000);
 
   it("an output the main container wrote 0600 as root fails with the uid that could not read it, the owner and mode, and what to set", async () => {
     const sidecar = await startSidecar([]);
@@ -238,7 +296,23 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
       const save = (file: string) =>
         run(
           "setpriv",
-          [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", "save", "-socket", sidecar.socket, "-config-file", cfg, "-key", `private-${Date.now()}`, "-file", file],
+          [
+            `--reuid=${CLIENT_UID}`,
+            `--regid=${CLIENT_UID}`,
+            "--clear-groups",
+            "--",
+            clientBin,
+            "-bench",
+            "save",
+            "-socket",
+            sidecar.socket,
+            "-config-file",
+            cfg,
+            "-key",
+            `private-${Date.now()}`,
+            "-file",
+            file,
+          ],
           { env: { PATH: process.env["PATH"] ?? "", HOME: work }, timeout: 60_000 },
         ).then(
           (r) => ({ ok: true, out: `${r.stdout}${r.stderr}` }),
@@ -246,7 +320,9 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
         );
       const file = await save(join(work, "secret.bin"));
       expect(file.ok, file.out).toBe(false);
-      expect(file.out).toContain(`cannot save ${join(work, "secret.bin")}: permission denied (EACCES): the plugin (uid ${PLUGIN_UID}, gid ${PLUGIN_UID}) cannot read it`);
+      expect(file.out).toContain(
+        `cannot save ${join(work, "secret.bin")}: permission denied (EACCES): the plugin (uid ${PLUGIN_UID}, gid ${PLUGIN_UID}) cannot read it`,
+      );
       expect(file.out).toContain("is owned by uid 0 (gid 0) with mode 0600");
       expect(file.out).toMatch(/umask 022 or chmod -R a\+rX .*securityContext\.runAsUser/);
       const dir = await save(join(work, "dir"));
@@ -260,13 +336,25 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
 
   it("a second plugin started on the live socket (as `kubectl exec` could) is refused; the first keeps serving uid 8737", async () => {
     const sidecar = await startSidecar([]);
-    const second = await run(process.execPath, [join(ROOT, "dist", "main.cjs"), sidecar.socket], { timeout: 20_000 }).catch((e: { code?: number; stdout?: string }) => e);
+    const second = await run(process.execPath, [join(ROOT, "dist", "main.cjs"), sidecar.socket], {
+      timeout: 20_000,
+    }).catch((e: { code?: number; stdout?: string }) => e);
     expect((second as { code?: number }).code).toBe(1);
     expect(second.stdout).toContain("another process is serving on this socket");
     expect(existsSync(sidecar.socket)).toBe(true);
     const caps = await run(
       "setpriv",
-      [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", "caps", "-socket", sidecar.socket],
+      [
+        `--reuid=${CLIENT_UID}`,
+        `--regid=${CLIENT_UID}`,
+        "--clear-groups",
+        "--",
+        clientBin,
+        "-bench",
+        "caps",
+        "-socket",
+        sidecar.socket,
+      ],
       { timeout: 60_000 },
     ).catch((e: { stdout?: string; stderr?: string }) => e);
     expect(caps.stdout, caps.stderr).toContain('"supportsSaveStream":true');
@@ -284,13 +372,17 @@ describe("Argo's linter", () => {
   it("passes every example workflow (argo lint --offline --strict)", async () => {
     const list = files();
     expect(list.length).toBeGreaterThan(3);
-    const r = await run(tools.lint, list, { timeout: 120_000 }).catch((e: { code?: number; stdout?: string; stderr?: string }) => e);
+    const r = await run(tools.lint, list, { timeout: 120_000 }).catch(
+      (e: { code?: number; stdout?: string; stderr?: string }) => e,
+    );
     expect((r as { code?: number }).code ?? 0, `${r.stdout}\n${r.stderr}`).toBe(0);
   });
 
   it("passes every workflow in the README, and fails a broken one (the check can fail)", async () => {
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-    const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((b) => /^kind: (Workflow|WorkflowTemplate|CronWorkflow)\b/m.test(b));
+    const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)]
+      .map((m) => m[1]!)
+      .filter((b) => /^kind: (Workflow|WorkflowTemplate|CronWorkflow)\b/m.test(b));
     expect(blocks.length).toBeGreaterThan(0);
     const dir = mkdtempSync(join(tmpdir(), "lint-"));
     const paths = blocks.map((b, i) => {
@@ -298,7 +390,9 @@ describe("Argo's linter", () => {
       writeFileSync(p, b);
       return p;
     });
-    const ok = await run(tools.lint, paths, { timeout: 120_000 }).catch((e: { code?: number; stdout?: string; stderr?: string }) => e);
+    const ok = await run(tools.lint, paths, { timeout: 120_000 }).catch(
+      (e: { code?: number; stdout?: string; stderr?: string }) => e,
+    );
     expect((ok as { code?: number }).code ?? 0, `${ok.stdout}\n${ok.stderr}`).toBe(0);
     const broken = join(dir, "broken.yaml");
     writeFileSync(broken, blocks[0]!.replace("templates:", "templatez:"));

@@ -51,12 +51,21 @@ beforeAll(async () => {
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   big = randomBytes(24 * MiB);
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "big.bin", Body: big }));
-  for (let i = 0; i < 20; i++) await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `dir/f${i}`, Body: randomBytes(300 * 1024) }));
+  for (let i = 0; i < 20; i++)
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `dir/f${i}`, Body: randomBytes(300 * 1024) }));
   work = mkdtempSync(join(tmpdir(), "budget-"));
   writeFileSync(join(work, "up.bin"), randomBytes(12 * MiB));
   const socketPath = join(work, "sock", "socket");
   const logger = createLogger(new Writable({ write: (_c, _e, cb) => cb() }));
-  server = new PluginServer({ socketPath, logger, service: new ArtifactService(new S3TargetFactory(new KubeSecretSource(process.env), { env: process.env }), new TransferEngine(budget)), streamIdleMs: IDLE_MS });
+  server = new PluginServer({
+    socketPath,
+    logger,
+    service: new ArtifactService(
+      new S3TargetFactory(new KubeSecretSource(process.env), { env: process.env }),
+      new TransferEngine(budget),
+    ),
+    streamIdleMs: IDLE_MS,
+  });
   await server.listen();
   client = new ArtifactClient(socketPath);
 }, 600_000);
@@ -70,7 +79,15 @@ afterAll(async () => {
 
 /** One call of a random kind, cut by a cancel or a deadline after `ms`. */
 function cancelledCall(kind: number, ms: number, useDeadline: boolean, n: number): Promise<unknown> {
-  const raw = client.raw as unknown as Record<string, (...a: unknown[]) => { cancel(): void; on(e: string, f: (...a: unknown[]) => void): void; write(m: unknown): boolean; end(): void }>;
+  const raw = client.raw as unknown as Record<
+    string,
+    (...a: unknown[]) => {
+      cancel(): void;
+      on(e: string, f: (...a: unknown[]) => void): void;
+      write(m: unknown): boolean;
+      end(): void;
+    }
+  >;
   const md = new Metadata();
   const opts = { deadline: Date.now() + (useDeadline ? ms : 60_000) };
   return new Promise<void>((resolve) => {
@@ -93,12 +110,24 @@ function cancelledCall(kind: number, ms: number, useDeadline: boolean, n: number
         break;
       }
       case 3: {
-        const c = raw["Load"]!.call(client.raw, { inputArtifact: artifact(cfg(), "dir"), path: join(work, `dir-${n}`) }, md, opts, done);
+        const c = raw["Load"]!.call(
+          client.raw,
+          { inputArtifact: artifact(cfg(), "dir"), path: join(work, `dir-${n}`) },
+          md,
+          opts,
+          done,
+        );
         call = c;
         break;
       }
       case 4: {
-        const c = raw["Save"]!.call(client.raw, { outputArtifact: artifact(cfg(), `up/${n}`), path: join(work, "up.bin") }, md, opts, done);
+        const c = raw["Save"]!.call(
+          client.raw,
+          { outputArtifact: artifact(cfg(), `up/${n}`), path: join(work, "up.bin") },
+          md,
+          opts,
+          done,
+        );
         call = c;
         break;
       }
@@ -114,26 +143,22 @@ function cancelledCall(kind: number, ms: number, useDeadline: boolean, n: number
   });
 }
 
-it(
-  `gives every buffer back after ${CALLS} calls cancelled at random moments, and serves a Load at once`,
-  async () => {
-    const rnd = prng(20261129);
-    const batch: Promise<unknown>[] = [];
-    for (let n = 0; n < CALLS; n++) {
-      batch.push(cancelledCall(Math.floor(rnd() * 6), Math.floor(rnd() * 400), rnd() < 0.5, n));
-      if (batch.length === 8) await within(Promise.all(batch.splice(0)), 60_000, "a batch of cancelled calls");
-    }
-    await within(Promise.all(batch), 60_000, "the last cancelled calls");
-    await until("budget in use back to 0", () => budget.inUse === 0, 15_000);
-    tally({ suite: "budget: calls cancelled at random moments", faultsInjected: CALLS, faultsSurvived: CALLS });
-    const dest = join(work, "after");
-    const res = await within(client.load(artifact(cfg(), "big.bin"), dest), 10_000, "Load after the cancellations");
-    expect(res).toEqual({ success: true, error: "" });
-    expect(sha(readFileSync(dest))).toBe(sha(big));
-    expect(budget.inUse).toBe(0);
-  },
-  600_000,
-);
+it(`gives every buffer back after ${CALLS} calls cancelled at random moments, and serves a Load at once`, async () => {
+  const rnd = prng(20261129);
+  const batch: Promise<unknown>[] = [];
+  for (let n = 0; n < CALLS; n++) {
+    batch.push(cancelledCall(Math.floor(rnd() * 6), Math.floor(rnd() * 400), rnd() < 0.5, n));
+    if (batch.length === 8) await within(Promise.all(batch.splice(0)), 60_000, "a batch of cancelled calls");
+  }
+  await within(Promise.all(batch), 60_000, "the last cancelled calls");
+  await until("budget in use back to 0", () => budget.inUse === 0, 15_000);
+  tally({ suite: "budget: calls cancelled at random moments", faultsInjected: CALLS, faultsSurvived: CALLS });
+  const dest = join(work, "after");
+  const res = await within(client.load(artifact(cfg(), "big.bin"), dest), 10_000, "Load after the cancellations");
+  expect(res).toEqual({ success: true, error: "" });
+  expect(sha(readFileSync(dest))).toBe(sha(big));
+  expect(budget.inUse).toBe(0);
+}, 600_000);
 
 it("closes an OpenStream that ends after its first frame, 30 times over, without holding a byte", async () => {
   for (let i = 0; i < 30; i++) {
@@ -146,7 +171,16 @@ it("closes an OpenStream that ends after its first frame, 30 times over, without
 });
 
 it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes back", async () => {
-  const raw = client.raw as unknown as Record<string, (...a: unknown[]) => { pause(): void; resume(): void; cancel(): void; on(e: string, f: (...a: unknown[]) => void): void; write(m: unknown): boolean }>;
+  const raw = client.raw as unknown as Record<
+    string,
+    (...a: unknown[]) => {
+      pause(): void;
+      resume(): void;
+      cancel(): void;
+      on(e: string, f: (...a: unknown[]) => void): void;
+      write(m: unknown): boolean;
+    }
+  >;
   const outcomes: Promise<string>[] = [];
   const calls: { cancel(): void }[] = [];
   for (let i = 0; i < 4; i++) {
@@ -167,7 +201,9 @@ it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes 
   }
   // A SaveStream that sends its metadata and one chunk, then nothing.
   const stalledSave = new Promise<string>((resolve) => {
-    const c = raw["SaveStream"]!.call(client.raw, new Metadata(), (err: unknown, res: { error?: string }) => resolve(err ? String(err) : (res.error ?? "")));
+    const c = raw["SaveStream"]!.call(client.raw, new Metadata(), (err: unknown, res: { error?: string }) =>
+      resolve(err ? String(err) : (res.error ?? "")),
+    );
     c.write({ outputArtifact: artifact(cfg(), "stalled-save") });
     c.write({ chunk: big.subarray(0, 2 * MiB) });
     calls.push(c);
@@ -175,11 +211,19 @@ it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes 
   await sleep(300);
   // Another caller is served within the idle limit (plus the transfer), not blocked for good.
   const dest = join(work, "beside-stalled");
-  const res = await within(client.load(artifact(cfg(), "big.bin"), dest), IDLE_MS + 20_000, "Load beside stalled streams");
+  const res = await within(
+    client.load(artifact(cfg(), "big.bin"), dest),
+    IDLE_MS + 20_000,
+    "Load beside stalled streams",
+  );
   expect(res.success).toBe(true);
   expect(await within(stalledSave, IDLE_MS + 10_000, "stalled SaveStream")).toMatch(/sent no data for 1\.5 s/);
   // The plugin ended the stalled streams itself: their buffers are back while the clients still sit there.
-  await until("budget in use back to 0 with the stalled clients still connected", () => budget.inUse === 0, IDLE_MS + 10_000);
+  await until(
+    "budget in use back to 0 with the stalled clients still connected",
+    () => budget.inUse === 0,
+    IDLE_MS + 10_000,
+  );
   tally({ suite: "hostile: stalled stream peers", hostileTried: 5, hostileRefused: 5 });
   for (const c of calls) c.cancel();
   for (const c of calls) (c as { resume?: () => void }).resume?.();
@@ -187,10 +231,15 @@ it("ends OpenStream and SaveStream calls whose peer stalls, so the budget comes 
 });
 
 it("ends a SaveStream that sends only empty chunks: they are not progress, the idle limit runs from the last data", async () => {
-  const raw = client.raw as unknown as Record<string, (...a: unknown[]) => { cancel(): void; write(m: unknown): boolean }>;
+  const raw = client.raw as unknown as Record<
+    string,
+    (...a: unknown[]) => { cancel(): void; write(m: unknown): boolean }
+  >;
   let timer: NodeJS.Timeout | undefined;
   const outcome = new Promise<string>((resolve) => {
-    const c = raw["SaveStream"]!.call(client.raw, new Metadata(), (err: unknown, res: { error?: string }) => resolve(err ? String(err) : (res.error ?? "")));
+    const c = raw["SaveStream"]!.call(client.raw, new Metadata(), (err: unknown, res: { error?: string }) =>
+      resolve(err ? String(err) : (res.error ?? "")),
+    );
     c.write({ outputArtifact: artifact(cfg(), "empty-chunks") });
     c.write({ chunk: big.subarray(0, 1024) });
     // An empty chunk every 100 ms, far more often than the idle limit.

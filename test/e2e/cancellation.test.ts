@@ -70,7 +70,8 @@ async function serverFinished(method: string, before: number, withinMs = 10_000)
   for (;;) {
     const lines = rpcLines(method);
     if (lines.length > before) return lines[before]!;
-    if (Date.now() > until) throw new Error(`${method}: the plugin did not finish the call within ${withinMs} ms after it was cancelled`);
+    if (Date.now() > until)
+      throw new Error(`${method}: the plugin did not finish the call within ${withinMs} ms after it was cancelled`);
     await sleep(20);
   }
 }
@@ -81,20 +82,27 @@ type GrpcResult = { code: number | undefined; res?: unknown };
 /** A unary call on the raw client, ended by a deadline or by call.cancel(). */
 function unary(method: string, req: unknown, stop: Stop): Promise<GrpcResult> {
   return new Promise((resolve) => {
-    const fn = plugin.client.raw[method] as (req: unknown, md: Metadata, opts: object, cb: (e: { code?: number } | null, r: unknown) => void) => { cancel(): void };
+    const fn = plugin.client.raw[method] as (
+      req: unknown,
+      md: Metadata,
+      opts: object,
+      cb: (e: { code?: number } | null, r: unknown) => void,
+    ) => { cancel(): void };
     const opts = "deadlineMs" in stop ? { deadline: Date.now() + stop.deadlineMs } : { deadline: Date.now() + 60_000 };
-    const call = fn.call(plugin.client.raw, req, new Metadata(), opts, (e, res) => resolve(e ? { code: e.code } : { code: status.OK, res }));
+    const call = fn.call(plugin.client.raw, req, new Metadata(), opts, (e, res) =>
+      resolve(e ? { code: e.code } : { code: status.OK, res }),
+    );
     if ("cancelAfterMs" in stop) setTimeout(() => call.cancel(), stop.cancelAfterMs);
   });
 }
 
-const stopFor = (i: number, lo: number, hi: number): Stop => (i % 2 === 0 ? { deadlineMs: rand(lo, hi) } : { cancelAfterMs: rand(lo, hi) });
+const stopFor = (i: number, lo: number, hi: number): Stop =>
+  i % 2 === 0 ? { deadlineMs: rand(lo, hi) } : { cancelAfterMs: rand(lo, hi) };
 const ENDED = [status.OK, status.CANCELLED, status.DEADLINE_EXCEEDED];
 
 async function noUploadsLeft(): Promise<void> {
   expect(await uploadsLeft(s3, BUCKET)).toEqual([]);
 }
-
 
 /** An upload ended by the client: the object exists only if the plugin logged success, and then whole. */
 async function uploadCleanedUp(suite: string, key: string, line: RpcLine): Promise<void> {
@@ -129,7 +137,12 @@ beforeAll(async () => {
   // One of every RPC run to completion first, so the baseline holds whatever the
   // process keeps for good (S3 client, keep-alive sockets, the gRPC connection).
   expect(await c.save(artifact(cfg(), "big.bin"), join(work, "source.bin"))).toEqual({ success: true, error: "" });
-  expect(await c.saveStream(artifact(cfg(), "streamed.bin"), [source.subarray(0, 6 * MiB), source.subarray(6 * MiB, 12 * MiB)])).toEqual({ success: true, error: "" });
+  expect(
+    await c.saveStream(artifact(cfg(), "streamed.bin"), [
+      source.subarray(0, 6 * MiB),
+      source.subarray(6 * MiB, 12 * MiB),
+    ]),
+  ).toEqual({ success: true, error: "" });
   expect(await c.load(artifact(cfg(), "big.bin"), join(work, "warm.bin"))).toEqual({ success: true, error: "" });
   expect((await c.openStream(artifact(cfg(), "big.bin"), { discard: true })).frames.at(-1)?.isEnd).toBe(true);
   for (let i = 0; i < 3; i++) await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `dir/f${i}`, Body: "x" }));
@@ -146,9 +159,12 @@ afterAll(async () => {
   // What the plugin logged for each call: how many it finished as cancelled, and how many it had completed anyway.
   const summary: Record<string, Record<string, number>> = {};
   for (const m of ["Load", "Save", "SaveStream", "OpenStream", "ListObjects", "IsDirectory", "Delete"]) {
-    for (const l of plugin ? rpcLines(m) : []) (summary[m] ??= {})[l.outcome] = ((summary[m] ??= {})[l.outcome] ?? 0) + 1;
+    for (const l of plugin ? rpcLines(m) : [])
+      (summary[m] ??= {})[l.outcome] = ((summary[m] ??= {})[l.outcome] ?? 0) + 1;
   }
-  console.log(`plugin outcomes (warm-up calls included): ${JSON.stringify(summary)}; fd baseline ${fdBaseline}, at the end ${plugin ? fdCount() : "?"}`);
+  console.log(
+    `plugin outcomes (warm-up calls included): ${JSON.stringify(summary)}; fd baseline ${fdBaseline}, at the end ${plugin ? fdCount() : "?"}`,
+  );
   minio?.thaw();
   await stopAndScan("cancellation", plugin, { "MinIO root secret key": minio?.secretKey });
   await minio?.stop();
@@ -184,7 +200,11 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       const key = `save-${i}`;
       const before = rpcLines("Save").length;
       await counted(SUITE("Save"), async () => {
-        const r = await unary("Save", { outputArtifact: artifact(cfg(), key), path: join(work, "source.bin") }, stopFor(i, 20, 300));
+        const r = await unary(
+          "Save",
+          { outputArtifact: artifact(cfg(), key), path: join(work, "source.bin") },
+          stopFor(i, 20, 300),
+        );
         expect(ENDED).toContain(r.code);
         const line = await serverFinished("Save", before);
         if (line.outcome === "cancelled") cancelledMidway++;
@@ -203,23 +223,33 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       const stop = stopFor(i, 50, 400);
       tally({ suite: SUITE("SaveStream"), faultsInjected: 1 });
       const r = await new Promise<GrpcResult>((resolve) => {
-        const fn = plugin.client.raw["SaveStream"] as (md: Metadata, opts: object, cb: (e: { code?: number } | null, r: unknown) => void) => {
+        const fn = plugin.client.raw["SaveStream"] as (
+          md: Metadata,
+          opts: object,
+          cb: (e: { code?: number } | null, r: unknown) => void,
+        ) => {
           write(m: unknown): boolean;
           end(): void;
           cancel(): void;
           once(ev: string, f: () => void): void;
         };
         let done = false;
-        const call = fn.call(plugin.client.raw, new Metadata(), "deadlineMs" in stop ? { deadline: Date.now() + stop.deadlineMs } : { deadline: Date.now() + 60_000 }, (e, res) => {
-          done = true;
-          resolve(e ? { code: e.code } : { code: status.OK, res });
-        });
+        const call = fn.call(
+          plugin.client.raw,
+          new Metadata(),
+          "deadlineMs" in stop ? { deadline: Date.now() + stop.deadlineMs } : { deadline: Date.now() + 60_000 },
+          (e, res) => {
+            done = true;
+            resolve(e ? { code: e.code } : { code: status.OK, res });
+          },
+        );
         if ("cancelAfterMs" in stop) setTimeout(() => call.cancel(), stop.cancelAfterMs);
         void (async () => {
           call.write({ outputArtifact: artifact(cfg(), key) });
           // Never ends on its own: only the cancellation or the deadline stops it.
           for (let off = 0; !done; off = (off + MiB) % SIZE) {
-            if (!call.write({ chunk: source.subarray(off, off + MiB) })) await new Promise<void>((d) => call.once("drain", d));
+            if (!call.write({ chunk: source.subarray(off, off + MiB) }))
+              await new Promise<void>((d) => call.once("drain", d));
             await sleep(2);
           }
         })();
@@ -239,9 +269,18 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       const before = rpcLines("OpenStream").length;
       tally({ suite: SUITE("OpenStream"), faultsInjected: 1 });
       const r = await new Promise<GrpcResult>((resolve) => {
-        const fn = plugin.client.raw["OpenStream"] as (req: unknown, md: Metadata, opts: object) => NodeJS.ReadableStream & { cancel(): void };
+        const fn = plugin.client.raw["OpenStream"] as (
+          req: unknown,
+          md: Metadata,
+          opts: object,
+        ) => NodeJS.ReadableStream & { cancel(): void };
         const deadline = i % 2 === 0;
-        const call = fn.call(plugin.client.raw, { artifact: artifact(cfg(), "big.bin") }, new Metadata(), deadline ? { deadline: Date.now() + rand(100, 400) } : { deadline: Date.now() + 60_000 });
+        const call = fn.call(
+          plugin.client.raw,
+          { artifact: artifact(cfg(), "big.bin") },
+          new Metadata(),
+          deadline ? { deadline: Date.now() + rand(100, 400) } : { deadline: Date.now() + 60_000 },
+        );
         const cancelAt = rand(1, 10);
         let frames = 0;
         call.on("data", () => {
@@ -276,7 +315,9 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
       try {
         const started = Date.now();
         const r = await unary(method, request(i), stopFor(i, 100, 400));
-        expect([status.CANCELLED, status.DEADLINE_EXCEEDED], `${method} #${i} answered ${JSON.stringify(r)}`).toContain(r.code);
+        expect([status.CANCELLED, status.DEADLINE_EXCEEDED], `${method} #${i} answered ${JSON.stringify(r)}`).toContain(
+          r.code,
+        );
         const line = await serverFinished(method, before, 5_000);
         expect(line.outcome).toBe("cancelled");
         expect(Date.now() - started).toBeLessThan(10_000);
@@ -291,7 +332,10 @@ describe(`${REPS} cancellations or deadlines per RPC: the plugin stops, cleans u
 
 describe("after all that", () => {
   it("the plugin still works: a full Save and Load round trip, nothing left over", async () => {
-    expect(await plugin.client.save(artifact(cfg(), "after.bin"), join(work, "source.bin"))).toEqual({ success: true, error: "" });
+    expect(await plugin.client.save(artifact(cfg(), "after.bin"), join(work, "source.bin"))).toEqual({
+      success: true,
+      error: "",
+    });
     const target = join(work, "loads", "after.bin");
     expect(await plugin.client.load(artifact(cfg(), "after.bin"), target)).toEqual({ success: true, error: "" });
     expect(sha(readFileSync(target))).toBe(sourceSha);

@@ -37,7 +37,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+const rssMiB = (pid: number) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
 /** One client connection with its HTTP/2 handshake done (the server's SETTINGS received), then left alone. */
@@ -83,16 +84,24 @@ it("20,000 connections left open: at most the cap stay, memory and descriptors b
     if (wave % 10 === 9) {
       // Served in the middle of the flood, on a new connection.
       const c = new ArtifactClient(plugin.socket);
-      expect((await within(c.getCapabilities(), 30_000, `a call during the flood (wave ${wave})`)).supportsSaveStream).toBe(true);
+      expect(
+        (await within(c.getCapabilities(), 30_000, `a call during the flood (wave ${wave})`)).supportsSaveStream,
+      ).toBe(true);
       c.close();
     }
   }
   // The client learns of the closes a moment after the plugin made them.
-  await until("the client sees at most the cap open", () => alive.filter((s) => !s.closed && !s.destroyed).length <= CONNECTION_LIMITS.max, 15_000);
+  await until(
+    "the client sees at most the cap open",
+    () => alive.filter((s) => !s.closed && !s.destroyed).length <= CONNECTION_LIMITS.max,
+    15_000,
+  );
   expect(peakFds, "the plugin's descriptors").toBeLessThan(before.fds + CONNECTION_LIMITS.max + 64);
   // ~20 KiB per idle session: 20,000 kept would be ~400 MiB more, the last 10,000 ~200 MiB.
   // Past the cap the plugin's memory levels off (garbage-collector slack, not connections).
-  process.stdout.write(`plugin RSS (MiB): before ${Math.round(before.rss)}, per 500 connections ${rssLog.join(" ")}; fds before ${before.fds}, peak ${peakFds}\n`);
+  process.stdout.write(
+    `plugin RSS (MiB): before ${Math.round(before.rss)}, per 500 connections ${rssLog.join(" ")}; fds before ${before.fds}, peak ${peakFds}\n`,
+  );
   const peakOf = (from: number, to: number) => Math.max(...rssLog.slice(from, to));
   expect(peakOf(30, 40) - peakOf(10, 20), "memory growth over the last 10,000 connections (MiB)").toBeLessThan(40);
   expect(peakRss, "the plugin's RSS (MiB), inside deploy/'s 256 MiB limit").toBeLessThan(220);
@@ -101,7 +110,9 @@ it("20,000 connections left open: at most the cap stay, memory and descriptors b
   expect(got).toBe(data.length);
   slow.close();
   const dest = join(work, "after.bin");
-  expect((await within(plugin.client.load(artifact(cfg, "big.bin"), dest), 60_000, "a Load after the flood")).success).toBe(true);
+  expect(
+    (await within(plugin.client.load(artifact(cfg, "big.bin"), dest), 60_000, "a Load after the flood")).success,
+  ).toBe(true);
   expect(readFileSync(dest).equals(data)).toBe(true);
   for (const s of alive) s.destroy();
 }, 600_000);

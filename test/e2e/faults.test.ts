@@ -17,7 +17,14 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AbortMultipartUploadCommand, CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stopAndScan, tally } from "../support/ledger.js";
 import { adminClient, objectSha, rootKeysEnv, uploadsLeft } from "../support/minio-access.js";
@@ -37,7 +44,19 @@ let work: string;
 let source: Buffer;
 let sourceSha: string;
 const errors: string[] = [];
-const stats: Record<string, { kill: number; freeze: number; missed: number; ok: number; failed: number; lateCompletes: number; lateCreates: number; maxMs: number }> = {};
+const stats: Record<
+  string,
+  {
+    kill: number;
+    freeze: number;
+    missed: number;
+    ok: number;
+    failed: number;
+    lateCompletes: number;
+    lateCreates: number;
+    maxMs: number;
+  }
+> = {};
 
 const cfg = () =>
   `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\n` +
@@ -70,7 +89,7 @@ async function lateCreates(kind: Kind, key: string): Promise<{ late: number; lef
   await sleep(1000);
   const seen = new Set<string>();
   let left: string[] = [];
-  for (const until = Date.now() + (LATE_UPLOAD_WATCH_SECONDS + 4) * 1000; ; ) {
+  for (const until = Date.now() + (LATE_UPLOAD_WATCH_SECONDS + 4) * 1000; ;) {
     const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
     left = (out.Uploads ?? []).filter((x) => x.Key === key).map((u) => u.UploadId!);
     for (const id of left) seen.add(id);
@@ -82,7 +101,6 @@ async function lateCreates(kind: Kind, key: string): Promise<{ late: number; lef
   for (const id of left) await s3.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId: id }));
   return { late: seen.size, left: left.length };
 }
-
 
 type Kind = "Save" | "SaveStream" | "Load" | "OpenStream";
 type Outcome = { ok: true } | { ok: false; error: string };
@@ -120,8 +138,12 @@ async function runWithFault(
 
 function startRpc(kind: Kind, key: string): Promise<Outcome> {
   const a = artifact(cfg(), key);
-  const asOutcome = (r: { success: boolean; error: string }): Outcome => (r.success ? { ok: true } : { ok: false, error: r.error });
-  const grpcError = (e: Error & { details?: string }): Outcome => ({ ok: false, error: `grpc: ${e.details ?? e.message}` });
+  const asOutcome = (r: { success: boolean; error: string }): Outcome =>
+    r.success ? { ok: true } : { ok: false, error: r.error };
+  const grpcError = (e: Error & { details?: string }): Outcome => ({
+    ok: false,
+    error: `grpc: ${e.details ?? e.message}`,
+  });
   switch (kind) {
     case "Save":
       return plugin.client.save(a, join(work, "source.bin")).then(asOutcome, grpcError);
@@ -163,7 +185,8 @@ interface Before {
 
 async function placeBefore(kind: Kind, key: string): Promise<Before> {
   const bytes = randomBytes(MiB + 17);
-  if (kind === "Save" || kind === "SaveStream") await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes }));
+  if (kind === "Save" || kind === "SaveStream")
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes }));
   if (kind === "Load") writeFileSync(join(work, "loads", key), bytes);
   return { bytes, sha: sha(bytes) };
 }
@@ -194,7 +217,10 @@ async function checkAfter(kind: Kind, key: string, outcome: Outcome, before?: Be
       // its connection) may still have been, or be, carried out by the store. Then the object is
       // whole and verified (never a truncated one); Argo's retry overwrites it. Counted.
       stats[kind]!.lateCompletes++;
-    } else expect(stored, `${kind} ${key} failed: the key must hold what it held before: ${outcome.error}`).toBe(before?.sha);
+    } else
+      expect(stored, `${kind} ${key} failed: the key must hold what it held before: ${outcome.error}`).toBe(
+        before?.sha,
+      );
     if (!outcome.ok && /^CreateMultipartUpload /.test(outcome.error)) {
       const late = await lateCreates(kind, key);
       tally({ suite, lateCreates: late.late, orphanUploads: late.left });
@@ -212,7 +238,10 @@ async function checkAfter(kind: Kind, key: string, outcome: Outcome, before?: Be
     const parts = readdirSync(join(work, "loads")).filter((f) => f.endsWith(".part"));
     tally({ suite, bytesChecked: checked, bytesLost: lost });
     if (outcome.ok) expect(got).toBe(sourceSha);
-    else expect(got, `${key}: the target must hold what it held before (or nothing) after: ${outcome.error}`).toBe(before?.sha);
+    else
+      expect(got, `${key}: the target must hold what it held before (or nothing) after: ${outcome.error}`).toBe(
+        before?.sha,
+      );
     // No temporary sibling (".<name>.<hex>.part") whatever the outcome.
     expect(parts).toEqual([]);
   }
@@ -229,9 +258,15 @@ beforeAll(async () => {
   sourceSha = sha(source);
   writeFileSync(join(work, "source.bin"), source);
   mkdirSync(join(work, "loads"));
-  plugin = await startPlugin({ ...rootKeysEnv(minio), ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: String(LATE_UPLOAD_WATCH_SECONDS) });
+  plugin = await startPlugin({
+    ...rootKeysEnv(minio),
+    ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: String(LATE_UPLOAD_WATCH_SECONDS),
+  });
   // The object Load and OpenStream read, written by the plugin (multipart, full-object CRC32).
-  expect(await plugin.client.save(artifact(cfg(), "seed.bin"), join(work, "source.bin"))).toEqual({ success: true, error: "" });
+  expect(await plugin.client.save(artifact(cfg(), "seed.bin"), join(work, "source.bin"))).toEqual({
+    success: true,
+    error: "",
+  });
 });
 
 afterAll(async () => {
@@ -251,7 +286,16 @@ describe("MinIO killed and restarted, or frozen past the request timeout, mid-RP
       const baseline = Date.now() - t0;
       expect(clean).toEqual({ ok: true });
       await checkAfter(kind, `${kind}-baseline`, clean);
-      const s = (stats[kind] = { kill: 0, freeze: 0, missed: 0, ok: 0, failed: 0, lateCompletes: 0, lateCreates: 0, maxMs: 0 });
+      const s = (stats[kind] = {
+        kill: 0,
+        freeze: 0,
+        missed: 0,
+        ok: 0,
+        failed: 0,
+        lateCompletes: 0,
+        lateCreates: 0,
+        maxMs: 0,
+      });
       // Until RUNS_PER_KIND faults have hit the RPC in flight (one that lands after it ended is "missed").
       let hits = 0;
       for (let i = 0; hits < RUNS_PER_KIND && i < 3 * RUNS_PER_KIND; i++) {
@@ -269,7 +313,14 @@ describe("MinIO killed and restarted, or frozen past the request timeout, mid-RP
         else s.failed++;
         s.maxMs = Math.max(s.maxMs, ms);
         if (!outcome.ok) errors.push(outcome.error);
-        if (process.env["FAULTS_DEBUG"]) console.log(kind, key, fault === "freeze" ? `freeze ${Math.round(freezeMs)} ms` : "kill", { hitInFlight, ms }, outcome);
+        if (process.env["FAULTS_DEBUG"])
+          console.log(
+            kind,
+            key,
+            fault === "freeze" ? `freeze ${Math.round(freezeMs)} ms` : "kill",
+            { hitInFlight, ms },
+            outcome,
+          );
         const suite = `faults: ${kind} (MinIO killed / frozen)`;
         if (hitInFlight) tally({ suite, faultsInjected: 1 });
         await checkAfter(kind, key, outcome, before);

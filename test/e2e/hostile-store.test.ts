@@ -34,12 +34,18 @@ interface Route {
   cfg(): string;
 }
 const routes: Route[] = [];
-const keys = { AWS_ACCESS_KEY_ID: "AKIAHOSTILETEST00000", AWS_SECRET_ACCESS_KEY: "hostile-test-secret-key-0000000000000000" };
+const keys = {
+  AWS_ACCESS_KEY_ID: "AKIAHOSTILETEST00000",
+  AWS_SECRET_ACCESS_KEY: "hostile-test-secret-key-0000000000000000",
+};
 
 async function startRoute(name: Route["name"]): Promise<Route> {
   const env: Record<string, string> = name === "sdk" ? { ...keys, AWS_ENDPOINT_URL_S3: `http://${s3.endpoint}` } : keys;
   const plugin = await startPlugin(env);
-  const cfg = name === "sdk" ? () => `bucket: hb\naddressingStyle: path\nregion: us-east-1\n${tuning}\n` : () => `endpoint: ${s3.endpoint}\nbucket: hb\ninsecure: true\nregion: us-east-1\n${tuning}\n`;
+  const cfg =
+    name === "sdk"
+      ? () => `bucket: hb\naddressingStyle: path\nregion: us-east-1\n${tuning}\n`
+      : () => `endpoint: ${s3.endpoint}\nbucket: hb\ninsecure: true\nregion: us-east-1\n${tuning}\n`;
   const route: Route = { name, plugin, health: healthClient(plugin.socket), cfg };
   // The process must stay responsive: a health check every 100 ms, each within a second.
   const poll = async () => {
@@ -76,9 +82,15 @@ afterAll(async () => {
     clearTimeout(r.polling);
     r.health.close();
     // Which way the GETs went is what this file is about: lean for one, never lean for the other.
-    const lines = r.plugin.output().split("\n").filter((l) => l.includes('"s3":"GetObject"'));
+    const lines = r.plugin
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"s3":"GetObject"'));
     expect(lines.length, `${r.name}: GetObject log lines`).toBeGreaterThan(0);
-    expect(lines.every((l) => l.includes('"via":"lean"') === (r.name === "lean")), `${r.name}: every GET went the ${r.name} way`).toBe(true);
+    expect(
+      lines.every((l) => l.includes('"via":"lean"') === (r.name === "lean")),
+      `${r.name}: every GET went the ${r.name} way`,
+    ).toBe(true);
     await r.plugin.stop();
   }
   await s3?.stop();
@@ -110,7 +122,10 @@ async function stream(route: Route, key: string): Promise<"ok" | string> {
     for await (const f of route.plugin.client.openStreamFrames(artifact(route.cfg(), key))) {
       // An error after the first frame travels as an error frame (the wire contract).
       if (f.error) return f.error;
-      expect(f.data.equals(want.subarray(got, got + f.data.length)), `OpenStream of ${key}: bytes at ${got} are not the object's`).toBe(true);
+      expect(
+        f.data.equals(want.subarray(got, got + f.data.length)),
+        `OpenStream of ${key}: bytes at ${got} are not the object's`,
+      ).toBe(true);
       got += f.data.length;
     }
   } catch (e) {
@@ -121,7 +136,8 @@ async function stream(route: Route, key: string): Promise<"ok" | string> {
 }
 
 /** Each range's first attempt gets `fault`, later attempts are answered properly. */
-const firstAttempt = (fault: GetFault) => (_k: string, _r: string | undefined, attempt: number) => (attempt === 1 ? fault : "ok");
+const firstAttempt = (fault: GetFault) => (_k: string, _r: string | undefined, attempt: number) =>
+  attempt === 1 ? fault : "ok";
 
 describe.each(["lean", "sdk"] as const)("%s route", (name) => {
   const route = () => routes.find((r) => r.name === name)!;
@@ -129,16 +145,31 @@ describe.each(["lean", "sdk"] as const)("%s route", (name) => {
   describe("case 2: a Load never reports success with a file that differs from the object", () => {
     // Each fault spoils the first attempt of every range; the retry is clean. The file
     // must be the object (with or without a CRC32 to catch a mistake), or the Load fails.
-    it.each(["longer-chunked", "cl-and-chunked", "extra-behind", "wrong-range", "ignore-range", "wrong-length", "wrong-etag", "stray-later", "http10", "cut"] as const)(
-      "%s on the first attempt of each range",
-      async (fault) => {
-        s3.fault = firstAttempt(fault);
-        for (const key of ["big", "big-crc", "mid", "small"]) expect(await load(route(), key)).toBe("ok");
-      },
-    );
+    it.each([
+      "longer-chunked",
+      "cl-and-chunked",
+      "extra-behind",
+      "wrong-range",
+      "ignore-range",
+      "wrong-length",
+      "wrong-etag",
+      "stray-later",
+      "http10",
+      "cut",
+    ] as const)("%s on the first attempt of each range", async (fault) => {
+      s3.fault = firstAttempt(fault);
+      for (const key of ["big", "big-crc", "mid", "small"]) expect(await load(route(), key)).toBe("ok");
+    });
 
     it("OpenStream: the same faults end in an error or the object's bytes, never other bytes", async () => {
-      for (const fault of ["longer-chunked", "cl-and-chunked", "wrong-range", "ignore-range", "wrong-etag", "extra-behind"] as const) {
+      for (const fault of [
+        "longer-chunked",
+        "cl-and-chunked",
+        "wrong-range",
+        "ignore-range",
+        "wrong-etag",
+        "extra-behind",
+      ] as const) {
         s3.fault = firstAttempt(fault);
         for (const key of ["big", "mid", "small"]) await stream(route(), key);
       }
@@ -151,7 +182,9 @@ describe.each(["lean", "sdk"] as const)("%s route", (name) => {
       const error = await load(route(), "mid");
       expect(error, fault).not.toBe("ok");
       expect(error, fault).toContain(s3.endpoint);
-      expect(error, fault).toMatch(fault === "drip" ? /bytes\/s, below the 1024 bytes\/s accepted/ : /no complete answer head from .* within 1 s/);
+      expect(error, fault).toMatch(
+        fault === "drip" ? /bytes\/s, below the 1024 bytes\/s accepted/ : /no complete answer head from .* within 1 s/,
+      );
     }
   }, 120_000);
 
@@ -171,7 +204,9 @@ describe.each(["lean", "sdk"] as const)("%s route", (name) => {
         if (rand() < 0.6) (await load(route(), key)) === "ok" ? tally.loadOk++ : tally.loadFailed++;
         else (await stream(route(), key)) === "ok" ? tally.streamOk++ : tally.streamFailed++;
       }
-      console.log(`hostile store, ${name} route (seed ${seed}): ${ops} operations ${JSON.stringify(tally)}; faults applied ${JSON.stringify(Object.fromEntries(s3.applied))}; slowest health check so far ${slowestHealthMs.toFixed(0)} ms`);
+      console.log(
+        `hostile store, ${name} route (seed ${seed}): ${ops} operations ${JSON.stringify(tally)}; faults applied ${JSON.stringify(Object.fromEntries(s3.applied))}; slowest health check so far ${slowestHealthMs.toFixed(0)} ms`,
+      );
       expect(tally.loadOk + tally.streamOk).toBeGreaterThan(0);
       expect(tally.loadFailed + tally.streamFailed).toBeGreaterThan(0);
     }, 600_000);

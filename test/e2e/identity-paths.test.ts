@@ -20,7 +20,13 @@ import { scanForSecrets } from "../support/ledger.js";
 import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
 import { type Agent, startAgentLocal } from "../support/pod-identity-agent.js";
 import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
-import { type OidcIssuer, type StsStandin, minioOpenIdRoleArn, startOidcIssuer, startStsStandin } from "../support/sts-standin.js";
+import {
+  type OidcIssuer,
+  type StsStandin,
+  minioOpenIdRoleArn,
+  startOidcIssuer,
+  startStsStandin,
+} from "../support/sts-standin.js";
 
 const POD_BUCKET = "pod-bucket";
 const ROLE_BUCKET = "role-bucket";
@@ -62,7 +68,12 @@ async function exists(bucket: string, key: string): Promise<boolean> {
 }
 
 /** Save (file), ListObjects, Load, Delete through `plugin` with configuration `cfg`. */
-async function roundTrip(plugin: PluginProcess, cfg: (bucket: string) => string, bucket: string, prefix: string): Promise<void> {
+async function roundTrip(
+  plugin: PluginProcess,
+  cfg: (bucket: string) => string,
+  bucket: string,
+  prefix: string,
+): Promise<void> {
   const file = join(work, `${prefix}.txt`);
   writeFileSync(file, `data for ${prefix}`);
   const key = `${prefix}/obj.txt`;
@@ -126,7 +137,12 @@ afterAll(async () => {
   expect(codes).toEqual(plugins.map(() => 0));
   const all: Record<string, string> = {};
   secrets.forEach((s, i) => (all[`secret ${i + 1}`] = s));
-  issued.forEach((c, i) => Object.assign(all, { [`issued secret key ${i + 1}`]: c.secretAccessKey, [`issued session token ${i + 1}`]: c.sessionToken }));
+  issued.forEach((c, i) =>
+    Object.assign(all, {
+      [`issued secret key ${i + 1}`]: c.secretAccessKey,
+      [`issued session token ${i + 1}`]: c.sessionToken,
+    }),
+  );
   expect(scanForSecrets("role ARN (STS) and IRSA web identity", [output], all)).toEqual([]);
 });
 
@@ -213,7 +229,9 @@ describe("IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (MinIO AssumeRoleWith
     writeWebToken(true);
     const bad = await plugin.client.listObjects(artifact(config(IRSA_BUCKET, "useSDKCreds: true\n"), "x"));
     expect(bad.error).toContain("could not obtain credentials from the AWS SDK default credential chain");
-    expect(bad.error).toContain(`(credentials source: web identity, AWS_ROLE_ARN=${roleArn()}, AWS_WEB_IDENTITY_TOKEN_FILE=${webTokenFile})`);
+    expect(bad.error).toContain(
+      `(credentials source: web identity, AWS_ROLE_ARN=${roleArn()}, AWS_WEB_IDENTITY_TOKEN_FILE=${webTokenFile})`,
+    );
     expect(bad.error).toMatch(/InvalidParameterValue: .*verification/); // MinIO checked the signature against the JWKS
     for (const s of secrets) expect(bad.error).not.toContain(s);
     writeWebToken();

@@ -38,9 +38,11 @@ let proxy: FaultProxy;
 let plugin: PluginProcess;
 let s3: S3Client;
 let work: string;
-const cfg = () => `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5, maxAttempts: 2}\n`;
+const cfg = () =>
+  `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5, maxAttempts: 2}\n`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const isCreate = (r: { method?: string; url?: string }) => r.method === "POST" && /[?&]uploads(=|&|$)/.test(r.url ?? "");
+const isCreate = (r: { method?: string; url?: string }) =>
+  r.method === "POST" && /[?&]uploads(=|&|$)/.test(r.url ?? "");
 
 async function uploadsFor(key: string): Promise<string[]> {
   const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
@@ -52,7 +54,10 @@ beforeAll(async () => {
   proxy = await startFaultProxy(minio.port);
   s3 = adminClient(minio);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  plugin = await startPlugin({ ...rootKeysEnv(minio), ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: String(WATCH_SECONDS) });
+  plugin = await startPlugin({
+    ...rootKeysEnv(minio),
+    ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS: String(WATCH_SECONDS),
+  });
   work = mkdtempSync(join(tmpdir(), "late-"));
   writeFileSync(join(work, "big.bin"), randomBytes(12 * MiB));
 });
@@ -68,7 +73,15 @@ it("aborts the upload created by a CreateMultipartUpload whose answer was lost; 
   const key = "lost-answer.bin";
   // Another writer of the same key, mid-upload: it has stored a part.
   const other = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key }));
-  await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId: other.UploadId, PartNumber: 1, Body: randomBytes(5 * MiB) }));
+  await s3.send(
+    new UploadPartCommand({
+      Bucket: BUCKET,
+      Key: key,
+      UploadId: other.UploadId,
+      PartNumber: 1,
+      Body: randomBytes(5 * MiB),
+    }),
+  );
 
   proxy.inject(1, "lose-answer", isCreate);
   const res = await plugin.client.save(artifact(cfg(), key), join(work, "big.bin"));
@@ -91,10 +104,14 @@ it("aborts the upload created by a CreateMultipartUpload whose answer was lost; 
   tally({ suite: "faults: CreateMultipartUpload answer lost (proxy)", orphanUploads: left.length });
   expect(left, "the lost upload is still there").toEqual([]);
   // The plugin says so (its line may trail the abort itself by a moment).
-  const said = (out: string) => out.includes(`"uploadId":"${lost[0]}"`) && out.includes("aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
+  const said = (out: string) =>
+    out.includes(`"uploadId":"${lost[0]}"`) &&
+    out.includes("aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
   for (let i = 0; i < 50 && !said(plugin.output()); i++) await sleep(100);
   expect(plugin.output()).toContain(`"uploadId":"${lost[0]}"`);
-  expect(plugin.output()).toContain("aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered");
+  expect(plugin.output()).toContain(
+    "aborted a multipart upload the store created after its CreateMultipartUpload had gone unanswered",
+  );
   // The whole watch window has passed: the other writer's upload is untouched.
   await sleep(WATCH_SECONDS * 1000);
   expect(await uploadsFor(key)).toEqual([other.UploadId]);
@@ -111,7 +128,10 @@ it("aborts the upload created by a CreateMultipartUpload whose answer was lost; 
  * store (the proxy holds that answer back 1.5 s): the scenario happens on every
  * machine, however fast or slow, instead of racing a deadline.
  */
-function saveCancelledAt(key: string, match: (r: { method?: string; url?: string }) => boolean): Promise<number | undefined> {
+function saveCancelledAt(
+  key: string,
+  match: (r: { method?: string; url?: string }) => boolean,
+): Promise<number | undefined> {
   const raw = plugin.client.raw as unknown as Record<string, (...a: unknown[]) => { cancel(): void }>;
   let fired = false;
   let call: { cancel(): void } | undefined;
@@ -124,13 +144,21 @@ function saveCancelledAt(key: string, match: (r: { method?: string; url?: string
     return true;
   });
   return new Promise((resolve) => {
-    call = raw["Save"]!.call(plugin.client.raw, { outputArtifact: artifact(cfg(), key), path: join(work, "big.bin") }, new Metadata(), { deadline: Date.now() + 60_000 }, (err: { code?: number } | null) =>
-      resolve(err?.code),
+    call = raw["Save"]!.call(
+      plugin.client.raw,
+      { outputArtifact: artifact(cfg(), key), path: join(work, "big.bin") },
+      new Metadata(),
+      { deadline: Date.now() + 60_000 },
+      (err: { code?: number } | null) => resolve(err?.code),
     );
   });
 }
 
-const rpcLine = (key: string) => plugin.output().split("\n").find((l) => l.includes('"msg":"rpc"') && l.includes(`"key":"${key}"`));
+const rpcLine = (key: string) =>
+  plugin
+    .output()
+    .split("\n")
+    .find((l) => l.includes('"msg":"rpc"') && l.includes(`"key":"${key}"`));
 
 it("a Save cancelled while its CreateMultipartUpload is on the way aborts the new upload at once", async () => {
   const key = "cancelled-in-create.bin";
@@ -150,7 +178,8 @@ it("a Save cancelled while its CreateMultipartUpload is on the way aborts the ne
 
 it("a Save cancelled while its CompleteMultipartUpload is on the way lets it finish: object whole, Save logged as ok", async () => {
   const key = "cancelled-in-complete.bin";
-  const isComplete = (r: { method?: string; url?: string }) => r.method === "POST" && (r.url ?? "").includes("uploadId=");
+  const isComplete = (r: { method?: string; url?: string }) =>
+    r.method === "POST" && (r.url ?? "").includes("uploadId=");
   const before = proxy.injected;
   await saveCancelledAt(key, isComplete);
   proxy.inject(0, "slow-answer");
@@ -158,7 +187,11 @@ it("a Save cancelled while its CompleteMultipartUpload is on the way lets it fin
   tally({ suite: "faults: cancel during CompleteMultipartUpload (proxy)", faultsInjected: 1 });
   for (let i = 0; i < 100 && !rpcLine(key); i++) await sleep(100);
   expect(rpcLine(key)).toContain('"outcome":"ok"');
-  expect(await objectSha(s3, BUCKET, key)).toBe(createHash("sha256").update(readFileSync(join(work, "big.bin"))).digest("hex"));
+  expect(await objectSha(s3, BUCKET, key)).toBe(
+    createHash("sha256")
+      .update(readFileSync(join(work, "big.bin")))
+      .digest("hex"),
+  );
   expect(await uploadsFor(key)).toEqual([]);
   tally({ suite: "faults: cancel during CompleteMultipartUpload (proxy)", faultsSurvived: 1 });
 });

@@ -14,7 +14,10 @@ import { ROOT } from "../support/plugin.js";
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) process.stdout.write("memory-limit: the cgroup load run skipped, making a memory cgroup needs root (CI runs as root)\n");
+if (!isRoot)
+  process.stdout.write(
+    "memory-limit: the cgroup load run skipped, making a memory cgroup needs root (CI runs as root)\n",
+  );
 
 it("reads the memory limit of its own cgroup, v1 or v2, the smallest along the path", () => {
   const files: Record<string, string> = {
@@ -25,7 +28,11 @@ it("reads the memory limit of its own cgroup, v1 or v2, the smallest along the p
     "/sys/fs/cgroup/kubepods/memory.max": String(300 * 2 ** 20),
   };
   expect(cgroupMemoryLimit((p) => files[p])).toBe(300 * 2 ** 20);
-  expect(cgroupMemoryLimit((p) => (p === "/proc/self/cgroup" ? "0::/\n" : p === "/sys/fs/cgroup/memory.max" ? "max\n" : undefined))).toBeUndefined();
+  expect(
+    cgroupMemoryLimit((p) =>
+      p === "/proc/self/cgroup" ? "0::/\n" : p === "/sys/fs/cgroup/memory.max" ? "max\n" : undefined,
+    ),
+  ).toBeUndefined();
   const small = sizeForMemory(256 * 2 ** 20);
   expect(small.bufferBytes).toBeLessThan(96 * 2 ** 20);
   expect(small.maxConcurrentTransfers).toBeLessThan(64);
@@ -37,10 +44,24 @@ it.skipIf(!isRoot)(
   async () => {
     const out = mkdtempSync(join(tmpdir(), "memcg-"));
     try {
-      const r = await run(process.execPath, [join(ROOT, "scripts", "bench", "load.mjs"), "--seconds", "15", "--idle", "12", "--memory-limit-mib", "256", "--results", out], {
-        timeout: 300_000,
-        maxBuffer: 16 * 1024 * 1024,
-      }).catch((e: { code?: number; stdout?: string; stderr?: string }) => e);
+      const r = await run(
+        process.execPath,
+        [
+          join(ROOT, "scripts", "bench", "load.mjs"),
+          "--seconds",
+          "15",
+          "--idle",
+          "12",
+          "--memory-limit-mib",
+          "256",
+          "--results",
+          out,
+        ],
+        {
+          timeout: 300_000,
+          maxBuffer: 16 * 1024 * 1024,
+        },
+      ).catch((e: { code?: number; stdout?: string; stderr?: string }) => e);
       const text = `${r.stdout ?? ""}\n${r.stderr ?? ""}`;
       const result = JSON.parse(readFileSync(join(out, "load-256mib.json"), "utf8")) as {
         completed: number;

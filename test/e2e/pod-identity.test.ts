@@ -27,7 +27,12 @@ import {
   startPluginInNetns,
   tempBase,
 } from "../support/netns.js";
-import { type Agent, type AgentRequest, type IssuedCredential, startAgentInNetns } from "../support/pod-identity-agent.js";
+import {
+  type Agent,
+  type AgentRequest,
+  type IssuedCredential,
+  startAgentInNetns,
+} from "../support/pod-identity-agent.js";
 import { artifact } from "../support/plugin.js";
 
 const support = netnsSupport();
@@ -161,7 +166,12 @@ describe.skipIf(SKIP)("EKS Pod Identity (network namespace with 169.254.170.23 a
     // Nothing secret ever reaches the plugin's output: tokens, MinIO's root key, issued credentials.
     const secrets: Record<string, string | undefined> = { "MinIO root secret key": rootSecret };
     tokens.forEach((t, i) => (secrets[`pod identity token ${i + 1}`] = t));
-    Object.values(issued).forEach((c, i) => Object.assign(secrets, { [`issued secret key ${i + 1}`]: c.secretAccessKey, [`issued session token ${i + 1}`]: c.sessionToken }));
+    Object.values(issued).forEach((c, i) =>
+      Object.assign(secrets, {
+        [`issued secret key ${i + 1}`]: c.secretAccessKey,
+        [`issued session token ${i + 1}`]: c.sessionToken,
+      }),
+    );
     expect(scanForSecrets("EKS Pod Identity", [outputs], secrets)).toEqual([]);
   });
 
@@ -205,9 +215,9 @@ describe.skipIf(SKIP)("EKS Pod Identity (network namespace with 169.254.170.23 a
 
       // One fetch from the agent, on the link-local address, with the projected token.
       const reqs = await requestsSince(before);
-      expect(reqs.map((r) => ({ listener: r.listener, path: r.path, tokenSha: r.tokenSha, status: r.status }))).toEqual([
-        { listener, path: "/v1/credentials", tokenSha: sha(tokens.at(-1)!), status: 200 },
-      ]);
+      expect(reqs.map((r) => ({ listener: r.listener, path: r.path, tokenSha: r.tokenSha, status: r.status }))).toEqual(
+        [{ listener, path: "/v1/credentials", tokenSha: sha(tokens.at(-1)!), status: 200 }],
+      );
     });
 
     it("an access outside the session policy fails with AccessDenied naming bucket and endpoint", async () => {
@@ -242,7 +252,9 @@ describe.skipIf(SKIP)("EKS Pod Identity (network namespace with 169.254.170.23 a
       const burst = (n: number) =>
         Promise.all(
           Array.from({ length: n }, (_, i) =>
-            i % 2 === 0 ? v4.client.save(artifact(cfg, `burst/${i}.txt`), file) : v4.client.isDirectory(artifact(cfg, "burst")),
+            i % 2 === 0
+              ? v4.client.save(artifact(cfg, `burst/${i}.txt`), file)
+              : v4.client.isDirectory(artifact(cfg, "burst")),
           ),
         );
       const before = await requestCount();
@@ -254,7 +266,8 @@ describe.skipIf(SKIP)("EKS Pod Identity (network namespace with 169.254.170.23 a
       await agent!.setMode({ expiresInSeconds: 300 + 2 });
       const cfg2 = config();
       const before2 = await requestCount();
-      const burst2 = (n: number) => Promise.all(Array.from({ length: n }, () => v4.client.isDirectory(artifact(cfg2, "burst"))));
+      const burst2 = (n: number) =>
+        Promise.all(Array.from({ length: n }, () => v4.client.isDirectory(artifact(cfg2, "burst"))));
       for (const r of await burst2(24)) expect(r.error).toBe("");
       expect(await requestsSince(before2)).toHaveLength(1);
       await sleep(2_500);
@@ -380,7 +393,12 @@ describe.skipIf(SKIP)("EKS Pod Identity (network namespace with 169.254.170.23 a
       writeFileSync(tokenFile, `${good}\n`);
       try {
         const res = await v4.client.listObjects(artifact(config(), "x"));
-        expectCredentialsError(res.error, V4_URI, `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${tokenFile}`, "not a valid header value");
+        expectCredentialsError(
+          res.error,
+          V4_URI,
+          `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${tokenFile}`,
+          "not a valid header value",
+        );
       } finally {
         writeFileSync(tokenFile, good);
       }
@@ -391,7 +409,13 @@ describe.skipIf(SKIP)("EKS Pod Identity (network namespace with 169.254.170.23 a
       const bad = await startPodPlugin("http://10.0.0.1/v1/credentials");
       const started = Date.now();
       const res = await bad.client.listObjects(artifact(config(), "x"));
-      expectCredentialsError(res.error, "http://10.0.0.1/v1/credentials", "refuses this plain-HTTP host", "169.254.170.23", "[fd00:ec2::23]");
+      expectCredentialsError(
+        res.error,
+        "http://10.0.0.1/v1/credentials",
+        "refuses this plain-HTTP host",
+        "169.254.170.23",
+        "[fd00:ec2::23]",
+      );
       expect(Date.now() - started).toBeLessThan(1000); // no connection attempt, no retries
     });
   });

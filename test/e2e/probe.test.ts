@@ -12,7 +12,9 @@ import { type PluginProcess, ROOT, startPlugin } from "../support/plugin.js";
 const run = (args: string[]) =>
   within(
     new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      execFile(process.execPath, args, (e, out, err) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }));
+      execFile(process.execPath, args, (e, out, err) =>
+        resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+      );
     }),
     15_000,
     `node ${args.join(" ")}`,
@@ -29,7 +31,20 @@ afterAll(async () => {
 
 describe("probe", () => {
   it("deploy/'s sidecar probes run dist/probe.js on the socket Argo gives the plugin", () => {
-    const patch = parse(readFileSync(join(ROOT, "deploy", "argo-server-patch.yaml"), "utf8")) as { spec: { template: { spec: { containers: { name: string; args?: string[]; livenessProbe?: { exec: { command: string[] } }; readinessProbe?: { exec: { command: string[] } } }[] } } } };
+    const patch = parse(readFileSync(join(ROOT, "deploy", "argo-server-patch.yaml"), "utf8")) as {
+      spec: {
+        template: {
+          spec: {
+            containers: {
+              name: string;
+              args?: string[];
+              livenessProbe?: { exec: { command: string[] } };
+              readinessProbe?: { exec: { command: string[] } };
+            }[];
+          };
+        };
+      };
+    };
     const sidecar = patch.spec.template.spec.containers.find((c) => c.livenessProbe)!;
     for (const p of [sidecar.livenessProbe!, sidecar.readinessProbe!]) {
       expect(p.exec.command.slice(0, 3)).toEqual(["node", "/app/dist/probe.js", sidecar.args![0]]);
@@ -37,8 +52,13 @@ describe("probe", () => {
   });
 
   it("answers SERVING (exit 0) for a running plugin, by the probe and by the CLI", async () => {
-    expect(await run([join(ROOT, "dist", "probe.js"), plugin.socket, "3"])).toMatchObject({ code: 0, out: "SERVING\n" });
-    expect(await run([join(ROOT, "dist", "cli", "main.js"), "health", "--socket", plugin.socket, "--timeout", "3"])).toMatchObject({ code: 0, out: "SERVING\n" });
+    expect(await run([join(ROOT, "dist", "probe.js"), plugin.socket, "3"])).toMatchObject({
+      code: 0,
+      out: "SERVING\n",
+    });
+    expect(
+      await run([join(ROOT, "dist", "cli", "main.js"), "health", "--socket", plugin.socket, "--timeout", "3"]),
+    ).toMatchObject({ code: 0, out: "SERVING\n" });
   });
 
   it("fails (exit 1) for a plugin that does not answer, within its own bound", async () => {

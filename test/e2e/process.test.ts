@@ -17,11 +17,19 @@ import { exitOf } from "../support/bounded.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-function runMain(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runMain(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, "dist", "main.cjs"), ...args], { timeout: 10_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [join(ROOT, "dist", "main.cjs"), ...args],
+      { timeout: 10_000, env: { ...process.env, ...env } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -31,26 +39,56 @@ describe("command line", () => {
     const plugin = await runMain(["--version"]);
     expect(plugin).toMatchObject({ code: 0, stdout: `argo-s3-artifact-plugin ${version}\n` });
     const cli = await new Promise<{ code: number | null; stdout: string }>((resolve) =>
-      execFile(process.execPath, [join(ROOT, "dist", "cli", "main.js"), "--version"], (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout })),
+      execFile(process.execPath, [join(ROOT, "dist", "cli", "main.js"), "--version"], (err, stdout) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }),
+      ),
     );
     expect(cli).toEqual({ code: 0, stdout: `argo-s3-artifact ${version}\n` });
   });
 
   it("logs as Argo does: level names, RFC 3339 times, the workflow pod's fields, the version in the ready line; a failed RPC at ERROR naming bucket and endpoint; nothing but JSON lines", async () => {
     const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
-    const plugin = await startPlugin({ LOG_LEVEL: "info", ARGO_WORKFLOW_NAME: "wf-1", ARGO_POD_NAME: "wf-1-produce-123", ARGO_NODE_ID: "wf-1-123", ARGO_CONTAINER_NAME: "artifact-plugin-s3", AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" });
+    const plugin = await startPlugin({
+      LOG_LEVEL: "info",
+      ARGO_WORKFLOW_NAME: "wf-1",
+      ARGO_POD_NAME: "wf-1-produce-123",
+      ARGO_NODE_ID: "wf-1-123",
+      ARGO_CONTAINER_NAME: "artifact-plugin-s3",
+      AWS_ACCESS_KEY_ID: "x",
+      AWS_SECRET_ACCESS_KEY: "y",
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
     // A store that is not there: the SDK client is built (its warnings, if any, must come out as JSON too), the RPC fails.
-    const r = await plugin.client.load(artifact("endpoint: 127.0.0.1:9\ninsecure: true\nbucket: nowhere\ntuning: {maxAttempts: 1}\n", "k"), join(tmpdir(), `never-${process.pid}`));
+    const r = await plugin.client.load(
+      artifact("endpoint: 127.0.0.1:9\ninsecure: true\nbucket: nowhere\ntuning: {maxAttempts: 1}\n", "k"),
+      join(tmpdir(), `never-${process.pid}`),
+    );
     expect(r.success).toBe(false);
     expect(await plugin.stop()).toBe(0);
-    const lines = plugin.output().trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = plugin
+      .output()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     for (const l of lines) {
       expect(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]).toContain(l["level"]);
       expect(String(l["time"])).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-      expect(l).toMatchObject({ workflow: "wf-1", pod: "wf-1-produce-123", nodeId: "wf-1-123", container: "artifact-plugin-s3" });
+      expect(l).toMatchObject({
+        workflow: "wf-1",
+        pod: "wf-1-produce-123",
+        nodeId: "wf-1-123",
+        container: "artifact-plugin-s3",
+      });
     }
     expect(lines.find((l) => l["msg"] === "ready")).toMatchObject({ level: "INFO", version });
-    expect(lines.find((l) => l["msg"] === "rpc")).toMatchObject({ level: "ERROR", method: "Load", bucket: "nowhere", key: "k", endpoint: "http://127.0.0.1:9", outcome: "storage" });
+    expect(lines.find((l) => l["msg"] === "rpc")).toMatchObject({
+      level: "ERROR",
+      method: "Load",
+      bucket: "nowhere",
+      key: "k",
+      endpoint: "http://127.0.0.1:9",
+      outcome: "storage",
+    });
   });
 
   it("no argument, or a flag where the socket path belongs: usage on stderr, exit 2; --help: usage on stdout, exit 0", async () => {
@@ -71,8 +109,14 @@ describe("command line", () => {
     const plugin = await startPlugin({ LOG_LEVEL: "" }, dir, ["--loglevel", "warn", "--gloglevel", "6"]);
     expect(await plugin.client.getCapabilities()).toEqual({ supportsSaveStream: true });
     expect(await plugin.stop()).toBe(0);
-    const lines = plugin.output().trim().split("\n").map((l) => JSON.parse(l) as { level: string; msg: string; ignoredArgs?: string[] });
-    expect(lines.filter((l) => l.ignoredArgs)).toEqual([expect.objectContaining({ ignoredArgs: ["--gloglevel", "6"] })]);
+    const lines = plugin
+      .output()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { level: string; msg: string; ignoredArgs?: string[] });
+    expect(lines.filter((l) => l.ignoredArgs)).toEqual([
+      expect.objectContaining({ ignoredArgs: ["--gloglevel", "6"] }),
+    ]);
     expect(lines.every((l) => ["WARN", "ERROR", "FATAL"].includes(l.level))).toBe(true); // warn and up only: no ready/info lines
     rmSync(dir, { recursive: true, force: true });
   });
@@ -84,9 +128,21 @@ describe("command line", () => {
       [{ ARGO_S3_PLUGIN_SOCKET_MODE: "777x" }, [], "ARGO_S3_PLUGIN_SOCKET_MODE"],
       [{ ARGO_S3_PLUGIN_SOCKET_MODE: "8" }, [], "ARGO_S3_PLUGIN_SOCKET_MODE"],
       // Allow-list entries are Kubernetes names ("name" or "name/key"), checked at start.
-      [{ ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys,Minio_Keys" }, [], "ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry \"Minio_Keys\""],
-      [{ ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/a/b" }, [], "ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry \"minio-keys/a/b\""],
-      [{ ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/a%2Fb" }, [], "ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry \"minio-keys/a%2Fb\" key"],
+      [
+        { ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys,Minio_Keys" },
+        [],
+        'ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "Minio_Keys"',
+      ],
+      [
+        { ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/a/b" },
+        [],
+        'ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "minio-keys/a/b"',
+      ],
+      [
+        { ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/a%2Fb" },
+        [],
+        'ARGO_S3_PLUGIN_ALLOWED_SECRETS: entry "minio-keys/a%2Fb" key',
+      ],
     ] as const) {
       const { code, stderr } = await runMain([join(tmpdir(), "never.sock"), ...args], env);
       expect(code, name).toBe(2);
@@ -194,7 +250,11 @@ describe("graceful shutdown", () => {
     expect(await pending).toEqual({ success: true, error: "" });
     expect(await plugin.stop()).toBe(0);
     const stored = await objectSha(s3, "shutdown", "graceful.bin");
-    tally({ suite: "SIGTERM to the plugin mid-transfer", bytesChecked: data.length, bytesLost: stored === sha(data) ? 0 : data.length });
+    tally({
+      suite: "SIGTERM to the plugin mid-transfer",
+      bytesChecked: data.length,
+      bytesLost: stored === sha(data) ? 0 : data.length,
+    });
     expect(stored).toBe(sha(data));
     expect(scanForSecrets("SIGTERM", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
     tally({ suite: "SIGTERM to the plugin mid-transfer", faultsSurvived: 1 });
@@ -224,9 +284,12 @@ describe("graceful shutdown", () => {
     expect(outcome instanceof Error || (outcome as { success: boolean }).success === false).toBe(true);
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "shutdown" }));
     tally({ suite: "SIGTERM to the plugin mid-transfer", orphanUploads: (uploads.Uploads ?? []).length });
-    if ((uploads.Uploads ?? []).length > 0) process.stdout.write(`an upload was left behind; the plugin said:\n${plugin.output()}\n`);
+    if ((uploads.Uploads ?? []).length > 0)
+      process.stdout.write(`an upload was left behind; the plugin said:\n${plugin.output()}\n`);
     expect(uploads.Uploads ?? []).toEqual([]);
-    await expect(s3.send(new HeadObjectCommand({ Bucket: "shutdown", Key: "cut-off.bin" }))).rejects.toMatchObject({ name: "NotFound" });
+    await expect(s3.send(new HeadObjectCommand({ Bucket: "shutdown", Key: "cut-off.bin" }))).rejects.toMatchObject({
+      name: "NotFound",
+    });
     expect(scanForSecrets("SIGTERM", [plugin.output()], { "MinIO root secret key": minio.secretKey })).toEqual([]);
     tally({ suite: "SIGTERM to the plugin mid-transfer", faultsSurvived: 1 });
   });

@@ -13,7 +13,10 @@ import { type HostileS3, startHostileS3 } from "../support/hostile-s3.js";
 import { within } from "../support/bounded.js";
 import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
 
-const keys = { AWS_ACCESS_KEY_ID: "AKIAHOSTILETEST00000", AWS_SECRET_ACCESS_KEY: "hostile-test-secret-key-0000000000000000" };
+const keys = {
+  AWS_ACCESS_KEY_ID: "AKIAHOSTILETEST00000",
+  AWS_SECRET_ACCESS_KEY: "hostile-test-secret-key-0000000000000000",
+};
 let s3: HostileS3;
 let work: string;
 const plugins: PluginProcess[] = [];
@@ -32,18 +35,26 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const cfg = () => `endpoint: ${s3.endpoint}\nbucket: pace\ninsecure: true\nregion: us-east-1\ntuning: {requestTimeoutSeconds: 2, maxAttempts: 1}\n`;
+const cfg = () =>
+  `endpoint: ${s3.endpoint}\nbucket: pace\ninsecure: true\nregion: us-east-1\ntuning: {requestTimeoutSeconds: 2, maxAttempts: 1}\n`;
 
 it("in a workflow's pod a store at 2 KiB/s is slow, not refused: an 8 KiB object loads whole", async () => {
   const plugin = await startPlugin({ ...keys, ARGO_S3_PLUGIN_SHARED: "false" });
   plugins.push(plugin);
   const dest = join(work, "small");
-  expect(await within(plugin.client.load(artifact(cfg(), "small"), dest), 60_000, "the trickled Load")).toEqual({ success: true, error: "" });
+  expect(await within(plugin.client.load(artifact(cfg(), "small"), dest), 60_000, "the trickled Load")).toEqual({
+    success: true,
+    error: "",
+  });
   expect(readFileSync(dest).equals(s3.objects.get("small")!.data)).toBe(true);
 }, 90_000);
 
 it("in the shared sidecar a body at 2 KiB/s is cut at the shared minimum rate, naming the endpoint: OpenStream and Load", async () => {
-  const plugin = await startPlugin({ ...keys, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: s3.endpoint });
+  const plugin = await startPlugin({
+    ...keys,
+    ARGO_S3_PLUGIN_SHARED: "true",
+    ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: s3.endpoint,
+  });
   plugins.push(plugin);
   // The error travels in OpenStream's error frame.
   const streamed = await within(
@@ -56,7 +67,11 @@ it("in the shared sidecar a body at 2 KiB/s is cut at the shared minimum rate, n
   );
   expect(streamed).toContain(s3.endpoint);
   expect(streamed).toMatch(/below the 65536 bytes\/s accepted/);
-  const loaded = await within(plugin.client.load(artifact(cfg(), "large"), join(work, "large")), 30_000, "the trickled Load");
+  const loaded = await within(
+    plugin.client.load(artifact(cfg(), "large"), join(work, "large")),
+    30_000,
+    "the trickled Load",
+  );
   expect(loaded.success).toBe(false);
   expect(loaded.error).toMatch(/below the 65536 bytes\/s accepted/);
 }, 90_000);

@@ -24,7 +24,8 @@ import { within } from "../support/bounded.js";
 import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js";
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) process.stdout.write("tenants: skipped, the plugin's 256 MiB memory cgroup needs root (CI runs as root)\n");
+if (!isRoot)
+  process.stdout.write("tenants: skipped, the plugin's 256 MiB memory cgroup needs root (CI runs as root)\n");
 
 const MiB = 1024 * 1024;
 let minio: MinioServer;
@@ -47,8 +48,11 @@ const victimBytes = randomBytes(8 * MiB + 7);
 
 /** A ListObjectsV2 answer of `bytes`, far more keys than any page may hold. */
 function fatListing(bytes: number): Buffer {
-  const entry = (i: number) => `<Contents><Key>k/${String(i).padStart(8, "0")}-${"x".repeat(1000)}</Key><Size>1</Size><ETag>"e"</ETag></Contents>`;
-  const parts = ['<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>k/</Prefix><IsTruncated>false</IsTruncated>'];
+  const entry = (i: number) =>
+    `<Contents><Key>k/${String(i).padStart(8, "0")}-${"x".repeat(1000)}</Key><Size>1</Size><ETag>"e"</ETag></Contents>`;
+  const parts = [
+    '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>k/</Prefix><IsTruncated>false</IsTruncated>',
+  ];
   let size = parts[0]!.length;
   for (let i = 0; size < bytes - 100; i++) {
     const e = entry(i);
@@ -97,7 +101,8 @@ beforeAll(async () => {
     sock.once("data", (req: Buffer) => {
       const text = req.toString().includes("head-drip")
         ? "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nX-Slow: " + "a".repeat(100000)
-        : "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 100000\r\n\r\n<?xml version=\"1.0\"?><ListBucketResult>" + " ".repeat(100000);
+        : 'HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 100000\r\n\r\n<?xml version="1.0"?><ListBucketResult>' +
+          " ".repeat(100000);
       let i = 0;
       const head = text.indexOf("\r\n\r\n");
       sock.write(text.slice(0, head >= 0 ? head + 4 : 17));
@@ -163,7 +168,12 @@ async function sharedPlugin(extraEnv: Record<string, string> = {}): Promise<Shar
     undefined,
     cgroup.wrap,
   );
-  const ready = JSON.parse(plugin.output().split("\n").find((l) => l.includes('"msg":"ready"'))!) as { maxConcurrentTransfers: number; memoryLimitMiB: number };
+  const ready = JSON.parse(
+    plugin
+      .output()
+      .split("\n")
+      .find((l) => l.includes('"msg":"ready"'))!,
+  ) as { maxConcurrentTransfers: number; memoryLimitMiB: number };
   expect(ready.memoryLimitMiB).toBe(256);
   return {
     plugin,
@@ -177,7 +187,8 @@ async function sharedPlugin(extraEnv: Record<string, string> = {}): Promise<Shar
   };
 }
 
-const store = (endpoint: string, bucket: string, extra = "") => `endpoint: ${endpoint}\ninsecure: true\nbucket: ${bucket}\n${extra}`;
+const store = (endpoint: string, bucket: string, extra = "") =>
+  `endpoint: ${endpoint}\ninsecure: true\nbucket: ${bucket}\n${extra}`;
 
 /** Another user's calls to a healthy store: served, byte for byte; how long each took. */
 async function victim(p: PluginProcess, work: string): Promise<{ loadMs: number; streamMs: number; listMs: number }> {
@@ -192,7 +203,10 @@ async function victim(p: PluginProcess, work: string): Promise<{ loadMs: number;
   const streamMs = Date.now() - t;
   expect(streamed.data.equals(victimBytes)).toBe(true);
   t = Date.now();
-  expect(await within(p.client.listObjects(artifact(cfg, "dir")), 20_000, "the victim's ListObjects")).toEqual({ objects: ["dir/a.txt"], error: "" });
+  expect(await within(p.client.listObjects(artifact(cfg, "dir")), 20_000, "the victim's ListObjects")).toEqual({
+    objects: ["dir/a.txt"],
+    error: "",
+  });
   const listMs = Date.now() - t;
   return { loadMs, streamMs, listMs };
 }
@@ -204,7 +218,12 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
     try {
       // A bucket per call: every call its own tenant, all on one endpoint.
       const attacks = Array.from({ length: s.slots }, (_, i) =>
-        s.plugin.client.openStream(artifact(store(`127.0.0.2:${hungPort}`, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"), "k"), { discard: true }).catch((e: Error) => e),
+        s.plugin.client
+          .openStream(
+            artifact(store(`127.0.0.2:${hungPort}`, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"), "k"),
+            { discard: true },
+          )
+          .catch((e: Error) => e),
       );
       tally({ suite: "hostile: one author's unanswering store vs other users", hostileTried: s.slots });
       // The endpoint holds all it may (all but a quarter of the slots), the rest of the author's calls wait.
@@ -216,7 +235,9 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
       expect(hungSockets.size, "no more than the cap").toBeLessThanOrEqual(cap);
       await new Promise((r) => setTimeout(r, 300));
       const times = await victim(s.plugin, work);
-      process.stdout.write(`tenants: victim served beside ${s.slots} hung OpenStreams: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms\n`);
+      process.stdout.write(
+        `tenants: victim served beside ${s.slots} hung OpenStreams: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms\n`,
+      );
       expect(s.oomKills()).toBe(0);
       tally({ suite: "hostile: one author's unanswering store vs other users", hostileRefused: s.slots });
       void attacks;
@@ -241,7 +262,13 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
         const suite = `hostile: one author's unanswering stores on ${endpoints.length} endpoints vs other users`;
         const attacks = Array.from({ length: s.slots }, (_, i) =>
           s.plugin.client
-            .openStream(artifact(store(endpoints[i % endpoints.length]!, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"), "k"), { discard: true })
+            .openStream(
+              artifact(
+                store(endpoints[i % endpoints.length]!, `b${i}`, "tuning: {requestTimeoutSeconds: 86400}\n"),
+                "k",
+              ),
+              { discard: true },
+            )
             .catch((e: Error) => e),
         );
         tally({ suite, hostileTried: s.slots });
@@ -271,14 +298,19 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
     try {
       const cfg = store(`127.0.0.1:${fatPort}`, "b");
       const attacks = Array.from({ length: 40 }, (_, i) =>
-        (i % 2 === 0 ? s.plugin.client.listObjects(artifact(cfg, "k")) : s.plugin.client.isDirectory(artifact(cfg, "k"))).catch((e: Error) => ({ error: `the call failed: ${e.message}` })),
+        (i % 2 === 0
+          ? s.plugin.client.listObjects(artifact(cfg, "k"))
+          : s.plugin.client.isDirectory(artifact(cfg, "k"))
+        ).catch((e: Error) => ({ error: `the call failed: ${e.message}` })),
       );
       tally({ suite: "hostile: 7.9 MiB listing answers", hostileTried: 40 });
       const times = await victim(s.plugin, work);
       const results = await within(Promise.all(attacks), 90_000, "the 40 hostile listings");
       for (const r of results) expect(r.error).toMatch(/larger than|keys where at most/);
       tally({ suite: "hostile: 7.9 MiB listing answers", hostileRefused: 40 });
-      process.stdout.write(`tenants: victim served beside 40 fat listings: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms; ${fatAnswers} fat answers sent\n`);
+      process.stdout.write(
+        `tenants: victim served beside 40 fat listings: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms; ${fatAnswers} fat answers sent\n`,
+      );
       expect(s.oomKills()).toBe(0);
       expect(s.plugin.proc.exitCode).toBeNull();
     } finally {
@@ -293,11 +325,17 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
       tally({ suite: "hostile: a listing that never ends", hostileTried: 1 });
       const before = endlessPages;
       const res = await within(
-        s.plugin.client.listObjects(artifact(store(`127.0.0.1:${endlessPort}`, "b"), "k")).catch((e: Error) => ({ objects: [], error: `the call failed: ${e.message}` })),
+        s.plugin.client
+          .listObjects(artifact(store(`127.0.0.1:${endlessPort}`, "b"), "k"))
+          .catch((e: Error) => ({ objects: [], error: `the call failed: ${e.message}` })),
         30_000,
         "the endless ListObjects",
       );
-      expect(res.error).toMatch(new RegExp(`ListObjects of key "k" in bucket b \\(endpoint http://127\\.0\\.0\\.1:${endlessPort}\\) did not finish within 3 s, the bound the operator set for it \\(ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS\\)`));
+      expect(res.error).toMatch(
+        new RegExp(
+          `ListObjects of key "k" in bucket b \\(endpoint http://127\\.0\\.0\\.1:${endlessPort}\\) did not finish within 3 s, the bound the operator set for it \\(ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS\\)`,
+        ),
+      );
       expect(endlessPages - before, "it did read pages until the bound").toBeGreaterThan(1);
       const after = endlessPages;
       await new Promise((r) => setTimeout(r, 1000));
@@ -315,8 +353,16 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
       for (const key of ["body-drip", "head-drip"]) {
         tally({ suite: "hostile: a store dripping its answers", hostileTried: 2 });
         const t = Date.now();
-        const listed = await within(s.plugin.client.listObjects(artifact(cfg, key)), 30_000, `ListObjects of a ${key} store`);
-        const isDir = await within(s.plugin.client.isDirectory(artifact(cfg, key)), 30_000, `IsDirectory of a ${key} store`);
+        const listed = await within(
+          s.plugin.client.listObjects(artifact(cfg, key)),
+          30_000,
+          `ListObjects of a ${key} store`,
+        );
+        const isDir = await within(
+          s.plugin.client.isDirectory(artifact(cfg, key)),
+          30_000,
+          `IsDirectory of a ${key} store`,
+        );
         const ms = Date.now() - t;
         for (const r of [listed, isDir]) {
           expect(r.error, key).toContain(`127.0.0.1:${dripPort}`);
@@ -338,7 +384,11 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
       req.resume();
       req.on("end", () => {
         if (req.method === "POST" && url.includes("uploads")) {
-          res.writeHead(200, { "content-type": "application/xml" }).end('<?xml version="1.0"?><InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>');
+          res
+            .writeHead(200, { "content-type": "application/xml" })
+            .end(
+              '<?xml version="1.0"?><InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>',
+            );
         } else if (req.method === "PUT" && url.includes("partNumber=")) {
           res.writeHead(200, { etag: `"e${/partNumber=(\d+)/.exec(url)?.[1]}"` }).end();
         } else if (req.method === "POST" && url.includes("uploadId=u1")) {
@@ -348,7 +398,9 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
           setTimeout(() => {
             clearInterval(t);
             completed = true;
-            res.end('<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"x-2"</ETag></CompleteMultipartUploadResult>');
+            res.end(
+              '<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"x-2"</ETag></CompleteMultipartUploadResult>',
+            );
           }, 3500);
         } else res.writeHead(404).end();
       });
@@ -356,7 +408,11 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
     await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
     const port = (slow.address() as { port: number }).port;
     const dir = mkdtempSync(join(tmpdir(), "cmu-"));
-    const p = await startPlugin({ AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" });
+    const p = await startPlugin({
+      AWS_ACCESS_KEY_ID: "x",
+      AWS_SECRET_ACCESS_KEY: "y",
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
     try {
       writeFileSync(join(dir, "f.bin"), randomBytes(6 * MiB));
       const cfg = `endpoint: 127.0.0.1:${port}\ninsecure: true\nbucket: b\ntuning: {requestTimeoutSeconds: 2, maxAttempts: 1, checksum: none, partSizeMiB: 5, multipartThresholdMiB: 5}\n`;

@@ -42,7 +42,6 @@ const ACCEPTED = new Set<number>([status.INVALID_ARGUMENT, status.INTERNAL, stat
 const DEADLINE_MS = 10_000;
 const MiB = 1024 * 1024;
 
-
 // Hand-rolled protobuf encoding, so wire types and lengths can be wrong on purpose.
 function varint(n: number): Buffer {
   const out: number[] = [];
@@ -84,8 +83,10 @@ function call(method: string, frames: Buffer[]): Promise<Outcome> {
   const opts = { deadline: Date.now() + DEADLINE_MS };
   const started = Date.now();
   return new Promise((resolve) => {
-    const done = (code: number, details: string, responses: Buffer[]) => resolve({ code, details, responses, ms: Date.now() - started });
-    const unaryCb = (err: ServiceError | null, res?: Buffer) => (err ? done(err.code, err.details, []) : done(status.OK, "", [res!]));
+    const done = (code: number, details: string, responses: Buffer[]) =>
+      resolve({ code, details, responses, ms: Date.now() - started });
+    const unaryCb = (err: ServiceError | null, res?: Buffer) =>
+      err ? done(err.code, err.details, []) : done(status.OK, "", [res!]);
     if (spec.kind === "unary") {
       raw.makeUnaryRequest(path, id, id, frames[0]!, new Metadata(), opts, unaryCb);
     } else if (spec.kind === "client") {
@@ -151,7 +152,10 @@ function hostile(method: string): Array<[string, Buffer]> {
     ["artifact field as varint", Buffer.concat([tag(f, 0), varint(123456789)])],
     ["artifact field as fixed64", Buffer.concat([tag(f, 1), Buffer.alloc(8, 0xab)])],
     ["artifact field as fixed32", Buffer.concat([tag(f, 5), Buffer.alloc(4, 0xcd)])],
-    ["string field as varint", art([Buffer.concat([tag(1, 0), varint(7)]), plugin([Buffer.concat([tag(2, 0), varint(1)])])])],
+    [
+      "string field as varint",
+      art([Buffer.concat([tag(1, 0), varint(7)]), plugin([Buffer.concat([tag(2, 0), varint(1)])])]),
+    ],
     ["invalid wire types 6 and 7", Buffer.concat([tag(f, 6), tag(f, 7), Buffer.alloc(16, 0xff)])],
     ["unterminated group", Buffer.concat([tag(f, 3), tag(2, 0), varint(1)])],
     ["stray end-group", tag(f, 4)],
@@ -159,7 +163,16 @@ function hostile(method: string): Array<[string, Buffer]> {
     ["length beyond the end", Buffer.concat([tag(f, 2), varint(1_000_000), Buffer.from("short")])],
     ["field number 0", Buffer.concat([Buffer.from([0x02, 0x03]), Buffer.from("abc")])],
     ["max field number, unknown", Buffer.concat([tag(536870911, 2), varint(3), Buffer.from("abc")])],
-    ["negative connection timeout, bools out of range", art([plugin([str(2, config()), str(4, "fuzz/x"), tag(3, 0), varint(-1)]), tag(6, 0), varint(2 ** 40), tag(8, 0), varint(255)])],
+    [
+      "negative connection timeout, bools out of range",
+      art([
+        plugin([str(2, config()), str(4, "fuzz/x"), tag(3, 0), varint(-1)]),
+        tag(6, 0),
+        varint(2 ** 40),
+        tag(8, 0),
+        varint(255),
+      ]),
+    ],
   ];
   // Deeply nested garbage: 20,000 levels of length-delimited nesting (the
   // known Artifact/plugin levels, then unknown fields all the way down) and
@@ -168,7 +181,10 @@ function hostile(method: string): Array<[string, Buffer]> {
   for (let i = 0; i < 20_000; i++) nested = ld(i % 2 === 0 ? 15 : 5, nested);
   out.push(["20,000 nested length-delimited levels", ld(f, nested)]);
   const depth = 100_000;
-  const groups = Buffer.concat([...Array.from({ length: depth }, () => tag(9, 3)), ...Array.from({ length: depth }, () => tag(9, 4))]);
+  const groups = Buffer.concat([
+    ...Array.from({ length: depth }, () => tag(9, 3)),
+    ...Array.from({ length: depth }, () => tag(9, 4)),
+  ]);
   out.push(["100,000 nested groups", groups]);
   out.push(["100,000 nested groups inside the artifact", ld(f, groups)]);
   return out;
@@ -203,7 +219,11 @@ function payloads(): Payload[] {
       list.push({ method, label: "valid head, chunk, truncated chunk", frames: [valid, chunk, chunk.subarray(0, 4)] });
     }
     // Over the server's 8 MiB receive limit.
-    list.push({ method, label: "oversized (9 MiB)", frames: [Buffer.concat([str(artifactField(method), ""), ld(99, randomBytes(9 * MiB))])] });
+    list.push({
+      method,
+      label: "oversized (9 MiB)",
+      frames: [Buffer.concat([str(artifactField(method), ""), ld(99, randomBytes(9 * MiB))])],
+    });
   }
   return list;
 }
@@ -258,7 +278,11 @@ describe("wire fuzzing", () => {
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
-    tally({ suite: "hostile: wire fuzz (random, truncated, oversized payloads)", hostileTried: list.length, hostileRefused: list.length - problems.length });
+    tally({
+      suite: "hostile: wire fuzz (random, truncated, oversized payloads)",
+      hostileTried: list.length,
+      hostileRefused: list.length - problems.length,
+    });
     expect(problems).toEqual([]);
     expect(plugin.proc.exitCode).toBeNull();
     // Both kinds of answer happened: refusals and regular (error-carrying) responses.

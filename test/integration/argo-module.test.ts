@@ -18,7 +18,8 @@ let copy: string;
 beforeAll(async () => {
   moduleDir = await argoModuleDir();
   copy = mkdtempSync(join(tmpdir(), "argo-module-"));
-  for (const [link] of ARGO_SYMLINKS) cpSync(join(moduleDir, dirname(link)), join(copy, dirname(link)), { recursive: true });
+  for (const [link] of ARGO_SYMLINKS)
+    cpSync(join(moduleDir, dirname(link)), join(copy, dirname(link)), { recursive: true });
 }, 600_000);
 afterAll(() => rmSync(copy, { recursive: true, force: true }));
 

@@ -26,7 +26,12 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
     const child = execFile(
       process.execPath,
       [CLI, ...args],
-      { encoding: "buffer", maxBuffer: 256 * 1024 * 1024, timeout: 60_000, env: { PATH: process.env["PATH"] ?? "", ...env } },
+      {
+        encoding: "buffer",
+        maxBuffer: 256 * 1024 * 1024,
+        timeout: 60_000,
+        env: { PATH: process.env["PATH"] ?? "", ...env },
+      },
       (err, stdout, stderr) => {
         const code = err ? ((err as { code?: unknown }).code as number | null) : 0;
         resolve({ code: child.exitCode ?? code, stdout, stderr: stderr.toString() });
@@ -92,8 +97,12 @@ describe("argo-s3-artifact against a running plugin", () => {
 
   it("a relative path is resolved against the CLI's directory, not the plugin's", async () => {
     const r = await new Promise<Run>((resolve) => {
-      execFile(process.execPath, [CLI, "save", "tree/a.txt", "--key", "cli/relative.txt", ...common], { cwd: work, timeout: 60_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout: Buffer.from(stdout), stderr }),
+      execFile(
+        process.execPath,
+        [CLI, "save", "tree/a.txt", "--key", "cli/relative.txt", ...common],
+        { cwd: work, timeout: 60_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout: Buffer.from(stdout), stderr }),
       );
     });
     expect(r).toMatchObject({ code: 0, stderr: "" });
@@ -103,12 +112,21 @@ describe("argo-s3-artifact against a running plugin", () => {
   it("ls lists every object under the prefix, one per line (symlinks were skipped)", async () => {
     const r = await cli(["ls", "cli/tree", ...common]);
     expect(r).toMatchObject({ code: 0, stderr: "" });
-    expect(r.stdout.toString().split("\n").filter(Boolean).sort()).toEqual(["cli/tree/a.txt", "cli/tree/empty", "cli/tree/sub/b.bin"]);
+    expect(r.stdout.toString().split("\n").filter(Boolean).sort()).toEqual([
+      "cli/tree/a.txt",
+      "cli/tree/empty",
+      "cli/tree/sub/b.bin",
+    ]);
   });
 
   it("ls escapes control characters in keys: a key cannot drive the terminal (erase the line, set the title, write the clipboard)", async () => {
     const { S3Client, PutObjectCommand } = await import("@aws-sdk/client-s3");
-    const s3 = new S3Client({ endpoint: minio.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } });
+    const s3 = new S3Client({
+      endpoint: minio.url,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+    });
     const evil = "cli/esc/\u001b[2K\u001b]0;pwned\u0007\u001b]52;c;ZWNobyBoaQ==\u0007name\r.txt";
     await s3.send(new PutObjectCommand({ Bucket: "cli-bucket", Key: evil, Body: "x" }));
     const r = await cli(["ls", "cli/esc", ...common]);
@@ -141,7 +159,10 @@ describe("argo-s3-artifact against a running plugin", () => {
     // queued in the gRPC call must never see a recycled buffer.
     const big = randomBytes(48 * 1024 * 1024 + 7);
     writeFileSync(join(work, "big.bin"), big);
-    expect(await cli(["save", join(work, "big.bin"), "--key", "cli/big.bin", ...common])).toMatchObject({ code: 0, stderr: "" });
+    expect(await cli(["save", join(work, "big.bin"), "--key", "cli/big.bin", ...common])).toMatchObject({
+      code: 0,
+      stderr: "",
+    });
     for (let i = 0; i < 2; i++) {
       const r = await cli(["cat", "cli/big.bin", ...common]);
       expect(r).toMatchObject({ code: 0, stderr: "" });
@@ -232,12 +253,17 @@ describe("argo-s3-artifact against a running plugin", () => {
     for (const socket of [join(work, "no", "socket"), notSocket]) {
       const r = await cli(["ls", "k", "--socket", socket, "--config", configFile]);
       expect(r.code).toBe(3);
-      expect(r.stderr).toBe(`argo-s3-artifact: ls k: cannot reach the plugin at ${socket}: ${socket === notSocket ? "not a unix socket" : "no such socket"}; is it running? (--socket or ARGO_S3_PLUGIN_SOCKET)\n`);
+      expect(r.stderr).toBe(
+        `argo-s3-artifact: ls k: cannot reach the plugin at ${socket}: ${socket === notSocket ? "not a unix socket" : "no such socket"}; is it running? (--socket or ARGO_S3_PLUGIN_SOCKET)\n`,
+      );
     }
   });
 
   const hasScript = spawnSync("script", ["--version"]).status === 0;
-  if (!hasScript) process.stdout.write("cli: the terminal summary test is skipped: `script` (util-linux) is not installed, and it gives the CLI a pseudo-terminal\n");
+  if (!hasScript)
+    process.stdout.write(
+      "cli: the terminal summary test is skipped: `script` (util-linux) is not installed, and it gives the CLI a pseudo-terminal\n",
+    );
   it.skipIf(!hasScript)("on a terminal, save and load end with a summary line on stderr", () => {
     // `script` gives the CLI a pseudo-terminal, so stderr.isTTY is true.
     const base = `node ${JSON.stringify(CLI)} --socket ${JSON.stringify(plugin.socket)} --config ${JSON.stringify(configFile)}`;
@@ -282,7 +308,11 @@ describe("progress line", () => {
 
   it("draws nothing when the stream is not a terminal", async () => {
     const writes: string[] = [];
-    const p = new Progress("save k", { total: 10, stream: { isTTY: false, write: (s) => (writes.push(s), true) }, tickMs: 5 });
+    const p = new Progress("save k", {
+      total: 10,
+      stream: { isTTY: false, write: (s) => (writes.push(s), true) },
+      tickMs: 5,
+    });
     p.set(5);
     await new Promise((r) => setTimeout(r, 30));
     p.finish(p.summary("saved k"));
@@ -290,7 +320,17 @@ describe("progress line", () => {
   });
 
   it("formats sizes and durations", () => {
-    expect([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(5 * 1024 ** 3)]).toEqual(["0 B", "1023 B", "1.5 KiB", "5.0 GiB"]);
-    expect([formatDuration(0), formatDuration(61_000), formatDuration(3_723_000), formatDuration(1234, true)]).toEqual(["0:00", "1:01", "1:02:03", "1.2 s"]);
+    expect([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(5 * 1024 ** 3)]).toEqual([
+      "0 B",
+      "1023 B",
+      "1.5 KiB",
+      "5.0 GiB",
+    ]);
+    expect([formatDuration(0), formatDuration(61_000), formatDuration(3_723_000), formatDuration(1234, true)]).toEqual([
+      "0:00",
+      "1:01",
+      "1:02:03",
+      "1.2 s",
+    ]);
   });
 });

@@ -22,7 +22,8 @@ let plugin: PluginProcess;
 let work: string;
 const BUCKET = "compat";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-const cfg = (extra = "") => `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n${extra}`;
+const cfg = (extra = "") =>
+  `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n${extra}`;
 
 beforeAll(async () => {
   bed = await startProxiedMinio("compat", BUCKET);
@@ -59,7 +60,11 @@ it("a composite multipart CRC32 served without '-N' or checksum type is not take
 
 it("a bodiless 403 on HEAD says in words what it likely means", async () => {
   await adminClient(minio).send(new PutObjectCommand({ Bucket: BUCKET, Key: "k.txt", Body: "k" }));
-  const wrong = await startPlugin({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: "not-the-secret-key", AWS_EC2_METADATA_DISABLED: "true" });
+  const wrong = await startPlugin({
+    AWS_ACCESS_KEY_ID: minio.accessKey,
+    AWS_SECRET_ACCESS_KEY: "not-the-secret-key",
+    AWS_EC2_METADATA_DISABLED: "true",
+  });
   try {
     const res = await wrong.client.load(artifact(cfg(), "k.txt"), join(work, "k.txt"));
     expect(res.success).toBe(false);
@@ -71,16 +76,20 @@ it("a bodiless 403 on HEAD says in words what it likely means", async () => {
 });
 
 it("TLS spoken to a plain-HTTP endpoint says to set insecure: true", async () => {
-  const res = await plugin.client.isDirectory(artifact(`endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ntuning: {maxAttempts: 1}\n`, "k"));
+  const res = await plugin.client.isDirectory(
+    artifact(`endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ntuning: {maxAttempts: 1}\n`, "k"),
+  );
   expect(res.error).toContain("set `insecure: true`");
   expect(res.error).not.toMatch(/ssl3_get_record|SSL routines/);
 });
 
 it("DeleteObjects carries Content-MD5 (AWS documents it as required; some stores refuse without)", async () => {
-  for (let i = 0; i < 3; i++) await adminClient(minio).send(new PutObjectCommand({ Bucket: BUCKET, Key: `del/${i}`, Body: "x" }));
+  for (let i = 0; i < 3; i++)
+    await adminClient(minio).send(new PutObjectCommand({ Bucket: BUCKET, Key: `del/${i}`, Body: "x" }));
   const seen: (string | undefined)[] = [];
   const record = (req: IncomingMessage) => {
-    if (req.method === "POST" && (req.url ?? "").includes("delete")) seen.push(req.headers["content-md5"] as string | undefined);
+    if (req.method === "POST" && (req.url ?? "").includes("delete"))
+      seen.push(req.headers["content-md5"] as string | undefined);
     return false; // inject nothing
   };
   proxy.inject(1, "503", record);

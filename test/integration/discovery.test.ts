@@ -24,12 +24,21 @@ interface ReflectionClient extends Client {
 
 const opts = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };
 
-const reflectionRoot = join(dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")), "build", "proto");
+const reflectionRoot = join(
+  dirname(createRequire(import.meta.url).resolve("@grpc/reflection/package.json")),
+  "build",
+  "proto",
+);
 
 function reflectionClient(socket: string, version: "v1" | "v1alpha"): ReflectionClient {
   const def = loadSync(`grpc/reflection/${version}/reflection.proto`, { ...opts, includeDirs: [reflectionRoot] });
-  const pkg = loadPackageDefinition(def) as unknown as { grpc: { reflection: Record<string, { ServerReflection: Ctor }> } };
-  return new pkg.grpc.reflection[version]!.ServerReflection(`unix:${socket}`, credentials.createInsecure()) as ReflectionClient;
+  const pkg = loadPackageDefinition(def) as unknown as {
+    grpc: { reflection: Record<string, { ServerReflection: Ctor }> };
+  };
+  return new pkg.grpc.reflection[version]!.ServerReflection(
+    `unix:${socket}`,
+    credentials.createInsecure(),
+  ) as ReflectionClient;
 }
 
 /** One request on a reflection stream, its one response. */
@@ -88,17 +97,20 @@ describe("grpc.health.v1.Health", () => {
 });
 
 describe("server reflection", () => {
-  it.each(["v1", "v1alpha"] as const)("%s list_services names the artifact, health and reflection services", async (version) => {
-    const c = reflectionClient(plugin.socket, version);
-    try {
-      const res = await reflect(c, { listServices: "*" });
-      const names = res.listServicesResponse!.service.map((s) => s.name);
-      expect(names).toEqual(expect.arrayContaining(["artifact.ArtifactService", "grpc.health.v1.Health"]));
-      expect(names).toContain("grpc.reflection.v1.ServerReflection");
-    } finally {
-      c.close();
-    }
-  });
+  it.each(["v1", "v1alpha"] as const)(
+    "%s list_services names the artifact, health and reflection services",
+    async (version) => {
+      const c = reflectionClient(plugin.socket, version);
+      try {
+        const res = await reflect(c, { listServices: "*" });
+        const names = res.listServicesResponse!.service.map((s) => s.name);
+        expect(names).toEqual(expect.arrayContaining(["artifact.ArtifactService", "grpc.health.v1.Health"]));
+        expect(names).toContain("grpc.reflection.v1.ServerReflection");
+      } finally {
+        c.close();
+      }
+    },
+  );
 
   it("file_containing_symbol returns the artifact proto with its snake_case field names", async () => {
     const c = reflectionClient(plugin.socket, "v1");
@@ -108,7 +120,14 @@ describe("server reflection", () => {
       expect(files.length).toBeGreaterThan(0);
       const all = Buffer.concat(files).toString("latin1");
       // Names grpcurl shows and accepts in JSON requests: the proto's own.
-      for (const name of ["artifact.proto", "ArtifactService", "OpenStream", "SaveStream", "input_artifact", "supports_save_stream"]) {
+      for (const name of [
+        "artifact.proto",
+        "ArtifactService",
+        "OpenStream",
+        "SaveStream",
+        "input_artifact",
+        "supports_save_stream",
+      ]) {
         expect(all).toContain(name);
       }
     } finally {
@@ -117,11 +136,17 @@ describe("server reflection", () => {
   });
 
   it("every served descriptor passes Go's map-entry rule (grpcurl refuses the file otherwise)", async () => {
-    const { FileDescriptorProto } = createRequire(import.meta.url)("protobufjs/ext/descriptor/index.js") as typeof import("protobufjs/ext/descriptor/index.js");
+    const { FileDescriptorProto } = createRequire(import.meta.url)(
+      "protobufjs/ext/descriptor/index.js",
+    ) as typeof import("protobufjs/ext/descriptor/index.js");
     const c = reflectionClient(plugin.socket, "v1");
     try {
       const entries: string[] = [];
-      for (const symbol of ["artifact.ArtifactService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]) {
+      for (const symbol of [
+        "artifact.ArtifactService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+      ]) {
         const res = await reflect(c, { fileContainingSymbol: symbol });
         for (const bin of res.fileDescriptorResponse!.fileDescriptorProto) {
           const file = FileDescriptorProto.decode(bin) as unknown as IFileDescriptorProto;

@@ -39,8 +39,12 @@ it("a Save cancelled during the shared bucket check does not fail another Save w
   proxy.inject(1, "slow-answer", (req) => req.method === "HEAD" && /^\/made-on-demand\/?(\?|$)/.test(req.url ?? ""));
   const raw = plugin.client.raw as unknown as Record<string, (...a: unknown[]) => unknown>;
   const first = new Promise<number | undefined>((resolve) =>
-    raw["Save"]!.call(plugin.client.raw, { outputArtifact: artifact(cfg, "first.bin"), path: file }, new Metadata(), { deadline: Date.now() + 400 }, (err: { code?: number } | null) =>
-      resolve(err?.code),
+    raw["Save"]!.call(
+      plugin.client.raw,
+      { outputArtifact: artifact(cfg, "first.bin"), path: file },
+      new Metadata(),
+      { deadline: Date.now() + 400 },
+      (err: { code?: number } | null) => resolve(err?.code),
     ),
   );
   await new Promise((r) => setTimeout(r, 100));
@@ -49,7 +53,9 @@ it("a Save cancelled during the shared bucket check does not fail another Save w
   expect(await second).toEqual({ success: true, error: "" });
   const s3 = adminClient(minio);
   await s3.send(new HeadBucketCommand({ Bucket: "made-on-demand" }));
-  expect(await objectSha(s3, "made-on-demand", "second.bin")).toBe((await import("node:crypto")).createHash("sha256").update(data).digest("hex"));
+  expect(await objectSha(s3, "made-on-demand", "second.bin")).toBe(
+    (await import("node:crypto")).createHash("sha256").update(data).digest("hex"),
+  );
 });
 
 it("LOG_LEVEL=debug logs one line per S3 request, naming operation, bucket, key and status, and no credential", () => {
@@ -58,8 +64,13 @@ it("LOG_LEVEL=debug logs one line per S3 request, naming operation, bucket, key 
     .split("\n")
     .filter((l) => l.includes('"msg":"s3 request"'))
     .map((l) => JSON.parse(l) as { s3: string; bucket: string; key?: string; status?: number });
-  expect(lines).toEqual(expect.arrayContaining([expect.objectContaining({ s3: "HeadBucket", bucket: "made-on-demand" })]));
-  expect(lines).toEqual(expect.arrayContaining([expect.objectContaining({ s3: "PutObject", bucket: "made-on-demand", key: "second.bin", status: 200 })]));
+  expect(lines).toEqual(
+    expect.arrayContaining([expect.objectContaining({ s3: "HeadBucket", bucket: "made-on-demand" })]),
+  );
+  expect(lines).toEqual(
+    expect.arrayContaining([
+      expect.objectContaining({ s3: "PutObject", bucket: "made-on-demand", key: "second.bin", status: 200 }),
+    ]),
+  );
   expect(plugin.output()).not.toContain(minio.secretKey);
 });
-

@@ -28,7 +28,6 @@ import { describe, expect, it } from "vitest";
 import { ROOT } from "../support/plugin.js";
 import { argoParse } from "../support/argo-config.js";
 
-
 /** The release the rendering below stands for: `helm upgrade --install argo-workflows argo/argo-workflows -n argo`. */
 const RELEASE = { name: "argo-workflows", namespace: "argo" };
 const CONFIGMAP_NAME = `${RELEASE.name}-workflow-controller-configmap`;
@@ -55,7 +54,6 @@ interface Container {
   volumeMounts?: Mount[];
   [field: string]: unknown;
 }
-
 
 const readYaml = (file: string): Obj => parse(readFileSync(join(ROOT, file), "utf8")) as Obj;
 const helmValues = (): Obj => readYaml("deploy/helm-values.yaml");
@@ -85,10 +83,14 @@ function tpl(value: unknown): unknown {
 /** The manifests the chart renders from `values` that carry controller config: its own ConfigMap (if created) and extraObjects. */
 function controllerConfigMaps(values: Obj): Obj[] {
   if (values["controller"]?.configMap?.create !== false) {
-    throw new Error("controller.configMap.create is not false: the chart would render its own ConfigMap, which has no artifactDrivers");
+    throw new Error(
+      "controller.configMap.create is not false: the chart would render its own ConfigMap, which has no artifactDrivers",
+    );
   }
   const extra = (values["extraObjects"] ?? []) as Obj[];
-  return extra.map((o) => tpl(o) as Obj).filter((o) => o["kind"] === "ConfigMap" && o["metadata"]?.name === CONFIGMAP_NAME);
+  return extra
+    .map((o) => tpl(o) as Obj)
+    .filter((o) => o["kind"] === "ConfigMap" && o["metadata"]?.name === CONFIGMAP_NAME);
 }
 
 /** The argo-server pod spec fields the chart builds from server.* values (server-deployment.yaml). */
@@ -106,10 +108,12 @@ function argoServerPod(values: Obj): { containers: Container[]; volumes: Volume[
   };
   return {
     containers: [argoServer, ...((server["extraContainers"] ?? []) as Container[])],
-    volumes: [{ name: "tmp", ...((server["tmpVolume"] ?? { emptyDir: {} }) as Obj) }, ...((server["volumes"] ?? []) as Volume[])],
+    volumes: [
+      { name: "tmp", ...((server["tmpVolume"] ?? { emptyDir: {} }) as Obj) },
+      ...((server["volumes"] ?? []) as Volume[]),
+    ],
   };
 }
-
 
 /** deploy/argo-server-patch.yaml's pod spec: the argo-server container's additions, the sidecar, the volumes. */
 function kustomizePatch(): { server: Container; sidecar: Container; volumes: Volume[] } {
@@ -133,11 +137,18 @@ describe("deploy/helm-values.yaml (argo-helm chart)", () => {
     const [cm] = controllerConfigMaps(helmValues());
     const fromHelm = await argoParse(cm!);
     const deployCm = readYaml("deploy/controller-configmap-patch.yaml");
-    const fromKustomize = await argoParse({ ...deployCm, metadata: { name: CONFIGMAP_NAME, namespace: RELEASE.namespace } });
+    const fromKustomize = await argoParse({
+      ...deployCm,
+      metadata: { name: CONFIGMAP_NAME, namespace: RELEASE.namespace },
+    });
 
-    expect(fromHelm.artifactDrivers).toEqual([{ name: "s3", image: "argo-s3-artifact-plugin:0.2.0", connectionTimeoutSeconds: 10 }]);
+    expect(fromHelm.artifactDrivers).toEqual([
+      { name: "s3", image: "argo-s3-artifact-plugin:0.2.0", connectionTimeoutSeconds: 10 },
+    ]);
     expect(fromHelm.artifactDrivers).toEqual(fromKustomize.artifactDrivers);
-    expect(fromHelm.images).toEqual({ "argo-s3-artifact-plugin:0.2.0": { entrypoint: ["/app/launch", "/usr/local/bin/node", "/app/dist/main.cjs"] } });
+    expect(fromHelm.images).toEqual({
+      "argo-s3-artifact-plugin:0.2.0": { entrypoint: ["/app/launch", "/usr/local/bin/node", "/app/dist/main.cjs"] },
+    });
     expect(fromHelm.images).toEqual(fromKustomize.images);
     expect(fromHelm.workflowDefaults).toBeUndefined();
     expect(fromKustomize.workflowDefaults).toBeUndefined();
@@ -155,7 +166,16 @@ describe("deploy/helm-values.yaml (argo-helm chart)", () => {
     const patch = kustomizePatch();
     const sidecar = pod.containers.find((c) => c.name === patch.sidecar.name);
     expect(sidecar, `argo-server has a ${patch.sidecar.name} container`).toBeDefined();
-    for (const field of ["image", "args", "env", "readinessProbe", "livenessProbe", "securityContext", "resources", "volumeMounts"]) {
+    for (const field of [
+      "image",
+      "args",
+      "env",
+      "readinessProbe",
+      "livenessProbe",
+      "securityContext",
+      "resources",
+      "volumeMounts",
+    ]) {
       expect(sidecar![field], field).toBeDefined();
       expect(sidecar![field], field).toEqual(patch.sidecar[field]);
     }
@@ -168,18 +188,24 @@ describe("deploy/helm-values.yaml (argo-helm chart)", () => {
     const patch = kustomizePatch();
     const server = pod.containers.find((c) => c.name === "argo-server")!;
     for (const env of patch.server.env!) expect(server.env).toContainEqual(env);
-    expect(server.env).toContainEqual({ name: "ARGO_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } });
+    expect(server.env).toContainEqual({
+      name: "ARGO_POD_NAME",
+      valueFrom: { fieldRef: { fieldPath: "metadata.name" } },
+    });
     for (const mount of patch.server.volumeMounts!) expect(server.volumeMounts).toContainEqual(mount);
     for (const volume of patch.volumes) expect(pod.volumes).toContainEqual(volume);
     // Nothing the values add collides with what the chart already has, and every mount has its volume.
     expect(new Set(server.env!.map((e) => e.name)).size).toBe(server.env!.length);
     expect(new Set(pod.volumes.map((v) => v.name)).size).toBe(pod.volumes.length);
     const volumeNames = pod.volumes.map((v) => v.name);
-    for (const c of pod.containers) for (const m of c.volumeMounts ?? []) expect(volumeNames, `${c.name} mounts ${m.name}`).toContain(m.name);
+    for (const c of pod.containers)
+      for (const m of c.volumeMounts ?? []) expect(volumeNames, `${c.name} mounts ${m.name}`).toContain(m.name);
     // The socket folder is one volume shared by argo-server and the sidecar.
     const dir = "/tmp/artifact-plugins/s3";
     const sidecar = pod.containers.find((c) => c.name === patch.sidecar.name)!;
-    expect(server.volumeMounts!.find((m) => m.mountPath === dir)?.name).toBe(sidecar.volumeMounts!.find((m) => m.mountPath === dir)?.name);
+    expect(server.volumeMounts!.find((m) => m.mountPath === dir)?.name).toBe(
+      sidecar.volumeMounts!.find((m) => m.mountPath === dir)?.name,
+    );
   });
 
   it("names one image in the sidecar, artifactDrivers and the images: entry (argo-server exits on a mismatch)", async () => {

@@ -4,7 +4,19 @@
 // front of it rewrites its listing), Load targets that already hold links or
 // files that a failed Load must not damage, and the socket's file mode.
 import { randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join, sep } from "node:path";
@@ -24,13 +36,17 @@ let work: string;
 const BUCKET = "hostile";
 const PASSWORD = "Pa55-never-print-me-7f3a";
 
-const config = (extra = "") => `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
+const config = (extra = "") =>
+  `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
 
 /** Every file (not directory) below `dir`, as sorted POSIX relative paths; symlinks listed as "<path> -> link". */
 function tree(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    const rel = join(e.parentPath, e.name).slice(dir.length + 1).split(sep).join("/");
+    const rel = join(e.parentPath, e.name)
+      .slice(dir.length + 1)
+      .split(sep)
+      .join("/");
     if (e.isSymbolicLink()) out.push(`${rel} -> link`);
     else if (!e.isDirectory()) out.push(rel);
   }
@@ -40,7 +56,10 @@ function tree(dir: string): string[] {
 async function expectServing(): Promise<void> {
   expect(plugin.proc.exitCode).toBeNull();
   expect(await plugin.client.getCapabilities()).toEqual({ supportsSaveStream: true });
-  expect(await plugin.client.isDirectory(artifact(config(), "nothing-here"))).toEqual({ isDirectory: false, error: "" });
+  expect(await plugin.client.isDirectory(artifact(config(), "nothing-here"))).toEqual({
+    isDirectory: false,
+    error: "",
+  });
 }
 
 beforeAll(async () => {
@@ -53,7 +72,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await stopAndScan("hostile input", plugin, { "MinIO root secret key": minio?.secretKey, "endpoint password": PASSWORD });
+  await stopAndScan("hostile input", plugin, {
+    "MinIO root secret key": minio?.secretKey,
+    "endpoint password": PASSWORD,
+  });
   await proxy?.stop();
   await minio?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
@@ -78,19 +100,63 @@ describe("hostile configuration", () => {
     ["a tab-indented mapping", () => "bucket: b\ntuning:\n\tpartSizeMiB: 5\n", ["(configuration)", "YAML"]],
     ["a list instead of a mapping", () => "- bucket: b\n", ["(configuration)", "expected a mapping"]],
     ["a bare scalar", () => "just-a-string", ["(configuration)", "expected a mapping"]],
-    ["bucket of the wrong type", () => config().replace(`bucket: ${BUCKET}`, "bucket: 5"), ["bucket", "expected a string"]],
-    ["insecure as a string", () => config().replace("insecure: true", 'insecure: "yes"'), ["insecure", "expected true or false"]],
-    ["a tuning value out of range", () => config("tuning:\n  partConcurrency: 1000\n"), ["tuning.partConcurrency", "between 1 and 64"]],
-    ["a tuning value of the wrong type", () => config("tuning:\n  partSizeMiB: [5]\n"), ["tuning.partSizeMiB", "expected an integer"]],
-    ["a secret reference as a string", () => config("accessKeySecret: my-secret\n"), ["accessKeySecret", "expected a mapping"]],
+    [
+      "bucket of the wrong type",
+      () => config().replace(`bucket: ${BUCKET}`, "bucket: 5"),
+      ["bucket", "expected a string"],
+    ],
+    [
+      "insecure as a string",
+      () => config().replace("insecure: true", 'insecure: "yes"'),
+      ["insecure", "expected true or false"],
+    ],
+    [
+      "a tuning value out of range",
+      () => config("tuning:\n  partConcurrency: 1000\n"),
+      ["tuning.partConcurrency", "between 1 and 64"],
+    ],
+    [
+      "a tuning value of the wrong type",
+      () => config("tuning:\n  partSizeMiB: [5]\n"),
+      ["tuning.partSizeMiB", "expected an integer"],
+    ],
+    [
+      "a secret reference as a string",
+      () => config("accessKeySecret: my-secret\n"),
+      ["accessKeySecret", "expected a mapping"],
+    ],
     ["an unknown top-level field", () => config("bogusField: 1\n"), ["bogusField", "unknown field"]],
-    ["an unknown nested field", () => config("encryptionOptions:\n  enableEncryption: true\n  kmsKeyID: x\n"), ["encryptionOptions.kmsKeyID", "unknown field"]],
+    [
+      "an unknown nested field",
+      () => config("encryptionOptions:\n  enableEncryption: true\n  kmsKeyID: x\n"),
+      ["encryptionOptions.kmsKeyID", "unknown field"],
+    ],
     ["a duplicate key", () => `${config()}bucket: other\n`, ["(configuration)", "bucket"]],
-    ["a 3 MiB configuration string", () => `${config()}# ${"x".repeat(3 * 1024 * 1024)}\n`, ["(configuration)", "larger than 64 KiB"]],
-    ["an endpoint with a path", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${minio.endpoint}/some/path`), ["endpoint", "no path"]],
-    ["an endpoint with a scheme", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: http://${minio.endpoint}`), ["endpoint", "without a scheme"]],
-    ["an endpoint with user:password@", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: admin:${PASSWORD}@${minio.endpoint}`), ["endpoint", "user"]],
-    ["a scheme and user:password@", () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: https://admin:${PASSWORD}@${minio.endpoint}/p`), ["endpoint"]],
+    [
+      "a 3 MiB configuration string",
+      () => `${config()}# ${"x".repeat(3 * 1024 * 1024)}\n`,
+      ["(configuration)", "larger than 64 KiB"],
+    ],
+    [
+      "an endpoint with a path",
+      () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${minio.endpoint}/some/path`),
+      ["endpoint", "no path"],
+    ],
+    [
+      "an endpoint with a scheme",
+      () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: http://${minio.endpoint}`),
+      ["endpoint", "without a scheme"],
+    ],
+    [
+      "an endpoint with user:password@",
+      () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: admin:${PASSWORD}@${minio.endpoint}`),
+      ["endpoint", "user"],
+    ],
+    [
+      "a scheme and user:password@",
+      () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: https://admin:${PASSWORD}@${minio.endpoint}/p`),
+      ["endpoint"],
+    ],
     ["a YAML alias bomb", () => aliasBomb, ["(configuration)"]],
   ];
 
@@ -136,11 +202,15 @@ describe("keys longer than S3 allows", () => {
     writeFileSync(src, "x");
     const before = proxy.requests;
     const expectRefused = async (p: Promise<unknown>) => {
-      const e = (await p.then(() => expect.fail("accepted"), (x: unknown) => x)) as { code?: number; details?: string };
+      const e = (await p.then(
+        () => expect.fail("accepted"),
+        (x: unknown) => x,
+      )) as { code?: number; details?: string };
       expect(e.code).toBe(3); // INVALID_ARGUMENT
       expect(e.details).toMatch(/plugin\.key is 1026 bytes; S3 object keys are at most 1024 bytes/);
     };
-    const viaProxy = (extra = "") => `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
+    const viaProxy = (extra = "") =>
+      `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
     await expectRefused(plugin.client.load(artifact(viaProxy(), over), join(work, "never")));
     await expectRefused(plugin.client.save(artifact(viaProxy(), over), src));
     await expectRefused(plugin.client.openStream(artifact(viaProxy(), over)));
@@ -204,7 +274,6 @@ describe("Save of a directory with symbolic links", () => {
 });
 
 describe("Load path safety", () => {
-
   it("Load of a prefix writes only inside its target: the sandbox holds the target directory and nothing else", async () => {
     const keys: Record<string, Buffer> = {
       "e2e/a.txt": randomBytes(100),
@@ -231,7 +300,8 @@ describe("Load path safety", () => {
     expect(readdirSync(sandbox)).toEqual(["target"]);
     expect(statSync(sandbox).mtimeMs).toBe(sandboxMtime);
     expect(tree(target)).toEqual(["..dots", ".hidden", "a.txt", "sp ace/ü.txt", "sub/b.txt", "sub/deeper/c.bin"]);
-    for (const [key, body] of Object.entries(keys)) expect(readFileSync(join(target, key.slice("e2e/".length))).equals(body)).toBe(true);
+    for (const [key, body] of Object.entries(keys))
+      expect(readFileSync(join(target, key.slice("e2e/".length))).equals(body)).toBe(true);
     // Outside the sandbox only the loaded files are new.
     const added = tree(outer).filter((p) => !outerBefore.includes(p));
     expect(added.every((p) => p.startsWith("sandbox/target/"))).toBe(true);
@@ -242,12 +312,17 @@ describe("Load path safety", () => {
 
 describe("hostile listings: keys that would escape the Load target", () => {
   // Real objects under evil/; the proxy renames one of them in ListObjectsV2's answer.
-  const proxyConfig = () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${proxy.endpoint}`) + "tuning: {maxAttempts: 2, partSizeMiB: 5, multipartThresholdMiB: 5}\n";
-  const isListing = (r: { method?: string; url?: string }) => r.method === "GET" && (r.url ?? "").includes("list-type=2");
+  const proxyConfig = () =>
+    config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${proxy.endpoint}`) +
+    "tuning: {maxAttempts: 2, partSizeMiB: 5, multipartThresholdMiB: 5}\n";
+  const isListing = (r: { method?: string; url?: string }) =>
+    r.method === "GET" && (r.url ?? "").includes("list-type=2");
   const xml = (k: string) => k.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
   beforeAll(async () => {
-    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "evil/aaa-first.txt", Body: "a good file, listed first" }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: "evil/aaa-first.txt", Body: "a good file, listed first" }),
+    );
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "evil/placeholder.txt", Body: "p" }));
   });
   afterAll(() => proxy.rewrite());
@@ -263,32 +338,35 @@ describe("hostile listings: keys that would escape the Load target", () => {
     ["a Windows drive path", () => "evil/C:\\escape-7.txt", undefined],
   ];
 
-  it.each(cases)("%s: Load is refused naming the key, and the file system around the target is unchanged", async (_label, hostileKey, wouldCreate) => {
-    const outer = mkdtempSync(join(work, "listing-"));
-    const key = hostileKey(outer);
-    proxy.rewrite((body, req) => {
-      const urlEncoded = new URL(req.url ?? "/", "http://proxy").searchParams.get("encoding-type") === "url";
-      const wire = urlEncoded ? encodeURIComponent(key).replace(/%2F/g, "/") : xml(key).replace(/\u0000/g, "&#0;");
-      return body.replaceAll("<Key>evil/placeholder.txt</Key>", `<Key>${wire}</Key>`);
-    }, isListing);
-    mkdirSync(join(outer, "sandbox"));
-    writeFileSync(join(outer, "neighbour.txt"), "untouched");
-    const before = tree(outer);
-    const target = join(outer, "sandbox", "target");
-    const res = await plugin.client.load(artifact(proxyConfig(), "evil"), target);
-    proxy.rewrite();
-    tally({ suite: "hostile: listing keys escaping the Load target", hostileTried: 1 });
-    expect(res.success, `Load with ${JSON.stringify(key)} listed`).toBe(false);
-    expect(res.error).toContain("refusing to load object");
-    expect(res.error).toContain(key.slice(0, 40));
-    // Nothing new anywhere around it: the half-loaded target (it did not exist) is removed too.
-    expect(tree(outer)).toEqual(before);
-    expect(readdirSync(join(outer, "sandbox"))).toEqual([]);
-    if (wouldCreate) expect(existsSync(join(outer, wouldCreate))).toBe(false);
-    expect(readFileSync(join(outer, "neighbour.txt"), "utf8")).toBe("untouched");
-    await expectServing();
-    tally({ suite: "hostile: listing keys escaping the Load target", hostileRefused: 1 });
-  });
+  it.each(cases)(
+    "%s: Load is refused naming the key, and the file system around the target is unchanged",
+    async (_label, hostileKey, wouldCreate) => {
+      const outer = mkdtempSync(join(work, "listing-"));
+      const key = hostileKey(outer);
+      proxy.rewrite((body, req) => {
+        const urlEncoded = new URL(req.url ?? "/", "http://proxy").searchParams.get("encoding-type") === "url";
+        const wire = urlEncoded ? encodeURIComponent(key).replace(/%2F/g, "/") : xml(key).replace(/\u0000/g, "&#0;");
+        return body.replaceAll("<Key>evil/placeholder.txt</Key>", `<Key>${wire}</Key>`);
+      }, isListing);
+      mkdirSync(join(outer, "sandbox"));
+      writeFileSync(join(outer, "neighbour.txt"), "untouched");
+      const before = tree(outer);
+      const target = join(outer, "sandbox", "target");
+      const res = await plugin.client.load(artifact(proxyConfig(), "evil"), target);
+      proxy.rewrite();
+      tally({ suite: "hostile: listing keys escaping the Load target", hostileTried: 1 });
+      expect(res.success, `Load with ${JSON.stringify(key)} listed`).toBe(false);
+      expect(res.error).toContain("refusing to load object");
+      expect(res.error).toContain(key.slice(0, 40));
+      // Nothing new anywhere around it: the half-loaded target (it did not exist) is removed too.
+      expect(tree(outer)).toEqual(before);
+      expect(readdirSync(join(outer, "sandbox"))).toEqual([]);
+      if (wouldCreate) expect(existsSync(join(outer, wouldCreate))).toBe(false);
+      expect(readFileSync(join(outer, "neighbour.txt"), "utf8")).toBe("untouched");
+      await expectServing();
+      tally({ suite: "hostile: listing keys escaping the Load target", hostileRefused: 1 });
+    },
+  );
 });
 
 describe("an endless listing", () => {
@@ -298,7 +376,11 @@ describe("an endless listing", () => {
     const endless = createServer((req, res) => {
       req.resume();
       page++;
-      const keys = Array.from({ length: 1000 }, (_, i) => `<Contents><Key>endless/${page}-${i}-${"k".repeat(180)}</Key><Size>1</Size><ETag>"x"</ETag></Contents>`).join("");
+      const keys = Array.from(
+        { length: 1000 },
+        (_, i) =>
+          `<Contents><Key>endless/${page}-${i}-${"k".repeat(180)}</Key><Size>1</Size><ETag>"x"</ETag></Contents>`,
+      ).join("");
       res.writeHead(200, { "content-type": "application/xml" });
       res.end(
         `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${BUCKET}</Name><Prefix>endless/</Prefix><KeyCount>1000</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>${keys}<NextContinuationToken>t${page}</NextContinuationToken></ListBucketResult>`,
@@ -308,7 +390,9 @@ describe("an endless listing", () => {
     const port = (endless.address() as { port: number }).port;
     try {
       tally({ suite: "hostile: endless listing", hostileTried: 1 });
-      const res = await plugin.client.listObjects(artifact(config().replace(`endpoint: ${minio.endpoint}`, `endpoint: 127.0.0.1:${port}`), "endless"));
+      const res = await plugin.client.listObjects(
+        artifact(config().replace(`endpoint: ${minio.endpoint}`, `endpoint: 127.0.0.1:${port}`), "endless"),
+      );
       expect(res.objects).toEqual([]);
       expect(res.error).toContain(`s3://${BUCKET}/endless/`);
       expect(res.error).toContain("more than one answer can carry");
@@ -341,10 +425,12 @@ describe("an oversized answer", () => {
     });
     await new Promise<void>((r) => big.listen(0, "127.0.0.1", r));
     const port = (big.address() as { port: number }).port;
-    const hwm = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${plugin.proc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+    const hwm = () =>
+      Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${plugin.proc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
     const before = hwm();
     try {
-      const cfg = config().replace(`endpoint: ${minio.endpoint}`, `endpoint: 127.0.0.1:${port}`) + "tuning: {maxAttempts: 1}\n";
+      const cfg =
+        config().replace(`endpoint: ${minio.endpoint}`, `endpoint: 127.0.0.1:${port}`) + "tuning: {maxAttempts: 1}\n";
       tally({ suite: "hostile: oversized answers", hostileTried: 2 });
       const isDir = await plugin.client.isDirectory(artifact(cfg, "huge"));
       expect(isDir.error).toContain("larger than 24 KiB for 1 key"); // IsDirectory asks for one key
@@ -367,7 +453,12 @@ describe("many distinct configurations", () => {
     const before = fds();
     tally({ suite: "hostile: many distinct configurations", hostileTried: 1 });
     for (let i = 0; i < 200; i++) {
-      const res = await plugin.client.isDirectory(artifact(config(`tuning: {maxAttempts: ${1 + (i % 20)}, partConcurrency: ${1 + Math.floor(i / 20)}}\n`), "nothing-here"));
+      const res = await plugin.client.isDirectory(
+        artifact(
+          config(`tuning: {maxAttempts: ${1 + (i % 20)}, partConcurrency: ${1 + Math.floor(i / 20)}}\n`),
+          "nothing-here",
+        ),
+      );
       expect(res.error).toBe("");
     }
     // Evicted clients' idle connections are closed at once; what stays is the 32 kept clients' pools.
@@ -382,10 +473,16 @@ describe("file names at the file system's limit", () => {
     const body = randomBytes(300 * 1024);
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `long/${name}`, Body: body }));
     const dir = mkdtempSync(join(work, "long-"));
-    expect(await plugin.client.load(artifact(config(), `long/${name}`), join(dir, name))).toEqual({ success: true, error: "" });
+    expect(await plugin.client.load(artifact(config(), `long/${name}`), join(dir, name))).toEqual({
+      success: true,
+      error: "",
+    });
     expect(readFileSync(join(dir, name)).equals(body)).toBe(true);
     mkdirSync(join(dir, "existing"));
-    expect(await plugin.client.load(artifact(config(), "long"), join(dir, "existing"))).toEqual({ success: true, error: "" });
+    expect(await plugin.client.load(artifact(config(), "long"), join(dir, "existing"))).toEqual({
+      success: true,
+      error: "",
+    });
     expect(readFileSync(join(dir, "existing", name)).equals(body)).toBe(true);
   });
 });
@@ -397,7 +494,10 @@ describe("Load into an existing target whose directory is swapped for a link aft
     const { parseConfig } = await import("../../src/config/parse.js");
     const { TransferEngine } = await import("../../src/transfer/engine.js");
     Object.assign(process.env, rootKeysEnv(minio));
-    const t = await new S3TargetFactory({ get: () => Promise.resolve(undefined) }, { env: process.env }).get(parseConfig(config()), config());
+    const t = await new S3TargetFactory({ get: () => Promise.resolve(undefined) }, { env: process.env }).get(
+      parseConfig(config()),
+      config(),
+    );
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/f.txt", Body: "data" }));
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swapped/sub/big.bin", Body: randomBytes(400 * 1024) }));
     const outer = mkdtempSync(join(work, "swapped-"));
@@ -409,9 +509,16 @@ describe("Load into an existing target whose directory is swapped for a link aft
     symlinkSync(join(outer, "outside"), join(target, "sub"));
     const realRoot = realpathSync(target);
     tally({ suite: "hostile: symbolic links inside an existing Load target", hostileTried: 2 });
-    for (const [key, size] of [["swapped/sub/f.txt", 4], ["swapped/sub/big.bin", 400 * 1024]] as const) {
+    for (const [key, size] of [
+      ["swapped/sub/f.txt", 4],
+      ["swapped/sub/big.bin", 400 * 1024],
+    ] as const) {
       const dest = join(target, "sub", key.split("/").at(-1)!);
-      await expect(new TransferEngine().job(t).download(key, dest, new AbortController().signal, { known: { size, etag: undefined }, within: realRoot })).rejects.toThrow(/outside the target directory/);
+      await expect(
+        new TransferEngine()
+          .job(t)
+          .download(key, dest, new AbortController().signal, { known: { size, etag: undefined }, within: realRoot }),
+      ).rejects.toThrow(/outside the target directory/);
     }
     expect(readdirSync(join(outer, "outside"))).toEqual([]);
     tally({ suite: "hostile: symbolic links inside an existing Load target", hostileRefused: 2 });
@@ -419,7 +526,9 @@ describe("Load into an existing target whose directory is swapped for a link aft
 });
 
 describe("Load into a target that already exists", () => {
-  const proxyConfig = () => config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${proxy.endpoint}`) + "tuning: {maxAttempts: 2, partSizeMiB: 5, multipartThresholdMiB: 5}\n";
+  const proxyConfig = () =>
+    config().replace(`endpoint: ${minio.endpoint}`, `endpoint: ${proxy.endpoint}`) +
+    "tuning: {maxAttempts: 2, partSizeMiB: 5, multipartThresholdMiB: 5}\n";
 
   it("refuses to write through a symbolic link to a directory outside the target", async () => {
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "linked/sub/x.txt", Body: "x" }));
@@ -447,7 +556,10 @@ describe("Load into a target that already exists", () => {
     writeFileSync(join(outer, "victim.txt"), "untouched");
     symlinkSync("../victim.txt", join(outer, "target", "top.txt"));
     tally({ suite: "hostile: symbolic links inside an existing Load target", hostileTried: 1 });
-    expect(await plugin.client.load(artifact(config(), "filelink"), join(outer, "target"))).toEqual({ success: true, error: "" });
+    expect(await plugin.client.load(artifact(config(), "filelink"), join(outer, "target"))).toEqual({
+      success: true,
+      error: "",
+    });
     expect(lstatSync(join(outer, "target", "top.txt")).isFile()).toBe(true);
     expect(readFileSync(join(outer, "target", "top.txt"), "utf8")).toBe("new content");
     expect(readFileSync(join(outer, "victim.txt"), "utf8")).toBe("untouched");
@@ -463,7 +575,11 @@ describe("Load into a target that already exists", () => {
     writeFileSync(join(outer, "target", "big.bin"), old);
     writeFileSync(join(outer, "single.bin"), old);
     // Every ranged GET of it comes back cut short: all attempts fail.
-    proxy.inject(1000, "truncate", (r) => r.method === "GET" && (r.url ?? "").includes("keep/big.bin") && r.headers["range"] !== undefined);
+    proxy.inject(
+      1000,
+      "truncate",
+      (r) => r.method === "GET" && (r.url ?? "").includes("keep/big.bin") && r.headers["range"] !== undefined,
+    );
     try {
       const dir = await plugin.client.load(artifact(proxyConfig(), "keep"), join(outer, "target"));
       const file = await plugin.client.load(artifact(proxyConfig(), "keep/big.bin"), join(outer, "single.bin"));
@@ -475,8 +591,14 @@ describe("Load into a target that already exists", () => {
       proxy.inject(0, "truncate");
     }
     let lost = 0;
-    for (const p of [join(outer, "target", "big.bin"), join(outer, "single.bin")]) if (!readFileSync(p).equals(old)) lost += old.length;
-    tally({ suite: "faults: truncated downloads over existing files", faultsInjected: 2, bytesChecked: 2 * old.length, bytesLost: lost });
+    for (const p of [join(outer, "target", "big.bin"), join(outer, "single.bin")])
+      if (!readFileSync(p).equals(old)) lost += old.length;
+    tally({
+      suite: "faults: truncated downloads over existing files",
+      faultsInjected: 2,
+      bytesChecked: 2 * old.length,
+      bytesLost: lost,
+    });
     expect(lost, "bytes of the files that were there before, damaged by the failed Load").toBe(0);
     expect(tree(outer)).toEqual(["single.bin", "target/big.bin"]); // no temporary file left either
     tally({ suite: "faults: truncated downloads over existing files", faultsSurvived: 2 });

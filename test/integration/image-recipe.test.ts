@@ -7,7 +7,18 @@
 // Node) as the image's user.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -46,7 +57,10 @@ beforeAll(async () => {
   mkdirSync(deps);
   cpSync(join(ROOT, "package.json"), join(deps, "package.json"));
   cpSync(join(ROOT, "package-lock.json"), join(deps, "package-lock.json"));
-  await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: deps, maxBuffer: 16 * 1024 * 1024 });
+  await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], {
+    cwd: deps,
+    maxBuffer: 16 * 1024 * 1024,
+  });
   // The final stage: its COPY and RUN lines as written (scripts/lib/image-app.mjs).
   await stageImageApp(app, imageNode, deps);
   rmSync(deps, { recursive: true, force: true });
@@ -58,25 +72,57 @@ afterAll(async () => {
 });
 
 it("the final stage copies the bundle and what it reads, no node_modules but the native CRC32 package", () => {
-  expect(finalStageCopies().map((c) => c.src).sort()).toEqual(
-    ["/launch", "/app/node_modules/@node-rs", "/src/dist/main.cjs", "/src/dist/main.cjs.LEGAL.txt", "/src/dist/cli.cjs", "/src/dist/cli.cjs.LEGAL.txt", "/src/dist/vendor", "/src/dist/probe.js", "package.json", "proto"].sort(),
+  expect(
+    finalStageCopies()
+      .map((c) => c.src)
+      .sort(),
+  ).toEqual(
+    [
+      "/launch",
+      "/app/node_modules/@node-rs",
+      "/src/dist/main.cjs",
+      "/src/dist/main.cjs.LEGAL.txt",
+      "/src/dist/cli.cjs",
+      "/src/dist/cli.cjs.LEGAL.txt",
+      "/src/dist/vendor",
+      "/src/dist/probe.js",
+      "package.json",
+      "proto",
+    ].sort(),
   );
   expect(readdirSync(join(app, "node_modules"))).toEqual(["@node-rs"]);
   expect(statSync(join(app, "launch")).mode & 0o111, "the launcher is executable").toBe(0o111);
-  expect(readdirSync(join(app, "dist")).sort()).toEqual(["cli.cjs", "cli.cjs.LEGAL.txt", "main.cjs", "main.cjs.LEGAL.txt", "probe.js", "vendor"]);
+  expect(readdirSync(join(app, "dist")).sort()).toEqual([
+    "cli.cjs",
+    "cli.cjs.LEGAL.txt",
+    "main.cjs",
+    "main.cjs.LEGAL.txt",
+    "probe.js",
+    "vendor",
+  ]);
 });
 
 it("the final stage sets production mode, glibc's fixed mmap threshold and a compile cache baked at build, readable by the image's user", () => {
-  expect(imageEnv()).toEqual({ NODE_ENV: "production", MALLOC_MMAP_THRESHOLD_: "131072", NODE_COMPILE_CACHE: "/app/.compile-cache" });
+  expect(imageEnv()).toEqual({
+    NODE_ENV: "production",
+    MALLOC_MMAP_THRESHOLD_: "131072",
+    NODE_COMPILE_CACHE: "/app/.compile-cache",
+  });
   // What scripts/lib/cluster.mjs's plugin image does in two halves (that image has no shell).
   expect(finalStageRuns()).toEqual(["node dist/main.cjs --version && chmod -R a+rX .compile-cache", "chmod 1777 /tmp"]);
-  const cached = readdirSync(join(app, ".compile-cache"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+  const cached = readdirSync(join(app, ".compile-cache"), { recursive: true, withFileTypes: true }).filter((e) =>
+    e.isFile(),
+  );
   expect(cached.length, "the RUN line baked a compile cache").toBeGreaterThan(0);
-  for (const e of cached) expect(statSync(join(e.parentPath, e.name)).mode & 0o004, `${e.name} is world-readable`).toBe(0o004);
+  for (const e of cached)
+    expect(statSync(join(e.parentPath, e.name)).mode & 0o004, `${e.name} is world-readable`).toBe(0o004);
 });
 
 it("the bundle finds the native CRC32 among the image's files", async () => {
-  const { stdout } = await run(imageNode, ["-e", `console.log(require("node:module").createRequire(${JSON.stringify(join(app, "dist", "main.cjs"))})("@node-rs/crc32").crc32(Buffer.from("123456789")))`]);
+  const { stdout } = await run(imageNode, [
+    "-e",
+    `console.log(require("node:module").createRequire(${JSON.stringify(join(app, "dist", "main.cjs"))})("@node-rs/crc32").crc32(Buffer.from("123456789")))`,
+  ]);
   expect(Number(stdout)).toBe(0xcbf43926);
 });
 
@@ -87,11 +133,15 @@ it("runs from the image's files alone by its ENTRYPOINT, as its user on its Node
   mkdirSync(dirname(socket), { recursive: true });
   chmodSync(join(app, "tmp", "artifact-plugins"), 0o777);
   chmodSync(dirname(socket), 0o777); // Argo's emptyDir
-  const proc = spawn("setpriv", [`--reuid=${UID}`, `--regid=${GID}`, "--clear-groups", "--", ...entrypointAt(app, imageNode), socket], {
-    cwd: app,
-    env: { PATH: imagePath, ...imageEnv(app), ...rootKeysEnv(minio) },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const proc = spawn(
+    "setpriv",
+    [`--reuid=${UID}`, `--regid=${GID}`, "--clear-groups", "--", ...entrypointAt(app, imageNode), socket],
+    {
+      cwd: app,
+      env: { PATH: imagePath, ...imageEnv(app), ...rootKeysEnv(minio) },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let out = "";
   proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
@@ -107,16 +157,37 @@ it("runs from the image's files alone by its ENTRYPOINT, as its user on its Node
   writeFileSync(cfgFile, cfg);
   const data = randomBytes(3 * 1024 * 1024 + 1);
   writeFileSync(join(app, "tmp", "in.bin"), data);
-  expect(await client.save(artifact(cfg, "img/in.bin"), join(app, "tmp", "in.bin"))).toEqual({ success: true, error: "" });
-  expect(await client.load(artifact(cfg, "img/in.bin"), join(app, "tmp", "out.bin"))).toEqual({ success: true, error: "" });
+  expect(await client.save(artifact(cfg, "img/in.bin"), join(app, "tmp", "in.bin"))).toEqual({
+    success: true,
+    error: "",
+  });
+  expect(await client.load(artifact(cfg, "img/in.bin"), join(app, "tmp", "out.bin"))).toEqual({
+    success: true,
+    error: "",
+  });
   expect(readFileSync(join(app, "tmp", "out.bin")).equals(data)).toBe(true);
   // Nothing came from outside the image's files: the native CRC32 from its one package, the protos from dist/vendor.
   expect(out).not.toContain("reflection unavailable");
   // The command line client the README points `kubectl exec` at, from the image's files, as the image's user.
-  const cli = await run("setpriv", [`--reuid=${UID}`, `--regid=${GID}`, "--clear-groups", "--", imageNode, join(app, "dist", "cli.cjs"), "ls", "img/", "--config", cfgFile], {
-    cwd: app,
-    env: { PATH: imagePath, ARGO_S3_PLUGIN_SOCKET: socket },
-  });
+  const cli = await run(
+    "setpriv",
+    [
+      `--reuid=${UID}`,
+      `--regid=${GID}`,
+      "--clear-groups",
+      "--",
+      imageNode,
+      join(app, "dist", "cli.cjs"),
+      "ls",
+      "img/",
+      "--config",
+      cfgFile,
+    ],
+    {
+      cwd: app,
+      env: { PATH: imagePath, ARGO_S3_PLUGIN_SOCKET: socket },
+    },
+  );
   expect(cli.stdout).toContain("img/in.bin");
   client.close();
   proc.kill("SIGTERM");

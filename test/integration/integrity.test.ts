@@ -22,9 +22,11 @@ let plugin: PluginProcess;
 let work: string;
 let s3: S3Client;
 const MiB = 1024 * 1024;
-const cfg = (extra = "") => `endpoint: ${proxy.endpoint}\nbucket: integrity\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5, maxAttempts: 2${extra}}\n`;
+const cfg = (extra = "") =>
+  `endpoint: ${proxy.endpoint}\nbucket: integrity\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5, maxAttempts: 2${extra}}\n`;
 const isGet = (r: { method?: string }) => r.method === "GET";
-const isRangedGet = (r: { method?: string; headers: Record<string, unknown> }) => r.method === "GET" && r.headers["range"] !== undefined;
+const isRangedGet = (r: { method?: string; headers: Record<string, unknown> }) =>
+  r.method === "GET" && r.headers["range"] !== undefined;
 
 async function noUploadsLeft(): Promise<void> {
   expect(await uploadsLeft(s3, "integrity")).toEqual([]);
@@ -64,8 +66,13 @@ describe("checksums stored by uploads", () => {
   it("a SaveStream upload (multipart, parts cut from the stream) has one too", async () => {
     const data = randomBytes(11 * MiB + 3);
     const chunks = [data.subarray(0, 4 * MiB), data.subarray(4 * MiB, 8 * MiB), data.subarray(8 * MiB)];
-    expect(await plugin.client.saveStream(artifact(cfg(), "streamed.bin"), chunks)).toEqual({ success: true, error: "" });
-    const head = await s3.send(new HeadObjectCommand({ Bucket: "integrity", Key: "streamed.bin", ChecksumMode: "ENABLED" }));
+    expect(await plugin.client.saveStream(artifact(cfg(), "streamed.bin"), chunks)).toEqual({
+      success: true,
+      error: "",
+    });
+    const head = await s3.send(
+      new HeadObjectCommand({ Bucket: "integrity", Key: "streamed.bin", ChecksumMode: "ENABLED" }),
+    );
     expect(head.ChecksumCRC32).toBe(crc32ToBase64(crc32(data)));
   });
 });
@@ -74,17 +81,20 @@ describe("corrupted and truncated downloads", () => {
   it.each([
     ["a multipart object read in ranges", "big.bin", isRangedGet],
     ["a small object read whole", "small.bin", isGet],
-  ])("a flipped byte in %s (on every attempt) fails Load with a checksum error and leaves nothing", async (_label, key, match) => {
-    proxy.inject(10, "corrupt", match);
-    const dest = join(work, `out-${key}`);
-    const res = await plugin.client.load(artifact(cfg(), key), dest);
-    expect(res.success).toBe(false);
-    expect(res.error).toMatch(/checksum mismatch/i);
-    expect(res.error).toContain(`s3://integrity/${key}`);
-    expect(existsSync(dest)).toBe(false);
-    expect(readdirSync(work).filter((f) => f.includes(`out-${key}`))).toEqual([]);
-    proxy.inject(0, "corrupt");
-  });
+  ])(
+    "a flipped byte in %s (on every attempt) fails Load with a checksum error and leaves nothing",
+    async (_label, key, match) => {
+      proxy.inject(10, "corrupt", match);
+      const dest = join(work, `out-${key}`);
+      const res = await plugin.client.load(artifact(cfg(), key), dest);
+      expect(res.success).toBe(false);
+      expect(res.error).toMatch(/checksum mismatch/i);
+      expect(res.error).toContain(`s3://integrity/${key}`);
+      expect(existsSync(dest)).toBe(false);
+      expect(readdirSync(work).filter((f) => f.includes(`out-${key}`))).toEqual([]);
+      proxy.inject(0, "corrupt");
+    },
+  );
 
   it("a flipped byte fails OpenStream with an error frame and no is_end", async () => {
     proxy.inject(1, "corrupt", isRangedGet);
@@ -116,9 +126,14 @@ describe("single PUTs (the lean data path) are retried like the SDK's", () => {
   it("a PUT answered 503 once is sent again, and the object is whole", async () => {
     proxy.inject(1, "503", isPut);
     const before = proxy.injected;
-    expect(await plugin.client.save(artifact(cfg(), "retried.bin"), join(work, "small.bin"))).toEqual({ success: true, error: "" });
+    expect(await plugin.client.save(artifact(cfg(), "retried.bin"), join(work, "small.bin"))).toEqual({
+      success: true,
+      error: "",
+    });
     expect(proxy.injected).toBe(before + 1);
-    const head = await s3.send(new HeadObjectCommand({ Bucket: "integrity", Key: "retried.bin", ChecksumMode: "ENABLED" }));
+    const head = await s3.send(
+      new HeadObjectCommand({ Bucket: "integrity", Key: "retried.bin", ChecksumMode: "ENABLED" }),
+    );
     const { readFileSync } = await import("node:fs");
     expect(head.ChecksumCRC32).toBe(crc32ToBase64(crc32(readFileSync(join(work, "small.bin")))));
     expect(head.ContentType).toBe("application/octet-stream");
@@ -143,7 +158,9 @@ describe("failed uploads are aborted", () => {
     expect(res.success).toBe(false);
     expect(res.error).toContain("UploadPart");
     await noUploadsLeft();
-    await expect(s3.send(new HeadObjectCommand({ Bucket: "integrity", Key: "never.bin" }))).rejects.toMatchObject({ name: "NotFound" });
+    await expect(s3.send(new HeadObjectCommand({ Bucket: "integrity", Key: "never.bin" }))).rejects.toMatchObject({
+      name: "NotFound",
+    });
   });
 
   it("a Save whose Complete fails is aborted too", async () => {

@@ -31,8 +31,16 @@ interface Launched {
 }
 
 /** launch <program> <script> <socket>: program and script are Node and the plugin unless given. */
-function start(socket: string, env: Record<string, string> = {}, program = process.execPath, script = join(ROOT, "dist", "main.cjs")): Launched {
-  const proc = spawn(launch, [program, script, socket], { env: { PATH: process.env["PATH"] ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function start(
+  socket: string,
+  env: Record<string, string> = {},
+  program = process.execPath,
+  script = join(ROOT, "dist", "main.cjs"),
+): Launched {
+  const proc = spawn(launch, [program, script, socket], {
+    env: { PATH: process.env["PATH"] ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
@@ -57,7 +65,10 @@ describe("the launcher", () => {
     const socket = join(dir, "socket");
     // A program that waits 1.5 s before it becomes the plugin: the socket must be there all along.
     const slow = join(dir, "slow.sh");
-    writeFileSync(slow, `sleep 1.5\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, "dist", "main.cjs"))} "$1"\n`);
+    writeFileSync(
+      slow,
+      `sleep 1.5\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, "dist", "main.cjs"))} "$1"\n`,
+    );
     const l = start(socket, {}, "/bin/sh", slow);
     try {
       await until("the launcher's socket", () => existsSync(socket), 10_000);
@@ -91,11 +102,18 @@ describe("the launcher", () => {
         via === "launcher"
           ? start(socket, env)
           : (() => {
-              const proc = spawn(process.execPath, [join(ROOT, "dist", "main.cjs"), socket], { env: { PATH: process.env["PATH"] ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+              const proc = spawn(process.execPath, [join(ROOT, "dist", "main.cjs"), socket], {
+                env: { PATH: process.env["PATH"] ?? "", ...env },
+                stdio: ["ignore", "pipe", "pipe"],
+              });
               let out = "";
               proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
               proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
-              return { proc, output: () => out, exited: new Promise<number | null>((r) => proc.once("exit", (code) => r(code))) };
+              return {
+                proc,
+                output: () => out,
+                exited: new Promise<number | null>((r) => proc.once("exit", (code) => r(code))),
+              };
             })();
       try {
         await until(`the ready line (${via})`, () => l.output().includes('"msg":"ready"'), 20_000);
@@ -127,7 +145,13 @@ describe("the launcher", () => {
 
   it.each([
     ["a folder that does not exist", (dir: string) => join(dir, "made", "socket"), {}, 0, /"socketFrom":"plugin"/],
-    ["a bad ARGO_S3_PLUGIN_SOCKET_MODE", (dir: string) => join(dir, "socket"), { ARGO_S3_PLUGIN_SOCKET_MODE: "rw-rw-rw-" }, 2, /ARGO_S3_PLUGIN_SOCKET_MODE: "rw-rw-rw-" is not an octal file mode/],
+    [
+      "a bad ARGO_S3_PLUGIN_SOCKET_MODE",
+      (dir: string) => join(dir, "socket"),
+      { ARGO_S3_PLUGIN_SOCKET_MODE: "rw-rw-rw-" },
+      2,
+      /ARGO_S3_PLUGIN_SOCKET_MODE: "rw-rw-rw-" is not an octal file mode/,
+    ],
     [
       "a regular file at the path",
       (dir: string) => {

@@ -18,7 +18,8 @@ let plugin: PluginProcess;
 let work: string;
 let baseline: number;
 // Window: 2 ranges of 8 MiB; budget 32 MiB for all buffers.
-const cfg = () => `endpoint: ${minio.endpoint}\nbucket: memory\ninsecure: true\ntuning: {partSizeMiB: 8, partConcurrency: 2}\n`;
+const cfg = () =>
+  `endpoint: ${minio.endpoint}\nbucket: memory\ninsecure: true\ntuning: {partSizeMiB: 8, partConcurrency: 2}\n`;
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -47,7 +48,10 @@ beforeAll(async () => {
   const parts: Buffer[] = [];
   for (let i = 0; i < OBJECT / block.length; i++) parts.push(block);
   writeFileSync(join(work, "big.bin"), Buffer.concat(parts));
-  expect(await plugin.client.save(artifact(cfg(), "big.bin"), join(work, "big.bin"))).toEqual({ success: true, error: "" });
+  expect(await plugin.client.save(artifact(cfg(), "big.bin"), join(work, "big.bin"))).toEqual({
+    success: true,
+    error: "",
+  });
   baseline = rssMiB(plugin.proc.pid!);
 }, 300_000);
 
@@ -79,8 +83,12 @@ it("SaveStream and Load of the same object stay far below its size", async () =>
   async function* chunks() {
     for (let i = 0; i < OBJECT / block.length; i++) yield block;
   }
-  const streamPeak = await peakDuring(async () => expect((await plugin.client.saveStream(artifact(cfg(), "streamed.bin"), chunks())).success).toBe(true));
+  const streamPeak = await peakDuring(async () =>
+    expect((await plugin.client.saveStream(artifact(cfg(), "streamed.bin"), chunks())).success).toBe(true),
+  );
   expect(streamPeak - baseline).toBeLessThan(96);
-  const loadPeak = await peakDuring(async () => expect((await plugin.client.load(artifact(cfg(), "big.bin"), join(work, "out.bin"))).success).toBe(true));
+  const loadPeak = await peakDuring(async () =>
+    expect((await plugin.client.load(artifact(cfg(), "big.bin"), join(work, "out.bin"))).success).toBe(true),
+  );
   expect(loadPeak - baseline).toBeLessThan(96);
 }, 300_000);

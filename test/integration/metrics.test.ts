@@ -23,7 +23,14 @@ beforeAll(async () => {
   await adminClient(minio).send(new CreateBucketCommand({ Bucket: "metrics" }));
   // Port 0: the plugin binds one of the system's choosing and says which in its ready line.
   plugin = await startPlugin({ ...rootKeysEnv(minio), ARGO_S3_PLUGIN_METRICS_PORT: "0", LOG_LEVEL: "info" });
-  port = (JSON.parse(plugin.output().split("\n").find((l) => l.includes('"msg":"ready"'))!) as { metricsPort: number }).metricsPort;
+  port = (
+    JSON.parse(
+      plugin
+        .output()
+        .split("\n")
+        .find((l) => l.includes('"msg":"ready"'))!,
+    ) as { metricsPort: number }
+  ).metricsPort;
   expect(port).toBeGreaterThan(0);
 }, 600_000);
 
@@ -54,7 +61,8 @@ describe("metrics (ARGO_S3_PLUGIN_METRICS_PORT)", () => {
       expect(f, name).toBeDefined();
       return f!;
     };
-    const value = (name: string, labels: Record<string, string>) => family(name).metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels[k] === v))?.value ?? NaN;
+    const value = (name: string, labels: Record<string, string>) =>
+      family(name).metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels[k] === v))?.value ?? NaN;
     expect(family("rpcs_total").type).toBe("COUNTER");
     expect(value("rpcs_total", { method: "Save", outcome: "ok" })).toBe(1);
     expect(value("rpcs_total", { method: "Load", outcome: "ok" })).toBe(1);
@@ -82,6 +90,8 @@ describe("metrics (ARGO_S3_PLUGIN_METRICS_PORT)", () => {
 
   it("answers 404 off /metrics, and a port already taken stops the plugin with the variable named", async () => {
     expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
-    await expect(startPlugin({ ARGO_S3_PLUGIN_METRICS_PORT: String(port) })).rejects.toThrow(/cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT/);
+    await expect(startPlugin({ ARGO_S3_PLUGIN_METRICS_PORT: String(port) })).rejects.toThrow(
+      /cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT/,
+    );
   });
 });

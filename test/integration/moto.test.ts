@@ -23,7 +23,12 @@ let work: string;
 
 beforeAll(async () => {
   moto = await startMoto();
-  s3 = new S3Client({ endpoint: moto.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: moto.accessKey, secretAccessKey: moto.secretKey } });
+  s3 = new S3Client({
+    endpoint: moto.url,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: moto.accessKey, secretAccessKey: moto.secretKey },
+  });
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   // STS goes through a counting proxy; S3 goes to moto directly.
   sts = await startFaultProxy(moto.port);
@@ -43,7 +48,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const cfg = (extra = "") => `endpoint: ${moto.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n${extra}`;
+const cfg = (extra = "") =>
+  `endpoint: ${moto.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n${extra}`;
 
 it("roleARN: one AssumeRole per configuration, shared by its retrying and single-attempt clients", async () => {
   const role = "roleARN: arn:aws:iam::123456789012:role/argo-artifacts\n";
@@ -70,7 +76,12 @@ it("SSE-KMS with a key id: the store confirms aws:kms and the key", async () => 
   const src = join(work, "kms.bin");
   writeFileSync(src, randomBytes(7 * 1024 * 1024));
   const keyId = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-  expect(await plugin.client.save(artifact(cfg(`encryptionOptions: {enableEncryption: true, kmsKeyId: "${keyId}"}\n`), "kms/obj.bin"), src)).toEqual({ success: true, error: "" });
+  expect(
+    await plugin.client.save(
+      artifact(cfg(`encryptionOptions: {enableEncryption: true, kmsKeyId: "${keyId}"}\n`), "kms/obj.bin"),
+      src,
+    ),
+  ).toEqual({ success: true, error: "" });
   const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "kms/obj.bin" }));
   expect(head.ServerSideEncryption).toBe("aws:kms");
   expect(head.SSEKMSKeyId).toContain("1234abcd-12ab-34cd-56ef-1234567890ab");
@@ -78,7 +89,11 @@ it("SSE-KMS with a key id: the store confirms aws:kms and the key", async () => 
 
 it("an object uploaded by another client as multipart with CRC32 loads (moto's composite value is not a full-object checksum)", async () => {
   const data = randomBytes(11 * 1024 * 1024);
-  await new Upload({ client: s3, params: { Bucket: BUCKET, Key: "composite.bin", Body: data, ChecksumAlgorithm: "CRC32" }, partSize: 5 * 1024 * 1024 }).done();
+  await new Upload({
+    client: s3,
+    params: { Bucket: BUCKET, Key: "composite.bin", Body: data, ChecksumAlgorithm: "CRC32" },
+    partSize: 5 * 1024 * 1024,
+  }).done();
   const dest = join(work, "composite.back");
   expect(await plugin.client.load(artifact(cfg(), "composite.bin"), dest)).toEqual({ success: true, error: "" });
   expect(sha(readFileSync(dest))).toBe(sha(data));
@@ -87,11 +102,16 @@ it("an object uploaded by another client as multipart with CRC32 loads (moto's c
 it("keys that S3 keeps apart but that name one local file (a/b, a//b, a/./b) fail the Load naming the key; no file is made of two objects", async () => {
   const objects = { "same/a/b": randomBytes(3000), "same/a//b": randomBytes(3000), "same/a/./b": randomBytes(3000) };
   for (const [Key, Body] of Object.entries(objects)) await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body }));
-  for (const k of Object.keys(objects)) expect((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: k }))).ContentLength, `moto keeps ${k}`).toBe(3000);
+  for (const k of Object.keys(objects))
+    expect((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: k }))).ContentLength, `moto keeps ${k}`).toBe(
+      3000,
+    );
   const dest = join(work, "same-back");
   const res = await plugin.client.load(artifact(cfg(), "same"), dest);
   expect(res.success).toBe(false);
-  expect(res.error).toMatch(/refusing to load object "same\/a(\/\/|\/\.\/)b" .*names the same file as another key would/);
+  expect(res.error).toMatch(
+    /refusing to load object "same\/a(\/\/|\/\.\/)b" .*names the same file as another key would/,
+  );
   // The target was made by this Load: a refused Load removes it whole.
   expect(() => readFileSync(join(dest, "a", "b"))).toThrow();
 });

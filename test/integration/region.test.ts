@@ -15,7 +15,8 @@ import { type PluginProcess, artifact, startPlugin } from "../support/plugin.js"
 let minio: MinioServer;
 let plugin: PluginProcess;
 let work: string;
-const cfg = (region?: string) => `endpoint: ${minio.endpoint}\nbucket: regional\ninsecure: true\ncreateBucketIfNotPresent: {}\n${region ? `region: ${region}\n` : ""}`;
+const cfg = (region?: string) =>
+  `endpoint: ${minio.endpoint}\nbucket: regional\ninsecure: true\ncreateBucketIfNotPresent: {}\n${region ? `region: ${region}\n` : ""}`;
 
 beforeAll(async () => {
   minio = await startMinio({ env: { MINIO_SITE_REGION: "eu-west-1" } });
@@ -49,7 +50,7 @@ it("without it: the store's refusal names the region to configure", async () => 
   const res = await within(plugin.client.save(artifact(cfg(), "r/plain.txt"), src), 60_000, "Save");
   expect(res.success).toBe(false);
   expect(res.error).toContain("AuthorizationHeaderMalformed");
-  expect(res.error).toContain('set `region: eu-west-1` in the configuration');
+  expect(res.error).toContain("set `region: eu-west-1` in the configuration");
   // A Load (lean GET after the SDK's HEAD, both signed for the default region) is refused too, and says so.
   const load = await within(plugin.client.load(artifact(cfg(), "r/1000.bin"), join(work, "never")), 60_000, "Load");
   expect(load.success).toBe(false);

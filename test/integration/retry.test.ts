@@ -17,7 +17,8 @@ let proxy: FaultProxy;
 let plugin: PluginProcess;
 let work: string;
 let s3: S3Client;
-const cfg = () => `endpoint: ${proxy.endpoint}\nbucket: retry\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5, maxAttempts: 4}\n`;
+const cfg = () =>
+  `endpoint: ${proxy.endpoint}\nbucket: retry\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5, maxAttempts: 4}\n`;
 
 beforeAll(async () => {
   minio = await startMinio();

@@ -1,9 +1,27 @@
 // Every RPC against a real MinIO, through the real plugin process and socket.
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, type S3Client, GetBucketEncryptionCommand, GetObjectLockConfigurationCommand, CreateBucketCommand } from "@aws-sdk/client-s3";
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  type S3Client,
+  GetBucketEncryptionCommand,
+  GetObjectLockConfigurationCommand,
+  CreateBucketCommand,
+} from "@aws-sdk/client-s3";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";
@@ -16,7 +34,8 @@ let s3: S3Client;
 let work: string;
 const BUCKET = "artifacts";
 
-const config = (extra = "") => `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
+const config = (extra = "") =>
+  `endpoint: ${minio.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\n${extra}`;
 // Small parts so multipart and ranged paths run on test-sized data.
 const TUNED = "tuning:\n  partSizeMiB: 5\n  multipartThresholdMiB: 5\n  partConcurrency: 3\n";
 
@@ -135,7 +154,10 @@ describe("directory artifacts", () => {
   it("IsDirectory is true for a prefix, false for an object and for nothing", async () => {
     expect(await plugin.client.isDirectory(artifact(config(), "dirs/one"))).toEqual({ isDirectory: true, error: "" });
     expect(await plugin.client.isDirectory(artifact(config(), "dirs/one/"))).toEqual({ isDirectory: true, error: "" });
-    expect(await plugin.client.isDirectory(artifact(config(), "dirs/one/a.txt"))).toEqual({ isDirectory: false, error: "" });
+    expect(await plugin.client.isDirectory(artifact(config(), "dirs/one/a.txt"))).toEqual({
+      isDirectory: false,
+      error: "",
+    });
     expect(await plugin.client.isDirectory(artifact(config(), "dirs/none"))).toEqual({ isDirectory: false, error: "" });
   });
 
@@ -220,13 +242,19 @@ describe("streams", () => {
     async function* endless() {
       for (let i = 0; i < 100; i++) yield randomBytes(2 * 1024 * 1024);
     }
-    await expect(plugin.client.saveStream(artifact(config(TUNED), "stream/cancelled.bin"), endless(), { cancelAfter: 14 * 1024 * 1024 })).rejects.toMatchObject({
+    await expect(
+      plugin.client.saveStream(artifact(config(TUNED), "stream/cancelled.bin"), endless(), {
+        cancelAfter: 14 * 1024 * 1024,
+      }),
+    ).rejects.toMatchObject({
       code: status.CANCELLED,
     });
     // Cleanup runs after the cancel reaches the server; give it a moment.
     for (let i = 0; i < 50 && (await openUploads()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
     expect(await openUploads()).toBe(0);
-    await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "stream/cancelled.bin" }))).rejects.toMatchObject({ name: "NotFound" });
+    await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "stream/cancelled.bin" }))).rejects.toMatchObject(
+      { name: "NotFound" },
+    );
   });
 });
 
@@ -240,7 +268,9 @@ describe("bucket creation and encryption", () => {
     const lock = await s3.send(new GetObjectLockConfigurationCommand({ Bucket: bucket }));
     expect(lock.ObjectLockConfiguration?.ObjectLockEnabled).toBe("Enabled");
     const enc = await s3.send(new GetBucketEncryptionCommand({ Bucket: bucket }));
-    expect(enc.ServerSideEncryptionConfiguration?.Rules?.[0]?.ApplyServerSideEncryptionByDefault?.SSEAlgorithm).toBe("AES256");
+    expect(enc.ServerSideEncryptionConfiguration?.Rules?.[0]?.ApplyServerSideEncryptionByDefault?.SSEAlgorithm).toBe(
+      "AES256",
+    );
     const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "enc.txt" }));
     expect(head.ServerSideEncryption).toBe("AES256");
     // A second Save with the bucket now present is fine.
@@ -248,7 +278,9 @@ describe("bucket creation and encryption", () => {
   });
 
   it("SSE-KMS with a key id and encryption context round-trips", async () => {
-    const cfg = config('encryptionOptions:\n  enableEncryption: true\n  kmsKeyId: test-key\n  kmsEncryptionContext: \'{"team":"ml"}\'\n');
+    const cfg = config(
+      'encryptionOptions:\n  enableEncryption: true\n  kmsKeyId: test-key\n  kmsEncryptionContext: \'{"team":"ml"}\'\n',
+    );
     const src = join(work, "kms.bin");
     const data = randomBytes(7 * 1024 * 1024);
     writeFileSync(src, data);
@@ -263,7 +295,10 @@ describe("bucket creation and encryption", () => {
   it("a Save to a bucket that does not exist (no createBucketIfNotPresent) names bucket and S3 code", async () => {
     const src = join(work, "nb.txt");
     writeFileSync(src, "x");
-    const res = await plugin.client.save(artifact(`endpoint: ${minio.endpoint}\nbucket: no-such-bucket\ninsecure: true\n`, "k"), src);
+    const res = await plugin.client.save(
+      artifact(`endpoint: ${minio.endpoint}\nbucket: no-such-bucket\ninsecure: true\n`, "k"),
+      src,
+    );
     expect(res.success).toBe(false);
     expect(res.error).toContain("s3://no-such-bucket/k");
     expect(res.error).toContain("NoSuchBucket");
@@ -272,23 +307,37 @@ describe("bucket creation and encryption", () => {
 
 describe("bad requests and configuration", () => {
   it("no artifact, no plugin block, empty configuration → INVALID_ARGUMENT", async () => {
-    await expect(plugin.client.load(undefined as never, "/tmp/x")).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
-    await expect(plugin.client.save({ name: "out" }, "/tmp/x")).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("plugin") });
-    await expect(plugin.client.listObjects(artifact("", "k"))).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("configuration") });
+    await expect(plugin.client.load(undefined as never, "/tmp/x")).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+    });
+    await expect(plugin.client.save({ name: "out" }, "/tmp/x")).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringContaining("plugin"),
+    });
+    await expect(plugin.client.listObjects(artifact("", "k"))).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringContaining("configuration"),
+    });
   });
 
   it("a configuration error names the field", async () => {
     const unknown = await plugin.client.load(artifact(config("bogusField: 1\n"), "k"), join(work, "u"));
     expect(unknown).toMatchObject({ success: false });
     expect(unknown.error).toContain("bogusField");
-    const wrongType = await plugin.client.isDirectory(artifact(config("insecure: yes please\n").replace("insecure: true\n", ""), "k"));
+    const wrongType = await plugin.client.isDirectory(
+      artifact(config("insecure: yes please\n").replace("insecure: true\n", ""), "k"),
+    );
     expect(wrongType.error).toContain("insecure");
     const noBucket = await plugin.client.delete(artifact(`endpoint: ${minio.endpoint}\n`, "k"));
     expect(noBucket.error).toContain("bucket: required");
   });
 
   it("wrong credentials give an error with the S3 code, bucket and endpoint, never the secret", async () => {
-    const other = await startPlugin({ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: "wrong-secret-value-123", AWS_EC2_METADATA_DISABLED: "true" });
+    const other = await startPlugin({
+      AWS_ACCESS_KEY_ID: minio.accessKey,
+      AWS_SECRET_ACCESS_KEY: "wrong-secret-value-123",
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
     try {
       const res = await other.client.listObjects(artifact(config(), "dirs"));
       expect(res.error).toMatch(/SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied/);

@@ -37,7 +37,8 @@ async function plugin(env: Record<string, string>): Promise<PluginProcess> {
 
 describe("AWS_ENDPOINT_URL_S3 (no endpoint in the configuration)", () => {
   let p: PluginProcess;
-  const cfg = "bucket: sdk-route\naddressingStyle: path\nregion: us-east-1\ncreateBucketIfNotPresent: {}\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n";
+  const cfg =
+    "bucket: sdk-route\naddressingStyle: path\nregion: us-east-1\ncreateBucketIfNotPresent: {}\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n";
   beforeAll(async () => {
     p = await plugin({ AWS_ENDPOINT_URL_S3: minio.url });
   });
@@ -52,9 +53,15 @@ describe("AWS_ENDPOINT_URL_S3 (no endpoint in the configuration)", () => {
       const dest = join(work, `out-${size}`);
       expect(await within(p.client.load(a, dest), 60_000, "Load")).toEqual({ success: true, error: "" });
       expect(readFileSync(dest).equals(data), `Load of ${size} bytes`).toBe(true);
-      expect((await within(p.client.openStream(a), 60_000, "OpenStream")).data.equals(data), `OpenStream of ${size} bytes`).toBe(true);
+      expect(
+        (await within(p.client.openStream(a), 60_000, "OpenStream")).data.equals(data),
+        `OpenStream of ${size} bytes`,
+      ).toBe(true);
     }
-    const gets = p.output().split("\n").filter((l) => l.includes('"s3":"GetObject"'));
+    const gets = p
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"s3":"GetObject"'));
     expect(gets.length).toBeGreaterThan(0);
     expect(gets.filter((l) => l.includes('"via":"lean"'))).toEqual([]);
   });
@@ -82,7 +89,11 @@ describe.each([
     expect(save.success).toBe(false);
     expect(save.error).toMatch(says);
     expect(save.error).toContain(name);
-    const load = await within(p.client.load(artifact(cfg, "env/1000.bin"), join(work, `sw-out-${name}`)), 60_000, "Load");
+    const load = await within(
+      p.client.load(artifact(cfg, "env/1000.bin"), join(work, `sw-out-${name}`)),
+      60_000,
+      "Load",
+    );
     expect(load.success).toBe(false);
     expect(load.error).toContain(name);
   });

@@ -31,32 +31,44 @@ afterAll(async () => {
   expect(await bed?.stop()).toBe(0);
 });
 
-const cfg = (enc: string) => `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\nencryptionOptions:\n${enc}`;
-const SSE_HEADERS = ["x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-server-side-encryption-customer-algorithm"];
+const cfg = (enc: string) =>
+  `endpoint: ${proxy.endpoint}\nbucket: ${BUCKET}\ninsecure: true\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\nencryptionOptions:\n${enc}`;
+const SSE_HEADERS = [
+  "x-amz-server-side-encryption",
+  "x-amz-server-side-encryption-aws-kms-key-id",
+  "x-amz-server-side-encryption-customer-algorithm",
+];
 
 it.each([
   ["SSE-S3, one PUT", "  enableEncryption: true\n", 64 * 1024],
   ["SSE-S3, multipart", "  enableEncryption: true\n", 12 * 1024 * 1024],
   ["SSE-KMS, one PUT", "  enableEncryption: true\n  kmsKeyId: test-key\n", 64 * 1024],
   ["SSE-KMS, multipart", "  enableEncryption: true\n  kmsKeyId: test-key\n", 12 * 1024 * 1024],
-])("%s: confirmed by the store → saved encrypted; not confirmed → the Save fails and no object or upload is left", async (label, enc, size) => {
-  const src = join(work, `${label.replace(/\W+/g, "-")}.bin`);
-  writeFileSync(src, randomBytes(size));
-  const key = `${label.replace(/\W+/g, "-")}.bin`;
-  expect(await plugin.client.save(artifact(cfg(enc), `ok-${key}`), src)).toEqual({ success: true, error: "" });
-  const s3 = adminClient(minio);
-  expect((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `ok-${key}` }))).ServerSideEncryption).toBeTruthy();
-  tally({ suite: "compat: encryption not confirmed by the store", hostileTried: 1 });
-  proxy.dropHeaders(SSE_HEADERS);
-  try {
-    const res = await plugin.client.save(artifact(cfg(enc), `ignored-${key}`), src);
-    expect(res.success).toBe(false);
-    expect(res.error).toContain(`s3://${BUCKET}/ignored-${key}`);
-    expect(res.error).toMatch(/did not confirm SSE-(S3|KMS)/);
-  } finally {
-    proxy.dropHeaders();
-  }
-  await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `ignored-${key}` }))).rejects.toMatchObject({ name: "NotFound" });
-  expect(await uploadsLeft(s3, BUCKET)).toEqual([]);
-  tally({ suite: "compat: encryption not confirmed by the store", hostileRefused: 1 });
-});
+])(
+  "%s: confirmed by the store → saved encrypted; not confirmed → the Save fails and no object or upload is left",
+  async (label, enc, size) => {
+    const src = join(work, `${label.replace(/\W+/g, "-")}.bin`);
+    writeFileSync(src, randomBytes(size));
+    const key = `${label.replace(/\W+/g, "-")}.bin`;
+    expect(await plugin.client.save(artifact(cfg(enc), `ok-${key}`), src)).toEqual({ success: true, error: "" });
+    const s3 = adminClient(minio);
+    expect(
+      (await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `ok-${key}` }))).ServerSideEncryption,
+    ).toBeTruthy();
+    tally({ suite: "compat: encryption not confirmed by the store", hostileTried: 1 });
+    proxy.dropHeaders(SSE_HEADERS);
+    try {
+      const res = await plugin.client.save(artifact(cfg(enc), `ignored-${key}`), src);
+      expect(res.success).toBe(false);
+      expect(res.error).toContain(`s3://${BUCKET}/ignored-${key}`);
+      expect(res.error).toMatch(/did not confirm SSE-(S3|KMS)/);
+    } finally {
+      proxy.dropHeaders();
+    }
+    await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `ignored-${key}` }))).rejects.toMatchObject({
+      name: "NotFound",
+    });
+    expect(await uploadsLeft(s3, BUCKET)).toEqual([]);
+    tally({ suite: "compat: encryption not confirmed by the store", hostileRefused: 1 });
+  },
+);

@@ -8,7 +8,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+  CreateBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMinio } from "../../scripts/lib/minio.mjs";
 import { startVersitygw } from "../../scripts/lib/versitygw.mjs";
@@ -34,7 +40,12 @@ interface Capabilities {
   bucketEncryption: boolean;
 }
 
-const STORES: { name: string; start: () => Promise<Store>; caps: Capabilities; why: Partial<Record<keyof Capabilities, string>> }[] = [
+const STORES: {
+  name: string;
+  start: () => Promise<Store>;
+  caps: Capabilities;
+  why: Partial<Record<keyof Capabilities, string>>;
+}[] = [
   { name: "MinIO", start: () => startMinio(), caps: { sse: true, bucketEncryption: true }, why: {} },
   {
     name: "versitygw",
@@ -42,13 +53,15 @@ const STORES: { name: string; start: () => Promise<Store>; caps: Capabilities; w
     caps: { sse: false, bucketEncryption: false },
     why: {
       sse: "versitygw ignores SSE headers: a Save asking for encryption must fail there",
-      bucketEncryption: "versitygw answers PutBucketEncryption with NotImplemented: a bucket created with encryptionOptions must never be taken as ready",
+      bucketEncryption:
+        "versitygw answers PutBucketEncryption with NotImplemented: a bucket created with encryptionOptions must never be taken as ready",
     },
   },
 ];
 
 for (const s of STORES) {
-  for (const [cap, reason] of Object.entries(s.why)) process.stdout.write(`stores: ${s.name} lacks ${cap}: ${reason}\n`);
+  for (const [cap, reason] of Object.entries(s.why))
+    process.stdout.write(`stores: ${s.name} lacks ${cap}: ${reason}\n`);
 }
 
 describe.each(STORES)("$name", ({ start, caps }) => {
@@ -56,13 +69,23 @@ describe.each(STORES)("$name", ({ start, caps }) => {
   let s3: S3Client;
   let plugin: PluginProcess;
   let work: string;
-  const cfg = (extra = "") => `endpoint: ${store.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n${extra}`;
+  const cfg = (extra = "") =>
+    `endpoint: ${store.endpoint}\nbucket: ${BUCKET}\ninsecure: true\nregion: us-east-1\ntuning: {partSizeMiB: 5, multipartThresholdMiB: 5}\n${extra}`;
 
   beforeAll(async () => {
     store = await start();
-    s3 = new S3Client({ endpoint: store.url, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: store.accessKey, secretAccessKey: store.secretKey } });
+    s3 = new S3Client({
+      endpoint: store.url,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: store.accessKey, secretAccessKey: store.secretKey },
+    });
     await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-    plugin = await startPlugin({ AWS_ACCESS_KEY_ID: store.accessKey, AWS_SECRET_ACCESS_KEY: store.secretKey, AWS_EC2_METADATA_DISABLED: "true" });
+    plugin = await startPlugin({
+      AWS_ACCESS_KEY_ID: store.accessKey,
+      AWS_SECRET_ACCESS_KEY: store.secretKey,
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
     work = mkdtempSync(join(tmpdir(), "stores-"));
   }, 300_000);
 
@@ -94,8 +117,13 @@ describe.each(STORES)("$name", ({ start, caps }) => {
 
   it("SaveStream in 2 MiB chunks, then OpenStream of it in frames", async () => {
     const data = randomBytes(13 * MiB + 3);
-    const chunks = Array.from({ length: Math.ceil(data.length / (2 * MiB)) }, (_, i) => data.subarray(i * 2 * MiB, (i + 1) * 2 * MiB));
-    expect(await plugin.client.saveStream(artifact(cfg(), "stream/s.bin"), chunks)).toEqual({ success: true, error: "" });
+    const chunks = Array.from({ length: Math.ceil(data.length / (2 * MiB)) }, (_, i) =>
+      data.subarray(i * 2 * MiB, (i + 1) * 2 * MiB),
+    );
+    expect(await plugin.client.saveStream(artifact(cfg(), "stream/s.bin"), chunks)).toEqual({
+      success: true,
+      error: "",
+    });
     const { data: got, frames } = await plugin.client.openStream(artifact(cfg(), "stream/s.bin"));
     expect(sha(got)).toBe(sha(data));
     expect(frames.at(-1)?.isEnd).toBe(true);
@@ -103,7 +131,16 @@ describe.each(STORES)("$name", ({ start, caps }) => {
 
   it("Save and Load a directory with odd names, then ListObjects and IsDirectory", async () => {
     const src = join(work, "odd-src");
-    const names = ["a.txt", "space name.txt", "ünïcödé/ß.txt", "plus+sign.txt", "per%cent.txt", "eq=amp&hash#.txt", "deep/er/still/x.bin", "(paren)[brk].txt"];
+    const names = [
+      "a.txt",
+      "space name.txt",
+      "ünïcödé/ß.txt",
+      "plus+sign.txt",
+      "per%cent.txt",
+      "eq=amp&hash#.txt",
+      "deep/er/still/x.bin",
+      "(paren)[brk].txt",
+    ];
     for (const n of names) {
       mkdirSync(join(src, n, ".."), { recursive: true });
       writeFileSync(join(src, n), randomBytes(100 + n.length));
@@ -121,7 +158,9 @@ describe.each(STORES)("$name", ({ start, caps }) => {
   it("lists and deletes more than 1,000 keys (pages and DeleteObjects batches), and GC's delete of a prefix without '/'", async () => {
     const keys = Array.from({ length: 1_050 }, (_, i) => `many/k${String(i).padStart(5, "0")}`);
     for (let i = 0; i < keys.length; i += 50) {
-      await Promise.all(keys.slice(i, i + 50).map((k) => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: k }))));
+      await Promise.all(
+        keys.slice(i, i + 50).map((k) => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: k }))),
+      );
     }
     const list = await plugin.client.listObjects(artifact(cfg(), "many"));
     expect(list.error).toBe("");
@@ -138,23 +177,35 @@ describe.each(STORES)("$name", ({ start, caps }) => {
     expect(frames.at(-1)?.error).toContain(`s3://${BUCKET}/nothing/here`);
   });
 
-  it(caps.sse ? "SSE-S3 is applied (the store confirms it)" : "SSE-S3 is refused with a clear error and no object (the store ignores it)", async () => {
-    const src = join(work, "enc.bin");
-    writeFileSync(src, randomBytes(64 * 1024));
-    for (const [key, size] of [["enc/small.bin", 64 * 1024], ["enc/multi.bin", 11 * MiB]] as const) {
-      writeFileSync(src, randomBytes(size));
-      const res = await plugin.client.save(artifact(cfg("encryptionOptions: {enableEncryption: true}\n"), key), src);
-      if (caps.sse) {
-        expect(res).toEqual({ success: true, error: "" });
-        expect((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).ServerSideEncryption).toBe("AES256");
-      } else {
-        expect(res.success).toBe(false);
-        expect(res.error).toContain("did not confirm SSE-S3");
-        await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  it(
+    caps.sse
+      ? "SSE-S3 is applied (the store confirms it)"
+      : "SSE-S3 is refused with a clear error and no object (the store ignores it)",
+    async () => {
+      const src = join(work, "enc.bin");
+      writeFileSync(src, randomBytes(64 * 1024));
+      for (const [key, size] of [
+        ["enc/small.bin", 64 * 1024],
+        ["enc/multi.bin", 11 * MiB],
+      ] as const) {
+        writeFileSync(src, randomBytes(size));
+        const res = await plugin.client.save(artifact(cfg("encryptionOptions: {enableEncryption: true}\n"), key), src);
+        if (caps.sse) {
+          expect(res).toEqual({ success: true, error: "" });
+          expect((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).ServerSideEncryption).toBe(
+            "AES256",
+          );
+        } else {
+          expect(res.success).toBe(false);
+          expect(res.error).toContain("did not confirm SSE-S3");
+          await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).rejects.toMatchObject({
+            $metadata: { httpStatusCode: 404 },
+          });
+        }
       }
-    }
-    expect(statSync(src).size).toBeGreaterThan(0);
-  });
+      expect(statSync(src).size).toBeGreaterThan(0);
+    },
+  );
 
   it(
     caps.bucketEncryption

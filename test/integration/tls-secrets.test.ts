@@ -63,7 +63,13 @@ afterAll(async () => {
   expect(await plugin?.stop()).toBe(0);
   const logs = plugin.output();
   // The whole run's output, searched for every secret value that crossed the plugin.
-  const secrets = { "secret key from a Kubernetes secret": minio.secretKey, "SSE-C password": SSE_PASSWORD, "service account token": kube.token, "SSE-C key (file)": ssecKey("sse/file.bin"), "SSE-C key (directory file)": ssecKey("sse/dir/a.txt") };
+  const secrets = {
+    "secret key from a Kubernetes secret": minio.secretKey,
+    "SSE-C password": SSE_PASSWORD,
+    "service account token": kube.token,
+    "SSE-C key (file)": ssecKey("sse/file.bin"),
+    "SSE-C key (directory file)": ssecKey("sse/dir/a.txt"),
+  };
   expect(scanForSecrets("TLS, Kubernetes secrets, SSE-C", [logs], secrets)).toEqual([]);
   expect(logs).toContain('"msg":"rpc"'); // the scan did look at real log lines
   await minio?.stop();
@@ -75,9 +81,15 @@ describe("TLS, keys from secrets, SSE-C", () => {
   it("saves and loads over TLS with keys and CA from Kubernetes secrets", async () => {
     const src = join(work, "plain.txt");
     writeFileSync(src, "over tls");
-    expect(await plugin.client.save(artifact(secretsConfig(), "tls/plain.txt"), src)).toEqual({ success: true, error: "" });
+    expect(await plugin.client.save(artifact(secretsConfig(), "tls/plain.txt"), src)).toEqual({
+      success: true,
+      error: "",
+    });
     const dest = join(work, "plain.out");
-    expect(await plugin.client.load(artifact(secretsConfig(), "tls/plain.txt"), dest)).toEqual({ success: true, error: "" });
+    expect(await plugin.client.load(artifact(secretsConfig(), "tls/plain.txt"), dest)).toEqual({
+      success: true,
+      error: "",
+    });
     expect(readFileSync(dest, "utf8")).toBe("over tls");
     expect(kube.requests.some((r) => r.includes("/namespaces/argo/secrets/s3-creds"))).toBe(true);
   });
@@ -98,7 +110,12 @@ describe("TLS, keys from secrets, SSE-C", () => {
     await expect(direct.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "sse/file.bin" }))).rejects.toBeTruthy();
     // … and readable with the key minio-go's DefaultPBKDF derives, so Argo's built-in driver can read it too.
     const got = await direct.send(
-      new GetObjectCommand({ Bucket: BUCKET, Key: "sse/file.bin", SSECustomerAlgorithm: "AES256", SSECustomerKey: ssecKey("sse/file.bin") }),
+      new GetObjectCommand({
+        Bucket: BUCKET,
+        Key: "sse/file.bin",
+        SSECustomerAlgorithm: "AES256",
+        SSECustomerKey: ssecKey("sse/file.bin"),
+      }),
     );
     expect(Buffer.from(await got.Body!.transformToByteArray()).equals(data)).toBe(true);
 
@@ -119,13 +136,19 @@ describe("TLS, keys from secrets, SSE-C", () => {
     expect(readFileSync(join(dirOut, "sub", "b.txt"), "utf8")).toBe("beta");
 
     const chunks = [randomBytes(2 * 1024 * 1024), randomBytes(2 * 1024 * 1024), randomBytes(3)];
-    expect(await plugin.client.saveStream(artifact(sseConfig(), "sse/stream.bin"), chunks)).toEqual({ success: true, error: "" });
+    expect(await plugin.client.saveStream(artifact(sseConfig(), "sse/stream.bin"), chunks)).toEqual({
+      success: true,
+      error: "",
+    });
     const back = await plugin.client.openStream(artifact(sseConfig(), "sse/stream.bin"));
     expect(back.data.equals(Buffer.concat(chunks))).toBe(true);
   });
 
   it("a missing secret or key is reported by name", async () => {
-    const missingSecret = secretsConfig().replace("{name: s3-creds, key: secretkey}", "{name: nope-creds, key: secretkey}");
+    const missingSecret = secretsConfig().replace(
+      "{name: s3-creds, key: secretkey}",
+      "{name: nope-creds, key: secretkey}",
+    );
     const r1 = await plugin.client.listObjects(artifact(missingSecret, "tls"));
     expect(r1.error).toContain('"nope-creds"');
     expect(r1.error).toContain("not found");

@@ -46,7 +46,9 @@ beforeAll(async () => {
     record(req);
     req.resume();
     res.writeHead(200, { "content-type": "application/xml" });
-    res.end('<?xml version="1.0"?><ListBucketResult><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>');
+    res.end(
+      '<?xml version="1.0"?><ListBucketResult><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>',
+    );
   });
   await new Promise<void>((r) => attacker.listen(0, "127.0.0.1", r));
   attackerPort = (attacker.address() as { port: number }).port;
@@ -60,14 +62,26 @@ afterAll(async () => {
 });
 
 const loopbackStores = () => `127.0.0.1:${attackerPort},${minio.endpoint}`;
-const readyLine = (p: PluginProcess) => JSON.parse(p.output().split("\n").find((l) => l.includes('"msg":"ready"'))!) as { shared: boolean; sharedBecause: string };
-const keysFrom = (name: string) => `accessKeySecret: {name: ${name}, key: accessKey}\nsecretKeySecret: {name: ${name}, key: secretKey}\n`;
+const readyLine = (p: PluginProcess) =>
+  JSON.parse(
+    p
+      .output()
+      .split("\n")
+      .find((l) => l.includes('"msg":"ready"'))!,
+  ) as { shared: boolean; sharedBecause: string };
+const keysFrom = (name: string) =>
+  `accessKeySecret: {name: ${name}, key: accessKey}\nsecretKeySecret: {name: ${name}, key: secretKey}\n`;
 
 describe("shared mode (the argo-server sidecar)", () => {
   let plugin: PluginProcess;
   beforeAll(async () => {
     // The author's host and MinIO are on loopback here: listed, as an operator lists a store that really is there.
-    plugin = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys", ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores() });
+    plugin = await startPlugin({
+      ...kube.env,
+      ARGO_S3_PLUGIN_SHARED: "true",
+      ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys",
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores(),
+    });
   });
   afterAll(async () => {
     expect(await plugin?.stop()).toBe(0);
@@ -101,8 +115,13 @@ describe("shared mode (the argo-server sidecar)", () => {
     expect(plugin.output()).not.toContain(LEAK_SK);
   });
 
-  it("a secret name equal to an allowed \"name/key\" entry is not that entry: refused as a name Kubernetes cannot have, the API never asked", async () => {
-    const perKey = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/accessKey,minio-keys/secretKey", ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores() });
+  it('a secret name equal to an allowed "name/key" entry is not that entry: refused as a name Kubernetes cannot have, the API never asked', async () => {
+    const perKey = await startPlugin({
+      ...kube.env,
+      ARGO_S3_PLUGIN_SHARED: "true",
+      ARGO_S3_PLUGIN_ALLOWED_SECRETS: "minio-keys/accessKey,minio-keys/secretKey",
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores(),
+    });
     try {
       const before = kube.requests.length;
       const cfg = `endpoint: 127.0.0.1:${attackerPort}\ninsecure: true\nbucket: loot\naccessKeySecret: {name: minio-keys/accessKey, key: x}\nsecretKeySecret: {name: minio-keys/secretKey, key: x}\n`;
@@ -114,7 +133,9 @@ describe("shared mode (the argo-server sidecar)", () => {
       const ok = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n${keysFrom("minio-keys")}`;
       expect(await perKey.client.listObjects(artifact(ok, "dir"))).toEqual({ objects: ["dir/a.txt"], error: "" });
       const otherKey = `endpoint: 127.0.0.1:${attackerPort}\ninsecure: true\nbucket: loot\naccessKeySecret: {name: minio-keys, key: accessKey}\nsecretKeySecret: {name: minio-keys, key: ca}\n`;
-      expect((await perKey.client.listObjects(artifact(otherKey, "dir"))).error).toContain('secret "minio-keys" (key "ca") may not be read');
+      expect((await perKey.client.listObjects(artifact(otherKey, "dir"))).error).toContain(
+        'secret "minio-keys" (key "ca") may not be read',
+      );
     } finally {
       expect(await perKey.stop()).toBe(0);
     }
@@ -138,11 +159,16 @@ describe("shared by default where a plugin cannot be a workflow's (issue #23, ca
   it("a pod without Argo's workflow environment and no ARGO_S3_PLUGIN_SHARED is the shared sidecar: no secret a workflow names is read", async () => {
     const p = await startPlugin({ ...handMade(), ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores() });
     try {
-      expect(readyLine(p)).toMatchObject({ shared: true, sharedBecause: expect.stringContaining("without a workflow's environment") });
+      expect(readyLine(p)).toMatchObject({
+        shared: true,
+        sharedBecause: expect.stringContaining("without a workflow's environment"),
+      });
       const before = kube.requests.length;
       const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n${keysFrom("argo-server-admin")}`;
       const { error } = await p.client.listObjects(artifact(cfg, "dir"));
-      expect(error).toContain('secret "argo-server-admin" (key "accessKey") may not be read by this plugin: it is the shared argo-server sidecar');
+      expect(error).toContain(
+        'secret "argo-server-admin" (key "accessKey") may not be read by this plugin: it is the shared argo-server sidecar',
+      );
       expect(kube.requests.slice(before)).toEqual([]);
     } finally {
       expect(await p.stop()).toBe(0);
@@ -166,9 +192,25 @@ describe("shared by default where a plugin cannot be a workflow's (issue #23, ca
   });
 
   it("the shared sidecar reaches no loopback endpoint (argo-server's own ports) unless listed, in any spelling", async () => {
-    const p = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" });
+    const p = await startPlugin({
+      ...kube.env,
+      ARGO_S3_PLUGIN_SHARED: "true",
+      AWS_ACCESS_KEY_ID: "x",
+      AWS_SECRET_ACCESS_KEY: "y",
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
     try {
-      for (const ep of [`127.0.0.1:${attackerPort}`, `localhost:${attackerPort}`, `[::1]:${attackerPort}`, `2130706433:${attackerPort}`, `127.1:${attackerPort}`, `0x7f.1:${attackerPort}`, `0.0.0.0:${attackerPort}`, `[::ffff:127.0.0.1]:${attackerPort}`, `LOCALHOST.:${attackerPort}`]) {
+      for (const ep of [
+        `127.0.0.1:${attackerPort}`,
+        `localhost:${attackerPort}`,
+        `[::1]:${attackerPort}`,
+        `2130706433:${attackerPort}`,
+        `127.1:${attackerPort}`,
+        `0x7f.1:${attackerPort}`,
+        `0.0.0.0:${attackerPort}`,
+        `[::ffff:127.0.0.1]:${attackerPort}`,
+        `LOCALHOST.:${attackerPort}`,
+      ]) {
         tally({ suite: "hostile: loopback endpoints in the shared sidecar", hostileTried: 1 });
         const { error } = await p.client.listObjects(artifact(`endpoint: "${ep}"\ninsecure: true\nbucket: b\n`, "dir"));
         expect(error, ep).toContain("loopback");
@@ -182,11 +224,25 @@ describe("shared by default where a plugin cannot be a workflow's (issue #23, ca
   });
 
   it("an S3 endpoint the operator set in the sidecar's environment (AWS_ENDPOINT_URL_S3) is theirs to choose, loopback included", async () => {
-    const p = await startPlugin({ ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", AWS_ENDPOINT_URL_S3: `http://${minio.endpoint}`, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true", AWS_REGION: "us-east-1" });
+    const p = await startPlugin({
+      ...kube.env,
+      ARGO_S3_PLUGIN_SHARED: "true",
+      AWS_ENDPOINT_URL_S3: `http://${minio.endpoint}`,
+      AWS_ACCESS_KEY_ID: minio.accessKey,
+      AWS_SECRET_ACCESS_KEY: minio.secretKey,
+      AWS_EC2_METADATA_DISABLED: "true",
+      AWS_REGION: "us-east-1",
+    });
     try {
-      expect(await p.client.listObjects(artifact("bucket: shared\n", "dir"))).toEqual({ objects: ["dir/a.txt"], error: "" });
+      expect(await p.client.listObjects(artifact("bucket: shared\n", "dir"))).toEqual({
+        objects: ["dir/a.txt"],
+        error: "",
+      });
       // The same address written by an author is still refused.
-      expect((await p.client.listObjects(artifact(`endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n`, "dir"))).error).toContain("loopback");
+      expect(
+        (await p.client.listObjects(artifact(`endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n`, "dir")))
+          .error,
+      ).toContain("loopback");
     } finally {
       expect(await p.stop()).toBe(0);
     }
@@ -195,7 +251,15 @@ describe("shared by default where a plugin cannot be a workflow's (issue #23, ca
   it("the shared sidecar assumes no role a configuration names unless the operator lists it", async () => {
     const role = "arn:aws:iam::123456789012:role/argo-server-admin";
     const cfg = `endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\nroleARN: ${role}\n`;
-    const env = { ...kube.env, ARGO_S3_PLUGIN_SHARED: "true", ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores(), AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true", AWS_ENDPOINT_URL_STS: `http://127.0.0.1:${attackerPort}` };
+    const env = {
+      ...kube.env,
+      ARGO_S3_PLUGIN_SHARED: "true",
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: loopbackStores(),
+      AWS_ACCESS_KEY_ID: "x",
+      AWS_SECRET_ACCESS_KEY: "y",
+      AWS_EC2_METADATA_DISABLED: "true",
+      AWS_ENDPOINT_URL_STS: `http://127.0.0.1:${attackerPort}`,
+    };
     const refusing = await startPlugin(env);
     try {
       const before = seen.length;
@@ -220,17 +284,40 @@ describe("shared by default where a plugin cannot be a workflow's (issue #23, ca
 describe("endpoints", () => {
   let plugin: PluginProcess;
   beforeAll(async () => {
-    plugin = await startPlugin({ ...kube.env, AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" });
+    plugin = await startPlugin({
+      ...kube.env,
+      AWS_ACCESS_KEY_ID: "x",
+      AWS_SECRET_ACCESS_KEY: "y",
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
   });
   afterAll(async () => {
     expect(await plugin?.stop()).toBe(0);
   });
 
   it("refuses link-local and cloud metadata literals in every spelling, before connecting", async () => {
-    for (const ep of ["169.254.169.254", "169.254.170.2:80", "169.254.170.23", "[fe80::1]:80", "[fd00:ec2::254]", "[fd00:ec2::23]:80", "[::ffff:169.254.169.254]:80", "[::ffff:a9fe:a9fe]",
+    for (const ep of [
+      "169.254.169.254",
+      "169.254.170.2:80",
+      "169.254.170.23",
+      "[fe80::1]:80",
+      "[fd00:ec2::254]",
+      "[fd00:ec2::23]:80",
+      "[::ffff:169.254.169.254]:80",
+      "[::ffff:a9fe:a9fe]",
       // Spellings the SDK's URL parser turns into 169.254.170.23 (and then connects without a lookup).
-      "2852039191", "0251.0376.0252.027", "0xa9feaa17:80", "0xa9.0xfe.0xaa.0x17", "169.254.43543", "169.254.170.23.", "169.254.170.23.:80"]) {
-      const a = artifact(`endpoint: "${ep}"\ninsecure: true\nbucket: meta\n`, "latest/meta-data/iam/security-credentials/role");
+      "2852039191",
+      "0251.0376.0252.027",
+      "0xa9feaa17:80",
+      "0xa9.0xfe.0xaa.0x17",
+      "169.254.43543",
+      "169.254.170.23.",
+      "169.254.170.23.:80",
+    ]) {
+      const a = artifact(
+        `endpoint: "${ep}"\ninsecure: true\nbucket: meta\n`,
+        "latest/meta-data/iam/security-credentials/role",
+      );
       tally({ suite: "hostile: metadata endpoints (SSRF)", hostileTried: 2 });
       const frames = (await plugin.client.openStream(a)).frames;
       expect(frames.at(-1)?.error ?? "", ep).toContain("link-local / cloud metadata address");
@@ -240,12 +327,24 @@ describe("endpoints", () => {
   });
 
   it("keeps to the operator's allow list when one is set", async () => {
-    const listed = await startPlugin({ ...kube.env, ...{ AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" }, ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: minio.endpoint });
+    const listed = await startPlugin({
+      ...kube.env,
+      ...{
+        AWS_ACCESS_KEY_ID: minio.accessKey,
+        AWS_SECRET_ACCESS_KEY: minio.secretKey,
+        AWS_EC2_METADATA_DISABLED: "true",
+      },
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: minio.endpoint,
+    });
     try {
-      const ok = await listed.client.listObjects(artifact(`endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n`, "dir"));
+      const ok = await listed.client.listObjects(
+        artifact(`endpoint: ${minio.endpoint}\ninsecure: true\nbucket: shared\n`, "dir"),
+      );
       expect(ok).toEqual({ objects: ["dir/a.txt"], error: "" });
       const before = seen.length;
-      const refused = await listed.client.listObjects(artifact(`endpoint: 127.0.0.1:${attackerPort}\ninsecure: true\nbucket: shared\n`, "dir"));
+      const refused = await listed.client.listObjects(
+        artifact(`endpoint: 127.0.0.1:${attackerPort}\ninsecure: true\nbucket: shared\n`, "dir"),
+      );
       expect(refused.error).toContain("ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS");
       expect(seen.length).toBe(before);
     } finally {
@@ -275,7 +374,11 @@ describe.skipIf(!ns.ok)("a name that resolves to a metadata address", () => {
     );
     try {
       await meta.waitFor(/listening/, 10_000);
-      const plugin = await startPluginInNetns(net, { AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" }, base);
+      const plugin = await startPluginInNetns(
+        net,
+        { AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_EC2_METADATA_DISABLED: "true" },
+        base,
+      );
       try {
         const a = artifact(`endpoint: metadata.internal.test:80\ninsecure: true\nbucket: v1\n`, "credentials");
         tally({ suite: "hostile: metadata endpoints (SSRF)", hostileTried: 1 });
@@ -330,7 +433,13 @@ describe("caSecret and the identity exchange", () => {
       expect(res.error).toContain("could not obtain credentials");
       expect(posted.join("\n")).not.toContain("pod-identity-token-never-posted");
       expect(posted).toEqual([]);
-      tally({ suite: "hostile: workflow CA used for STS", hostileTried: 1, hostileRefused: 1, secretsSought: 1, secretsFound: 0 });
+      tally({
+        suite: "hostile: workflow CA used for STS",
+        hostileTried: 1,
+        hostileRefused: 1,
+        secretsSought: 1,
+        secretsFound: 0,
+      });
     } finally {
       expect(await plugin.stop()).toBe(0);
       sts.closeAllConnections();
@@ -339,4 +448,3 @@ describe("caSecret and the identity exchange", () => {
     }
   });
 });
-

@@ -23,7 +23,13 @@ function bytes(r: Rand, n: number): Buffer {
 
 const HEADERS: [string, (r: Rand) => string][] = [
   ["ETag", (r) => `"${Math.floor(r() * 1e12).toString(16)}"`],
-  ["x-amz-request-id", (r) => Math.floor(r() * 1e15).toString(36).toUpperCase()],
+  [
+    "x-amz-request-id",
+    (r) =>
+      Math.floor(r() * 1e15)
+        .toString(36)
+        .toUpperCase(),
+  ],
   ["Content-Type", () => "application/octet-stream"],
   ["Last-Modified", () => "Thu, 03 Dec 2026 09:00:00 GMT"],
   ["Accept-Ranges", () => "bytes"],
@@ -43,8 +49,14 @@ const HEAD_MUTATIONS: [string, (lines: string[], r: Rand) => void][] = [
   ["empty-name", (l) => l.splice(1, 0, ": value")],
   ["bad-name", (l, r) => l.splice(1, 0, `x${pick(r, ["(", "@", " ", "/", "[", "\u00e9"])}y: 1`)],
   ["version-1.0", (l) => (l[0] = l[0]!.replace("HTTP/1.1", "HTTP/1.0"))],
-  ["version-bad", (l, r) => (l[0] = l[0]!.replace("HTTP/1.1", pick(r, ["HTTP/1.2", "HTTP/2.0", "http/1.1", "HTTP/1.1 ", "HTTP/11"])))],
-  ["status-bad", (l, r) => (l[0] = l[0]!.replace(/ \d{3}/, pick(r, [" 20", " 2000", " abc", "  200", " 099", " 600"])))],
+  [
+    "version-bad",
+    (l, r) => (l[0] = l[0]!.replace("HTTP/1.1", pick(r, ["HTTP/1.2", "HTTP/2.0", "http/1.1", "HTTP/1.1 ", "HTTP/11"]))),
+  ],
+  [
+    "status-bad",
+    (l, r) => (l[0] = l[0]!.replace(/ \d{3}/, pick(r, [" 20", " 2000", " abc", "  200", " 099", " 600"]))),
+  ],
   ["no-reason", (l) => (l[0] = l[0]!.replace(/ (\d{3}).*$/, " $1"))],
   ["connection-close", (l) => l.splice(1, 0, "Connection: close")],
   ["long-header", (l, r) => l.splice(1, 0, `x-long: ${"a".repeat(pick(r, [100, 8000, 17000]))}`)],
@@ -58,12 +70,33 @@ const FRAMING_MUTATIONS: [string, (f: Framing, len: number, r: Rand) => void][] 
   ["cl-dup-same", (f, len) => f.cl.push(String(len), String(len))],
   ["cl-dup-diff", (f, len) => f.cl.push(String(len), String(len + 1))],
   ["cl-list", (f, len) => (f.cl = [`${len}, ${len}`])],
-  ["cl-huge", (f, _l, r) => (f.cl = [pick(r, ["99999999999999999999999", "18446744073709551616", "9007199254740993"])])],
-  ["cl-sign", (f, len, r) => (f.cl = [pick(r, [`+${len}`, `-${len}`, ` ${len}x`, `0x${len.toString(16)}`, `${len}.0`, ""])])],
+  [
+    "cl-huge",
+    (f, _l, r) => (f.cl = [pick(r, ["99999999999999999999999", "18446744073709551616", "9007199254740993"])]),
+  ],
+  [
+    "cl-sign",
+    (f, len, r) => (f.cl = [pick(r, [`+${len}`, `-${len}`, ` ${len}x`, `0x${len.toString(16)}`, `${len}.0`, ""])]),
+  ],
   ["cl-short", (f, len) => (f.cl = [String(Math.max(0, len - 3))])],
   ["cl-long", (f, len) => (f.cl = [String(len + 7)])],
   ["cl-zeros", (f, len) => (f.cl = [`000${len}`])],
-  ["te-variant", (f, _l, r) => (f.te = [pick(r, ["chunked, identity", "identity, chunked", "gzip", "CHUNKED", "chunked ", "chunked;q=1", "chunked, chunked", "x"])])],
+  [
+    "te-variant",
+    (f, _l, r) =>
+      (f.te = [
+        pick(r, [
+          "chunked, identity",
+          "identity, chunked",
+          "gzip",
+          "CHUNKED",
+          "chunked ",
+          "chunked;q=1",
+          "chunked, chunked",
+          "x",
+        ]),
+      ]),
+  ],
   ["te-dup", (f) => (f.te = ["chunked", "chunked"])],
   ["no-length", (f) => ((f.cl = []), (f.te = []))],
 ];
@@ -99,7 +132,8 @@ export function generateAnswer(r: Rand): GeneratedAnswer {
     labels.push(name);
   }
   const lines = [`HTTP/1.1 ${status} ${status === 200 ? "OK" : status === 206 ? "Partial Content" : "Status"}`];
-  for (const [name, value] of HEADERS) if (chance(r, 0.5)) lines.push(`${chance(r, 0.2) ? name.toLowerCase() : name}: ${value(r)}`);
+  for (const [name, value] of HEADERS)
+    if (chance(r, 0.5)) lines.push(`${chance(r, 0.2) ? name.toLowerCase() : name}: ${value(r)}`);
   for (const v of f.cl) lines.push(`Content-Length: ${v}`);
   for (const v of f.te) lines.push(`Transfer-Encoding: ${v}`);
   if (lines.length < 3) lines.push("x-amz-id-2: abc", "x-amz-id-3: def");
@@ -122,12 +156,13 @@ export function generateAnswer(r: Rand): GeneratedAnswer {
   const chunkedEncoded = f.te.some((t) => /chunked/i.test(t));
   if (chunkedEncoded) {
     const chunks: { size: string; ext: string; data: Buffer; end: string }[] = [];
-    for (let off = 0; off < body.length; ) {
+    for (let off = 0; off < body.length;) {
       const n = Math.min(body.length - off, 1 + Math.floor(r() * 2000));
       chunks.push({ size: n.toString(16), ext: "", data: body.subarray(off, off + n), end: "\r\n" });
       off += n;
     }
-    if (chunks.length === 0) chunks.push({ size: "1", ext: "", data: Buffer.from("z"), end: "\r\n" }), labels.push("nonempty");
+    if (chunks.length === 0)
+      (chunks.push({ size: "1", ext: "", data: Buffer.from("z"), end: "\r\n" }), labels.push("nonempty"));
     if (mutate && chance(r, 0.4)) {
       const [name, m] = pick(r, CHUNK_MUTATIONS);
       m(chunks, r);
@@ -135,7 +170,10 @@ export function generateAnswer(r: Rand): GeneratedAnswer {
     }
     const trailer = chance(r, 0.2) ? pick(r, ["x-t: 1\r\n", "x t: 1\r\n", "x-t: \u0000\r\n"]) : "";
     if (trailer) labels.push("trailer");
-    bodyWire = Buffer.concat([...chunks.flatMap((c) => [Buffer.from(`${c.size}${c.ext}\r\n`, "latin1"), c.data, Buffer.from(c.end, "latin1")]), Buffer.from(`0\r\n${trailer}\r\n`, "latin1")]);
+    bodyWire = Buffer.concat([
+      ...chunks.flatMap((c) => [Buffer.from(`${c.size}${c.ext}\r\n`, "latin1"), c.data, Buffer.from(c.end, "latin1")]),
+      Buffer.from(`0\r\n${trailer}\r\n`, "latin1"),
+    ]);
   } else {
     bodyWire = body;
     if (mutate && chance(r, 0.1)) {
@@ -150,9 +188,11 @@ export function generateAnswer(r: Rand): GeneratedAnswer {
   if (mode < 0.3) pieces.push(wire);
   else if (mode < 0.4 && wire.length < 400) for (let i = 0; i < wire.length; i++) pieces.push(wire.subarray(i, i + 1));
   else {
-    const cuts = [...new Set(Array.from({ length: 1 + Math.floor(r() * 6) }, () => Math.floor(r() * wire.length)))].sort((a, b) => a - b);
+    const cuts = [
+      ...new Set(Array.from({ length: 1 + Math.floor(r() * 6) }, () => Math.floor(r() * wire.length))),
+    ].sort((a, b) => a - b);
     let at = 0;
-    for (const c of cuts) if (c > at) pieces.push(wire.subarray(at, c)), (at = c);
+    for (const c of cuts) if (c > at) (pieces.push(wire.subarray(at, c)), (at = c));
     pieces.push(wire.subarray(at));
   }
   return { pieces, label: labels.join(" + ") };

@@ -24,9 +24,11 @@ export async function argoParse(cm: Record<string, unknown>): Promise<ArgoConfig
   const dir = mkdtempSync(join(tmpdir(), "argo-cm-"));
   try {
     writeFileSync(join(dir, "cm.yaml"), stringify(cm));
-    const r = await run((await argoTools()).configcheck, [join(dir, "cm.yaml")], { timeout: 60_000 }).catch((e: { stderr?: string }) => {
-      throw new Error(`Argo's config parser refused it: ${e.stderr ?? String(e)}`);
-    });
+    const r = await run((await argoTools()).configcheck, [join(dir, "cm.yaml")], { timeout: 60_000 }).catch(
+      (e: { stderr?: string }) => {
+        throw new Error(`Argo's config parser refused it: ${e.stderr ?? String(e)}`);
+      },
+    );
     return JSON.parse(r.stdout) as ArgoConfig;
   } finally {
     rmSync(dir, { recursive: true, force: true });

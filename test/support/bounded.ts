@@ -4,7 +4,9 @@
 /** Resolves with `p`'s value, or rejects naming `what` when `ms` pass first. */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
+  const late = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)),
+  );
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
@@ -18,7 +20,11 @@ export async function until(what: string, ok: () => boolean, ms: number): Promis
 }
 
 /** A child process's exit code, within `ms`. */
-export function exitOf(proc: { exitCode: number | null; once(ev: "exit", f: (code: number | null) => void): unknown }, ms: number, what = "process exit"): Promise<number | null> {
+export function exitOf(
+  proc: { exitCode: number | null; once(ev: "exit", f: (code: number | null) => void): unknown },
+  ms: number,
+  what = "process exit",
+): Promise<number | null> {
   if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
   return within(new Promise<number | null>((r) => proc.once("exit", r)), ms, what);
 }

@@ -19,7 +19,10 @@ export interface FaultProxy {
   /** Drop these response headers (lower case) from every answer to a request matching `match`, as a store that ignores them would; no argument: stop. */
   dropHeaders(names?: string[], match?: (req: IncomingMessage) => boolean): void;
   /** Edit the response headers of every answer to a request matching `match`; no argument: stop. */
-  editHeaders(edit?: (headers: Record<string, string | string[] | undefined>) => void, match?: (req: IncomingMessage) => boolean): void;
+  editHeaders(
+    edit?: (headers: Record<string, string | string[] | undefined>) => void,
+    match?: (req: IncomingMessage) => boolean,
+  ): void;
   /** Rewrite the (buffered) body of every answer to a request matching `match`; no argument: stop. */
   rewrite(edit?: (body: string, req: IncomingMessage) => string, match?: (req: IncomingMessage) => boolean): void;
   injected: number;
@@ -30,13 +33,24 @@ export interface FaultProxy {
 export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy> {
   let pending: { count: number; fault: Fault; match: (req: IncomingMessage) => boolean } | undefined;
   let dropper: { names: string[]; match: (req: IncomingMessage) => boolean } | undefined;
-  let editor: { edit: (headers: Record<string, string | string[] | undefined>) => void; match: (req: IncomingMessage) => boolean } | undefined;
-  let rewriter: { edit: (body: string, req: IncomingMessage) => string; match: (req: IncomingMessage) => boolean } | undefined;
+  let editor:
+    | {
+        edit: (headers: Record<string, string | string[] | undefined>) => void;
+        match: (req: IncomingMessage) => boolean;
+      }
+    | undefined;
+  let rewriter:
+    { edit: (body: string, req: IncomingMessage) => string; match: (req: IncomingMessage) => boolean } | undefined;
   const state = { injected: 0, requests: 0 };
   const server: Server = createServer((req, res) => {
     state.requests++;
     let tamper: Fault | undefined;
-    if (pending && pending.count > 0 && pending.match(req) && ["corrupt", "truncate", "lose-answer", "slow-answer"].includes(pending.fault)) {
+    if (
+      pending &&
+      pending.count > 0 &&
+      pending.match(req) &&
+      ["corrupt", "truncate", "lose-answer", "slow-answer"].includes(pending.fault)
+    ) {
       pending.count--;
       state.injected++;
       tamper = pending.fault;
@@ -49,55 +63,63 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
         return;
       }
       res.writeHead(503, { "content-type": "application/xml" });
-      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      res.end(
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>',
+      );
       return;
     }
-    const up = request({ host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      if (tamper === "lose-answer") {
-        upRes.resume();
-        upRes.on("end", () => res.socket?.destroy());
-        return;
-      }
-      if (tamper === "slow-answer" || (!tamper && rewriter?.match(req))) {
-        const edit = tamper ? (b: string) => b : rewriter!.edit;
-        const parts: Buffer[] = [];
-        upRes.on("data", (c: Buffer) => parts.push(c));
-        upRes.on("end", () => {
-          const body = Buffer.from(edit(Buffer.concat(parts).toString("utf8"), req));
-          setTimeout(() => {
-            if (res.destroyed) return;
-            res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, "content-length": String(body.length) });
-            res.end(body);
-          }, tamper ? 1500 : 0);
-        });
-        return;
-      }
-      const headers = { ...upRes.headers };
-      if (dropper?.match(req)) for (const n of dropper.names) delete headers[n];
-      if (editor?.match(req)) editor.edit(headers);
-      res.writeHead(upRes.statusCode ?? 502, headers);
-      if (!tamper) {
-        upRes.pipe(res);
-        return;
-      }
-      let sent = 0;
-      const total = Number(upRes.headers["content-length"] ?? 0);
-      upRes.on("data", (chunk: Buffer) => {
-        if (tamper === "corrupt" && sent === 0 && chunk.length > 0) {
-          chunk = Buffer.from(chunk);
-          chunk[0] = chunk[0]! ^ 0xff; // same length, different bytes
-        }
-        if (tamper === "truncate" && sent + chunk.length >= total / 2) {
-          res.write(chunk.subarray(0, Math.max(0, Math.floor(total / 2) - sent)));
-          upRes.destroy();
-          res.socket?.destroy();
+    const up = request(
+      { host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers: req.headers },
+      (upRes) => {
+        if (tamper === "lose-answer") {
+          upRes.resume();
+          upRes.on("end", () => res.socket?.destroy());
           return;
         }
-        sent += chunk.length;
-        res.write(chunk);
-      });
-      upRes.on("end", () => res.end());
-    });
+        if (tamper === "slow-answer" || (!tamper && rewriter?.match(req))) {
+          const edit = tamper ? (b: string) => b : rewriter!.edit;
+          const parts: Buffer[] = [];
+          upRes.on("data", (c: Buffer) => parts.push(c));
+          upRes.on("end", () => {
+            const body = Buffer.from(edit(Buffer.concat(parts).toString("utf8"), req));
+            setTimeout(
+              () => {
+                if (res.destroyed) return;
+                res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, "content-length": String(body.length) });
+                res.end(body);
+              },
+              tamper ? 1500 : 0,
+            );
+          });
+          return;
+        }
+        const headers = { ...upRes.headers };
+        if (dropper?.match(req)) for (const n of dropper.names) delete headers[n];
+        if (editor?.match(req)) editor.edit(headers);
+        res.writeHead(upRes.statusCode ?? 502, headers);
+        if (!tamper) {
+          upRes.pipe(res);
+          return;
+        }
+        let sent = 0;
+        const total = Number(upRes.headers["content-length"] ?? 0);
+        upRes.on("data", (chunk: Buffer) => {
+          if (tamper === "corrupt" && sent === 0 && chunk.length > 0) {
+            chunk = Buffer.from(chunk);
+            chunk[0] = chunk[0]! ^ 0xff; // same length, different bytes
+          }
+          if (tamper === "truncate" && sent + chunk.length >= total / 2) {
+            res.write(chunk.subarray(0, Math.max(0, Math.floor(total / 2) - sent)));
+            upRes.destroy();
+            res.socket?.destroy();
+            return;
+          }
+          sent += chunk.length;
+          res.write(chunk);
+        });
+        upRes.on("end", () => res.end());
+      },
+    );
     up.on("error", () => res.destroy());
     req.pipe(up);
   });

@@ -11,12 +11,20 @@ export interface HealthClient extends Client {
 type Ctor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client;
 
 export function healthClient(socket: string): HealthClient {
-  const def = loadSync(healthProtoPath, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
+  const def = loadSync(healthProtoPath, {
+    keepCase: false,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   const pkg = loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: Ctor } } } };
   return new pkg.grpc.health.v1.Health(`unix:${socket}`, credentials.createInsecure()) as HealthClient;
 }
 
 /** One Check of `service` ("" is the whole server), bounded by `deadlineMs`. */
 export function healthCheck(c: HealthClient, service = "", deadlineMs = 5000): Promise<{ status: string }> {
-  return new Promise((resolve, reject) => c.check({ service }, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    c.check({ service }, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
 }

@@ -86,13 +86,26 @@ export async function startHostileS3(bucket: string): Promise<HostileS3> {
     const obj = s3.objects.get(key);
     if (!obj) {
       const xml = `<Error><Code>NoSuchKey</Code><Message>no such key</Message><Key>${key}</Key></Error>`;
-      sock.write(headLines("404 Not Found", { "Content-Type": "application/xml", "Content-Length": method === "HEAD" ? 0 : xml.length }) + (method === "HEAD" ? "" : xml));
+      sock.write(
+        headLines("404 Not Found", {
+          "Content-Type": "application/xml",
+          "Content-Length": method === "HEAD" ? 0 : xml.length,
+        }) + (method === "HEAD" ? "" : xml),
+      );
       return;
     }
     const { data } = obj;
     const etag = etagOf(data);
-    const common: Record<string, string | number> = { ETag: etag, "Last-Modified": "Thu, 03 Dec 2026 09:00:00 GMT", "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream" };
-    const checksum: Record<string, string> = obj.crc && headers["x-amz-checksum-mode"] === "ENABLED" ? { "x-amz-checksum-crc32": crcOf(data), "x-amz-checksum-type": "FULL_OBJECT" } : {};
+    const common: Record<string, string | number> = {
+      ETag: etag,
+      "Last-Modified": "Thu, 03 Dec 2026 09:00:00 GMT",
+      "Accept-Ranges": "bytes",
+      "Content-Type": "application/octet-stream",
+    };
+    const checksum: Record<string, string> =
+      obj.crc && headers["x-amz-checksum-mode"] === "ENABLED"
+        ? { "x-amz-checksum-crc32": crcOf(data), "x-amz-checksum-type": "FULL_OBJECT" }
+        : {};
     if (method === "HEAD") {
       sock.write(headLines("200 OK", { ...common, ...checksum, "Content-Length": data.length }));
       return;
@@ -110,7 +123,12 @@ export async function startHostileS3(bucket: string): Promise<HostileS3> {
     s3.applied.set(fault, (s3.applied.get(fault) ?? 0) + 1);
     const status = m ? "206 Partial Content" : "200 OK";
     const ranged: Record<string, string> = m ? { "Content-Range": `bytes ${start}-${end}/${data.length}` } : {};
-    const okHead: Record<string, string | number> = { ...common, ...(m ? {} : checksum), ...ranged, "Content-Length": body.length };
+    const okHead: Record<string, string | number> = {
+      ...common,
+      ...(m ? {} : checksum),
+      ...ranged,
+      "Content-Length": body.length,
+    };
     const other = (n: number) => Buffer.alloc(n, 0x5a);
     switch (fault) {
       case "ok":
@@ -141,14 +159,26 @@ export async function startHostileS3(bucket: string): Promise<HostileS3> {
         // A plausible answer (another version's: same length and range, other bytes and ETag) for
         // whatever is asked next on this connection. One that named this version too could not be
         // told from the next answer once that request is on the wire; see docs/engine.md.
-        later(5, () => !sock.destroyed && sock.write(headLines(status, { ...okHead, ETag: etagOf(other(body.length)) })) && sock.write(other(body.length)));
+        later(
+          5,
+          () =>
+            !sock.destroyed &&
+            sock.write(headLines(status, { ...okHead, ETag: etagOf(other(body.length)) })) &&
+            sock.write(other(body.length)),
+        );
         return;
       }
       case "wrong-range": {
         // Bytes of the same length from elsewhere in the object, honestly labelled.
         const from = start === 0 ? Math.min(1, data.length - body.length) : 0;
         const wrong = data.subarray(from, from + body.length);
-        sock.write(headLines("206 Partial Content", { ...common, "Content-Range": `bytes ${from}-${from + wrong.length - 1}/${data.length}`, "Content-Length": wrong.length }));
+        sock.write(
+          headLines("206 Partial Content", {
+            ...common,
+            "Content-Range": `bytes ${from}-${from + wrong.length - 1}/${data.length}`,
+            "Content-Length": wrong.length,
+          }),
+        );
         sock.write(wrong);
         return;
       }
@@ -169,8 +199,12 @@ export async function startHostileS3(bucket: string): Promise<HostileS3> {
         sock.write(body);
         return;
       case "error-500": {
-        const xml = "<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>";
-        sock.write(headLines("500 Internal Server Error", { "Content-Type": "application/xml", "Content-Length": xml.length }) + xml);
+        const xml =
+          "<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>";
+        sock.write(
+          headLines("500 Internal Server Error", { "Content-Type": "application/xml", "Content-Length": xml.length }) +
+            xml,
+        );
         return;
       }
       case "drip": {
@@ -184,14 +218,17 @@ export async function startHostileS3(bucket: string): Promise<HostileS3> {
         sock.write(headLines(status, okHead));
         let i = 0;
         const step = 2048;
-        const trickle = () => !sock.destroyed && i < body.length && (sock.write(body.subarray(i, (i += step))), later(1000, trickle));
+        const trickle = () =>
+          !sock.destroyed && i < body.length && (sock.write(body.subarray(i, (i += step))), later(1000, trickle));
         trickle();
         return;
       }
       case "head-drip": {
         const head = Buffer.from(headLines(status, okHead), "latin1");
         let i = 0;
-        const drip = () => !sock.destroyed && (i < head.length ? (sock.write(head.subarray(i, ++i)), later(100, drip)) : sock.write(body));
+        const drip = () =>
+          !sock.destroyed &&
+          (i < head.length ? (sock.write(head.subarray(i, ++i)), later(100, drip)) : sock.write(body));
         drip();
         return;
       }

@@ -44,14 +44,27 @@ function sinkOf(capacity: number, pauseEvery: number): BodySink & { bytes(): Buf
 const GET = "GET /b/k HTTP/1.1\r\nhost: x\r\n\r\n";
 
 async function drive(m: { id: number; port: number; requests: DriverRequest[] }): Promise<void> {
-  const pool = new Http1Pool({ host: "127.0.0.1", port: m.port, tls: undefined, lookup, maxSockets: 1, connectTimeoutMs: 5000, idleTimeoutMs: 5000 });
+  const pool = new Http1Pool({
+    host: "127.0.0.1",
+    port: m.port,
+    tls: undefined,
+    lookup,
+    maxSockets: 1,
+    connectTimeoutMs: 5000,
+    idleTimeoutMs: 5000,
+  });
   const outcomes: DriverOutcome[] = [];
   for (const r of m.requests) {
     if (r.delayMs) await new Promise((ok) => setTimeout(ok, r.delayMs));
     const sink = r.capacity === "collect" ? undefined : sinkOf(r.capacity, r.pauseEvery ?? 3);
     try {
       const x = await pool.request(r.head ?? GET, () => sink ?? "collect", undefined, r.timeoutMs);
-      outcomes.push({ ok: true, status: x.head.status, headers: x.head.headers, body: (sink ? sink.bytes() : (x.body ?? Buffer.alloc(0))).toString("base64") });
+      outcomes.push({
+        ok: true,
+        status: x.head.status,
+        headers: x.head.headers,
+        body: (sink ? sink.bytes() : (x.body ?? Buffer.alloc(0))).toString("base64"),
+      });
     } catch (e) {
       const err = e as { code?: string; message?: string };
       outcomes.push({ ok: false, code: err.code, message: err.message });

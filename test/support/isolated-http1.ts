@@ -12,7 +12,14 @@ export type Outcome = { hung: true } | { hung: false; outcomes: DriverOutcome[] 
 
 let code: string | undefined;
 function bundle(): string {
-  code ??= buildSync({ entryPoints: [join(import.meta.dirname, "http1-driver.ts")], bundle: true, platform: "node", format: "cjs", write: false, logLevel: "silent" }).outputFiles[0]!.text;
+  code ??= buildSync({
+    entryPoints: [join(import.meta.dirname, "http1-driver.ts")],
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    write: false,
+    logLevel: "silent",
+  }).outputFiles[0]!.text;
   return code;
 }
 

@@ -36,7 +36,8 @@ export async function startKubeApi(namespace = "argo"): Promise<KubeApi> {
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
     };
-    if (req.headers.authorization !== `Bearer ${token}`) return json(401, { kind: "Status", code: 401, reason: "Unauthorized" });
+    if (req.headers.authorization !== `Bearer ${token}`)
+      return json(401, { kind: "Status", code: 401, reason: "Unauthorized" });
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/secrets\/([^/?]+)$/.exec(req.url ?? "");
     if (req.method !== "GET" || !m) return json(404, { kind: "Status", code: 404, reason: "NotFound" });
     const [, ns, name] = m as unknown as [string, string, string];
@@ -51,7 +52,13 @@ export async function startKubeApi(namespace = "argo"): Promise<KubeApi> {
   const port = typeof addr === "object" && addr ? addr.port : 0;
   return {
     // A workflow's pod: the API, the service account, and the workflow's name and uid the controller gives executor containers.
-    env: { KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: String(port), ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR: saDir, ARGO_WORKFLOW_NAME: "kube-api-test", ARGO_WORKFLOW_UID: "7f3c4a52-0000-4000-8000-000000000001" },
+    env: {
+      KUBERNETES_SERVICE_HOST: "127.0.0.1",
+      KUBERNETES_SERVICE_PORT: String(port),
+      ARGO_S3_PLUGIN_SERVICEACCOUNT_DIR: saDir,
+      ARGO_WORKFLOW_NAME: "kube-api-test",
+      ARGO_WORKFLOW_UID: "7f3c4a52-0000-4000-8000-000000000001",
+    },
     saDir,
     token,
     requests,

@@ -42,7 +42,9 @@ export function tally(t: Tally): void {
  * labels of the secrets found, for the caller to assert empty.
  */
 export function scanForSecrets(suite: string, texts: string[], secrets: Record<string, string | undefined>): string[] {
-  const values = Object.entries(secrets).filter((e): e is [string, string] => typeof e[1] === "string" && e[1].length >= 8);
+  const values = Object.entries(secrets).filter(
+    (e): e is [string, string] => typeof e[1] === "string" && e[1].length >= 8,
+  );
   const found: string[] = [];
   let occurrences = 0;
   for (const [label, value] of values) {
@@ -51,12 +53,22 @@ export function scanForSecrets(suite: string, texts: string[], secrets: Record<s
     if (n > 0) found.push(label);
     occurrences += n;
   }
-  tally({ suite, secretsSought: values.length, logBytesScanned: texts.reduce((s, t) => s + Buffer.byteLength(t), 0), secretsFound: occurrences });
+  tally({
+    suite,
+    secretsSought: values.length,
+    logBytesScanned: texts.reduce((s, t) => s + Buffer.byteLength(t), 0),
+    secretsFound: occurrences,
+  });
   return found;
 }
 
 /** Stops the plugin (it must exit 0), then finds none of `secrets` in all it printed, nor in `extra` texts. */
-export async function stopAndScan(suite: string, plugin: PluginProcess | undefined, secrets: Record<string, string | undefined>, extra: string[] = []): Promise<void> {
+export async function stopAndScan(
+  suite: string,
+  plugin: PluginProcess | undefined,
+  secrets: Record<string, string | undefined>,
+  extra: string[] = [],
+): Promise<void> {
   if (!plugin) return; // set-up failed before it started; that failure is reported already
   expect(await plugin.stop()).toBe(0);
   expect(scanForSecrets(suite, [plugin.output(), ...extra], secrets)).toEqual([]);

@@ -12,7 +12,11 @@ import { crc32, crc32ToBase64 } from "../../src/transfer/crc32.js";
 
 /** An error shaped like the SDK's for an S3 answer with `status`. */
 export function s3Failure(status: number, code: string): Error {
-  return Object.assign(new Error(`${code} (test store)`), { name: code, Code: code, $metadata: { httpStatusCode: status } });
+  return Object.assign(new Error(`${code} (test store)`), {
+    name: code,
+    Code: code,
+    $metadata: { httpStatusCode: status },
+  });
 }
 
 /** A connection that broke: no status, worth another attempt. */
@@ -22,8 +26,17 @@ export function connectionReset(): Error {
 
 type Op = "head" | "get" | "put" | "create" | "part" | "complete" | "abort";
 
-type PartInput = { UploadId?: string | undefined; PartNumber?: number | undefined; Body?: unknown; ChecksumCRC32?: string | undefined };
-type CompleteInput = { UploadId?: string | undefined; MultipartUpload?: { Parts?: { PartNumber?: number | undefined }[] | undefined } | undefined; ChecksumCRC32?: string | undefined };
+type PartInput = {
+  UploadId?: string | undefined;
+  PartNumber?: number | undefined;
+  Body?: unknown;
+  ChecksumCRC32?: string | undefined;
+};
+type CompleteInput = {
+  UploadId?: string | undefined;
+  MultipartUpload?: { Parts?: { PartNumber?: number | undefined }[] | undefined } | undefined;
+  ChecksumCRC32?: string | undefined;
+};
 
 interface Upload {
   key: string;
@@ -32,9 +45,18 @@ interface Upload {
 }
 
 /** The operation names ObjectStore gives its failures. */
-const OPS: Record<Op, string> = { head: "HeadObject", get: "GetObject", put: "PutObject", create: "CreateMultipartUpload", part: "UploadPart", complete: "CompleteMultipartUpload", abort: "AbortMultipartUpload" };
+const OPS: Record<Op, string> = {
+  head: "HeadObject",
+  get: "GetObject",
+  put: "PutObject",
+  create: "CreateMultipartUpload",
+  part: "UploadPart",
+  complete: "CompleteMultipartUpload",
+  abort: "AbortMultipartUpload",
+};
 
-const aborted = (signal: AbortSignal | undefined) => Object.assign(new Error("aborted"), { name: "AbortError", cause: signal?.reason });
+const aborted = (signal: AbortSignal | undefined) =>
+  Object.assign(new Error("aborted"), { name: "AbortError", cause: signal?.reason });
 
 export class MemoryStore {
   readonly objects = new Map<string, Buffer>();
@@ -44,7 +66,12 @@ export class MemoryStore {
    * Runs before each request: throw to fail it, return a promise to delay it
    * (it should honour the signal). `cut` (GET only): the body breaks after that many bytes.
    */
-  before: (op: Op, key: string, detail: string | undefined, signal: AbortSignal | undefined) => void | Promise<void> | { cut: number } = () => undefined;
+  before: (
+    op: Op,
+    key: string,
+    detail: string | undefined,
+    signal: AbortSignal | undefined,
+  ) => void | Promise<void> | { cut: number } = () => undefined;
   private nextId = 1;
 
   location(key?: string): string {
@@ -56,7 +83,13 @@ export class MemoryStore {
   }
 
   /** Run one request as ObjectStore does: every failure leaves as an S3Error naming it. */
-  private async named<T>(op: Op, key: string, o: SendOptions, detail: string | undefined, request: () => Promise<T>): Promise<T> {
+  private async named<T>(
+    op: Op,
+    key: string,
+    o: SendOptions,
+    detail: string | undefined,
+    request: () => Promise<T>,
+  ): Promise<T> {
     try {
       return await request();
     } catch (e) {
@@ -90,24 +123,42 @@ export class MemoryStore {
   private async rawHead(key: string, _input: unknown, o: SendOptions) {
     await this.enter("head", key, o);
     const data = this.object(key);
-    return { ContentLength: data.length, ETag: etagOf(data), ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT", $metadata: {} };
+    return {
+      ContentLength: data.length,
+      ETag: etagOf(data),
+      ChecksumCRC32: crc32ToBase64(crc32(data)),
+      ChecksumType: "FULL_OBJECT",
+      $metadata: {},
+    };
   }
 
   getInto(key: string, input: GetInput, sse: unknown, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
     return this.named("get", key, o, input.Range, () => this.rawGet(key, input, sse, o, sinkFor));
   }
 
-  private async rawGet(key: string, input: GetInput, _sse: unknown, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+  private async rawGet(
+    key: string,
+    input: GetInput,
+    _sse: unknown,
+    o: SendOptions,
+    sinkFor: SinkFor,
+  ): Promise<GetAnswer> {
     const fault = await this.enter("get", key, o, input.Range);
     const data = this.object(key);
     if (input.IfMatch !== undefined && input.IfMatch !== etagOf(data)) throw s3Failure(412, "PreconditionFailed");
     const m = input.Range ? /^bytes=(\d+)-(\d+)$/.exec(input.Range) : null;
     const body = m ? data.subarray(Number(m[1]), Number(m[2]) + 1) : data;
-    const answer: GetAnswer = { ContentLength: body.length, ETag: etagOf(data), ...(m ? { ContentRange: `bytes ${m[1]}-${Math.min(Number(m[2]), data.length - 1)}/${data.length}` } : { ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT" }) };
+    const answer: GetAnswer = {
+      ContentLength: body.length,
+      ETag: etagOf(data),
+      ...(m
+        ? { ContentRange: `bytes ${m[1]}-${Math.min(Number(m[2]), data.length - 1)}/${data.length}` }
+        : { ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT" }),
+    };
     const sink = sinkFor(answer);
     const end = fault ? Math.min(fault.cut, body.length) : body.length;
     // Odd-sized pieces, as sockets deliver them.
-    for (let off = 0; off < end; ) {
+    for (let off = 0; off < end;) {
       if (o.signal?.aborted) throw aborted(o.signal);
       const dest = sink.space();
       const n = Math.min(dest.length, end - off, 100_003);
@@ -151,7 +202,8 @@ export class MemoryStore {
     const up = this.uploads.get(input.UploadId ?? "");
     if (!up) throw s3Failure(404, "NoSuchUpload");
     const body = Buffer.from(input.Body as Buffer);
-    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(body))) throw s3Failure(400, "BadDigest");
+    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(body)))
+      throw s3Failure(400, "BadDigest");
     up.parts.set(input.PartNumber ?? 0, body);
     return { ETag: etagOf(body), $metadata: {} };
   }
@@ -164,8 +216,11 @@ export class MemoryStore {
     await this.enter("complete", key, o);
     const up = this.uploads.get(input.UploadId ?? "");
     if (!up) throw s3Failure(404, "NoSuchUpload");
-    const data = Buffer.concat((input.MultipartUpload?.Parts ?? []).map((p) => up.parts.get(p.PartNumber ?? 0) ?? Buffer.alloc(0)));
-    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(data))) throw s3Failure(400, "BadDigest");
+    const data = Buffer.concat(
+      (input.MultipartUpload?.Parts ?? []).map((p) => up.parts.get(p.PartNumber ?? 0) ?? Buffer.alloc(0)),
+    );
+    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(data)))
+      throw s3Failure(400, "BadDigest");
     this.uploads.delete(input.UploadId ?? "");
     this.objects.set(key, data);
     return { $metadata: {} };
@@ -182,7 +237,9 @@ export class MemoryStore {
   }
 
   async listMultipartUploads(prefix: string) {
-    const Uploads = [...this.uploads].filter(([, u]) => u.key.startsWith(prefix)).map(([UploadId, u]) => ({ UploadId, Key: u.key, Initiated: u.initiated }));
+    const Uploads = [...this.uploads]
+      .filter(([, u]) => u.key.startsWith(prefix))
+      .map(([UploadId, u]) => ({ UploadId, Key: u.key, Initiated: u.initiated }));
     return { Uploads, $metadata: {} };
   }
 

@@ -15,7 +15,11 @@ export function adminClient(minio: MinioServer): S3Client {
 }
 
 export function rootKeysEnv(minio: MinioServer): Record<string, string> {
-  return { AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_EC2_METADATA_DISABLED: "true" };
+  return {
+    AWS_ACCESS_KEY_ID: minio.accessKey,
+    AWS_SECRET_ACCESS_KEY: minio.secretKey,
+    AWS_EC2_METADATA_DISABLED: "true",
+  };
 }
 
 /**
@@ -41,7 +45,9 @@ export async function uploadsLeft(s3: S3Client, bucket: string, prefix?: string)
 export async function objectSha(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
   try {
     const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return createHash("sha256").update(await out.Body!.transformToByteArray()).digest("hex");
+    return createHash("sha256")
+      .update(await out.Body!.transformToByteArray())
+      .digest("hex");
   } catch (e) {
     if ((e as { name?: string }).name === "NoSuchKey") return undefined;
     throw e;

@@ -25,13 +25,17 @@ const PREFIX = "argos3pi";
 
 /** Whether this process can make network namespaces (root, `ip`, and the kernel lets us). */
 export function netnsSupport(): { ok: true } | { ok: false; reason: string } {
-  if (process.platform !== "linux") return { ok: false, reason: `network namespaces need Linux (this is ${process.platform})` };
-  if (process.getuid?.() !== 0) return { ok: false, reason: `network namespaces need root (uid is ${process.getuid?.()})` };
+  if (process.platform !== "linux")
+    return { ok: false, reason: `network namespaces need Linux (this is ${process.platform})` };
+  if (process.getuid?.() !== 0)
+    return { ok: false, reason: `network namespaces need root (uid is ${process.getuid?.()})` };
   const v = spawnSync("ip", ["-V"], { encoding: "utf8" });
-  if (v.error || v.status !== 0) return { ok: false, reason: `the \`ip\` command (iproute2) is not available: ${v.error?.message ?? v.stderr}` };
+  if (v.error || v.status !== 0)
+    return { ok: false, reason: `the \`ip\` command (iproute2) is not available: ${v.error?.message ?? v.stderr}` };
   const probe = `${PREFIX}-probe-${process.pid}`;
   const add = spawnSync("ip", ["netns", "add", probe], { encoding: "utf8" });
-  if (add.status !== 0) return { ok: false, reason: `\`ip netns add\` failed: ${add.stderr.trim() || add.error?.message}` };
+  if (add.status !== 0)
+    return { ok: false, reason: `\`ip netns add\` failed: ${add.stderr.trim() || add.error?.message}` };
   spawnSync("ip", ["netns", "del", probe]);
   return { ok: true };
 }
@@ -127,9 +131,15 @@ export class NetNs {
           const check = () => {
             const line = out.split("\n").find((l) => re.test(l));
             if (line !== undefined) done(() => resolve(line));
-            else if (proc.exitCode !== null || proc.signalCode !== null) done(() => reject(new Error(`${cmd} exited (${proc.exitCode ?? proc.signalCode}) before ${re}:\n${out}`)));
+            else if (proc.exitCode !== null || proc.signalCode !== null)
+              done(() =>
+                reject(new Error(`${cmd} exited (${proc.exitCode ?? proc.signalCode}) before ${re}:\n${out}`)),
+              );
           };
-          const timer = setTimeout(() => done(() => reject(new Error(`${cmd}: no ${re} in ${timeoutMs} ms:\n${out}`))), timeoutMs);
+          const timer = setTimeout(
+            () => done(() => reject(new Error(`${cmd}: no ${re} in ${timeoutMs} ms:\n${out}`))),
+            timeoutMs,
+          );
           const done = (f: () => void) => {
             clearTimeout(timer);
             listeners.delete(check);
@@ -169,7 +179,9 @@ export class NetNs {
         for (const s of [c, u]) { s.on("error", kill); s.on("close", kill); }
       }).listen(path, () => console.log("forwarding"));
       process.on("SIGTERM", () => process.exit(0));`;
-    const child = this.spawn(process.execPath, ["-e", code, socketPath, host, String(port)], { PATH: process.env["PATH"] ?? "" });
+    const child = this.spawn(process.execPath, ["-e", code, socketPath, host, String(port)], {
+      PATH: process.env["PATH"] ?? "",
+    });
     await child.waitFor(/^forwarding$/);
     return child;
   }
@@ -212,7 +224,17 @@ export async function startMinioInNetns(ns: NetNs, base: string, env: Record<str
   const secretKey = `minio-secret-${randomBytes(12).toString("hex")}`;
   const child = ns.spawn(
     bin,
-    ["server", join(dir, "data"), "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${port + 1}`, "--certs-dir", join(dir, "certs"), "--quiet"],
+    [
+      "server",
+      join(dir, "data"),
+      "--address",
+      `127.0.0.1:${port}`,
+      "--console-address",
+      `127.0.0.1:${port + 1}`,
+      "--certs-dir",
+      join(dir, "certs"),
+      "--quiet",
+    ],
     {
       PATH: process.env["PATH"] ?? "",
       HOME: dir,

@@ -17,12 +17,23 @@ type KeyValue = { key: string; value: AnyValue };
 type Export = {
   resourceSpans?: {
     resource?: { attributes?: KeyValue[] };
-    scopeSpans?: { spans?: { traceId?: string; spanId?: string; parentSpanId?: string; name: string; kind?: string; attributes?: KeyValue[]; status?: { code?: string; message?: string } }[] }[];
+    scopeSpans?: {
+      spans?: {
+        traceId?: string;
+        spanId?: string;
+        parentSpanId?: string;
+        name: string;
+        kind?: string;
+        attributes?: KeyValue[];
+        status?: { code?: string; message?: string };
+      }[];
+    }[];
   }[];
 };
 
 const hex = (b64: string | undefined) => Buffer.from(b64 ?? "", "base64").toString("hex");
-const value = (v: AnyValue): string | number => v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : (v.doubleValue ?? String(v.boolValue)));
+const value = (v: AnyValue): string | number =>
+  v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : (v.doubleValue ?? String(v.boolValue)));
 const attrs = (kvs: KeyValue[] | undefined) => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, value(kv.value)]));
 
 /** The receiver's addresses, from its first line; undefined for any other line. */
@@ -38,7 +49,16 @@ export function spansOf(line: string): OtlpSpan[] {
     const resource = attrs(rs.resource?.attributes);
     for (const ss of rs.scopeSpans ?? []) {
       for (const s of ss.spans ?? []) {
-        out.push({ traceId: hex(s.traceId), spanId: hex(s.spanId), parentSpanId: hex(s.parentSpanId), name: s.name, kind: s.kind ?? "", attributes: attrs(s.attributes), status: s.status ?? {}, resource });
+        out.push({
+          traceId: hex(s.traceId),
+          spanId: hex(s.spanId),
+          parentSpanId: hex(s.parentSpanId),
+          name: s.name,
+          kind: s.kind ?? "",
+          attributes: attrs(s.attributes),
+          status: s.status ?? {},
+          resource,
+        });
       }
     }
   }

@@ -24,7 +24,13 @@ export interface PluginProcess {
  * `extraArgs` follow the socket path as Argo's executor args do; `socketPath` overrides the default place under `dir`;
  * `wrap` runs the command through another (e.g. into a memory cgroup before it starts, so it reads that limit).
  */
-export async function startPlugin(env: Record<string, string> = {}, dir?: string, extraArgs: string[] = [], socketPath?: string, wrap: (argv: string[]) => string[] = (a) => a): Promise<PluginProcess> {
+export async function startPlugin(
+  env: Record<string, string> = {},
+  dir?: string,
+  extraArgs: string[] = [],
+  socketPath?: string,
+  wrap: (argv: string[]) => string[] = (a) => a,
+): Promise<PluginProcess> {
   const base = dir ?? mkdtempSync(join(tmpdir(), "plugin-"));
   const socket = socketPath ?? join(base, "artifact-plugins", "s3", "socket");
   // PLUGIN_MAIN runs another build (an A/B against an earlier commit's dist/main.cjs).
@@ -72,4 +78,3 @@ export async function startPlugin(env: Record<string, string> = {}, dir?: string
     },
   };
 }
-

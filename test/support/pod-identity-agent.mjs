@@ -74,7 +74,15 @@ export async function startAgent(opts) {
   const handler = (listener) => async (req, res) => {
     /** @param {number} status @param {object} body @param {Partial<AgentRequest>} [extra] */
     const answer = (status, body, extra = {}) => {
-      const entry = { at: Date.now(), listener, path: req.url ?? "", tokenSha: tokenSha(auth), tokenOk, status, ...extra };
+      const entry = {
+        at: Date.now(),
+        listener,
+        path: req.url ?? "",
+        tokenSha: tokenSha(auth),
+        tokenOk,
+        status,
+        ...extra,
+      };
       requests.push(entry);
       opts.onRequest?.(entry);
       res.writeHead(status, { "content-type": "application/json" });
@@ -90,26 +98,43 @@ export async function startAgent(opts) {
     // With `audience` (inside the test cluster): a projected service-account token the kubelet
     // wrote for that audience, as EKS's webhook mounts it; the real agent has EKS verify it.
     const tokenOk = opts.audience ? jwtAudiences(auth).includes(opts.audience) : auth !== "" && auth === expected;
-    if (req.method !== "GET" || req.url !== "/v1/credentials") return answer(404, { Code: "NotFound", Message: `no route ${req.method} ${req.url}` });
+    if (req.method !== "GET" || req.url !== "/v1/credentials")
+      return answer(404, { Code: "NotFound", Message: `no route ${req.method} ${req.url}` });
     if (mode.hang) {
       requests.push({ at: Date.now(), listener, path: req.url, tokenSha: tokenSha(auth), tokenOk, status: 0 });
       hanging.add(res);
       res.on("close", () => hanging.delete(res));
       return;
     }
-    if (mode.status) return answer(mode.status, { Code: mode.status >= 500 ? "ServiceUnavailable" : "AccessDenied", Message: `stand-in configured to answer ${mode.status}` });
+    if (mode.status)
+      return answer(mode.status, {
+        Code: mode.status >= 500 ? "ServiceUnavailable" : "AccessDenied",
+        Message: `stand-in configured to answer ${mode.status}`,
+      });
     if (!tokenOk) return answer(401, { Code: "InvalidToken", Message: "the service account token is not valid" });
     try {
       const c = await assumeRole({ ...opts.minio, policy: bucketPolicy(opts.bucket), durationSeconds: 900 });
       issued.set(c.accessKeyId, { secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken });
-      const expiration = mode.expiresInSeconds !== undefined ? new Date(Date.now() + mode.expiresInSeconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z") : c.expiration;
+      const expiration =
+        mode.expiresInSeconds !== undefined
+          ? new Date(Date.now() + mode.expiresInSeconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z")
+          : c.expiration;
       return answer(
         200,
-        { AccessKeyId: c.accessKeyId, SecretAccessKey: c.secretAccessKey, Token: c.sessionToken, AccountId: opts.accountId ?? "123456789012", Expiration: expiration },
+        {
+          AccessKeyId: c.accessKeyId,
+          SecretAccessKey: c.secretAccessKey,
+          Token: c.sessionToken,
+          AccountId: opts.accountId ?? "123456789012",
+          Expiration: expiration,
+        },
         { accessKeyId: c.accessKeyId, expiration },
       );
     } catch (e) {
-      return answer(500, { Code: "InternalError", Message: `stand-in could not get credentials from MinIO: ${/** @type {Error} */ (e).message}` });
+      return answer(500, {
+        Code: "InternalError",
+        Message: `stand-in could not get credentials from MinIO: ${/** @type {Error} */ (e).message}`,
+      });
     }
   };
 
@@ -184,7 +209,8 @@ export async function startAgent(opts) {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const opts = /** @type {AgentOptions} */ (JSON.parse(process.env["AGENT_OPTIONS"] ?? "{}"));
   // AGENT_LOG_REQUESTS=1: one JSON line per request on stdout (a test that cannot reach the control socket).
-  if (process.env["AGENT_LOG_REQUESTS"] === "1") opts.onRequest = (r) => process.stdout.write(`${JSON.stringify({ request: r })}\n`);
+  if (process.env["AGENT_LOG_REQUESTS"] === "1")
+    opts.onRequest = (r) => process.stdout.write(`${JSON.stringify({ request: r })}\n`);
   const agent = await startAgent(opts);
   process.stdout.write(`${JSON.stringify({ ready: true, addresses: agent.addresses })}\n`);
   const quit = () => agent.stop().then(() => process.exit(0));

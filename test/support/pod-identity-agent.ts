@@ -53,12 +53,19 @@ export interface Agent {
 
 function control(socketPath: string, method: string, path: string, body?: object): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ socketPath, method, path, headers: { "content-type": "application/json" }, timeout: 5000 }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c) => (text += c));
-      res.on("end", () => (res.statusCode === 200 ? resolve(JSON.parse(text)) : reject(new Error(`agent control ${method} ${path}: ${res.statusCode}`))));
-    });
+    const req = httpRequest(
+      { socketPath, method, path, headers: { "content-type": "application/json" }, timeout: 5000 },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (text += c));
+        res.on("end", () =>
+          res.statusCode === 200
+            ? resolve(JSON.parse(text))
+            : reject(new Error(`agent control ${method} ${path}: ${res.statusCode}`)),
+        );
+      },
+    );
     req.on("error", reject);
     req.end(body ? JSON.stringify(body) : undefined);
   });

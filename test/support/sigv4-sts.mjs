@@ -31,7 +31,10 @@ export function formBody(params) {
 
 /** @param {Date} d */
 function amzDate(d) {
-  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  return d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d{3}/, "");
 }
 
 /**
@@ -40,8 +43,17 @@ function amzDate(d) {
  *   secretKey: string, date: string, region: string, service: string }} r
  */
 function signature(r) {
-  const canonicalHeaders = r.signedHeaders.map((h) => `${h}:${(r.headers[h] ?? "").trim().replace(/\s+/g, " ")}\n`).join("");
-  const canonicalRequest = [r.method, r.path, r.query ?? "", canonicalHeaders, r.signedHeaders.join(";"), sha256(r.body)].join("\n");
+  const canonicalHeaders = r.signedHeaders
+    .map((h) => `${h}:${(r.headers[h] ?? "").trim().replace(/\s+/g, " ")}\n`)
+    .join("");
+  const canonicalRequest = [
+    r.method,
+    r.path,
+    r.query ?? "",
+    canonicalHeaders,
+    r.signedHeaders.join(";"),
+    sha256(r.body),
+  ].join("\n");
   const day = r.date.slice(0, 8);
   const scope = `${day}/${r.region}/${r.service}/aws4_request`;
   const toSign = ["AWS4-HMAC-SHA256", r.date, scope, sha256(canonicalRequest)].join("\n");
@@ -71,7 +83,17 @@ export function signRequest(o) {
   };
   if (o.sessionToken) headers["x-amz-security-token"] = o.sessionToken;
   const signedHeaders = Object.keys(headers).sort();
-  const sig = signature({ method: "POST", path: u.pathname || "/", headers, signedHeaders, body: o.body, secretKey: o.secretKey, date, region, service });
+  const sig = signature({
+    method: "POST",
+    path: u.pathname || "/",
+    headers,
+    signedHeaders,
+    body: o.body,
+    secretKey: o.secretKey,
+    date,
+    region,
+    service,
+  });
   headers["authorization"] =
     `AWS4-HMAC-SHA256 Credential=${o.accessKey}/${date.slice(0, 8)}/${region}/${service}/aws4_request, ` +
     `SignedHeaders=${signedHeaders.join(";")}, Signature=${sig}`;
@@ -84,9 +106,19 @@ export function signRequest(o) {
  * @returns {{ accessKey: string, day: string, region: string, service: string, signedHeaders: string[], signature: string } | undefined}
  */
 export function parseAuthorization(auth) {
-  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/.exec(auth ?? "");
+  const m =
+    /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/.exec(
+      auth ?? "",
+    );
   if (!m) return undefined;
-  return { accessKey: m[1] ?? "", day: m[2] ?? "", region: m[3] ?? "", service: m[4] ?? "", signedHeaders: (m[5] ?? "").split(";"), signature: m[6] ?? "" };
+  return {
+    accessKey: m[1] ?? "",
+    day: m[2] ?? "",
+    region: m[3] ?? "",
+    service: m[4] ?? "",
+    signedHeaders: (m[5] ?? "").split(";"),
+    signature: m[6] ?? "",
+  };
 }
 
 /**
@@ -95,7 +127,9 @@ export function parseAuthorization(auth) {
  * @returns {boolean}
  */
 export function verifySignature(r) {
-  const auth = parseAuthorization(typeof r.headers["authorization"] === "string" ? r.headers["authorization"] : undefined);
+  const auth = parseAuthorization(
+    typeof r.headers["authorization"] === "string" ? r.headers["authorization"] : undefined,
+  );
   const date = r.headers["x-amz-date"];
   if (!auth || typeof date !== "string") return false;
   /** @type {Record<string, string>} */
@@ -111,8 +145,16 @@ export function verifySignature(r) {
     .map(([k, v]) => `${k}=${v}`)
     .join("&");
   const expected = signature({
-    method: r.method, path: u.pathname, query, headers, signedHeaders: auth.signedHeaders, body: r.body,
-    secretKey: r.secretKey, date, region: auth.region, service: auth.service,
+    method: r.method,
+    path: u.pathname,
+    query,
+    headers,
+    signedHeaders: auth.signedHeaders,
+    body: r.body,
+    secretKey: r.secretKey,
+    date,
+    region: auth.region,
+    service: auth.service,
   });
   return expected === auth.signature;
 }
@@ -134,7 +176,9 @@ const xmlEscape = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(
 export function bucketPolicy(bucket) {
   return JSON.stringify({
     Version: "2012-10-17",
-    Statement: [{ Effect: "Allow", Action: ["s3:*"], Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`] }],
+    Statement: [
+      { Effect: "Allow", Action: ["s3:*"], Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`] },
+    ],
   });
 }
 
@@ -145,12 +189,16 @@ export function bucketPolicy(bucket) {
  */
 function post(url, body, headers) {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) }, timeout: 10_000 }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (c) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-    });
+    const req = httpRequest(
+      url,
+      { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) }, timeout: 10_000 },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
     req.on("timeout", () => req.destroy(new Error(`STS request to ${url} timed out`)));
     req.on("error", reject);
     req.end(body);
@@ -168,13 +216,21 @@ export async function assumeRole(o) {
   const params = { Action: "AssumeRole", Version: "2011-06-15", DurationSeconds: String(o.durationSeconds ?? 900) };
   if (o.policy) params["Policy"] = o.policy;
   const body = formBody(params);
-  const { status, text } = await post(o.url, body, signRequest({ url: o.url, body, accessKey: o.accessKey, secretKey: o.secretKey }));
-  if (status !== 200) throw new Error(`MinIO AssumeRole answered HTTP ${status}: ${xmlValue(text, "Code") ?? ""} ${xmlValue(text, "Message") ?? ""}`);
+  const { status, text } = await post(
+    o.url,
+    body,
+    signRequest({ url: o.url, body, accessKey: o.accessKey, secretKey: o.secretKey }),
+  );
+  if (status !== 200)
+    throw new Error(
+      `MinIO AssumeRole answered HTTP ${status}: ${xmlValue(text, "Code") ?? ""} ${xmlValue(text, "Message") ?? ""}`,
+    );
   const accessKeyId = xmlValue(text, "AccessKeyId");
   const secretAccessKey = xmlValue(text, "SecretAccessKey");
   const sessionToken = xmlValue(text, "SessionToken");
   const expiration = xmlValue(text, "Expiration");
-  if (!accessKeyId || !secretAccessKey || !sessionToken || !expiration) throw new Error("MinIO AssumeRole answer lacks credentials");
+  if (!accessKeyId || !secretAccessKey || !sessionToken || !expiration)
+    throw new Error("MinIO AssumeRole answer lacks credentials");
   return { accessKeyId, secretAccessKey, sessionToken, expiration };
 }
 
@@ -184,7 +240,10 @@ export async function assumeRole(o) {
  */
 export function stsXml(action, c, who) {
   const roleId = `AROAEXAMPLE:${who.sessionName}`;
-  const extra = action === "AssumeRoleWithWebIdentity" ? "<SubjectFromWebIdentityToken>system:serviceaccount:argo:default</SubjectFromWebIdentityToken>" : "";
+  const extra =
+    action === "AssumeRoleWithWebIdentity"
+      ? "<SubjectFromWebIdentityToken>system:serviceaccount:argo:default</SubjectFromWebIdentityToken>"
+      : "";
   return (
     `<${action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><${action}Result>${extra}` +
     `<AssumedRoleUser><Arn>${xmlEscape(who.roleArn.replace(":role/", ":assumed-role/"))}/${xmlEscape(who.sessionName)}</Arn><AssumedRoleId>${xmlEscape(roleId)}</AssumedRoleId></AssumedRoleUser>` +

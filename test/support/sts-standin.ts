@@ -82,17 +82,32 @@ export async function startStsStandin(opts: {
       res.writeHead(status, { "content-type": "text/xml" });
       res.end(stsErrorXml(code, message));
     };
-    if (req.method !== "POST" || rec.action !== "AssumeRole") return fail(400, "InvalidAction", `unsupported: ${req.method} ${rec.action}`);
+    if (req.method !== "POST" || rec.action !== "AssumeRole")
+      return fail(400, "InvalidAction", `unsupported: ${req.method} ${rec.action}`);
     const auth = parseAuthorization(req.headers.authorization);
-    if (!auth || auth.service !== "sts") return fail(403, "MissingAuthenticationToken", "request is not SigV4-signed for sts");
+    if (!auth || auth.service !== "sts")
+      return fail(403, "MissingAuthenticationToken", "request is not SigV4-signed for sts");
     rec.callerAccessKey = auth.accessKey;
     const caller = await opts.lookupCaller(auth.accessKey);
     if (!caller) return fail(403, "InvalidClientTokenId", "The security token included in the request is invalid.");
-    if (req.headers["x-amz-security-token"] !== caller.sessionToken) return fail(403, "InvalidClientTokenId", "session token missing or not the one issued");
-    const signed = verifySignature({ method: req.method, url: req.url ?? "/", headers: req.headers, body, secretKey: caller.secretAccessKey });
-    if (!signed) return fail(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.");
+    if (req.headers["x-amz-security-token"] !== caller.sessionToken)
+      return fail(403, "InvalidClientTokenId", "session token missing or not the one issued");
+    const signed = verifySignature({
+      method: req.method,
+      url: req.url ?? "/",
+      headers: req.headers,
+      body,
+      secretKey: caller.secretAccessKey,
+    });
+    if (!signed)
+      return fail(
+        403,
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided.",
+      );
     const bucket = opts.roles[rec.roleArn];
-    if (!bucket) return fail(403, "AccessDenied", `not authorized to perform: sts:AssumeRole on resource: ${rec.roleArn}`);
+    if (!bucket)
+      return fail(403, "AccessDenied", `not authorized to perform: sts:AssumeRole on resource: ${rec.roleArn}`);
     if (!rec.roleSessionName) return fail(400, "ValidationError", "RoleSessionName is required");
     try {
       const duration = Math.max(900, Number(form.get("DurationSeconds") ?? 900) || 900);
@@ -152,8 +167,14 @@ export async function startOidcIssuer(): Promise<OidcIssuer> {
     token(claims, opts = {}) {
       const now = Math.floor(Date.now() / 1000);
       const header = b64url(JSON.stringify({ alg: "RS256", typ: "JWT", kid }));
-      const payload = b64url(JSON.stringify({ iss: base, iat: now, exp: now + 3600, jti: randomBytes(8).toString("hex"), ...claims }));
-      const sig = sign("sha256", Buffer.from(`${header}.${payload}`), opts.foreignKey ? foreign.privateKey : privateKey);
+      const payload = b64url(
+        JSON.stringify({ iss: base, iat: now, exp: now + 3600, jti: randomBytes(8).toString("hex"), ...claims }),
+      );
+      const sig = sign(
+        "sha256",
+        Buffer.from(`${header}.${payload}`),
+        opts.foreignKey ? foreign.privateKey : privateKey,
+      );
       return `${header}.${payload}.${b64url(sig)}`;
     },
     stop: () => close(server),

@@ -135,7 +135,10 @@ it("a group of shares (one endpoint's calls in the shared sidecar) holds at most
   const pending = fourth.acquire(MiB).then((x) => ((fourthGot = true), x));
   // Another endpoint's call, arriving now, is served at once from the quarter left.
   const other = b.share([{ key: "host healthy", fraction: 3 / 4 }]);
-  const got = await Promise.race([other.acquire(MiB), new Promise<"waited">((r) => setTimeout(() => r("waited"), 500))]);
+  const got = await Promise.race([
+    other.acquire(MiB),
+    new Promise<"waited">((r) => setTimeout(() => r("waited"), 500)),
+  ]);
   expect(got).not.toBe("waited");
   expect(fourthGot).toBe(false);
   expect(b.waiting).toBe(1);
@@ -156,17 +159,30 @@ it("a group of shares (one endpoint's calls in the shared sidecar) holds at most
 it("the authors' stores together hold at most half, however many hosts: two slow hosts leave the operator's store the other half", async () => {
   const MiB = 1024 * 1024;
   const b = new BufferBudget(8 * MiB);
-  const author = (host: string) => b.share([{ key: `host ${host}`, fraction: 3 / 4 }, { key: "authors", fraction: 1 / 2 }]);
+  const author = (host: string) =>
+    b.share([
+      { key: `host ${host}`, fraction: 3 / 4 },
+      { key: "authors", fraction: 1 / 2 },
+    ]);
   // Two hosts of one author, two calls each: each host alone could hold 6 MiB, together they stop at 4.
   const calls = [author("a"), author("a"), author("b"), author("b")];
   const held: Buffer[] = [];
   for (const c of calls) held.push(await c.acquire(MiB));
   let moreGot = false;
-  const more = author("c").acquire(MiB).then((x) => ((moreGot = true), x));
+  const more = author("c")
+    .acquire(MiB)
+    .then((x) => ((moreGot = true), x));
   // Other users' calls (one buffer each, within their fair shares) to the operator's store.
   const operator = b.share([{ key: "tenant repo", fraction: 3 / 4 }]);
-  const users = [operator, b.share([{ key: "tenant repo", fraction: 3 / 4 }]), b.share([{ key: "tenant repo", fraction: 3 / 4 }])];
-  const got = await Promise.race([Promise.all(users.map((u) => u.acquire(MiB))), new Promise<"waited">((r) => setTimeout(() => r("waited"), 500))]);
+  const users = [
+    operator,
+    b.share([{ key: "tenant repo", fraction: 3 / 4 }]),
+    b.share([{ key: "tenant repo", fraction: 3 / 4 }]),
+  ];
+  const got = await Promise.race([
+    Promise.all(users.map((u) => u.acquire(MiB))),
+    new Promise<"waited">((r) => setTimeout(() => r("waited"), 500)),
+  ]);
   expect(got, "the operator's store is served from the half the authors cannot take").not.toBe("waited");
   await new Promise((r) => setTimeout(r, 50));
   expect(moreGot, "a third host of the author's does not add to the authors' half").toBe(false);

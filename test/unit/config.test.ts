@@ -138,9 +138,21 @@ describe("parseConfig: valid configurations", () => {
   });
 
   it("accepts the tuning bounds", () => {
-    const lo = parseConfig("bucket: b\ntuning: {partSizeMiB: 5, partConcurrency: 1, fileConcurrency: 1, multipartThresholdMiB: 1, maxAttempts: 1, requestTimeoutSeconds: 1}\n");
-    expect(lo.tuning).toEqual({ partSize: 5 * MiB, partConcurrency: 1, fileConcurrency: 1, multipartThreshold: MiB, maxAttempts: 1, requestTimeoutMs: 1000, checksum: "crc32" });
-    const hi = parseConfig("bucket: b\ntuning: {partSizeMiB: 5120, partConcurrency: 64, fileConcurrency: 256, maxAttempts: 20}\n");
+    const lo = parseConfig(
+      "bucket: b\ntuning: {partSizeMiB: 5, partConcurrency: 1, fileConcurrency: 1, multipartThresholdMiB: 1, maxAttempts: 1, requestTimeoutSeconds: 1}\n",
+    );
+    expect(lo.tuning).toEqual({
+      partSize: 5 * MiB,
+      partConcurrency: 1,
+      fileConcurrency: 1,
+      multipartThreshold: MiB,
+      maxAttempts: 1,
+      requestTimeoutMs: 1000,
+      checksum: "crc32",
+    });
+    const hi = parseConfig(
+      "bucket: b\ntuning: {partSizeMiB: 5120, partConcurrency: 64, fileConcurrency: 256, maxAttempts: 20}\n",
+    );
     expect(hi.tuning.partSize).toBe(5 * 1024 * MiB);
     expect(hi.tuning.partConcurrency).toBe(64);
     expect(hi.tuning.fileConcurrency).toBe(256);
@@ -192,7 +204,10 @@ describe("parseConfig: rejections name the field", () => {
   it("unknown nested fields", () => {
     expectRejectedAt("bucket: b\nencryptionOptions:\n  foo: 1\n", "encryptionOptions.foo");
     expectRejectedAt("bucket: b\ntuning:\n  bar: 1\n", "tuning.bar");
-    expectRejectedAt("bucket: b\ncreateBucketIfNotPresent:\n  objectLock: true\n", "createBucketIfNotPresent.objectLock");
+    expectRejectedAt(
+      "bucket: b\ncreateBucketIfNotPresent:\n  objectLock: true\n",
+      "createBucketIfNotPresent.objectLock",
+    );
     expectRejectedAt("bucket: b\ncaSecret: {name: n, key: k, namespace: x}\n", "caSecret.namespace");
   });
 
@@ -202,12 +217,26 @@ describe("parseConfig: rejections name the field", () => {
   });
 
   it("secret names and keys as Kubernetes allows them, before any API call", () => {
-    expect(expectRejectedAt("bucket: b\naccessKeySecret: {name: minio-keys/accesskey, key: k}\nsecretKeySecret: {name: s, key: k}\n", "accessKeySecret.name").message).toContain("not a Kubernetes secret name");
-    expectRejectedAt("bucket: b\naccessKeySecret: {name: a, key: k}\nsecretKeySecret: {name: \"..\", key: k}\n", "secretKeySecret.name");
-    expectRejectedAt("bucket: b\ncaSecret: {name: \"a%2Fb\", key: k}\n", "caSecret.name");
+    expect(
+      expectRejectedAt(
+        "bucket: b\naccessKeySecret: {name: minio-keys/accesskey, key: k}\nsecretKeySecret: {name: s, key: k}\n",
+        "accessKeySecret.name",
+      ).message,
+    ).toContain("not a Kubernetes secret name");
+    expectRejectedAt(
+      'bucket: b\naccessKeySecret: {name: a, key: k}\nsecretKeySecret: {name: "..", key: k}\n',
+      "secretKeySecret.name",
+    );
+    expectRejectedAt('bucket: b\ncaSecret: {name: "a%2Fb", key: k}\n', "caSecret.name");
     expectRejectedAt(`bucket: b\ncaSecret: {name: ${"a".repeat(254)}, key: k}\n`, "caSecret.name");
-    expect(expectRejectedAt("bucket: b\ncaSecret: {name: ca, key: \"x/y\"}\n", "caSecret.key").message).toContain("not a key a Kubernetes secret can hold");
-    expect(parseConfig("bucket: b\naccessKeySecret: {name: my-minio-cred.v2, key: access_key-1.txt}\nsecretKeySecret: {name: a1, key: K}\n").accessKeySecret).toEqual({ name: "my-minio-cred.v2", key: "access_key-1.txt", optional: false });
+    expect(expectRejectedAt('bucket: b\ncaSecret: {name: ca, key: "x/y"}\n', "caSecret.key").message).toContain(
+      "not a key a Kubernetes secret can hold",
+    );
+    expect(
+      parseConfig(
+        "bucket: b\naccessKeySecret: {name: my-minio-cred.v2, key: access_key-1.txt}\nsecretKeySecret: {name: a1, key: K}\n",
+      ).accessKeySecret,
+    ).toEqual({ name: "my-minio-cred.v2", key: "access_key-1.txt", optional: false });
   });
 
   it("static keys written inline point to the *Secret fields", () => {
@@ -216,7 +245,7 @@ describe("parseConfig: rejections name the field", () => {
   });
 
   it("wrong types", () => {
-    expect(expectRejectedAt("bucket: b\ninsecure: \"yes\"\n", "insecure").message).toContain("true or false");
+    expect(expectRejectedAt('bucket: b\ninsecure: "yes"\n', "insecure").message).toContain("true or false");
     expect(expectRejectedAt("bucket: 5\n", "bucket").message).toContain("expected a string");
     expectRejectedAt("bucket: b\nuseSDKCreds: 1\n", "useSDKCreds");
     expectRejectedAt("bucket: b\nregion: [a]\n", "region");
@@ -224,7 +253,7 @@ describe("parseConfig: rejections name the field", () => {
     expectRejectedAt("bucket: b\nencryptionOptions: true\n", "encryptionOptions");
     expectRejectedAt("bucket: b\naccessKeySecret: s3-creds\nsecretKeySecret: {name: n, key: k}\n", "accessKeySecret");
     expectRejectedAt("bucket: b\ncaSecret: {name: 5, key: k}\n", "caSecret.name");
-    expectRejectedAt("bucket: b\ntuning: {partSizeMiB: \"8\"}\n", "tuning.partSizeMiB");
+    expectRejectedAt('bucket: b\ntuning: {partSizeMiB: "8"}\n', "tuning.partSizeMiB");
     expectRejectedAt("bucket: b\ntuning: {maxAttempts: 2.5}\n", "tuning.maxAttempts");
   });
 
@@ -341,7 +370,10 @@ describe("parseConfig: rejections name the field", () => {
   it("secret refs without name or key", () => {
     expectRejectedAt("bucket: b\ncaSecret: {key: ca.crt}\n", "caSecret.name");
     expectRejectedAt("bucket: b\ncaSecret: {name: ca}\n", "caSecret.key");
-    expectRejectedAt("bucket: b\naccessKeySecret: {name: '', key: a}\nsecretKeySecret: {name: c, key: s}\n", "accessKeySecret.name");
+    expectRejectedAt(
+      "bucket: b\naccessKeySecret: {name: '', key: a}\nsecretKeySecret: {name: c, key: s}\n",
+      "accessKeySecret.name",
+    );
     expectRejectedAt(
       "bucket: b\nencryptionOptions:\n  serverSideCustomerKeySecret: {name: sse}\n",
       "encryptionOptions.serverSideCustomerKeySecret.key",
@@ -366,7 +398,9 @@ describe("parseConfig: rejections name the field", () => {
 
   it("kmsEncryptionContext that is not JSON or not a JSON object", () => {
     const f = "encryptionOptions.kmsEncryptionContext";
-    expect(expectRejectedAt("bucket: b\nencryptionOptions: {kmsKeyId: k, kmsEncryptionContext: 'team=data'}\n", f).message).toContain("JSON");
+    expect(
+      expectRejectedAt("bucket: b\nencryptionOptions: {kmsKeyId: k, kmsEncryptionContext: 'team=data'}\n", f).message,
+    ).toContain("JSON");
     expectRejectedAt("bucket: b\nencryptionOptions: {kmsKeyId: k, kmsEncryptionContext: '[\"a\"]'}\n", f);
     expectRejectedAt("bucket: b\nencryptionOptions: {kmsKeyId: k, kmsEncryptionContext: '\"s\"'}\n", f);
     expectRejectedAt("bucket: b\nencryptionOptions: {kmsKeyId: k, kmsEncryptionContext: 'null'}\n", f);

@@ -35,14 +35,21 @@ describe("chooseCredentials precedence", () => {
   });
 
   it("roleARN alone → assume-role (also with useSDKCreds)", () => {
-    expect(chooseCredentials(parseConfig("bucket: b\nroleARN: arn:aws:iam::1:role/r\n"), none, "us-east-1", process.env).source).toBe("assume-role");
+    expect(
+      chooseCredentials(parseConfig("bucket: b\nroleARN: arn:aws:iam::1:role/r\n"), none, "us-east-1", process.env)
+        .source,
+    ).toBe("assume-role");
     const both = parseConfig("bucket: b\nroleARN: arn:aws:iam::1:role/r\nuseSDKCreds: true\n");
     expect(chooseCredentials(both, none, "us-east-1", process.env).source).toBe("assume-role");
   });
 
   it("useSDKCreds or nothing → the SDK default chain", () => {
-    expect(chooseCredentials(parseConfig("bucket: b\nuseSDKCreds: true\n"), none, "us-east-1", process.env).source).toBe("sdk-default-chain");
-    expect(chooseCredentials(parseConfig("bucket: b\n"), none, "us-east-1", process.env).source).toBe("sdk-default-chain");
+    expect(
+      chooseCredentials(parseConfig("bucket: b\nuseSDKCreds: true\n"), none, "us-east-1", process.env).source,
+    ).toBe("sdk-default-chain");
+    expect(chooseCredentials(parseConfig("bucket: b\n"), none, "us-east-1", process.env).source).toBe(
+      "sdk-default-chain",
+    );
   });
 
   it("choosing does not read any secret yet", () => {
@@ -54,7 +61,11 @@ describe("chooseCredentials precedence", () => {
 
 describe("credentials from Kubernetes secrets", () => {
   it("trims the keys, passes the session token and sets an expiration in the future", async () => {
-    const secrets = new MapSecrets({ "creds/ak": "  AKIAEXAMPLE\n", "creds/sk": "\tsecret/key+1 \n", "tok/st": " session-token\n" });
+    const secrets = new MapSecrets({
+      "creds/ak": "  AKIAEXAMPLE\n",
+      "creds/sk": "\tsecret/key+1 \n",
+      "tok/st": " session-token\n",
+    });
     const cfg = parseConfig(`bucket: b\n${KEYS}sessionTokenSecret: {name: tok, key: st}\n`);
     const before = Date.now();
     const creds = await chooseCredentials(cfg, secrets, "us-east-1", process.env).provider();
@@ -68,7 +79,12 @@ describe("credentials from Kubernetes secrets", () => {
 
   it("has no session token when none is configured", async () => {
     const secrets = new MapSecrets({ "creds/ak": "AK", "creds/sk": "SK" });
-    const creds = await chooseCredentials(parseConfig(`bucket: b\n${KEYS}`), secrets, "us-east-1", process.env).provider();
+    const creds = await chooseCredentials(
+      parseConfig(`bucket: b\n${KEYS}`),
+      secrets,
+      "us-east-1",
+      process.env,
+    ).provider();
     expect(creds.sessionToken).toBeUndefined();
   });
 
@@ -86,8 +102,12 @@ describe("credentials from Kubernetes secrets", () => {
     ["an empty secret key", { "ak-secret/ak": "AK", "sk-secret/sk": "" }],
     ["a missing (optional) key", { "sk-secret/sk": "SK" }],
   ])("%s gives a credentials error naming the secrets", async (_what, values: Record<string, string>) => {
-    const cfg = parseConfig("bucket: b\naccessKeySecret: {name: ak-secret, key: ak}\nsecretKeySecret: {name: sk-secret, key: sk}\n");
-    const err = await chooseCredentials(cfg, new MapSecrets(values), "us-east-1", process.env).provider().catch((e: unknown) => e);
+    const cfg = parseConfig(
+      "bucket: b\naccessKeySecret: {name: ak-secret, key: ak}\nsecretKeySecret: {name: sk-secret, key: sk}\n",
+    );
+    const err = await chooseCredentials(cfg, new MapSecrets(values), "us-east-1", process.env)
+      .provider()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PluginError);
     expect((err as PluginError).kind).toBe("credentials");
     expect((err as PluginError).message).toContain('"ak-secret"');
@@ -120,7 +140,8 @@ describe("KubeSecretSource against an HTTPS API stand-in", () => {
     await api?.stop();
   });
 
-  const requestsFor = (name: string) => api.requests.filter((r) => r === `GET /api/v1/namespaces/argo/secrets/${name}`).length;
+  const requestsFor = (name: string) =>
+    api.requests.filter((r) => r === `GET /api/v1/namespaces/argo/secrets/${name}`).length;
 
   it("reads a key, base64-decoded, from the pod's namespace", async () => {
     const src = new KubeSecretSource(api.env);

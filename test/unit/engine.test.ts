@@ -55,9 +55,14 @@ describe("download", () => {
     const data = randomBytes(12 * MiB);
     store.objects.set("k", data);
     const head = store.head.bind(store);
-    store.head = async (...args) => ({ ...(await head(...args)), ChecksumCRC32: crc32ToBase64(crc32(Buffer.from("something else"))) });
+    store.head = async (...args) => ({
+      ...(await head(...args)),
+      ChecksumCRC32: crc32ToBase64(crc32(Buffer.from("something else"))),
+    });
     const dir = mkdtempSync(join(work, "crc-"));
-    await expect(engine.job(target).download("k", join(dir, "k.bin"), new AbortController().signal)).rejects.toThrow(/checksum mismatch for s3:\/\/mem\/k \(endpoint memory\)/);
+    await expect(engine.job(target).download("k", join(dir, "k.bin"), new AbortController().signal)).rejects.toThrow(
+      /checksum mismatch for s3:\/\/mem\/k \(endpoint memory\)/,
+    );
     expect(readdirSync(dir)).toEqual([]);
     expect(budget.inUse).toBe(0);
   });
@@ -69,7 +74,10 @@ describe("download", () => {
     const pa = { bytes: 0 };
     const pb = { bytes: 0 };
     const signal = new AbortController().signal;
-    await Promise.all([engine.job(target, pa).download("a", join(work, "a"), signal), engine.job(target, pb).download("b", join(work, "b"), signal)]);
+    await Promise.all([
+      engine.job(target, pa).download("a", join(work, "a"), signal),
+      engine.job(target, pb).download("b", join(work, "b"), signal),
+    ]);
     expect([pa.bytes, pb.bytes]).toEqual([7 * MiB, 300 * 1024]);
   });
 });
@@ -93,7 +101,10 @@ describe("upload", () => {
       if (op === "part" && part === "2") throw s3Failure(403, "AccessDenied");
     };
     const data = randomBytes(22 * MiB);
-    const e = await engine.job(target).uploadStream("s", chunksOf(data, 2 * MiB), new AbortController().signal).catch((x: unknown) => x);
+    const e = await engine
+      .job(target)
+      .uploadStream("s", chunksOf(data, 2 * MiB), new AbortController().signal)
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(PluginError);
     expect((e as Error).message).toMatch(/UploadPart 2 s3:\/\/mem\/s \(endpoint memory\) failed: AccessDenied/);
     expect(store.count("abort")).toBe(1);
@@ -108,7 +119,9 @@ describe("upload", () => {
     store.before = (op) => {
       if (op === "create") throw s3Failure(403, "AccessDenied");
     };
-    await expect(engine.job(target).uploadStream("c", chunksOf(randomBytes(12 * MiB), MiB), new AbortController().signal)).rejects.toThrow(/CreateMultipartUpload s3:\/\/mem\/c \(endpoint memory\) failed: AccessDenied/);
+    await expect(
+      engine.job(target).uploadStream("c", chunksOf(randomBytes(12 * MiB), MiB), new AbortController().signal),
+    ).rejects.toThrow(/CreateMultipartUpload s3:\/\/mem\/c \(endpoint memory\) failed: AccessDenied/);
     expect(store.count("part")).toBe(0);
     expect(budget.inUse).toBe(0);
   });
@@ -132,7 +145,10 @@ describe("upload", () => {
       ctl.abort(Object.assign(new PluginError("storage", "a sibling failed", { retryable: true }), { cause: sibling }));
       return new Promise<void>((r) => setTimeout(r, 20));
     };
-    const e = await engine.job(target).uploadFile("late", path, ctl.signal).catch((x: unknown) => x);
+    const e = await engine
+      .job(target)
+      .uploadFile("late", path, ctl.signal)
+      .catch((x: unknown) => x);
     expect((e as PluginError).kind).toBe("cancelled");
     expect((e as Error).message).toBe("CreateMultipartUpload s3://mem/late (endpoint memory): cancelled");
     expect([store.count("create"), store.count("part"), store.count("abort")]).toEqual([1, 0, 1]);
@@ -146,11 +162,14 @@ describe("upload", () => {
     let aborts = 0;
     store.before = (op, _key, part) => {
       if (op === "part" && part === "2") throw s3Failure(403, "AccessDenied");
-      if (op === "abort" && aborts++ === 0) throw new PluginError("credentials", "could not read Kubernetes secret (test)");
+      if (op === "abort" && aborts++ === 0)
+        throw new PluginError("credentials", "could not read Kubernetes secret (test)");
     };
     const path = join(work, "abort.bin");
     writeFileSync(path, randomBytes(12 * MiB));
-    await expect(engine.job(target).uploadFile("abort", path, new AbortController().signal)).rejects.toThrow(/UploadPart 2 .*AccessDenied/);
+    await expect(engine.job(target).uploadFile("abort", path, new AbortController().signal)).rejects.toThrow(
+      /UploadPart 2 .*AccessDenied/,
+    );
     expect(store.count("abort")).toBe(2);
     expect(store.uploads.size).toBe(0);
     expect(budget.inUse).toBe(0);
@@ -163,11 +182,19 @@ describe("upload", () => {
     const ctl = new AbortController();
     store.before = (op, _key, _d, signal) => {
       if (op !== "part") return;
-      if (store.count("part") === 3) setImmediate(() => ctl.abort(new PluginError("cancelled", "Save: cancelled by the client")));
+      if (store.count("part") === 3)
+        setImmediate(() => ctl.abort(new PluginError("cancelled", "Save: cancelled by the client")));
       // Hangs until cancelled, as a stalled store does.
-      return new Promise<void>((_, reject) => signal?.addEventListener("abort", () => reject(Object.assign(new Error("aborted"), { name: "AbortError" })), { once: true }));
+      return new Promise<void>((_, reject) =>
+        signal?.addEventListener("abort", () => reject(Object.assign(new Error("aborted"), { name: "AbortError" })), {
+          once: true,
+        }),
+      );
     };
-    const e = await engine.job(target).uploadFile("slow", path, ctl.signal).catch((x: unknown) => x);
+    const e = await engine
+      .job(target)
+      .uploadFile("slow", path, ctl.signal)
+      .catch((x: unknown) => x);
     expect((e as PluginError).kind).toBe("cancelled");
     expect(store.count("part")).toBe(3);
     expect(store.count("abort")).toBe(1);
@@ -209,7 +236,10 @@ describe("upload", () => {
     const orig = budget.acquire.bind(budget);
     budget.acquire = (n: number, s: AbortSignal) => (seen.push(n), orig(n, s));
     async function* none(): AsyncGenerator<Buffer> {}
-    expect(await engine.job(target).uploadStream("empty", none(), new AbortController().signal)).toEqual({ bytes: 0, parts: 1 });
+    expect(await engine.job(target).uploadStream("empty", none(), new AbortController().signal)).toEqual({
+      bytes: 0,
+      parts: 1,
+    });
     expect(store.objects.get("empty")!.length).toBe(0);
     expect(seen).toEqual([]);
   });
@@ -217,7 +247,9 @@ describe("upload", () => {
   it("a stream that ends inside its first part is one PUT with the exact bytes", async () => {
     const { store, budget, engine, target } = setup("{partSizeMiB: 5}");
     const data = randomBytes(3 * MiB + 1);
-    expect(await engine.job(target).uploadStream("one", chunksOf(data, 64 * 1024 + 1), new AbortController().signal)).toEqual({ bytes: data.length, parts: 1 });
+    expect(
+      await engine.job(target).uploadStream("one", chunksOf(data, 64 * 1024 + 1), new AbortController().signal),
+    ).toEqual({ bytes: data.length, parts: 1 });
     expect(store.objects.get("one")!.equals(data)).toBe(true);
     expect(store.count("create")).toBe(0);
     expect(budget.inUse).toBe(0);
@@ -230,7 +262,9 @@ describe("late-upload watch", () => {
     const target = memoryTarget(store);
     const events: string[] = [];
     // Window 800 ms: looks every 100 ms, an upload must be 200 ms old without parts.
-    const watch = new LateUploadWatch(800, (e) => events.push(e.event === "aborted" ? `aborted ${e.uploadId}` : `failed ${e.error}`));
+    const watch = new LateUploadWatch(800, (e) =>
+      events.push(e.event === "aborted" ? `aborted ${e.uploadId}` : `failed ${e.error}`),
+    );
     const failedAt = Date.now();
     watch.watch(target, "k", failedAt);
     await new Promise((r) => setTimeout(r, 700));
@@ -242,4 +276,3 @@ describe("late-upload watch", () => {
     expect(store.uploads.has("busy")).toBe(true);
   });
 });
-

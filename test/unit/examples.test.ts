@@ -62,9 +62,18 @@ function collect(): { blocks: PluginBlock[]; files: string[]; docs: { file: stri
       if (kind === "ConfigMap" && isObj(data)) {
         // Repositories are YAML strings inside the ConfigMap: parse each like Argo does.
         for (const [key, text] of Object.entries(data)) {
-          if (key === "artifactRepository" || doc["metadata"] && (doc["metadata"] as Obj)["name"] === "artifact-repositories") {
+          if (
+            key === "artifactRepository" ||
+            (doc["metadata"] && (doc["metadata"] as Obj)["name"] === "artifact-repositories")
+          ) {
             const repo = parse(String(text)) as unknown;
-            if (isObj(repo) && isObj(repo["plugin"])) blocks.push({ file: rel, where: `ConfigMap data.${key}.plugin`, kind: "repository", block: repo["plugin"] });
+            if (isObj(repo) && isObj(repo["plugin"]))
+              blocks.push({
+                file: rel,
+                where: `ConfigMap data.${key}.plugin`,
+                kind: "repository",
+                block: repo["plugin"],
+              });
           }
         }
       }
@@ -99,11 +108,18 @@ describe("examples/", () => {
         "workflow-large-output.yaml",
       ]),
     );
-    for (const f of files) expect(blocks.some((b) => b.file === relative(ROOT, f)), relative(ROOT, f)).toBe(true);
+    for (const f of files)
+      expect(
+        blocks.some((b) => b.file === relative(ROOT, f)),
+        relative(ROOT, f),
+      ).toBe(true);
   });
 
   it.each(blocks.map((b) => [label(b), b] as const))("%s: the fields Argo reads", (_l, b) => {
-    const allowed = b.kind === "repository" ? ["name", "configuration", "keyFormat"] : ["name", "configuration", "key", "connectionTimeoutSeconds"];
+    const allowed =
+      b.kind === "repository"
+        ? ["name", "configuration", "keyFormat"]
+        : ["name", "configuration", "key", "connectionTimeoutSeconds"];
     expect(Object.keys(b.block).filter((k) => !allowed.includes(k))).toEqual([]);
     if (b.kind === "repository") {
       expect(registered).toContain(b.block["name"]);
@@ -117,7 +133,8 @@ describe("examples/", () => {
         expect(registered).toContain(b.block["name"]);
         expect(typeof b.block["configuration"]).toBe("string");
       }
-      if (b.block["connectionTimeoutSeconds"] !== undefined) expect(Number.isInteger(b.block["connectionTimeoutSeconds"])).toBe(true);
+      if (b.block["connectionTimeoutSeconds"] !== undefined)
+        expect(Number.isInteger(b.block["connectionTimeoutSeconds"])).toBe(true);
     }
   });
 
@@ -130,8 +147,12 @@ describe("examples/", () => {
   it("key-only artifacts have a default plugin repository to take their location from", () => {
     const keyOnly = blocks.filter((b) => b.kind === "artifact" && b.block["configuration"] === undefined);
     expect(keyOnly.length).toBeGreaterThan(0);
-    const cm = docs.find((d) => d.doc["kind"] === "ConfigMap" && (d.doc["metadata"] as Obj)["name"] === "artifact-repositories")!.doc;
-    const defaultKey = ((cm["metadata"] as Obj)["annotations"] as Obj)["workflows.argoproj.io/default-artifact-repository"] as string;
+    const cm = docs.find(
+      (d) => d.doc["kind"] === "ConfigMap" && (d.doc["metadata"] as Obj)["name"] === "artifact-repositories",
+    )!.doc;
+    const defaultKey = ((cm["metadata"] as Obj)["annotations"] as Obj)[
+      "workflows.argoproj.io/default-artifact-repository"
+    ] as string;
     const repo = parse(String((cm["data"] as Obj)[defaultKey])) as Obj;
     expect(isObj(repo["plugin"])).toBe(true);
     expect((repo["plugin"] as Obj)["keyFormat"]).toBeTruthy();

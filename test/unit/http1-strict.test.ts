@@ -75,22 +75,32 @@ async function nodeHttp(port: number): Promise<{ body?: Buffer; error?: string }
 describe("case 1: answers longer than asked never freeze the process", () => {
   it("Content-Length and chunked, with more data than the buffer: refused, no spin", async () => {
     const data = "x".repeat(5000);
-    const port = await serve((sock) => sock.write(`HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n${(5000).toString(16)}\r\n${data}\r\n0\r\n\r\n`));
+    const port = await serve((sock) =>
+      sock.write(
+        `HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n${(5000).toString(16)}\r\n${data}\r\n0\r\n\r\n`,
+      ),
+    );
     expect(refused(await one(port, 100))).toMatch(/both Content-Length and Transfer-Encoding/);
   });
 
   it("a chunked body for a 0-byte object: refused, no spin", async () => {
-    const port = await serve((sock) => sock.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+    const port = await serve((sock) =>
+      sock.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+    );
     expect(refused(await one(port, 0))).toMatch(/longer than what was asked/);
   });
 
   it("a chunked body longer than the sink: refused at the first byte past it", async () => {
-    const port = await serve((sock) => sock.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n${"y".repeat(32)}\r\n0\r\n\r\n`));
+    const port = await serve((sock) =>
+      sock.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n${"y".repeat(32)}\r\n0\r\n\r\n`),
+    );
     expect(refused(await one(port, 31))).toMatch(/longer than what was asked/);
   });
 
   it("a Content-Length larger than the sink: refused, nothing written past it", async () => {
-    const port = await serve((sock) => sock.write(`HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n${"z".repeat(4000)}`));
+    const port = await serve((sock) =>
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n${"z".repeat(4000)}`),
+    );
     expect(refused(await one(port, 1000))).toMatch(/longer than what was asked/);
   });
 });
@@ -108,10 +118,15 @@ describe("case 3: heads that never end", () => {
   });
 
   it("other 1xx heads are skipped too (103 Early Hints), and the answer read", async () => {
-    const port = await serve((sock) => sock.write("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+    const port = await serve((sock) =>
+      sock.write(
+        "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+      ),
+    );
     const o = await one(port, 2);
     expect(o.hung).toBe(false);
-    if (!o.hung) expect([o.outcomes[0]!.ok, Buffer.from(o.outcomes[0]!.body ?? "", "base64").toString()]).toEqual([true, "ok"]);
+    if (!o.hung)
+      expect([o.outcomes[0]!.ok, Buffer.from(o.outcomes[0]!.body ?? "", "base64").toString()]).toEqual([true, "ok"]);
   });
 
   it("a head sent one byte at a time ends at the head deadline, not never", async () => {
@@ -135,12 +150,18 @@ describe("case 3: heads that never end", () => {
 
 describe("case 4: what Node's own parser refuses, this client refuses", () => {
   const cases: [string, string][] = [
-    ["Content-Length with chunked", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"],
+    [
+      "Content-Length with chunked",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ],
     ["space before the colon", "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello"],
     ["a folded header line", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nx-a: 1\r\n  2\r\n\r\nhello"],
     ["NUL in a header", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nx-a: a\u0000b\r\n\r\nhello"],
     ["an oversized Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nhello"],
-    ["an oversized chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nhello\r\n0\r\n\r\n"],
+    [
+      "an oversized chunk size",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    ],
     ["bare-LF line ends", "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello"],
   ];
   it.each(cases)("%s", async (_name, wire) => {
@@ -155,7 +176,10 @@ describe("case 4: framing Node reads until the connection closes, refused here",
   // llhttp takes a body whose last coding is not chunked as "until close": a cut answer
   // would look complete. S3 never sends one; this client refuses it.
   it.each([
-    ["Transfer-Encoding: chunked, identity", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n"],
+    [
+      "Transfer-Encoding: chunked, identity",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ],
     ["Transfer-Encoding: gzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello"],
     ["no length at all", "HTTP/1.1 200 OK\r\n\r\nhello"],
   ])("%s", async (_name, wire) => {
@@ -176,7 +200,14 @@ describe("case 5 and 6: connections that must not be kept", () => {
       } else setTimeout(() => sock.write("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"), 80);
     });
     // The sink holds reading back at every hand-over, the last one included.
-    const o = await client.run(port, [{ capacity: 5, timeoutMs: 5000, pauseEvery: 1 }, { capacity: 6, timeoutMs: 5000, pauseEvery: 1 }], 8000);
+    const o = await client.run(
+      port,
+      [
+        { capacity: 5, timeoutMs: 5000, pauseEvery: 1 },
+        { capacity: 6, timeoutMs: 5000, pauseEvery: 1 },
+      ],
+      8000,
+    );
     expect(o.hung).toBe(false);
     if (o.hung) return;
     expect(o.outcomes.map((x) => [x.ok, Buffer.from(x.body ?? "", "base64").toString()])).toEqual([
@@ -194,15 +225,35 @@ describe("case 5 and 6: connections that must not be kept", () => {
     expect(first.hung).toBe(false);
     // (A new pool per run: the same connection question is asked within one run below.)
     const port2 = port;
-    const both = await client.run(port2, [{ capacity: 2, timeoutMs: 5000 }, { capacity: "collect", timeoutMs: 5000, head: "GET /sleep HTTP/1.1\r\nhost: x\r\n\r\n" }], 8000);
+    const both = await client.run(
+      port2,
+      [
+        { capacity: 2, timeoutMs: 5000 },
+        { capacity: "collect", timeoutMs: 5000, head: "GET /sleep HTTP/1.1\r\nhost: x\r\n\r\n" },
+      ],
+      8000,
+    );
     expect(both.hung).toBe(false);
-    if (!both.hung) expect(both.outcomes.map((x) => Buffer.from(x.body ?? "", "base64").toString())).not.toContain("XX");
+    if (!both.hung)
+      expect(both.outcomes.map((x) => Buffer.from(x.body ?? "", "base64").toString())).not.toContain("XX");
   });
 
   it("an HTTP/1.0 answer and Connection: close are not kept alive", async () => {
-    for (const first of ["HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok"]) {
-      const port = await serve((sock, n) => sock.write(n === 0 ? first : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
-      const o = await client.run(port, [{ capacity: 2, timeoutMs: 5000 }, { capacity: 2, timeoutMs: 5000 }], 8000);
+    for (const first of [
+      "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+      "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok",
+    ]) {
+      const port = await serve((sock, n) =>
+        sock.write(n === 0 ? first : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+      );
+      const o = await client.run(
+        port,
+        [
+          { capacity: 2, timeoutMs: 5000 },
+          { capacity: 2, timeoutMs: 5000 },
+        ],
+        8000,
+      );
       expect(o.hung).toBe(false);
       if (!o.hung) expect(o.outcomes.map((x) => x.ok)).toEqual([true, true]);
       expect(connections).toBe(2);

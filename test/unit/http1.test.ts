@@ -50,7 +50,16 @@ afterEach(async () => {
 });
 
 function pool(port: number, over: Partial<ConstructorParameters<typeof Http1Pool>[0]> = {}): Http1Pool {
-  return new Http1Pool({ host: "127.0.0.1", port, tls: undefined, lookup, maxSockets: 4, connectTimeoutMs: 2000, idleTimeoutMs: 2000, ...over });
+  return new Http1Pool({
+    host: "127.0.0.1",
+    port,
+    tls: undefined,
+    lookup,
+    maxSockets: 4,
+    connectTimeoutMs: 2000,
+    idleTimeoutMs: 2000,
+    ...over,
+  });
 }
 
 /** A sink with small, uneven spaces that pauses on every other hand-over. */
@@ -85,7 +94,16 @@ const answer = <T>(p: Promise<T>, ms = 10_000) => within(p, ms, "the answer");
 describe("lean HTTP/1.1 client", () => {
   it("receives a Content-Length body split at odd places, through a pausing sink, byte for byte", async () => {
     const body = randomBytes(300_000);
-    const port = await serve((sock) => void dribble(sock, Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\nContent-Length: ${body.length}\r\nETag: "abc"\r\n\r\n`), body])));
+    const port = await serve(
+      (sock) =>
+        void dribble(
+          sock,
+          Buffer.concat([
+            Buffer.from(`HTTP/1.1 206 Partial Content\r\nContent-Length: ${body.length}\r\nETag: "abc"\r\n\r\n`),
+            body,
+          ]),
+        ),
+    );
     const p = pool(port);
     const sink = collector(body.length, { slow: true });
     const r = await answer(p.request(GET, () => sink, undefined, 5000));
@@ -101,7 +119,11 @@ describe("lean HTTP/1.1 client", () => {
     const parts = [body.subarray(0, 1), body.subarray(1, 40_000), body.subarray(40_000)];
     const wire = Buffer.concat([
       Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
-      ...parts.flatMap((p, i) => [Buffer.from(`${p.length.toString(16)}${i === 1 ? ";ext=1" : ""}\r\n`), p, Buffer.from("\r\n")]),
+      ...parts.flatMap((p, i) => [
+        Buffer.from(`${p.length.toString(16)}${i === 1 ? ";ext=1" : ""}\r\n`),
+        p,
+        Buffer.from("\r\n"),
+      ]),
       Buffer.from("0\r\nx-trailer: 1\r\n\r\n"),
     ]);
     const port = await serve((sock) => void dribble(sock, wire));
@@ -119,12 +141,17 @@ describe("lean HTTP/1.1 client", () => {
 
   it("reuses a connection after an answer whose last bytes paused the sink", async () => {
     const body = randomBytes(10_000);
-    const port = await serve((sock) => sock.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body])));
+    const port = await serve((sock) =>
+      sock.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body])),
+    );
     const p = pool(port);
     for (let i = 0; i < 5; i++) {
       const buf = Buffer.alloc(body.length);
       let filled = 0;
-      const sink: BodySink = { space: () => buf.subarray(filled), took: (n) => ((filled += n), new Promise<void>((r) => setTimeout(r, 2))) };
+      const sink: BodySink = {
+        space: () => buf.subarray(filled),
+        took: (n) => ((filled += n), new Promise<void>((r) => setTimeout(r, 2))),
+      };
       await answer(p.request(GET, () => sink, undefined, 2000));
       expect(Buffer.compare(buf, body)).toBe(0);
     }
@@ -134,7 +161,8 @@ describe("lean HTTP/1.1 client", () => {
 
   it("sends a request again on a new connection when a kept one was closed under it, before any answer", async () => {
     const port = await serve((sock, _req, n) => {
-      if (n === 1) sock.destroy(); // the idle connection the server had given up on
+      if (n === 1)
+        sock.destroy(); // the idle connection the server had given up on
       else sock.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     });
     const p = pool(port);
@@ -149,9 +177,19 @@ describe("lean HTTP/1.1 client", () => {
     const port = await serve(() => undefined); // never answers
     const p = pool(port, { maxSockets: 1 });
     const holder = new AbortController();
-    const first = p.request(GET, () => "collect", holder.signal, 60_000).then(() => undefined, (e: unknown) => e);
+    const first = p
+      .request(GET, () => "collect", holder.signal, 60_000)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     const ac = new AbortController();
-    const second = p.request(GET, () => "collect", ac.signal, 60_000).then(() => undefined, (e: unknown) => e);
+    const second = p
+      .request(GET, () => "collect", ac.signal, 60_000)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     setTimeout(() => ac.abort(new Error("cancelled")), 50);
     expect(await answer(second, 2000)).toBeInstanceOf(Error);
     holder.abort(); // the first one still held the only slot
@@ -162,7 +200,10 @@ describe("lean HTTP/1.1 client", () => {
   it("skips 100 Continue and collects an error answer, capped", async () => {
     const xml = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
     const port = await serve((sock, _req, n) => {
-      if (n === 0) sock.write(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: ${xml.length}\r\n\r\n${xml}`);
+      if (n === 0)
+        sock.write(
+          `HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: ${xml.length}\r\n\r\n${xml}`,
+        );
       else sock.write(`HTTP/1.1 500 Internal\r\nContent-Length: ${10_000_000}\r\n\r\n${"x".repeat(1_000_000)}`);
     });
     const p = pool(port);
@@ -186,7 +227,14 @@ describe("lean HTTP/1.1 client", () => {
       } else sock.write("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
     });
     const p = pool(port);
-    const err = await answer(p.request(GET, () => collector(100_000), undefined, 5000).then(() => undefined, (e: unknown) => e));
+    const err = await answer(
+      p
+        .request(GET, () => collector(100_000), undefined, 5000)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+    );
     expect((err as { code?: string }).code).toBe("ECONNRESET");
     const sink = collector(3);
     await answer(p.request(GET, () => sink, undefined, 5000));
@@ -196,10 +244,21 @@ describe("lean HTTP/1.1 client", () => {
   });
 
   it("refuses oversized heads, heads without framing and non-HTTP answers", async () => {
-    for (const head of [`HTTP/1.1 200 OK\r\nx: ${"a".repeat(20_000)}\r\n\r\n`, "HTTP/1.1 200 OK\r\n\r\nabc", "SSH-2.0-OpenSSH\r\n\r\n"]) {
+    for (const head of [
+      `HTTP/1.1 200 OK\r\nx: ${"a".repeat(20_000)}\r\n\r\n`,
+      "HTTP/1.1 200 OK\r\n\r\nabc",
+      "SSH-2.0-OpenSSH\r\n\r\n",
+    ]) {
       const port = await serve((sock) => sock.write(head));
       const p = pool(port);
-      const err = await answer(p.request(GET, () => collector(10), undefined, 5000).then(() => undefined, (e: unknown) => e));
+      const err = await answer(
+        p
+          .request(GET, () => collector(10), undefined, 5000)
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          ),
+      );
       expect((err as { code?: string }).code).toBe("EPROTO");
       p.close();
       await new Promise((r) => server!.close(r));
@@ -210,10 +269,22 @@ describe("lean HTTP/1.1 client", () => {
   it("gives up on a silent server after the idle limit, and on cancellation at once", async () => {
     const port = await serve((sock) => sock.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
     const p = pool(port);
-    const err = await answer(p.request(GET, () => collector(10), undefined, 300).then(() => undefined, (e: unknown) => e));
+    const err = await answer(
+      p
+        .request(GET, () => collector(10), undefined, 300)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+    );
     expect((err as { code?: string }).code).toBe("ETIMEDOUT");
     const ac = new AbortController();
-    const pending = p.request(GET, () => collector(10), ac.signal, 60_000).then(() => undefined, (e: unknown) => e);
+    const pending = p
+      .request(GET, () => collector(10), ac.signal, 60_000)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     setTimeout(() => ac.abort(), 50);
     const aborted = await answer(pending, 2000);
     expect((aborted as Error).name).toBe("AbortError");
@@ -231,9 +302,19 @@ describe("lean HTTP/1.1 client", () => {
     expect((await answer(p.request(GET, () => "collect", undefined, 2000))).body?.toString()).toBe("ok");
     expect(asked).toEqual(["localhost"]);
     p.close();
-    const refusing = ((_h: string, _o: object, cb: (e: Error) => void) => cb(Object.assign(new Error("refused: resolves to 169.254.170.23"), { code: "EREFUSED" }))) as unknown as typeof lookup;
+    const refusing = ((_h: string, _o: object, cb: (e: Error) => void) =>
+      cb(
+        Object.assign(new Error("refused: resolves to 169.254.170.23"), { code: "EREFUSED" }),
+      )) as unknown as typeof lookup;
     const q = pool(port, { host: "metadata.test", lookup: refusing });
-    const err = await answer(q.request(GET, () => "collect", undefined, 2000).then(() => undefined, (e: unknown) => e));
+    const err = await answer(
+      q
+        .request(GET, () => "collect", undefined, 2000)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+    );
     expect(String(err)).toContain("169.254.170.23");
     q.close();
   });
@@ -289,7 +370,9 @@ describe("the connected peer", () => {
       sock.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
     });
     const refused = pool(port, { checkPeer: peerCheck({ allowed: [], refuseLoopback: true }, "store.example") });
-    await expect(answer(refused.request(GET, () => "collect", undefined, 5000))).rejects.toThrow(/endpoint 127\.0\.0\.1:\d+: connected to 127\.0\.0\.1, a loopback address/);
+    await expect(answer(refused.request(GET, () => "collect", undefined, 5000))).rejects.toThrow(
+      /endpoint 127\.0\.0\.1:\d+: connected to 127\.0\.0\.1, a loopback address/,
+    );
     expect(requests).toBe(0);
     const allowed = pool(port, { checkPeer: peerCheck({ allowed: [], refuseLoopback: false }, "store.example") });
     expect((await answer(allowed.request(GET, () => "collect", undefined, 5000))).head.status).toBe(200);
@@ -298,10 +381,17 @@ describe("the connected peer", () => {
   it("the SDK's agents judge theirs the same way", async () => {
     const port = await serve((sock) => sock.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
     const agent = checkingPeers(new HttpAgent(), peerCheck({ allowed: [], refuseLoopback: true }, "store.example"));
-    const err = await new Promise<Error>((resolve) => httpGet({ host: "127.0.0.1", port, agent }, () => resolve(new Error("answered"))).on("error", resolve));
+    const err = await new Promise<Error>((resolve) =>
+      httpGet({ host: "127.0.0.1", port, agent }, () => resolve(new Error("answered"))).on("error", resolve),
+    );
     expect(err.message).toMatch(/connected to 127\.0\.0\.1, a loopback address/);
     const plain = checkingPeers(new HttpAgent(), peerCheck({ allowed: [] }, "store.example"));
-    const status = await new Promise<number>((resolve, reject) => httpGet({ host: "127.0.0.1", port, agent: plain }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on("error", reject));
+    const status = await new Promise<number>((resolve, reject) =>
+      httpGet({ host: "127.0.0.1", port, agent: plain }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on(
+        "error",
+        reject,
+      ),
+    );
     expect(status).toBe(200);
   });
 });

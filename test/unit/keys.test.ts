@@ -12,7 +12,7 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 
-describe("directoryPrefix (Go's filepath.Clean(key) + \"/\")", () => {
+describe('directoryPrefix (Go\'s filepath.Clean(key) + "/")', () => {
   it.each([
     ["", ""], // bucket root stays the whole bucket
     ["a", "a/"],
@@ -172,7 +172,20 @@ describe("localPathFor", () => {
 });
 
 describe("partSizeFor", () => {
-  const sizes = [0, 1, 5 * MiB, 100 * MiB, 10 * GiB, 48 * GiB, 49 * GiB, 100 * GiB, 1 * TiB, 3 * TiB + 12345, 5 * TiB - 1, 5 * TiB];
+  const sizes = [
+    0,
+    1,
+    5 * MiB,
+    100 * MiB,
+    10 * GiB,
+    48 * GiB,
+    49 * GiB,
+    100 * GiB,
+    1 * TiB,
+    3 * TiB + 12345,
+    5 * TiB - 1,
+    5 * TiB,
+  ];
 
   it.each(sizes)("size %d: ≥ 5 MiB, ≥ configured, whole MiB, ≤ 10,000 parts", (size) => {
     for (const configured of [0, 5 * MiB, 8 * MiB, 16 * MiB, 5.5 * MiB, 100 * MiB + 1]) {

@@ -13,22 +13,47 @@ const route = (yaml: string, env: NodeJS.ProcessEnv = {}) => {
 
 describe("lean GET route", () => {
   it("custom endpoints: host, port, scheme, path style", () => {
-    expect(route("endpoint: minio:9000\nbucket: b1\ninsecure: true\n")).toEqual({ protocol: "http:", host: "minio", port: 9000, pathStyle: true });
-    expect(route("endpoint: s3.example.com\nbucket: bkt\n")).toEqual({ protocol: "https:", host: "s3.example.com", port: 443, pathStyle: true });
-    expect(route("endpoint: '[fd00::1]:9000'\nbucket: bkt\ninsecure: true\n")).toMatchObject({ host: "fd00::1", port: 9000 });
+    expect(route("endpoint: minio:9000\nbucket: b1\ninsecure: true\n")).toEqual({
+      protocol: "http:",
+      host: "minio",
+      port: 9000,
+      pathStyle: true,
+    });
+    expect(route("endpoint: s3.example.com\nbucket: bkt\n")).toEqual({
+      protocol: "https:",
+      host: "s3.example.com",
+      port: 443,
+      pathStyle: true,
+    });
+    expect(route("endpoint: '[fd00::1]:9000'\nbucket: bkt\ninsecure: true\n")).toMatchObject({
+      host: "fd00::1",
+      port: 9000,
+    });
   });
 
   it("AWS: virtual-hosted for DNS-label buckets, path style otherwise; the SDK where it must choose", () => {
-    expect(route("endpoint: s3.amazonaws.com\nbucket: my-bucket\nregion: eu-west-1\n")).toEqual({ protocol: "https:", host: "my-bucket.s3.amazonaws.com", port: 443, pathStyle: false });
-    expect(route("endpoint: s3.amazonaws.com\nbucket: my.dotted.bucket\nregion: eu-west-1\n")).toMatchObject({ host: "s3.amazonaws.com", pathStyle: true });
-    expect(route("bucket: my-bucket\nregion: eu-west-1\n")).toMatchObject({ host: "my-bucket.s3.eu-west-1.amazonaws.com" });
+    expect(route("endpoint: s3.amazonaws.com\nbucket: my-bucket\nregion: eu-west-1\n")).toEqual({
+      protocol: "https:",
+      host: "my-bucket.s3.amazonaws.com",
+      port: 443,
+      pathStyle: false,
+    });
+    expect(route("endpoint: s3.amazonaws.com\nbucket: my.dotted.bucket\nregion: eu-west-1\n")).toMatchObject({
+      host: "s3.amazonaws.com",
+      pathStyle: true,
+    });
+    expect(route("bucket: my-bucket\nregion: eu-west-1\n")).toMatchObject({
+      host: "my-bucket.s3.eu-west-1.amazonaws.com",
+    });
     // No region: S3's redirect to the bucket's region is the SDK's to follow.
     expect(route("bucket: my-bucket\n")).toBeUndefined();
     // The same with AWS named as the endpoint: a lean GET signed for the default region
     // would be refused for a bucket elsewhere, where the SDK's HEAD had followed the redirect.
     expect(route("endpoint: s3.amazonaws.com\nbucket: my-bucket\n")).toBeUndefined();
     expect(route("endpoint: s3.eu-west-1.amazonaws.com\nbucket: my-bucket\n")).toBeUndefined();
-    expect(route("endpoint: minio:9000\nbucket: b1\ninsecure: true\n", { AWS_USE_FIPS_ENDPOINT: "true" })).toBeUndefined();
+    expect(
+      route("endpoint: minio:9000\nbucket: b1\ninsecure: true\n", { AWS_USE_FIPS_ENDPOINT: "true" }),
+    ).toBeUndefined();
     expect(route("bucket: my-bucket\nregion: eu-west-1\n", { AWS_ENDPOINT_URL_S3: "http://x" })).toBeUndefined();
   });
 

@@ -43,7 +43,11 @@ it("binds where told, holds at most maxConnections, closes idle ones, and still 
       s.on("close", () => (closed[idx] = true));
       open.push(s);
     }
-    await until("the connections past the cap are closed", () => closed.filter((c) => !c).length <= limits.maxConnections, 10_000);
+    await until(
+      "the connections past the cap are closed",
+      () => closed.filter((c) => !c).length <= limits.maxConnections,
+      10_000,
+    );
     await until("idle connections are closed", () => closed.every(Boolean), 10_000);
     const res = await within(fetch(`http://127.0.0.1:${port}/metrics`), 10_000, "a scrape after the idle flood");
     expect(res.status).toBe(200);

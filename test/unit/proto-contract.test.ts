@@ -94,7 +94,13 @@ const METHODS: Record<string, [string, string, Shape]> = {
 const SCALARS = new Set(["string", "int32", "bool", "bytes"]);
 
 const shapeOf = (requestStream: boolean, responseStream: boolean): string =>
-  requestStream && responseStream ? "bidi" : requestStream ? "client-streaming" : responseStream ? "server-streaming" : "unary";
+  requestStream && responseStream
+    ? "bidi"
+    : requestStream
+      ? "client-streaming"
+      : responseStream
+        ? "server-streaming"
+        : "unary";
 
 // snake_case names as written in the file (protobufjs camel-cases by default).
 const root = new protobuf.Root().loadSync(PROTO, { keepCase: true });
@@ -122,8 +128,20 @@ describe("proto/artifact.proto matches Argo's wire contract", () => {
     const type = root.lookupType(`artifact.${name}`);
 
     it("has exactly the contract's fields: names, numbers, types, labels", () => {
-      const actual = type.fieldsArray.map((f) => ({ id: f.id, name: f.name, type: f.type, repeated: f.repeated, map: f.map }));
-      const want = expected.map(([id, fname, ftype, rule]) => ({ id, name: fname, type: ftype, repeated: rule === "repeated", map: false }));
+      const actual = type.fieldsArray.map((f) => ({
+        id: f.id,
+        name: f.name,
+        type: f.type,
+        repeated: f.repeated,
+        map: f.map,
+      }));
+      const want = expected.map(([id, fname, ftype, rule]) => ({
+        id,
+        name: fname,
+        type: ftype,
+        repeated: rule === "repeated",
+        map: false,
+      }));
       const byId = (a: { id: number }, b: { id: number }) => a.id - b.id;
       expect(actual.sort(byId)).toEqual(want.sort(byId));
     });
@@ -152,7 +170,10 @@ describe("proto/artifact.proto matches Argo's wire contract", () => {
   it("service ArtifactService has exactly the 8 methods with the contract's types and streaming shapes", () => {
     const service = root.lookupService("artifact.ArtifactService");
     const actual = Object.fromEntries(
-      service.methodsArray.map((m) => [m.name, [m.requestType, m.responseType, shapeOf(!!m.requestStream, !!m.responseStream)]]),
+      service.methodsArray.map((m) => [
+        m.name,
+        [m.requestType, m.responseType, shapeOf(!!m.requestStream, !!m.responseStream)],
+      ]),
     );
     expect(actual).toEqual(METHODS);
     for (const m of service.methodsArray) {
@@ -165,7 +186,11 @@ describe("proto/artifact.proto matches Argo's wire contract", () => {
   it("gives the method paths /artifact.ArtifactService/<Method>", () => {
     const service = root.lookupService("artifact.ArtifactService");
     const paths = service.methodsArray.map((m) => `/${service.fullName.slice(1)}/${m.name}`);
-    expect(paths.sort()).toEqual(Object.keys(METHODS).map((m) => `/artifact.ArtifactService/${m}`).sort());
+    expect(paths.sort()).toEqual(
+      Object.keys(METHODS)
+        .map((m) => `/artifact.ArtifactService/${m}`)
+        .sort(),
+    );
   });
 
   it("is what the gRPC server actually registers (paths and streaming flags)", () => {
@@ -174,7 +199,9 @@ describe("proto/artifact.proto matches Argo's wire contract", () => {
     const actual = Object.fromEntries(
       Object.values(def).map((d) => [d.path, shapeOf(d.requestStream, d.responseStream)]),
     );
-    const want = Object.fromEntries(Object.entries(METHODS).map(([m, [, , shape]]) => [`/artifact.ArtifactService/${m}`, shape]));
+    const want = Object.fromEntries(
+      Object.entries(METHODS).map(([m, [, , shape]]) => [`/artifact.ArtifactService/${m}`, shape]),
+    );
     expect(actual).toEqual(want);
   });
 });

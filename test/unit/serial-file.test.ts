@@ -21,7 +21,10 @@ async function writeInPieces(slowMs: number): Promise<{ file: SerialFile; bytes:
   const bytes = Buffer.alloc(1024 * 1024);
   for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) >>> 3;
   // Pieces out of order, as parallel ranges hand them over; none awaited before the next is asked.
-  const pieces = [3, 0, 2, 1].map((n) => ({ at: n * 256 * 1024, data: bytes.subarray(n * 256 * 1024, (n + 1) * 256 * 1024) }));
+  const pieces = [3, 0, 2, 1].map((n) => ({
+    at: n * 256 * 1024,
+    data: bytes.subarray(n * 256 * 1024, (n + 1) * 256 * 1024),
+  }));
   await Promise.all(pieces.map((p) => file.write(p.data, p.at)));
   await fh.close();
   return { file, bytes, path };

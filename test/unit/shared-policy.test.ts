@@ -13,10 +13,18 @@ function policyWith(env: Record<string, string>) {
   return { policy: sharedPolicy(s), transfers: s.maxConcurrentTransfers };
 }
 
-const tenant = (host: string, port: number, bucket = "b"): Tenant => ({ host, endpoint: `${host}:${port}`, tenant: `${host}:${port} ${bucket} default chain` });
+const tenant = (host: string, port: number, bucket = "b"): Tenant => ({
+  host,
+  endpoint: `${host}:${port}`,
+  tenant: `${host}:${port} ${bucket} default chain`,
+});
 
 /** Takes slots for `tenants` in turn until one would wait; how many were taken. */
-async function fill(pool: Slots, shares: (t: Tenant) => readonly { key: string; fraction: number }[], tenants: Tenant[]): Promise<number> {
+async function fill(
+  pool: Slots,
+  shares: (t: Tenant) => readonly { key: string; fraction: number }[],
+  tenants: Tenant[],
+): Promise<number> {
   const ac = new AbortController();
   let taken = 0;
   for (let i = 0; i < pool.limit * 2; i++) {
@@ -51,12 +59,23 @@ describe("shared-mode fair shares", () => {
     // Listed by host, any port is the operator's; AWS S3 itself (no endpoint) is never an author's store.
     const byHost = policyWith({ ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS: "minio" }).policy;
     expect(byHost.shares(tenant("minio", 9001)).map((g) => g.key)).toEqual(["tenant minio:9001 b default chain"]);
-    expect(byHost.shares({ host: "aws", endpoint: "aws:443", tenant: "aws:443 b default chain" }).map((g) => g.key)).toEqual(["tenant aws:443 b default chain"]);
-    expect(byHost.shares(tenant("evil", 9000)).map((g) => g.key)).toEqual(["tenant evil:9000 b default chain", "host evil", "authors"]);
+    expect(
+      byHost.shares({ host: "aws", endpoint: "aws:443", tenant: "aws:443 b default chain" }).map((g) => g.key),
+    ).toEqual(["tenant aws:443 b default chain"]);
+    expect(byHost.shares(tenant("evil", 9000)).map((g) => g.key)).toEqual([
+      "tenant evil:9000 b default chain",
+      "host evil",
+      "authors",
+    ]);
   });
 
   it("a workflow pod (not shared) caps no one", () => {
-    const s = readSettings(["/tmp/plugin.sock"], { ARGO_S3_PLUGIN_SHARED: "false", ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS: "minio" }, 256 * MiB, true) as Settings;
+    const s = readSettings(
+      ["/tmp/plugin.sock"],
+      { ARGO_S3_PLUGIN_SHARED: "false", ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS: "minio" },
+      256 * MiB,
+      true,
+    ) as Settings;
     expect(sharedPolicy(s).shares(tenant("evil", 9000))).toEqual([]);
   });
 });

@@ -86,7 +86,10 @@ describe("the wire, in process", () => {
   it("a request without an artifact is INVALID_ARGUMENT before the service is called", async () => {
     let called = false;
     const { client } = await serve(fake({ load: async () => ((called = true), summary) }));
-    const raw = client.raw as unknown as Record<string, (req: unknown, cb: (e: { code?: number } | null) => void) => void>;
+    const raw = client.raw as unknown as Record<
+      string,
+      (req: unknown, cb: (e: { code?: number } | null) => void) => void
+    >;
     const e = await new Promise<{ code?: number } | null>((r) => raw["Load"]!.call(client.raw, { path: "/tmp/x" }, r));
     expect(e?.code).toBe(3);
     expect(called).toBe(false);
@@ -132,8 +135,7 @@ describe("the wire, in process", () => {
     let aborted = false;
     const { client } = await serve(
       fake({
-        listObjects: (_a: ArtifactRef, call: Call) =>
-          untilAborted(call, () => (aborted = true)),
+        listObjects: (_a: ArtifactRef, call: Call) => untilAborted(call, () => (aborted = true)),
       }),
       { callDeadlinesMs: { ListObjects: 300 } },
     );
@@ -146,8 +148,7 @@ describe("the wire, in process", () => {
     let sawAbort = false;
     const { client } = await serve(
       fake({
-        load: (_a: ArtifactRef, _p: string, call: Call) =>
-          untilAborted(call, () => (sawAbort = true)),
+        load: (_a: ArtifactRef, _p: string, call: Call) => untilAborted(call, () => (sawAbort = true)),
       }),
     );
     const raw = client.raw as unknown as Record<string, (req: unknown, cb: () => void) => { cancel(): void }>;
@@ -199,8 +200,7 @@ describe("the wire, in process", () => {
     let sawAbort = false;
     const { server, client } = await serve(
       fake({
-        save: (_a: ArtifactRef, _p: string, call: Call) =>
-          untilAborted(call, () => (sawAbort = true)),
+        save: (_a: ArtifactRef, _p: string, call: Call) => untilAborted(call, () => (sawAbort = true)),
       }),
     );
     const save = client.save(artifact(cfg, "k"), "/tmp/x").catch((e: Error) => e);
