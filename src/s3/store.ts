@@ -47,6 +47,9 @@ import type { BodySink } from "./http1.js";
 import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
 import { rateWindowMs, tooSlow } from "./pace.js";
 
+/** A part of a multipart upload as CompleteMultipartUpload takes it (the engine collects them). */
+export type { CompletedPart } from "@aws-sdk/client-s3";
+
 export type { BodySink, GetAnswer, GetInput, SinkFor };
 
 /** Receives one line per S3 request when debug logging is on: no credentials, no bodies. */

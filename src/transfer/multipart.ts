@@ -3,7 +3,7 @@
 // their offsets, parts cut from a gRPC stream) are part sources fed to
 // runMultipart, so there is one place that completes and one place that
 // cleans up.
-import type { CompletedPart } from "@aws-sdk/client-s3";
+import type { CompletedPart } from "../s3/store.js";
 import { PluginError, describeError } from "../errors.js";
 import { S3Error } from "../s3/errors.js";
 import type { WriteSse } from "../s3/encryption.js";

@@ -1,0 +1,79 @@
+// The layout reads as the architecture: every import between src/'s folders
+// goes down the floors below (wire → admission → artifact semantics →
+// transfer engine → S3 → foundations), and only src/s3/ speaks to the AWS SDK.
+// Imports that break a rule of the shape still to land (issue #35) are listed
+// by name as debts: a new one fails, and so does a debt paid but still listed.
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { importGraph } from "../../scripts/import-graph.mjs";
+
+const SRC = join(import.meta.dirname, "..", "..", "src");
+
+/** Floor of each folder (or top-level file) of src/: an import goes to a lower floor only. */
+const FLOORS: Record<string, number> = {
+  "package-root": 0,
+  util: 0,
+  errors: 0,
+  log: 0,
+  version: 1,
+  config: 1,
+  settings: 1,
+  s3: 2,
+  transfer: 3,
+  artifacts: 4,
+  admission: 5,
+  wire: 6,
+  tracing: 7,
+  metrics: 7,
+  client: 7,
+  services: 8,
+  main: 9,
+  cli: 9,
+  probe: 9,
+};
+
+/** Imports that break a rule of the shape still to land; each names the rule. */
+const DEBTS: Record<string, string> = {
+  "artifacts -> s3": "issue #35 change 1: targets resolved before the service, so artifacts/ imports nothing from s3/",
+};
+
+type Graph = { edges: Map<string, { count: number; files: Set<string> }> };
+
+describe("src/ import graph", () => {
+  const graph: Graph = importGraph(SRC);
+
+  it("every folder has a floor", () => {
+    const layers = readdirSync(SRC).map((n) => n.replace(/\.ts$/, ""));
+    expect(layers.filter((l) => FLOORS[l] === undefined)).toEqual([]);
+  });
+
+  it("every import goes down the floors, except the listed debts", () => {
+    const wrong: string[] = [];
+    for (const [edge, e] of graph.edges) {
+      const [from, to] = edge.split(" -> ") as [string, string];
+      if ((FLOORS[to] ?? Infinity) < (FLOORS[from] ?? -Infinity) || DEBTS[edge] !== undefined) continue;
+      wrong.push(`${edge} (${[...e.files].join(", ")})`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it("each listed debt is still there (remove it once paid)", () => {
+    expect(Object.keys(DEBTS).filter((d) => !graph.edges.has(d))).toEqual([]);
+  });
+
+  it("only src/s3/ imports the AWS SDK", () => {
+    const outside: string[] = [];
+    const walk = (dir: string): void => {
+      for (const ent of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, ent.name);
+        if (ent.isDirectory()) walk(p);
+        else if (p.endsWith(".ts") && !p.startsWith(join(SRC, "s3"))) {
+          if (/from\s+["']@(aws-sdk|smithy)\//.test(readFileSync(p, "utf8"))) outside.push(p.slice(SRC.length + 1));
+        }
+      }
+    };
+    walk(SRC);
+    expect(outside).toEqual([]);
+  });
+});
