@@ -120,7 +120,7 @@ async function main(argv: string[]): Promise<number> {
     streamIdleMs: settings.streamIdleMs,
     maxConcurrentTransfers: settings.maxConcurrentTransfers,
     maxConcurrentListings: policy.maxConcurrentListings,
-    shares: policy.shares,
+    shares: policy.sharesOf,
     callDeadlinesMs: policy.callDeadlinesMs,
     onRpc: (...a) => metrics?.rpc(...a),
   });

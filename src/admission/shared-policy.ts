@@ -5,10 +5,36 @@
 // layer (secrets, roles, endpoints, clamps). In a workflow pod the same
 // object says "not shared" and changes nothing. Security in the README is
 // this file in prose.
-import type { Tenant } from "../artifacts/service.js";
+import type { S3Target } from "../s3/client.js";
+import { canonicalHost, endpointPort } from "../s3/endpoint-guard.js";
 import { SHARED_MIN_BODY_RATE } from "../s3/pace.js";
 import type { AllowedSecret, Settings } from "../settings.js";
 import type { ShareGroup } from "../util/slots.js";
+
+/**
+ * What a configuration points at: the unit the shared sidecar keeps apart.
+ * `endpoint` (host:port) and `host` alone too, as an author may vary bucket,
+ * credentials and port freely.
+ */
+export interface Tenant {
+  tenant: string;
+  endpoint: string;
+  /** "aws" when the configuration names no endpoint (AWS S3 itself). */
+  host: string;
+}
+
+/** A target's tenant, as the connection will see it ("MINIO:9000", "minio.:9000" and "minio:9000" are one endpoint). */
+export function tenantOf(t: Pick<S3Target, "cfg">): Tenant {
+  const c = t.cfg;
+  const host = c.endpoint ? canonicalHost(c.endpoint).replace(/\.$/, "").toLowerCase() : "aws";
+  const endpoint = `${host}:${(c.endpoint && endpointPort(c.endpoint)) ?? (c.insecure ? 80 : 443)}`;
+  const creds = c.accessKeySecret
+    ? `secret ${c.accessKeySecret.name}`
+    : c.roleARN
+      ? `role ${c.roleARN}`
+      : "default chain";
+  return { endpoint, host, tenant: `${endpoint} ${c.bucket} ${creds}` };
+}
 
 export interface SharedPolicy {
   shared: boolean;
@@ -30,6 +56,8 @@ export interface SharedPolicy {
    * pool and of the buffer budget together (shared mode; elsewhere none).
    */
   shares: (t: Tenant) => readonly ShareGroup[];
+  /** The same for a call's target (its tenant first). */
+  sharesOf: (t: Pick<S3Target, "cfg">) => readonly ShareGroup[];
   /** A bound on the whole of a call, by method (shared mode: every page of a listing). */
   callDeadlinesMs: Partial<Record<string, number>> | undefined;
 }
@@ -65,6 +93,10 @@ function sharesIn(operatorEndpoints: readonly string[]): (t: Tenant) => readonly
   };
 }
 
+function sharesFor(shares: (t: Tenant) => readonly ShareGroup[]): Pick<SharedPolicy, "shares" | "sharesOf"> {
+  return { shares, sharesOf: (t) => shares(tenantOf(t)) };
+}
+
 export function sharedPolicy(s: Settings): SharedPolicy {
   const shared = s.shared;
   return {
@@ -74,7 +106,7 @@ export function sharedPolicy(s: Settings): SharedPolicy {
     endpoints: { allowed: s.allowedEndpoints, refuseLoopback: shared },
     clamp: shared ? SHARED_CLAMP : undefined,
     maxConcurrentListings: shared ? 4 : 8,
-    shares: shared ? sharesIn(s.operatorEndpoints) : () => [],
+    ...sharesFor(shared ? sharesIn(s.operatorEndpoints) : () => []),
     callDeadlinesMs: shared ? { ListObjects: s.sharedListingMs, IsDirectory: s.sharedListingMs } : undefined,
   };
 }

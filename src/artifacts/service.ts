@@ -5,17 +5,14 @@
 import { lstat, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ConfigCache } from "../config/parse.js";
+import type { PluginConfig } from "../config/types.js";
 import { Lru } from "../util/lru.js";
 import type { ShareGroup } from "../util/slots.js";
 import { localReadProblem } from "../util/local-access.js";
 import { PluginError } from "../errors.js";
-import { BucketSetup } from "../s3/bucket.js";
-import type { S3Target, S3TargetFactory } from "../s3/client.js";
-import { anyUnder, listPrefix } from "../s3/listing.js";
-import { type Job, type Progress, TransferEngine } from "../transfer/engine.js";
+import { type Job, type Progress, type S3Target, TransferEngine } from "../transfer/engine.js";
 import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
 import { mkdirInside } from "./local-dirs.js";
-import { canonicalHost, endpointPort } from "../s3/endpoint-guard.js";
 import { type WalkStats, walkFiles } from "./walk.js";
 
 /** ListObjects answers in one message, under grpc-go's 4 MiB receive limit. */
@@ -37,34 +34,14 @@ export interface Call {
    * Waits for the call's slot, given what it targets (the wire layer's pools), and answers the
    * groups its transfer buffers count in (the shared sidecar's fair shares); absent: no slot needed.
    */
-  admit?: (tenant: Tenant) => Promise<readonly ShareGroup[]>;
+  admit?: (target: S3Target) => Promise<readonly ShareGroup[]>;
   /** Told where the call goes as soon as that is known, so a failure's log line names it too. */
   at?: (where: { bucket: string; endpoint: string }) => void;
 }
 
-/**
- * What a configuration points at: the unit the shared sidecar keeps apart.
- * `endpoint` (host:port) and `host` alone too, as an author may vary bucket,
- * credentials and port freely.
- */
-export interface Tenant {
-  tenant: string;
-  endpoint: string;
-  /** "aws" when the configuration names no endpoint (AWS S3 itself). */
-  host: string;
-}
-
-function tenantOf(t: S3Target): Tenant {
-  const c = t.cfg;
-  // As the connection will see it ("MINIO:9000", "minio.:9000" and "minio:9000" are one endpoint).
-  const host = c.endpoint ? canonicalHost(c.endpoint).replace(/\.$/, "").toLowerCase() : "aws";
-  const endpoint = `${host}:${(c.endpoint && endpointPort(c.endpoint)) ?? (c.insecure ? 80 : 443)}`;
-  const creds = c.accessKeySecret
-    ? `secret ${c.accessKeySecret.name}`
-    : c.roleARN
-      ? `role ${c.roleARN}`
-      : "default chain";
-  return { endpoint, host, tenant: `${endpoint} ${c.bucket} ${creds}` };
+/** Where a configuration's target comes from (s3/client.ts's factory, built in services.ts). */
+export interface TargetSource {
+  get(configured: PluginConfig, configText: string): Promise<S3Target>;
 }
 
 /** Outcome figures for the per-RPC log line. */
@@ -78,10 +55,8 @@ export interface TransferSummary {
 }
 
 export class ArtifactService {
-  private readonly buckets = new BucketSetup();
-
   constructor(
-    private readonly targets: S3TargetFactory,
+    private readonly targets: TargetSource,
     private readonly engine = new TransferEngine(),
     private readonly configs = new ConfigCache(),
   ) {}
@@ -102,7 +77,7 @@ export class ArtifactService {
   private async admitted(artifact: ArtifactRef, call: Call): Promise<{ t: S3Target; shares: readonly ShareGroup[] }> {
     const t = await this.target(artifact);
     call.at?.({ bucket: t.bucket, endpoint: t.endpointLabel });
-    const shares = (await call.admit?.(tenantOf(t))) ?? [];
+    const shares = (await call.admit?.(t)) ?? [];
     return { t, shares };
   }
 
@@ -132,7 +107,7 @@ export class ArtifactService {
       }
     }
     const prefix = directoryPrefix(key);
-    if (!(await anyUnder(t, prefix, signal))) throw this.notFound(t, key);
+    if (!(await this.engine.anyUnder(t, prefix, signal))) throw this.notFound(t, key);
     const { bytes, files } = await this.loadDirectory(job, prefix, path, signal);
     return summary("directory", bytes, files);
   }
@@ -163,7 +138,7 @@ export class ArtifactService {
     let bytes = 0;
     let files = 0;
     try {
-      for await (const obj of listPrefix(job.target, prefix, group.signal)) {
+      for await (const obj of this.engine.list(job.target, prefix, group.signal)) {
         // Console-made "folder" markers are not files (Argo skips them too).
         if (obj.key.endsWith("/")) continue;
         const local = localPathFor(root, prefix, obj.key);
@@ -206,7 +181,7 @@ export class ArtifactService {
     } catch (e) {
       throw new PluginError("local", `cannot save ${path} to ${t.store.location(key)}: ${localReadProblem(path, e)}`);
     }
-    await this.buckets.ensure(t, signal);
+    await this.engine.ensureBucket(t, signal);
     if (st.isFile()) {
       if (key === "" || key.endsWith("/")) {
         throw new PluginError(
@@ -250,7 +225,7 @@ export class ArtifactService {
         `cannot stream to key "${key}": empty or ends with "/"; a stream needs an object key`,
       );
     }
-    await this.buckets.ensure(t, signal);
+    await this.engine.ensureBucket(t, signal);
     const { bytes } = await job.uploadStream(key, chunks, signal);
     return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
   }
@@ -267,7 +242,7 @@ export class ArtifactService {
       key !== "" &&
       !key.endsWith("/") &&
       !(await this.objectExists(job, key, signal)) &&
-      (await anyUnder(t, directoryPrefix(key), signal));
+      (await this.engine.anyUnder(t, directoryPrefix(key), signal));
     if (!key.endsWith("/") && !prefixOnly) {
       await t.store.deleteObject(key, { signal });
       return { bucket: t.bucket, key, files: 1 };
@@ -294,7 +269,7 @@ export class ArtifactService {
       }
       files += objects.length;
     };
-    for await (const obj of listPrefix(t, directoryPrefix(key), signal)) {
+    for await (const obj of this.engine.list(t, directoryPrefix(key), signal)) {
       batch.push({ Key: obj.key });
       if (batch.length === 1000) await flush();
     }
@@ -309,7 +284,7 @@ export class ArtifactService {
     const key = artifact.key;
     const out: string[] = [];
     let bytes = 0;
-    for await (const obj of listPrefix(t, directoryPrefix(key), signal)) {
+    for await (const obj of this.engine.list(t, directoryPrefix(key), signal)) {
       if (obj.key.endsWith("/")) continue;
       out.push(obj.key);
       // The answer is one gRPC message (4 MiB at most for Argo's client); an endless
@@ -328,7 +303,7 @@ export class ArtifactService {
 
   async isDirectory(artifact: ArtifactRef, call: Call): Promise<boolean> {
     const { t } = await this.admitted(artifact, call);
-    return anyUnder(t, directoryPrefix(artifact.key), call.signal);
+    return this.engine.anyUnder(t, directoryPrefix(artifact.key), call.signal);
   }
 
   /** The object's bytes in order; a directory or a missing key is an error. */
@@ -343,7 +318,11 @@ export class ArtifactService {
     const chunks = job.read(key, signal);
     // Pull the first range now so "not found" is reported before any frame is sent.
     const first = await chunks.next().catch(async (e: unknown) => {
-      if (e instanceof PluginError && e.kind === "not-found" && (await anyUnder(t, directoryPrefix(key), signal))) {
+      if (
+        e instanceof PluginError &&
+        e.kind === "not-found" &&
+        (await this.engine.anyUnder(t, directoryPrefix(key), signal))
+      ) {
         throw new PluginError(
           "invalid-argument",
           `s3://${t.bucket}/${key} is a directory (objects exist under ${directoryPrefix(key)}); OpenStream streams single objects only`,

@@ -3,7 +3,9 @@
 // for one target: its tuning as a value, its own share of the budget, its
 // byte counter, the range slots its files share. Everything the artifact
 // layer moves goes through a Job's methods.
+import { BucketSetup } from "../s3/bucket.js";
 import type { S3Target } from "../s3/client.js";
+import { type ListedObject, anyUnder, listPrefix } from "../s3/listing.js";
 import { Slots } from "../util/slots.js";
 import { BufferBudget } from "./buffer-budget.js";
 import { type DownloadOptions, downloadToFile } from "./download-to-file.js";
@@ -15,7 +17,7 @@ import { TaskGroup } from "./task-group.js";
 import { type UploadResult, uploadFile, uploadStream } from "./upload.js";
 import type { ShareGroup } from "../util/slots.js";
 
-export type { DownloadOptions, ObjectInfo, Progress, UploadResult };
+export type { DownloadOptions, ListedObject, ObjectInfo, Progress, S3Target, UploadResult };
 export { TaskGroup };
 
 const MiB = 1024 * 1024;
@@ -26,6 +28,23 @@ export class TransferEngine {
     readonly budget: BufferBudget = new BufferBudget(96 * MiB),
     readonly lateUploads: LateUploadWatch = new LateUploadWatch(),
   ) {}
+
+  private readonly buckets = new BucketSetup();
+
+  /** The objects under `prefix`, page by page (a million keys never become one array). */
+  list(target: S3Target, prefix: string, signal: AbortSignal): AsyncGenerator<ListedObject> {
+    return listPrefix(target, prefix, signal);
+  }
+
+  /** True when at least one object exists under `prefix` (one key asked for). */
+  anyUnder(target: S3Target, prefix: string, signal: AbortSignal): Promise<boolean> {
+    return anyUnder(target, prefix, signal);
+  }
+
+  /** The configuration's bucket, created when it asks for that (once per target). */
+  ensureBucket(target: S3Target, signal: AbortSignal): Promise<void> {
+    return this.buckets.ensure(target, signal);
+  }
 
   /**
    * The transfers of one RPC against `target`, counting into `progress`; with share groups, its

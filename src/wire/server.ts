@@ -8,7 +8,8 @@ import { chmod, unlink } from "node:fs/promises";
 import type { Server as NetServer, Socket } from "node:net";
 import { Server } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
-import type { Call, Tenant } from "../artifacts/service.js";
+import type { Call } from "../artifacts/service.js";
+import type { S3Target } from "../s3/client.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
@@ -52,7 +53,7 @@ export interface ServerOptions {
    * The groups a call to a tenant counts in, each capped at its fraction of either pool (and of
    * the buffer budget): the shared sidecar's fair shares (admission/shared-policy.ts); unset: none.
    */
-  shares?: (t: Tenant) => readonly ShareGroup[];
+  shares?: (t: S3Target) => readonly ShareGroup[];
   /**
    * A bound on the whole of a call, by method (the shared sidecar's listings: every page of a
    * ListObjects, an IsDirectory), whatever pace the store keeps; unset: none.
@@ -209,8 +210,8 @@ export class PluginServer {
     let release: (() => void) | undefined;
     let taking: Promise<readonly ShareGroup[]> | undefined;
     const admit = pool
-      ? (tenant: Tenant) => {
-          const shares = this.opts.shares?.(tenant) ?? [];
+      ? (target: S3Target) => {
+          const shares = this.opts.shares?.(target) ?? [];
           // One slot per call, however often (or concurrently) the service asks.
           return (taking ??= pool.take(controller.signal, slotGroups(shares, pool.limit)).then((r) => {
             release = r;

@@ -1,8 +1,8 @@
 // The shared sidecar's fair shares (issue #34 case 1): what one author can hold
 // of a slot pool, whatever number of buckets, ports and hosts they spread over.
 import { describe, expect, it } from "vitest";
-import type { Tenant } from "../../src/artifacts/service.js";
-import { sharedPolicy } from "../../src/admission/shared-policy.js";
+import { type Tenant, sharedPolicy, tenantOf } from "../../src/admission/shared-policy.js";
+import { parseConfig } from "../../src/config/parse.js";
 import { readSettings, type Settings } from "../../src/settings.js";
 import { Slots, slotGroups } from "../../src/util/slots.js";
 
@@ -66,6 +66,26 @@ describe("shared-mode fair shares", () => {
       "tenant evil:9000 b default chain",
       "host evil",
       "authors",
+    ]);
+  });
+
+  it("a tenant is what the connection sees: case, trailing dot and default port folded; credentials apart", () => {
+    const of = (text: string) => tenantOf({ cfg: parseConfig(`bucket: b\n${text}`) });
+    expect(of("endpoint: MINIO.:9000\ninsecure: true")).toEqual({
+      host: "minio",
+      endpoint: "minio:9000",
+      tenant: "minio:9000 b default chain",
+    });
+    expect(of("endpoint: minio\ninsecure: true").endpoint).toBe("minio:80");
+    expect(of("endpoint: minio").endpoint).toBe("minio:443");
+    expect(of("").host).toBe("aws");
+    expect(
+      of("endpoint: minio:9000\naccessKeySecret: {name: s, key: a}\nsecretKeySecret: {name: s, key: b}").tenant,
+    ).toBe("minio:9000 b secret s");
+    const { policy } = policyWith({});
+    expect(policy.sharesOf({ cfg: parseConfig("bucket: b\nendpoint: Evil.Example:9001") }).map((g) => g.key)).toEqual([
+      "tenant evil.example:9001 b default chain",
+      "host evil.example",
     ]);
   });
 
