@@ -152,7 +152,7 @@ describe("deploy/ (kustomize Component)", () => {
     );
   });
 
-  it("keeps an images: map the installation already had when the operator adds the README's continued overlay (and loses it without)", async () => {
+  it("keeps an images: map the installation already had when the operator adds the README's continued overlay, the operator's quoted entry first: the image is written by its mark, not by position (and the map is lost without the overlay)", async () => {
     const base = { images: `my-registry.example.com/tool:2.1: {entrypoint: [/usr/bin/tool]}\n` };
     const imagesOf = async (d: Record<string, any>[]) =>
       (await argoParse(d.find((x) => x["kind"] === "ConfigMap")!)).images ?? {};
