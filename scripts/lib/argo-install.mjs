@@ -30,13 +30,14 @@ export const ARGO_IMAGES = { controller: IMAGES.workflowController, cli: IMAGES.
 
 /**
  * A ```yaml block of the README whose first line is `firstLine`, exactly as
- * printed, without the list indentation and without that line.
+ * printed, without the list indentation (the fence's) and without that line.
  * @param {string} firstLine
  */
 export function readmeYaml(firstLine) {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  for (const block of readme.matchAll(/^ *```yaml\n([\s\S]*?)^ *```/gm)) {
-    const lines = (block[1] ?? "").replace(/^ {3}/gm, "").split("\n");
+  for (const block of readme.matchAll(/^( *)```yaml\n([\s\S]*?)^ *```/gm)) {
+    const indent = new RegExp(`^ {${(block[1] ?? "").length}}`, "gm");
+    const lines = (block[2] ?? "").replace(indent, "").split("\n");
     if (lines[0]?.trim() === firstLine) return lines.slice(1).join("\n");
   }
   throw new Error(`README has no \`\`\`yaml block starting with '${firstLine}'`);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse, parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ARGO_IMAGES, NAMESPACE, readmeCommand } from "../../scripts/lib/argo-install.mjs";
+import { ARGO_IMAGES, NAMESPACE, readmeYaml } from "../../scripts/lib/argo-install.mjs";
 import { startArgoCluster } from "../../scripts/lib/argo-cluster.mjs";
 import * as clusterLib from "../../scripts/lib/cluster.mjs";
 import { eventually } from "../support/bounded.js";
@@ -267,10 +267,15 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     const download = `/artifact-files/${NAMESPACE}/workflows/${file.name}/${nodeOf(file.status, "produce")}/outputs/report`; // README, Verify
     const before = await argoServer(download);
     expect(before.status).toBe(500);
-    const allow = readmeCommand("kubectl -n argo set env deploy/argo-server");
-    const last = allow.pop()!;
-    expect(last).toMatch(/^ARGO_S3_PLUGIN_ALLOWED_SECRETS=/);
-    await cluster.kubectl([...allow.slice(1), `ARGO_S3_PLUGIN_ALLOWED_SECRETS=${store.secret}`]);
+    // The README's overlay patch (Install, step 5), with this cluster's secret and store: as kustomize applies it,
+    // a strategic merge of the sidecar's env by name.
+    const overlay = parse(readmeYaml("# kustomization.yaml, continued: UI access")) as { patches: { patch: string }[] };
+    const patch = overlay.patches[0]!.patch.replace("my-minio-cred", store.secret).replace(
+      "minio:9000",
+      store.endpoint,
+    );
+    expect(patch, "the README's patch names the quick-start's secret and store").not.toContain("my-minio-cred");
+    await cluster.kubectl(["-n", NAMESPACE, "patch", "deployment", "argo-server", "--type", "strategic", "-p", patch]);
     await cluster.kubectl(["-n", NAMESPACE, "rollout", "status", "deploy/argo-server", "--timeout=240s"], {
       timeoutMs: 250_000,
     });

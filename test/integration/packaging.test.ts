@@ -176,6 +176,24 @@ describe("deploy/ (kustomize Component)", () => {
     expect(parsed.artifactDrivers?.[0]?.image).toBe(sidecar);
   }, 120_000);
 
+  it("gives the UI its secret and endpoint through the README's overlay patch, every other setting of the sidecar kept (no kubectl set env to be undone by the next apply)", async () => {
+    const sidecarOf = (d: Record<string, any>[]) =>
+      (
+        (d.find((x) => x["kind"] === "Deployment") as Record<string, any>)["spec"].template.spec
+          .containers as (Container & { env: { name: string; value?: string }[] })[]
+      ).find((c) => c.name === "s3-artifact-plugin")!;
+    const before = sidecarOf(await render());
+    const after = sidecarOf(await render({ continued: readmeYaml("# kustomization.yaml, continued: UI access") }));
+    const env = (c: typeof before) => Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+    expect(env(after)).toEqual({
+      ...env(before),
+      ARGO_S3_PLUGIN_ALLOWED_SECRETS: "my-minio-cred",
+      ARGO_S3_PLUGIN_ALLOWED_ENDPOINTS: "minio:9000",
+    });
+    expect(env(before)["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).toBe("");
+    expect({ ...after, env: [] }).toEqual({ ...before, env: [] });
+  }, 120_000);
+
   it("plugin.yaml at the root is the registration deploy/ installs, and Argo's parser reads it as a `config` key, with its default repository", async () => {
     const text = readFileSync(join(ROOT, "plugin.yaml"), "utf8");
     const fromRoot = await argoParse({
