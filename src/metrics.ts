@@ -4,6 +4,7 @@
 // are methods, outcomes, S3 operations and status codes: never a bucket, key
 // or endpoint, which any workflow author chooses (unbounded cardinality, and
 // other tenants' names on a shared scrape).
+import type { S3RequestEnded } from "./s3/events.js";
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { listen } from "./util/listen.js";
@@ -125,12 +126,12 @@ export class Metrics {
     if (bytes !== undefined && outcome === "ok") this.bytes.inc({ method }, bytes);
   }
 
-  s3Request(f: Record<string, unknown>): void {
-    const operation = typeof f["s3"] === "string" && /^[A-Za-z]{1,40}$/.test(f["s3"]) ? f["s3"] : "other";
-    const code = typeof f["status"] === "number" ? f["status"] : 0;
-    const status = S3_STATUSES.has(code) ? String(code) : "other";
+  s3Request(e: Pick<S3RequestEnded, "s3" | "status" | "attempts">): void {
+    // Labels from a fixed set: a hostile store chooses statuses, and operation names are checked all the same.
+    const operation = /^[A-Za-z]{1,40}$/.test(e.s3) ? e.s3 : "other";
+    const status = e.status !== undefined && S3_STATUSES.has(e.status) ? String(e.status) : "other";
     this.s3.inc({ operation, status });
-    const attempts = typeof f["attempts"] === "number" ? f["attempts"] : 1;
+    const attempts = e.attempts ?? 1;
     if (attempts > 1) this.retries.inc({ operation }, attempts - 1);
   }
 

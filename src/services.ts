@@ -8,6 +8,7 @@ import { ArtifactService } from "./artifacts/service.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { S3TargetFactory } from "./s3/client.js";
+import { onS3Request } from "./s3/events.js";
 import { KubeSecretSource, SharedModeSecrets } from "./s3/kube-secrets.js";
 import type { Settings } from "./settings.js";
 import type { Tracing } from "./tracing.js";
@@ -49,10 +50,6 @@ export async function buildServices(
 ): Promise<Built> {
   const kubeSecrets = new KubeSecretSource(env);
   const secrets = policy.allowedSecrets ? new SharedModeSecrets(kubeSecrets, policy.allowedSecrets) : kubeSecrets;
-  // LOG_LEVEL=debug: one line per S3 request (operation, bucket, key, status, attempts, time).
-  const debug = logger.isLevelEnabled("debug")
-    ? (fields: Record<string, unknown>) => logger.debug(fields, "s3 request")
-    : undefined;
   const budget = new BufferBudget(settings.bufferBytes);
   // ARGO_S3_PLUGIN_METRICS_PORT: Prometheus metrics. Loaded only when asked for: prom-client costs start-up time every pod would pay.
   const metrics: Metrics | undefined =
@@ -68,18 +65,11 @@ export async function buildServices(
     settings.tracing === undefined
       ? undefined
       : new (await import("./tracing.js")).Tracing(settings.tracing, env, VERSION, logger);
-  // Each S3 request goes to whichever of the three wants it (none: no per-request work at all).
-  const sinks = [
-    debug,
-    metrics && ((fields: Record<string, unknown>) => metrics.s3Request(fields)),
-    tracing && ((fields: Record<string, unknown>) => tracing.s3Request(fields)),
-  ].filter((f) => f !== undefined);
-  const requestLog =
-    sinks.length === 0
-      ? undefined
-      : (fields: Record<string, unknown>) => {
-          for (const sink of sinks) sink(fields);
-        };
+  // Each ended S3 request (s3/events.ts) goes to whichever of the three wants it; with none
+  // subscribed the S3 layer does no per-request work at all. LOG_LEVEL=debug: one line per request.
+  if (logger.isLevelEnabled("debug")) onS3Request((e) => logger.debug(e, "s3 request"));
+  if (metrics) onS3Request((e) => metrics.s3Request(e));
+  if (tracing) onS3Request((e) => tracing.s3Request(e));
   const engine = new TransferEngine(budget, new LateUploadWatch(settings.lateUploadWatchMs, logLateUpload(logger)));
   const service = new ArtifactService(
     new S3TargetFactory(secrets, {
@@ -87,7 +77,6 @@ export async function buildServices(
       endpoints: policy.endpoints,
       roles: policy.allowedRoles,
       clamp: policy.clamp,
-      requestLog,
     }),
     engine,
   );

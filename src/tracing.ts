@@ -42,7 +42,9 @@ import {
 } from "@opentelemetry/sdk-trace";
 import type { Logger } from "./log.js";
 import type { TracingSettings } from "./settings.js";
+import type { S3RequestEnded } from "./s3/events.js";
 import type { RpcLog, RpcSpan, RpcTracer } from "./wire/rpc.js";
+import { grpcCodeOf } from "./wire/status.js";
 
 const SERVICE = "artifact.ArtifactService";
 
@@ -60,9 +62,6 @@ function sampler(s: TracingSettings["sampler"]): Sampler {
         : new TraceIdRatioBasedSampler(s.ratio);
   return s.parentBased ? new ParentBasedSampler({ root }) : root;
 }
-
-/** The gRPC status code an outcome answers with (most failures are answered in the reply, with OK). */
-const grpcCode = (outcome: string) => (outcome === "invalid-argument" ? 3 : outcome === "cancelled" ? 1 : 0);
 
 export class Tracing implements RpcTracer {
   private readonly provider: TracerProvider;
@@ -142,7 +141,7 @@ export class Tracing implements RpcTracer {
       run: <T>(body: () => Promise<T>) => context.with(ctx, body),
       end: (outcome: string, fields: RpcLog, error?: string) => {
         span.setAttributes(attributesOf(fields));
-        span.setAttribute("rpc.grpc.status_code", grpcCode(outcome));
+        span.setAttribute("rpc.grpc.status_code", grpcCodeOf(outcome));
         span.setAttribute("argo_s3.outcome", outcome);
         if (outcome !== "ok")
           span.setStatus({ code: SpanStatusCode.ERROR, ...(error ? { message: error.slice(0, this.limit) } : {}) });
@@ -163,20 +162,18 @@ export class Tracing implements RpcTracer {
    * line and the metrics): a CLIENT span from its start to now, under the
    * active RPC's span.
    */
-  s3Request(f: Record<string, unknown>): void {
-    const ms = typeof f["ms"] === "number" ? f["ms"] : 0;
-    const operation = typeof f["s3"] === "string" ? f["s3"] : "unknown";
+  s3Request(e: S3RequestEnded): void {
+    const operation = e.s3;
     const span: Span = this.tracer.startSpan(
       `S3.${operation}`,
       {
         kind: SpanKind.CLIENT,
-        startTime: Date.now() - ms,
-        attributes: { "rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation, ...attributesOf(f) },
+        startTime: Date.now() - e.ms,
+        attributes: { "rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation, ...attributesOf(e) },
       },
       context.active(),
     );
-    if (typeof f["error"] === "string")
-      span.setStatus({ code: SpanStatusCode.ERROR, message: f["error"].slice(0, this.limit) });
+    if (e.error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: e.error.slice(0, this.limit) });
     span.end();
   }
 
@@ -190,7 +187,7 @@ export class Tracing implements RpcTracer {
  * The log fields worth a span attribute, the RPC line's and the S3 request
  * line's alike (no secret is ever among them), and the attribute each becomes.
  */
-const ATTRIBUTES: Record<string, string> = {
+const ATTRIBUTES: Partial<Record<keyof RpcLog | keyof S3RequestEnded, string>> = {
   bucket: "aws.s3.bucket",
   key: "aws.s3.key",
   endpoint: "server.address",
@@ -203,11 +200,11 @@ const ATTRIBUTES: Record<string, string> = {
   via: "argo_s3.via",
 };
 
-function attributesOf(f: Record<string, unknown>): Record<string, string | number> {
+function attributesOf(f: RpcLog | S3RequestEnded): Record<string, string | number> {
   const out: Record<string, string | number> = {};
   for (const [field, attribute] of Object.entries(ATTRIBUTES)) {
-    const v = f[field];
-    if (typeof v === "string" || typeof v === "number") out[attribute] = v;
+    const v: unknown = (f as Partial<Record<string, unknown>>)[field];
+    if (attribute !== undefined && (typeof v === "string" || typeof v === "number")) out[attribute] = v;
   }
   return out;
 }

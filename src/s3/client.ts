@@ -24,9 +24,8 @@ import {
   peerCheck,
 } from "./endpoint-guard.js";
 import { LeanRequests } from "./lean-requests.js";
-import { ObjectStore, type RequestLog } from "./store.js";
-
-export type { RequestLog };
+import { ObjectStore } from "./store.js";
+import { publishS3Request, s3RequestObserved } from "./events.js";
 
 /** Everything the layers above need to talk to one bucket. */
 export interface S3Target {
@@ -239,10 +238,11 @@ function capResponses(client: S3Client, bodyDeadlineMs: number): void {
   );
 }
 
-/** One debug line per S3 command: operation, bucket, key, status, attempts, time. */
-function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): void {
+/** One S3RequestEnded per S3 command (events.ts): operation, bucket, key, status, attempts, time. */
+function publishRequests(client: S3Client, endpointLabel: string): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
+      if (!s3RequestObserved()) return next(args);
       const input = args.input as {
         Bucket?: string;
         Key?: string;
@@ -252,7 +252,7 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
       };
       const started = process.hrtime.bigint();
       const base = {
-        s3: context.commandName?.replace(/Command$/, ""),
+        s3: context.commandName?.replace(/Command$/, "") ?? "unknown",
         bucket: input.Bucket,
         key: input.Key ?? input.Prefix,
         range: input.Range,
@@ -263,11 +263,11 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
       try {
         const out = await next(args);
         const meta = (out.output as { $metadata?: { httpStatusCode?: number; attempts?: number } }).$metadata;
-        log({ ...base, status: meta?.httpStatusCode, attempts: meta?.attempts, ms: ms() });
+        publishS3Request({ ...base, status: meta?.httpStatusCode, attempts: meta?.attempts, ms: ms() });
         return out;
       } catch (e) {
         const err = e as { name?: string; $metadata?: { httpStatusCode?: number; attempts?: number } };
-        log({
+        publishS3Request({
           ...base,
           status: err.$metadata?.httpStatusCode,
           attempts: err.$metadata?.attempts,
@@ -277,7 +277,7 @@ function logRequests(client: S3Client, endpointLabel: string, log: RequestLog): 
         throw e;
       }
     },
-    { step: "initialize", name: "argoS3RequestLog", override: true },
+    { step: "initialize", name: "argoS3RequestEnded", override: true },
   );
 }
 
@@ -321,7 +321,6 @@ export interface TargetOptions {
    * minBodyRate, so a store that trickles ends each range within minutes.
    */
   clamp?: { requestTimeoutMs: number; maxAttempts: number; minBodyRate?: number } | undefined;
-  requestLog?: RequestLog | undefined;
 }
 
 export class S3TargetFactory {
@@ -419,12 +418,9 @@ export class S3TargetFactory {
     capResponses(client, cfg.tuning.requestTimeoutMs);
     capResponses(singleAttemptClient, cfg.tuning.requestTimeoutMs);
     contentMd5ForDeleteObjects(client);
-    const { requestLog } = this.opts;
     const label = endpoint ?? envEndpointLabel(this.opts.env) ?? `AWS S3 (${region})`;
-    if (requestLog) {
-      logRequests(client, label, requestLog);
-      logRequests(singleAttemptClient, label, requestLog);
-    }
+    publishRequests(client, label);
+    publishRequests(singleAttemptClient, label);
     const route = leanGetRoute(cfg, region, this.opts.env);
     const lean = route
       ? new LeanRequests({
@@ -450,7 +446,6 @@ export class S3TargetFactory {
         retrying: client,
         singleAttempt: singleAttemptClient,
         lean,
-        requestLog,
         maxAttempts: cfg.tuning.maxAttempts,
         requestTimeoutMs: cfg.tuning.requestTimeoutMs,
         minBodyRate: this.opts.clamp?.minBodyRate,

@@ -45,6 +45,7 @@ import type { ReadSse, WriteSse } from "./encryption.js";
 import { type S3Error, cancelledRequest, location, mayRetry, storageError } from "./errors.js";
 import type { BodySink } from "./http1.js";
 import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
+import { type S3RequestEnded, publishS3Request, s3RequestObserved } from "./events.js";
 import { rateWindowMs, tooSlow } from "./pace.js";
 
 /** A part of a multipart upload as CompleteMultipartUpload takes it (the engine collects them). */
@@ -53,7 +54,6 @@ export type { CompletedPart } from "@aws-sdk/client-s3";
 export type { BodySink, GetAnswer, GetInput, SinkFor };
 
 /** Receives one line per S3 request when debug logging is on: no credentials, no bodies. */
-export type RequestLog = (fields: Record<string, unknown>) => void;
 
 /** Everything of a command's input but what the store fills in. */
 type Rest<T> = Omit<T, "Bucket" | "Key">;
@@ -72,7 +72,6 @@ export interface StoreOptions {
   singleAttempt: S3Client;
   /** GetObject's (and small PutObject's) lean data path, where the configuration allows it (see client.ts). */
   lean?: LeanRequests | undefined;
-  requestLog?: RequestLog | undefined;
   /** Attempts of a lean PutObject (the SDK's own setting for its client). */
   maxAttempts?: number;
   /** The answer head's deadline and the window a body's rate is judged over (pace.ts). */
@@ -87,7 +86,6 @@ export class ObjectStore {
   private readonly retrying: S3Client;
   private readonly singleAttempt: S3Client;
   private readonly lean: LeanRequests | undefined;
-  private readonly log: { requestLog: RequestLog; endpoint: string } | undefined;
   private readonly maxAttempts: number;
   private readonly requestTimeoutMs: number;
   private readonly minBodyRate: number | undefined;
@@ -98,7 +96,6 @@ export class ObjectStore {
     this.retrying = o.retrying;
     this.singleAttempt = o.singleAttempt;
     this.lean = o.lean;
-    this.log = o.requestLog ? { requestLog: o.requestLog, endpoint: o.endpoint } : undefined;
     this.maxAttempts = o.maxAttempts ?? 3;
     this.requestTimeoutMs = o.requestTimeoutMs ?? DEFAULT_TUNING.requestTimeoutMs;
     this.minBodyRate = o.minBodyRate;
@@ -145,23 +142,25 @@ export class ObjectStore {
     o: SendOptions,
     sinkFor: SinkFor,
   ): Promise<GetAnswer> {
-    return this.leanLogged(
-      { s3: "GetObject", via: "lean", key, range: input.Range, attempts: 1 },
-      input.Range ? 206 : 200,
-      () => lean.get(key, input, sse, o.signal, sinkFor),
+    return this.leanLogged({ s3: "GetObject", key, range: input.Range, attempts: 1 }, input.Range ? 206 : 200, () =>
+      lean.get(key, input, sse, o.signal, sinkFor),
     );
   }
 
-  /** One debug line per lean request, as client.ts's middleware writes for the SDK's. */
-  private async leanLogged<T>(fields: Record<string, unknown>, okStatus: number, send: () => Promise<T>): Promise<T> {
-    if (!this.log) return send();
-    const { requestLog, endpoint } = this.log;
+  /** One S3RequestEnded per lean request, as client.ts's middleware publishes for the SDK's. */
+  private async leanLogged<T>(
+    fields: { s3: string; key: string; range?: string | undefined; attempts: number },
+    okStatus: number,
+    send: () => Promise<T>,
+  ): Promise<T> {
+    if (!s3RequestObserved()) return send();
     const started = process.hrtime.bigint();
-    const line = (extra: Record<string, unknown>) =>
-      requestLog({
+    const line = (extra: Pick<S3RequestEnded, "status" | "error" | "detail">) =>
+      publishS3Request({
         ...fields,
+        via: "lean",
         bucket: this.bucket,
-        endpoint,
+        endpoint: this.endpoint,
         ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10,
         ...extra,
       });
@@ -328,7 +327,7 @@ export class ObjectStore {
     const lean = this.lean;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.leanLogged({ s3: "PutObject", via: "lean", key, attempts: attempt }, 200, () =>
+        return await this.leanLogged({ s3: "PutObject", key, attempts: attempt }, 200, () =>
           lean.put(key, body, crc32Base64, sse, o.signal),
         );
       } catch (e) {

@@ -5,13 +5,16 @@ import type { ArtifactRef, Call } from "../artifacts/service.js";
 import type { ArtifactMsg } from "./messages.js";
 import { invalid } from "./status.js";
 
-/** Fields of the one log line per RPC. */
+/** Fields of the one log line per RPC (and of its span's attributes): what the call named and moved. */
 export interface RpcLog {
   bucket?: string;
   key?: string;
+  /** The endpoint as logged, once the configuration is read. */
+  endpoint?: string;
+  kind?: "file" | "directory";
   bytes?: number;
   files?: number;
-  [k: string]: unknown;
+  skippedSymlinks?: number;
 }
 
 /** One RPC's trace span (tracing.ts); the server runs the body inside it and ends it with the outcome. */

@@ -178,7 +178,7 @@ export class PluginServer {
     const overdue = () =>
       new PluginError(
         "storage",
-        `${method}${fields.key !== undefined ? ` of key "${String(fields.key)}"` : ""} in bucket ${String(fields.bucket ?? "?")} (endpoint ${String(fields["endpoint"] ?? "?")}) did not finish within ${deadlineMs! / 1000} s, the bound the operator set for it (ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS): the store answers too slowly or its listing does not end`,
+        `${method}${fields.key !== undefined ? ` of key "${String(fields.key)}"` : ""} in bucket ${String(fields.bucket ?? "?")} (endpoint ${String(fields.endpoint ?? "?")}) did not finish within ${deadlineMs! / 1000} s, the bound the operator set for it (ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS): the store answers too slowly or its listing does not end`,
       );
     let late = false;
     const deadline = deadlineMs
@@ -223,7 +223,7 @@ export class PluginServer {
       try {
         const at = (w: { bucket: string; endpoint: string }) => {
           fields.bucket ??= w.bucket;
-          fields["endpoint"] ??= w.endpoint;
+          fields.endpoint ??= w.endpoint;
         };
         return await body({ signal: controller.signal, progress, at, ...(admit ? { admit } : {}) }, fields);
       } finally {

@@ -16,6 +16,18 @@ export function outcomeOf(e: unknown): Outcome {
   return { status: undefined, message: describeError(e) };
 }
 
+/**
+ * The gRPC status code an RPC's outcome (a PluginError kind, "ok" or "error") answers with:
+ * outcomeOf's table as a number, for the trace spans.
+ */
+export function grpcCodeOf(outcome: string): number {
+  return outcome === "invalid-argument"
+    ? status.INVALID_ARGUMENT
+    : outcome === "cancelled"
+      ? status.CANCELLED
+      : status.OK;
+}
+
 export function invalid(message: string): PluginError {
   return new PluginError("invalid-argument", message);
 }
