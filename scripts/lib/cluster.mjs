@@ -271,8 +271,39 @@ function tail(file, n) {
 }
 
 /**
+ * Lets the cluster tier apt-get install the HOST_PACKAGES it misses. Without it
+ * the tier never touches the host's package set (on a host with Docker's
+ * containerd.io, Debian's containerd would replace it): it says what is
+ * missing and does not run. .ci/run sets it; CI machines are the tier's own.
+ */
+export const INSTALL_OPT_IN = "ARGO_S3_PLUGIN_TEST_INSTALL_PACKAGES";
+
+/** Which of `packages` dpkg does not have installed (all of them where there is no dpkg). @param {readonly string[]} [packages] @returns {string[]} */
+export function missingHostPackages(packages = HOST_PACKAGES) {
+  /** @type {string} */
+  let out = "";
+  try {
+    out = execFileSync("dpkg-query", ["-W", "-f=${Package} ${Status}\n", ...packages], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 30_000,
+    });
+  } catch (e) {
+    // dpkg-query exits 1 when some package is unknown; what it printed for the others still counts.
+    out = /** @type {{ stdout?: string }} */ (e).stdout ?? "";
+  }
+  const installed = new Set(
+    out
+      .split("\n")
+      .filter((l) => l.endsWith("install ok installed"))
+      .map((l) => l.split(" ")[0]),
+  );
+  return packages.filter((p) => !installed.has(p));
+}
+
+/**
  * Why the cluster tier cannot run on this machine, or undefined when it can
- * (Linux, root, Go, apt-get or the packages already installed).
+ * (Linux, root, Go, the Debian packages installed or their install opted into).
  * @returns {string | undefined}
  */
 export function cannotRun() {
@@ -282,8 +313,11 @@ export function cannotRun() {
   if (!onPath("go")) return "the cluster tier builds Kubernetes and Argo with Go; `go` is not on PATH";
   for (const c of ["ip", "nsenter", "unshare", "openssl", "tar"])
     if (!onPath(c)) return `the cluster tier needs \`${c}\` on PATH`;
-  if (!onPath("apt-get") && !onPath("containerd"))
-    return "the cluster tier needs Debian's etcd-server, containerd, runc, containernetworking-plugins (apt-get is not here to install them)";
+  const missing = missingHostPackages();
+  if (missing.length > 0 && process.env[INSTALL_OPT_IN] !== "1")
+    return `the cluster tier needs Debian packages that are not installed: ${missing.join(" ")}; it installs nothing on the host on its own. Install them (apt-get install --no-install-recommends ${missing.join(" ")}) or set ${INSTALL_OPT_IN}=1 to let it (CI does)`;
+  if (missing.length > 0 && !onPath("apt-get"))
+    return `the cluster tier needs Debian packages that are not installed, and apt-get is not here to install them: ${missing.join(" ")}`;
   if (!existsSync("/sys/fs/cgroup")) return "the cluster tier needs cgroups mounted at /sys/fs/cgroup";
   return undefined;
 }
@@ -519,15 +553,17 @@ export function argoModuleDir() {
 // ---------------------------------------------------------------------------
 // host packages
 
-/** apt-get installs whichever of HOST_PACKAGES is missing (~15 s the first time). */
+/**
+ * With INSTALL_OPT_IN, apt-get installs whichever of HOST_PACKAGES is missing (~15 s the first
+ * time), removing nothing; without it, a missing package is an error that says what to do.
+ */
 export async function ensureHostPackages() {
-  /** @type {string[]} */
-  const missing = [];
-  for (const p of HOST_PACKAGES) {
-    const r = await run("dpkg-query", ["-W", "-f=${Status}", p], { timeoutMs: 30_000 }).catch(() => ({ stdout: "" }));
-    if (!r.stdout.includes("install ok installed")) missing.push(p);
-  }
+  const missing = missingHostPackages();
   if (missing.length === 0) return;
+  if (process.env[INSTALL_OPT_IN] !== "1")
+    throw new ToolError(
+      `the cluster tier needs these Debian packages: ${missing.join(" ")}; install them (apt-get install --no-install-recommends ${missing.join(" ")}) or set ${INSTALL_OPT_IN}=1 to let it install them`,
+    );
   if (process.getuid?.() !== 0)
     throw new ToolError(
       `the cluster tier needs these Debian packages: ${missing.join(" ")}; install them as root (apt-get install ${missing.join(" ")})`,
@@ -537,7 +573,8 @@ export async function ensureHostPackages() {
   process.stderr.write(`installing Debian packages for the cluster tier: ${missing.join(" ")}...\n`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const install = () =>
-    run("apt-get", ["install", "-y", "--no-install-recommends", ...missing], {
+    // --no-remove: never take a package away to make room (Docker's containerd.io for Debian's containerd).
+    run("apt-get", ["install", "-y", "--no-install-recommends", "--no-remove", ...missing], {
       env,
       timeoutMs: 15 * 60_000,
       what: `apt-get install ${missing.join(" ")}`,
