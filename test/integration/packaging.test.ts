@@ -30,7 +30,7 @@ interface Container {
  * controller ConfigMap) and the Component's path made real; kustomize renders it.
  */
 async function render(
-  opts: { baseData?: Record<string, string>; continued?: string } = {},
+  opts: { baseData?: Record<string, string>; continued?: string; monitoring?: boolean } = {},
 ): Promise<Record<string, unknown>[]> {
   const dir = mkdtempSync(join(tmpdir(), "deploy-"));
   try {
@@ -58,8 +58,12 @@ async function render(
           /https:\/\/github\.com\/argoproj\/argo-workflows\/releases\/download\/v[\d.]+\/install\.yaml/,
           "base.yaml",
         )
-        .replace("path/to/argo-s3-artifact-plugin/deploy", relative(dir, join(ROOT, "deploy"))) +
-        (opts.continued ?? ""),
+        .replace(
+          "path/to/argo-s3-artifact-plugin/deploy",
+          relative(dir, join(ROOT, "deploy")) +
+            // README, Operations: the monitoring Component listed under the plugin's.
+            (opts.monitoring ? `\n  - ${relative(dir, join(ROOT, "deploy", "monitoring"))}` : ""),
+        ) + (opts.continued ?? ""),
     );
     const { stdout } = await run(await kustomizeBinary(), ["build", "--load-restrictor", "LoadRestrictionsNone", dir], {
       timeout: 60_000,
@@ -192,6 +196,26 @@ describe("deploy/ (kustomize Component)", () => {
     });
     expect(env(before)["ARGO_S3_PLUGIN_ALLOWED_SECRETS"]).toBe("");
     expect({ ...after, env: [] }).toEqual({ ...before, env: [] });
+  }, 120_000);
+
+  it("deploy/monitoring adds a PodMonitor that selects argo-server's pods and scrapes the sidecar's named metrics port", async () => {
+    const docs = await render({ monitoring: true });
+    const monitors = docs.filter((d) => d["kind"] === "PodMonitor") as Record<string, any>[];
+    expect(monitors).toHaveLength(1);
+    const deploy = docs.find((d) => d["kind"] === "Deployment") as Record<string, any>;
+    const podLabels = deploy["spec"].template.metadata.labels as Record<string, string>;
+    for (const [k, v] of Object.entries(monitors[0]!["spec"].selector.matchLabels as Record<string, string>))
+      expect(podLabels[k], k).toBe(v);
+    const sidecar = (deploy["spec"].template.spec.containers as (Container & { ports: { name: string }[] })[]).find(
+      (c) => c.name === "s3-artifact-plugin",
+    )!;
+    const port = monitors[0]!["spec"].podMetricsEndpoints[0];
+    expect(sidecar.ports.map((p) => p.name)).toContain(port.port);
+    expect(port.path).toBe("/metrics");
+    expect(
+      (await render()).some((d) => d["kind"] === "PodMonitor"),
+      "not in the plugin's own Component",
+    ).toBe(false);
   }, 120_000);
 
   it("plugin.yaml at the root is the registration deploy/ installs, and Argo's parser reads it as a `config` key, with its default repository", async () => {
