@@ -38,6 +38,10 @@ export interface Buffers {
   /** A buffer of exactly `size` bytes; waits while the budget (or this caller's fair share) is spent. */
   acquire(size: number, signal?: AbortSignal): Promise<Buffer>;
   release(buf: Buffer): void;
+  /** Bytes this caller holds now. */
+  heldBytes(): number;
+  /** This caller's fair share now: the budget ÷ the calls holding or waiting for buffers (itself included). */
+  fairShareBytes(): number;
 }
 
 interface Waiter {
@@ -73,6 +77,15 @@ export class BufferBudget implements Buffers {
     return this.outstanding;
   }
 
+  /** The budget as a caller outside any share sees it: all of it is its share. */
+  heldBytes(): number {
+    return this.outstanding;
+  }
+
+  fairShareBytes(): number {
+    return this.limitBytes;
+  }
+
   /** Bytes kept for reuse. */
   get kept(): number {
     return this.freeBytes;
@@ -100,6 +113,8 @@ export class BufferBudget implements Buffers {
       limitBytes: this.limitBytes,
       acquire: (size, signal) => this.acquire(size, signal, share),
       release: (buf) => this.release(buf),
+      heldBytes: () => share.held,
+      fairShareBytes: () => this.limitBytes / Math.max(1, this.active.size + (this.active.has(share) ? 0 : 1)),
     };
   }
 

@@ -7,8 +7,9 @@ import { FRAME_HEADROOM, markHeadroom } from "../util/headroom.js";
 import type { JobContext } from "./job.js";
 import { type ObjectRead, type RangeResult, checkCrc, getRange, headObject, intoBuffer } from "./range-reader.js";
 
-/** OpenStream read-ahead: at most STREAM_WINDOW ranges of at most STREAM_RANGE bytes. */
+/** OpenStream read-ahead: at most STREAM_WINDOW ranges of at most STREAM_RANGE bytes (and at least MIN_STREAM_RANGE). */
 const STREAM_RANGE = 8 * 1024 * 1024;
+const MIN_STREAM_RANGE = 1024 * 1024;
 const STREAM_WINDOW = 4;
 
 /**
@@ -61,8 +62,15 @@ export async function* readObject(job: JobContext, key: string, signal: AbortSig
   const budget = job.buffers;
   const schedule = () => {
     while (window.length < partConcurrency && next < info.size) {
+      // What a slow consumer makes us hold is the read-ahead: it stays within this call's fair
+      // share of the budget, in range size and in ranges fetched ahead, so that other calls (the
+      // shared sidecar's other users) find buffers when many streams are read slowly at once.
+      // Alone, a call's share is the whole budget and nothing changes. One range is always in flight.
+      const fair = budget.fairShareBytes();
+      const size = Math.max(MIN_STREAM_RANGE, Math.min(partSize, Math.floor(fair / (partConcurrency + 1))));
+      if (window.length > 0 && budget.heldBytes() + size > fair) break;
       const start = next;
-      const len = Math.min(partSize, info.size - start);
+      const len = Math.min(size, info.size - start);
       next += len;
       const p = getRangeBuffer(read, start, len, inner.signal);
       p.catch(() => undefined); // observed when awaited below; avoid unhandled rejections meanwhile

@@ -5,7 +5,10 @@
 //     and never answers (requestTimeoutSeconds a day, a bucket per call);
 //  2. 40 concurrent ListObjects and IsDirectory against 7.9 MiB answers;
 //  3. the same OpenStreams spread over two ports of one host, then over
-//     three hosts, against the operator's named store (issue #34 case 1).
+//     three hosts, against the operator's named store (issue #34 case 1);
+//  4. twelve slow readers of a large object on the victim's own store
+//     (issue #34 case 2: their read-ahead held the buffers; the victim's
+//     8 MiB OpenStream waited 3.1 s before, 0.7 s after, in one run here).
 // Each time another user's call to a healthy store (MinIO) must be served at
 // once, with the right bytes, and nothing may be OOM-killed.
 import { randomBytes } from "node:crypto";
@@ -45,6 +48,7 @@ let drip: Server;
 let dripPort: number;
 const dripSockets = new Set<Socket>();
 const victimBytes = randomBytes(8 * MiB + 7);
+const bigBytes = randomBytes(96 * MiB);
 
 /** A ListObjectsV2 answer of `bytes`, far more keys than any page may hold. */
 function fatListing(bytes: number): Buffer {
@@ -69,6 +73,7 @@ beforeAll(async () => {
   await adminClient(minio).send(new CreateBucketCommand({ Bucket: "victim" }));
   await adminClient(minio).send(new PutObjectCommand({ Bucket: "victim", Key: "v.bin", Body: victimBytes }));
   await adminClient(minio).send(new PutObjectCommand({ Bucket: "victim", Key: "dir/a.txt", Body: "a" }));
+  await adminClient(minio).send(new PutObjectCommand({ Bucket: "victim", Key: "big.bin", Body: bigBytes }));
   // Accepts and never answers; on 127.0.0.2, a host of its own beside MinIO's 127.0.0.1.
   const hangs = () =>
     createNetServer((s) => {
@@ -289,6 +294,39 @@ describe.skipIf(!isRoot)("the shared sidecar between authors, in a 256 MiB cgrou
         await s.stop();
         rmSync(work, { recursive: true, force: true });
       }
+    }
+  }, 180_000);
+
+  it("slow readers of a large artifact on the same store as the victim hold no more than their share of the buffers: the victim's calls are served at once", async () => {
+    const s = await sharedPlugin();
+    const work = mkdtempSync(join(tmpdir(), "victim-"));
+    const readers = 12;
+    let stop = false;
+    try {
+      // Honest store, slow clients: each takes a frame every 300 ms, as a UI user on a slow link.
+      const slow = Array.from({ length: readers }, () =>
+        s.plugin.client
+          .openStream(artifact(store(minio.endpoint, "victim"), "big.bin"), {
+            discard: true,
+            onFrame: () => (stop ? undefined : new Promise<void>((r) => setTimeout(r, 300))),
+          })
+          .catch((e: Error) => e),
+      );
+      tally({ suite: "hostile: slow readers vs other users", hostileTried: readers });
+      // Let them fill what they may.
+      await new Promise((r) => setTimeout(r, 3000));
+      const times = await victim(s.plugin, work);
+      process.stdout.write(
+        `tenants: victim served beside ${readers} slow readers of a 96 MiB object on its own store: Load ${times.loadMs} ms, OpenStream ${times.streamMs} ms, ListObjects ${times.listMs} ms\n`,
+      );
+      expect(s.oomKills()).toBe(0);
+      tally({ suite: "hostile: slow readers vs other users", hostileRefused: readers });
+      stop = true;
+      void slow;
+    } finally {
+      stop = true;
+      await s.stop();
+      rmSync(work, { recursive: true, force: true });
     }
   }, 180_000);
 
