@@ -3,7 +3,6 @@
 // transfers add to, a transfer slot, progress lines and one log line). The
 // handlers live beside it: unary.ts, open-stream.ts, save-stream.ts; status.ts
 // is the one place a failure becomes what the client sees.
-import { setMaxListeners } from "node:events";
 import { chmod, unlink } from "node:fs/promises";
 import type { Server as NetServer, Socket } from "node:net";
 import { Server } from "@grpc/grpc-js";
@@ -15,7 +14,16 @@ import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket, serveOn } from "./socket.js";
 import { CONNECTION_LIMITS, ClientConnections, type ConnectionLimits } from "./connections.js";
-import { type ShareGroup, Slots, slotGroups } from "../util/slots.js";
+import { type ShareGroup, Slots } from "../util/slots.js";
+import {
+  type CallDeadline,
+  admission,
+  callDeadline,
+  cancellation,
+  noteWhere,
+  progressLines,
+  traced,
+} from "./call-wrappers.js";
 import { watchSessions, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
@@ -66,13 +74,6 @@ export interface ServerOptions {
    * none, before the call is ended (default 60 s): a stalled peer holds budget buffers.
    */
   streamIdleMs?: number;
-}
-
-/** The call's metadata as text headers (binary ones, "-bin", are left out): where W3C trace context travels. */
-function metadataOf(call: TrackedCall): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(call.metadata?.getMap() ?? {})) if (typeof v === "string") out[k] = v;
-  return out;
 }
 
 export class PluginServer {
@@ -166,99 +167,69 @@ export class PluginServer {
     return { cancelled };
   }
 
-  /** Run one RPC body with a cancellation signal and one log line. */
+  /**
+   * Run one RPC body inside its wrappers (call-wrappers.ts): cancellation and shutdown, the call's
+   * deadline, progress lines, its slot, its span; then its one log line and its span's end.
+   */
   private async track<T>(method: string, call: TrackedCall, body: (rpc: Call, log: RpcLog) => Promise<T>): Promise<T> {
-    const controller = new AbortController();
-    setMaxListeners(0, controller.signal);
-    call.on("cancelled", () => controller.abort(new PluginError("cancelled", `${method}: cancelled by the client`)));
-    this.inflight.add(controller);
+    const controller = cancellation(method, call, this.inflight);
     const started = process.hrtime.bigint();
     const fields: RpcLog = {};
-    const deadlineMs = this.opts.callDeadlinesMs?.[method];
-    const overdue = () =>
-      new PluginError(
-        "storage",
-        `${method}${fields.key !== undefined ? ` of key "${String(fields.key)}"` : ""} in bucket ${String(fields.bucket ?? "?")} (endpoint ${String(fields.endpoint ?? "?")}) did not finish within ${deadlineMs! / 1000} s, the bound the operator set for it (ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS): the store answers too slowly or its listing does not end`,
-      );
-    let late = false;
-    const deadline = deadlineMs
-      ? setTimeout(() => {
-          late = true;
-          controller.abort(overdue());
-        }, deadlineMs)
-      : undefined;
-    deadline?.unref();
+    const deadline = callDeadline(method, this.opts.callDeadlinesMs?.[method], controller, fields);
     const progress = { bytes: 0 };
-    // Long transfers say how far they are at a fixed interval.
-    const ticker = setInterval(() => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.opts.logger.info(
-        {
-          method,
-          bucket: fields.bucket,
-          key: fields.key,
-          bytes: progress.bytes,
-          seconds: Math.round(seconds),
-          mibPerSec: Math.round((progress.bytes / 1048576 / seconds) * 10) / 10,
-        },
-        "progress",
-      );
-    }, this.opts.progressIntervalMs ?? 10_000);
-    ticker.unref();
-    // The slot is taken once the call's target is known (the service calls admit): its tenant decides what it may hold.
-    const pool = TRANSFERS.has(method) ? this.transfers : LISTINGS.has(method) ? this.listings : undefined;
-    let release: (() => void) | undefined;
-    let taking: Promise<readonly ShareGroup[]> | undefined;
-    const admit = pool
-      ? (target: S3Target) => {
-          const shares = this.opts.shares?.(target) ?? [];
-          // One slot per call, however often (or concurrently) the service asks.
-          return (taking ??= pool.take(controller.signal, slotGroups(shares, pool.limit)).then((r) => {
-            release = r;
-            return shares;
-          }));
-        }
-      : undefined;
-    const run = async () => {
-      try {
-        const at = (w: { bucket: string; endpoint: string }) => {
-          fields.bucket ??= w.bucket;
-          fields.endpoint ??= w.endpoint;
-        };
-        return await body({ signal: controller.signal, progress, at, ...(admit ? { admit } : {}) }, fields);
-      } finally {
-        release?.();
-      }
+    const stopProgress = progressLines(
+      method,
+      fields,
+      progress,
+      this.opts.logger,
+      this.opts.progressIntervalMs ?? 10_000,
+    );
+    const slot = admission(this.poolFor(method), this.opts.shares, controller.signal);
+    const rpc: Call = {
+      signal: controller.signal,
+      progress,
+      at: noteWhere(fields),
+      ...(slot.admit ? { admit: slot.admit } : {}),
     };
-    // Traces on: the body runs inside the RPC's span, so the S3 requests it makes are its children.
-    // Starting it may wait for the services (main.ts): inside the tracked promise, so a failure there is this RPC's.
-    let span: RpcSpan | undefined;
-    const tracer = this.opts.tracer;
-    const p = tracer
-      ? (async () => {
-          span = await tracer.start(method, metadataOf(call));
-          return span ? span.run(run) : run();
-        })()
-      : run();
-    this.pending.add(p);
+    const run = () => body(rpc, fields).finally(() => slot.release());
+    const { result, span } = traced(this.opts.tracer, method, call, run);
+    this.pending.add(result);
     try {
-      const result = await p;
-      this.logRpc(method, started, fields, "ok");
-      await span?.end("ok", fields);
-      return result;
-    } catch (caught) {
-      // Past its bound, whatever the abort surfaced as below: say which bound and why.
-      const e = late ? overdue() : caught;
-      const outcome = e instanceof PluginError ? e.kind : "error";
-      this.logRpc(method, started, fields, outcome, describeError(e));
-      await span?.end(outcome, fields, describeError(e));
-      throw e;
+      return await this.ended(method, started, fields, result, span, deadline);
     } finally {
-      clearTimeout(deadline);
-      clearInterval(ticker);
+      deadline.clear();
+      stopProgress();
       this.inflight.delete(controller);
       if (this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-      this.pending.delete(p);
+      this.pending.delete(result);
+    }
+  }
+
+  /** The slot pool a method takes from: transfers, listings, or none (the discovery calls). */
+  private poolFor(method: string): Slots | undefined {
+    return TRANSFERS.has(method) ? this.transfers : LISTINGS.has(method) ? this.listings : undefined;
+  }
+
+  /** The call's outcome: its log line, metrics and span end; past its deadline, the failure says which bound. */
+  private async ended<T>(
+    method: string,
+    started: bigint,
+    fields: RpcLog,
+    result: Promise<T>,
+    span: () => RpcSpan | undefined,
+    deadline: CallDeadline,
+  ): Promise<T> {
+    try {
+      const r = await result;
+      this.logRpc(method, started, fields, "ok");
+      await span()?.end("ok", fields);
+      return r;
+    } catch (caught) {
+      const e = deadline.late() ? deadline.overdue() : caught;
+      const outcome = e instanceof PluginError ? e.kind : "error";
+      this.logRpc(method, started, fields, outcome, describeError(e));
+      await span()?.end(outcome, fields, describeError(e));
+      throw e;
     }
   }
 
