@@ -5,7 +5,7 @@ import type { ArtifactService } from "./service.js";
 
 export type ArtifactOps = Pick<
   ArtifactService,
-  "load" | "save" | "saveStream" | "delete" | "listObjects" | "isDirectory" | "openStream"
+  "resolve" | "load" | "save" | "saveStream" | "delete" | "listObjects" | "isDirectory" | "openStream"
 >;
 
 /**
@@ -15,6 +15,7 @@ export type ArtifactOps = Pick<
  */
 export function whenBuilt(built: Promise<ArtifactOps>): ArtifactOps {
   return {
+    resolve: async (...a) => (await built).resolve(...a),
     load: async (...a) => (await built).load(...a),
     save: async (...a) => (await built).save(...a),
     saveStream: async (...a) => (await built).saveStream(...a),

@@ -26,17 +26,20 @@ export interface ArtifactRef {
   key: string;
 }
 
-/** One RPC as the service sees it: its cancellation and its byte counter (for progress lines). */
+/**
+ * One RPC as the service sees it, once admitted: its cancellation, its byte counter (for progress
+ * lines) and the groups its transfer buffers count in (the shared sidecar's fair shares).
+ */
 export interface Call {
   signal: AbortSignal;
   progress?: Progress;
-  /**
-   * Waits for the call's slot, given what it targets (the wire layer's pools), and answers the
-   * groups its transfer buffers count in (the shared sidecar's fair shares); absent: no slot needed.
-   */
-  admit?: (target: S3Target) => Promise<readonly ShareGroup[]>;
-  /** Told where the call goes as soon as that is known, so a failure's log line names it too. */
-  at?: (where: { bucket: string; endpoint: string }) => void;
+  shares?: readonly ShareGroup[];
+}
+
+/** What a call runs on: the artifact's target (resolved by resolve(), admitted by the wire) and its key. */
+export interface Admitted {
+  target: S3Target;
+  key: string;
 }
 
 /** Where a configuration's target comes from (s3/client.ts's factory, built in services.ts). */
@@ -61,31 +64,26 @@ export class ArtifactService {
     private readonly configs = new ConfigCache(),
   ) {}
 
-  /** Parse the configuration (cached) and get the S3 target for it. */
-  async target(artifact: ArtifactRef): Promise<S3Target> {
+  /**
+   * The artifact's target: its configuration parsed (cached) and the S3 target for it. The wire
+   * resolves a call's artifact first, admits the call on the target (its slot and fair shares),
+   * and only then runs the operation.
+   */
+  async resolve(artifact: ArtifactRef): Promise<S3Target> {
     const cfg = this.configs.get(artifact.configuration);
     return this.targets.get(cfg, artifact.configuration);
   }
 
-  /** The call's transfers against the artifact's target. */
-  private async job(artifact: ArtifactRef, call: Call): Promise<Job> {
-    const { t, shares } = await this.admitted(artifact, call);
-    return this.engine.job(t, call.progress, shares);
+  /** The call's transfers against its target. */
+  private job(a: Admitted, call: Call): Job {
+    return this.engine.job(a.target, call.progress, call.shares ?? []);
   }
 
-  /** The target, once the call has its slot, and the groups its buffers count in. */
-  private async admitted(artifact: ArtifactRef, call: Call): Promise<{ t: S3Target; shares: readonly ShareGroup[] }> {
-    const t = await this.target(artifact);
-    call.at?.({ bucket: t.bucket, endpoint: t.endpointLabel });
-    const shares = (await call.admit?.(t)) ?? [];
-    return { t, shares };
-  }
-
-  async load(artifact: ArtifactRef, path: string, call: Call): Promise<TransferSummary> {
-    const job = await this.job(artifact, call);
+  async load(a: Admitted, path: string, call: Call): Promise<TransferSummary> {
+    const job = this.job(a, call);
     const { signal } = call;
     const t = job.target;
-    const key = artifact.key;
+    const key = a.key;
     const summary = (kind: TransferSummary["kind"], bytes: number, files: number): TransferSummary => ({
       bucket: t.bucket,
       key,
@@ -170,11 +168,11 @@ export class ArtifactService {
     }
   }
 
-  async save(artifact: ArtifactRef, path: string, call: Call): Promise<TransferSummary> {
-    const job = await this.job(artifact, call);
+  async save(a: Admitted, path: string, call: Call): Promise<TransferSummary> {
+    const job = this.job(a, call);
     const { signal } = call;
     const t = job.target;
-    const key = artifact.key;
+    const key = a.key;
     let st;
     try {
       st = await stat(path);
@@ -214,11 +212,11 @@ export class ArtifactService {
     return { bucket: t.bucket, key, kind: "directory", bytes, files, skippedSymlinks: stats.skippedSymlinks };
   }
 
-  async saveStream(artifact: ArtifactRef, chunks: AsyncIterable<Buffer>, call: Call): Promise<TransferSummary> {
-    const job = await this.job(artifact, call);
+  async saveStream(a: Admitted, chunks: AsyncIterable<Buffer>, call: Call): Promise<TransferSummary> {
+    const job = this.job(a, call);
     const { signal } = call;
     const t = job.target;
-    const key = artifact.key;
+    const key = a.key;
     if (key === "" || key.endsWith("/")) {
       throw new PluginError(
         "invalid-argument",
@@ -230,11 +228,11 @@ export class ArtifactService {
     return { bucket: t.bucket, key, kind: "file", bytes, files: 1 };
   }
 
-  async delete(artifact: ArtifactRef, call: Call): Promise<{ bucket: string; key: string; files: number }> {
-    const job = await this.job(artifact, call);
+  async delete(a: Admitted, call: Call): Promise<{ bucket: string; key: string; files: number }> {
+    const job = this.job(a, call);
     const { signal } = call;
     const t = job.target;
-    const key = artifact.key;
+    const key = a.key;
     // Artifact GC sends a directory artifact's key without its trailing "/" (Argo's
     // built-in driver then deletes nothing, argo-workflows#14387): when no object has
     // the key but objects exist under key/, the prefix is what the artifact was.
@@ -277,11 +275,11 @@ export class ArtifactService {
     return { bucket: t.bucket, key, files };
   }
 
-  async listObjects(artifact: ArtifactRef, call: Call): Promise<string[]> {
-    const job = await this.job(artifact, call);
+  async listObjects(a: Admitted, call: Call): Promise<string[]> {
+    const job = this.job(a, call);
     const { signal } = call;
     const t = job.target;
-    const key = artifact.key;
+    const key = a.key;
     const out: string[] = [];
     let bytes = 0;
     for await (const obj of this.engine.list(t, directoryPrefix(key), signal)) {
@@ -301,20 +299,19 @@ export class ArtifactService {
     return out;
   }
 
-  async isDirectory(artifact: ArtifactRef, call: Call): Promise<boolean> {
-    const { t } = await this.admitted(artifact, call);
-    return this.engine.anyUnder(t, directoryPrefix(artifact.key), call.signal);
+  async isDirectory(a: Admitted, call: Call): Promise<boolean> {
+    return this.engine.anyUnder(a.target, directoryPrefix(a.key), call.signal);
   }
 
   /** The object's bytes in order; a directory or a missing key is an error. */
   async openStream(
-    artifact: ArtifactRef,
+    a: Admitted,
     call: Call,
   ): Promise<{ bucket: string; key: string; chunks: AsyncIterableIterator<Buffer> }> {
-    const job = await this.job(artifact, call);
+    const job = this.job(a, call);
     const { signal } = call;
     const t = job.target;
-    const key = artifact.key;
+    const key = a.key;
     const chunks = job.read(key, signal);
     // Pull the first range now so "not found" is reported before any frame is sent.
     const first = await chunks.next().catch(async (e: unknown) => {

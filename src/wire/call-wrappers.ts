@@ -2,7 +2,6 @@
 // its cancellation, its overall deadline, its progress lines, its slot, and
 // its trace span. Each owns one concern and hands back how to end it.
 import { setMaxListeners } from "node:events";
-import type { Call } from "../artifacts/service.js";
 import { PluginError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { S3Target } from "../s3/client.js";
@@ -68,8 +67,8 @@ export function progressLines(
 }
 
 export interface Admission {
-  /** Takes the call's slot once its target is known (the service asks; once per call), answering its share groups. */
-  admit: ((target: S3Target) => Promise<readonly ShareGroup[]>) | undefined;
+  /** Takes the call's slot for its target (once per call), answering the target's share groups. */
+  take(target: S3Target): Promise<readonly ShareGroup[]>;
   /** Gives the slot back, if one was taken. */
   release(): void;
 }
@@ -82,24 +81,21 @@ export function admission(
 ): Admission {
   let release: (() => void) | undefined;
   let taking: Promise<readonly ShareGroup[]> | undefined;
-  const admit = pool
-    ? (target: S3Target) => {
-        const shares = sharesOf?.(target) ?? [];
-        return (taking ??= pool.take(signal, slotGroups(shares, pool.limit)).then((r) => {
-          release = r;
-          return shares;
-        }));
-      }
-    : undefined;
-  return { admit, release: () => release?.() };
+  const take = (target: S3Target) => {
+    const shares = sharesOf?.(target) ?? [];
+    if (!pool) return Promise.resolve(shares);
+    return (taking ??= pool.take(signal, slotGroups(shares, pool.limit)).then((r) => {
+      release = r;
+      return shares;
+    }));
+  };
+  return { take, release: () => release?.() };
 }
 
-/** Where the call goes, noted in its log fields as soon as the service knows it. */
-export function noteWhere(fields: RpcLog): NonNullable<Call["at"]> {
-  return (w) => {
-    fields.bucket ??= w.bucket;
-    fields.endpoint ??= w.endpoint;
-  };
+/** Where the call goes, in its log fields as soon as its target is known (a failure's line names it too). */
+export function noteWhere(fields: RpcLog, target: S3Target): void {
+  fields.bucket ??= target.bucket;
+  fields.endpoint ??= target.endpointLabel;
 }
 
 /** The call's metadata as text headers (binary ones, "-bin", are left out): where W3C trace context travels. */

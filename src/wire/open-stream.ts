@@ -21,7 +21,8 @@ export function openStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
     track("OpenStream", call, async (rpc, log) => {
       const { signal } = rpc;
       const ref = artifactRef(call.request.artifact, "artifact", log);
-      const { bucket, chunks } = await svc.openStream(ref, rpc);
+      const admitted = await rpc.admit(ref);
+      const { bucket, chunks } = await svc.openStream(admitted.on, admitted.call);
       log.bucket = bucket;
       const stalled = () =>
         new PluginError(

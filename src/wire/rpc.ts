@@ -1,7 +1,7 @@
 // What every RPC handler shares: turning Argo's artifact message into the
 // service's reference, and the per-call tracker (cancellation signal, budget
 // share, transfer slot, one log line) that PluginServer provides.
-import type { ArtifactRef, Call } from "../artifacts/service.js";
+import type { Admitted, ArtifactRef, Call } from "../artifacts/service.js";
 import type { ArtifactMsg } from "./messages.js";
 import { invalid } from "./status.js";
 
@@ -38,8 +38,22 @@ export interface TrackedCall {
   metadata?: { getMap(): Record<string, unknown> };
 }
 
-/** Runs one RPC body with the call's context (cancellation, byte counter) and its log line. */
-export type Track = <T>(method: string, call: TrackedCall, body: (rpc: Call, log: RpcLog) => Promise<T>) => Promise<T>;
+/** One RPC as its handler sees it: its cancellation, and the admission of its artifact. */
+export interface Tracked {
+  signal: AbortSignal;
+  /**
+   * Resolves the artifact's target (the service's config cache and target factory), takes the
+   * call's slot with its tenant's fair shares, and answers what the service runs on and with.
+   */
+  admit(ref: ArtifactRef): Promise<{ on: Admitted; call: Call }>;
+}
+
+/** Runs one RPC body with the call's context (cancellation, admission) and its log line. */
+export type Track = <T>(
+  method: string,
+  call: TrackedCall,
+  body: (rpc: Tracked, log: RpcLog) => Promise<T>,
+) => Promise<T>;
 
 /** S3's longest object key, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;

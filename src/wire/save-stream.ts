@@ -59,7 +59,8 @@ export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number
           // A cancelled client stream can look like a clean end: never complete a truncated upload.
           if (signal.aborted || call.cancelled) throw cancelled();
         }
-        Object.assign(log, await svc.saveStream(ref, chunks(), rpc));
+        const { on, call: admitted } = await rpc.admit(ref);
+        Object.assign(log, await svc.saveStream(on, chunks(), admitted));
         return { success: true, error: "" };
       }),
       callback,

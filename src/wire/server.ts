@@ -7,7 +7,6 @@ import { chmod, unlink } from "node:fs/promises";
 import type { Server as NetServer, Socket } from "node:net";
 import { Server } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
-import type { Call } from "../artifacts/service.js";
 import type { S3Target } from "../s3/client.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -27,7 +26,7 @@ import {
 import { watchSessions, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
 import { openStreamHandler } from "./open-stream.js";
-import type { RpcLog, RpcSpan, RpcTracer, TrackedCall } from "./rpc.js";
+import type { RpcLog, RpcSpan, RpcTracer, Tracked, TrackedCall } from "./rpc.js";
 import { saveStreamHandler } from "./save-stream.js";
 import { unaryHandlers } from "./unary.js";
 
@@ -171,7 +170,11 @@ export class PluginServer {
    * Run one RPC body inside its wrappers (call-wrappers.ts): cancellation and shutdown, the call's
    * deadline, progress lines, its slot, its span; then its one log line and its span's end.
    */
-  private async track<T>(method: string, call: TrackedCall, body: (rpc: Call, log: RpcLog) => Promise<T>): Promise<T> {
+  private async track<T>(
+    method: string,
+    call: TrackedCall,
+    body: (rpc: Tracked, log: RpcLog) => Promise<T>,
+  ): Promise<T> {
     const controller = cancellation(method, call, this.inflight);
     const started = process.hrtime.bigint();
     const fields: RpcLog = {};
@@ -185,11 +188,15 @@ export class PluginServer {
       this.opts.progressIntervalMs ?? 10_000,
     );
     const slot = admission(this.poolFor(method), this.opts.shares, controller.signal);
-    const rpc: Call = {
-      signal: controller.signal,
-      progress,
-      at: noteWhere(fields),
-      ...(slot.admit ? { admit: slot.admit } : {}),
+    const { signal } = controller;
+    const rpc: Tracked = {
+      signal,
+      admit: async (ref) => {
+        const target = await this.opts.service.resolve(ref);
+        noteWhere(fields, target);
+        const shares = await slot.take(target);
+        return { on: { target, key: ref.key }, call: { signal, progress, shares } };
+      },
     };
     const run = () => body(rpc, fields).finally(() => slot.release());
     const { result, span } = traced(this.opts.tracer, method, call, run);

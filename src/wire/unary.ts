@@ -2,7 +2,6 @@
 // with its result, or through the one error→status mapping.
 import type { ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
-import type { Call } from "../artifacts/service.js";
 import type {
   ArtifactOnlyRequest,
   GetCapabilitiesResponse,
@@ -12,7 +11,7 @@ import type {
   SaveArtifactRequest,
   SuccessResponse,
 } from "./messages.js";
-import { type RpcLog, type Track, artifactRef } from "./rpc.js";
+import { type RpcLog, type Track, type Tracked, artifactRef } from "./rpc.js";
 import { invalid, outcomeOf } from "./status.js";
 
 /** Answer a unary call: the result, a gRPC status, or the RPC's own error field. */
@@ -33,7 +32,7 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
   const unary =
     <Req, Res>(
       method: string,
-      run: (req: Req, rpc: Call, log: RpcLog) => Promise<Res>,
+      run: (req: Req, rpc: Tracked, log: RpcLog) => Promise<Res>,
       onError: (message: string) => Res,
     ) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) =>
@@ -49,7 +48,8 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
       async (req, rpc, log) => {
         const ref = artifactRef(req.inputArtifact, "input_artifact", log);
         if (!req.path) throw invalid("Load request has no path");
-        Object.assign(log, await svc.load(ref, req.path, rpc));
+        const { on, call } = await rpc.admit(ref);
+        Object.assign(log, await svc.load(on, req.path, call));
         return { success: true, error: "" };
       },
       failed,
@@ -59,7 +59,8 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
       async (req, rpc, log) => {
         const ref = artifactRef(req.outputArtifact, "output_artifact", log);
         if (!req.path) throw invalid("Save request has no path");
-        Object.assign(log, await svc.save(ref, req.path, rpc));
+        const { on, call } = await rpc.admit(ref);
+        Object.assign(log, await svc.save(on, req.path, call));
         return { success: true, error: "" };
       },
       failed,
@@ -67,7 +68,8 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
     Delete: unary<ArtifactOnlyRequest, SuccessResponse>(
       "Delete",
       async (req, rpc, log) => {
-        Object.assign(log, await svc.delete(artifactRef(req.artifact, "artifact", log), rpc));
+        const { on, call } = await rpc.admit(artifactRef(req.artifact, "artifact", log));
+        Object.assign(log, await svc.delete(on, call));
         return { success: true, error: "" };
       },
       failed,
@@ -76,7 +78,8 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
       "ListObjects",
       async (req, rpc, log) => {
         const ref = artifactRef(req.artifact, "artifact", log);
-        const objects = await svc.listObjects(ref, rpc);
+        const { on, call } = await rpc.admit(ref);
+        const objects = await svc.listObjects(on, call);
         log.files = objects.length;
         return { objects, error: "" };
       },
@@ -86,7 +89,8 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
       "IsDirectory",
       async (req, rpc, log) => {
         const ref = artifactRef(req.artifact, "artifact", log);
-        return { isDirectory: await svc.isDirectory(ref, rpc), error: "" };
+        const { on, call } = await rpc.admit(ref);
+        return { isDirectory: await svc.isDirectory(on, call), error: "" };
       },
       (error) => ({ isDirectory: false, error }),
     ),

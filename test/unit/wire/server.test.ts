@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ArtifactOps } from "../../../src/artifacts/ops.js";
-import type { ArtifactRef, Call } from "../../../src/artifacts/service.js";
+import type { Admitted, ArtifactRef, Call } from "../../../src/artifacts/service.js";
+import { parseConfig } from "../../../src/config/parse.js";
+import type { S3Target } from "../../../src/s3/client.js";
 import { ArtifactClient, artifact } from "../../../src/client/artifact-client.js";
 import { type ErrorKind, PluginError } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
@@ -29,10 +31,20 @@ afterEach(async () => {
   }
 });
 
+/**
+ * The target the fake resolves every artifact to: what the wire reads of one (bucket, endpoint
+ * label, configuration for the tenant); the operations below never use the rest.
+ */
+function fakeTarget(ref: ArtifactRef): S3Target {
+  const cfg = parseConfig(ref.configuration);
+  return { cfg, bucket: cfg.bucket, endpointLabel: "http://fake.example" } as Partial<S3Target> as S3Target;
+}
+
 /** A service whose every operation does what `impl` says; the rest fail loudly. */
 function fake(impl: Partial<ArtifactOps>): ArtifactOps {
   const no = (name: string) => () => Promise.reject(new Error(`${name} not expected in this test`));
   return {
+    resolve: impl.resolve ?? (async (ref) => fakeTarget(ref)),
     load: impl.load ?? no("load"),
     save: impl.save ?? no("save"),
     saveStream: impl.saveStream ?? no("saveStream"),
@@ -83,6 +95,39 @@ describe("the wire, in process", () => {
     expect(got.code).toBe(how === "status" ? code : undefined);
   });
 
+  it("a call is admitted before the service runs: its target resolved, its slot taken under its tenant's cap", async () => {
+    const order: string[] = [];
+    let finishFirst: () => void = () => undefined;
+    const { client } = await serve(
+      fake({
+        resolve: async (ref) => (order.push(`resolve ${ref.key}`), fakeTarget(ref)),
+        load: (a: Admitted, _p: string, call: Call) => {
+          order.push(`load ${a.key} in ${a.target.bucket} shares ${call.shares?.map((g) => g.key).join(",")}`);
+          return a.key === "first" ? new Promise((r) => (finishFirst = () => r(summary))) : Promise.resolve(summary);
+        },
+      }),
+      // Two transfer slots, and one tenant may hold half of them: one.
+      { maxConcurrentTransfers: 2, shares: () => [{ key: "tenant b", fraction: 1 / 2 }] },
+    );
+    const first = client.load(artifact(cfg, "first"), "/tmp/x");
+    await until("the first Load to run", () => order.includes("load first in b shares tenant b"), 10_000);
+    const second = client.load(artifact(cfg, "second"), "/tmp/y");
+    await until("the second Load to be resolved", () => order.includes("resolve second"), 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(order, "the second waits for the tenant's one slot, its operation not started").not.toContain(
+      "load second in b shares tenant b",
+    );
+    finishFirst();
+    expect(await within(first, 10_000, "the first Load")).toEqual({ success: true, error: "" });
+    expect(await within(second, 10_000, "the second Load")).toEqual({ success: true, error: "" });
+    expect(order).toEqual([
+      "resolve first",
+      "load first in b shares tenant b",
+      "resolve second",
+      "load second in b shares tenant b",
+    ]);
+  });
+
   it("a request without an artifact is INVALID_ARGUMENT before the service is called", async () => {
     let called = false;
     const { client } = await serve(fake({ load: async () => ((called = true), summary) }));
@@ -119,7 +164,7 @@ describe("the wire, in process", () => {
     const received: Buffer[] = [];
     const { client } = await serve(
       fake({
-        saveStream: async (_a: ArtifactRef, chunks: AsyncIterable<Buffer>) => {
+        saveStream: async (_a: Admitted, chunks: AsyncIterable<Buffer>) => {
           for await (const c of chunks) received.push(Buffer.from(c));
           return summary;
         },
@@ -135,7 +180,7 @@ describe("the wire, in process", () => {
     let aborted = false;
     const { client } = await serve(
       fake({
-        listObjects: (_a: ArtifactRef, call: Call) => untilAborted(call, () => (aborted = true)),
+        listObjects: (_a: Admitted, call: Call) => untilAborted(call, () => (aborted = true)),
       }),
       { callDeadlinesMs: { ListObjects: 300 } },
     );
@@ -148,7 +193,7 @@ describe("the wire, in process", () => {
     let sawAbort = false;
     const { client } = await serve(
       fake({
-        load: (_a: ArtifactRef, _p: string, call: Call) => untilAborted(call, () => (sawAbort = true)),
+        load: (_a: Admitted, _p: string, call: Call) => untilAborted(call, () => (sawAbort = true)),
       }),
     );
     const raw = client.raw as unknown as Record<string, (req: unknown, cb: () => void) => { cancel(): void }>;
@@ -173,7 +218,7 @@ describe("the wire, in process", () => {
     let sawAbort = false;
     const { server, client } = await serve(
       fake({
-        saveStream: async (_a: ArtifactRef, chunks: AsyncIterable<Buffer>, call: Call) => {
+        saveStream: async (_a: Admitted, chunks: AsyncIterable<Buffer>, call: Call) => {
           call.signal.addEventListener("abort", () => (sawAbort = true));
           for await (const c of chunks) void c;
           return summary;
@@ -200,7 +245,7 @@ describe("the wire, in process", () => {
     let sawAbort = false;
     const { server, client } = await serve(
       fake({
-        save: (_a: ArtifactRef, _p: string, call: Call) => untilAborted(call, () => (sawAbort = true)),
+        save: (_a: Admitted, _p: string, call: Call) => untilAborted(call, () => (sawAbort = true)),
       }),
     );
     const save = client.save(artifact(cfg, "k"), "/tmp/x").catch((e: Error) => e);
