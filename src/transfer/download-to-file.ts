@@ -40,16 +40,21 @@ const WRITE_BATCH = 256 * 1024;
  * written where they arrived 0.8. A write into the page cache returns in
  * microseconds; once one takes longer than SLOW_WRITE_MS (the kernel is
  * throttling a writer of dirty pages, a slow volume), the rest of the file's
- * writes go through the thread pool, so the event loop is never held for long.
+ * writes go through the thread pool, and so do the writes of every file opened
+ * in the next SLOW_DISK_MEMORY_MS (a directory of large files on a slow volume
+ * blocks the event loop once, not once per file).
  */
 export class SerialFile {
   private tail: Promise<unknown> = Promise.resolve();
   /** True once a write was slow: later writes go through the thread pool. */
-  pooled = false;
+  pooled: boolean;
   constructor(
     readonly fh: FileHandle,
     private readonly slowMs = SLOW_WRITE_MS,
-  ) {}
+    private readonly disk: { slowAt: number } = DISK,
+  ) {
+    this.pooled = performance.now() - disk.slowAt < SLOW_DISK_MEMORY_MS;
+  }
 
   write(buf: Buffer, position: number): Promise<void> {
     if (!this.pooled) {
@@ -60,7 +65,10 @@ export class SerialFile {
       } catch (e) {
         return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }
-      if (performance.now() - t0 > this.slowMs) this.pooled = true;
+      if (performance.now() - t0 > this.slowMs) {
+        this.pooled = true;
+        this.disk.slowAt = performance.now();
+      }
       return Promise.resolve();
     }
     const done = this.tail.then(() => writeFully(this.fh, buf, position));
@@ -71,6 +79,10 @@ export class SerialFile {
 
 /** A write on the event loop that took longer than this sends the file's later writes to the thread pool. */
 const SLOW_WRITE_MS = 10;
+/** How long a slow write sends the writes of files opened after it to the thread pool too. */
+const SLOW_DISK_MEMORY_MS = 60_000;
+/** When a write was last slow, for the whole process (one disk under the plugin's files, as a rule). */
+const DISK = { slowAt: -Infinity };
 
 /**
  * A range's bytes land in one half of `batch` (straight from the socket on the

@@ -17,7 +17,7 @@ async function writeInPieces(slowMs: number): Promise<{ file: SerialFile; bytes:
   dirs.push(dir);
   const path = join(dir, "f");
   const fh = await open(path, "wx");
-  const file = new SerialFile(fh, slowMs);
+  const file = new SerialFile(fh, slowMs, { slowAt: -Infinity });
   const bytes = Buffer.alloc(1024 * 1024);
   for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) >>> 3;
   // Pieces out of order, as parallel ranges hand them over; none awaited before the next is asked.
@@ -42,14 +42,29 @@ it("after a slow write, the file's later writes go through the thread pool, stil
   expect(readFileSync(path).equals(bytes)).toBe(true);
 });
 
+it("a slow write sends the writes of files opened after it to the thread pool too, for a while", async () => {
+  const disk = { slowAt: -Infinity };
+  const dir = mkdtempSync(join(tmpdir(), "serial-"));
+  dirs.push(dir);
+  const a = await open(join(dir, "a"), "wx");
+  const first = new SerialFile(a, -1, disk);
+  expect(first.pooled).toBe(false);
+  await first.write(Buffer.from("x"), 0);
+  expect(first.pooled, "its own later writes").toBe(true);
+  const b = await open(join(dir, "b"), "wx");
+  expect(new SerialFile(b, 10_000, disk).pooled, "a file opened next").toBe(true);
+  expect(new SerialFile(b, 10_000, { slowAt: -Infinity }).pooled, "another disk's record").toBe(false);
+  await a.close();
+  await b.close();
+});
+
 it("a failed write rejects, in either mode, naming the system's error", async () => {
   for (const slowMs of [10_000, -1]) {
     const dir = mkdtempSync(join(tmpdir(), "serial-"));
     dirs.push(dir);
     await (await open(join(dir, "f"), "wx")).close();
     const fh = await open(join(dir, "f"), "r"); // opened for reading: every write fails with EBADF
-    const file = new SerialFile(fh, slowMs);
-    file.pooled = slowMs < 0;
+    const file = new SerialFile(fh, slowMs, { slowAt: slowMs < 0 ? performance.now() : -Infinity });
     await expect(file.write(Buffer.from("y"), 1)).rejects.toThrow(/EBADF/);
     await fh.close();
   }
