@@ -344,6 +344,58 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     });
   });
 
+  it("runs artifact GC under a separate artifactGC.serviceAccountName given the secrets as README step 3 says (a second subject of the RoleBinding)", async () => {
+    const sa = "artifact-gc-separate";
+    await cluster.kubectl(["-n", NAMESPACE, "create", "serviceaccount", sa]);
+    // Argo's own: the GC role for the account (quick-start's artifactgc Role).
+    await cluster.kubectl([
+      "-n",
+      NAMESPACE,
+      "create",
+      "rolebinding",
+      `${sa}-artifactgc`,
+      "--role=artifactgc",
+      `--serviceaccount=${NAMESPACE}:${sa}`,
+    ]);
+    // README, Install step 3: add the GC account as a second subject of the plugin's secrets RoleBinding.
+    await cluster.kubectl([
+      "-n",
+      NAMESPACE,
+      "patch",
+      "rolebinding",
+      "argo-s3-artifact-plugin-secrets",
+      "--type",
+      "json",
+      "-p",
+      JSON.stringify([
+        { op: "add", path: "/subjects/-", value: { kind: "ServiceAccount", name: sa, namespace: NAMESPACE } },
+      ]),
+    ]);
+    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc as {
+      spec: Record<string, unknown>;
+    };
+    wf.spec["artifactGC"] = { strategy: "OnWorkflowDeletion", serviceAccountName: sa };
+    const { name } = await expectSucceeded(wf);
+    expect((await keysUnder(`runs/${name}/`)).length).toBeGreaterThan(0);
+    await cluster.kubectl(["-n", NAMESPACE, "delete", "wf", name, "--wait=false"]);
+    let left: string[] = [];
+    let gone = false;
+    await eventually(
+      `artifact GC of ${name} under ${sa}`,
+      async () => {
+        left = await keysUnder(`runs/${name}/`);
+        gone = await cluster.kubectl(["-n", NAMESPACE, "get", "wf", name]).then(
+          () => false,
+          () => true,
+        );
+        return left.length === 0 && gone;
+      },
+      180_000,
+    ).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${left.length} objects left, workflow gone: ${gone}\n${await diagnose(name)}`);
+    });
+  });
+
   /** The controller ConfigMap's `executor` text now, and a setter that waits for the controller to reload it. */
   async function executorConfig() {
     const cm = await kubectlJson<{ data: Record<string, string> }>([
