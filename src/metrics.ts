@@ -129,7 +129,8 @@ export class Metrics {
   s3Request(e: Pick<S3RequestEnded, "s3" | "status" | "attempts">): void {
     // Labels from a fixed set: a hostile store chooses statuses, and operation names are checked all the same.
     const operation = /^[A-Za-z]{1,40}$/.test(e.s3) ? e.s3 : "other";
-    const status = e.status !== undefined && S3_STATUSES.has(e.status) ? String(e.status) : "other";
+    const code = e.status ?? 0; // no answer (a reset, a timeout) is 0
+    const status = S3_STATUSES.has(code) ? String(code) : "other";
     this.s3.inc({ operation, status });
     const attempts = e.attempts ?? 1;
     if (attempts > 1) this.retries.inc({ operation }, attempts - 1);

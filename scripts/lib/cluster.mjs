@@ -278,7 +278,20 @@ function tail(file, n) {
  */
 export const INSTALL_OPT_IN = "ARGO_S3_PLUGIN_TEST_INSTALL_PACKAGES";
 
-/** Which of `packages` dpkg does not have installed (all of them where there is no dpkg). @param {readonly string[]} [packages] @returns {string[]} */
+/**
+ * The commands a package gives the tier: present on PATH, the package counts as there whatever
+ * installed them (Docker's containerd.io provides containerd and runc under other names).
+ * @type {Record<string, string[]>}
+ */
+const PACKAGE_COMMANDS = {
+  "etcd-server": ["etcd"],
+  containerd: ["containerd", "containerd-shim-runc-v2", "ctr"],
+  runc: ["runc"],
+  conntrack: ["conntrack"],
+  iptables: ["iptables"],
+};
+
+/** Which of `packages` dpkg does not have installed and no other package stands in for (their commands on PATH). @param {readonly string[]} [packages] @returns {string[]} */
 export function missingHostPackages(packages = HOST_PACKAGES) {
   /** @type {string} */
   let out = "";
@@ -298,7 +311,7 @@ export function missingHostPackages(packages = HOST_PACKAGES) {
       .filter((l) => l.endsWith("install ok installed"))
       .map((l) => l.split(" ")[0]),
   );
-  return packages.filter((p) => !installed.has(p));
+  return packages.filter((p) => !installed.has(p) && !(PACKAGE_COMMANDS[p]?.every((c) => onPath(c)) ?? false));
 }
 
 /**
@@ -315,7 +328,7 @@ export function cannotRun() {
     if (!onPath(c)) return `the cluster tier needs \`${c}\` on PATH`;
   const missing = missingHostPackages();
   if (missing.length > 0 && process.env[INSTALL_OPT_IN] !== "1")
-    return `the cluster tier needs Debian packages that are not installed: ${missing.join(" ")}; it installs nothing on the host on its own. Install them (apt-get install --no-install-recommends ${missing.join(" ")}) or set ${INSTALL_OPT_IN}=1 to let it (CI does)`;
+    return `the cluster tier needs Debian packages that are not installed: ${missing.join(" ")}; it installs nothing on the host on its own. Install them (apt-get install --no-install-recommends --no-remove ${missing.join(" ")}) or set ${INSTALL_OPT_IN}=1 to let it (CI does)`;
   if (missing.length > 0 && !onPath("apt-get"))
     return `the cluster tier needs Debian packages that are not installed, and apt-get is not here to install them: ${missing.join(" ")}`;
   if (!existsSync("/sys/fs/cgroup")) return "the cluster tier needs cgroups mounted at /sys/fs/cgroup";
@@ -562,7 +575,7 @@ export async function ensureHostPackages() {
   if (missing.length === 0) return;
   if (process.env[INSTALL_OPT_IN] !== "1")
     throw new ToolError(
-      `the cluster tier needs these Debian packages: ${missing.join(" ")}; install them (apt-get install --no-install-recommends ${missing.join(" ")}) or set ${INSTALL_OPT_IN}=1 to let it install them`,
+      `the cluster tier needs these Debian packages: ${missing.join(" ")}; install them (apt-get install --no-install-recommends --no-remove ${missing.join(" ")}) or set ${INSTALL_OPT_IN}=1 to let it install them`,
     );
   if (process.getuid?.() !== 0)
     throw new ToolError(

@@ -69,6 +69,17 @@ export interface SharedPolicy {
  */
 const SHARED_CLAMP = { requestTimeoutMs: 60_000, maxAttempts: 3, minBodyRate: SHARED_MIN_BODY_RATE };
 
+/**
+ * An ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS entry in the form tenantOf gives an endpoint: its host as
+ * the connection sees it ("MinIO.", "[::1]" and a scheme folded), with its port when it has one.
+ */
+function asTenantForm(entry: string): string {
+  const bare = entry.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "").replace(/\/.*$/, "");
+  const host = canonicalHost(bare).replace(/\.$/, "").toLowerCase();
+  const port = endpointPort(bare);
+  return port === undefined ? host : `${host}:${port}`;
+}
+
 /** One tenant (endpoint, bucket, credential source) and one host (any port) hold at most this. */
 const TENANT_FRACTION = 3 / 4;
 /** The calls to every store that is not the operator's, together (ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS). */
@@ -81,7 +92,8 @@ const AUTHORS_FRACTION = 1 / 2;
  * operator names their own stores, the calls to every other store share one cap between them,
  * and the operator's stores keep the other half whatever any number of authors' hosts do.
  */
-function sharesIn(operatorEndpoints: readonly string[]): (t: Tenant) => readonly ShareGroup[] {
+function sharesIn(listed: readonly string[]): (t: Tenant) => readonly ShareGroup[] {
+  const operatorEndpoints = listed.map(asTenantForm);
   return (t) => {
     const groups: ShareGroup[] = [{ key: `tenant ${t.tenant}`, fraction: TENANT_FRACTION }];
     // AWS S3 itself (no endpoint) is nobody's to slow down.

@@ -39,9 +39,19 @@ export function publishS3Request(e: S3RequestEnded): void {
   if (ended.hasSubscribers) ended.publish(e);
 }
 
-/** Calls `fn` for every S3 request that ends from now on; returns the unsubscribe. */
+/**
+ * Calls `fn` for every S3 request that ends from now on; returns the unsubscribe. An observer
+ * that throws loses that event and nothing else (a channel rethrows a subscriber's error on the
+ * next tick, where it would end the process).
+ */
 export function onS3Request(fn: (e: S3RequestEnded) => void): () => void {
-  const listener = (m: unknown) => fn(m as S3RequestEnded);
+  const listener = (m: unknown) => {
+    try {
+      fn(m as S3RequestEnded);
+    } catch {
+      // observability must not take the data path down
+    }
+  };
   ended.subscribe(listener);
   return () => ended.unsubscribe(listener);
 }

@@ -60,8 +60,11 @@ export class SerialFile {
     if (!this.pooled) {
       const t0 = performance.now();
       try {
-        for (let done = 0; done < buf.length;)
-          done += writeSync(this.fh.fd, buf, done, buf.length - done, position + done);
+        for (let done = 0; done < buf.length;) {
+          const n = writeSync(this.fh.fd, buf, done, buf.length - done, position + done);
+          if (n <= 0) throw new Error(`a write of ${buf.length - done} bytes at ${position + done} wrote nothing`);
+          done += n;
+        }
       } catch (e) {
         return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }

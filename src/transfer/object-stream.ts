@@ -67,7 +67,9 @@ export async function* readObject(job: JobContext, key: string, signal: AbortSig
       // shared sidecar's other users) find buffers when many streams are read slowly at once.
       // Alone, a call's share is the whole budget and nothing changes. One range is always in flight.
       const fair = budget.fairShareBytes();
-      const size = Math.max(MIN_STREAM_RANGE, Math.min(partSize, Math.floor(fair / (partConcurrency + 1))));
+      // In whole MiB: the budget reuses a kept buffer of the same size, and shares change often.
+      const share = Math.floor(fair / (partConcurrency + 1) / MIN_STREAM_RANGE) * MIN_STREAM_RANGE;
+      const size = Math.max(MIN_STREAM_RANGE, Math.min(partSize, share));
       if (window.length > 0 && budget.heldBytes() + size > fair) break;
       const start = next;
       const len = Math.min(size, info.size - start);

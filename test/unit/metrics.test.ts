@@ -18,13 +18,16 @@ it("a store answering hundreds of distinct statuses adds no series: unknown stat
   for (let status = 100; status < 900; status++) m.s3Request({ s3: "HeadObject", status, attempts: 1 });
   m.s3Request({ s3: "x".repeat(500), status: 200, attempts: 1 });
   m.s3Request({ s3: "Get Object\n", status: 200, attempts: 1 });
+  m.s3Request({ s3: "GetObject", status: undefined, attempts: 3 });
   const series = (await m.registry.getSingleMetric("argo_s3_plugin_s3_requests_total")!.get()).values;
   const statuses = new Set(series.map((v) => String(v.labels["status"])));
   expect(statuses.size).toBeLessThanOrEqual(23);
   expect(statuses.has("other")).toBe(true);
   expect(statuses.has("404")).toBe(true);
   expect(statuses.has("799")).toBe(false);
-  expect(new Set(series.map((v) => v.labels["operation"]))).toEqual(new Set(["HeadObject", "other"]));
+  expect(new Set(series.map((v) => v.labels["operation"]))).toEqual(new Set(["HeadObject", "GetObject", "other"]));
+  // No answer at all (a reset, a timeout) is status 0, as the README says.
+  expect(series.find((v) => v.labels["operation"] === "GetObject")?.labels["status"]).toBe("0");
   const other = series.find((v) => v.labels["status"] === "other" && v.labels["operation"] === "HeadObject")!;
   expect(other.value).toBe(800 - 21); // every status outside S3's set, counted once each
 });

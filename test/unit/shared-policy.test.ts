@@ -67,6 +67,10 @@ describe("shared-mode fair shares", () => {
       "host evil",
       "authors",
     ]);
+    // Written as an operator might: a scheme, capitals, a trailing dot, a bracketed IPv6 address.
+    const spelled = policyWith({ ARGO_S3_PLUGIN_OPERATOR_ENDPOINTS: "http://MinIO.:9000/, [fd00::5]:9000" }).policy;
+    expect(spelled.shares(tenant("minio", 9000)).map((g) => g.key)).toEqual(["tenant minio:9000 b default chain"]);
+    expect(spelled.shares(tenant("fd00::5", 9000)).map((g) => g.key)).toEqual(["tenant fd00::5:9000 b default chain"]);
   });
 
   it("a tenant is what the connection sees: case, trailing dot and default port folded; credentials apart", () => {
