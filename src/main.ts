@@ -14,6 +14,7 @@ import type { Metrics } from "./metrics.js";
 import type { Built } from "./services.js";
 import { type Settings, SettingsError, readSettings } from "./settings.js";
 import { VERSION } from "./version.js";
+import { logRpcLine, onRpcEnded } from "./wire/events.js";
 import { PluginServer } from "./wire/server.js";
 import { SocketInUseError } from "./wire/socket.js";
 
@@ -122,8 +123,10 @@ async function main(argv: string[]): Promise<number> {
     maxConcurrentListings: policy.maxConcurrentListings,
     shares: policy.sharesOf,
     callDeadlinesMs: policy.callDeadlinesMs,
-    onRpc: (...a) => metrics?.rpc(...a),
   });
+  // The RPCs' ends (wire/events.ts): one log line each, and the metrics once they are built.
+  onRpcEnded((e) => logRpcLine(logger, e));
+  onRpcEnded((e) => metrics?.rpc(e.method, e.outcome, e.durationMs / 1000, e.bytes));
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
   const { graceMs } = settings;
   let stopping = false;

@@ -29,6 +29,7 @@ import { openStreamHandler } from "./open-stream.js";
 import type { RpcLog, RpcSpan, RpcTracer, Tracked, TrackedCall } from "./rpc.js";
 import { saveStreamHandler } from "./save-stream.js";
 import { unaryHandlers } from "./unary.js";
+import { publishRpcEnded } from "./events.js";
 
 /** RPCs that move data: they take a transfer slot. */
 const TRANSFERS = new Set(["Load", "Save", "SaveStream", "OpenStream", "Delete"]);
@@ -50,8 +51,6 @@ export interface ServerOptions {
   connectionLimits?: ConnectionLimits;
   /** RPCs moving data at once (Load, Save, SaveStream, OpenStream, Delete); later ones wait. */
   maxConcurrentTransfers?: number;
-  /** Told of every RPC's end: method, outcome, seconds, bytes moved (the metrics). */
-  onRpc?: (method: string, outcome: string, seconds: number, bytes: number | undefined) => void;
   /** Starts each RPC's trace span (tracing.ts); undefined: traces off, no per-call work. */
   tracer?: RpcTracer | undefined;
   /** ListObjects and IsDirectory at once (default 8); later ones wait. */
@@ -228,13 +227,13 @@ export class PluginServer {
   ): Promise<T> {
     try {
       const r = await result;
-      this.logRpc(method, started, fields, "ok");
+      this.publishEnd(method, started, fields, "ok");
       await span()?.end("ok", fields);
       return r;
     } catch (caught) {
       const e = deadline.late() ? deadline.overdue() : caught;
       const outcome = e instanceof PluginError ? e.kind : "error";
-      this.logRpc(method, started, fields, outcome, describeError(e));
+      this.publishEnd(method, started, fields, outcome, describeError(e));
       await span()?.end(outcome, fields, describeError(e));
       throw e;
     }
@@ -253,17 +252,9 @@ export class PluginServer {
     return new Set([...this.transfers.holders("tenant "), ...this.listings.holders("tenant ")]).size;
   }
 
-  private logRpc(method: string, started: bigint, f: RpcLog, outcome: string, error?: string): void {
+  private publishEnd(method: string, started: bigint, fields: RpcLog, outcome: string, error?: string): void {
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-    this.opts.onRpc?.(method, outcome, durationMs / 1000, typeof f.bytes === "number" ? f.bytes : undefined);
-    const line: Record<string, unknown> = { method, ...f, durationMs: Math.round(durationMs * 10) / 10, outcome };
-    if (f.bytes !== undefined && durationMs > 0)
-      line["mibPerSec"] = Math.round((f.bytes / 1048576 / (durationMs / 1000)) * 10) / 10;
-    if (error !== undefined) line["error"] = error;
-    // A failed RPC fails the workflow step: error, as Argo logs it; a cancelled one (the caller left) is a warning.
-    if (outcome === "ok") this.opts.logger.info(line, "rpc");
-    else if (outcome === "cancelled") this.opts.logger.warn(line, "rpc");
-    else this.opts.logger.error(line, "rpc");
+    publishRpcEnded({ method, ...fields, outcome, durationMs, ...(error !== undefined ? { error } : {}) });
   }
 
   private handlers() {
