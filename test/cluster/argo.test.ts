@@ -114,19 +114,35 @@ const ran: Record<string, { name: string; status: WorkflowStatus }> = {};
 
 /** A GET to argo-server's HTTPS port from inside the cluster's namespace (its own self-signed certificate). */
 async function argoServer(path: string, port = 2746, scheme = "https"): Promise<{ status: number; body: Buffer }> {
-  const pods = await kubectlJson<{ items: { status: { podIP?: string; phase: string } }[] }>([
-    "-n",
-    NAMESPACE,
-    "get",
-    "pods",
-    "-l",
-    "app=argo-server",
-  ]);
-  const ip = pods.items.find((p) => p.status.phase === "Running" && p.status.podIP)?.status.podIP;
-  if (!ip) throw new Error("no running argo-server pod");
+  const pods = await kubectlJson<{
+    items: {
+      metadata: { deletionTimestamp?: string };
+      status: { podIP?: string; phase: string; conditions?: { type: string; status: string }[] };
+    }[];
+  }>(["-n", NAMESPACE, "get", "pods", "-l", "app=argo-server"]);
+  // After a rollout the old pod stays Running while it terminates: never that one, and a Ready one.
+  const ip = pods.items.find(
+    (p) =>
+      p.status.phase === "Running" &&
+      p.status.podIP &&
+      !p.metadata.deletionTimestamp &&
+      p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+  )?.status.podIP;
+  if (!ip) throw new Error("no running, ready argo-server pod");
   const r = await run(
     "ip",
-    ["netns", "exec", cluster.netns, "curl", "-sSk", "-w", "\n%{http_code}", `${scheme}://${ip}:${port}${path}`],
+    [
+      "netns",
+      "exec",
+      cluster.netns,
+      "curl",
+      "-sSk",
+      "--connect-timeout",
+      "5",
+      "-w",
+      "\n%{http_code}",
+      `${scheme}://${ip}:${port}${path}`,
+    ],
     { encoding: "buffer", maxBuffer: 2 ** 30, timeout: 120_000 },
   );
   const text = r.stdout;
