@@ -334,18 +334,13 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     expect(messages).toMatch(/NoSuchBucket|does not exist/);
   });
 
-  it("deletes file and directory artifacts with artifact GC when the Workflow is deleted", async () => {
-    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-directory-artifact.yaml")!.doc as {
-      spec: Record<string, unknown>;
-    };
-    wf.spec["artifactGC"] = { strategy: "OnWorkflowDeletion" };
-    const { name } = await expectSucceeded(wf);
-    expect((await keysUnder(`runs/${name}/`)).length).toBeGreaterThan(50);
+  /** Deletes the Workflow and waits for artifact GC: no object left under its runs/ prefix, the Workflow gone. */
+  async function deletedAndCollected(name: string, what: string): Promise<void> {
     await cluster.kubectl(["-n", NAMESPACE, "delete", "wf", name, "--wait=false"]);
     let left: string[] = [];
     let gone = false;
     await eventually(
-      `artifact GC of ${name}`,
+      what,
       async () => {
         left = await keysUnder(`runs/${name}/`);
         gone = await cluster.kubectl(["-n", NAMESPACE, "get", "wf", name]).then(
@@ -358,6 +353,16 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     ).catch(async (e: Error) => {
       throw new Error(`${e.message}: ${left.length} objects left, workflow gone: ${gone}\n${await diagnose(name)}`);
     });
+  }
+
+  it("deletes file and directory artifacts with artifact GC when the Workflow is deleted", async () => {
+    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-directory-artifact.yaml")!.doc as {
+      spec: Record<string, unknown>;
+    };
+    wf.spec["artifactGC"] = { strategy: "OnWorkflowDeletion" };
+    const { name } = await expectSucceeded(wf);
+    expect((await keysUnder(`runs/${name}/`)).length).toBeGreaterThan(50);
+    await deletedAndCollected(name, `artifact GC of ${name}`);
   });
 
   it("runs artifact GC under a separate artifactGC.serviceAccountName given the secrets as README step 3 says (a second subject of the RoleBinding)", async () => {
@@ -393,23 +398,7 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     wf.spec["artifactGC"] = { strategy: "OnWorkflowDeletion", serviceAccountName: sa };
     const { name } = await expectSucceeded(wf);
     expect((await keysUnder(`runs/${name}/`)).length).toBeGreaterThan(0);
-    await cluster.kubectl(["-n", NAMESPACE, "delete", "wf", name, "--wait=false"]);
-    let left: string[] = [];
-    let gone = false;
-    await eventually(
-      `artifact GC of ${name} under ${sa}`,
-      async () => {
-        left = await keysUnder(`runs/${name}/`);
-        gone = await cluster.kubectl(["-n", NAMESPACE, "get", "wf", name]).then(
-          () => false,
-          () => true,
-        );
-        return left.length === 0 && gone;
-      },
-      180_000,
-    ).catch(async (e: Error) => {
-      throw new Error(`${e.message}: ${left.length} objects left, workflow gone: ${gone}\n${await diagnose(name)}`);
-    });
+    await deletedAndCollected(name, `artifact GC of ${name} under ${sa}`);
   });
 
   /** The controller ConfigMap's `executor` text now, and a setter that waits for the controller to reload it. */
