@@ -7,7 +7,7 @@
 // this file in prose.
 import type { S3Target } from "../s3/client.js";
 import { canonicalHost, endpointPort } from "../s3/endpoint-guard.js";
-import { SHARED_MIN_BODY_RATE } from "../s3/pace.js";
+import { SHARED_MIN_BODY_RATE } from "../http/pace.js";
 import type { AllowedSecret, Settings } from "../settings.js";
 import type { ShareGroup } from "../util/slots.js";
 

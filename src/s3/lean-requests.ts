@@ -11,8 +11,8 @@ import type { LookupFunction } from "node:net";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@aws-sdk/types";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { ReadSse, WriteSse } from "./encryption.js";
-import type { Framing } from "./http1-framing.js";
-import { type BodySink, Http1Pool, type ResponseHead } from "./http1.js";
+import type { Framing } from "../http/http1-framing.js";
+import { type BodySink, Http1Pool, type ResponseHead } from "../http/http1.js";
 
 export interface GetInput {
   /** "bytes=a-b", or undefined for the whole object. */

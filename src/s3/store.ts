@@ -43,10 +43,10 @@ import { DEFAULT_TUNING } from "../config/types.js";
 import { backoff } from "../util/backoff.js";
 import type { ReadSse, WriteSse } from "./encryption.js";
 import { type S3Error, cancelledRequest, location, mayRetry, storageError } from "./errors.js";
-import type { BodySink } from "./http1.js";
+import type { BodySink } from "../http/http1.js";
 import type { GetAnswer, GetInput, LeanRequests, PutAnswer, SinkFor } from "./lean-requests.js";
 import { type S3RequestEnded, publishS3Request, s3RequestObserved } from "./events.js";
-import { rateWindowMs, tooSlow } from "./pace.js";
+import { rateWindowMs, tooSlow } from "../http/pace.js";
 
 /** A part of a multipart upload as CompleteMultipartUpload takes it (the engine collects them). */
 export type { CompletedPart } from "@aws-sdk/client-s3";

@@ -56,7 +56,7 @@ export async function headObject(
   };
 }
 
-/** Where a range's bytes go: buffers handed out in order (see s3/http1.ts). */
+/** Where a range's bytes go: buffers handed out in order (see http/http1.ts). */
 export type { BodySink };
 
 export interface RangeResult {

@@ -1,9 +1,9 @@
 // Runs in a worker thread (see isolated-http1.ts): the lean HTTP client of
-// src/s3/http1.ts doing the exchanges it is told to, reporting each outcome.
+// src/http/http1.ts doing the exchanges it is told to, reporting each outcome.
 // A client that spins or never settles cannot stall the test's own thread.
 import { lookup } from "node:dns";
 import { parentPort } from "node:worker_threads";
-import { type BodySink, Http1Pool } from "../../src/s3/http1.js";
+import { type BodySink, Http1Pool } from "../../src/http/http1.js";
 
 export interface DriverRequest {
   /** Body capacity the sink offers; "collect" for an error-answer style read. */

@@ -1,4 +1,4 @@
-// Differential test of the lean HTTP client (src/s3/http1.ts) against Node's
+// Differential test of the lean HTTP client (src/http/http1.ts) against Node's
 // own parser (llhttp, through node:http): thousands of seeded answers, valid
 // and mutated (support/answer-gen.ts), each sent by a scripted loopback server
 // in random pieces to both. Properties: whatever llhttp refuses, we refuse;

@@ -1,4 +1,4 @@
-// The lean HTTP/1.1 client of GetObject's data path (src/s3/http1.ts) against
+// The lean HTTP/1.1 client of GetObject's data path (src/http/http1.ts) against
 // a scripted server on loopback: bodies split at every odd place, chunked
 // bodies, pauses, keep-alive reuse, early close, timeouts, cancellation.
 import { type AddressInfo, type Server, type Socket, createServer } from "node:net";
@@ -13,8 +13,8 @@ import { Agent as HttpAgent, get as httpGet } from "node:http";
 import { checkingPeers } from "../../src/s3/client.js";
 import { peerCheck } from "../../src/s3/endpoint-guard.js";
 import { afterEach, describe, expect, it } from "vitest";
-import { type BodySink, Http1Pool, chunkStep } from "../../src/s3/http1.js";
-import { chunkState } from "../../src/s3/http1-framing.js";
+import { type BodySink, Http1Pool, chunkStep } from "../../src/http/http1.js";
+import { chunkState } from "../../src/http/http1-framing.js";
 import { s3Error } from "../../src/s3/lean-requests.js";
 import { within } from "../support/bounded.js";
 
