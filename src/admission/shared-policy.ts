@@ -5,8 +5,8 @@
 // layer (secrets, roles, endpoints, clamps). In a workflow pod the same
 // object says "not shared" and changes nothing. Security in the README is
 // this file in prose.
-import type { S3Target } from "../s3/client.js";
-import { canonicalHost, endpointPort } from "../s3/endpoint-guard.js";
+import type { StoreTarget } from "../store/port.js";
+import { canonicalHost, endpointPort } from "../util/endpoints.js";
 import { SHARED_MIN_BODY_RATE } from "../http/pace.js";
 import type { AllowedSecret, Settings } from "../settings.js";
 import type { ShareGroup } from "../util/slots.js";
@@ -24,7 +24,7 @@ export interface Tenant {
 }
 
 /** A target's tenant, as the connection will see it ("MINIO:9000", "minio.:9000" and "minio:9000" are one endpoint). */
-export function tenantOf(t: Pick<S3Target, "cfg">): Tenant {
+export function tenantOf(t: Pick<StoreTarget, "cfg">): Tenant {
   const c = t.cfg;
   const host = c.endpoint ? canonicalHost(c.endpoint).replace(/\.$/, "").toLowerCase() : "aws";
   const endpoint = `${host}:${(c.endpoint && endpointPort(c.endpoint)) ?? (c.insecure ? 80 : 443)}`;
@@ -57,7 +57,7 @@ export interface SharedPolicy {
    */
   shares: (t: Tenant) => readonly ShareGroup[];
   /** The same for a call's target (its tenant first). */
-  sharesOf: (t: Pick<S3Target, "cfg">) => readonly ShareGroup[];
+  sharesOf: (t: Pick<StoreTarget, "cfg">) => readonly ShareGroup[];
   /** A bound on the whole of a call, by method (shared mode: every page of a listing). */
   callDeadlinesMs: Partial<Record<string, number>> | undefined;
 }

@@ -10,7 +10,7 @@ import { Lru } from "../util/lru.js";
 import type { ShareGroup } from "../util/slots.js";
 import { localReadProblem } from "../util/local-access.js";
 import { PluginError } from "../errors.js";
-import { type Job, type Progress, type S3Target, TransferEngine } from "../transfer/engine.js";
+import { type Job, type Progress, type StoreTarget, TransferEngine } from "../transfer/engine.js";
 import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
 import { mkdirInside } from "./local-dirs.js";
 import { type WalkStats, walkFiles } from "./walk.js";
@@ -38,13 +38,13 @@ export interface Call {
 
 /** What a call runs on: the artifact's target (resolved by resolve(), admitted by the wire) and its key. */
 export interface Admitted {
-  target: S3Target;
+  target: StoreTarget;
   key: string;
 }
 
 /** Where a configuration's target comes from (s3/client.ts's factory, built in services.ts). */
 export interface TargetSource {
-  get(configured: PluginConfig, configText: string): Promise<S3Target>;
+  get(configured: PluginConfig, configText: string): Promise<StoreTarget>;
 }
 
 /** Outcome figures for the per-RPC log line. */
@@ -69,7 +69,7 @@ export class ArtifactService {
    * resolves a call's artifact first, admits the call on the target (its slot and fair shares),
    * and only then runs the operation.
    */
-  async resolve(artifact: ArtifactRef): Promise<S3Target> {
+  async resolve(artifact: ArtifactRef): Promise<StoreTarget> {
     const cfg = this.configs.get(artifact.configuration);
     return this.targets.get(cfg, artifact.configuration);
   }
@@ -110,7 +110,7 @@ export class ArtifactService {
     return summary("directory", bytes, files);
   }
 
-  private notFound(t: S3Target, key: string): PluginError {
+  private notFound(t: StoreTarget, key: string): PluginError {
     return new PluginError(
       "not-found",
       `artifact not found: no object s3://${t.bucket}/${key} and no objects under s3://${t.bucket}/${directoryPrefix(key)} (endpoint ${t.endpointLabel})`,
@@ -252,17 +252,16 @@ export class ArtifactService {
       if (batch.length === 0) return;
       const objects = batch;
       batch = [];
-      const out = await t.store.deleteObjects(
+      const failed = await t.store.deleteObjects(
         objects.map((o) => o.Key),
         key,
         { signal },
       );
-      const failed = out.Errors ?? [];
       if (failed.length > 0) {
         const first = failed[0]!;
         throw new PluginError(
           "storage",
-          `DeleteObjects ${t.store.location(key)}: ${failed.length} of ${objects.length} keys not deleted, first ${first.Key}: ${first.Code}: ${first.Message}`,
+          `DeleteObjects ${t.store.location(key)}: ${failed.length} of ${objects.length} keys not deleted, first ${first.key}: ${first.code}: ${first.message}`,
         );
       }
       files += objects.length;

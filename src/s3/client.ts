@@ -24,18 +24,16 @@ import {
   peerCheck,
 } from "./endpoint-guard.js";
 import { LeanRequests } from "./lean-requests.js";
-import { ObjectStore } from "./store.js";
+import { LeanStore, SdkStore, type StoreOptions } from "./store.js";
+import type { StoreTarget } from "../store/port.js";
 import { publishS3Request, s3RequestObserved } from "./events.js";
 
-/** Everything the layers above need to talk to one bucket. */
-export interface S3Target {
-  readonly cfg: PluginConfig;
-  readonly bucket: string;
+/** Everything the layers above need to talk to one bucket: the port's target, with what built it. */
+export interface S3Target extends StoreTarget {
   /** Every S3 request for this bucket goes through it (retrying, or one attempt for OpenStream). */
-  readonly store: ObjectStore;
+  readonly store: SdkStore;
   /** The two clients behind the store (closed when the target is evicted). */
   readonly clients: readonly S3Client[];
-  readonly encryption: Encryption;
   /** Human-readable endpoint for error messages, e.g. "http://127.0.0.1:9000". */
   readonly endpointLabel: string;
   readonly credentialSource: CredentialSource;
@@ -437,22 +435,25 @@ export class S3TargetFactory {
           minBodyRate: this.opts.clamp?.minBodyRate,
         })
       : undefined;
+    const storeOptions: StoreOptions = {
+      bucket: cfg.bucket,
+      endpoint: label,
+      retrying: client,
+      singleAttempt: singleAttemptClient,
+      encryption: new Encryption(cfg, this.secrets),
+      createBucket: cfg.createBucketIfNotPresent
+        ? { objectLocking: cfg.createBucketIfNotPresent.objectLocking, kmsKeyId: cfg.encryptionOptions?.kmsKeyId }
+        : undefined,
+      maxAttempts: cfg.tuning.maxAttempts,
+      requestTimeoutMs: cfg.tuning.requestTimeoutMs,
+      minBodyRate: this.opts.clamp?.minBodyRate,
+    };
     return {
       cfg,
       bucket: cfg.bucket,
-      store: new ObjectStore({
-        bucket: cfg.bucket,
-        endpoint: label,
-        retrying: client,
-        singleAttempt: singleAttemptClient,
-        lean,
-        maxAttempts: cfg.tuning.maxAttempts,
-        requestTimeoutMs: cfg.tuning.requestTimeoutMs,
-        minBodyRate: this.opts.clamp?.minBodyRate,
-      }),
+      store: lean ? new LeanStore(storeOptions, lean) : new SdkStore(storeOptions),
       lean,
       clients: [client, singleAttemptClient],
-      encryption: new Encryption(cfg, this.secrets),
       endpointLabel: label,
       credentialSource: creds.source,
       agents: [httpAgent, httpsAgent],

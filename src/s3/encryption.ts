@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import type { SecretRef } from "../config/types.js";
 import type { PluginConfig } from "../config/types.js";
 import { PluginError } from "../errors.js";
+import { Lru } from "../util/lru.js";
 import type { SecretSource } from "./kube-secrets.js";
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -40,6 +41,8 @@ export function sseMode(cfg: PluginConfig): SseMode {
 export class Encryption {
   readonly mode: SseMode;
   private readonly customerKeyRef: SecretRef | undefined;
+  /** SSE-C keys of the objects in use (a directory's files in flight at most). */
+  private readonly derived = new Lru<string, { password: Buffer; sse: Promise<ReadSse> }>(128);
 
   constructor(
     private readonly cfg: PluginConfig,
@@ -76,6 +79,11 @@ export class Encryption {
     }
   }
 
+  /**
+   * The SSE-C key of `key`. Every request of an object carries it (each range,
+   * each part), so the derivation (32,768 PBKDF2 rounds) is kept for the
+   * objects in use, with the secret it came from: a rotated secret derives anew.
+   */
   private async customerKey(key: string): Promise<ReadSse> {
     const ref = this.customerKeyRef!;
     const password = await this.secrets.get(ref);
@@ -85,9 +93,15 @@ export class Encryption {
         `encryptionOptions.serverSideCustomerKeySecret: Kubernetes secret "${ref.name}" key "${ref.key}" is empty`,
       );
     }
-    const derived = await pbkdf2Async(password, Buffer.from(this.cfg.bucket + key, "utf8"), 32768, 32, "sha256");
-    // A base64 string of exactly 32 bytes is taken by the SDK as the raw key.
-    return { SSECustomerAlgorithm: "AES256", SSECustomerKey: derived.toString("base64") };
+    const kept = this.derived.get(key);
+    if (kept && kept.password.equals(password)) return kept.sse;
+    const sse = pbkdf2Async(password, Buffer.from(this.cfg.bucket + key, "utf8"), 32768, 32, "sha256").then(
+      // A base64 string of exactly 32 bytes is taken by the SDK as the raw key.
+      (derived): ReadSse => ({ SSECustomerAlgorithm: "AES256", SSECustomerKey: derived.toString("base64") }),
+    );
+    this.derived.set(key, { password, sse });
+    sse.catch(() => this.derived.delete(key));
+    return sse;
   }
 
   /**

@@ -5,6 +5,7 @@
 // configuration, and after DNS resolution at every connection (a name that
 // resolves there, or starts to, is refused too). In the shared argo-server
 // sidecar an operator can also limit endpoints to a list.
+import { canonicalHost, endpointHost, endpointPort } from "../util/endpoints.js";
 import { type LookupAddress, type LookupAllOptions, type LookupOneOptions, lookup as dnsLookup } from "node:dns";
 import { isIP } from "node:net";
 import { PluginError } from "../errors.js";
@@ -74,34 +75,7 @@ export function isLoopbackAddress(ip: string): boolean {
 const isLocalName = (host: string) =>
   /^(localhost|localhost\.localdomain|[^.]+\.localhost|ip6-localhost|ip6-loopback)\.?$/i.test(host);
 
-/** host of "host", "host:port", "[v6]:port" or a bare IPv6 literal. */
-export function endpointHost(endpoint: string): string {
-  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(endpoint);
-  if (bracketed) return bracketed[1]!;
-  if (isIP(endpoint) === 6) return endpoint;
-  return endpoint.replace(/:\d+$/, "");
-}
-
-/** port of "host:port" or "[v6]:port"; none for a bare host or IPv6 literal. */
-export function endpointPort(endpoint: string): number | undefined {
-  const m = /^\[[^\]]+\]:(\d+)$/.exec(endpoint) ?? (isIP(endpoint) === 6 ? null : /:(\d+)$/.exec(endpoint));
-  return m ? Number(m[1]) : undefined;
-}
-
-/**
- * The host as the SDK's URL parser (WHATWG) reads the endpoint: decimal,
- * octal, hex and shortened IPv4 spellings ("2852039191", "0xa9feaa17",
- * "169.254.43543", a trailing dot) become the dotted address it connects to,
- * and Node calls no lookup for an address, so the guard must judge this form.
- */
-export function canonicalHost(endpoint: string): string {
-  try {
-    const h = new URL(`http://${endpoint}`).hostname;
-    return h.startsWith("[") ? h.slice(1, -1) : h;
-  } catch {
-    return endpointHost(endpoint);
-  }
-}
+export { canonicalHost, endpointHost, endpointPort };
 
 /** Refuse a configured endpoint before any connection is made. */
 export function checkEndpoint(endpoint: string, policy: EndpointPolicy): void {

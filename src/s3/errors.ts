@@ -3,7 +3,9 @@
 // another attempt may help, as fields for code and as one sentence for people.
 // The store (store.ts) is the one caller; everything above it reads fields.
 // Credentials never appear: SDK error messages don't carry them, and we add none.
-import { PluginError, describeError, isPluginError } from "../errors.js";
+import { type PluginError, describeError, isPluginError } from "../errors.js";
+import { StoreError } from "../store/port.js";
+import { isAbort } from "../util/abortable.js";
 
 export interface S3Where {
   bucket: string;
@@ -35,11 +37,7 @@ function isNotFound(e: unknown): boolean {
   return code === "NoSuchKey" || code === "NotFound" || httpStatus(e) === 404;
 }
 
-export function isAbort(e: unknown, signal?: AbortSignal): boolean {
-  if (signal?.aborted) return true;
-  const name = (e as { name?: string } | null)?.name;
-  return name === "AbortError";
-}
+export { isAbort };
 
 export function location(w: S3Where): string {
   const obj = w.key !== undefined ? `s3://${w.bucket}/${w.key}` : `s3://${w.bucket}`;
@@ -65,18 +63,8 @@ const BODILESS_HINTS: Record<number, string> = {
   403: "the answer has no body; most often a wrong access key or secret key, a clock far off, or no permission for this bucket/key",
 };
 
-/** A failed S3 request, described. */
-export class S3Error extends PluginError {
-  /** e.g. "GetObject bytes=0-99", "UploadPart 3". */
-  readonly operation: string;
-  readonly bucket: string;
-  readonly key: string | undefined;
-  readonly endpoint: string;
-  /** S3's error code ("NoSuchKey", "SlowDown"), or a connection error's ("ECONNREFUSED"). */
-  readonly code: string | undefined;
-  /** The HTTP status; undefined when no answer came (refused, reset, timed out, cancelled). */
-  readonly status: number | undefined;
-
+/** A failed S3 request, described (the port's StoreError, built from where it went). */
+export class S3Error extends StoreError {
   constructor(
     kind: "not-found" | "storage" | "cancelled",
     message: string,
@@ -89,14 +77,17 @@ export class S3Error extends PluginError {
       cause: unknown;
     },
   ) {
-    super(kind, message, { cause: f.cause, retryable: f.retryable });
+    super(kind, message, {
+      operation: f.operation,
+      bucket: f.where.bucket,
+      key: f.where.key,
+      endpoint: f.where.endpointLabel,
+      code: f.code,
+      status: f.status,
+      retryable: f.retryable,
+      cause: f.cause,
+    });
     this.name = "S3Error";
-    this.operation = f.operation;
-    this.bucket = f.where.bucket;
-    this.key = f.where.key;
-    this.endpoint = f.where.endpointLabel;
-    this.code = f.code;
-    this.status = f.status;
   }
 }
 

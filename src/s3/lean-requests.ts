@@ -10,30 +10,12 @@ import { createHash, createHmac } from "node:crypto";
 import type { LookupFunction } from "node:net";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@aws-sdk/types";
 import { SignatureV4 } from "@smithy/signature-v4";
+import type { GetAnswer, GetInput, SinkFor } from "../store/port.js";
 import type { ReadSse, WriteSse } from "./encryption.js";
 import type { Framing } from "../http/http1-framing.js";
-import { type BodySink, Http1Pool, type ResponseHead } from "../http/http1.js";
+import { Http1Pool, type ResponseHead } from "../http/http1.js";
 
-export interface GetInput {
-  /** "bytes=a-b", or undefined for the whole object. */
-  Range?: string | undefined;
-  IfMatch?: string | undefined;
-  ChecksumMode?: "ENABLED" | undefined;
-}
-
-/** The parts of a GetObject answer the engine reads. */
-export interface GetAnswer {
-  /** The body's announced length; undefined for a chunked body (its receiver bounds it). */
-  ContentLength: number | undefined;
-  /** A 206's "bytes a-b/size" (checked against the range asked for by the engine). */
-  ContentRange?: string | undefined;
-  ETag?: string | undefined;
-  ChecksumCRC32?: string | undefined;
-  ChecksumType?: string | undefined;
-}
-
-/** Chooses the body's destination once the answer's length is known (throw to refuse it). */
-export type SinkFor = (answer: GetAnswer) => BodySink;
+export type { GetAnswer, GetInput, SinkFor };
 
 export interface LeanOptions {
   protocol: "http:" | "https:";

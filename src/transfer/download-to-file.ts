@@ -7,7 +7,7 @@ import { writeSync } from "node:fs";
 import { type FileHandle, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PluginError } from "../errors.js";
-import { isAbort } from "../s3/errors.js";
+import { isAbort } from "../util/abortable.js";
 import type { JobContext } from "./job.js";
 import { PieceCrcs } from "./crc32.js";
 import {
@@ -286,7 +286,7 @@ export async function downloadToFile(
   const { partSize, partConcurrency, multipartThreshold, checksum } = tuning;
   const needHead = !known || (checksum === "crc32" && known.crc32 === undefined && known.size > multipartThreshold);
   const info = needHead ? await headObject(job, key, signal) : known;
-  const read: ObjectRead = { single: false, job, key, info, sse: await target.encryption.forRead(key) };
+  const read: ObjectRead = { single: false, job, key, info };
   if (info.size <= SMALL_OBJECT) return smallToFile(read, dest, signal, inPlace, within);
   const tmp = tempPathFor(dest);
   const fh = await openTemp(tmp, within);

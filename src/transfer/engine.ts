@@ -3,21 +3,20 @@
 // for one target: its tuning as a value, its own share of the budget, its
 // byte counter, the range slots its files share. Everything the artifact
 // layer moves goes through a Job's methods.
-import { BucketSetup } from "../s3/bucket.js";
-import type { S3Target } from "../s3/client.js";
-import { type ListedObject, anyUnder, listPrefix } from "../s3/listing.js";
+import type { StoreTarget } from "../store/port.js";
 import { Slots } from "../util/slots.js";
 import { BufferBudget } from "./buffer-budget.js";
 import { type DownloadOptions, downloadToFile } from "./download-to-file.js";
 import type { JobContext, Progress } from "./job.js";
 import { LateUploadWatch } from "./late-uploads.js";
+import { type ListedObject, anyUnder, listPrefix } from "./listing.js";
 import { readObject } from "./object-stream.js";
 import { type ObjectInfo, headObject } from "./range-reader.js";
 import { TaskGroup } from "./task-group.js";
 import { type UploadResult, uploadFile, uploadStream } from "./upload.js";
 import type { ShareGroup } from "../util/slots.js";
 
-export type { DownloadOptions, ListedObject, ObjectInfo, Progress, S3Target, UploadResult };
+export type { DownloadOptions, ListedObject, ObjectInfo, Progress, StoreTarget, UploadResult };
 export { TaskGroup };
 
 const MiB = 1024 * 1024;
@@ -29,28 +28,26 @@ export class TransferEngine {
     readonly lateUploads: LateUploadWatch = new LateUploadWatch(),
   ) {}
 
-  private readonly buckets = new BucketSetup();
-
   /** The objects under `prefix`, page by page (a million keys never become one array). */
-  list(target: S3Target, prefix: string, signal: AbortSignal): AsyncGenerator<ListedObject> {
+  list(target: StoreTarget, prefix: string, signal: AbortSignal): AsyncGenerator<ListedObject> {
     return listPrefix(target, prefix, signal);
   }
 
   /** True when at least one object exists under `prefix` (one key asked for). */
-  anyUnder(target: S3Target, prefix: string, signal: AbortSignal): Promise<boolean> {
+  anyUnder(target: StoreTarget, prefix: string, signal: AbortSignal): Promise<boolean> {
     return anyUnder(target, prefix, signal);
   }
 
   /** The configuration's bucket, created when it asks for that (once per target). */
-  ensureBucket(target: S3Target, signal: AbortSignal): Promise<void> {
-    return this.buckets.ensure(target, signal);
+  ensureBucket(target: StoreTarget, signal: AbortSignal): Promise<void> {
+    return target.store.ensureBucket(signal);
   }
 
   /**
    * The transfers of one RPC against `target`, counting into `progress`; with share groups, its
    * buffers count toward each group's cap (see BufferBudget.share).
    */
-  job(target: S3Target, progress: Progress = { bytes: 0 }, groups: readonly ShareGroup[] = []): Job {
+  job(target: StoreTarget, progress: Progress = { bytes: 0 }, groups: readonly ShareGroup[] = []): Job {
     const tuning = target.cfg.tuning;
     return new Job({
       target,
@@ -66,7 +63,7 @@ export class TransferEngine {
 export class Job {
   constructor(private readonly ctx: JobContext) {}
 
-  get target(): S3Target {
+  get target(): StoreTarget {
     return this.ctx.target;
   }
 

@@ -3,7 +3,7 @@
 // the buffer budget), what they count (bytes moved, for progress lines) and
 // the process's late-upload watch. The engine's modules read nothing global.
 import type { Tuning } from "../config/types.js";
-import type { S3Target } from "../s3/client.js";
+import type { StoreTarget } from "../store/port.js";
 import type { Slots } from "../util/slots.js";
 import type { Buffers } from "./buffer-budget.js";
 import type { LateUploadWatch } from "./late-uploads.js";
@@ -14,7 +14,7 @@ export interface Progress {
 }
 
 export interface JobContext {
-  readonly target: S3Target;
+  readonly target: StoreTarget;
   readonly tuning: Readonly<Tuning>;
   readonly buffers: Buffers;
   readonly progress: Progress;

@@ -9,7 +9,7 @@
 // live writer stores its first part within seconds). A bucket lifecycle rule
 // (AbortIncompleteMultipartUpload) stays the backstop for what this misses,
 // e.g. when the plugin exits first.
-import type { S3Target } from "../s3/client.js";
+import type { StoreTarget } from "../store/port.js";
 
 /** How the sweep is reported (main logs it). */
 export type LateUploadEvent =
@@ -44,7 +44,7 @@ export class LateUploadWatch {
    * until it is old enough (at most minAge past the window): one created late in
    * the window is not left behind. Never throws; timers do not keep the process alive.
    */
-  watch(target: S3Target, key: string, attemptStartedMs: number): void {
+  watch(target: StoreTarget, key: string, attemptStartedMs: number): void {
     const window = this.windowMs;
     if (window === 0) return;
     const every = window / 8;
@@ -77,35 +77,31 @@ export class LateUploadWatch {
    * still younger than that.
    */
   private async sweep(
-    target: S3Target,
+    target: StoreTarget,
     key: string,
     attemptStartedMs: number,
     minAge: number,
     aborted: Set<string>,
   ): Promise<boolean> {
-    const out = await target.store.listMultipartUploads(key, {});
+    const pending = await target.store.pendingUploads(key, {});
     let young = false;
-    for (const u of out.Uploads ?? []) {
-      if (u.Key !== key || !u.UploadId || !u.Initiated || this.live.has(u.UploadId) || aborted.has(u.UploadId))
-        continue;
-      const initiated = u.Initiated.getTime();
+    for (const u of pending) {
+      if (u.key !== key || this.live.has(u.uploadId) || aborted.has(u.uploadId)) continue;
+      const initiated = u.initiated.getTime();
       if (initiated < attemptStartedMs - CLOCK_SLACK_MS) continue;
       if (Date.now() - initiated < minAge) {
         young = true;
         continue;
       }
-      // SSE-C uploads may need their key to be listed (S3 asks for it with checksummed uploads).
-      const sse = await target.encryption.forRead(key);
-      const parts = await target.store.listParts(key, { UploadId: u.UploadId, MaxParts: 1, ...sse }, {});
-      if ((parts.Parts ?? []).length > 0) continue;
-      await target.store.abortMultipartUpload(key, u.UploadId, {});
-      aborted.add(u.UploadId);
+      if (await target.store.hasParts(key, u.uploadId, {})) continue;
+      await target.store.abortUpload(key, u.uploadId, {});
+      aborted.add(u.uploadId);
       this.report({
         event: "aborted",
         bucket: target.bucket,
         key,
-        uploadId: u.UploadId,
-        initiated: u.Initiated.toISOString(),
+        uploadId: u.uploadId,
+        initiated: u.initiated.toISOString(),
       });
     }
     return young;

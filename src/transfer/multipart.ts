@@ -3,13 +3,10 @@
 // their offsets, parts cut from a gRPC stream) are part sources fed to
 // runMultipart, so there is one place that completes and one place that
 // cleans up.
-import type { CompletedPart } from "../s3/store.js";
 import { PluginError, describeError } from "../errors.js";
-import { S3Error } from "../s3/errors.js";
-import type { WriteSse } from "../s3/encryption.js";
+import { type CompletedPart, StoreError, type StoreTarget } from "../store/port.js";
 import { backoff } from "../util/backoff.js";
 import { PieceCrcs, crc32, crc32ToBase64 } from "./crc32.js";
-import type { S3Target } from "../s3/client.js";
 import type { JobContext } from "./job.js";
 import { TaskGroup } from "./task-group.js";
 
@@ -50,16 +47,14 @@ export function partSizeFor(size: number, configured: number): number {
 /** One PUT for objects that fit in a single request. */
 export async function putSmallObject(job: JobContext, key: string, body: Buffer, signal: AbortSignal): Promise<void> {
   const { target } = job;
-  const sse = await target.encryption.forWrite(key);
   const checksum = job.tuning.checksum === "crc32" ? crc32ToBase64(crc32(body)) : undefined;
-  const out = await target.store.put(key, body, checksum, sse, { signal });
+  const out = await target.store.put(key, body, checksum, { signal });
   job.progress.bytes += body.length;
-  const problem = target.encryption.unconfirmed(out);
-  if (problem) await failUnencrypted(target, key, "PutObject", problem);
+  if (out.unencrypted) await failUnencrypted(target, key, "PutObject", out.unencrypted);
 }
 
 /** Plaintext where encryption was asked for must not stay: delete what was written, then fail. */
-async function failUnencrypted(target: S3Target, key: string, op: string, problem: string): Promise<never> {
+async function failUnencrypted(target: StoreTarget, key: string, op: string, problem: string): Promise<never> {
   let cleanup = "the object was deleted";
   try {
     await target.store.deleteObject(key, { signal: AbortSignal.timeout(30_000) });
@@ -84,19 +79,18 @@ export class MultipartUpload {
   /** Set once any answer (Create, a part, Complete) echoes the encryption asked for. */
   encryptionConfirmed = false;
 
-  private readonly target: S3Target;
+  private readonly target: StoreTarget;
 
   private constructor(
     private readonly job: JobContext,
     readonly key: string,
     readonly uploadId: string,
-    private readonly sse: WriteSse,
     private readonly checksums: boolean,
   ) {
     this.target = job.target;
   }
 
-  static async start(job: JobContext, key: string, sse: WriteSse, signal: AbortSignal): Promise<MultipartUpload> {
+  static async start(job: JobContext, key: string, signal: AbortSignal): Promise<MultipartUpload> {
     const { target } = job;
     const checksums = job.tuning.checksum === "crc32";
     // Not the SDK's blind retry: a Create whose answer was lost (timeout, reset) may
@@ -109,15 +103,11 @@ export class MultipartUpload {
       // Cancelled meanwhile: the Create gets a few seconds to answer, so the upload it
       // created can be aborted by its id right away.
       const create = lenient(signal);
-      let out: Awaited<ReturnType<typeof target.store.createMultipartUpload>>;
+      let out;
       try {
-        out = await target.store.createMultipartUpload(
-          key,
-          { ...(checksums ? { ChecksumAlgorithm: "CRC32", ChecksumType: "FULL_OBJECT" } : {}), ...sse },
-          { signal: create.signal, single: true },
-        );
+        out = await target.store.createUpload(key, checksums, { signal: create.signal, single: true });
       } catch (e) {
-        if (!(e instanceof S3Error)) throw e; // not a request that went out (e.g. credentials)
+        if (!(e instanceof StoreError)) throw e; // not a request that went out (e.g. credentials)
         const { status } = e;
         const refused = e.code === "ECONNREFUSED";
         // No answer at all (timeout, connection lost, cancelled mid-request): the store may
@@ -132,68 +122,48 @@ export class MultipartUpload {
         create.dispose();
       }
       // Answered: from here on, nothing calls for the late-upload watch.
-      if (!out.UploadId)
+      if (!out.uploadId)
         throw new PluginError(
           "storage",
           `CreateMultipartUpload ${target.store.location(key)}: no UploadId in the answer`,
         );
-      job.lateUploads.started(out.UploadId);
-      const upload = new MultipartUpload(job, key, out.UploadId, sse, checksums);
+      job.lateUploads.started(out.uploadId);
+      const upload = new MultipartUpload(job, key, out.uploadId, checksums);
       if (signal.aborted) {
         await upload.abort();
         throw target.store.cancelled("CreateMultipartUpload", key, signal);
       }
       // Some stores (MinIO) confirm the encryption only when the upload completes.
-      upload.encryptionConfirmed = !target.encryption.unconfirmed(out);
+      upload.encryptionConfirmed = !out.unencrypted;
       return upload;
     }
   }
 
   async uploadPart(partNumber: number, body: Buffer, signal: AbortSignal): Promise<void> {
-    const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
     let checksum: string | undefined;
     if (this.checksums) {
       const crc = crc32(body);
       this.crcs.set(partNumber - 1, crc, body.length);
       checksum = crc32ToBase64(crc);
     }
-    const out = await this.target.store.uploadPart(
-      this.key,
-      {
-        UploadId: this.uploadId,
-        PartNumber: partNumber,
-        Body: body,
-        ContentLength: body.length,
-        ChecksumCRC32: checksum,
-        SSECustomerAlgorithm,
-        SSECustomerKey,
-      },
-      { signal },
-    );
-    this.parts.push({ PartNumber: partNumber, ETag: out.ETag, ChecksumCRC32: checksum });
-    if (!this.target.encryption.unconfirmed(out)) this.encryptionConfirmed = true;
+    const out = await this.target.store.uploadPart(this.key, this.uploadId, partNumber, body, checksum, { signal });
+    this.parts.push({ partNumber, etag: out.etag, crc32: checksum });
+    if (!out.unencrypted) this.encryptionConfirmed = true;
     this.job.progress.bytes += body.length;
   }
 
   /** Completes the upload; once sent, a cancellation lets it finish (see lenient): the object then exists. */
   async complete(signal: AbortSignal): Promise<void> {
     if (signal.aborted) throw this.target.store.cancelled("CompleteMultipartUpload", this.key, signal);
-    const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-    const { SSECustomerAlgorithm, SSECustomerKey } = this.sse;
+    const parts = [...this.parts].sort((a, b) => a.partNumber - b.partNumber);
     const sending = lenient(signal);
     let out;
     try {
-      out = await this.target.store.completeMultipartUpload(
+      out = await this.target.store.completeUpload(
         this.key,
-        {
-          UploadId: this.uploadId,
-          MultipartUpload: { Parts: parts },
-          ...(this.checksums
-            ? { ChecksumCRC32: crc32ToBase64(this.crcs.combine(parts.length)), ChecksumType: "FULL_OBJECT" as const }
-            : {}),
-          SSECustomerAlgorithm,
-          SSECustomerKey,
-        },
+        this.uploadId,
+        parts,
+        this.checksums ? crc32ToBase64(this.crcs.combine(parts.length)) : undefined,
         { signal: sending.signal },
       );
       this.finished = true;
@@ -204,7 +174,7 @@ export class MultipartUpload {
     } finally {
       sending.dispose();
     }
-    const problem = this.encryptionConfirmed ? undefined : this.target.encryption.unconfirmed(out);
+    const problem = this.encryptionConfirmed ? undefined : out.unencrypted;
     if (problem) await failUnencrypted(this.target, this.key, "CompleteMultipartUpload", problem);
   }
 
@@ -224,16 +194,16 @@ export class MultipartUpload {
     let last: Error | undefined; // the last failure before the deadline: what to report, not "cancelled"
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.target.store.abortMultipartUpload(this.key, this.uploadId, { signal: deadline });
+        await this.target.store.abortUpload(this.key, this.uploadId, { signal: deadline });
         return undefined;
       } catch (e) {
         // An earlier attempt got through but its answer was lost: nothing is left.
-        if (attempt > 1 && e instanceof S3Error && e.code === "NoSuchUpload") return undefined;
+        if (attempt > 1 && e instanceof StoreError && e.code === "NoSuchUpload") return undefined;
         const err = e instanceof Error ? e : new Error(String(e));
         if (deadline.aborted) return last ?? err;
         last = err;
         // Not an S3 answer (credentials could not be refreshed, say): as transient as no answer.
-        if (e instanceof S3Error && !e.retryable) return err;
+        if (e instanceof StoreError && !e.retryable) return err;
         await backoff(attempt);
       }
     }
@@ -258,7 +228,7 @@ export async function runMultipart(
   parts: AsyncIterable<Part> | Iterable<Part>,
   signal: AbortSignal,
 ): Promise<number> {
-  const mpu = await MultipartUpload.start(job, key, await job.target.encryption.forWrite(key), signal);
+  const mpu = await MultipartUpload.start(job, key, signal);
   const group = new TaskGroup(job.tuning.partConcurrency, signal);
   let count = 0;
   try {

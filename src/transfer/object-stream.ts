@@ -46,7 +46,7 @@ export async function* readObject(job: JobContext, key: string, signal: AbortSig
   const { target, tuning } = job;
   const info = await headObject(job, key, signal, true);
   if (info.size === 0) return;
-  const read: ObjectRead = { single: true, job, key, info, sse: await target.encryption.forRead(key) };
+  const read: ObjectRead = { single: true, job, key, info };
   // Read-ahead stays small: the window is what a slow client makes us hold, and
   // gRPC's own send buffers come on top of it.
   const partConcurrency = Math.min(tuning.partConcurrency, STREAM_WINDOW);

@@ -4,9 +4,7 @@
 // with a range whose body broke mid-way fetched again. download-to-file.ts and
 // object-stream.ts are the two ways the engine uses it.
 import { PluginError } from "../errors.js";
-import type { S3Target } from "../s3/client.js";
-import type { BodySink } from "../s3/store.js";
-import type { ReadSse } from "../s3/encryption.js";
+import type { BodySink, StoreTarget } from "../store/port.js";
 import { backoff } from "../util/backoff.js";
 import { crc32, crc32FromBase64, crc32ToBase64 } from "./crc32.js";
 import type { JobContext } from "./job.js";
@@ -41,18 +39,12 @@ export async function headObject(
   signal: AbortSignal,
   single = false,
 ): Promise<ObjectInfo> {
-  const { target } = job;
-  const sse = await target.encryption.forRead(key);
   const checksums = job.tuning.checksum === "crc32";
-  const out = await target.store.head(
-    key,
-    { ...(checksums ? { ChecksumMode: "ENABLED" } : {}), ...sse },
-    { signal, single },
-  );
+  const out = await job.target.store.head(key, checksums, { signal, single });
   return {
-    size: out.ContentLength ?? 0,
-    etag: out.ETag,
-    crc32: checksums ? fullObjectCrc(out.ChecksumCRC32, out.ChecksumType, out.ETag) : undefined,
+    size: out.size,
+    etag: out.etag,
+    crc32: checksums ? fullObjectCrc(out.crc32, out.checksumType, out.etag) : undefined,
   };
 }
 
@@ -73,7 +65,6 @@ export interface ObjectRead {
   job: JobContext;
   key: string;
   info: ObjectInfo;
-  sse: ReadSse;
 }
 
 /**
@@ -112,7 +103,7 @@ export async function getRange(
   signal: AbortSignal,
   sink: BodySink,
 ): Promise<RangeResult> {
-  const { single, job, key, info, sse } = read;
+  const { single, job, key, info } = read;
   const { target, progress } = job;
   const whole = start === 0 && length === info.size;
   const range = whole ? undefined : `bytes=${start}-${start + length - 1}`;
@@ -125,7 +116,6 @@ export async function getRange(
   const answer = await target.store.getInto(
     key,
     { Range: range, IfMatch: info.etag, ...(checksums && whole ? { ChecksumMode: "ENABLED" as const } : {}) },
-    sse,
     { signal, single },
     (a) => {
       if (a.ContentLength !== undefined && a.ContentLength !== length)
@@ -159,7 +149,7 @@ export async function getRange(
   };
 }
 
-export function checkCrc(target: S3Target, key: string, expected: number | undefined, actual: number): void {
+export function checkCrc(target: StoreTarget, key: string, expected: number | undefined, actual: number): void {
   if (expected !== undefined && expected !== actual >>> 0) {
     throw new PluginError(
       "storage",

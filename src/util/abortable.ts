@@ -16,3 +16,10 @@ export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> 
     );
   });
 }
+
+/** Whether `e` is a cancellation: `signal` fired, or an AbortError from whatever was cancelled. */
+export function isAbort(e: unknown, signal?: AbortSignal): boolean {
+  if (signal?.aborted) return true;
+  const name = (e as { name?: string } | null)?.name;
+  return name === "AbortError";
+}

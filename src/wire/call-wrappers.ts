@@ -4,7 +4,7 @@
 import { setMaxListeners } from "node:events";
 import { PluginError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { S3Target } from "../s3/client.js";
+import type { StoreTarget } from "../store/port.js";
 import { type ShareGroup, type Slots, slotGroups } from "../util/slots.js";
 import type { RpcLog, RpcSpan, RpcTracer, TrackedCall } from "./rpc.js";
 
@@ -68,7 +68,7 @@ export function progressLines(
 
 export interface Admission {
   /** Takes the call's slot for its target (once per call), answering the target's share groups. */
-  take(target: S3Target): Promise<readonly ShareGroup[]>;
+  take(target: StoreTarget): Promise<readonly ShareGroup[]>;
   /** Gives the slot back, if one was taken. */
   release(): void;
 }
@@ -76,12 +76,12 @@ export interface Admission {
 /** A slot of `pool` for the call, capped by the share groups of its target; no pool: no slot. */
 export function admission(
   pool: Slots | undefined,
-  sharesOf: ((t: S3Target) => readonly ShareGroup[]) | undefined,
+  sharesOf: ((t: StoreTarget) => readonly ShareGroup[]) | undefined,
   signal: AbortSignal,
 ): Admission {
   let release: (() => void) | undefined;
   let taking: Promise<readonly ShareGroup[]> | undefined;
-  const take = (target: S3Target) => {
+  const take = (target: StoreTarget) => {
     const shares = sharesOf?.(target) ?? [];
     if (!pool) return Promise.resolve(shares);
     return (taking ??= pool.take(signal, slotGroups(shares, pool.limit)).then((r) => {
@@ -93,7 +93,7 @@ export function admission(
 }
 
 /** Where the call goes, in its log fields as soon as its target is known (a failure's line names it too). */
-export function noteWhere(fields: RpcLog, target: S3Target): void {
+export function noteWhere(fields: RpcLog, target: StoreTarget): void {
   fields.bucket ??= target.bucket;
   fields.endpoint ??= target.endpointLabel;
 }

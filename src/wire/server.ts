@@ -7,7 +7,7 @@ import { chmod, unlink } from "node:fs/promises";
 import type { Server as NetServer, Socket } from "node:net";
 import { Server } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
-import type { S3Target } from "../s3/client.js";
+import type { StoreTarget } from "../store/port.js";
 import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
@@ -59,7 +59,7 @@ export interface ServerOptions {
    * The groups a call to a tenant counts in, each capped at its fraction of either pool (and of
    * the buffer budget): the shared sidecar's fair shares (admission/shared-policy.ts); unset: none.
    */
-  shares?: (t: S3Target) => readonly ShareGroup[];
+  shares?: (t: StoreTarget) => readonly ShareGroup[];
   /**
    * A bound on the whole of a call, by method (the shared sidecar's listings: every page of a
    * ListObjects, an IsDirectory), whatever pace the store keeps; unset: none.

@@ -1,13 +1,27 @@
-// An S3 store in this process, for unit tests of the transfer engine through
-// the store interface it uses (ObjectStore's methods, same inputs and
-// answers), with hooks that make a request slow or fail the way a real store
-// or connection does (an S3 error with a status, a body cut short).
+// The store port (src/store/port.ts) in this process, for unit tests of the
+// transfer engine and for the store contract suite (store-contract.ts holds it
+// to the answers SdkStore and LeanStore give against MinIO), with hooks that
+// make a request slow or fail the way a real store or connection does (an S3
+// error with a status, a body cut short).
 import { parseConfig } from "../../src/config/parse.js";
-import type { PluginError } from "../../src/errors.js";
-import type { S3Target } from "../../src/s3/client.js";
-import { Encryption } from "../../src/s3/encryption.js";
 import { cancelledRequest, location, storageError } from "../../src/s3/errors.js";
-import type { GetAnswer, GetInput, ObjectStore, SendOptions, SinkFor } from "../../src/s3/store.js";
+import type {
+  CompletedPart,
+  GetAnswer,
+  GetInput,
+  ListPage,
+  NotDeleted,
+  ObjectHead,
+  PartStored,
+  PendingUpload,
+  SendOptions,
+  SinkFor,
+  Store,
+  StoreError,
+  StoreTarget,
+  UploadStarted,
+  Written,
+} from "../../src/store/port.js";
 import { crc32, crc32ToBase64 } from "../../src/transfer/crc32.js";
 
 /** An error shaped like the SDK's for an S3 answer with `status`. */
@@ -24,19 +38,7 @@ export function connectionReset(): Error {
   return Object.assign(new Error("socket hang up (test store)"), { code: "ECONNRESET" });
 }
 
-type Op = "head" | "get" | "put" | "create" | "part" | "complete" | "abort";
-
-type PartInput = {
-  UploadId?: string | undefined;
-  PartNumber?: number | undefined;
-  Body?: unknown;
-  ChecksumCRC32?: string | undefined;
-};
-type CompleteInput = {
-  UploadId?: string | undefined;
-  MultipartUpload?: { Parts?: { PartNumber?: number | undefined }[] | undefined } | undefined;
-  ChecksumCRC32?: string | undefined;
-};
+type Op = "head" | "get" | "put" | "create" | "part" | "complete" | "abort" | "list" | "delete" | "parts";
 
 interface Upload {
   key: string;
@@ -53,12 +55,17 @@ const OPS: Record<Op, string> = {
   part: "UploadPart",
   complete: "CompleteMultipartUpload",
   abort: "AbortMultipartUpload",
+  list: "ListObjectsV2",
+  delete: "DeleteObject",
+  parts: "ListParts",
 };
 
 const aborted = (signal: AbortSignal | undefined) =>
   Object.assign(new Error("aborted"), { name: "AbortError", cause: signal?.reason });
 
-export class MemoryStore {
+export class MemoryStore implements Store {
+  readonly bucket = "mem";
+  readonly endpoint = "memory";
   readonly objects = new Map<string, Buffer>();
   readonly uploads = new Map<string, Upload>();
   readonly calls: { op: Op; key: string; detail?: string }[] = [];
@@ -78,7 +85,7 @@ export class MemoryStore {
     return location({ bucket: "mem", key, endpointLabel: "memory" });
   }
 
-  cancelled(op: string, key: string, signal: AbortSignal): PluginError {
+  cancelled(op: string, key: string, signal: AbortSignal): StoreError {
     return cancelledRequest(op, { bucket: "mem", key, endpointLabel: "memory" }, signal.reason);
   }
 
@@ -116,44 +123,38 @@ export class MemoryStore {
     return data;
   }
 
-  head(key: string, input: unknown, o: SendOptions) {
-    return this.named("head", key, o, undefined, () => this.rawHead(key, input, o));
+  head(key: string, checksums: boolean, o: SendOptions): Promise<ObjectHead> {
+    return this.named("head", key, o, undefined, async () => {
+      await this.enter("head", key, o);
+      const data = this.object(key);
+      return {
+        size: data.length,
+        etag: etagOf(data),
+        ...(checksums ? { crc32: crc32ToBase64(crc32(data)), checksumType: "FULL_OBJECT" } : {}),
+      };
+    });
   }
 
-  private async rawHead(key: string, _input: unknown, o: SendOptions) {
-    await this.enter("head", key, o);
-    const data = this.object(key);
-    return {
-      ContentLength: data.length,
-      ETag: etagOf(data),
-      ChecksumCRC32: crc32ToBase64(crc32(data)),
-      ChecksumType: "FULL_OBJECT",
-      $metadata: {},
-    };
+  getInto(key: string, input: GetInput, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
+    return this.named("get", key, o, input.Range, () => this.rawGet(key, input, o, sinkFor));
   }
 
-  getInto(key: string, input: GetInput, sse: unknown, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
-    return this.named("get", key, o, input.Range, () => this.rawGet(key, input, sse, o, sinkFor));
-  }
-
-  private async rawGet(
-    key: string,
-    input: GetInput,
-    _sse: unknown,
-    o: SendOptions,
-    sinkFor: SinkFor,
-  ): Promise<GetAnswer> {
+  private async rawGet(key: string, input: GetInput, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
     const fault = await this.enter("get", key, o, input.Range);
     const data = this.object(key);
     if (input.IfMatch !== undefined && input.IfMatch !== etagOf(data)) throw s3Failure(412, "PreconditionFailed");
     const m = input.Range ? /^bytes=(\d+)-(\d+)$/.exec(input.Range) : null;
-    const body = m ? data.subarray(Number(m[1]), Number(m[2]) + 1) : data;
+    if (m && Number(m[1]) >= data.length) throw s3Failure(416, "InvalidRange");
+    const last = m ? Math.min(Number(m[2]), data.length - 1) : data.length - 1;
+    const body = m ? data.subarray(Number(m[1]), last + 1) : data;
     const answer: GetAnswer = {
       ContentLength: body.length,
       ETag: etagOf(data),
       ...(m
-        ? { ContentRange: `bytes ${m[1]}-${Math.min(Number(m[2]), data.length - 1)}/${data.length}` }
-        : { ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT" }),
+        ? { ContentRange: `bytes ${m[1]}-${last}/${data.length}` }
+        : input.ChecksumMode === "ENABLED"
+          ? { ChecksumCRC32: crc32ToBase64(crc32(data)), ChecksumType: "FULL_OBJECT" }
+          : {}),
     };
     const sink = sinkFor(answer);
     const end = fault ? Math.min(fault.cut, body.length) : body.length;
@@ -162,6 +163,8 @@ export class MemoryStore {
       if (o.signal?.aborted) throw aborted(o.signal);
       const dest = sink.space();
       const n = Math.min(dest.length, end - off, 100_003);
+      if (n === 0)
+        throw Object.assign(new Error("the answer's body is longer than what was asked for"), { code: "EPROTO" });
       body.copy(dest, 0, off, off + n);
       off += n;
       const pending = sink.took(n);
@@ -171,87 +174,127 @@ export class MemoryStore {
     return answer;
   }
 
-  put(key: string, body: Buffer, crc: string | undefined, sse: unknown, o: SendOptions) {
-    return this.named("put", key, o, undefined, () => this.rawPut(key, body, crc, sse, o));
+  put(key: string, body: Buffer, crc: string | undefined, o: SendOptions): Promise<Written> {
+    return this.named("put", key, o, undefined, async () => {
+      await this.enter("put", key, o);
+      if (crc !== undefined && crc !== crc32ToBase64(crc32(body))) throw s3Failure(400, "BadDigest");
+      this.objects.set(key, Buffer.from(body));
+      return {};
+    });
   }
 
-  private async rawPut(key: string, body: Buffer, crc: string | undefined, _sse: unknown, o: SendOptions) {
-    await this.enter("put", key, o);
-    if (crc !== undefined && crc !== crc32ToBase64(crc32(body))) throw s3Failure(400, "BadDigest");
-    this.objects.set(key, Buffer.from(body));
-    return { ETag: etagOf(body) };
+  createUpload(key: string, _checksums: boolean, o: SendOptions): Promise<UploadStarted> {
+    return this.named("create", key, o, undefined, async () => {
+      await this.enter("create", key, o);
+      const id = `upload-${this.nextId++}`;
+      this.uploads.set(id, { key, parts: new Map(), initiated: new Date() });
+      return { uploadId: id };
+    });
   }
 
-  createMultipartUpload(key: string, input: unknown, o: SendOptions) {
-    return this.named("create", key, o, undefined, () => this.rawCreate(key, input, o));
+  uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Buffer,
+    crc: string | undefined,
+    o: SendOptions,
+  ): Promise<PartStored> {
+    return this.named("part", key, o, String(partNumber), async () => {
+      await this.enter("part", key, o, String(partNumber));
+      const up = this.uploads.get(uploadId);
+      if (!up || up.key !== key) throw s3Failure(404, "NoSuchUpload");
+      if (crc !== undefined && crc !== crc32ToBase64(crc32(body))) throw s3Failure(400, "BadDigest");
+      up.parts.set(partNumber, Buffer.from(body));
+      return { etag: etagOf(body) };
+    });
   }
 
-  private async rawCreate(key: string, _input: unknown, o: SendOptions) {
-    await this.enter("create", key, o);
-    const id = `upload-${this.nextId++}`;
-    this.uploads.set(id, { key, parts: new Map(), initiated: new Date() });
-    return { UploadId: id, $metadata: {} };
+  completeUpload(
+    key: string,
+    uploadId: string,
+    parts: readonly CompletedPart[],
+    crc: string | undefined,
+    o: SendOptions,
+  ): Promise<Written> {
+    return this.named("complete", key, o, undefined, async () => {
+      await this.enter("complete", key, o);
+      const up = this.uploads.get(uploadId);
+      if (!up || up.key !== key) throw s3Failure(404, "NoSuchUpload");
+      const bodies = parts.map((p) => {
+        const body = up.parts.get(p.partNumber);
+        if (!body || etagOf(body) !== p.etag) throw s3Failure(400, "InvalidPart");
+        return body;
+      });
+      const data = Buffer.concat(bodies);
+      if (crc !== undefined && crc !== crc32ToBase64(crc32(data))) throw s3Failure(400, "BadDigest");
+      this.uploads.delete(uploadId);
+      this.objects.set(key, data);
+      return {};
+    });
   }
 
-  uploadPart(key: string, input: PartInput, o: SendOptions) {
-    return this.named("part", key, o, String(input.PartNumber), () => this.rawPart(key, input, o));
+  abortUpload(key: string, uploadId: string, o: SendOptions): Promise<void> {
+    return this.named("abort", key, o, undefined, async () => {
+      await this.enter("abort", key, o);
+      if (!this.uploads.has(uploadId)) throw s3Failure(404, "NoSuchUpload");
+      this.uploads.delete(uploadId);
+    });
   }
 
-  private async rawPart(key: string, input: PartInput, o: SendOptions) {
-    await this.enter("part", key, o, String(input.PartNumber));
-    const up = this.uploads.get(input.UploadId ?? "");
-    if (!up) throw s3Failure(404, "NoSuchUpload");
-    const body = Buffer.from(input.Body as Buffer);
-    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(body)))
-      throw s3Failure(400, "BadDigest");
-    up.parts.set(input.PartNumber ?? 0, body);
-    return { ETag: etagOf(body), $metadata: {} };
-  }
-
-  completeMultipartUpload(key: string, input: CompleteInput, o: SendOptions) {
-    return this.named("complete", key, o, undefined, () => this.rawComplete(key, input, o));
-  }
-
-  private async rawComplete(key: string, input: CompleteInput, o: SendOptions) {
-    await this.enter("complete", key, o);
-    const up = this.uploads.get(input.UploadId ?? "");
-    if (!up) throw s3Failure(404, "NoSuchUpload");
-    const data = Buffer.concat(
-      (input.MultipartUpload?.Parts ?? []).map((p) => up.parts.get(p.PartNumber ?? 0) ?? Buffer.alloc(0)),
-    );
-    if (input.ChecksumCRC32 !== undefined && input.ChecksumCRC32 !== crc32ToBase64(crc32(data)))
-      throw s3Failure(400, "BadDigest");
-    this.uploads.delete(input.UploadId ?? "");
-    this.objects.set(key, data);
-    return { $metadata: {} };
-  }
-
-  abortMultipartUpload(key: string, uploadId: string, o: SendOptions) {
-    return this.named("abort", key, o, undefined, () => this.rawAbort(key, uploadId, o));
-  }
-
-  private async rawAbort(key: string, uploadId: string, o: SendOptions) {
-    await this.enter("abort", key, o);
-    this.uploads.delete(uploadId);
-    return { $metadata: {} };
-  }
-
-  async listMultipartUploads(prefix: string) {
-    const Uploads = [...this.uploads]
+  async pendingUploads(prefix: string): Promise<PendingUpload[]> {
+    return [...this.uploads]
       .filter(([, u]) => u.key.startsWith(prefix))
-      .map(([UploadId, u]) => ({ UploadId, Key: u.key, Initiated: u.initiated }));
-    return { Uploads, $metadata: {} };
+      .map(([uploadId, u]) => ({ uploadId, key: u.key, initiated: u.initiated }));
   }
 
-  async listParts(_key: string, input: { UploadId?: string | undefined }) {
-    const up = this.uploads.get(input.UploadId ?? "");
-    if (!up) throw s3Failure(404, "NoSuchUpload");
-    return { Parts: [...up.parts.keys()].map((PartNumber) => ({ PartNumber })), $metadata: {} };
+  async hasParts(key: string, uploadId: string, o: SendOptions): Promise<boolean> {
+    return this.named("parts", key, o, undefined, async () => {
+      const up = this.uploads.get(uploadId);
+      if (!up) throw s3Failure(404, "NoSuchUpload");
+      return up.parts.size > 0;
+    });
   }
 
-  async deleteObject(key: string): Promise<void> {
-    this.objects.delete(key);
+  /** Keys in S3's order (UTF-8 bytes), a page of at most maxKeys; the token is the last key given. */
+  listPage(prefix: string, token: string | undefined, maxKeys: number, o: SendOptions): Promise<ListPage> {
+    return this.named("list", prefix, o, undefined, async () => {
+      await this.enter("list", prefix, o);
+      const keys = [...this.objects.keys()]
+        .filter(
+          (k) =>
+            k.startsWith(prefix) && (token === undefined || Buffer.compare(Buffer.from(k), Buffer.from(token)) > 0),
+        )
+        .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      const page = keys.slice(0, Math.min(maxKeys, 1000));
+      return {
+        objects: page.map((key) => ({
+          key,
+          size: this.objects.get(key)!.length,
+          etag: etagOf(this.objects.get(key)!),
+        })),
+        next: keys.length > page.length ? page.at(-1) : undefined,
+      };
+    });
   }
+
+  deleteObject(key: string, o: SendOptions): Promise<void> {
+    return this.named("delete", key, o, undefined, async () => {
+      await this.enter("delete", key, o);
+      this.objects.delete(key);
+    });
+  }
+
+  deleteObjects(keys: readonly string[], prefix: string, o: SendOptions): Promise<NotDeleted[]> {
+    return this.named("delete", prefix, o, undefined, async () => {
+      await this.enter("delete", prefix, o);
+      for (const k of keys) this.objects.delete(k);
+      return [];
+    });
+  }
+
+  /** The memory store's one bucket always exists. */
+  async ensureBucket(): Promise<void> {}
 }
 
 function etagOf(data: Buffer): string {
@@ -259,18 +302,7 @@ function etagOf(data: Buffer): string {
 }
 
 /** A target over `store` with the tuning given in YAML (e.g. "{partSizeMiB: 5, partConcurrency: 2}"). */
-export function memoryTarget(store: MemoryStore, tuning = "{}"): S3Target {
-  const text = `endpoint: memory.invalid\nbucket: mem\ninsecure: true\ntuning: ${tuning}\n`;
-  const cfg = parseConfig(text);
-  return {
-    cfg,
-    bucket: "mem",
-    store: store as unknown as ObjectStore,
-    clients: [],
-    encryption: new Encryption(cfg, { get: () => Promise.resolve(undefined) }),
-    endpointLabel: "memory",
-    credentialSource: "static",
-    agents: [],
-    lean: undefined,
-  } as unknown as S3Target;
+export function memoryTarget(store: MemoryStore, tuning = "{}"): StoreTarget {
+  const cfg = parseConfig(`endpoint: memory.invalid\nbucket: mem\ninsecure: true\ntuning: ${tuning}\n`);
+  return { cfg, bucket: "mem", endpointLabel: "memory", store };
 }

@@ -57,7 +57,7 @@ describe("download", () => {
     const head = store.head.bind(store);
     store.head = async (...args) => ({
       ...(await head(...args)),
-      ChecksumCRC32: crc32ToBase64(crc32(Buffer.from("something else"))),
+      crc32: crc32ToBase64(crc32(Buffer.from("something else"))),
     });
     const dir = mkdtempSync(join(work, "crc-"));
     await expect(engine.job(target).download("k", join(dir, "k.bin"), new AbortController().signal)).rejects.toThrow(
