@@ -46,7 +46,7 @@ interface Upload {
   initiated: Date;
 }
 
-/** The operation names ObjectStore gives its failures. */
+/** The operation names the S3 stores give their failures. */
 const OPS: Record<Op, string> = {
   head: "HeadObject",
   get: "GetObject",
@@ -89,7 +89,7 @@ export class MemoryStore implements Store {
     return cancelledRequest(op, { bucket: "mem", key, endpointLabel: "memory" }, signal.reason);
   }
 
-  /** Run one request as ObjectStore does: every failure leaves as an S3Error naming it. */
+  /** Run one request as the S3 stores do: every failure leaves as an S3Error naming it. */
   private async named<T>(
     op: Op,
     key: string,
