@@ -8,7 +8,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ArtifactClient, artifact } from "../dist/client/artifact-client.js";
+import { ArtifactClient, artifact } from "../dist/plugin-client/artifact-service-client.js";
 import { startMinio } from "./lib/minio.mjs";
 import { ToolError } from "./lib/tools.mjs";
 import { ROOT } from "./lib/tools.mjs";

@@ -7,7 +7,7 @@ import type { SharedPolicy } from "./admission/shared-policy.js";
 import { ArtifactService } from "./artifacts/service.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
-import { S3TargetFactory } from "./s3/client.js";
+import { S3TargetFactory } from "./s3/targets.js";
 import { onS3Request } from "./s3/events.js";
 import { KubeSecretSource, SharedModeSecrets } from "./s3/kube-secrets.js";
 import type { Settings } from "./settings.js";

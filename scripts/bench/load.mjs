@@ -20,7 +20,7 @@ import { createHash } from "node:crypto";
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ArtifactClient, artifact } from "../../dist/client/artifact-client.js";
+import { ArtifactClient, artifact } from "../../dist/plugin-client/artifact-service-client.js";
 import { imageEnv } from "../lib/image-env.mjs";
 import { startMinio } from "../lib/minio.mjs";
 import { ROOT } from "../lib/tools.mjs";

@@ -42,7 +42,7 @@ export interface Admitted {
   key: string;
 }
 
-/** Where a configuration's target comes from (s3/client.ts's factory, built in services.ts). */
+/** Where a configuration's target comes from (s3/targets.ts's factory, built in services.ts). */
 export interface TargetSource {
   get(configured: PluginConfig, configText: string): Promise<StoreTarget>;
 }

@@ -9,7 +9,7 @@ import { createConnection } from "node:net";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { status } from "@grpc/grpc-js";
-import { type Artifact, ArtifactClient } from "../client/artifact-client.js";
+import { type Artifact, ArtifactClient } from "../plugin-client/artifact-service-client.js";
 import { loadedBytes, treeSize } from "./disk.js";
 import { Progress } from "./progress.js";
 import { VERSION } from "../version.js";

@@ -1,7 +1,7 @@
 // What the S3 layer tells observers: one typed event per S3 request once it
 // has ended, published on a diagnostics channel (node:diagnostics_channel, as
 // undici publishes its own). Both ways a request goes, the AWS SDK's
-// middleware (client.ts) and the lean client (store.ts), publish the same
+// middleware (targets.ts) and the lean client (store.ts), publish the same
 // shape; the debug log line, the metrics and the trace spans subscribe
 // (services.ts). With no subscriber, publishing costs one property read.
 import { channel } from "node:diagnostics_channel";

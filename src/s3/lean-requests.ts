@@ -4,7 +4,7 @@
 // the SDK's own SigV4 signer and the target's credentials; the answer's
 // errors are given the SDK's error shape, so storageError (errors.ts) words
 // them as it words every other S3 failure. Used where it is exactly
-// equivalent to the SDK's request (see `leanGetFor` in client.ts); everything
+// equivalent to the SDK's request (see `leanGetRoute` in targets.ts); everything
 // else, and every other command, goes through the SDK.
 import { createHash, createHmac } from "node:crypto";
 import type { LookupFunction } from "node:net";

@@ -246,7 +246,7 @@ export class SdkStore implements Store {
    * Every exchange but an upload's has a deadline for its answer head (the
    * handler's requestTimeout; the socket timeout alone is an idle timer a
    * store dripping a byte at a time resets forever); its body is held to the
-   * same time by the response cap (client.ts). Uploads (PutObject, UploadPart)
+   * same time by the response cap (targets.ts). Uploads (PutObject, UploadPart)
    * send their body before the head can come and are paced by the socket.
    */
   private opts(o: SendOptions, upload = false): { abortSignal?: AbortSignal; requestTimeout?: number } {
@@ -492,7 +492,7 @@ export class SdkStore implements Store {
 
 /**
  * The store port with GetObject and small PutObjects the lean way
- * (lean-requests.ts, where client.ts found it exactly equivalent to the
+ * (lean-requests.ts, where targets.ts found it exactly equivalent to the
  * SDK's request); every other request as SdkStore sends it.
  */
 export class LeanStore extends SdkStore {
@@ -532,7 +532,7 @@ export class LeanStore extends SdkStore {
     return { unencrypted: this.encryption.unconfirmed(out) };
   }
 
-  /** One S3RequestEnded per lean request, as client.ts's middleware publishes for the SDK's. */
+  /** One S3RequestEnded per lean request, as targets.ts's middleware publishes for the SDK's. */
   private async leanLogged<T>(
     fields: { s3: string; key: string; range?: string | undefined; attempts: number },
     okStatus: number,

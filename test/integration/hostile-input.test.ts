@@ -490,7 +490,7 @@ describe("file names at the file system's limit", () => {
 describe("Load into an existing target whose directory is swapped for a link after it was checked", () => {
   it("refuses to write through it: the file is not created outside, the Load fails naming the target", async () => {
     // In-process, to place the swap exactly between the directory check and the file's creation.
-    const { S3TargetFactory } = await import("../../src/s3/client.js");
+    const { S3TargetFactory } = await import("../../src/s3/targets.js");
     const { parseConfig } = await import("../../src/config/parse.js");
     const { TransferEngine } = await import("../../src/transfer/engine.js");
     Object.assign(process.env, rootKeysEnv(minio));

@@ -1,5 +1,5 @@
 // The configurations whose GETs go through the AWS SDK instead of the lean
-// client (src/s3/client.ts leanGetRoute), run against MinIO: the endpoint from
+// client (src/s3/targets.ts leanGetRoute), run against MinIO: the endpoint from
 // AWS_ENDPOINT_URL_S3, and the FIPS and dual-stack switches. (AWS without a
 // configured region needs S3's redirect to a bucket's region, which only AWS
 // answers; its routing is a unit test, test/unit/lean-get-route.test.ts.)

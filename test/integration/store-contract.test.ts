@@ -6,7 +6,7 @@
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, expect } from "vitest";
 import { parseConfig } from "../../src/config/parse.js";
-import { type S3Target, S3TargetFactory } from "../../src/s3/client.js";
+import { type S3Target, S3TargetFactory } from "../../src/s3/targets.js";
 import { Encryption } from "../../src/s3/encryption.js";
 import { LeanStore, SdkStore } from "../../src/s3/store.js";
 import { type MinioServer, startMinio } from "../../scripts/lib/minio.mjs";

@@ -6,9 +6,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ArtifactClient } from "../../src/client/artifact-client.js";
+import { ArtifactClient } from "../../src/plugin-client/artifact-service-client.js";
 
-export { type Artifact, ArtifactClient, artifact } from "../../src/client/artifact-client.js";
+export { type Artifact, ArtifactClient, artifact } from "../../src/plugin-client/artifact-service-client.js";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/parse.js";
 import type { SecretRef } from "../../src/config/types.js";
 import { PluginError } from "../../src/errors.js";
-import { effectiveRegion, endpointUrl, isAwsEndpoint, usePathStyle } from "../../src/s3/client.js";
+import { effectiveRegion, endpointUrl, isAwsEndpoint, usePathStyle } from "../../src/s3/targets.js";
 import { chooseCredentials } from "../../src/s3/credentials.js";
 import { KubeSecretSource, type SecretSource } from "../../src/s3/kube-secrets.js";
 import { type KubeApi, startKubeApi } from "../support/kube-api.js";

@@ -10,7 +10,7 @@ import { selfSignedCert } from "../../scripts/lib/minio.mjs";
 import { randomBytes } from "node:crypto";
 import { lookup } from "node:dns";
 import { Agent as HttpAgent, get as httpGet } from "node:http";
-import { checkingPeers } from "../../src/s3/client.js";
+import { checkingPeers } from "../../src/s3/targets.js";
 import { peerCheck } from "../../src/s3/endpoint-guard.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BodySink, Http1Pool, chunkStep } from "../../src/http/http1.js";

@@ -28,7 +28,7 @@ const FLOORS: Record<string, number> = {
   wire: 8,
   tracing: 9,
   metrics: 9,
-  client: 9,
+  "plugin-client": 9,
   services: 10,
   main: 11,
   cli: 11,

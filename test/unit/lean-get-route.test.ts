@@ -1,9 +1,9 @@
-// Where GetObject's lean data path sends a request (src/s3/client.ts leanGetRoute),
+// Where GetObject's lean data path sends a request (src/s3/targets.ts leanGetRoute),
 // and where it leaves the request to the SDK because only the SDK knows the way.
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/parse.js";
 import { encodeKey } from "../../src/s3/lean-requests.js";
-import { leanGetRoute } from "../../src/s3/client.js";
+import { leanGetRoute } from "../../src/s3/targets.js";
 import { endpointPort } from "../../src/s3/endpoint-guard.js";
 
 const route = (yaml: string, env: NodeJS.ProcessEnv = {}) => {

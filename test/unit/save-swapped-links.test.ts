@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { DEFAULT_TUNING } from "../../src/config/types.js";
-import type { S3Target } from "../../src/s3/client.js";
+import type { S3Target } from "../../src/s3/targets.js";
 import { TransferEngine } from "../../src/transfer/engine.js";
 import { tally } from "../support/ledger.js";
 
