@@ -10,7 +10,7 @@ import { Lru } from "../util/lru.js";
 import type { ShareGroup } from "../util/slots.js";
 import { localReadProblem } from "../util/local-access.js";
 import { PluginError } from "../errors.js";
-import { type Job, type Progress, type StoreTarget, TransferEngine } from "../transfer/engine.js";
+import { type FileToSave, type Job, type Progress, type StoreTarget, TransferEngine } from "../transfer/engine.js";
 import { directoryPrefix, keyForFile, localPathFor } from "./keys.js";
 import { mkdirInside } from "./local-dirs.js";
 import { type WalkStats, walkFiles } from "./walk.js";
@@ -55,6 +55,11 @@ export interface TransferSummary {
   bytes: number;
   files: number;
   skippedSymlinks?: number;
+}
+
+/** A directory's files with the keys Argo gives them (key/relative path). */
+async function* filesToSave(key: string, path: string, stats: WalkStats): AsyncGenerator<FileToSave> {
+  for await (const f of walkFiles(path, stats)) yield { key: keyForFile(key, f.rel), path: f.path };
 }
 
 export class ArtifactService {
@@ -130,18 +135,16 @@ export class ArtifactService {
     await mkdir(root, { recursive: true });
     // In a target that existed, every file is checked to land inside it (see openTemp).
     const realRoot = existed ? await realpath(root) : undefined;
-    const group = job.fileGroup(signal);
     // Directories already made, so each file does not cost a mkdir (bounded: an LRU, not a set of all).
     const made = new Lru<string, true>(4096);
-    let bytes = 0;
-    let files = 0;
     try {
-      for await (const obj of this.engine.list(job.target, prefix, group.signal)) {
-        // Console-made "folder" markers are not files (Argo skips them too).
-        if (obj.key.endsWith("/")) continue;
-        const local = localPathFor(root, prefix, obj.key);
-        const parent = dirname(local);
-        await group.add(async (s) => {
+      return await job.downloadAll(
+        prefix,
+        async (obj) => {
+          // Console-made "folder" markers are not files (Argo skips them too).
+          if (obj.key.endsWith("/")) return undefined;
+          const local = localPathFor(root, prefix, obj.key);
+          const parent = dirname(local);
           if (!made.get(parent)) {
             if (existed) await mkdirInside(root, parent);
             else await mkdir(parent, { recursive: true });
@@ -150,21 +153,14 @@ export class ArtifactService {
           // Small files are written in place (no temporary sibling, no rename) only in a target
           // this call created, which a failure removes whole. In one that existed, a write that
           // fails halfway (disk full) must not leave a damaged copy of the file that was there.
-          bytes += await job.download(obj.key, local, s, {
-            known: { size: obj.size, etag: obj.etag },
-            inPlace: !existed,
-            within: realRoot,
-          });
-          files++;
-        });
-      }
-      await group.wait();
-      return { bytes, files };
+          return { path: local, opts: { inPlace: !existed, within: realRoot } };
+        },
+        signal,
+      );
     } catch (e) {
-      await group.settle();
       // Leave nothing half-loaded behind: Argo would otherwise see a partial directory.
       if (!existed) await rm(root, { recursive: true, force: true });
-      throw group.causeOf(e);
+      throw e;
     }
   }
 
@@ -192,23 +188,9 @@ export class ArtifactService {
     }
     if (!st.isDirectory()) throw new PluginError("local", `cannot save ${path}: not a regular file or directory`);
     const stats: WalkStats = { skippedSymlinks: 0, skippedOther: 0 };
-    const group = job.fileGroup(signal);
     // Files are opened without following links and checked to be inside the real root.
     const root = await realpath(path);
-    let bytes = 0;
-    let files = 0;
-    try {
-      for await (const f of walkFiles(path, stats)) {
-        await group.add(async (s) => {
-          bytes += (await job.uploadFile(keyForFile(key, f.rel), f.path, s, root)).bytes;
-          files++;
-        });
-      }
-      await group.wait();
-    } catch (e) {
-      await group.settle();
-      throw e;
-    }
+    const { bytes, files } = await job.uploadAll(filesToSave(key, path, stats), root, signal);
     return { bucket: t.bucket, key, kind: "directory", bytes, files, skippedSymlinks: stats.skippedSymlinks };
   }
 
@@ -245,32 +227,7 @@ export class ArtifactService {
       await t.store.deleteObject(key, { signal });
       return { bucket: t.bucket, key, files: 1 };
     }
-    // Batches of up to 1,000 keys (DeleteObjects' limit) as the listing streams in.
-    let batch: { Key: string }[] = [];
-    let files = 0;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const objects = batch;
-      batch = [];
-      const failed = await t.store.deleteObjects(
-        objects.map((o) => o.Key),
-        key,
-        { signal },
-      );
-      if (failed.length > 0) {
-        const first = failed[0]!;
-        throw new PluginError(
-          "storage",
-          `DeleteObjects ${t.store.location(key)}: ${failed.length} of ${objects.length} keys not deleted, first ${first.key}: ${first.code}: ${first.message}`,
-        );
-      }
-      files += objects.length;
-    };
-    for await (const obj of this.engine.list(t, directoryPrefix(key), signal)) {
-      batch.push({ Key: obj.key });
-      if (batch.length === 1000) await flush();
-    }
-    await flush();
+    const files = await this.engine.deletePrefix(t, directoryPrefix(key), signal);
     return { bucket: t.bucket, key, files };
   }
 

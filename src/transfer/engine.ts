@@ -10,14 +10,23 @@ import { type DownloadOptions, downloadToFile } from "./download-to-file.js";
 import type { JobContext, Progress } from "./job.js";
 import { LateUploadWatch } from "./late-uploads.js";
 import { type ListedObject, anyUnder, listPrefix } from "./listing.js";
+import { type FileToSave, type Moved, type Placement, deletePrefix, forEachBounded } from "./prefixes.js";
 import { readObject } from "./object-stream.js";
 import { type ObjectInfo, headObject } from "./range-reader.js";
-import { TaskGroup } from "./task-group.js";
 import { type UploadResult, uploadFile, uploadStream } from "./upload.js";
 import type { ShareGroup } from "../util/slots.js";
 
-export type { DownloadOptions, ListedObject, ObjectInfo, Progress, StoreTarget, UploadResult };
-export { TaskGroup };
+export type {
+  DownloadOptions,
+  FileToSave,
+  ListedObject,
+  Moved,
+  ObjectInfo,
+  Placement,
+  Progress,
+  StoreTarget,
+  UploadResult,
+};
 
 const MiB = 1024 * 1024;
 
@@ -36,6 +45,11 @@ export class TransferEngine {
   /** True when at least one object exists under `prefix` (one key asked for). */
   anyUnder(target: StoreTarget, prefix: string, signal: AbortSignal): Promise<boolean> {
     return anyUnder(target, prefix, signal);
+  }
+
+  /** Every key under `prefix` deleted (batches of 1,000 as the listing streams in); returns how many. */
+  deletePrefix(target: StoreTarget, prefix: string, signal: AbortSignal): Promise<number> {
+    return deletePrefix(target, prefix, signal);
   }
 
   /** The configuration's bucket, created when it asks for that (once per target). */
@@ -89,8 +103,33 @@ export class Job {
     return uploadStream(this.ctx, key, chunks, signal);
   }
 
-  /** Files of one directory in flight at once (tuning.fileConcurrency), with one failure path. */
-  fileGroup(signal: AbortSignal): TaskGroup {
-    return new TaskGroup(this.ctx.tuning.fileConcurrency, signal);
+  /**
+   * Every object under `prefix` to the path `place` gives it (none: passed over), fileConcurrency
+   * at once, the listing read as slots free up. On a failure the files in flight settle and the
+   * first failure is thrown; what was written is the caller's to remove.
+   */
+  downloadAll(prefix: string, place: Placement, signal: AbortSignal): Promise<Moved> {
+    const ctx = this.ctx;
+    return forEachBounded(
+      ctx.tuning.fileConcurrency,
+      signal,
+      (s) => listPrefix(ctx.target, prefix, s),
+      async (obj, s) => {
+        const to = await place(obj, s);
+        if (!to) return undefined;
+        return downloadToFile(ctx, obj.key, to.path, s, { ...to.opts, known: { size: obj.size, etag: obj.etag } });
+      },
+    );
+  }
+
+  /** Every file of `files` to its key, fileConcurrency at once; each opened inside `within` (the real root). */
+  uploadAll(files: AsyncIterable<FileToSave>, within: string, signal: AbortSignal): Promise<Moved> {
+    const ctx = this.ctx;
+    return forEachBounded(
+      ctx.tuning.fileConcurrency,
+      signal,
+      () => files,
+      async (f, s) => (await uploadFile(ctx, f.key, f.path, s, within)).bytes,
+    );
   }
 }

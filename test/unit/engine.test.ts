@@ -276,3 +276,76 @@ describe("late-upload watch", () => {
     expect(store.uploads.has("busy")).toBe(true);
   });
 });
+
+describe("prefixes", () => {
+  it("downloadAll: every object to the path given, markers passed over, bytes equal; counts what moved", async () => {
+    const { store, budget, engine, target } = setup("{fileConcurrency: 3}");
+    const files = new Map<string, Buffer>();
+    for (let i = 0; i < 20; i++) files.set(`dir/f${i}`, randomBytes(1000 + i * 777));
+    for (const [k, v] of files) store.objects.set(k, v);
+    store.objects.set("dir/marker/", Buffer.alloc(0));
+    store.objects.set("dirt", Buffer.from("not under dir/"));
+    const dest = mkdtempSync(join(work, "all-"));
+    const moved = await engine
+      .job(target)
+      .downloadAll(
+        "dir/",
+        async (obj) => (obj.key.endsWith("/") ? undefined : { path: join(dest, obj.key.slice(4)), opts: {} }),
+        new AbortController().signal,
+      );
+    expect(moved).toEqual({ files: 20, bytes: [...files.values()].reduce((n, b) => n + b.length, 0) });
+    expect(readdirSync(dest).sort()).toEqual([...files.keys()].map((k) => k.slice(4)).sort());
+    for (const [k, v] of files) expect(readFileSync(join(dest, k.slice(4))).equals(v)).toBe(true);
+    expect(budget.inUse).toBe(0);
+  });
+
+  it("downloadAll: the first failure is what is thrown, and no more objects start after it", async () => {
+    const { store, budget, engine, target } = setup("{fileConcurrency: 2}");
+    for (let i = 0; i < 50; i++) store.objects.set(`p/${String(i).padStart(2, "0")}`, randomBytes(100));
+    store.before = (op, key) => {
+      if (op === "get" && key === "p/03") throw s3Failure(403, "AccessDenied");
+    };
+    const dest = mkdtempSync(join(work, "fail-"));
+    await expect(
+      engine
+        .job(target)
+        .downloadAll(
+          "p/",
+          async (obj) => ({ path: join(dest, obj.key.slice(2)), opts: {} }),
+          new AbortController().signal,
+        ),
+    ).rejects.toThrow(/GetObject s3:\/\/mem\/p\/03 .*AccessDenied/);
+    // At most the two in flight beside the failed one had started.
+    expect(store.count("get")).toBeLessThanOrEqual(6);
+    expect(budget.inUse).toBe(0);
+  });
+
+  it("uploadAll: every file to its key, byte for byte", async () => {
+    const { store, engine, target } = setup("{fileConcurrency: 4}");
+    const dir = mkdtempSync(join(work, "up-"));
+    const want = new Map<string, Buffer>();
+    for (let i = 0; i < 12; i++) {
+      const data = randomBytes(500 * i + 1);
+      writeFileSync(join(dir, `f${i}`), data);
+      want.set(`out/f${i}`, data);
+    }
+    async function* files() {
+      for (const k of want.keys()) yield { key: k, path: join(dir, k.slice(4)) };
+    }
+    const moved = await engine.job(target).uploadAll(files(), dir, new AbortController().signal);
+    expect(moved.files).toBe(12);
+    for (const [k, v] of want) expect(store.objects.get(k)?.equals(v)).toBe(true);
+  });
+
+  it("deletePrefix: batches of at most 1,000 keys as the listing streams, only under the prefix", async () => {
+    const { store, engine, target } = setup("{}");
+    for (let i = 0; i < 2500; i++) store.objects.set(`gc/${i}`, Buffer.from("x"));
+    store.objects.set("gc-not/0", Buffer.from("x"));
+    const sizes: number[] = [];
+    const deleteObjects = store.deleteObjects.bind(store);
+    store.deleteObjects = (keys, prefix, o) => (sizes.push(keys.length), deleteObjects(keys, prefix, o));
+    expect(await engine.deletePrefix(target, "gc/", new AbortController().signal)).toBe(2500);
+    expect(sizes).toEqual([1000, 1000, 500]);
+    expect([...store.objects.keys()]).toEqual(["gc-not/0"]);
+  });
+});
