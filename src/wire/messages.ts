@@ -2,6 +2,12 @@
 // (camelCase fields, defaults filled in, bytes as Buffer). Kept by hand beside
 // proto/artifact.proto; test/proto-contract.test.ts checks the proto itself
 // against Argo's field table.
+import type {
+  UntypedServiceImplementation,
+  handleClientStreamingCall,
+  handleServerStreamingCall,
+  handleUnaryCall,
+} from "@grpc/grpc-js";
 
 export interface PluginArtifactMsg {
   name: string;
@@ -58,6 +64,23 @@ export interface IsDirectoryResponse {
   isDirectory: boolean;
   error: string;
 }
+export type GetCapabilitiesRequest = Record<string, never>;
 export interface GetCapabilitiesResponse {
   supportsSaveStream: boolean;
+}
+
+/**
+ * The service's handlers, method by method, in grpc-js' typed handler types with the messages
+ * above (proto/artifact.proto's `service ArtifactService`): a handler of the wrong kind or with the
+ * wrong message types does not compile.
+ */
+export interface ArtifactServiceHandlers extends UntypedServiceImplementation {
+  Load: handleUnaryCall<LoadArtifactRequest, SuccessResponse>;
+  OpenStream: handleServerStreamingCall<ArtifactOnlyRequest, OpenStreamResponse>;
+  Save: handleUnaryCall<SaveArtifactRequest, SuccessResponse>;
+  SaveStream: handleClientStreamingCall<SaveStreamArtifactRequest, SuccessResponse>;
+  Delete: handleUnaryCall<ArtifactOnlyRequest, SuccessResponse>;
+  ListObjects: handleUnaryCall<ArtifactOnlyRequest, ListObjectsResponse>;
+  IsDirectory: handleUnaryCall<ArtifactOnlyRequest, IsDirectoryResponse>;
+  GetCapabilities: handleUnaryCall<GetCapabilitiesRequest, GetCapabilitiesResponse>;
 }

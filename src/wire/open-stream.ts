@@ -3,7 +3,7 @@
 import { type ServerWritableStream, status } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
 import { PluginError } from "../errors.js";
-import type { ArtifactOnlyRequest, OpenStreamResponse } from "./messages.js";
+import type { ArtifactOnlyRequest, ArtifactServiceHandlers, OpenStreamResponse } from "./messages.js";
 import { type Track, artifactRef } from "./rpc.js";
 import { outcomeOf } from "./status.js";
 import { untilAborted } from "../util/abortable.js";
@@ -16,7 +16,11 @@ export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
 /** OpenStream frames written but not yet taken by the transport, per call. */
 const FRAMES_IN_FLIGHT = 2;
 
-export function openStreamHandler(svc: ArtifactOps, track: Track, idleMs: number) {
+export function openStreamHandler(
+  svc: ArtifactOps,
+  track: Track,
+  idleMs: number,
+): ArtifactServiceHandlers["OpenStream"] {
   return (call: ServerWritableStream<ArtifactOnlyRequest, OpenStreamResponse>): void => {
     track("OpenStream", call, async (rpc, log) => {
       const { signal } = rpc;

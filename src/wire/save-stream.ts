@@ -5,13 +5,17 @@ import type { ServerReadableStream, sendUnaryData } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
 import { PluginError } from "../errors.js";
 import { limitReadAhead } from "./flow-control.js";
-import type { SaveStreamArtifactRequest, SuccessResponse } from "./messages.js";
+import type { ArtifactServiceHandlers, SaveStreamArtifactRequest, SuccessResponse } from "./messages.js";
 import { type Track, artifactRef } from "./rpc.js";
 import { invalid } from "./status.js";
 import { withIdleLimit } from "./stream-waits.js";
 import { reply } from "./unary.js";
 
-export function saveStreamHandler(svc: ArtifactOps, track: Track, idleMs: number) {
+export function saveStreamHandler(
+  svc: ArtifactOps,
+  track: Track,
+  idleMs: number,
+): ArtifactServiceHandlers["SaveStream"] {
   return (
     call: ServerReadableStream<SaveStreamArtifactRequest, SuccessResponse>,
     callback: sendUnaryData<SuccessResponse>,

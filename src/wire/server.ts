@@ -25,6 +25,7 @@ import {
 } from "./call-wrappers.js";
 import { watchSessions, widenConnectionWindow, widenStreamWindow } from "./flow-control.js";
 import { loadArtifactService } from "./proto.js";
+import type { ArtifactServiceHandlers } from "./messages.js";
 import { openStreamHandler } from "./open-stream.js";
 import type { RpcLog, RpcSpan, RpcTracer, Tracked, TrackedCall } from "./rpc.js";
 import { saveStreamHandler } from "./save-stream.js";
@@ -257,7 +258,7 @@ export class PluginServer {
     publishRpcEnded({ method, ...fields, outcome, durationMs, ...(error !== undefined ? { error } : {}) });
   }
 
-  private handlers() {
+  private handlers(): ArtifactServiceHandlers {
     const svc = this.opts.service;
     const idleMs = this.opts.streamIdleMs ?? 60_000;
     const track = this.track.bind(this);

@@ -1,9 +1,11 @@
 // The unary RPCs: each runs one service call under the tracker and answers
 // with its result, or through the one error→status mapping.
-import type { ServerUnaryCall, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
+import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
 import type { ArtifactOps } from "../artifacts/ops.js";
 import type {
   ArtifactOnlyRequest,
+  ArtifactServiceHandlers,
+  GetCapabilitiesRequest,
   GetCapabilitiesResponse,
   IsDirectoryResponse,
   ListObjectsResponse,
@@ -28,7 +30,10 @@ export function reply<Res>(p: Promise<Res>, callback: sendUnaryData<Res>, onErro
 
 const failed = (error: string): SuccessResponse => ({ success: false, error });
 
-export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImplementation {
+/** The unary methods of the service. */
+type UnaryMethods = "Load" | "Save" | "Delete" | "ListObjects" | "IsDirectory" | "GetCapabilities";
+
+export function unaryHandlers(svc: ArtifactOps, track: Track): Pick<ArtifactServiceHandlers, UnaryMethods> {
   const unary =
     <Req, Res>(
       method: string,
@@ -95,7 +100,7 @@ export function unaryHandlers(svc: ArtifactOps, track: Track): UntypedServiceImp
       (error) => ({ isDirectory: false, error }),
     ),
     GetCapabilities: (
-      _call: ServerUnaryCall<unknown, GetCapabilitiesResponse>,
+      _call: ServerUnaryCall<GetCapabilitiesRequest, GetCapabilitiesResponse>,
       callback: sendUnaryData<GetCapabilitiesResponse>,
     ) => {
       callback(null, { supportsSaveStream: true });
