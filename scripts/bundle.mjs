@@ -1,7 +1,7 @@
 // @ts-check
-// The files the image runs: esbuild bundles the compiled plugin (dist/main.js)
+// The files the image runs: esbuild bundles the compiled plugin (dist/bin/plugin.js)
 // with every dependency into one CommonJS file, dist/main.cjs, and the command
-// line client (dist/cli/main.js) into dist/cli.cjs (for `kubectl exec`). Why: the plugin
+// line client (dist/bin/cli.js) into dist/cli.cjs (for `kubectl exec`). Why: the plugin
 // starts in every workflow pod, and resolving, reading and linking ~900 module
 // files (ES modules, and Node's ES facades of the built-in modules they import)
 // was most of its start-up (docs/performance.md, "Start-up and idle memory").
@@ -12,9 +12,10 @@
 //   each such module's __dirname points at its copy;
 // - @node-rs/crc32's native binary, loaded with createRequire at run time
 //   (crc32.ts falls back to zlib without it): the image copies that package.
-// The probe (dist/probe.js) imports only node: modules and stays as it is.
+// The probe (dist/bin/probe.js) imports only node: modules; it is copied as it is to
+// dist/probe.js, the path deploy/'s probes (and installs made from them) run.
 // `npm run build` runs this after tsc; `node scripts/bundle.mjs` alone redoes it.
-import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
@@ -66,7 +67,7 @@ const runtimeRequires = {
 };
 
 /** @param {Record<string, string>} [entries] output name (dist/<name>.cjs) → compiled entry */
-export async function bundle(entries = { main: join(DIST, "main.js"), cli: join(DIST, "cli", "main.js") }) {
+export async function bundle(entries = { main: join(DIST, "bin", "plugin.js"), cli: join(DIST, "bin", "cli.js") }) {
   rmSync(VENDOR, { recursive: true, force: true });
   // import.meta.url in the compiled modules: the bundle's own file, directly
   // under dist/ like dist/package-root.js, which all package paths go through.
@@ -92,6 +93,7 @@ export async function bundle(entries = { main: join(DIST, "main.js"), cli: join(
     metafile: true,
   });
   rmSync(meta);
+  copyFileSync(join(DIST, "bin", "probe.js"), join(DIST, "probe.js"));
   for (const [pkg, dirs] of Object.entries(ASSETS)) {
     for (const d of dirs) cpSync(join(ROOT, "node_modules", pkg, d), join(VENDOR, pkg, d), { recursive: true });
   }

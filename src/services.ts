@@ -1,4 +1,4 @@
-// What is behind the socket, built once it is bound (main.ts): the S3 layer
+// What is behind the socket, built once it is bound (bin/plugin.ts): the S3 layer
 // with its credentials and endpoint rules, the transfer engine and its budget,
 // the artifact service, and the metrics and traces when asked for. Kept out of main's
 // imports so that loading them (the AWS SDK most of all) does not hold back

@@ -7,7 +7,7 @@
 // waits a second), ms to the ready line (services built, Health SERVING),
 // resident memory once idle and the private (anonymous) part of it. Beside it
 // in the same run: the same bundle without the cache, the tsc output
-// (dist/main.js, what ran before the bundle) and the floor of the same Node
+// (dist/bin/plugin.js, what ran before the bundle) and the floor of the same Node
 // (`node -e 0` to exit, an idle `node`). On the image's Node
 // (NODE_IMAGE_VERSION) and the lowest supported (NODE_MIN_VERSION). Median of
 // N starts after two unmeasured ones (pages warmed), and the size of the
@@ -96,7 +96,7 @@ export async function benchStartup(starts = 20) {
       const cases = [
         ["plugin as the image runs it (bundle, baked compile cache)", () => pluginOnce(node, join(app, "dist", "main.cjs"), env)],
         ["the bundle without the compile cache", () => pluginOnce(node, join(app, "dist", "main.cjs"), noCache)],
-        ["tsc output, dist/main.js (no bundle)", () => pluginOnce(node, join(ROOT, "dist", "main.js"), noCache)],
+        ["tsc output, dist/bin/plugin.js (no bundle)", () => pluginOnce(node, join(ROOT, "dist", "bin", "plugin.js"), noCache)],
         ["floor: node -e 0 / idle node", () => floorOnce(node)],
       ];
       // BENCH_STARTUP_BEFORE=<an earlier build's dist/main.js>: that build beside this one, in the same run.

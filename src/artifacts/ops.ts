@@ -1,5 +1,5 @@
 // What the wire layer calls: the seven RPCs' semantics, nothing of how they
-// are built. Imports only types, so main.ts can hand the server a service that
+// are built. Imports only types, so bin/plugin.ts can hand the server a service that
 // is still being built without loading it.
 import type { ArtifactService } from "./service.js";
 
@@ -10,7 +10,7 @@ export type ArtifactOps = Pick<
 
 /**
  * The operations of a service still being built: each call waits for it.
- * main.ts binds the socket before the S3 and transfer modules are loaded, so
+ * bin/plugin.ts binds the socket before the S3 and transfer modules are loaded, so
  * it appears sooner (Argo's client looks for it once a second).
  */
 export function whenBuilt(built: Promise<ArtifactOps>): ArtifactOps {

@@ -107,7 +107,7 @@ function metadataOf(call: TrackedCall): Record<string, string | undefined> {
 
 /**
  * The body inside the RPC's span when traces are on, so the S3 requests it makes are its
- * children. Starting the span may wait for the services (main.ts): inside the promise, so a
+ * children. Starting the span may wait for the services (bin/plugin.ts): inside the promise, so a
  * failure there is this RPC's.
  */
 export function traced<T>(

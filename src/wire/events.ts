@@ -1,6 +1,6 @@
 // What the wire tells observers: one typed event per RPC once it has ended,
 // published on a diagnostics channel by the tracker's outcome wrapper
-// (server.ts). The log line and the metrics subscribe (main.ts); the trace span
+// (server.ts). The log line and the metrics subscribe (bin/plugin.ts); the trace span
 // is the RPC's context while it runs, so it stays a wrapper (call-wrappers.ts).
 import { channel } from "node:diagnostics_channel";
 import type { Logger } from "../log.js";

@@ -57,7 +57,7 @@ describe("probe", () => {
       out: "SERVING\n",
     });
     expect(
-      await run([join(ROOT, "dist", "cli", "main.js"), "health", "--socket", plugin.socket, "--timeout", "3"]),
+      await run([join(ROOT, "dist", "bin", "cli.js"), "health", "--socket", plugin.socket, "--timeout", "3"]),
     ).toMatchObject({ code: 0, out: "SERVING\n" });
   });
 

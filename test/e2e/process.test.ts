@@ -39,7 +39,7 @@ describe("command line", () => {
     const plugin = await runMain(["--version"]);
     expect(plugin).toMatchObject({ code: 0, stdout: `argo-s3-artifact-plugin ${version}\n` });
     const cli = await new Promise<{ code: number | null; stdout: string }>((resolve) =>
-      execFile(process.execPath, [join(ROOT, "dist", "cli", "main.js"), "--version"], (err, stdout) =>
+      execFile(process.execPath, [join(ROOT, "dist", "bin", "cli.js"), "--version"], (err, stdout) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }),
       ),
     );

@@ -1,5 +1,5 @@
 // The `argo-s3-artifact` command line client, run as a user would run it
-// (`node dist/cli/main.js ...`) against the real plugin and a real MinIO:
+// (`node dist/bin/cli.js ...`) against the real plugin and a real MinIO:
 // outputs, bytes, exit codes, and a quiet stderr when it is not a terminal.
 import { execFile, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -12,7 +12,7 @@ import { Progress, formatBytes, formatDuration } from "../../src/cli/progress.js
 import { type PluginProcess, ROOT, startPlugin } from "../support/plugin.js";
 import { treeSha } from "../support/tree.js";
 
-const CLI = join(ROOT, "dist", "cli", "main.js");
+const CLI = join(ROOT, "dist", "bin", "cli.js");
 
 interface Run {
   code: number | null;

@@ -10,8 +10,8 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { status } from "@grpc/grpc-js";
 import { type Artifact, ArtifactClient } from "../plugin-client/artifact-service-client.js";
-import { loadedBytes, treeSize } from "./disk.js";
-import { Progress } from "./progress.js";
+import { loadedBytes, treeSize } from "../cli/disk.js";
+import { Progress } from "../cli/progress.js";
 import { VERSION } from "../version.js";
 import { printable } from "../config/parse.js";
 

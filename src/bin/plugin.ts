@@ -7,16 +7,16 @@
 // what binds the socket is imported here; services.ts (the AWS SDK, the
 // transfer engine) is loaded once the socket is there.
 import type { AddressInfo } from "node:net";
-import { sharedPolicy } from "./admission/shared-policy.js";
-import { whenBuilt } from "./artifacts/ops.js";
-import { createLogger } from "./log.js";
-import type { Metrics } from "./metrics.js";
-import type { Built } from "./services.js";
-import { type Settings, SettingsError, readSettings } from "./settings.js";
-import { VERSION } from "./version.js";
-import { logRpcLine, onRpcEnded } from "./wire/events.js";
-import { PluginServer } from "./wire/server.js";
-import { SocketInUseError } from "./wire/socket.js";
+import { sharedPolicy } from "../admission/shared-policy.js";
+import { whenBuilt } from "../artifacts/ops.js";
+import { createLogger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import type { Built } from "../services.js";
+import { type Settings, SettingsError, readSettings } from "../settings.js";
+import { VERSION } from "../version.js";
+import { logRpcLine, onRpcEnded } from "../wire/events.js";
+import { PluginServer } from "../wire/server.js";
+import { SocketInUseError } from "../wire/socket.js";
 
 const USAGE = `usage: argo-s3-artifact-plugin <socket-path> [--loglevel LEVEL] [other args are ignored]
        argo-s3-artifact-plugin --version | --help
@@ -165,7 +165,7 @@ async function main(argv: string[]): Promise<number> {
     return stopping ? stopped : 1;
   }
   try {
-    const b = await (await import("./services.js")).buildServices(settings, policy, logger, served, process.env);
+    const b = await (await import("../services.js")).buildServices(settings, policy, logger, served, process.env);
     metrics = b.metrics;
     built(b);
   } catch (e) {
