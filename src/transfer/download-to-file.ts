@@ -39,15 +39,21 @@ const WRITE_BATCH = 256 * 1024;
  * through the pool the plugin spent 1.3–2.4 CPU-s/GiB, with small batches
  * written where they arrived 0.8. A write into the page cache returns in
  * microseconds; once one takes longer than SLOW_WRITE_MS (the kernel is
- * throttling a writer of dirty pages, a slow volume), the rest of the file's
- * writes go through the thread pool, and so do the writes of every file opened
- * in the next SLOW_DISK_MEMORY_MS (a directory of large files on a slow volume
- * blocks the event loop once, not once per file).
+ * throttling a writer of dirty pages, a slow volume), the file's writes go
+ * through the thread pool, and so do the writes of every file opened in the
+ * next SLOW_DISK_MEMORY_MS (a directory of large files on a slow volume blocks
+ * the event loop once, not once per file). Writes through the pool are timed
+ * too: a slow one renews that memory, and FAST_WRITES_TO_RETURN quick ones in
+ * a row end it and bring the file back to the event loop. Without that, one
+ * slow write in a long-lived process (argo-server's sidecar) sent every Load
+ * of the next minute the slower way, and a steady trickle of them kept it so.
  */
 export class SerialFile {
   private tail: Promise<unknown> = Promise.resolve();
-  /** True once a write was slow: later writes go through the thread pool. */
+  /** True while the file's writes go through the thread pool. */
   pooled: boolean;
+  /** Writes through the pool in a row that were quick. */
+  private quick = 0;
   constructor(
     readonly fh: FileHandle,
     private readonly slowMs = SLOW_WRITE_MS,
@@ -68,15 +74,27 @@ export class SerialFile {
       } catch (e) {
         return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }
-      if (performance.now() - t0 > this.slowMs) {
-        this.pooled = true;
-        this.disk.slowAt = performance.now();
-      }
+      if (performance.now() - t0 > this.slowMs) this.slow();
       return Promise.resolve();
     }
-    const done = this.tail.then(() => writeFully(this.fh, buf, position));
+    const done = this.tail.then(async () => {
+      const t0 = performance.now();
+      await writeFully(this.fh, buf, position);
+      if (performance.now() - t0 > this.slowMs) this.slow();
+      else if (++this.quick >= FAST_WRITES_TO_RETURN) {
+        // The disk keeps up again: this file, and files opened from now on, back on the event loop.
+        this.pooled = false;
+        this.disk.slowAt = -Infinity;
+      }
+    });
     this.tail = done.catch(() => undefined);
     return done;
+  }
+
+  private slow(): void {
+    this.pooled = true;
+    this.quick = 0;
+    this.disk.slowAt = performance.now();
   }
 }
 
@@ -84,6 +102,8 @@ export class SerialFile {
 const SLOW_WRITE_MS = 10;
 /** How long a slow write sends the writes of files opened after it to the thread pool too. */
 const SLOW_DISK_MEMORY_MS = 60_000;
+/** Quick writes through the pool in a row (4 MiB of 256 KiB batches) that bring a file back to the event loop. */
+const FAST_WRITES_TO_RETURN = 16;
 /** When a write was last slow, for the whole process (one disk under the plugin's files, as a rule). */
 const DISK = { slowAt: -Infinity };
 

@@ -69,3 +69,38 @@ it("a failed write rejects, in either mode, naming the system's error", async ()
     await fh.close();
   }
 });
+
+it("writes through the pool are timed: quick ones in a row bring the file, and files opened later, back to the event loop", async () => {
+  const disk = { slowAt: -Infinity };
+  const dir = mkdtempSync(join(tmpdir(), "serial-"));
+  dirs.push(dir);
+  const a = await open(join(dir, "a"), "wx");
+  await new SerialFile(a, -1, disk).write(Buffer.from("x"), 0); // one slow write
+  const b = await open(join(dir, "b"), "wx");
+  const file = new SerialFile(b, 10_000, disk);
+  expect(file.pooled, "opened within the slow write's minute").toBe(true);
+  const piece = Buffer.alloc(4096, 7);
+  for (let i = 0; i < 15; i++) await file.write(piece, i * piece.length);
+  expect(file.pooled, "15 quick writes are not yet enough").toBe(true);
+  await file.write(piece, 15 * piece.length);
+  expect(file.pooled, "the 16th").toBe(false);
+  const c = await open(join(dir, "c"), "wx");
+  expect(new SerialFile(c, 10_000, disk).pooled, "a file opened next").toBe(false);
+  expect(readFileSync(join(dir, "b")).equals(Buffer.alloc(16 * 4096, 7))).toBe(true);
+  for (const fh of [a, b, c]) await fh.close();
+});
+
+it("a slow write through the pool keeps the file there and renews the memory", async () => {
+  const disk = { slowAt: -Infinity };
+  const dir = mkdtempSync(join(tmpdir(), "serial-"));
+  dirs.push(dir);
+  const a = await open(join(dir, "a"), "wx");
+  const file = new SerialFile(a, -1, disk);
+  await file.write(Buffer.from("x"), 0);
+  const first = disk.slowAt;
+  await new Promise((r) => setTimeout(r, 5));
+  for (let i = 1; i < 20; i++) await file.write(Buffer.from("y"), i);
+  expect(file.pooled).toBe(true);
+  expect(disk.slowAt).toBeGreaterThan(first);
+  await a.close();
+});
