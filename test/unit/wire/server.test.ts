@@ -3,7 +3,9 @@
 // Each error kind reaches the client as Argo's client needs it; OpenStream's
 // frames and SaveStream's chunks arrive whole and in order; the shared
 // sidecar's call deadline ends a call that runs too long; a client's
-// cancellation reaches the service; shutdown lets calls in flight finish.
+// cancellation reaches the service; shutdown lets calls in flight finish; a
+// stream client that takes or sends nothing for the idle limit is cut off and
+// the service's side of the stream is closed.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,12 +14,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ArtifactOps } from "../../../src/artifacts/ops.js";
 import type { Admitted, ArtifactRef, Call } from "../../../src/artifacts/service.js";
 import { parseConfig } from "../../../src/config/parse.js";
-import type { S3Target } from "../../../src/s3/targets.js";
+import type { StoreTarget } from "../../../src/store/port.js";
 import { ArtifactClient, artifact } from "../../../src/plugin-client/artifact-service-client.js";
 import { type ErrorKind, PluginError } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
 import { PluginServer, type ServerOptions } from "../../../src/wire/server.js";
 import { until, within } from "../../support/bounded.js";
+import { MemoryStore } from "../../support/memory-store.js";
 
 const quiet = createLogger(new Writable({ write: (_c, _e, cb) => cb() }));
 const cfg = "bucket: b\n";
@@ -31,13 +34,10 @@ afterEach(async () => {
   }
 });
 
-/**
- * The target the fake resolves every artifact to: what the wire reads of one (bucket, endpoint
- * label, configuration for the tenant); the operations below never use the rest.
- */
-function fakeTarget(ref: ArtifactRef): S3Target {
+/** The target the fake resolves every artifact to: its configuration (the tenant), over a store in memory. */
+function fakeTarget(ref: ArtifactRef): StoreTarget {
   const cfg = parseConfig(ref.configuration);
-  return { cfg, bucket: cfg.bucket, endpointLabel: "http://fake.example" } as Partial<S3Target> as S3Target;
+  return { cfg, bucket: cfg.bucket, endpointLabel: "http://fake.example", store: new MemoryStore() };
 }
 
 /** A service whose every operation does what `impl` says; the rest fail loudly. */
@@ -253,5 +253,74 @@ describe("the wire, in process", () => {
     expect((await within(server.shutdown(200), 15_000, "the shutdown")).cancelled).toBe(1);
     expect(sawAbort).toBe(true);
     await within(save, 10_000, "the cancelled Save's answer");
+  });
+
+  it("OpenStream: a client that takes no data for the idle limit is cut off, naming why, and the service's reader is closed", async () => {
+    let closed = false;
+    const { client } = await serve(
+      fake({
+        openStream: async () => ({
+          bucket: "b",
+          key: "k",
+          chunks: (async function* () {
+            try {
+              for (;;) yield Buffer.alloc(1024 * 1024, 5);
+            } finally {
+              closed = true;
+            }
+          })(),
+        }),
+      }),
+      { streamIdleMs: 300 },
+    );
+    const raw = client.raw as unknown as Record<string, (req: unknown) => NodeJS.ReadableStream>;
+    const stream = raw["OpenStream"]!.call(client.raw, { artifact: artifact(cfg, "k") });
+    const errors: string[] = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on("data", (m: { error?: string }) => void (m.error && errors.push(m.error)));
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    });
+    stream.pause(); // a reader that takes nothing: the windows fill, then nothing moves
+    await until("the service's reader closed", () => closed, 10_000);
+    // What the client had buffered, then the last message, which says why the stream ended.
+    stream.resume();
+    await within(ended, 10_000, "the idle OpenStream's end");
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/took no data for 0.3 s; stream ended to free its buffers/);
+  });
+
+  it("SaveStream: a client that sends nothing for the idle limit is cut off, and the service's stream ends", async () => {
+    let ended: unknown;
+    const { client } = await serve(
+      fake({
+        saveStream: async (_a: Admitted, chunks: AsyncIterable<Buffer>) => {
+          try {
+            for await (const c of chunks) void c;
+          } catch (e) {
+            ended = e;
+            throw e;
+          }
+          return summary;
+        },
+      }),
+      { streamIdleMs: 300 },
+    );
+    let stop!: () => void;
+    const stalled = (async function* () {
+      yield Buffer.from("first");
+      await new Promise<void>((r) => (stop = r)); // then nothing, until the test ends
+    })();
+    const answer = await within(
+      client.saveStream(artifact(cfg, "k"), stalled).then(
+        (r) => r.error,
+        (e: { details?: string }) => e.details ?? String(e),
+      ),
+      15_000,
+      "the idle SaveStream's answer",
+    );
+    stop();
+    expect(answer).toMatch(/0.3 s/);
+    expect(ended).toBeDefined();
   });
 });
