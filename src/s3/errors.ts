@@ -56,6 +56,9 @@ const STATUS_CODES: Record<number, string> = {
   503: "ServiceUnavailable",
 };
 
+/** S3's bucket naming rule (a store answers a bodiless 400 to a HEAD of a name that breaks it). */
+const S3_BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
 /** What a status without a body (every HEAD answer) most likely means, in words. */
 const BODILESS_HINTS: Record<number, string> = {
   400: "the answer has no body; most often the wrong region for this bucket: set region to the bucket's, or leave it empty to follow S3's redirect",
@@ -126,7 +129,9 @@ export function storageError(op: string, w: S3Where, e: unknown, signal?: AbortS
   // SDK messages for bodiless errors (HEAD) are just "UnknownError" or the code itself.
   if (!detail || detail === code || detail === "UnknownError") detail = status ? `HTTP ${status}` : "no details";
   const bodiless = detail === `HTTP ${status}`;
-  if (bodiless && status !== undefined && BODILESS_HINTS[status]) detail += ` (${BODILESS_HINTS[status]})`;
+  if (bodiless && status === 400 && !S3_BUCKET_NAME.test(w.bucket))
+    detail += ` (the answer has no body; "${w.bucket}" is not a valid S3 bucket name, which stores refuse this way: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit)`;
+  else if (bodiless && status !== undefined && BODILESS_HINTS[status]) detail += ` (${BODILESS_HINTS[status]})`;
   // A store that names the region it expects (AWS and MinIO do, in the error body) says what to configure.
   const expected = (e as { Region?: unknown }).Region;
   if (

@@ -78,6 +78,16 @@ describe("storageError", () => {
     expect(missing.message).toContain("NotFound: HTTP 404");
   });
 
+  it("a bodiless 400 names the bucket when its name breaks S3's rule, else the region", () => {
+    const short = storageError("HeadBucket", { ...where, bucket: "ab", key: undefined }, sdkError("Unknown", 400));
+    expect(short.message).toContain('"ab" is not a valid S3 bucket name');
+    const upper = storageError("HeadObject", { ...where, bucket: "My_Bucket" }, sdkError("Unknown", 400));
+    expect(upper.message).toContain('"My_Bucket" is not a valid S3 bucket name');
+    const fine = storageError("HeadObject", { ...where, bucket: "my-bucket" }, sdkError("Unknown", 400));
+    expect(fine.message).not.toContain("not a valid S3 bucket name");
+    expect(fine.message).toContain("wrong region");
+  });
+
   it("an abort is a cancellation, and a PluginError passes through untouched", () => {
     const ac = new AbortController();
     ac.abort();
