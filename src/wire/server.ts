@@ -180,24 +180,9 @@ export class PluginServer {
     const fields: RpcLog = {};
     const deadline = callDeadline(method, this.opts.callDeadlinesMs?.[method], controller, fields);
     const progress = { bytes: 0 };
-    const stopProgress = progressLines(
-      method,
-      fields,
-      progress,
-      this.opts.logger,
-      this.opts.progressIntervalMs ?? 10_000,
-    );
+    const stopProgress = progressLines(method, fields, progress, this.opts.logger, this.progressMs);
     const slot = admission(this.poolFor(method), this.opts.shares, controller.signal);
-    const { signal } = controller;
-    const rpc: Tracked = {
-      signal,
-      admit: async (ref) => {
-        const target = await this.opts.service.resolve(ref);
-        noteWhere(fields, target);
-        const shares = await slot.take(target);
-        return { on: { target, key: ref.key }, call: { signal, progress, shares } };
-      },
-    };
+    const rpc = this.tracked(controller.signal, fields, progress, slot);
     const run = () => body(rpc, fields).finally(() => slot.release());
     const { result, span } = traced(this.opts.tracer, method, call, run);
     this.pending.add(result);
@@ -210,6 +195,29 @@ export class PluginServer {
       if (this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pending.delete(result);
     }
+  }
+
+  /** How often a long transfer logs a progress line. */
+  private get progressMs(): number {
+    return this.opts.progressIntervalMs ?? 10_000;
+  }
+
+  /** What the RPC body sees: its signal, and admission (the target resolved, then its slot and shares taken). */
+  private tracked(
+    signal: AbortSignal,
+    fields: RpcLog,
+    progress: { bytes: number },
+    slot: ReturnType<typeof admission>,
+  ): Tracked {
+    return {
+      signal,
+      admit: async (ref) => {
+        const target = await this.opts.service.resolve(ref);
+        noteWhere(fields, target);
+        const shares = await slot.take(target);
+        return { on: { target, key: ref.key }, call: { signal, progress, shares } };
+      },
+    };
   }
 
   /** The slot pool a method takes from: transfers, listings, or none (the discovery calls). */
