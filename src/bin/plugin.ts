@@ -7,9 +7,9 @@
 // what binds the socket is imported here; services.ts (the AWS SDK, the
 // transfer engine) is loaded once the socket is there.
 import type { AddressInfo } from "node:net";
-import { sharedPolicy } from "../admission/shared-policy.js";
+import { type SharedPolicy, sharedPolicy } from "../admission/shared-policy.js";
 import { whenBuilt } from "../artifacts/ops.js";
-import { createLogger } from "../log.js";
+import { type Logger, createLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { Built } from "../services.js";
 import { type Settings, SettingsError, readSettings } from "../settings.js";
@@ -67,11 +67,8 @@ environment:
 
 const MiB = 1024 * 1024;
 
-async function main(argv: string[]): Promise<number> {
-  // The image's uid (8737) has no passwd entry: container runtimes then set HOME=/, but a process
-  // started without HOME would have os.homedir() throw inside the AWS SDK's config-file lookup.
-  if (!process.env["HOME"]) process.env["HOME"] = "/";
-  let settings: Settings;
+/** The settings, or the exit code when the command line asked for help or the version, or is wrong. */
+function settingsOrExit(argv: string[]): Settings | number {
   try {
     const read = readSettings(argv.slice(2), process.env);
     if ("help" in read) {
@@ -82,52 +79,34 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`argo-s3-artifact-plugin ${VERSION}\n`);
       return 0;
     }
-    settings = read;
+    return read;
   } catch (e) {
     if (!(e instanceof SettingsError)) throw e;
     process.stderr.write(`argo-s3-artifact-plugin: ${e.message}\n\n${USAGE}`);
     return 2;
   }
-  const { socketPath } = settings;
-  const logger = createLogger(undefined, settings.logLevel, process.env);
-  // Node's own warnings (the AWS SDK's multi-line NodeVersionSupportWarning on old Node) as one JSON line, not raw stderr text.
-  process.removeAllListeners("warning");
-  process.on("warning", (w) =>
-    logger.warn({ warning: w.name, detail: w.message.replace(/\s+/g, " ").trim() }, "node warning"),
-  );
-  if (settings.ignoredArgs.length > 0)
-    logger.warn(
-      { ignoredArgs: settings.ignoredArgs },
-      "ignoring arguments after the socket path (Argo passes the executor's args to plugins)",
-    );
-  // Calls that arrive before the services are built wait for them.
+}
+
+/** The services behind the socket, built after it is bound; calls that arrive before wait for them. */
+function deferredServices() {
   let built!: (services: Built) => void;
   let failed!: (e: unknown) => void;
   const services = new Promise<Built>((resolve, reject) => ((built = resolve), (failed = reject)));
   const service = services.then((b) => b.service);
   for (const p of [services, service]) p.catch(() => undefined);
-  let metrics: Metrics | undefined;
-  const policy = sharedPolicy(settings);
-  const served = new PluginServer({
-    socketPath,
-    service: whenBuilt(service),
-    tracer: settings.tracing
-      ? { start: async (method, metadata) => (await services).tracing?.start(method, metadata) }
-      : undefined,
-    logger,
-    socketMode: settings.socketMode,
-    listenFd: settings.listenFd,
-    progressIntervalMs: settings.progressIntervalMs,
-    streamIdleMs: settings.streamIdleMs,
-    maxConcurrentTransfers: settings.maxConcurrentTransfers,
-    maxConcurrentListings: policy.maxConcurrentListings,
-    shares: policy.sharesOf,
-    callDeadlinesMs: policy.callDeadlinesMs,
-  });
-  // The RPCs' ends (wire/events.ts): one log line each, and the metrics once they are built.
-  onRpcEnded((e) => logRpcLine(logger, e));
-  onRpcEnded((e) => metrics?.rpc(e.method, e.outcome, e.durationMs / 1000, e.bytes));
-  // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
+  return { services, service, built, failed };
+}
+
+/**
+ * SIGTERM and SIGINT stop the server within the grace (the last spans sent, bounded), then the
+ * process exits 0; `stopped` resolves with that code, `stopping()` says whether a stop began.
+ */
+function stopOnSignals(
+  served: PluginServer,
+  settings: Settings,
+  services: Promise<Built>,
+  logger: Logger,
+): { stopped: Promise<number>; stopping: () => boolean } {
   const { graceMs } = settings;
   let stopping = false;
   const stopped = new Promise<number>((resolve) => {
@@ -155,27 +134,117 @@ async function main(argv: string[]): Promise<number> {
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
+  return { stopped, stopping: () => stopping };
+}
+
+/** The metrics port serving (port 0: one of the system's choosing, said in the ready line). */
+async function serveMetrics(metrics: Metrics, settings: Settings, logger: Logger): Promise<number> {
+  const server = await metrics.serve(settings.metricsPort ?? 0, settings.metricsAddress, (e) =>
+    logger.warn({ error: e.message }, "metrics server error"),
+  );
+  return (server.address() as AddressInfo).port;
+}
+
+/** The ready line's fields: what this process serves and with what limits. */
+function readyLine(settings: Settings, policy: SharedPolicy, metricsPort: number | undefined): Record<string, unknown> {
+  return {
+    version: VERSION,
+    metricsPort,
+    metricsAddress: settings.metricsPort === undefined ? undefined : (settings.metricsAddress ?? "all"),
+    tracing: settings.tracing ? `otlp ${settings.tracing.protocol}` : undefined,
+    socketPath: settings.socketPath,
+    // "launcher": bound by the image's entrypoint before Node started (launcher/launch.c).
+    socketFrom: settings.listenFd === undefined ? "plugin" : "launcher",
+    pid: process.pid,
+    node: process.version,
+    memoryLimitMiB: settings.memoryLimitBytes === undefined ? "none" : Math.round(settings.memoryLimitBytes / MiB),
+    bufferMiB: Math.round(settings.bufferBytes / MiB),
+    bufferFrom: settings.bufferSource,
+    maxConcurrentTransfers: settings.maxConcurrentTransfers,
+    shared: policy.shared,
+    sharedBecause: settings.sharedBecause,
+    allowedSecrets: policy.allowedSecrets?.length,
+    allowedRoles: policy.allowedRoles?.length,
+    allowedEndpoints: settings.allowedEndpoints.length > 0 ? settings.allowedEndpoints : undefined,
+  };
+}
+
+/** Node's own warnings (the AWS SDK's multi-line NodeVersionSupportWarning on old Node) as one JSON line, not raw stderr text. */
+function logNodeWarnings(logger: Logger): void {
+  process.removeAllListeners("warning");
+  process.on("warning", (w) =>
+    logger.warn({ warning: w.name, detail: w.message.replace(/\s+/g, " ").trim() }, "node warning"),
+  );
+}
+
+function pluginServer(
+  settings: Settings,
+  policy: SharedPolicy,
+  logger: Logger,
+  deferred: ReturnType<typeof deferredServices>,
+) {
+  const { services } = deferred;
+  return new PluginServer({
+    socketPath: settings.socketPath,
+    service: whenBuilt(deferred.service),
+    tracer: settings.tracing
+      ? { start: async (method, metadata) => (await services).tracing?.start(method, metadata) }
+      : undefined,
+    logger,
+    socketMode: settings.socketMode,
+    listenFd: settings.listenFd,
+    progressIntervalMs: settings.progressIntervalMs,
+    streamIdleMs: settings.streamIdleMs,
+    maxConcurrentTransfers: settings.maxConcurrentTransfers,
+    maxConcurrentListings: policy.maxConcurrentListings,
+    shares: policy.sharesOf,
+    callDeadlinesMs: policy.callDeadlinesMs,
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  // The image's uid (8737) has no passwd entry: container runtimes then set HOME=/, but a process
+  // started without HOME would have os.homedir() throw inside the AWS SDK's config-file lookup.
+  if (!process.env["HOME"]) process.env["HOME"] = "/";
+  const settings = settingsOrExit(argv);
+  if (typeof settings === "number") return settings;
+  const logger = createLogger(undefined, settings.logLevel, process.env);
+  logNodeWarnings(logger);
+  if (settings.ignoredArgs.length > 0)
+    logger.warn(
+      { ignoredArgs: settings.ignoredArgs },
+      "ignoring arguments after the socket path (Argo passes the executor's args to plugins)",
+    );
+  const deferred = deferredServices();
+  let metrics: Metrics | undefined;
+  const policy = sharedPolicy(settings);
+  const served = pluginServer(settings, policy, logger, deferred);
+  // The RPCs' ends (wire/events.ts): one log line each, and the metrics once they are built.
+  onRpcEnded((e) => logRpcLine(logger, e));
+  onRpcEnded((e) => metrics?.rpc(e.method, e.outcome, e.durationMs / 1000, e.bytes));
+  // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
+  const { stopped, stopping } = stopOnSignals(served, settings, deferred.services, logger);
   try {
     await served.listen();
   } catch (e) {
     logger.fatal(
-      { socketPath, error: (e as Error).message },
+      { socketPath: settings.socketPath, error: (e as Error).message },
       e instanceof SocketInUseError ? "socket in use" : "cannot listen on the socket",
     );
-    return stopping ? stopped : 1;
+    return stopping() ? stopped : 1;
   }
   try {
     const b = await (await import("../services.js")).buildServices(settings, policy, logger, served, process.env);
     metrics = b.metrics;
-    built(b);
+    deferred.built(b);
   } catch (e) {
-    failed(e);
+    deferred.failed(e);
     logger.fatal({ error: (e as Error).message }, "cannot build the plugin's services");
     await served.shutdown(0);
     return 1;
   }
   // A stop that came while the services were built is under way: nothing more to start.
-  if (stopping) return stopped;
+  if (stopping()) return stopped;
   // Health is for probes and people: a failure to add it must not stop a plugin that serves.
   await served
     .serving()
@@ -183,50 +252,21 @@ async function main(argv: string[]): Promise<number> {
       logger.error({ error: (e as Error).message }, "grpc.health.v1.Health unavailable: probes that ask it will fail"),
     );
   let metricsPort = settings.metricsPort;
-  if (metrics && settings.metricsPort !== undefined) {
+  if (metrics && metricsPort !== undefined) {
     try {
-      // Port 0: one of the system's choosing, said in the ready line.
-      metricsPort = (
-        (
-          await metrics.serve(settings.metricsPort, settings.metricsAddress, (e) =>
-            logger.warn({ error: e.message }, "metrics server error"),
-          )
-        ).address() as AddressInfo
-      ).port;
+      metricsPort = await serveMetrics(metrics, settings, logger);
     } catch (e) {
       logger.fatal(
         { metricsPort: settings.metricsPort, error: (e as Error).message },
         "cannot serve metrics on ARGO_S3_PLUGIN_METRICS_PORT; free the port or choose another",
       );
-      if (stopping) return stopped;
+      if (stopping()) return stopped;
       await served.shutdown(0);
       return 1;
     }
   }
-  if (stopping) return stopped;
-  logger.info(
-    {
-      version: VERSION,
-      metricsPort,
-      metricsAddress: settings.metricsPort === undefined ? undefined : (settings.metricsAddress ?? "all"),
-      tracing: settings.tracing ? `otlp ${settings.tracing.protocol}` : undefined,
-      socketPath,
-      // "launcher": bound by the image's entrypoint before Node started (launcher/launch.c).
-      socketFrom: settings.listenFd === undefined ? "plugin" : "launcher",
-      pid: process.pid,
-      node: process.version,
-      memoryLimitMiB: settings.memoryLimitBytes === undefined ? "none" : Math.round(settings.memoryLimitBytes / MiB),
-      bufferMiB: Math.round(settings.bufferBytes / MiB),
-      bufferFrom: settings.bufferSource,
-      maxConcurrentTransfers: settings.maxConcurrentTransfers,
-      shared: policy.shared,
-      sharedBecause: settings.sharedBecause,
-      allowedSecrets: policy.allowedSecrets?.length,
-      allowedRoles: policy.allowedRoles?.length,
-      allowedEndpoints: settings.allowedEndpoints.length > 0 ? settings.allowedEndpoints : undefined,
-    },
-    "ready",
-  );
+  if (stopping()) return stopped;
+  logger.info(readyLine(settings, policy, metricsPort), "ready");
   return stopped;
 }
 
