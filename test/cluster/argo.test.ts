@@ -507,10 +507,20 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
         lines()
           .filter((l) => l.startsWith("{"))
           .flatMap(spansOf);
-      const rpcSpan = (method: string) =>
-        spans().find(
-          (x) => x.name === `artifact.ArtifactService/${method}` && x.traceId === expected.get(method)!.traceId,
+      const key = `runs/${name}/report.txt`;
+      // The RPC span of the step's own pod (the sidecar saves, the init container loads) for the artifact's key:
+      // in v4.1 every pod of the Workflow shares the controller's trace, and a pod's plugin may serve other
+      // calls in it too (init-less: one sidecar for the Load and the Save of a step).
+      const podSpans = (method: string) => {
+        const step = steps.find(([m]) => m === method)![2];
+        return spans().filter(
+          (x) =>
+            x.name === `artifact.ArtifactService/${method}` &&
+            x.traceId === expected.get(method)!.traceId &&
+            String(x.resource["k8s.pod.name"]).includes(`${name}-${step}-`),
         );
+      };
+      const rpcSpan = (method: string) => podSpans(method).find((x) => x.attributes["aws.s3.key"] === key);
       await eventually(
         "the Save and Load spans at the receiver",
         async () => ["Save", "Load"].every((m) => rpcSpan(m) !== undefined),
@@ -521,10 +531,12 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
           await containerLog(name, "produce", "artifact-plugin-s3"),
           await containerLog(name, "consume", LOADING_PLUGIN),
         ].join("\n");
-        throw new Error(`${e.message}\nreceiver:\n${out.slice(0, 3000)}\nplugin containers:\n${logs.slice(-6000)}`);
+        const seen = ["Save", "Load"].map((m) => `${m}: ${JSON.stringify(podSpans(m).map((x) => x.attributes))}`);
+        throw new Error(
+          `${e.message}\nthe step pods' RPC spans (none with aws.s3.key ${key}):\n${seen.join("\n")}\nreceiver:\n${out.slice(0, 3000)}\nplugin containers:\n${logs.slice(-6000)}`,
+        );
       });
-      const key = `runs/${name}/report.txt`;
-      for (const [method, op, step] of steps) {
+      for (const [method, op] of steps) {
         const rpc = rpcSpan(method)!;
         // Its parent: the traceparent in the call's metadata when the caller sends one (in v4.1's init-less
         // layout argoexec's own span around the call, e.g. saveArtifact, reaches the plugin through its gRPC
@@ -543,10 +555,8 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
             /^(artifact\.ArtifactService\/|S3\.)/,
           );
         }
-        expect(rpc.attributes["aws.s3.key"]).toBe(key);
+        // Chosen above by the step's pod and the artifact's key: what is left to check is how it ended.
         expect(rpc.attributes["argo_s3.outcome"]).toBe("ok");
-        // The pod that ran it: the step's own pod (the sidecar saves, the init container loads).
-        expect(String(rpc.resource["k8s.pod.name"])).toContain(`${name}-${step}-`);
         const under = spans()
           .filter((x) => x.parentSpanId === rpc.spanId)
           .map((x) => x.name);
