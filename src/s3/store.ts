@@ -48,7 +48,7 @@ import type {
 } from "../store/port.js";
 import { backoff } from "../util/backoff.js";
 import { untilAborted } from "../util/abortable.js";
-import type { Encryption, ReadSse } from "./encryption.js";
+import type { Encryption, ReadSse, WriteSse } from "./encryption.js";
 import { type S3Error, cancelledRequest, location, mayRetry, storageError } from "./errors.js";
 import type { LeanRequests } from "./lean-requests.js";
 import { type S3RequestEnded, publishS3Request, s3RequestObserved } from "./events.js";
@@ -138,15 +138,21 @@ export class SdkStore implements Store {
 
   /**
    * GetObject with its body poured into the buffers `sinkFor` hands out (one
-   * attempt: the engine retries ranges itself), copied from the SDK's stream.
+   * attempt: the engine retries ranges itself).
    */
   async getInto(key: string, input: GetInput, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
     const sse = await this.encryption.forRead(key);
     const op = input.Range ? `GetObject ${input.Range}` : "GetObject";
-    return this.named(op, key, o, () => this.getIntoViaSdk(key, input, sse, o, sinkFor));
+    return this.named(op, key, o, () => this.fetchInto(key, input, sse, o, sinkFor));
   }
 
-  private async getIntoViaSdk(
+  /**
+   * The GetObject exchange itself, the SDK's way under the lean client's rules
+   * (http/pace.ts): its head within the request timeout, its body at least
+   * MIN_BODY_RATE over each window, never a byte past the sink or past the
+   * length it announced. LeanStore sends it the lean way.
+   */
+  protected async fetchInto(
     key: string,
     input: GetInput,
     sse: ReadSse,
@@ -256,23 +262,32 @@ export class SdkStore implements Store {
     };
   }
 
-  /** PutObject of a body in memory, through the SDK (its retries). */
+  /** PutObject of a body in memory, with the configuration's encryption; the answer says whether it was confirmed. */
   async put(key: string, body: Buffer, crc32: string | undefined, o: SendOptions): Promise<Written> {
     const sse = await this.encryption.forWrite(key);
-    const out = await this.named("PutObject", key, o, () =>
-      this.client(o).send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: body,
-          ContentLength: body.length,
-          ...(crc32 ? { ChecksumCRC32: crc32 } : {}),
-          ...sse,
-        }),
-        this.opts(o, true),
-      ),
-    );
+    const out = await this.named("PutObject", key, o, () => this.sendPut(key, body, crc32, sse, o));
     return { unencrypted: this.encryption.unconfirmed(out) };
+  }
+
+  /** The PutObject exchange itself, through the SDK (its retries); LeanStore sends some the lean way. */
+  protected sendPut(
+    key: string,
+    body: Buffer,
+    crc32: string | undefined,
+    sse: WriteSse,
+    o: SendOptions,
+  ): Promise<{ ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined }> {
+    return this.client(o).send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.length,
+        ...(crc32 ? { ChecksumCRC32: crc32 } : {}),
+        ...sse,
+      }),
+      this.opts(o, true),
+    );
   }
 
   async createUpload(key: string, checksums: boolean, o: SendOptions): Promise<UploadStarted> {
@@ -503,33 +518,37 @@ export class LeanStore extends SdkStore {
     super(o);
   }
 
-  override async getInto(key: string, input: GetInput, o: SendOptions, sinkFor: SinkFor): Promise<GetAnswer> {
-    const sse = await this.encryption.forRead(key);
-    const op = input.Range ? `GetObject ${input.Range}` : "GetObject";
-    return this.named(op, key, o, () =>
-      this.leanLogged({ s3: "GetObject", key, range: input.Range, attempts: 1 }, input.Range ? 206 : 200, () =>
-        this.lean.get(key, input, sse, o.signal, sinkFor),
-      ),
+  protected override fetchInto(
+    key: string,
+    input: GetInput,
+    sse: ReadSse,
+    o: SendOptions,
+    sinkFor: SinkFor,
+  ): Promise<GetAnswer> {
+    return this.leanLogged({ s3: "GetObject", key, range: input.Range, attempts: 1 }, input.Range ? 206 : 200, () =>
+      this.lean.get(key, input, sse, o.signal, sinkFor),
     );
   }
 
   /** With its CRC32 the lean way, retried here as the SDK would (5xx, throttling, no answer); without, as SdkStore. */
-  override async put(key: string, body: Buffer, crc32: string | undefined, o: SendOptions): Promise<Written> {
-    if (!crc32) return super.put(key, body, crc32, o);
-    const sse = await this.encryption.forWrite(key);
-    const out = await this.named("PutObject", key, o, async () => {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await this.leanLogged({ s3: "PutObject", key, attempts: attempt }, 200, () =>
-            this.lean.put(key, body, crc32, sse, o.signal),
-          );
-        } catch (e) {
-          if (!mayRetry(e, o.signal) || o.single || attempt >= this.maxAttempts) throw e;
-          await backoff(attempt);
-        }
+  protected override async sendPut(
+    key: string,
+    body: Buffer,
+    crc32: string | undefined,
+    sse: WriteSse,
+    o: SendOptions,
+  ): Promise<{ ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined }> {
+    if (!crc32) return super.sendPut(key, body, crc32, sse, o);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.leanLogged({ s3: "PutObject", key, attempts: attempt }, 200, () =>
+          this.lean.put(key, body, crc32, sse, o.signal),
+        );
+      } catch (e) {
+        if (!mayRetry(e, o.signal) || o.single || attempt >= this.maxAttempts) throw e;
+        await backoff(attempt);
       }
-    });
-    return { unencrypted: this.encryption.unconfirmed(out) };
+    }
   }
 
   /** One S3RequestEnded per lean request, as targets.ts's middleware publishes for the SDK's. */
