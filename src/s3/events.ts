@@ -4,7 +4,7 @@
 // middleware (targets.ts) and the lean client (store.ts), publish the same
 // shape; the debug log line, the metrics and the trace spans subscribe
 // (services.ts). With no subscriber, publishing costs one property read.
-import { channel } from "node:diagnostics_channel";
+import { typedChannel } from "../util/events.js";
 
 /** One S3 request, ended. Nothing in it is a credential. */
 export interface S3RequestEnded {
@@ -28,30 +28,12 @@ export interface S3RequestEnded {
   detail?: string | undefined;
 }
 
-const ended = channel("argo-s3-artifact-plugin:s3-request-ended");
+const ended = typedChannel<S3RequestEnded>("argo-s3-artifact-plugin:s3-request-ended");
 
 /** Whether anyone listens: callers skip the timing and the event's object when no one does. */
-export function s3RequestObserved(): boolean {
-  return ended.hasSubscribers;
-}
+export const s3RequestObserved = ended.observed;
 
-export function publishS3Request(e: S3RequestEnded): void {
-  if (ended.hasSubscribers) ended.publish(e);
-}
+export const publishS3Request = ended.publish;
 
-/**
- * Calls `fn` for every S3 request that ends from now on; returns the unsubscribe. An observer
- * that throws loses that event and nothing else (a channel rethrows a subscriber's error on the
- * next tick, where it would end the process).
- */
-export function onS3Request(fn: (e: S3RequestEnded) => void): () => void {
-  const listener = (m: unknown) => {
-    try {
-      fn(m as S3RequestEnded);
-    } catch {
-      // observability must not take the data path down
-    }
-  };
-  ended.subscribe(listener);
-  return () => ended.unsubscribe(listener);
-}
+/** Calls `fn` for every S3 request that ends from now on; returns the unsubscribe (see util/events.ts). */
+export const onS3Request = ended.subscribe;

@@ -2,8 +2,8 @@
 // published on a diagnostics channel by the tracker's outcome wrapper
 // (server.ts). The log line and the metrics subscribe (bin/plugin.ts); the trace span
 // is the RPC's context while it runs, so it stays a wrapper (call-wrappers.ts).
-import { channel } from "node:diagnostics_channel";
 import type { Logger } from "../log.js";
+import { typedChannel } from "../util/events.js";
 import type { RpcLog } from "./rpc.js";
 
 /** One RPC, ended: what it named and moved, how it ended, how long it took. */
@@ -16,24 +16,12 @@ export interface RpcEnded extends RpcLog {
   error?: string | undefined;
 }
 
-const ended = channel("argo-s3-artifact-plugin:rpc-ended");
+const ended = typedChannel<RpcEnded>("argo-s3-artifact-plugin:rpc-ended");
 
-export function publishRpcEnded(e: RpcEnded): void {
-  if (ended.hasSubscribers) ended.publish(e);
-}
+export const publishRpcEnded = ended.publish;
 
 /** Calls `fn` for every RPC that ends from now on (an observer that throws loses that event only); returns the unsubscribe. */
-export function onRpcEnded(fn: (e: RpcEnded) => void): () => void {
-  const listener = (m: unknown) => {
-    try {
-      fn(m as RpcEnded);
-    } catch {
-      // observability must not take the RPC path down
-    }
-  };
-  ended.subscribe(listener);
-  return () => ended.unsubscribe(listener);
-}
+export const onRpcEnded = ended.subscribe;
 
 /**
  * The one log line per RPC. A failed RPC fails the workflow step: error, as Argo logs it; a
