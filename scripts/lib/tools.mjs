@@ -220,6 +220,42 @@ export async function kustomizeBinary() {
   );
 }
 
+/** HELM_BIN if set, else the pinned build (built on first use). */
+export async function helmBinary() {
+  const fromEnv = process.env["HELM_BIN"];
+  if (fromEnv) return fromEnv;
+  const v = toolVersions();
+  return goInstall(v["HELM_MODULE"] ?? "helm.sh/helm/v4/cmd/helm", v["HELM_VERSION"] ?? "", "helm");
+}
+
+/**
+ * The argo-helm chart `argo-workflows` (ARGO_HELM_CHART if set): the pinned
+ * argo-helm repository from the Go module proxy (`go mod download`, into Go's
+ * read-only module cache), its charts/argo-workflows folder.
+ * @returns {Promise<string>}
+ */
+export async function argoHelmChart() {
+  const fromEnv = process.env["ARGO_HELM_CHART"];
+  if (fromEnv) return fromEnv;
+  const v = toolVersions();
+  const ref = `${v["ARGO_HELM_MODULE"] ?? "github.com/argoproj/argo-helm"}@${v["ARGO_HELM_VERSION"] ?? ""}`;
+  // Outside any module, so a go.mod around the caller's folder is neither read nor changed.
+  const { stdout } = await run("go", ["mod", "download", "-json", ref], {
+    cwd: tmpdir(),
+    env: { ...process.env, GOFLAGS: "-mod=mod" },
+    maxBuffer: 16 * 1024 * 1024,
+    timeout: 10 * 60_000,
+  }).catch((/** @type {{ stdout?: string, message?: string }} */ e) => {
+    throw new ToolError(
+      `go mod download ${ref} failed (the chart comes from the Go module proxy, so Go is needed; or set ARGO_HELM_CHART to a charts/argo-workflows folder): ${e.stdout || e.message}`,
+    );
+  });
+  const dir = /** @type {{ Dir?: string }} */ (JSON.parse(stdout)).Dir;
+  const chart = join(dir ?? "", "charts", "argo-workflows");
+  if (!dir || !existsSync(join(chart, "Chart.yaml"))) throw new ToolError(`${ref} has no charts/argo-workflows`);
+  return chart;
+}
+
 /** VERSITYGW_BIN if set, else the pinned build (built on first use). */
 export async function versitygwBinary() {
   const fromEnv = process.env["VERSITYGW_BIN"];

@@ -14,9 +14,11 @@ const run = promisify(execFile);
 /** The parts of Argo's controller Config the tests look at. */
 export interface ArgoConfig {
   artifactDrivers?: { name: string; image: string; connectionTimeoutSeconds?: number }[];
-  images?: Record<string, { entrypoint?: string[] }>;
+  images?: Record<string, { entrypoint?: string[]; cmd?: string[] }>;
   workflowDefaults?: { spec?: { podMetadata?: { annotations?: Record<string, string> } } };
   artifactRepository?: { plugin?: { name?: string; keyFormat?: string; configuration?: string } };
+  /** The rest of Argo's Config, compared whole where a test needs it. */
+  [key: string]: unknown;
 }
 
 /** Parses `cm` with Argo's code; rejects with Argo's error when Argo refuses it. */
