@@ -33,6 +33,11 @@ export interface Settings {
   /** RPCs moving data at once; more wait their turn (memory outside the buffer budget grows with them). */
   maxConcurrentTransfers: number;
   lateUploadWatchMs: number;
+  /**
+   * In a workflow's pod: once a Save was served, leave when no client has been connected for this
+   * long (its wait container died without the stop; wire/client-gone.ts); undefined: never.
+   */
+  leaveWhenClientGoneMs: number | undefined;
   /** The shared argo-server sidecar: secrets and roles only from the allow lists, no loopback endpoints. */
   shared: boolean;
   /** In the shared sidecar: the bound on a whole ListObjects or IsDirectory, every page included. */
@@ -363,6 +368,22 @@ function sharedMode(env: NodeJS.ProcessEnv, inPod: boolean): { shared: boolean; 
   };
 }
 
+const CLIENT_GONE = "ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS";
+
+/**
+ * How long after its saving client is gone a workflow pod's plugin leaves: 300 s there by
+ * default, off elsewhere; the shared sidecar serves every UI user and never leaves by itself.
+ */
+function clientGone(env: NodeJS.ProcessEnv, inPod: boolean, shared: boolean): number | undefined {
+  const inWorkflowPod = inPod && !!env["ARGO_WORKFLOW_NAME"] && !!env["ARGO_WORKFLOW_UID"];
+  const ms = seconds(env, CLIENT_GONE, inWorkflowPod && !shared ? 300_000 : 0);
+  if (ms > 0 && shared)
+    throw new SettingsError(
+      `${CLIENT_GONE}: the shared argo-server sidecar serves every UI user and must not leave when one goes; unset it there (or set 0)`,
+    );
+  return ms > 0 ? ms : undefined;
+}
+
 /** Strict octal file mode: 3 or 4 octal digits, nothing else. */
 export function parseSocketMode(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;
@@ -463,6 +484,7 @@ export function readSettings(
       bufferBytes = bufferBudgetFromEnv(env);
       bufferSource = "ARGO_S3_PLUGIN_BUFFER_MIB";
     }
+    const shared = sharedMode(env, inPod);
     return {
       socketPath: parsed.socketPath,
       logLevel,
@@ -477,7 +499,8 @@ export function readSettings(
       memoryLimitBytes,
       maxConcurrentTransfers: sized.maxConcurrentTransfers,
       lateUploadWatchMs: seconds(env, "ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", 120_000),
-      ...sharedMode(env, inPod),
+      leaveWhenClientGoneMs: clientGone(env, inPod, shared.shared),
+      ...shared,
       sharedListingMs: seconds(env, "ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS", 60_000, 1),
       allowedRoles: list(env["ARGO_S3_PLUGIN_ALLOWED_ROLES"]),
       metricsPort: port(env, "ARGO_S3_PLUGIN_METRICS_PORT"),

@@ -37,6 +37,10 @@ environment:
   ARGO_S3_PLUGIN_STREAM_IDLE_SECONDS
                                    an OpenStream client taking no data, or a SaveStream client
                                    sending none, for this long is cut off (default 60)
+  ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS
+                                   in a workflow's pod, once a Save was served: leave when no client
+                                   has been connected for this long (its wait container died before
+                                   stopping the sidecar); 0: never (default 300 there, else 0)
   ARGO_S3_PLUGIN_SHARED            true in the shared argo-server sidecar: no Kubernetes secret or
                                    role a workflow names is used unless listed below, no loopback
                                    endpoint (default: true in a Kubernetes pod without a workflow's
@@ -106,11 +110,12 @@ function stopOnSignals(
   settings: Settings,
   services: Promise<Built>,
   logger: Logger,
-): { stopped: Promise<number>; stopping: () => boolean } {
+): { stopped: Promise<number>; stopping: () => boolean; stop: (reason: string) => void } {
   const { graceMs } = settings;
   let stopping = false;
+  let stop: (reason: string) => void = () => undefined;
   const stopped = new Promise<number>((resolve) => {
-    const stop = (signal: string) => {
+    stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal, graceMs }, "shutting down");
@@ -134,7 +139,7 @@ function stopOnSignals(
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
-  return { stopped, stopping: () => stopping };
+  return { stopped, stopping: () => stopping, stop: (reason) => stop(reason) };
 }
 
 /** The metrics port serving (port 0: one of the system's choosing, said in the ready line). */
@@ -182,6 +187,7 @@ function pluginServer(
   policy: SharedPolicy,
   logger: Logger,
   deferred: ReturnType<typeof deferredServices>,
+  leave: () => void,
 ) {
   const { services } = deferred;
   return new PluginServer({
@@ -199,6 +205,8 @@ function pluginServer(
     maxConcurrentListings: policy.maxConcurrentListings,
     shares: policy.sharesOf,
     callDeadlinesMs: policy.callDeadlinesMs,
+    leaveWhenClientGone:
+      settings.leaveWhenClientGoneMs === undefined ? undefined : { ms: settings.leaveWhenClientGoneMs, leave },
   });
 }
 
@@ -218,12 +226,21 @@ async function main(argv: string[]): Promise<number> {
   const deferred = deferredServices();
   let metrics: Metrics | undefined;
   const policy = sharedPolicy(settings);
-  const served = pluginServer(settings, policy, logger, deferred);
+  let leave = () => undefined as void;
+  const served = pluginServer(settings, policy, logger, deferred, () => leave());
   // The RPCs' ends (wire/events.ts): one log line each, and the metrics once they are built.
   onRpcEnded((e) => logRpcLine(logger, e));
   onRpcEnded((e) => metrics?.rpc(e.method, e.outcome, e.durationMs / 1000, e.bytes));
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
-  const { stopped, stopping } = stopOnSignals(served, settings, deferred.services, logger);
+  const { stopped, stopping, stop } = stopOnSignals(served, settings, deferred.services, logger);
+  // A workflow pod's sidecar whose wait container died before writing the stop (wire/client-gone.ts).
+  leave = () => {
+    logger.warn(
+      { clientGoneSeconds: settings.leaveWhenClientGoneMs! / 1000 },
+      "no client connected since the last Save: the wait container is gone without stopping this sidecar; leaving so the pod can end",
+    );
+    stop("client gone");
+  };
   try {
     await served.listen();
   } catch (e) {

@@ -25,8 +25,8 @@ type Tracked = Socket & { [kUse]?: Use };
 export interface ConnectionLimits {
   /** Open client connections at most. */
   max: number;
-  /** A connection with no call for this long is closed. */
-  idleMs: number;
+  /** A connection with no call for this long is closed; undefined: kept (a workflow pod's, see client-gone.ts). */
+  idleMs: number | undefined;
 }
 
 export const CONNECTION_LIMITS: ConnectionLimits = { max: 512, idleMs: 120_000 };
@@ -34,7 +34,11 @@ export const CONNECTION_LIMITS: ConnectionLimits = { max: 512, idleMs: 120_000 }
 export class ClientConnections {
   private readonly open = new Set<Tracked>();
 
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    /** Told of every connection served and of its end. */
+    private readonly observer?: { opened(): void; closed(): void },
+  ) {}
 
   /** A new connection: true to serve it (room made if needed), false when it was closed. */
   admit(socket: Socket): boolean {
@@ -45,7 +49,11 @@ export class ClientConnections {
     const s = socket as Tracked;
     s[kUse] = { calls: 0, lastUsed: Date.now() };
     this.open.add(s);
-    s.once("close", () => this.open.delete(s));
+    this.observer?.opened();
+    s.once("close", () => {
+      this.open.delete(s);
+      this.observer?.closed();
+    });
     return true;
   }
 

@@ -12,6 +12,7 @@ import { PluginError, describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Discovery } from "./discovery.js";
 import { prepareSocket, serveOn } from "./socket.js";
+import { ClientGoneWatch } from "./client-gone.js";
 import { CONNECTION_LIMITS, ClientConnections, type ConnectionLimits } from "./connections.js";
 import { type ShareGroup, Slots } from "../util/slots.js";
 import {
@@ -73,6 +74,11 @@ export interface ServerOptions {
    * none, before the call is ended (default 60 s): a stalled peer holds budget buffers.
    */
   streamIdleMs?: number;
+  /**
+   * A workflow pod's plugin: once a Save was served, leave (call `leave`) when no client has been
+   * connected and no call has run for `ms` (client-gone.ts); unset: never.
+   */
+  leaveWhenClientGone?: { ms: number; leave: () => void } | undefined;
 }
 
 export class PluginServer {
@@ -87,15 +93,25 @@ export class PluginServer {
   private bound = false;
   private listener: NetServer | undefined;
   private readonly connections: ClientConnections;
+  private readonly clientGone: ClientGoneWatch | undefined;
 
   constructor(private readonly opts: ServerOptions) {
-    const limits = opts.connectionLimits ?? CONNECTION_LIMITS;
+    const gone = opts.leaveWhenClientGone;
+    this.clientGone = gone && new ClientGoneWatch(gone.ms, gone.leave);
+    // Closing idle connections would end a live wait container's too, and with them the sign it is gone.
+    const limits = opts.connectionLimits ?? (gone ? { ...CONNECTION_LIMITS, idleMs: undefined } : CONNECTION_LIMITS);
     this.server = new Server({
       "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
       "grpc.max_send_message_length": 4 * 1024 * 1024,
-      "grpc.max_connection_idle_ms": limits.idleMs,
+      ...(limits.idleMs === undefined ? {} : { "grpc.max_connection_idle_ms": limits.idleMs }),
     });
-    this.connections = new ClientConnections(limits.max);
+    this.connections = new ClientConnections(
+      limits.max,
+      this.clientGone && {
+        opened: () => this.clientGone!.connectionOpened(),
+        closed: () => this.clientGone!.connectionClosed(),
+      },
+    );
     widenStreamWindow(this.server);
     this.server.addService(loadArtifactService(), this.handlers());
     this.discovery = new Discovery(this.server);
@@ -144,6 +160,7 @@ export class PluginServer {
    * cancel the rest (their uploads are aborted) and wait for their cleanup.
    */
   async shutdown(graceMs: number): Promise<{ cancelled: number }> {
+    this.clientGone?.stop();
     this.discovery.stopping();
     this.listener?.close();
     // Drained: grpc-js has closed its sessions and no call is in flight. grpc-js does not wait for
@@ -176,6 +193,7 @@ export class PluginServer {
     body: (rpc: Tracked, log: RpcLog) => Promise<T>,
   ): Promise<T> {
     const controller = cancellation(method, call, this.inflight);
+    this.clientGone?.callStarted(method);
     const started = process.hrtime.bigint();
     const fields: RpcLog = {};
     const deadline = callDeadline(method, this.opts.callDeadlinesMs?.[method], controller, fields);
@@ -194,6 +212,7 @@ export class PluginServer {
       this.inflight.delete(controller);
       if (this.inflight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pending.delete(result);
+      this.clientGone?.callEnded();
     }
   }
 

@@ -30,6 +30,7 @@ import {
 } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
@@ -92,7 +93,7 @@ interface Sidecar {
 }
 
 /** The plugin under argoexec as the image's uid, through the image's launcher, with the executor's args appended after the socket path. */
-async function startSidecar(executorArgs: string[]): Promise<Sidecar> {
+async function startSidecar(executorArgs: string[], extraEnv: Record<string, string> = {}): Promise<Sidecar> {
   const share = join(pod, `artifact-plugins-${Date.now()}`, "s3");
   mkdirSync(share, { recursive: true });
   chmodSync(share, 0o777); // Kubernetes makes emptyDir folders 0777
@@ -115,7 +116,13 @@ async function startSidecar(executorArgs: string[]): Promise<Sidecar> {
       ...executorArgs,
     ],
     {
-      env: { PATH: process.env["PATH"] ?? "", HOME: pod, ARGO_CONTAINER_NAME: container, ...rootKeysEnv(minio) },
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        HOME: pod,
+        ARGO_CONTAINER_NAME: container,
+        ...rootKeysEnv(minio),
+        ...extraEnv,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
@@ -277,6 +284,81 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
     const { code, pluginExit } = await stopSidecar(sidecar);
     expect(code).toBe(0);
     expect(pluginExit).toBe("0");
+  }, 300_000);
+
+  it("a sidecar whose wait container dies before writing the stop leaves by itself once its Save client is gone (exit 0, Argo's wrapper records it); a Load client gone does not end it", async () => {
+    const GONE_SECONDS = 2;
+    const sidecar = await startSidecar([], { ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: String(GONE_SECONDS) });
+    const work = join(pod, `gone-${Date.now()}`);
+    mkdirSync(work);
+    chownSync(work, CLIENT_UID, CLIENT_UID);
+    const cfg = join(work, "config.yaml");
+    writeFileSync(cfg, `endpoint: ${minio.endpoint}\nbucket: argo\ninsecure: true\n`);
+    chmodSync(cfg, 0o644);
+    const bytes = randomBytes(3 * 2 ** 20);
+    writeFileSync(join(work, "out.bin"), bytes);
+    chmodSync(join(work, "out.bin"), 0o644);
+    const key = `gone-${Date.now()}/out.bin`;
+    // Argo's client in its own process, as the init or wait container runs it: its connections
+    // end with the process, as a killed wait container's do.
+    const client = (mode: string, file: string) =>
+      run(
+        "setpriv",
+        [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", mode].concat([
+          "-socket",
+          sidecar.socket,
+          "-config-file",
+          cfg,
+          "-key",
+          key,
+          "-file",
+          file,
+        ]),
+        { env: { PATH: process.env["PATH"] ?? "", HOME: work }, timeout: 120_000 },
+      );
+    // Another client connected all along (as a live wait container's connections stay) holds it.
+    const held = createConnection(sidecar.socket);
+    await new Promise<void>((resolve, reject) => held.once("connect", resolve).once("error", reject));
+    await client("save", join(work, "out.bin"));
+    await new Promise((r) => setTimeout(r, 3 * GONE_SECONDS * 1000));
+    expect(sidecar.proc.exitCode, sidecar.output()).toBeNull();
+    held.destroy();
+    const code = await within(sidecar.exited, 60_000, "the sidecar leaving once its clients are gone");
+    expect(code).toBe(0);
+    const dir = join(VAR_RUN_ARGO, "ctr", sidecar.container);
+    expect(readFileSync(join(dir, "exitcode"), "utf8")).toBe("0");
+    rmSync(dir, { recursive: true, force: true });
+    expect(sidecar.output()).toMatch(/"clientGoneSeconds":2,"msg":"no client connected since the last Save/);
+    const got = await adminClient(minio).send(new GetObjectCommand({ Bucket: "argo", Key: key }));
+    expect(Buffer.from(await got.Body!.transformToByteArray()).equals(bytes)).toBe(true);
+
+    // Loads only (an init container, an init-less supervisor before main): clients come and go,
+    // the plugin stays for the Save to come.
+    const loader = await startSidecar([], { ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: String(GONE_SECONDS) });
+    try {
+      const loaded = join(work, "loaded.bin");
+      await run(
+        "setpriv",
+        [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", "load"].concat([
+          "-socket",
+          loader.socket,
+          "-config-file",
+          cfg,
+          "-key",
+          key,
+          "-file",
+          loaded,
+        ]),
+        { env: { PATH: process.env["PATH"] ?? "", HOME: work }, timeout: 120_000 },
+      );
+      expect(readFileSync(loaded).equals(bytes)).toBe(true);
+      await new Promise((r) => setTimeout(r, 3 * GONE_SECONDS * 1000));
+      expect(loader.proc.exitCode, loader.output()).toBeNull();
+    } finally {
+      const { code: loaderCode, pluginExit } = await stopSidecar(loader);
+      expect(loaderCode).toBe(0);
+      expect(pluginExit).toBe("0");
+    }
   }, 300_000);
 
   it("an output the main container wrote 0600 as root fails with the uid that could not read it, the owner and mode, and what to set", async () => {
