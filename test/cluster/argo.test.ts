@@ -6,7 +6,7 @@
 // the node's address, and the test reads objects back through curl inside it.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse, parseAllDocuments, stringify } from "yaml";
@@ -19,7 +19,7 @@ import { prometheusParse } from "../support/prometheus.js";
 import { ROOT } from "../support/plugin.js";
 import { goBuild } from "../../scripts/lib/tools.mjs";
 import { listeningOf, spansOf } from "../support/otlp.js";
-import { type Store, examples } from "./examples.js";
+import { type Store, examples, storeConfiguration } from "./examples.js";
 
 const run = promisify(execFile);
 const why = clusterLib.cannotRun?.();
@@ -154,6 +154,31 @@ const nodeOf = (status: WorkflowStatus, template: string) =>
   Object.entries(status.nodes ?? {}).find(([, n]) => n.templateName === template && n.type === "Pod")?.[0];
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/**
+ * SIGKILLs, from the node, every process of one container of a pod (the kubelet runs them in the
+ * node's PID namespace): found by the ARGO_POD_NAME and ARGO_CONTAINER_NAME Argo's controller
+ * gives each of its containers. Returns how many were killed.
+ */
+function killContainerProcesses(pod: string, container: string): number {
+  let killed = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    let environ: string[];
+    try {
+      environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+    } catch {
+      continue;
+    }
+    if (!environ.includes(`ARGO_POD_NAME=${pod}`) || !environ.includes(`ARGO_CONTAINER_NAME=${container}`)) continue;
+    try {
+      process.kill(Number(pid), "SIGKILL");
+      killed++;
+    } catch {
+      // gone already
+    }
+  }
+  return killed;
+}
 
 beforeAll(async () => {
   if (why) return;
@@ -659,6 +684,109 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       agent.kill("SIGTERM");
     }
   });
+  it("a plugin sidecar whose saving client (the wait container) is killed after a Save leaves by itself, and the pod ends instead of staying Running", async () => {
+    // The container that calls Save: wait in the default layout, the supervisor in the init-less one.
+    const saver = INITLESS ? "supervisor" : "wait";
+    const configuration = storeConfiguration(store);
+    const doc = {
+      apiVersion: "argoproj.io/v1alpha1",
+      kind: "Workflow",
+      metadata: { generateName: "plugin-s3-saver-killed-" },
+      spec: {
+        entrypoint: "produce",
+        volumes: [{ name: "work", emptyDir: {} }],
+        templates: [
+          {
+            name: "produce",
+            // The bound, shortened for the test, on the plugin's own container (README: the setting).
+            podSpecPatch: JSON.stringify({
+              containers: [
+                { name: "artifact-plugin-s3", env: [{ name: "ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS", value: "5" }] },
+              ],
+            }),
+            container: {
+              image: BUSYBOX,
+              command: ["sh", "-c", "echo small > /work/small.txt && head -c 268435456 /dev/urandom > /work/big.bin"],
+              volumeMounts: [{ name: "work", mountPath: "/work" }],
+            },
+            outputs: {
+              artifacts: [
+                // Saved first, as it is; then the executor spends seconds on tar+gzip of the big one
+                // before its Save: the saver is killed in that gap.
+                {
+                  name: "small",
+                  path: "/work/small.txt",
+                  archive: { none: {} },
+                  plugin: { name: "s3", key: "runs/{{workflow.name}}/small.txt", configuration },
+                },
+                {
+                  name: "big",
+                  path: "/work/big.bin",
+                  plugin: { name: "s3", key: "runs/{{workflow.name}}/big.tgz", configuration },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    };
+    const created = await cluster.kubectl(["-n", NAMESPACE, "create", "-o", "jsonpath={.metadata.name}", "-f", "-"], {
+      input: JSON.stringify(doc),
+    });
+    const name = created.stdout.trim();
+    const podName = async () =>
+      (
+        await kubectlJson<{ items: { metadata: { name: string } }[] }>([
+          "-n",
+          NAMESPACE,
+          "get",
+          "pods",
+          "-l",
+          `workflows.argoproj.io/workflow=${name}`,
+        ])
+      ).items[0]?.metadata.name;
+    const pluginLog = async (pod: string) =>
+      (await cluster.kubectl(["-n", NAMESPACE, "logs", pod, "-c", "artifact-plugin-s3"]).catch(() => ({ stdout: "" })))
+        .stdout;
+    let pod = "";
+    await eventually(
+      "the small output's Save to end",
+      async () => {
+        pod = (await podName()) ?? "";
+        return !!pod && /"method":"Save".*small\.txt|small\.txt.*"method":"Save"/.test(await pluginLog(pod));
+      },
+      180_000,
+      200,
+    ).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n${await diagnose(name)}`);
+    });
+    // Killed as the kernel kills an OOM victim: no chance to write the sidecar's stop.
+    const killed = killContainerProcesses(pod, saver);
+    expect(killed, `processes of ${pod}/${saver} on the node`).toBeGreaterThan(0);
+    let phase = "";
+    await eventually(
+      "the pod to end once the plugin has left",
+      async () => {
+        const p = await kubectlJson<{ status: { phase: string } }>(["-n", NAMESPACE, "get", "pod", pod]);
+        phase = p.status.phase;
+        return phase === "Failed" || phase === "Succeeded";
+      },
+      120_000,
+    ).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n${await diagnose(name)}`);
+    });
+    const log = await pluginLog(pod);
+    expect(log).toMatch(/"clientGoneSeconds":5,"msg":"no client connected since the last Save/);
+    const statuses = (
+      await kubectlJson<{
+        status: { containerStatuses: { name: string; state: { terminated?: { exitCode: number } } }[] };
+      }>(["-n", NAMESPACE, "get", "pod", pod])
+    ).status.containerStatuses;
+    expect(statuses.find((c) => c.name === "artifact-plugin-s3")?.state.terminated?.exitCode).toBe(0);
+    expect(statuses.find((c) => c.name === saver)?.state.terminated?.exitCode).not.toBe(0);
+    expect((await objectBytes(`runs/${name}/small.txt`)).toString()).toBe("small\n");
+  });
+
   it("finds the plugin's socket at argoexec's first look in plugin clients of the tier's Workflows (the launcher binds it before Node starts)", async () => {
     // argoexec writes "starting command" and stats the socket ~4 ms later; at debug (the controller's
     // --loglevel reaches it) it says when that look found nothing and it waits a second for the next.

@@ -185,7 +185,8 @@ describe("deploy/helm (argo-helm chart 2.0.4 with the post-renderer)", () => {
   it("takes the image from one place: another image there changes the sidecar, the driver, the images: entry and argo-server's checksum", async () => {
     const text = readFileSync(VALUES, "utf8");
     expect(text.split(PLUGIN_IMAGE)).toHaveLength(2);
-    const other = "registry.example.com/team/argo-s3-artifact-plugin:0.2.0-rc.1";
+    // A registry, a tag and a digest, as README step 1 suggests pinning.
+    const other = `registry.example.com/team/argo-s3-artifact-plugin:0.2.0@sha256:${"cd".repeat(32)}`;
     const values = join(tmp, "values-other-image.yaml");
     writeFileSync(values, text.replace(PLUGIN_IMAGE, other));
     const rendered = docs(await helmTemplate(["-f", values, "--post-renderer", "argo-s3-artifact-plugin"]));

@@ -30,7 +30,13 @@ interface Container {
  * controller ConfigMap) and the Component's path made real; kustomize renders it.
  */
 async function render(
-  opts: { baseData?: Record<string, string>; continued?: string; monitoring?: boolean } = {},
+  opts: {
+    baseData?: Record<string, string>;
+    continued?: string;
+    monitoring?: boolean;
+    /** Edits the README's overlay as an operator would (after the paths are made real). */
+    edit?: (overlay: string) => string;
+  } = {},
 ): Promise<Record<string, unknown>[]> {
   const dir = mkdtempSync(join(tmpdir(), "deploy-"));
   try {
@@ -65,6 +71,10 @@ async function render(
             (opts.monitoring ? `\n  - ${relative(dir, join(ROOT, "deploy", "monitoring"))}` : ""),
         ) + (opts.continued ?? ""),
     );
+    if (opts.edit) {
+      const file = join(dir, "kustomization.yaml");
+      writeFileSync(file, opts.edit(readFileSync(file, "utf8")));
+    }
     const { stdout } = await run(await kustomizeBinary(), ["build", "--load-restrictor", "LoadRestrictionsNone", dir], {
       timeout: 60_000,
     });
@@ -178,6 +188,25 @@ describe("deploy/ (kustomize Component)", () => {
     expect(Object.keys(images)).toHaveLength(2);
     const parsed = await argoParse(merged.find((d) => d["kind"] === "ConfigMap")!);
     expect(parsed.artifactDrivers?.[0]?.image).toBe(sidecar);
+  }, 120_000);
+
+  it("pins the image by digest as README step 1 says: the sidecar, artifactDrivers and the images: entry carry the same digest", async () => {
+    const digest = `sha256:${"ab".repeat(32)}`;
+    const docs = await render({
+      edit: (o) => {
+        expect(o).toMatch(/^    newTag: "[^"]+"$/m);
+        return o.replace(/^(    newTag: "[^"]+")$/m, `$1\n    digest: ${digest}`);
+      },
+    });
+    const sidecar = (
+      (docs.find((d) => d["kind"] === "Deployment") as Record<string, any>)["spec"].template.spec
+        .containers as Container[]
+    ).find((c) => c.name !== "argo-server")!.image!;
+    expect(sidecar).toContain(`@${digest}`);
+    expect(sidecar.startsWith("registry.example.com/argo-s3-artifact-plugin")).toBe(true);
+    const parsed = await argoParse(docs.find((d) => d["kind"] === "ConfigMap")!);
+    expect(parsed.artifactDrivers?.map((d) => d.image)).toEqual([sidecar]);
+    expect(Object.keys(parsed.images ?? {})).toEqual([sidecar]);
   }, 120_000);
 
   it("gives the UI its secret and endpoint through the README's overlay patch, every other setting of the sidecar kept (no kubectl set env to be undone by the next apply)", async () => {
