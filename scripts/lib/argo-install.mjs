@@ -19,10 +19,15 @@ import {
   readdirSync,
   statSync,
 } from "node:fs";
+import { execFile } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { delimiter, dirname, join, relative } from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
 import { IMAGES, splitRef } from "./cluster.mjs";
-import { ROOT } from "./tools.mjs";
+import { ROOT, argoHelmChart, helmBinary, kustomizeBinary } from "./tools.mjs";
+
+const run = promisify(execFile);
 
 export const NAMESPACE = "argo";
 /** Argo's images as the cluster setup builds and imports them. */
@@ -194,4 +199,81 @@ export async function installArgo(cluster, opts) {
     });
   }
   return { dir, overlay, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Argo installed a second time, with the argo-helm chart as README "With the argo-helm chart"
+ * says: the operator's own values, then deploy/helm/values.yaml with the image written in its
+ * one place, rendered by Helm with the post-renderer installed as a Helm 4 plugin, and applied
+ * as Helm's output (kubectl apply --server-side of what `helm template` prints, as GitOps tools
+ * apply charts). Beside the kustomize install in the same cluster: its own namespace, the
+ * controller limited to it (singleNamespace) and to Workflows labelled with its instanceID, the
+ * CRDs left to the first install. Argo's images are the ones the setup built.
+ * @param {{ kubectl: (args: string[], opts?: { input?: string, timeoutMs?: number }) => Promise<{ stdout: string, stderr: string }> }} cluster
+ * @param {{ namespace: string, release: string, pluginImage: string, operatorValues: Record<string, unknown>, workflowSecrets: string[], workflowServiceAccount: string }} opts
+ * @returns {Promise<{ rendered: string }>}
+ */
+export async function installArgoWithHelm(cluster, opts) {
+  const dir = mkdtempSync(join(tmpdir(), "argo-helm-install-"));
+  try {
+    const [helm, chart, kustomize] = await Promise.all([helmBinary(), argoHelmChart(), kustomizeBinary()]);
+    const env = {
+      ...process.env,
+      HELM_CONFIG_HOME: join(dir, "config"),
+      HELM_DATA_HOME: join(dir, "data"),
+      HELM_CACHE_HOME: join(dir, "cache"),
+      PATH: [dirname(kustomize), process.env["PATH"] ?? ""].join(delimiter),
+    };
+    const valuesText = readFileSync(join(ROOT, "deploy", "helm", "values.yaml"), "utf8");
+    const written = "argo-s3-artifact-plugin:0.2.0";
+    if (valuesText.split(written).length !== 2)
+      throw new Error(`deploy/helm/values.yaml no longer writes ${written} once; update scripts/lib/argo-install.mjs`);
+    writeFileSync(join(dir, "plugin-values.yaml"), valuesText.replace(written, opts.pluginImage));
+    writeFileSync(join(dir, "operator-values.yaml"), stringify(opts.operatorValues));
+    await run(helm, ["plugin", "install", join(ROOT, "deploy", "helm", "post-renderer"), "--verify=false"], {
+      env,
+      timeout: 60_000,
+    });
+    const { stdout: rendered } = await run(
+      helm,
+      [
+        "template",
+        opts.release,
+        chart,
+        "-n",
+        opts.namespace,
+        "-f",
+        join(dir, "operator-values.yaml"),
+        "-f",
+        join(dir, "plugin-values.yaml"),
+        "--post-renderer",
+        "argo-s3-artifact-plugin",
+      ],
+      { env, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 },
+    );
+    await cluster.kubectl(["create", "namespace", opts.namespace]);
+    // Objects the chart renders without a namespace go to the release's, as Helm applies them.
+    await cluster.kubectl(["-n", opts.namespace, "apply", "--server-side", "-f", "-"], {
+      input: rendered,
+      timeoutMs: 180_000,
+    });
+    // README step 3 in the release's namespace, for the service account its workflows run as.
+    const role = readFileSync(join(ROOT, "deploy", "workflow-namespace", "secrets-role.yaml"), "utf8");
+    if (!role.includes("resourceNames: [s3-credentials]") || !/\n {4}name: default\n/.test(role))
+      throw new Error("deploy/workflow-namespace/secrets-role.yaml changed shape; update scripts/lib/argo-install.mjs");
+    await cluster.kubectl(["-n", opts.namespace, "apply", "--server-side", "-f", "-"], {
+      input: role
+        .replace("resourceNames: [s3-credentials]", `resourceNames: [${opts.workflowSecrets.join(", ")}]`)
+        .replace(/\n {4}name: default\n/, `\n    name: ${opts.workflowServiceAccount}\n`),
+    });
+    for (const d of ["workflow-controller", "server"]) {
+      await cluster.kubectl(
+        ["-n", opts.namespace, "rollout", "status", `deploy/${opts.release}-${d}`, "--timeout=240s"],
+        { timeoutMs: 250_000 },
+      );
+    }
+    return { rendered };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse, parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ARGO_IMAGES, NAMESPACE, readmeYaml } from "../../scripts/lib/argo-install.mjs";
+import { ARGO_IMAGES, NAMESPACE, installArgoWithHelm, readmeYaml } from "../../scripts/lib/argo-install.mjs";
 import { startArgoCluster } from "../../scripts/lib/argo-cluster.mjs";
 import * as clusterLib from "../../scripts/lib/cluster.mjs";
 import { eventually } from "../support/bounded.js";
@@ -785,6 +785,73 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     expect(statuses.find((c) => c.name === "artifact-plugin-s3")?.state.terminated?.exitCode).toBe(0);
     expect(statuses.find((c) => c.name === saver)?.state.terminated?.exitCode).not.toBe(0);
     expect((await objectBytes(`runs/${name}/small.txt`)).toString()).toBe("small\n");
+  });
+
+  it("installs with the argo-helm chart as README says (post-renderer, the operator's own controller values), and a Workflow runs through that controller", async () => {
+    const ns = "argo-helm";
+    const release = "argo-workflows";
+    const [, tag] = ARGO_IMAGES.controller.split(":");
+    const local = (ref: string) => ({ registry: ref.split("/")[0], repository: ref.split("/")[1]!.split(":")[0] });
+    // An operator's own chart values, as a Helm user has them before adding the plugin; only the
+    // first block is the test bed's (the images it built, living beside the kustomize install).
+    const operatorValues = {
+      crds: { install: false },
+      singleNamespace: true,
+      images: { tag, pullPolicy: "IfNotPresent" },
+      controller: {
+        image: local(ARGO_IMAGES.controller),
+        instanceID: { enabled: true, explicitID: "helm" },
+        // The operator's controller config: all of it must reach Argo through the post-renderer.
+        workflowDefaults: { spec: { serviceAccountName: "argo-workflow" } },
+      },
+      executor: {
+        image: local(ARGO_IMAGES.exec),
+        resources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "200Mi" } },
+      },
+      server: { image: local(ARGO_IMAGES.cli), authModes: ["server"] },
+      workflow: { serviceAccount: { create: true, name: "argo-workflow" }, rbac: { create: true } },
+    };
+    const { rendered } = await installArgoWithHelm(cluster, {
+      namespace: ns,
+      release,
+      pluginImage: PLUGIN_IMAGE,
+      operatorValues,
+      workflowSecrets: [store.secret],
+      workflowServiceAccount: "argo-workflow",
+    });
+    expect(rendered).toContain("artifactDrivers:");
+    // argo-server is up: its start-up check found the sidecar's image equal to the driver's, and dialed it.
+    const serverLog = await cluster.kubectl(["-n", ns, "logs", `deploy/${release}-server`, "-c", "s3-artifact-plugin"]);
+    expect(serverLog.stdout).toMatch(/"shared":true.*"msg":"ready"/);
+    await cluster.kubectl([
+      "-n",
+      ns,
+      "create",
+      "secret",
+      "generic",
+      store.secret,
+      `--from-literal=accesskey=${env.minioAccess.accessKey}`,
+      `--from-literal=secretkey=${env.minioAccess.secretKey}`,
+    ]);
+    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc as {
+      metadata: { labels?: Record<string, string> };
+    };
+    wf.metadata.labels = { ...wf.metadata.labels, "workflows.argoproj.io/controller-instanceid": "helm" };
+    const { name, status } = await runWorkflow(wf, ns);
+    expect(status.phase, await diagnose(name, ns)).toBe("Succeeded");
+    expect(await podLog(name, "consume", ns)).toBe((await objectBytes(`runs/${name}/report.txt`)).toString());
+    // The chart's own controller values reached Argo: the executor's limit (the plugin sizes itself by
+    // it) and workflowDefaults' service account.
+    expect(await containerLog(name, "produce", "artifact-plugin-s3", ns)).toContain('"memoryLimitMiB":200');
+    const pods = await kubectlJson<{ items: { spec: { serviceAccountName: string } }[] }>([
+      "-n",
+      ns,
+      "get",
+      "pods",
+      "-l",
+      `workflows.argoproj.io/workflow=${name}`,
+    ]);
+    expect(pods.items.map((p) => p.spec.serviceAccountName)).toEqual(pods.items.map(() => "argo-workflow"));
   });
 
   it("finds the plugin's socket at argoexec's first look in plugin clients of the tier's Workflows (the launcher binds it before Node starts)", async () => {
