@@ -38,6 +38,11 @@ export interface Settings {
    * long (its wait container died without the stop; wire/client-gone.ts); undefined: never.
    */
   leaveWhenClientGoneMs: number | undefined;
+  /**
+   * Where Argo writes this container's stop (`signal`, util/signal-file.ts): a container Argo's
+   * controller named (ARGO_CONTAINER_NAME); undefined elsewhere and in the shared sidecar.
+   */
+  argoSignalDir: string | undefined;
   /** The shared argo-server sidecar: secrets and roles only from the allow lists, no loopback endpoints. */
   shared: boolean;
   /** In the shared sidecar: the bound on a whole ListObjects or IsDirectory, every page included. */
@@ -384,6 +389,13 @@ function clientGone(env: NodeJS.ProcessEnv, inPod: boolean, shared: boolean): nu
   return ms > 0 ? ms : undefined;
 }
 
+/** Argo's per-container folder for the exit code and the stop signal (common.VarRunArgoPath + "/ctr"). */
+function argoSignalDir(env: NodeJS.ProcessEnv, shared: boolean): string | undefined {
+  const name = env["ARGO_CONTAINER_NAME"];
+  if (shared || !name || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name)) return undefined;
+  return `/var/run/argo/ctr/${name}`;
+}
+
 /** Strict octal file mode: 3 or 4 octal digits, nothing else. */
 export function parseSocketMode(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;
@@ -500,6 +512,7 @@ export function readSettings(
       maxConcurrentTransfers: sized.maxConcurrentTransfers,
       lateUploadWatchMs: seconds(env, "ARGO_S3_PLUGIN_LATE_UPLOAD_WATCH_SECONDS", 120_000),
       leaveWhenClientGoneMs: clientGone(env, inPod, shared.shared),
+      argoSignalDir: argoSignalDir(env, shared.shared),
       ...shared,
       sharedListingMs: seconds(env, "ARGO_S3_PLUGIN_SHARED_LISTING_SECONDS", 60_000, 1),
       allowedRoles: list(env["ARGO_S3_PLUGIN_ALLOWED_ROLES"]),

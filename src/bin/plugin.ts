@@ -13,6 +13,7 @@ import { type Logger, createLogger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { Built } from "../services.js";
 import { type Settings, SettingsError, readSettings } from "../settings.js";
+import { watchSignalFile } from "../util/signal-file.js";
 import { VERSION } from "../version.js";
 import { logRpcLine, onRpcEnded } from "../wire/events.js";
 import { PluginServer } from "../wire/server.js";
@@ -233,6 +234,15 @@ async function main(argv: string[]): Promise<number> {
   onRpcEnded((e) => metrics?.rpc(e.method, e.outcome, e.durationMs / 1000, e.bytes));
   // Signals are handled from here on: a pod stopped while the plugin starts still exits 0.
   const { stopped, stopping, stop } = stopOnSignals(served, settings, deferred.services, logger);
+  // Argo's stop for this container, read as soon as it is written (util/signal-file.ts).
+  if (settings.argoSignalDir)
+    watchSignalFile(settings.argoSignalDir, (signal) => {
+      if (signal === 9) {
+        logger.warn({ signal, signalFile: settings.argoSignalDir }, "Argo asks for SIGKILL: leaving now");
+        process.kill(process.pid, "SIGKILL");
+      }
+      stop(`Argo's signal file (${signal})`);
+    });
   // A workflow pod's sidecar whose wait container died before writing the stop (wire/client-gone.ts).
   leave = () => {
     logger.warn(
