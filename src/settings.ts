@@ -382,6 +382,8 @@ const CLIENT_GONE = "ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS";
 function clientGone(env: NodeJS.ProcessEnv, inPod: boolean, shared: boolean): number | undefined {
   const inWorkflowPod = inPod && !!env["ARGO_WORKFLOW_NAME"] && !!env["ARGO_WORKFLOW_UID"];
   const ms = seconds(env, CLIENT_GONE, inWorkflowPod && !shared ? 300_000 : 0);
+  // Node's timers take at most 2^31-1 ms and fire at once past it.
+  if (ms > 2 ** 31 - 1) throw new SettingsError(`${CLIENT_GONE}: at most 2147483 seconds (24 days); 0 turns it off`);
   if (ms > 0 && shared)
     throw new SettingsError(
       `${CLIENT_GONE}: the shared argo-server sidecar serves every UI user and must not leave when one goes; unset it there (or set 0)`,

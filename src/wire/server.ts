@@ -193,7 +193,6 @@ export class PluginServer {
     body: (rpc: Tracked, log: RpcLog) => Promise<T>,
   ): Promise<T> {
     const controller = cancellation(method, call, this.inflight);
-    this.clientGone?.callStarted(method);
     const started = process.hrtime.bigint();
     const fields: RpcLog = {};
     const deadline = callDeadline(method, this.opts.callDeadlinesMs?.[method], controller, fields);
@@ -203,6 +202,8 @@ export class PluginServer {
     const rpc = this.tracked(controller.signal, fields, progress, slot);
     const run = () => body(rpc, fields).finally(() => slot.release());
     const { result, span } = traced(this.opts.tracer, method, call, run);
+    // Counted from here to the finally below, with nothing in between that can throw.
+    this.clientGone?.callStarted(method);
     this.pending.add(result);
     try {
       return await this.ended(method, started, fields, result, span, deadline);

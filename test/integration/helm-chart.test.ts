@@ -275,6 +275,16 @@ describe("deploy/helm (argo-helm chart 2.0.4 with the post-renderer)", () => {
     }
   });
 
+  it("refuses to render when a values file after ours replaced server.extraContainers (lists are not merged): no driver without its sidecar", async () => {
+    const later = join(tmp, "values-later-lists.yaml");
+    writeFileSync(later, stringify({ server: { extraContainers: [{ name: "log-shipper", image: "busybox" }] } }));
+    const err = await helmTemplate(["-f", VALUES, "-f", later, "--post-renderer", "argo-s3-artifact-plugin"]).then(
+      () => "rendered",
+      (e: { stderr?: string }) => e.stderr ?? String(e),
+    );
+    expect(err).toMatch(/server\.extraContainers has no s3-artifact-plugin container with an image/);
+  });
+
   it("is what plugin.yaml registers: the same artifactDrivers and images: entry", async () => {
     const cfg = await argoParse(controllerConfigMap(withPlugin));
     const registration = parse(readFileSync(join(ROOT, "plugin.yaml"), "utf8")) as ArgoConfig;

@@ -29,6 +29,13 @@ describe("ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS", () => {
       /ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: the shared argo-server sidecar serves every UI user/,
     );
     expect(() => settings({ ...WORKFLOW, ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: "5m" }, true)).toThrow(SettingsError);
+    // Past Node's longest timer it would fire at once, not never.
+    expect(() => settings({ ...WORKFLOW, ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: "3000000" }, true)).toThrow(
+      /ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: at most 2147483 seconds/,
+    );
+    expect(settings({ ...WORKFLOW, ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: "2147483" }, true).leaveWhenClientGoneMs).toBe(
+      2_147_483_000,
+    );
     expect(() => settings({ ...WORKFLOW, ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: "-1" }, true)).toThrow(
       /ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: "-1" is not a number of seconds/,
     );

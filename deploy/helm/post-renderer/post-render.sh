@@ -29,10 +29,13 @@ fail() {
 grep -q '^kind: ArtifactDriverEntry$' "$work/rendered.yaml" ||
   fail "the chart's output has no ArtifactDriverEntry: add deploy/helm/values.yaml (helm -f) to this release"
 
+# kustomize's own words go into the failure line: Helm 4 drops a post-renderer's stderr.
 if command -v kustomize > /dev/null 2>&1; then
-  kustomize build "$work" > "$work/out.yaml" || fail "kustomize build failed (above)"
+  kustomize build "$work" > "$work/out.yaml" 2> "$work/err" ||
+    fail "kustomize build failed: $(tr '\n' ' ' < "$work/err")"
 elif command -v kubectl > /dev/null 2>&1; then
-  kubectl kustomize "$work" > "$work/out.yaml" || fail "kubectl kustomize failed (above)"
+  kubectl kustomize "$work" > "$work/out.yaml" 2> "$work/err" ||
+    fail "kubectl kustomize failed: $(tr '\n' ' ' < "$work/err")"
 else
   fail "needs kustomize or kubectl on PATH"
 fi
