@@ -203,14 +203,16 @@ export async function installArgo(cluster, opts) {
 
 /**
  * Argo installed a second time, with the argo-helm chart as README "With the argo-helm chart"
- * says: the operator's own values, then deploy/helm/values.yaml with the image written in its
+ * says: the operator's own values, then the plugin's values file with the image written in its
  * one place, rendered by Helm with the post-renderer installed as a Helm 4 plugin, and applied
  * as Helm's output (kubectl apply --server-side of what `helm template` prints, as GitOps tools
- * apply charts). Beside the kustomize install in the same cluster: its own namespace, the
- * controller limited to it (singleNamespace) and to Workflows labelled with its instanceID, the
- * CRDs left to the first install. Argo's images are the ones the setup built.
+ * apply charts; applied again, it is an upgrade). Beside the kustomize install in the same
+ * cluster: its own namespace, the controller limited to it (singleNamespace) and to Workflows
+ * labelled with its instanceID, the CRDs left to the first install. Argo's images are the ones
+ * the setup built. `pluginValues` defaults to deploy/helm/values.yaml; another file (0.1.0's)
+ * is rendered without the post-renderer, as it was.
  * @param {{ kubectl: (args: string[], opts?: { input?: string, timeoutMs?: number }) => Promise<{ stdout: string, stderr: string }> }} cluster
- * @param {{ namespace: string, release: string, pluginImage: string, operatorValues: Record<string, unknown>, workflowSecrets: string[], workflowServiceAccount: string }} opts
+ * @param {{ namespace: string, release: string, pluginImage: string, operatorValues: Record<string, unknown>, workflowSecrets: string[], workflowServiceAccount: string, pluginValues?: { file: string, image: string } }} opts
  * @returns {Promise<{ rendered: string }>}
  */
 export async function installArgoWithHelm(cluster, opts) {
@@ -224,16 +226,22 @@ export async function installArgoWithHelm(cluster, opts) {
       HELM_CACHE_HOME: join(dir, "cache"),
       PATH: [dirname(kustomize), process.env["PATH"] ?? ""].join(delimiter),
     };
-    const valuesText = readFileSync(join(ROOT, "deploy", "helm", "values.yaml"), "utf8");
-    const written = "argo-s3-artifact-plugin:0.2.0";
-    if (valuesText.split(written).length !== 2)
+    const current = opts.pluginValues === undefined;
+    const { file, image: written } = opts.pluginValues ?? {
+      file: join(ROOT, "deploy", "helm", "values.yaml"),
+      image: "argo-s3-artifact-plugin:0.2.0",
+    };
+    const valuesText = readFileSync(file, "utf8");
+    if (current && valuesText.split(written).length !== 2)
       throw new Error(`deploy/helm/values.yaml no longer writes ${written} once; update scripts/lib/argo-install.mjs`);
-    writeFileSync(join(dir, "plugin-values.yaml"), valuesText.replace(written, opts.pluginImage));
+    if (!valuesText.includes(written)) throw new Error(`${file} does not name ${written}`);
+    writeFileSync(join(dir, "plugin-values.yaml"), valuesText.split(written).join(opts.pluginImage));
     writeFileSync(join(dir, "operator-values.yaml"), stringify(opts.operatorValues));
-    await run(helm, ["plugin", "install", join(ROOT, "deploy", "helm", "post-renderer"), "--verify=false"], {
-      env,
-      timeout: 60_000,
-    });
+    if (current)
+      await run(helm, ["plugin", "install", join(ROOT, "deploy", "helm", "post-renderer"), "--verify=false"], {
+        env,
+        timeout: 60_000,
+      });
     const { stdout: rendered } = await run(
       helm,
       [
@@ -246,12 +254,13 @@ export async function installArgoWithHelm(cluster, opts) {
         join(dir, "operator-values.yaml"),
         "-f",
         join(dir, "plugin-values.yaml"),
-        "--post-renderer",
-        "argo-s3-artifact-plugin",
+        ...(current ? ["--post-renderer", "argo-s3-artifact-plugin"] : []),
       ],
       { env, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 },
     );
-    await cluster.kubectl(["create", "namespace", opts.namespace]);
+    await cluster.kubectl(["create", "namespace", opts.namespace]).catch((/** @type {Error} */ e) => {
+      if (!/AlreadyExists/.test(e.message)) throw e;
+    });
     // Objects the chart renders without a namespace go to the release's, as Helm applies them.
     await cluster.kubectl(["-n", opts.namespace, "apply", "--server-side", "-f", "-"], {
       input: rendered,

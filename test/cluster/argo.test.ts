@@ -6,7 +6,8 @@
 // the node's address, and the test reads objects back through curl inside it.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse, parseAllDocuments, stringify } from "yaml";
@@ -787,13 +788,13 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     expect((await objectBytes(`runs/${name}/small.txt`)).toString()).toBe("small\n");
   }, 600_000);
 
-  it("installs with the argo-helm chart as README says (post-renderer, the operator's own controller values), and a Workflow runs through that controller", async () => {
+  it("upgrades a Helm install made with 0.1.0's values as README says (the chart's own controller config back, the post-renderer), and a Workflow runs through that controller before and after", async () => {
     const ns = "argo-helm";
     const release = "argo-workflows";
     const [, tag] = ARGO_IMAGES.controller.split(":");
     const local = (ref: string) => ({ registry: ref.split("/")[0], repository: ref.split("/")[1]!.split(":")[0] });
-    // An operator's own chart values, as a Helm user has them before adding the plugin; only the
-    // first block is the test bed's (the images it built, living beside the kustomize install).
+    // An operator's own chart values, as a Helm user has them; only the first block is the test
+    // bed's (the images it built, living beside the kustomize install).
     const operatorValues = {
       crds: { install: false },
       singleNamespace: true,
@@ -801,7 +802,7 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       controller: {
         image: local(ARGO_IMAGES.controller),
         instanceID: { enabled: true, explicitID: "helm" },
-        // The operator's controller config: all of it must reach Argo through the post-renderer.
+        // The operator's controller config: 0.1.0's values dropped it, the post-renderer keeps it.
         workflowDefaults: { spec: { serviceAccountName: "argo-workflow" } },
       },
       executor: {
@@ -811,18 +812,50 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       server: { image: local(ARGO_IMAGES.cli), authModes: ["server"] },
       workflow: { serviceAccount: { create: true, name: "argo-workflow" }, rbac: { create: true } },
     };
-    const { rendered } = await installArgoWithHelm(cluster, {
-      namespace: ns,
-      release,
-      pluginImage: PLUGIN_IMAGE,
-      operatorValues,
-      workflowSecrets: [store.secret],
-      workflowServiceAccount: "argo-workflow",
-    });
-    expect(rendered).toContain("artifactDrivers:");
-    // argo-server is up: its start-up check found the sidecar's image equal to the driver's, and dialed it.
-    const serverLog = await cluster.kubectl(["-n", ns, "logs", `deploy/${release}-server`, "-c", "s3-artifact-plugin"]);
-    expect(serverLog.stdout).toMatch(/"shared":true.*"msg":"ready"/);
+    const install = (pluginValues?: { file: string; image: string }) =>
+      installArgoWithHelm(cluster, {
+        namespace: ns,
+        release,
+        pluginImage: PLUGIN_IMAGE,
+        operatorValues,
+        workflowSecrets: [store.secret],
+        workflowServiceAccount: "argo-workflow",
+        ...(pluginValues ? { pluginValues } : {}),
+      });
+    const fileWorkflow = (serviceAccountName?: string) => {
+      const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc as {
+        metadata: { labels?: Record<string, string> };
+        spec: { serviceAccountName?: string };
+      };
+      wf.metadata.labels = { ...wf.metadata.labels, "workflows.argoproj.io/controller-instanceid": "helm" };
+      if (serviceAccountName) wf.spec.serviceAccountName = serviceAccountName;
+      return wf;
+    };
+    const runOk = async (wf: Record<string, unknown>) => {
+      const r = await runWorkflow(wf, ns);
+      expect(r.status.phase, await diagnose(r.name, ns)).toBe("Succeeded");
+      expect(await podLog(r.name, "consume", ns)).toBe((await objectBytes(`runs/${r.name}/report.txt`)).toString());
+      return r.name;
+    };
+    const controllerConfig = async () =>
+      (
+        await kubectlJson<{ data: { config: string } }>([
+          "-n",
+          ns,
+          "get",
+          "configmap",
+          `${release}-workflow-controller-configmap`,
+        ])
+      ).data.config;
+
+    // 0.1.0: the chart's ConfigMap off, the whole config in extraObjects (its image, its entrypoint).
+    // Its README had operators copy the controller values they use into that text; this one copied
+    // the instanceID (without it no controller takes these Workflows) and missed the rest.
+    const v010 = readFileSync(join(ROOT, "test", "cluster", "helm-values-0.1.0.yaml"), "utf8");
+    expect(v010).toContain("      config: |\n");
+    const v010File = join(mkdtempSync(join(tmpdir(), "helm-0.1.0-")), "values.yaml");
+    writeFileSync(v010File, v010.replace("      config: |\n", "      config: |\n        instanceID: helm\n"));
+    await install({ file: v010File, image: "argo-s3-artifact-plugin:0.1.0" });
     await cluster.kubectl([
       "-n",
       ns,
@@ -833,13 +866,25 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
       `--from-literal=accesskey=${env.minioAccess.accessKey}`,
       `--from-literal=secretkey=${env.minioAccess.secretKey}`,
     ]);
-    const wf = examples(ROOT, store, BUSYBOX).find((e) => e.file === "workflow-file-artifact.yaml")!.doc as {
-      metadata: { labels?: Record<string, string> };
-    };
-    wf.metadata.labels = { ...wf.metadata.labels, "workflows.argoproj.io/controller-instanceid": "helm" };
-    const { name, status } = await runWorkflow(wf, ns);
-    expect(status.phase, await diagnose(name, ns)).toBe("Succeeded");
-    expect(await podLog(name, "consume", ns)).toBe((await objectBytes(`runs/${name}/report.txt`)).toString());
+    const before = await controllerConfig();
+    expect(before).toContain("kill-cmd-artifact-plugin-s3");
+    expect(before).not.toContain("200Mi");
+    // What the operator saw with 0.1.0: their executor limit and workflowDefaults silently gone.
+    const old = await runOk(fileWorkflow("argo-workflow"));
+    const oldPlugin = await containerLog(old, "produce", "artifact-plugin-s3", ns);
+    expect(oldPlugin).toMatch(/"msg":"ready"/);
+    expect(oldPlugin).not.toContain('"memoryLimitMiB":200');
+
+    // README, Upgrading: the same release with deploy/helm/values.yaml and the post-renderer.
+    const { rendered } = await install();
+    expect(rendered).toContain("artifactDrivers:");
+    const after = await controllerConfig();
+    expect(after).not.toContain("kill-cmd-artifact-plugin-s3");
+    expect(after).toMatch(/^artifactDrivers:/);
+    // argo-server is up again: its start-up check found the sidecar's image equal to the driver's, and dialed it.
+    const serverLog = await cluster.kubectl(["-n", ns, "logs", `deploy/${release}-server`, "-c", "s3-artifact-plugin"]);
+    expect(serverLog.stdout).toMatch(/"shared":true.*"msg":"ready"/);
+    const name = await runOk(fileWorkflow());
     // The chart's own controller values reached Argo: the executor's limit (the plugin sizes itself by
     // it) and workflowDefaults' service account.
     expect(await containerLog(name, "produce", "artifact-plugin-s3", ns)).toContain('"memoryLimitMiB":200');
