@@ -151,6 +151,30 @@ async function stopSidecar(s: Sidecar): Promise<{ code: number | null; pluginExi
   return { code, pluginExit, ms: Date.now() - asked };
 }
 
+/**
+ * One transfer through Argo's plugin client as uid 8737, in its own process (as the init or wait
+ * container runs it: its connections end with the process).
+ */
+function benchClient(
+  socket: string,
+  o: { mode: string; cfg: string; key: string; file: string; home: string },
+): Promise<{ stdout: string; stderr: string }> {
+  return run(
+    "setpriv",
+    [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", o.mode].concat([
+      "-socket",
+      socket,
+      "-config-file",
+      o.cfg,
+      "-key",
+      o.key,
+      "-file",
+      o.file,
+    ]),
+    { env: { PATH: process.env["PATH"] ?? "", HOME: o.home }, maxBuffer: 16 * 1024 * 1024, timeout: 120_000 },
+  );
+}
+
 describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
   it("uid 8737 runs every step of Argo's plugin client against the plugin started through the image's launcher with Argo's executor args; exit 0 on Argo's stop", async () => {
     const sidecar = await startSidecar(["--loglevel", "debug", "--gloglevel", "6"]);
@@ -241,27 +265,7 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
       chmodSync(cfg, 0o644);
       proxy.inject(3, "slow-answer", (req) => req.method === "PUT");
       const key = `kill-${Date.now()}/big.bin`;
-      const save = run(
-        "setpriv",
-        [
-          `--reuid=${CLIENT_UID}`,
-          `--regid=${CLIENT_UID}`,
-          "--clear-groups",
-          "--",
-          clientBin,
-          "-bench",
-          "save",
-          "-socket",
-          s.socket,
-          "-config-file",
-          cfg,
-          "-key",
-          key,
-          "-file",
-          file,
-        ],
-        { env: { PATH: process.env["PATH"] ?? "", HOME: work }, maxBuffer: 16 * 1024 * 1024, timeout: 120_000 },
-      ).then(
+      const save = benchClient(s.socket, { mode: "save", cfg, key, file, home: work }).then(
         (r) => ({ ok: true, out: `${r.stdout}${r.stderr}` }),
         (e: { stdout?: string; stderr?: string }) => ({ ok: false, out: `${e.stdout ?? ""}${e.stderr ?? ""}` }),
       );
@@ -304,23 +308,8 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
     writeFileSync(join(work, "out.bin"), bytes);
     chmodSync(join(work, "out.bin"), 0o644);
     const key = `gone-${Date.now()}/out.bin`;
-    // Argo's client in its own process, as the init or wait container runs it: its connections
-    // end with the process, as a killed wait container's do.
-    const client = (mode: string, file: string) =>
-      run(
-        "setpriv",
-        [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", mode].concat([
-          "-socket",
-          sidecar.socket,
-          "-config-file",
-          cfg,
-          "-key",
-          key,
-          "-file",
-          file,
-        ]),
-        { env: { PATH: process.env["PATH"] ?? "", HOME: work }, timeout: 120_000 },
-      );
+    // Argo's client in its own process: its connections end with it, as a killed wait container's do.
+    const client = (mode: string, file: string) => benchClient(sidecar.socket, { mode, cfg, key, file, home: work });
     // Another client connected all along (as a live wait container's connections stay) holds it.
     const held = createConnection(sidecar.socket);
     await new Promise<void>((resolve, reject) => held.once("connect", resolve).once("error", reject));
@@ -342,20 +331,7 @@ describe.skipIf(!isRoot)("under argoexec, as Argo's pod runs it", () => {
     const loader = await startSidecar([], { ARGO_S3_PLUGIN_CLIENT_GONE_SECONDS: String(GONE_SECONDS) });
     try {
       const loaded = join(work, "loaded.bin");
-      await run(
-        "setpriv",
-        [`--reuid=${CLIENT_UID}`, `--regid=${CLIENT_UID}`, "--clear-groups", "--", clientBin, "-bench", "load"].concat([
-          "-socket",
-          loader.socket,
-          "-config-file",
-          cfg,
-          "-key",
-          key,
-          "-file",
-          loaded,
-        ]),
-        { env: { PATH: process.env["PATH"] ?? "", HOME: work }, timeout: 120_000 },
-      );
+      await benchClient(loader.socket, { mode: "load", cfg, key, file: loaded, home: work });
       expect(readFileSync(loaded).equals(bytes)).toBe(true);
       await new Promise((r) => setTimeout(r, 3 * GONE_SECONDS * 1000));
       expect(loader.proc.exitCode, loader.output()).toBeNull();
