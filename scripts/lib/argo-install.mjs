@@ -21,11 +21,11 @@ import {
 } from "node:fs";
 import { execFile } from "node:child_process";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join, relative } from "node:path";
+import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { IMAGES, splitRef } from "./cluster.mjs";
-import { ROOT, argoHelmChart, helmBinary, kustomizeBinary } from "./tools.mjs";
+import { ROOT, helmWithPostRenderer } from "./tools.mjs";
 
 const run = promisify(execFile);
 
@@ -174,14 +174,7 @@ export async function installArgo(cluster, opts) {
   await cluster.kubectl([...readmeApplyCommand().slice(0, -1), app], { timeoutMs: 180_000 });
   // README, Install step 3: the per-namespace secrets Role, its resourceNames edited to the secrets the workflows name.
   const wns = join(dir, "argo-s3-artifact-plugin", "deploy", "workflow-namespace");
-  const role = join(wns, "secrets-role.yaml");
-  const roleText = readFileSync(role, "utf8");
-  if (!roleText.includes("resourceNames: [s3-credentials]"))
-    throw new Error("deploy/workflow-namespace/secrets-role.yaml changed shape; update scripts/lib/argo-install.mjs");
-  writeFileSync(
-    role,
-    roleText.replace("resourceNames: [s3-credentials]", `resourceNames: [${(opts.workflowSecrets ?? []).join(", ")}]`),
-  );
+  writeFileSync(join(wns, "secrets-role.yaml"), secretsRole(opts.workflowSecrets ?? []));
   await cluster.kubectl(["-n", NAMESPACE, "apply", "--server-side", "-k", wns]);
   // What Argo's docs have every workflow namespace grant the workflow's service account (quick-start's roles).
   const quick = join(dir, "argo-manifests", "quick-start", "base");
@@ -202,6 +195,21 @@ export async function installArgo(cluster, opts) {
 }
 
 /**
+ * deploy/workflow-namespace/secrets-role.yaml as README step 3 has the operator edit it: the
+ * secrets the workflows name as its resourceNames and, when they do not run as `default`, their
+ * service account as the subject.
+ * @param {string[]} secrets @param {string} [serviceAccount]
+ */
+function secretsRole(secrets, serviceAccount = "default") {
+  const role = readFileSync(join(ROOT, "deploy", "workflow-namespace", "secrets-role.yaml"), "utf8");
+  if (!role.includes("resourceNames: [s3-credentials]") || !/\n {4}name: default\n/.test(role))
+    throw new Error("deploy/workflow-namespace/secrets-role.yaml changed shape; update scripts/lib/argo-install.mjs");
+  return role
+    .replace("resourceNames: [s3-credentials]", `resourceNames: [${secrets.join(", ")}]`)
+    .replace(/\n {4}name: default\n/, `\n    name: ${serviceAccount}\n`);
+}
+
+/**
  * Argo installed a second time, with the argo-helm chart as README "With the argo-helm chart"
  * says: the operator's own values, then the plugin's values file with the image written in its
  * one place, rendered by Helm with the post-renderer installed as a Helm 4 plugin, and applied
@@ -218,14 +226,7 @@ export async function installArgo(cluster, opts) {
 export async function installArgoWithHelm(cluster, opts) {
   const dir = mkdtempSync(join(tmpdir(), "argo-helm-install-"));
   try {
-    const [helm, chart, kustomize] = await Promise.all([helmBinary(), argoHelmChart(), kustomizeBinary()]);
-    const env = {
-      ...process.env,
-      HELM_CONFIG_HOME: join(dir, "config"),
-      HELM_DATA_HOME: join(dir, "data"),
-      HELM_CACHE_HOME: join(dir, "cache"),
-      PATH: [dirname(kustomize), process.env["PATH"] ?? ""].join(delimiter),
-    };
+    const { helm, chart, env } = await helmWithPostRenderer(dir);
     const current = opts.pluginValues === undefined;
     const { file, image: written } = opts.pluginValues ?? {
       file: join(ROOT, "deploy", "helm", "values.yaml"),
@@ -237,11 +238,6 @@ export async function installArgoWithHelm(cluster, opts) {
     if (!valuesText.includes(written)) throw new Error(`${file} does not name ${written}`);
     writeFileSync(join(dir, "plugin-values.yaml"), valuesText.split(written).join(opts.pluginImage));
     writeFileSync(join(dir, "operator-values.yaml"), stringify(opts.operatorValues));
-    if (current)
-      await run(helm, ["plugin", "install", join(ROOT, "deploy", "helm", "post-renderer"), "--verify=false"], {
-        env,
-        timeout: 60_000,
-      });
     const { stdout: rendered } = await run(
       helm,
       [
@@ -267,13 +263,8 @@ export async function installArgoWithHelm(cluster, opts) {
       timeoutMs: 180_000,
     });
     // README step 3 in the release's namespace, for the service account its workflows run as.
-    const role = readFileSync(join(ROOT, "deploy", "workflow-namespace", "secrets-role.yaml"), "utf8");
-    if (!role.includes("resourceNames: [s3-credentials]") || !/\n {4}name: default\n/.test(role))
-      throw new Error("deploy/workflow-namespace/secrets-role.yaml changed shape; update scripts/lib/argo-install.mjs");
     await cluster.kubectl(["-n", opts.namespace, "apply", "--server-side", "-f", "-"], {
-      input: role
-        .replace("resourceNames: [s3-credentials]", `resourceNames: [${opts.workflowSecrets.join(", ")}]`)
-        .replace(/\n {4}name: default\n/, `\n    name: ${opts.workflowServiceAccount}\n`),
+      input: secretsRole(opts.workflowSecrets, opts.workflowServiceAccount),
     });
     for (const d of ["workflow-controller", "server"]) {
       await cluster.kubectl(

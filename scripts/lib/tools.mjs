@@ -16,7 +16,7 @@ import {
   rmSync,
 } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ARGO_SYMLINKS, restoreArgoSymlinks } from "./argo-module.mjs";
@@ -254,6 +254,29 @@ export async function argoHelmChart() {
   const chart = join(dir ?? "", "charts", "argo-workflows");
   if (!dir || !existsSync(join(chart, "Chart.yaml"))) throw new ToolError(`${ref} has no charts/argo-workflows`);
   return chart;
+}
+
+/**
+ * Helm as an operator runs it with this project's post-renderer: Helm's config, data and cache
+ * folders under `dir` (the machine's own are left alone), the pinned kustomize first on PATH, and
+ * deploy/helm/post-renderer installed as a Helm 4 plugin with the README's command.
+ * @param {string} dir
+ * @returns {Promise<{ helm: string, chart: string, env: NodeJS.ProcessEnv }>}
+ */
+export async function helmWithPostRenderer(dir) {
+  const [helm, chart, kustomize] = await Promise.all([helmBinary(), argoHelmChart(), kustomizeBinary()]);
+  const env = {
+    ...process.env,
+    HELM_CONFIG_HOME: join(dir, "config"),
+    HELM_DATA_HOME: join(dir, "data"),
+    HELM_CACHE_HOME: join(dir, "cache"),
+    PATH: [dirname(kustomize), process.env["PATH"] ?? ""].join(delimiter),
+  };
+  await run(helm, ["plugin", "install", join(ROOT, "deploy", "helm", "post-renderer"), "--verify=false"], {
+    env,
+    timeout: 60_000,
+  });
+  return { helm, chart, env };
 }
 
 /** VERSITYGW_BIN if set, else the pinned build (built on first use). */

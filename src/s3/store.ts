@@ -77,6 +77,9 @@ const MAX_PAGE_KEYS = 1000;
 /** Buckets this process created whose settings (default encryption) are not in yet, by endpoint and bucket. */
 const unsettled = new Set<string>();
 
+/** What a PutObject answer says about encryption, whichever way it was sent. */
+type PutAnswer = { ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined };
+
 /** The store port over the AWS SDK: every request a command of @aws-sdk/client-s3. */
 export class SdkStore implements Store {
   readonly bucket: string;
@@ -276,7 +279,7 @@ export class SdkStore implements Store {
     crc32: string | undefined,
     sse: WriteSse,
     o: SendOptions,
-  ): Promise<{ ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined }> {
+  ): Promise<PutAnswer> {
     return this.client(o).send(
       new PutObjectCommand({
         Bucket: this.bucket,
@@ -537,7 +540,7 @@ export class LeanStore extends SdkStore {
     crc32: string | undefined,
     sse: WriteSse,
     o: SendOptions,
-  ): Promise<{ ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined }> {
+  ): Promise<PutAnswer> {
     if (!crc32) return super.sendPut(key, body, crc32, sse, o);
     for (let attempt = 1; ; attempt++) {
       try {

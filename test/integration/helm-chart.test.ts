@@ -9,11 +9,11 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse, parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { argoHelmChart, helmBinary, kustomizeBinary } from "../../scripts/lib/tools.mjs";
+import { helmWithPostRenderer } from "../../scripts/lib/tools.mjs";
 import { ROOT } from "../support/plugin.js";
 import { argoParse, type ArgoConfig } from "../support/argo-config.js";
 
@@ -116,19 +116,10 @@ let withPlugin: Obj[];
 let withPluginText: string;
 
 beforeAll(async () => {
-  [helm, chart] = await Promise.all([helmBinary(), argoHelmChart()]);
-  const kustomize = await kustomizeBinary();
   tmp = mkdtempSync(join(tmpdir(), "helm-chart-"));
-  env = {
-    ...process.env,
-    HELM_CONFIG_HOME: join(tmp, "config"),
-    HELM_DATA_HOME: join(tmp, "data"),
-    HELM_CACHE_HOME: join(tmp, "cache"),
-    PATH: [dirname(kustomize), process.env["PATH"] ?? ""].join(delimiter),
-  };
-  writeFileSync(join(tmp, "operator.yaml"), stringify(OPERATOR_VALUES));
   // The README's install of the post-renderer (Helm 4 takes post-renderers only as plugins).
-  await run(helm, ["plugin", "install", POST_RENDERER, "--verify=false"], { env, timeout: 60_000 });
+  ({ helm, chart, env } = await helmWithPostRenderer(tmp));
+  writeFileSync(join(tmp, "operator.yaml"), stringify(OPERATOR_VALUES));
   const [a, b] = await Promise.all([
     helmTemplate([]),
     helmTemplate(["-f", VALUES, "--post-renderer", "argo-s3-artifact-plugin"]),
