@@ -272,12 +272,8 @@ async function main(argv: string[]): Promise<number> {
   }
   // A stop that came while the services were built is under way: nothing more to start.
   if (stopping()) return stopped;
-  // Health is for probes and people: a failure to add it must not stop a plugin that serves.
-  await served
-    .serving()
-    .catch((e: unknown) =>
-      logger.error({ error: (e as Error).message }, "grpc.health.v1.Health unavailable: probes that ask it will fail"),
-    );
+  // Health and reflection (for probes, people and tools; never a reason to stop serving).
+  await served.serving();
   let metricsPort = settings.metricsPort;
   if (metrics && metricsPort !== undefined) {
     try {

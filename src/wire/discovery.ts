@@ -70,6 +70,11 @@ export class Discovery {
     );
   }
 
+  /** Whether stopping() was called: the server's shutdown has begun. */
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
   /** Shutdown has begun: tell watchers NOT_SERVING, then end their streams so draining can finish. */
   stopping(): void {
     this.stopped = true;

@@ -41,6 +41,10 @@ const LISTINGS = new Set(["ListObjects", "IsDirectory"]);
 /** Bigger than Argo's 2 MiB SaveStream chunks with room to spare, small enough to refuse abuse. */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
 
+/** How long Health and reflection wait at most for start-up calls to end, and for a quiet spell (see serving()). */
+const DISCOVERY_DEFER_MS = 2_000;
+const QUIET_MS = 100;
+
 export interface ServerOptions {
   socketPath: string;
   service: ArtifactOps;
@@ -136,18 +140,68 @@ export class PluginServer {
     }
     widenConnectionWindow(this.server);
     watchSessions(this.server, (session) => this.connections.watch(session));
+    // Connections already queued (the launcher's socket: argoexec dialled before Node started)
+    // are taken in now, so their HTTP/2 handshake is done while the services load, which
+    // holds the event loop; their first call is then waiting when serving() looks.
+    await new Promise((resolve) => setImmediate(resolve));
   }
 
   /**
    * What is behind the socket is built: Health reports SERVING, then
-   * reflection is added. A failure to add reflection, which is for people and
-   * tools, must not stop a plugin that serves.
+   * reflection is added. Both are for probes, people and tools, and take the
+   * event loop for tens of milliseconds. A call already waiting (an init
+   * container's Load comes with the plugin's start, and the pod waits for it)
+   * must not wait behind them: then they are added after QUIET_MS without a
+   * call in flight (an init container with several inputs sends the next Load
+   * right after the last), or after DISCOVERY_DEFER_MS at the latest (a
+   * sidecar's liveness probe asks Health, and a busy one may never be idle).
+   * Neither failure stops a plugin that serves; each is logged.
    */
   async serving(): Promise<void> {
-    await this.discovery.serving();
+    // A call that came while the services were built is still unread on its connection: one turn
+    // of the event loop takes it in and counts it.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.inflight.size === 0) {
+      await this.addDiscovery();
+      return;
+    }
+    const since = Date.now();
+    this.opts.logger.debug(
+      { callsInFlight: this.inflight.size, latestMs: DISCOVERY_DEFER_MS },
+      "Health and reflection deferred: calls in flight",
+    );
+    void this.quiet(since + DISCOVERY_DEFER_MS).then(async () => {
+      if (await this.addDiscovery())
+        this.opts.logger.debug({ deferredMs: Date.now() - since }, "Health and reflection added");
+    });
+  }
+
+  /** Resolves after QUIET_MS with no call in flight, or at `until` (ms since the epoch). */
+  private async quiet(until: number): Promise<void> {
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
+    while (Date.now() < until) {
+      await Promise.race([this.noneInFlight(), sleep(until - Date.now())]);
+      await sleep(Math.min(QUIET_MS, until - Date.now()));
+      if (this.inflight.size === 0) return;
+    }
+  }
+
+  /** Health, then reflection; false when Health was not added (shutting down, or it failed). */
+  private async addDiscovery(): Promise<boolean> {
+    if (this.discovery.isStopped) return false;
+    try {
+      await this.discovery.serving();
+    } catch (e) {
+      this.opts.logger.error(
+        { error: describeError(e) },
+        "grpc.health.v1.Health unavailable: probes that ask it will fail",
+      );
+      return false;
+    }
     await this.discovery
       .addReflection()
       .catch((e: unknown) => this.opts.logger.warn({ error: describeError(e) }, "server reflection unavailable"));
+    return true;
   }
 
   /** Resolves once no call is in flight. */

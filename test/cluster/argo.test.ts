@@ -938,8 +938,10 @@ describe.skipIf(Boolean(why))("Argo in a real cluster", () => {
     // plugin's can change that (measured: the steps that load missed it, the ones that only save did not).
     if (INITLESS) return;
     // A race on a 2-core node running the whole cluster (and, in `npm test`, other test files): won in
-    // 5-7 of 9 here; Node alone never wins it (the floor of its start is 27 ms), so one win proves
-    // the launcher's socket is what argoexec found.
+    // 4-8 of 9-10 here. It is decided in argoexec: its goroutine that starts the plugin first runs Go's
+    // one-time pidfd probe (a vfork'd child) and then vforks the launcher, while its main goroutine
+    // reaches the stat 2-4 ms after "starting command" (docs/performance.md). Node alone never wins
+    // it (the floor of its start is 27 ms), so one win proves the launcher's socket is what argoexec found.
     expect(looks.filter((l) => l.first).length).toBeGreaterThanOrEqual(1);
   });
 });

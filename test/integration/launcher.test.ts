@@ -7,13 +7,15 @@
 // the plugin, whose own errors the user then reads.
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
+import { type AddressInfo, type Socket, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launcherBinary } from "../../scripts/lib/tools.mjs";
 import { exitOf, until, within } from "../support/bounded.js";
-import { ArtifactClient, ROOT } from "../support/plugin.js";
+import { status } from "@grpc/grpc-js";
+import { ArtifactClient, ROOT, artifact } from "../support/plugin.js";
 
 let launch: string;
 let base: string;
@@ -36,8 +38,9 @@ function start(
   env: Record<string, string> = {},
   program = process.execPath,
   script = join(ROOT, "dist", "main.cjs"),
+  args: string[] = [],
 ): Launched {
-  const proc = spawn(launch, [program, script, socket], {
+  const proc = spawn(launch, [program, script, socket, ...args], {
     env: { PATH: process.env["PATH"] ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -59,16 +62,22 @@ function folder(mode: number): string {
   return dir;
 }
 
+/** A program (run with /bin/sh) that waits 1.5 s before it becomes the plugin, as a slow node start would. */
+function slowPlugin(dir: string): string {
+  const slow = join(dir, "slow.sh");
+  writeFileSync(
+    slow,
+    `sleep 1.5\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, "dist", "main.cjs"))} "$@"\n`,
+  );
+  return slow;
+}
+
 describe("the launcher", () => {
   it("binds before Node starts: a client that connected then is served once Node takes the socket over", async () => {
     const dir = folder(0o777);
     const socket = join(dir, "socket");
-    // A program that waits 1.5 s before it becomes the plugin: the socket must be there all along.
-    const slow = join(dir, "slow.sh");
-    writeFileSync(
-      slow,
-      `sleep 1.5\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, "dist", "main.cjs"))} "$1"\n`,
-    );
+    // The socket must be there all along.
+    const slow = slowPlugin(dir);
     const l = start(socket, {}, "/bin/sh", slow);
     try {
       await until("the launcher's socket", () => existsSync(socket), 10_000);
@@ -87,6 +96,122 @@ describe("the launcher", () => {
       expect(existsSync(socket), "the plugin removes its socket at the end").toBe(false);
     } finally {
       l.proc.kill("SIGKILL");
+    }
+  });
+
+  /** The plugin's JSON log lines. */
+  const lines = (l: Launched) =>
+    l
+      .output()
+      .split("\n")
+      .filter((x) => x.startsWith("{"))
+      .map((x) => JSON.parse(x) as Record<string, unknown> & { msg?: string; time: string });
+  const at = (line: { time: string } | undefined) => (line ? Date.parse(line.time) : NaN);
+
+  /** The plugin through the launcher, started 1.5 s late, at debug level, its store at `port`; a Load queued before Node runs. */
+  async function queuedLoad(port: number) {
+    const dir = folder(0o777);
+    const socket = join(dir, "socket");
+    const l = start(
+      socket,
+      { AWS_ACCESS_KEY_ID: "AKIDLAUNCHERTEST", AWS_SECRET_ACCESS_KEY: "not-a-secret" },
+      "/bin/sh",
+      slowPlugin(dir),
+      ["--loglevel", "debug"],
+    );
+    // Each call's deadline: a Load on a store that never answers ends by it, well after the 2 s bound.
+    const client = new ArtifactClient(socket, 12_000);
+    await until("the launcher's socket", () => existsSync(socket), 10_000);
+    const state = { ended: false };
+    const load = client
+      .load(artifact(`bucket: b\nendpoint: 127.0.0.1:${port}\ninsecure: true\n`, "k"), join(dir, "in"))
+      .then(
+        (r) => r,
+        (e: unknown) => e,
+      )
+      .finally(() => (state.ended = true));
+    return { l, client, load, state };
+  }
+
+  it("serves a call queued before Node started before it adds Health and reflection; a call that never ends holds them 2 s at the most", async () => {
+    // An init container's Load is on the socket before Node runs; Health and reflection take the
+    // event loop for tens of milliseconds, which that Load (and the pod) must not wait for. The
+    // store here accepts connections and never answers, so the Load stays in flight.
+    const held: Socket[] = [];
+    let storeReached = false;
+    const store = createServer((c) => {
+      storeReached = true;
+      held.push(c);
+    });
+    await new Promise<void>((r) => store.listen(0, "127.0.0.1", r));
+    const { l, client, load, state } = await queuedLoad((store.address() as AddressInfo).port);
+    try {
+      await until("the queued Load at the store", () => storeReached, 30_000);
+      const askedAt = Date.now();
+      const first = await within(client.health(), 10_000, "Health Check").then(
+        (r) => r.status,
+        (e: { code?: number }) => e.code,
+      );
+      const answeredAt = Date.now();
+      // Then Health comes, though the Load has not ended (the bound), within a bounded wait.
+      for (;;) {
+        const now = await within(client.health(), 10_000, "Health Check").then(
+          (r) => r.status,
+          () => "",
+        );
+        if (now === "SERVING") break;
+        if (Date.now() - answeredAt > 15_000) throw new Error("Health not SERVING within 15 s of a call in flight");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(state.ended, "the Load is still in flight").toBe(false);
+      // By the plugin's own clock: deferred with the Load in flight, added at the 2 s bound.
+      const deferred = lines(l).find((x) => x.msg === "Health and reflection deferred: calls in flight");
+      const added = lines(l).find((x) => x.msg === "Health and reflection added");
+      expect(deferred?.["callsInFlight"], l.output()).toBe(1);
+      expect(added?.["deferredMs"], l.output()).toBeGreaterThanOrEqual(1_990);
+      // A Check answered before they were added found no Health; one asked after, SERVING.
+      if (answeredAt < at(added)) expect(first, "Health before it was added").toBe(status.UNIMPLEMENTED);
+      else if (askedAt > at(added)) expect(first).toBe("SERVING");
+      const ended = await within(load, 30_000, "the Load's end at its deadline");
+      expect((ended as { code?: number }).code).toBe(status.DEADLINE_EXCEEDED);
+      expect(await stop(l)).toBe(0);
+    } finally {
+      client.close();
+      l.proc.kill("SIGKILL");
+      for (const c of held) c.destroy();
+      store.close();
+    }
+  });
+
+  it("adds Health and reflection once a queued call has ended and none follows", async () => {
+    // A store that refuses every request at once: the queued Load fails fast, without retries.
+    const store = createHttpServer((_req, res) => {
+      res.writeHead(403, { "content-type": "application/xml" });
+      res.end("<Error><Code>AccessDenied</Code><Message>denied</Message></Error>");
+    });
+    await new Promise<void>((r) => store.listen(0, "127.0.0.1", r));
+    const { l, client, load } = await queuedLoad((store.address() as AddressInfo).port);
+    try {
+      const ended = await within(load, 30_000, "the queued Load's end");
+      expect((ended as { success?: boolean }).success, "the Load failed on the refusing store").toBe(false);
+      await until(
+        "Health and reflection added",
+        () => lines(l).some((x) => x.msg === "Health and reflection added"),
+        10_000,
+      );
+      const rpc = lines(l).find((x) => x.msg === "rpc" && x["method"] === "Load");
+      const added = lines(l).find((x) => x.msg === "Health and reflection added");
+      expect(lines(l).find((x) => x.msg === "Health and reflection deferred: calls in flight")?.["callsInFlight"]).toBe(
+        1,
+      );
+      // Added after the Load's end (its rpc line), not before it.
+      expect(at(added), l.output()).toBeGreaterThanOrEqual(at(rpc));
+      expect((await within(client.health(), 10_000, "Health Check")).status).toBe("SERVING");
+      expect(await stop(l)).toBe(0);
+    } finally {
+      client.close();
+      l.proc.kill("SIGKILL");
+      store.close();
     }
   });
 
