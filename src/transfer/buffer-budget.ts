@@ -37,7 +37,11 @@ export interface Buffers {
   readonly limitBytes: number;
   /** A buffer of exactly `size` bytes; waits while the budget (or this caller's fair share) is spent. */
   acquire(size: number, signal?: AbortSignal): Promise<Buffer>;
-  release(buf: Buffer): void;
+  /**
+   * Gives `buf` back. `reuse: false`: something may still read it (a write the transport has
+   * not finished), so it is not handed out again; the GC frees it once nothing refers to it.
+   */
+  release(buf: Buffer, reuse?: boolean): void;
   /** Bytes this caller holds now. */
   heldBytes(): number;
   /** This caller's fair share now: the budget ÷ the calls holding or waiting for buffers (itself included). */
@@ -112,7 +116,7 @@ export class BufferBudget implements Buffers {
     return {
       limitBytes: this.limitBytes,
       acquire: (size, signal) => this.acquire(size, signal, share),
-      release: (buf) => this.release(buf),
+      release: (buf, reuse) => this.release(buf, reuse),
       heldBytes: () => share.held,
       fairShareBytes: () => this.limitBytes / Math.max(1, this.active.size + (this.active.has(share) ? 0 : 1)),
     };
@@ -156,7 +160,7 @@ export class BufferBudget implements Buffers {
     });
   }
 
-  release(buf: Buffer): void {
+  release(buf: Buffer, reuse = true): void {
     const share = this.owners.get(buf);
     if (share) {
       this.owners.delete(buf);
@@ -171,7 +175,7 @@ export class BufferBudget implements Buffers {
         : Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
     this.outstanding -= block.length;
     // Keep it for reuse while what is kept plus what is out stays within the budget.
-    if (this.outstanding + this.freeBytes + block.length <= this.limitBytes) {
+    if (reuse && this.outstanding + this.freeBytes + block.length <= this.limitBytes) {
       let list = this.free.get(block.length);
       if (!list) this.free.set(block.length, (list = []));
       list.push(block);

@@ -59,6 +59,7 @@ export async function* readObject(job: JobContext, key: string, signal: AbortSig
   let crc = 0;
   let received = 0;
   let lent: Buffer | undefined; // the range the consumer holds; returned when it asks for the next
+  let done = false;
   const budget = job.buffers;
   const schedule = () => {
     while (window.length < partConcurrency && next < info.size) {
@@ -93,10 +94,13 @@ export async function* readObject(job: JobContext, key: string, signal: AbortSig
       schedule();
       yield buf;
     }
+    done = true;
   } finally {
     inner.abort();
     signal.removeEventListener("abort", onAbort);
-    if (lent) budget.release(lent);
+    // A consumer that stopped early may have left frames of the range it held queued in its
+    // transport (OpenStream sends them from this buffer): not reused, only let go.
+    if (lent) budget.release(lent, done);
     // Ranges still in flight give their buffers back as they settle.
     for (const p of window)
       p.then(

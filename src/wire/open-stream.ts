@@ -9,11 +9,16 @@ import { outcomeOf } from "./status.js";
 import { untilAborted } from "../util/abortable.js";
 import { waitDrain, withIdleLimit } from "./stream-waits.js";
 import { hasHeadroom } from "../util/headroom.js";
+import { sendFramesInPlace } from "./frames-in-place.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
 export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
 
-/** OpenStream frames written but not yet taken by the transport, per call. */
+/**
+ * OpenStream frames written but not yet taken by the transport, per call. grpc-js takes a
+ * call's messages one at a time (a Writable: the next is encoded once the one before is
+ * written out), so the second waits as an object, its bytes not yet touched.
+ */
 const FRAMES_IN_FLIGHT = 2;
 
 export function openStreamHandler(
@@ -36,11 +41,13 @@ export function openStreamHandler(
       const idle = <T>(p: Promise<T>) => withIdleLimit(p, idleMs, stalled);
       let bytes = 0;
       // Frames wait in the call's queue as views of a range's buffer, which goes
-      // back to the budget once the next range is pulled; and every queued frame
-      // is memory outside the budget. So at most FRAMES_IN_FLIGHT frames are
-      // outstanding per call, and a range's frames are all taken before the next
-      // range is pulled. A slow reader thus stops us reading S3.
+      // back to the budget once the next range is pulled (where grpc-js copies
+      // frames, each queued copy is memory outside the budget). So at most
+      // FRAMES_IN_FLIGHT frames are outstanding per call, and a range's frames
+      // are all written out before the next range is pulled. A slow reader thus
+      // stops us reading S3.
       const inFlight: Promise<void>[] = [];
+      sendFramesInPlace(call);
       try {
         for await (const range of chunks) {
           const inPlace = hasHeadroom(range);

@@ -28,6 +28,20 @@ describe("BufferBudget", () => {
     expect(b.inUse).toBe(0);
   });
 
+  it("a buffer given back with reuse false is accounted for but never handed out again", async () => {
+    const b = new BufferBudget(100);
+    const x = await b.acquire(40);
+    x.fill(7);
+    b.release(x, false);
+    expect(b.inUse).toBe(0);
+    expect(b.kept).toBe(0);
+    const y = await b.acquire(40);
+    expect(y.buffer).not.toBe(x.buffer);
+    b.release(y);
+    expect(b.kept).toBe(40);
+    expect(await b.acquire(40)).toBe(y); // the usual way: kept and reused
+  });
+
   it("lets kept buffers go once nothing has been handed out for the idle time, not while busy", async () => {
     const b = new BufferBudget(100, 50);
     const x = await b.acquire(40);

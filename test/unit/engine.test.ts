@@ -82,6 +82,35 @@ describe("download", () => {
   });
 });
 
+describe("read (OpenStream)", () => {
+  it("hands out the object in order; the range a consumer held when it stopped early is never reused, the rest are", async () => {
+    const { store, budget, engine, target } = setup("{partSizeMiB: 5, multipartThresholdMiB: 5, partConcurrency: 2}");
+    const data = randomBytes(17 * MiB + 3);
+    store.objects.set("k", data);
+    const signal = new AbortController().signal;
+    const whole: Buffer[] = [];
+    for await (const r of engine.job(target).read("k", signal)) whole.push(Buffer.from(r));
+    expect(Buffer.concat(whole).equals(data)).toBe(true);
+    expect(budget.inUse).toBe(0);
+    const keptAfterWhole = budget.kept;
+    expect(keptAfterWhole).toBeGreaterThan(0); // a stream read to its end gives every buffer back for reuse
+
+    // A consumer that stops while it holds a range (OpenStream's frames of it may still be queued in
+    // its transport): that buffer is let go, not kept, so no later call can write into it.
+    const stream = engine.job(target).read("k", signal);
+    const first = (await stream.next()).value as Buffer;
+    expect(first.equals(data.subarray(0, first.length))).toBe(true);
+    await stream.return(undefined);
+    await until("the read-ahead ranges to come back", () => budget.inUse === 0, 5_000);
+    expect(budget.kept).toBeGreaterThan(0); // the ranges read ahead are kept
+    const size = first.buffer.byteLength;
+    const taken: Buffer[] = [];
+    for (let i = 0; i < 8; i++) taken.push(await budget.acquire(size));
+    expect(taken.filter((t) => t.buffer === first.buffer)).toEqual([]);
+    for (const t of taken) budget.release(t);
+  });
+});
+
 describe("upload", () => {
   it("uploads a file in parts that arrive whole; the object is the file", async () => {
     const { store, budget, engine, target } = setup("{partSizeMiB: 5, multipartThresholdMiB: 5, partConcurrency: 2}");

@@ -6,6 +6,7 @@
 // cancellation reaches the service; shutdown lets calls in flight finish; a
 // stream client that takes or sends nothing for the idle limit is cut off and
 // the service's side of the stream is closed.
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { ArtifactClient, artifact } from "../../../src/plugin-client/artifact-se
 import { type ErrorKind, PluginError } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
 import { PluginServer, type ServerOptions } from "../../../src/wire/server.js";
+import { FRAME_HEADROOM, markHeadroom } from "../../../src/util/headroom.js";
 import { until, within } from "../../support/bounded.js";
 import { MemoryStore } from "../../support/memory-store.js";
 
@@ -158,6 +160,54 @@ describe("the wire, in process", () => {
     expect(frames.at(-1)?.isEnd).toBe(true);
     for (const f of frames) expect(f.data.length).toBeLessThan(4 * 1024 * 1024);
     expect(Buffer.concat(frames.map((f) => f.data)).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it("OpenStream sends ranges with headroom from their own buffers (gRPC's prefix written in front), intact to a slow reader", async () => {
+    const FRAME = 2 * 1024 * 1024;
+    // Two ranges as the engine reads them: FRAME_HEADROOM spare bytes in front of each.
+    const sizes = [3 * FRAME + 5, FRAME - 1];
+    const want = sizes.map((n) => randomBytes(n));
+    const blocks = want.map((w) => {
+      const block = Buffer.alloc(FRAME_HEADROOM + w.length);
+      w.copy(block, FRAME_HEADROOM);
+      return block;
+    });
+    const { client } = await serve(
+      fake({
+        openStream: async () => ({
+          bucket: "b",
+          key: "k",
+          chunks: (async function* () {
+            for (const b of blocks) yield markHeadroom(b.subarray(FRAME_HEADROOM));
+          })(),
+        }),
+      }),
+    );
+    const got: Buffer[] = [];
+    for await (const f of client.openStreamFrames(artifact(cfg, "k"))) {
+      got.push(Buffer.from(f.data));
+      // A slow reader: frames back up in HTTP/2's flow control while later ones are encoded.
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(Buffer.concat(got).equals(Buffer.concat(want))).toBe(true);
+    expect(got.length).toBe(4 + 1 + 1); // the frames, then is_end (empty data)
+    // Each frame's message was written in front of its bytes, in the range's own buffer: gRPC's
+    // 5-byte prefix (not compressed, the message's length), then field 1's tag and length.
+    for (const [i, block] of blocks.entries()) {
+      for (let off = 0; off < sizes[i]!; off += FRAME) {
+        const len = Math.min(FRAME, sizes[i]! - off);
+        const varint: number[] = [];
+        for (let n = len; ; n = Math.floor(n / 128)) {
+          varint.push((n & 0x7f) | (n >= 128 ? 0x80 : 0));
+          if (n < 128) break;
+        }
+        const head = Buffer.alloc(5);
+        head.writeUInt32BE(1 + varint.length + len, 1);
+        const prefix = Buffer.concat([head, Buffer.from([0x0a, ...varint])]);
+        const at = FRAME_HEADROOM + off - prefix.length;
+        expect(block.subarray(at, at + prefix.length)).toEqual(prefix);
+      }
+    }
   });
 
   it("SaveStream: the chunks reach the service whole and in order, empty ones dropped", async () => {

@@ -1,0 +1,34 @@
+// OpenStream without grpc-js's copy of every frame. grpc-js serializes a
+// response message and then copies it into a new buffer behind gRPC's 5-byte
+// length prefix (BaseServerInterceptingCall.serializeMessage): for a 2 MiB
+// frame that is a 2 MiB allocation and a 2 MiB copy, for every frame streamed.
+// Frames marked inPlace already have room in front of their bytes
+// (util/headroom.ts), so for this call the whole message is written there.
+// grpc-js exposes no hook for this; the method is replaced on the one call's
+// own object, guarded: where a grpc-js release renames it (or an interceptor
+// stands in between) the call keeps grpc-js's copy, only slower.
+import type { OpenStreamResponse } from "./messages.js";
+import { grpcMessageInPlace } from "../util/headroom.js";
+
+interface InterceptingCallInternals {
+  serializeMessage?: (value: unknown) => Buffer;
+}
+
+/**
+ * Makes `call` send inPlace frames without a copy; true when it does. A frame's bytes are then
+ * read by the transport until its write is done. grpc-js encodes a call's next message only
+ * after that (ServerWritableStreamImpl is a Writable: one _write at a time, each ending with
+ * the HTTP/2 write's callback), so the next frame's prefix, written over this one's tail, is
+ * safe; a range's buffer must not be reused while a frame of it may still be queued (see
+ * readObject, which gives up its buffer instead when the stream ends early).
+ */
+export function sendFramesInPlace(call: object): boolean {
+  const inner = (call as { call?: InterceptingCallInternals }).call;
+  const original = inner?.serializeMessage;
+  if (!inner || typeof original !== "function") return false;
+  inner.serializeMessage = (value: unknown): Buffer => {
+    const frame = value as OpenStreamResponse;
+    return frame.inPlace && frame.data ? grpcMessageInPlace(frame.data) : original.call(inner, value);
+  };
+  return true;
+}
