@@ -20,6 +20,7 @@
 // → its last line). The node's wall time and pod start (created → main
 // running) come from Kubernetes' whole-second timestamps; medians of rounds.
 //   npm run bench:argo [-- --profile loopback|s3-like] [--rounds N] [--cases file,dir,...]
+// BENCH_ARGO_LOGS=<dir> keeps every container's timed log of every run there.
 // Results: bench/results/argo-<profile>.json, a table on stdout, and a last line
 // `bench:argo <profile>: save-1gib 3.4x ...` (built-in ÷ plugin time, larger is
 // better; fanout-wall is plugin ÷ built-in).
@@ -37,6 +38,7 @@ import { ROOT, ToolError } from "../lib/tools.mjs";
 const ALL_CASES = ["small", "file", "rootfs", "fanout", "dir"];
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, profile: { type: "string", default: "loopback" }, cases: { type: "string", default: ALL_CASES.join(",") } } });
 const ROUNDS = Number(values.rounds);
+const LOGS_DIR = process.env["BENCH_ARGO_LOGS"];
 const PROFILE = PROFILES[values.profile ?? ""];
 if (!PROFILE) throw new ToolError(`--profile ${values.profile}: one of ${Object.keys(PROFILES).join(", ")}`);
 const CASES = (values.cases ?? "").split(",").filter(Boolean);
@@ -175,6 +177,18 @@ async function times(env, name, status) {
   };
 }
 
+/** Every container's log of a run's pods, with the runtime's timestamps, one file each (BENCH_ARGO_LOGS). @param {Env} env @param {string} name @param {string} dir */
+async function keepLogs(env, name, dir) {
+  /** @type {{ items: Pod[] }} */
+  const pods = await env.kubectlJson(["-n", NAMESPACE, "get", "pods", "-l", `workflows.argoproj.io/workflow=${name}`]);
+  mkdirSync(dir, { recursive: true });
+  for (const p of pods.items)
+    for (const c of [...(p.status.initContainerStatuses ?? []), ...(p.status.containerStatuses ?? [])]) {
+      const lines = await timedLog(env, p.metadata.name, c.name);
+      writeFileSync(join(dir, `${p.metadata.name}.${c.name}.log`), lines.map(([t, l]) => `${new Date(t).toISOString()} ${l}\n`).join(""));
+    }
+}
+
 /** @param {Env} env @returns {Promise<{ store: Store, stop: () => void }>} */
 async function storeFor(env) {
   if (PROFILE.rttMs === 0 && PROFILE.connMBps === 0) return { store: env.store, stop: () => undefined };
@@ -205,6 +219,7 @@ async function main() {
           const { name, status } = await env.runWorkflow(workflow(which, driver, store), NAMESPACE, 40 * 60_000);
           if (status.phase !== "Succeeded") throw new Error(`${name} (${which}, ${driver}) ${status.phase}\n${await env.diagnose(name)}`);
           const t = await times(env, name, status);
+          if (LOGS_DIR) await keepLogs(env, name, join(LOGS_DIR, `${round + 1}-${which}-${driver}`));
           runs[which]?.[driver]?.push(t);
           process.stdout.write(`round ${round + 1} ${which} ${driver}: ${JSON.stringify(t)}\n`);
           await env.cluster.kubectl(["-n", NAMESPACE, "delete", "wf", name, "--wait=false"]);
