@@ -7,11 +7,20 @@
 // grpc-js exposes no hook for this; the method is replaced on the one call's
 // own object, guarded: where a grpc-js release renames it (or an interceptor
 // stands in between) the call keeps grpc-js's copy, only slower.
+import { constants } from "node:http2";
 import type { OpenStreamResponse } from "./messages.js";
 import { grpcMessageInPlace } from "../util/headroom.js";
 
+interface Http2StreamInternals {
+  closed?: boolean;
+  destroyed?: boolean;
+  once?: (event: "close", listener: () => void) => unknown;
+  close?: (code?: number) => void;
+}
+
 interface InterceptingCallInternals {
   serializeMessage?: (value: unknown) => Buffer;
+  stream?: Http2StreamInternals;
 }
 
 /**
@@ -31,4 +40,35 @@ export function sendFramesInPlace(call: object): boolean {
     return frame.inPlace && frame.data ? grpcMessageInPlace(frame.data) : original.call(inner, value);
   };
   return true;
+}
+
+/**
+ * Waits until `sent()` (the call's frames are written out) or the call's HTTP/2 stream has
+ * closed, for at most `graceMs`; then resets the stream (RST_STREAM CANCEL), so that frames
+ * still queued behind a reader that takes nothing are dropped and their buffers freed, and
+ * waits for it to close. Resolves at once where the stream cannot be reached (guarded as above).
+ */
+export async function untilFramesGone(
+  call: object,
+  sent: () => boolean,
+  onSent: (notify: () => void) => void,
+  graceMs: number,
+): Promise<void> {
+  const stream = (call as { call?: InterceptingCallInternals }).call?.stream;
+  if (sent() || !stream || stream.closed || stream.destroyed || !stream.once || !stream.close) return;
+  const closed = new Promise<void>((resolve) => stream.once?.("close", resolve));
+  const timers: NodeJS.Timeout[] = [];
+  const after = (ms: number) => new Promise<void>((resolve) => timers.push(setTimeout(resolve, ms)));
+  try {
+    const gone = await Promise.race([
+      closed.then(() => true),
+      new Promise<boolean>((resolve) => onSent(() => resolve(true))),
+      after(graceMs).then(() => false),
+    ]);
+    if (gone) return;
+    stream.close(constants.NGHTTP2_CANCEL);
+    await Promise.race([closed, after(1_000)]);
+  } finally {
+    for (const t of timers) clearTimeout(t);
+  }
 }

@@ -9,7 +9,7 @@ import { outcomeOf } from "./status.js";
 import { untilAborted } from "../util/abortable.js";
 import { waitDrain, withIdleLimit } from "./stream-waits.js";
 import { hasHeadroom } from "../util/headroom.js";
-import { sendFramesInPlace } from "./frames-in-place.js";
+import { sendFramesInPlace, untilFramesGone } from "./frames-in-place.js";
 
 /** OpenStream frame size: far below grpc-go's 4 MiB default receive limit. */
 export const STREAM_FRAME_BYTES = 2 * 1024 * 1024;
@@ -47,21 +47,45 @@ export function openStreamHandler(
       // are all written out before the next range is pulled. A slow reader thus
       // stops us reading S3.
       const inFlight: Promise<void>[] = [];
+      // Frames whose write has not called back: their bytes may still be read by the transport.
+      let unsent = 0;
+      let onAllSent: (() => void) | undefined;
+      const send = (frame: OpenStreamResponse) =>
+        new Promise<void>((resolve) => {
+          unsent++;
+          call.write(frame, () => {
+            if (--unsent === 0) onAllSent?.();
+            resolve();
+          });
+        });
       sendFramesInPlace(call);
       try {
-        for await (const range of chunks) {
+        // Pulled by hand, not with for-await: a loop left by a throw would close the reader at
+        // once, giving back a range whose frames may still be queued (see the finally below).
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+          const range = next.value;
           const inPlace = hasHeadroom(range);
           for (let off = 0; off < range.length; off += STREAM_FRAME_BYTES) {
             const data = range.subarray(off, off + STREAM_FRAME_BYTES);
             bytes += data.length;
             if (inFlight.length >= FRAMES_IN_FLIGHT) await idle(untilAborted(inFlight.shift()!, signal));
             const frame: OpenStreamResponse = inPlace ? { data, inPlace } : { data };
-            inFlight.push(new Promise<void>((resolve) => call.write(frame, () => resolve())));
+            inFlight.push(send(frame));
             if (call.writableNeedDrain) await idle(waitDrain(call, signal));
           }
           while (inFlight.length > 0) await idle(untilAborted(inFlight.shift()!, signal));
         }
       } finally {
+        // After a failure mid-stream (the idle limit, the store, a cancellation), frames still
+        // queued are sent from the range's buffer, which stays charged to the budget until they
+        // are out (the error frame follows them) or the stream is gone: reset after one more idle
+        // limit, so a reader that takes nothing holds neither budget nor memory beyond it.
+        await untilFramesGone(
+          call,
+          () => unsent === 0,
+          (notify) => (onAllSent = notify),
+          idleMs,
+        );
         // Whatever ended the loop, the reader gives its buffers back (see ArtifactService.openStream).
         await chunks.return?.(undefined);
       }

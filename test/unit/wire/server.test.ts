@@ -8,6 +8,8 @@
 // the service's side of the stream is closed.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
+import { connect, constants as h2 } from "node:http2";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -19,6 +21,7 @@ import type { StoreTarget } from "../../../src/store/port.js";
 import { ArtifactClient, artifact } from "../../../src/plugin-client/artifact-service-client.js";
 import { type ErrorKind, PluginError } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
+import { loadArtifactService } from "../../../src/wire/proto.js";
 import { PluginServer, type ServerOptions } from "../../../src/wire/server.js";
 import { FRAME_HEADROOM, markHeadroom } from "../../../src/util/headroom.js";
 import { until, within } from "../../support/bounded.js";
@@ -63,7 +66,7 @@ async function serve(service: ArtifactOps, opts: Partial<ServerOptions> = {}) {
   await server.listen();
   const client = new ArtifactClient(join(dir, "socket"));
   started.push({ server, client, dir });
-  return { server, client };
+  return { server, client, socket: join(dir, "socket") };
 }
 
 const summary = { bucket: "b", key: "k", kind: "file" as const, bytes: 1, files: 1 };
@@ -305,9 +308,9 @@ describe("the wire, in process", () => {
     await within(save, 10_000, "the cancelled Save's answer");
   });
 
-  it("OpenStream: a client that takes no data for the idle limit is cut off, naming why, and the service's reader is closed", async () => {
+  it("OpenStream: a client that takes no data for the idle limit, and one idle limit more, has its stream reset; the service's reader is closed", async () => {
     let closed = false;
-    const { client } = await serve(
+    const { socket } = await serve(
       fake({
         openStream: async () => ({
           bucket: "b",
@@ -323,21 +326,69 @@ describe("the wire, in process", () => {
       }),
       { streamIdleMs: 300 },
     );
+    // A raw HTTP/2 client that never reads: its 64 KiB windows fill, and no frame the plugin
+    // sends after that is ever taken (grpc-js's own client would keep reading into its buffers).
+    const session = connect("http://localhost", { createConnection: () => netConnect(socket) });
+    try {
+      const request = loadArtifactService()["OpenStream"]!.requestSerialize({ artifact: artifact(cfg, "k") });
+      const framed = Buffer.concat([Buffer.alloc(5), request]);
+      framed.writeUInt32BE(request.length, 1);
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/artifact.ArtifactService/OpenStream",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.pause();
+      const reset = new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+      stream.end(framed);
+      const t0 = Date.now();
+      // The frames it never took are dropped with its stream (RST_STREAM CANCEL), and the range
+      // they were sent from goes back only then: after the idle limit and one more.
+      await until("the service's reader closed", () => closed, 10_000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * 300 - 50);
+      expect(await within(reset, 10_000, "the stream's reset")).toBe(h2.NGHTTP2_CANCEL);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it("OpenStream: after a failure mid-stream, a slow client still takes the frames already sent, then the error naming why", async () => {
+    let failed = false;
+    const { client } = await serve(
+      fake({
+        openStream: async () => ({
+          bucket: "b",
+          key: "k",
+          chunks: (async function* () {
+            for (let i = 0; i < 16; i++) yield Buffer.alloc(1024 * 1024, i);
+            failed = true;
+            throw new PluginError("storage", "GetObject s3://b/k: the store broke off");
+          })(),
+        }),
+      }),
+      { streamIdleMs: 10_000 },
+    );
     const raw = client.raw as unknown as Record<string, (req: unknown) => NodeJS.ReadableStream>;
     const stream = raw["OpenStream"]!.call(client.raw, { artifact: artifact(cfg, "k") });
+    const got: Buffer[] = [];
     const errors: string[] = [];
     const ended = new Promise<void>((resolve, reject) => {
-      stream.on("data", (m: { error?: string }) => void (m.error && errors.push(m.error)));
+      stream.on("data", (m: { data?: Buffer; error?: string }) => {
+        if (m.data?.length) got.push(Buffer.from(m.data));
+        if (m.error) errors.push(m.error);
+      });
       stream.on("end", resolve);
       stream.on("error", reject);
     });
-    stream.pause(); // a reader that takes nothing: the windows fill, then nothing moves
-    await until("the service's reader closed", () => closed, 10_000);
-    // What the client had buffered, then the last message, which says why the stream ended.
+    stream.pause(); // the frames pile up in the transport while the store fails behind them
+    await until("the store's failure", () => failed, 10_000);
     stream.resume();
-    await within(ended, 10_000, "the idle OpenStream's end");
+    await within(ended, 10_000, "the failed OpenStream's end");
+    const want = Buffer.concat(Array.from({ length: 16 }, (_, i) => Buffer.alloc(1024 * 1024, i)));
+    expect(Buffer.concat(got).equals(want)).toBe(true);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(/took no data for 0.3 s; stream ended to free its buffers/);
+    expect(errors[0]).toMatch(/the store broke off/);
   });
 
   it("SaveStream: a client that sends nothing for the idle limit is cut off, and the service's stream ends", async () => {
