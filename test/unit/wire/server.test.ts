@@ -60,6 +60,11 @@ function fake(impl: Partial<ArtifactOps>): ArtifactOps {
   };
 }
 
+/** A service whose OpenStream streams what `chunks` yields, from bucket "b", key "k". */
+function streaming(chunks: () => AsyncGenerator<Buffer>): ArtifactOps {
+  return fake({ openStream: async () => ({ bucket: "b", key: "k", chunks: chunks() }) });
+}
+
 async function serve(service: ArtifactOps, opts: Partial<ServerOptions> = {}) {
   const dir = mkdtempSync(join(tmpdir(), "wire-"));
   const server = new PluginServer({ socketPath: join(dir, "socket"), service, logger: quiet, ...opts });
@@ -148,14 +153,8 @@ describe("the wire, in process", () => {
   it("OpenStream: the service's bytes arrive whole, in frames under grpc-go's 4 MiB limit, then is_end", async () => {
     const parts = [Buffer.alloc(5 * 1024 * 1024, 1), Buffer.alloc(3, 2), Buffer.alloc(1024 * 1024 + 1, 3)];
     const { client } = await serve(
-      fake({
-        openStream: async () => ({
-          bucket: "b",
-          key: "k",
-          chunks: (async function* () {
-            for (const p of parts) yield p;
-          })(),
-        }),
+      streaming(async function* () {
+        for (const p of parts) yield p;
       }),
     );
     const frames = [];
@@ -176,14 +175,8 @@ describe("the wire, in process", () => {
       return block;
     });
     const { client } = await serve(
-      fake({
-        openStream: async () => ({
-          bucket: "b",
-          key: "k",
-          chunks: (async function* () {
-            for (const b of blocks) yield markHeadroom(b.subarray(FRAME_HEADROOM));
-          })(),
-        }),
+      streaming(async function* () {
+        for (const b of blocks) yield markHeadroom(b.subarray(FRAME_HEADROOM));
       }),
     );
     const got: Buffer[] = [];
@@ -311,18 +304,12 @@ describe("the wire, in process", () => {
   it("OpenStream: a client that takes no data for the idle limit, and one idle limit more, has its stream reset; the service's reader is closed", async () => {
     let closed = false;
     const { socket } = await serve(
-      fake({
-        openStream: async () => ({
-          bucket: "b",
-          key: "k",
-          chunks: (async function* () {
-            try {
-              for (;;) yield Buffer.alloc(1024 * 1024, 5);
-            } finally {
-              closed = true;
-            }
-          })(),
-        }),
+      streaming(async function* () {
+        try {
+          for (;;) yield Buffer.alloc(1024 * 1024, 5);
+        } finally {
+          closed = true;
+        }
       }),
       { streamIdleMs: 300 },
     );
@@ -356,16 +343,10 @@ describe("the wire, in process", () => {
   it("OpenStream: after a failure mid-stream, a slow client still takes the frames already sent, then the error naming why", async () => {
     let failed = false;
     const { client } = await serve(
-      fake({
-        openStream: async () => ({
-          bucket: "b",
-          key: "k",
-          chunks: (async function* () {
-            for (let i = 0; i < 16; i++) yield Buffer.alloc(1024 * 1024, i);
-            failed = true;
-            throw new PluginError("storage", "GetObject s3://b/k: the store broke off");
-          })(),
-        }),
+      streaming(async function* () {
+        for (let i = 0; i < 16; i++) yield Buffer.alloc(1024 * 1024, i);
+        failed = true;
+        throw new PluginError("storage", "GetObject s3://b/k: the store broke off");
       }),
       { streamIdleMs: 10_000 },
     );
