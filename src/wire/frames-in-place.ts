@@ -43,26 +43,26 @@ export function sendFramesInPlace(call: object): boolean {
 }
 
 /**
- * Waits until `sent()` (the call's frames are written out) or the call's HTTP/2 stream has
- * closed, for at most `graceMs`; then resets the stream (RST_STREAM CANCEL), so that frames
- * still queued behind a reader that takes nothing are dropped and their buffers freed, and
- * waits for it to close. Resolves at once where the stream cannot be reached (guarded as above).
+ * Waits until `allSent` (the call's queued frames are written out; undefined: none are queued) or
+ * the call's HTTP/2 stream has closed, for at most `graceMs`; then resets the stream (RST_STREAM
+ * CANCEL), so that frames still queued behind a reader that takes nothing are dropped and their
+ * buffers freed, and waits for it to close. Resolves at once where the stream cannot be reached
+ * (guarded as above).
  */
 export async function untilFramesGone(
   call: object,
-  sent: () => boolean,
-  onSent: (notify: () => void) => void,
+  allSent: Promise<void> | undefined,
   graceMs: number,
 ): Promise<void> {
   const stream = (call as { call?: InterceptingCallInternals }).call?.stream;
-  if (sent() || !stream || stream.closed || stream.destroyed || !stream.once || !stream.close) return;
+  if (!allSent || !stream || stream.closed || stream.destroyed || !stream.once || !stream.close) return;
   const closed = new Promise<void>((resolve) => stream.once?.("close", resolve));
   const timers: NodeJS.Timeout[] = [];
   const after = (ms: number) => new Promise<void>((resolve) => timers.push(setTimeout(resolve, ms)));
   try {
     const gone = await Promise.race([
       closed.then(() => true),
-      new Promise<boolean>((resolve) => onSent(() => resolve(true))),
+      allSent.then(() => true),
       after(graceMs).then(() => false),
     ]);
     if (gone) return;

@@ -80,12 +80,8 @@ export function openStreamHandler(
         // queued are sent from the range's buffer, which stays charged to the budget until they
         // are out (the error frame follows them) or the stream is gone: reset after one more idle
         // limit, so a reader that takes nothing holds neither budget nor memory beyond it.
-        await untilFramesGone(
-          call,
-          () => unsent === 0,
-          (notify) => (onAllSent = notify),
-          idleMs,
-        );
+        const allSent = unsent === 0 ? undefined : new Promise<void>((resolve) => (onAllSent = resolve));
+        await untilFramesGone(call, allSent, idleMs);
         // Whatever ended the loop, the reader gives its buffers back (see ArtifactService.openStream).
         await chunks.return?.(undefined);
       }
